@@ -114,6 +114,11 @@ impl Chat {
         let user = caller.user_id;
         match op {
             "ping" => raw(&json!({ "ts": now_millis() })),
+            "user_find" => {
+                let a: protocol::UserFindArgs = args(raw_args)?;
+                let name = validate::name(&a.display_name, "display_name")?;
+                raw(&json!({ "users": self.store.users_named(&name, 20).await? }))
+            }
             "direct_open" => {
                 let a: protocol::DirectOpenArgs = args(raw_args)?;
                 let id = self.open_direct(user, a.user_id).await?;

@@ -58,7 +58,13 @@ impl TestServer {
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
-        TestServer { addr, config, stop: Some(stop), task: Some(task), _dir: None }
+        TestServer {
+            addr,
+            config,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: None,
+        }
     }
 
     /// Graceful shutdown; waits until the server has finished.
@@ -67,7 +73,11 @@ impl TestServer {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(20), task).await.unwrap().unwrap().unwrap();
+            tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
         }
     }
 
@@ -109,7 +119,10 @@ pub async fn login(addr: SocketAddr, name: &str) -> Login {
         .unwrap();
     assert_eq!(response.status(), 200, "dev login");
     let body: Value = response.json().await.unwrap();
-    Login { token: body["token"].as_str().unwrap().to_string(), user_id: body["user"]["id"].as_i64().unwrap() }
+    Login {
+        token: body["token"].as_str().unwrap().to_string(),
+        user_id: body["user"]["id"].as_i64().unwrap(),
+    }
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -132,8 +145,20 @@ pub enum Closed {
 impl Client {
     pub async fn connect(addr: SocketAddr, token: &str) -> Client {
         let url = format!("ws://{addr}/v1/ws?token={token}");
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket upgrade");
-        let mut client = Client { ws, hello: Value::Null, events: VecDeque::new(), next_id: 1 };
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket upgrade");
+        Client::from_ws(ws).await
+    }
+
+    /// Wraps an upgraded socket and reads its hello.
+    pub async fn from_ws(ws: Ws) -> Client {
+        let mut client = Client {
+            ws,
+            hello: Value::Null,
+            events: VecDeque::new(),
+            next_id: 1,
+        };
         let hello = client.next_frame().await.expect("hello frame");
         assert_eq!(hello["event"], "hello", "first frame is hello: {hello}");
         client.hello = hello["data"].clone();
@@ -143,9 +168,13 @@ impl Client {
     /// Reads the next JSON frame (skipping pings), or None when the socket closed.
     pub async fn next_frame(&mut self) -> Option<Value> {
         loop {
-            let message = tokio::time::timeout(TIMEOUT, self.ws.next()).await.expect("frame within timeout")?;
+            let message = tokio::time::timeout(TIMEOUT, self.ws.next())
+                .await
+                .expect("frame within timeout")?;
             match message {
-                Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).expect("server sends JSON")),
+                Ok(Message::Text(text)) => {
+                    return Some(serde_json::from_str(&text).expect("server sends JSON"))
+                }
                 Ok(Message::Close(_)) | Err(_) => return None,
                 Ok(_) => continue,
             }
@@ -168,7 +197,10 @@ impl Client {
     /// Waits for the reply with `id`, buffering pushes that arrive first.
     pub async fn reply(&mut self, id: i64) -> Value {
         loop {
-            let frame = self.next_frame().await.expect("connection closed while waiting for a reply");
+            let frame = self
+                .next_frame()
+                .await
+                .expect("connection closed while waiting for a reply");
             if frame.get("event").is_some() {
                 self.events.push_back(frame);
             } else if frame["id"] == id {
@@ -207,7 +239,10 @@ impl Client {
             }
         }
         loop {
-            let frame = self.next_frame().await.unwrap_or_else(|| panic!("closed while waiting for {name}"));
+            let frame = self
+                .next_frame()
+                .await
+                .unwrap_or_else(|| panic!("closed while waiting for {name}"));
             if frame["event"] == name {
                 return frame["data"].clone();
             }
@@ -216,7 +251,10 @@ impl Client {
 
     /// Asserts that no push of type `name` arrives within `wait`.
     pub async fn no_event(&mut self, name: &str, wait: Duration) {
-        assert!(!self.events.iter().any(|f| f["event"] == name), "unexpected buffered {name}");
+        assert!(
+            !self.events.iter().any(|f| f["event"] == name),
+            "unexpected buffered {name}"
+        );
         let deadline = tokio::time::Instant::now() + wait;
         while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, self.ws.next()).await {
             if let Message::Text(text) = message {
@@ -230,9 +268,18 @@ impl Client {
     /// Reads until the server closes; returns the close code.
     pub async fn closed(&mut self) -> Closed {
         loop {
-            match tokio::time::timeout(TIMEOUT, self.ws.next()).await.expect("close within timeout") {
-                Some(Ok(Message::Close(Some(frame)))) => return Closed::Code(u16::from(frame.code)),
-                Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return Closed::NoCloseFrame,
+            match tokio::time::timeout(TIMEOUT, self.ws.next())
+                .await
+                .expect("close within timeout")
+            {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return Closed::Code(u16::from(frame.code))
+                }
+                Some(Ok(Message::Close(None))) | None => return Closed::NoCloseFrame,
+                Some(Err(error)) => {
+                    eprintln!("socket error while waiting for close: {error}");
+                    return Closed::NoCloseFrame;
+                }
                 Some(Ok(_)) => continue,
             }
         }
@@ -241,7 +288,10 @@ impl Client {
     /// Sends a text message to a conversation and returns the acked message.
     pub async fn say(&mut self, conversation_id: i64, cmid: &str, text: &str) -> Value {
         let result = self
-            .ok("send", json!({ "conversation_id": conversation_id, "cmid": cmid, "content": text }))
+            .ok(
+                "send",
+                json!({ "conversation_id": conversation_id, "cmid": cmid, "content": text }),
+            )
             .await;
         result["message"].clone()
     }
@@ -252,12 +302,19 @@ pub fn close_code(code: CloseCode) -> u16 {
 }
 
 /// Runs a `sync` from `cursors` until nothing is left; returns every message received, per conversation.
-pub async fn sync_all(client: &mut Client, cursors: &mut std::collections::HashMap<i64, i64>) -> Vec<Value> {
+pub async fn sync_all(
+    client: &mut Client,
+    cursors: &mut std::collections::HashMap<i64, i64>,
+) -> Vec<Value> {
     let mut all = Vec::new();
     loop {
-        let args: serde_json::Map<String, Value> =
-            cursors.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-        let result = client.ok("sync", json!({ "cursors": args, "limit": 50 })).await;
+        let args: serde_json::Map<String, Value> = cursors
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        let result = client
+            .ok("sync", json!({ "cursors": args, "limit": 50 }))
+            .await;
         let conversations = result["conversations"].as_array().unwrap().clone();
         if conversations.is_empty() {
             return all;

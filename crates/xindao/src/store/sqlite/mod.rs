@@ -306,6 +306,23 @@ impl Store for SqliteStore {
         self.read(move |conn| load_user(conn, id)).await
     }
 
+    async fn users_named(&self, display_name: &str, limit: usize) -> Result<Vec<User>> {
+        let name = display_name.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, display_name FROM users WHERE display_name = ?1 ORDER BY id LIMIT ?2",
+            )?
+            .query_map(params![name, limit as i64], |row| {
+                Ok(User {
+                    id: row.get(0)?,
+                    display_name: row.get(1)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
     async fn create_session(
         &self,
         token_hash: [u8; 32],
