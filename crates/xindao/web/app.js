@@ -98,7 +98,10 @@ async function start(client) {
   $('me-name').textContent = S.me.display_name;
   $('me-id').textContent = 'user id ' + S.me.id;
   $('me-avatar').textContent = initial(S.me.display_name);
-  client.on('state', renderConn);
+  client.on('state', (s) => {
+    renderConn(s);
+    renderConversations();
+  });
   client.on('message', onMessage);
   client.on('read', onRead);
   client.on('typing', onTyping);
@@ -208,7 +211,7 @@ function renderConversations() {
   ul.replaceChildren();
   for (const c of sortedConvs()) {
     const unread = unreadOf(c);
-    const online = c.kind === 'direct' && c.peer && S.presence.get(c.peer.id);
+    const online = c.kind === 'direct' && c.peer && S.client && S.client.state === 'open' && S.presence.get(c.peer.id);
     ul.append(
       h(
         'li',
