@@ -219,6 +219,9 @@ class XindaoClient extends Emitter {
     this._saveTimer = null;
     this._openWaiters = [];
     this._checking = false;
+    this._throttleQ = [];
+    this._drainTimer = null;
+    this._tokens = null;
   }
 
   // ---------------------------------------------------------------- state
@@ -460,6 +463,14 @@ class XindaoClient extends Emitter {
     // in-flight sends go back to the outbox (resent with the same cmid: the server dedupes);
     // other in-flight requests fail: their outcome is unknown
     const err = new XindaoError('disconnected', 'connection lost before the reply');
+    clearTimeout(this._drainTimer);
+    this._drainTimer = null;
+    for (const e of this._throttleQ.splice(0)) {
+      if (e.item) {
+        e.item.inflight = false;
+        e.item.reqId = null;
+      } else e.reject(err);
+    }
     for (const [id, e] of this._inflight) {
       this._inflight.delete(id);
       clearTimeout(e.timer);
@@ -685,6 +696,7 @@ class XindaoClient extends Emitter {
     this.hello = data;
     this.user = data.user;
     this.limits = data.limits || {};
+    this._tokens = null; // a new connection has a full bucket
     if (prevUser && prevUser !== this.user.id) {
       this._convs.clear();
       this._baselined = false;
@@ -729,6 +741,46 @@ class XindaoClient extends Emitter {
 
   _writeRequest(e) {
     clearTimeout(e.timer);
+    // pace requests under the server's rate limit (hello.limits): a burst of queued sends after a reconnect
+    // must not be refused with rate_limited or get the socket closed with 4008
+    if (this._throttleQ.length || !this._takeToken()) {
+      this._throttleQ.push(e);
+      this._scheduleDrain();
+      return;
+    }
+    this._writeNow(e);
+  }
+
+  _takeToken() {
+    const lim = this.limits;
+    if (!lim || !(lim.rate_per_sec > 0)) return true;
+    const now = Date.now();
+    const cap = Math.max(1, (lim.rate_burst || lim.rate_per_sec) - 2);
+    const perMs = (lim.rate_per_sec * 0.9) / 1000;
+    if (this._tokens == null) {
+      this._tokens = cap;
+      this._tokAt = now;
+    }
+    this._tokens = Math.min(cap, this._tokens + (now - this._tokAt) * perMs);
+    this._tokAt = now;
+    if (this._tokens >= 1) {
+      this._tokens -= 1;
+      return true;
+    }
+    return false;
+  }
+
+  _scheduleDrain() {
+    if (this._drainTimer) return;
+    const every = Math.ceil(1000 / (this.limits.rate_per_sec * 0.9));
+    this._drainTimer = setTimeout(() => {
+      this._drainTimer = null;
+      while (this._throttleQ.length && this._conn && this._state === 'open' && this._takeToken()) this._writeNow(this._throttleQ.shift());
+      if (this._throttleQ.length && this._conn) this._scheduleDrain();
+    }, every);
+  }
+
+  _writeNow(e) {
     const frame = { id: e.id, op: e.op };
     if (e.args !== undefined) frame.args = e.args;
     try {
@@ -790,6 +842,8 @@ class XindaoClient extends Emitter {
     this._outbox.splice(i, 1);
     clearTimeout(item.timer);
     clearTimeout(item.retryTimer);
+    const q = this._throttleQ.findIndex((e) => e.item === item);
+    if (q >= 0) this._throttleQ.splice(q, 1);
     if (item.reqId != null) {
       const e = this._inflight.get(item.reqId);
       if (e) {

@@ -205,3 +205,22 @@ test('a revoked token found at reconnect (upgrade refused with 401) ends the ses
   await ended;
   assert.equal(a.state, 'closed');
 });
+
+test('a large outbox is paced under the server rate limit after a restart (no rate_limited, no 4008)', async () => {
+  let srv = await server();
+  const a = await client(srv.url, 'burst-a', { sendTimeoutMs: 60000 });
+  const room = await a.createRoom('burst-' + Date.now());
+  const limits = a.hello.limits;
+  const n = Math.min(150, 3 * limits.rate_burst + 30);
+  await srv.kill();
+  await waitFor(() => a.state === 'reconnecting', 5000);
+  const sends = [];
+  for (let i = 1; i <= n; i++) sends.push(a.send(room.id, 'burst ' + i));
+  srv = await restart(srv, 'SIGKILL');
+  await waitFor(() => a.state === 'open', 15000, 'reconnected');
+  const closes = [];
+  a.on('state', (s) => s.state === 'reconnecting' && closes.push(s.code));
+  const acks = await Promise.all(sends);
+  assert.deepEqual(acks.map((r) => r.message.seq), range(1, n), 'in order, each once');
+  assert.deepEqual(closes, [], 'the socket was never closed (no 4008 flood close)');
+});
