@@ -181,12 +181,40 @@ test('two users chat 1:1 and in a room, then survive a server crash and restart'
   await openConv(alice, 'bob');
   await alice.page.waitForFunction(() => document.querySelectorAll('#message-list li.msg').length === 5);
 
-  // ---- small screen layout
+  // ---- many messages from alice's second device (the SDK in the page, a second client): her open page shows
+  // them live, in order; a new member sees the latest 50 and scrolls back to the beginning
+  await openConv(alice, `# ${roomName}`);
+  const roomId = Number(await alice.page.getAttribute('#conversations li.conv[data-kind="room"]', 'data-id'));
+  const BULK = 80;
+  await alice.page.evaluate(
+    async ([id, n]) => {
+      const { XindaoClient } = await import('/xindao.js');
+      const token = JSON.parse(localStorage.getItem('xindao.session')).token;
+      const c = new XindaoClient({ token, lifecycle: false });
+      await c.connect();
+      await Promise.all(Array.from({ length: n }, (_, i) => c.send(id, 'bulk ' + (i + 1))));
+      c.close();
+    },
+    [roomId, BULK],
+  );
+  const total = expected.length + BULK;
+  await alice.page.waitForFunction((n) => document.querySelectorAll('#message-list li.msg').length === n, total, { timeout: 20000 });
+  assert.deepEqual((await shown(alice)).map((m) => m.seq), Array.from({ length: total }, (_, i) => i + 1));
+
+  // ---- small screen layout + history scroll-back
   const mobile = await newUser('carol', { width: 390, height: 760 });
   await mobile.page.click('#refresh-rooms');
   await mobile.page.click(`#public-rooms li.room-row:has(.room-name:text-is("# ${roomName}")) button.join`);
-  await mobile.page.waitForFunction(() => document.querySelectorAll('#message-list li.msg').length === 5);
+  await mobile.page.waitForFunction(() => document.querySelectorAll('#message-list li.msg').length === 50);
   await shot(mobile, '08-mobile-room.png');
+  for (let i = 0; i < 5 && (await mobile.page.$$('#message-list li.msg')).length < total; i++) {
+    await mobile.page.evaluate(() => (document.getElementById('messages').scrollTop = 0));
+    await mobile.page.waitForTimeout(300);
+  }
+  const carolView = await shown(mobile);
+  assert.deepEqual(carolView.map((m) => m.seq), Array.from({ length: total }, (_, i) => i + 1), 'scrolled back to the first message');
+  assert.equal(await mobile.page.textContent('#older'), 'Beginning of the conversation');
+  await shot(mobile, '09-mobile-scrolled-back.png');
 
   assert.deepEqual(dialogs, [], 'no alert() ran');
   assert.deepEqual(pageErrors, [], 'no uncaught page errors');

@@ -153,6 +153,8 @@ function convTitle(c) {
 }
 
 function unreadOf(c) {
+  // the open conversation is being read (markReadSoon catches up on the server)
+  if (c.id === S.activeId && document.visibilityState === 'visible') return 0;
   return Math.max(0, (c.last_seq || 0) - (c.read_seq || 0));
 }
 
@@ -171,6 +173,7 @@ async function refreshConversations() {
       c.last_seq = Math.max(c.last_seq, old.last_seq || 0);
       c.read_seq = Math.max(c.read_seq, old.read_seq || 0);
       if (old.last_message && (!c.last_message || old.last_message.seq > c.last_message.seq)) c.last_message = old.last_message;
+      if (old.memberCount) c.memberCount = old.memberCount;
     }
     S.convs.set(c.id, c);
     if (c.peer) S.users.set(c.peer.id, c.peer.display_name);
