@@ -58,7 +58,7 @@ $('login-form').addEventListener('submit', async (ev) => {
   $('login-button').disabled = true;
   $('login-error').textContent = '';
   try {
-    const client = new XindaoClient({ storage });
+    const client = new XindaoClient({ storage, sendTimeoutMs: 0 });
     const session = await client.loginDev(name);
     localStorage.setItem('xindao.session', JSON.stringify({ token: session.token, user: session.user }));
     await start(client);
@@ -648,7 +648,9 @@ $('composer-input').addEventListener('input', () => {
     saved = null;
   }
   if (!saved || !saved.token) return showLogin('');
-  const client = new XindaoClient({ storage, token: saved.token, user: saved.user });
+  // sendTimeoutMs 0: while the page is open, unsent messages wait in the outbox (shown as "Sending…") for as
+  // long as the connection is down, and go out exactly once when it is back
+  const client = new XindaoClient({ storage, sendTimeoutMs: 0, token: saved.token, user: saved.user });
   try {
     await start(client);
   } catch (e) {
