@@ -1,13 +1,44 @@
-//! The bus carries deliveries to every node that may hold a recipient. A single node uses [`LocalBus`],
-//! which hands them straight to its own hub; a cluster bus (Redis, NATS) also sends them to the other nodes.
+//! The bus carries deliveries to every node that may hold a recipient, and answers who is online. A single
+//! node uses [`LocalBus`], which hands them straight to its own hub; a cluster bus ([`crate::cluster`], on
+//! Redis or NATS) also sends them to the other nodes and keeps cluster-wide presence.
 
 use std::sync::Arc;
 
-use crate::hub::{Delivery, Hub};
+use async_trait::async_trait;
+use axum::extract::ws::Utf8Bytes;
+use serde_json::json;
 
-/// Where the chat service publishes pushes. `publish` must not block.
+use crate::config::Config;
+use crate::error::Result;
+use crate::hub::{Delivery, Hub};
+use crate::model::UserId;
+use crate::protocol;
+
+/// Where the chat service publishes pushes. Nothing here may block.
+#[async_trait]
 pub trait Bus: Send + Sync + 'static {
+    /// Delivers on this node at once and, on a cluster bus, on every other node.
     fn publish(&self, delivery: Delivery);
+    /// The user's first connection on this node opened (`online`), or their last one here closed.
+    /// Watchers hear about it when this changes whether the user is online anywhere.
+    fn local_presence(&self, user_id: UserId, online: bool);
+    /// Whether the user has a connection on any node.
+    fn is_online(&self, user_id: UserId) -> bool;
+    /// Leaves the cluster (graceful shutdown).
+    async fn shutdown(&self) {}
+}
+
+/// The `presence` push for one user.
+pub fn presence_frame(user_id: UserId, online: bool) -> Utf8Bytes {
+    protocol::event("presence", &json!({ "user_id": user_id, "online": online }))
+}
+
+/// Opens the bus `config.bus` names: `local`, `redis://...` or `nats://...`.
+pub async fn open(config: &Config, hub: Arc<Hub>) -> Result<Arc<dyn Bus>> {
+    if config.bus == "local" {
+        return Ok(Arc::new(LocalBus::new(hub)));
+    }
+    crate::cluster::open(config, hub).await
 }
 
 /// The single-node bus: delivery is local.
@@ -21,8 +52,18 @@ impl LocalBus {
     }
 }
 
+#[async_trait]
 impl Bus for LocalBus {
     fn publish(&self, delivery: Delivery) {
         self.hub.deliver(&delivery);
+    }
+
+    fn local_presence(&self, user_id: UserId, online: bool) {
+        let frame = presence_frame(user_id, online);
+        self.hub.deliver(&Delivery::Watchers { user_id, frame });
+    }
+
+    fn is_online(&self, user_id: UserId) -> bool {
+        self.hub.is_online(user_id)
     }
 }

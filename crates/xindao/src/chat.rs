@@ -82,7 +82,7 @@ impl Chat {
             .hub
             .register(session.user_id, session.token_hash, &conversations, tx);
         if registered.first_of_user {
-            self.publish_presence(session.user_id, true);
+            self.bus.local_presence(session.user_id, true);
         }
         Ok(registered)
     }
@@ -90,13 +90,8 @@ impl Chat {
     /// Unregisters a connection; announces the user offline when it was their last.
     pub fn disconnect(&self, caller: Caller) {
         if self.hub.unregister(caller.user_id, caller.conn_id) {
-            self.publish_presence(caller.user_id, false);
+            self.bus.local_presence(caller.user_id, false);
         }
-    }
-
-    fn publish_presence(&self, user_id: UserId, online: bool) {
-        let frame = protocol::event("presence", &json!({ "user_id": user_id, "online": online }));
-        self.bus.publish(Delivery::Watchers { user_id, frame });
     }
 
     /// Ends every connection of a session (after logout).
@@ -182,7 +177,7 @@ impl Chat {
                     .await?
                     .into_iter()
                     .map(|m| MemberView {
-                        online: self.hub.is_online(m.user.id),
+                        online: self.bus.is_online(m.user.id),
                         user: m.user,
                         role: m.role,
                         read_seq: m.read_seq,
@@ -266,7 +261,7 @@ impl Chat {
                 self.hub.watch_presence(user, caller.conn_id, &watched);
                 let presence: Vec<_> = watched
                     .iter()
-                    .map(|&id| json!({ "user_id": id, "online": self.hub.is_online(id) }))
+                    .map(|&id| json!({ "user_id": id, "online": self.bus.is_online(id) }))
                     .collect();
                 raw(&json!({ "presence": presence }))
             }

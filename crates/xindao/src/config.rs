@@ -75,8 +75,18 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory for the embedded SQLite database.
     pub data_dir: PathBuf,
-    /// Storage engine: "sqlite" (embedded, in data_dir).
+    /// Storage engine: "sqlite" (embedded, in data_dir) or a PostgreSQL URL "postgres://user@host/db".
     pub store: String,
+    /// Pooled connections per node to PostgreSQL.
+    pub postgres_pool_size: usize,
+    /// Fan-out between nodes: "local" (one node), "redis://host:6379" or "nats://host:4222".
+    pub bus: String,
+    /// Redis channel / NATS subject the nodes of one cluster share.
+    pub bus_channel: String,
+    /// This node's name on the bus (unset: random at each start).
+    pub node_id: Option<String>,
+    /// A node not heard from for this long is gone, with its users' presence; heartbeats every third of it.
+    pub presence_ttl_ms: u64,
     /// Durability of an ack on SQLite: "normal" or "full".
     pub sqlite_synchronous: SqliteSync,
     /// WeChat mini-program AppID; with wechat_secret enables WeChat login.
@@ -127,6 +137,11 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("xindao-data"),
             store: "sqlite".into(),
+            postgres_pool_size: 16,
+            bus: "local".into(),
+            bus_channel: "xindao".into(),
+            node_id: None,
+            presence_ttl_ms: 15_000,
             sqlite_synchronous: SqliteSync::Normal,
             wechat_appid: None,
             wechat_secret: None,
@@ -189,8 +204,27 @@ impl Config {
             }
         };
         check(
-            self.store == "sqlite",
-            "store must be \"sqlite\" (PostgreSQL is not built in yet)",
+            self.store == "sqlite" || self.postgres_url().is_some(),
+            "store must be \"sqlite\" or a postgres:// URL",
+        )?;
+        check(
+            self.bus == "local"
+                || ["redis://", "rediss://", "nats://"]
+                    .iter()
+                    .any(|scheme| self.bus.starts_with(scheme)),
+            "bus must be \"local\", redis://... or nats://...",
+        )?;
+        check(
+            self.presence_ttl_ms >= 300,
+            "presence_ttl_ms must be >= 300",
+        )?;
+        check(
+            self.postgres_pool_size >= 2,
+            "postgres_pool_size must be >= 2",
+        )?;
+        check(
+            !self.bus_channel.is_empty(),
+            "bus_channel must not be empty",
         )?;
         check(self.heartbeat_ms >= 100, "heartbeat_ms must be >= 100")?;
         check(
@@ -225,6 +259,14 @@ impl Config {
         Ok(())
     }
 
+    /// The PostgreSQL URL when `store` is one.
+    pub fn postgres_url(&self) -> Option<&str> {
+        ["postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| self.store.starts_with(scheme))
+            .then_some(self.store.as_str())
+    }
+
     /// Whether WeChat login is configured.
     pub fn wechat_enabled(&self) -> bool {
         self.wechat_appid.is_some() && self.wechat_secret.is_some()
@@ -245,6 +287,8 @@ impl Config {
         if shown.wechat_secret.is_some() {
             shown.wechat_secret = Some("********".into());
         }
+        shown.store = mask_url_password(&shown.store);
+        shown.bus = mask_url_password(&shown.bus);
         toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 
@@ -259,6 +303,20 @@ impl Config {
     }
     pub fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.session_ttl_secs)
+    }
+}
+
+/// `scheme://user:secret@host/...` -> `scheme://user:********@host/...`; anything else unchanged.
+fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:********@{host}"),
+        None => url.to_string(),
     }
 }
 
@@ -278,10 +336,30 @@ pub struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
-    /// Storage engine.
+    /// Storage engine: sqlite or postgres://user@host/db.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    /// PostgreSQL connections per node.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_pool_size: Option<usize>,
+    /// Fan-out between nodes: local, redis://host:6379 or nats://host:4222.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bus: Option<String>,
+    /// Redis channel / NATS subject shared by the cluster's nodes.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bus_channel: Option<String>,
+    /// This node's name on the bus (default: random).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// Milliseconds after which a silent node's users count as offline.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_ttl_ms: Option<u64>,
     /// SQLite durability of an ack: normal (survives crashes) or full (also power loss).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -322,6 +322,22 @@ impl Hub {
         }
     }
 
+    /// Users with at least one connection on this node.
+    pub fn local_users(&self) -> Vec<UserId> {
+        self.state.read().users.keys().copied().collect()
+    }
+
+    /// Pushes `frame` to every connection on this node (e.g. `resync` after the cluster bus reconnected).
+    pub fn broadcast(&self, frame: &Utf8Bytes) {
+        let users = self.local_users();
+        for user_id in users {
+            self.deliver(&Delivery::User {
+                user_id,
+                frame: frame.clone(),
+            });
+        }
+    }
+
     /// Connections open on this node.
     pub fn connection_count(&self) -> usize {
         self.state

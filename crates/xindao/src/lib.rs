@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod bus;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod hub;

@@ -1,7 +1,8 @@
 //! Assembles a server from its configuration and runs it until shutdown.
 //!
 //! Shutdown order: stop accepting, close every WebSocket with 1001 once its current request is answered,
-//! wait for the connection tasks, then let the store commit what it accepted and close cleanly.
+//! wait for the connection tasks, then let the store commit what it accepted and close cleanly, then leave
+//! the cluster bus (after the store, so the last commits' pushes still go out).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,13 +15,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Auth;
-use crate::bus::{Bus, LocalBus};
+use crate::bus::Bus;
 use crate::chat::{commit_hook, Chat};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 
 /// How long shutdown waits for connections to finish their current request.
@@ -30,6 +30,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct App {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn Bus>,
     pub hub: Arc<Hub>,
     pub chat: Chat,
     pub auth: Auth,
@@ -51,23 +52,26 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| Error::Unavailable(format!("cannot listen on {}: {e}", config.listen)))?;
-        Server::with_listener(config, listener)
+        Server::with_listener(config, listener).await
     }
 
-    /// Uses an already bound listener (tests and benchmarks bind port 0).
-    pub fn with_listener(config: Config, listener: TcpListener) -> Result<Server> {
+    /// Uses an already bound listener (tests and benchmarks bind port 0). Connects to the bus and the
+    /// store (running migrations) before returning.
+    pub async fn with_listener(config: Config, listener: TcpListener) -> Result<Server> {
         let config = Arc::new(config);
         let metrics = Metrics::default();
         let hub = Arc::new(Hub::new(metrics.clone()));
-        let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(hub.clone()));
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
-            &config.data_dir,
-            config.sqlite_synchronous,
-            config.commit_batch_max,
-            commit_hook(bus.clone(), metrics.clone()),
-        )?);
+        let bus = crate::bus::open(&config, hub.clone()).await?;
+        let store =
+            match crate::store::open(&config, commit_hook(bus.clone(), metrics.clone())).await {
+                Ok(store) => store,
+                Err(error) => {
+                    bus.shutdown().await;
+                    return Err(error);
+                }
+            };
         let auth = Auth::new(store.clone(), config.clone())?;
-        let chat = Chat::new(store.clone(), bus, hub.clone(), config.clone());
+        let chat = Chat::new(store.clone(), bus.clone(), hub.clone(), config.clone());
         if config.wechat_enabled() {
             tracing::info!(
                 "WeChat login enabled (code2Session at {})",
@@ -81,6 +85,7 @@ impl Server {
             connection_slots: Arc::new(Semaphore::new(config.max_connections)),
             config,
             store,
+            bus,
             hub,
             chat,
             auth,
@@ -125,6 +130,7 @@ impl Server {
             tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
         }
         app.store.shutdown().await;
+        app.bus.shutdown().await;
         tracing::info!("shutdown complete");
         result
     }

@@ -1,16 +1,41 @@
-//! The storage seam: one trait, implemented by the embedded SQLite store (and later PostgreSQL).
+//! The storage seam: one trait, implemented by the embedded SQLite store and by PostgreSQL (for clusters).
 //!
 //! The store is the source of truth for users, sessions, conversations, membership, messages and read state.
 //! It enforces the invariants that must hold under concurrency: per-conversation seq allocated in the same
 //! transaction as the insert, idempotency by (sender, cmid), membership checked inside the write, read markers
 //! that only move forward.
 
+pub mod postgres;
 pub mod sqlite;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::config::Config;
 use crate::error::Result;
 use crate::model::*;
+
+/// Opens the store `config.store` names, with `hook` called after each commit.
+pub async fn open(config: &Config, hook: CommitHook) -> Result<Arc<dyn Store>> {
+    Ok(match config.postgres_url() {
+        Some(url) => Arc::new(
+            postgres::PostgresStore::open(
+                url,
+                config.postgres_pool_size,
+                config.commit_batch_max,
+                hook,
+            )
+            .await?,
+        ),
+        None => Arc::new(sqlite::SqliteStore::open(
+            &config.data_dir,
+            config.sqlite_synchronous,
+            config.commit_batch_max,
+            hook,
+        )?),
+    })
+}
 
 /// Called once for every newly committed message, after its transaction committed and before `append`
 /// returns, in seq order per conversation. This is how pushes leave the node in commit order. The second

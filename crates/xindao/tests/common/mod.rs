@@ -52,7 +52,9 @@ impl TestServer {
 
     pub async fn start_with(config: Config) -> TestServer {
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-        let server = Server::with_listener(config.clone(), listener).unwrap();
+        let server = Server::with_listener(config.clone(), listener)
+            .await
+            .unwrap();
         let addr = server.local_addr();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {

@@ -1,0 +1,121 @@
+//! What nodes say to each other over the bus: deliveries, presence announcements and node heartbeats,
+//! each tagged with the sending node so that a node can ignore its own echo.
+
+use axum::extract::ws::Utf8Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::hub::Delivery;
+use crate::model::{ConversationId, UserId};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    pub node: String,
+    #[serde(flatten)]
+    pub body: Wire,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Wire {
+    /// A delivery for the hub of every other node. `skip_conn` is node-local and does not travel.
+    Conversation {
+        conversation_id: ConversationId,
+        frame: String,
+        skip_user: UserId,
+    },
+    User {
+        user_id: UserId,
+        frame: String,
+    },
+    Membership {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        member: bool,
+    },
+    EndSession {
+        token_hash: [u8; 32],
+    },
+    /// The sender's first connection of this user opened, or its last one closed.
+    Presence {
+        user_id: UserId,
+        online: bool,
+    },
+    /// Heartbeat: every user online on the sender. A node silent for the presence TTL is considered gone.
+    Snapshot {
+        users: Vec<UserId>,
+    },
+    /// A node (re)joined: everyone answers with a snapshot.
+    Hello,
+    /// A node leaves gracefully.
+    Bye,
+    /// The sender may have failed to publish some deliveries: every node tells its clients to resync.
+    Resync,
+}
+
+impl Wire {
+    /// The cluster form of a delivery; `None` for what stays on this node (presence watchers are told by
+    /// each node from its own view of presence).
+    pub fn from_delivery(delivery: &Delivery) -> Option<Wire> {
+        Some(match delivery {
+            Delivery::Conversation {
+                conversation_id,
+                frame,
+                skip_user,
+                ..
+            } => Wire::Conversation {
+                conversation_id: *conversation_id,
+                frame: frame.as_str().to_owned(),
+                skip_user: *skip_user,
+            },
+            Delivery::User { user_id, frame } => Wire::User {
+                user_id: *user_id,
+                frame: frame.as_str().to_owned(),
+            },
+            Delivery::Membership {
+                conversation_id,
+                user_id,
+                member,
+            } => Wire::Membership {
+                conversation_id: *conversation_id,
+                user_id: *user_id,
+                member: *member,
+            },
+            Delivery::EndSession { token_hash } => Wire::EndSession {
+                token_hash: *token_hash,
+            },
+            Delivery::Watchers { .. } => return None,
+        })
+    }
+
+    /// The local delivery a received message asks for, if it is one.
+    pub fn into_delivery(self) -> Result<Delivery, Wire> {
+        Ok(match self {
+            Wire::Conversation {
+                conversation_id,
+                frame,
+                skip_user,
+            } => Delivery::Conversation {
+                conversation_id,
+                frame: Utf8Bytes::from(frame),
+                // Connection ids start at 1: 0 skips nobody.
+                skip_conn: 0,
+                skip_user,
+            },
+            Wire::User { user_id, frame } => Delivery::User {
+                user_id,
+                frame: Utf8Bytes::from(frame),
+            },
+            Wire::Membership {
+                conversation_id,
+                user_id,
+                member,
+            } => Delivery::Membership {
+                conversation_id,
+                user_id,
+                member,
+            },
+            Wire::EndSession { token_hash } => Delivery::EndSession { token_hash },
+            other => return Err(other),
+        })
+    }
+}

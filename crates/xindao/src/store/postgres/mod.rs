@@ -1,0 +1,512 @@
+//! The PostgreSQL store, for several xindao nodes sharing one database (`store = "postgres://..."`).
+//!
+//! Same semantics as the SQLite store. Message appends go through the per-node group-commit task in
+//! [`writer`]; every other call takes a pooled connection. When the database cannot be reached, calls fail
+//! with `unavailable` (nothing was committed) and succeed again once it is back.
+
+mod rooms;
+mod schema;
+mod writer;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use super::{CommitHook, ExternalId, LoginIdentity, SessionInfo, Store};
+use crate::error::{Error, Result};
+use crate::model::*;
+
+const APPEND_QUEUE: usize = 16 * 1024;
+/// How long a call waits for a connection (or to open one) before answering `unavailable`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub(crate) const MESSAGE_COLUMNS: &str =
+    "id, conversation_id, seq, sender_id, cmid, kind, content, created_at";
+
+/// PostgreSQL implementation of [`Store`].
+pub struct PostgresStore {
+    pool: Pool,
+    appends: Mutex<Option<mpsc::Sender<writer::AppendJob>>>,
+    writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Connection trouble, an operator shutting the database down, resource exhaustion or a rollback mean "cannot
+/// take writes now"; anything else (a constraint we did not expect, bad SQL) is a bug.
+pub(crate) fn map_pg(error: tokio_postgres::Error) -> Error {
+    let unavailable = match error.code() {
+        None => true,
+        Some(code) => {
+            let class = &code.code()[..2];
+            matches!(class, "08" | "25" | "28" | "3D" | "40" | "53" | "57" | "58")
+        }
+    };
+    if unavailable {
+        Error::Unavailable(format!("postgres: {error}"))
+    } else {
+        Error::Internal(format!("postgres: {error}"))
+    }
+}
+
+pub(crate) fn message_from_row(row: &Row) -> Message {
+    message_at(row, 0)
+}
+
+/// Reads the eight message columns starting at `at`.
+fn message_at(row: &Row, at: usize) -> Message {
+    let kind: String = row.get(at + 5);
+    let raw: String = row.get(at + 6);
+    Message {
+        id: row.get(at),
+        conversation_id: row.get(at + 1),
+        seq: row.get(at + 2),
+        sender_id: row.get(at + 3),
+        cmid: row.get(at + 4),
+        kind: if kind == "custom" {
+            MessageKind::Custom
+        } else {
+            MessageKind::Text
+        },
+        content: serde_json::from_str(&raw).unwrap_or(serde_json::Value::Null),
+        ts: row.get(at + 7),
+    }
+}
+
+fn user_from_row(row: &Row) -> User {
+    User {
+        id: row.get(0),
+        display_name: row.get(1),
+    }
+}
+
+/// One conversation as a member sees it, with its peer and last message, in one query.
+const CONVERSATION_SELECT: &str =
+    "SELECT c.id, c.kind, c.name, c.visibility, c.owner_id, c.last_seq,
+        m.read_seq, p.id, p.display_name,
+        lm.id, lm.conversation_id, lm.seq, lm.sender_id, lm.cmid, lm.kind, lm.content, lm.created_at
+    FROM members m JOIN conversations c ON c.id = m.conversation_id
+    LEFT JOIN users p ON c.kind = 'direct'
+        AND p.id = CASE WHEN c.direct_lo = m.user_id THEN c.direct_hi ELSE c.direct_lo END
+    LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq";
+
+fn conversation_from_row(row: &Row) -> Conversation {
+    let kind: String = row.get(1);
+    let visibility: Option<String> = row.get(3);
+    let last_seq: i64 = row.get(5);
+    let read_seq: i64 = row.get(6);
+    let peer_id: Option<i64> = row.get(7);
+    let last_id: Option<i64> = row.get(9);
+    Conversation {
+        id: row.get(0),
+        kind: if kind == "direct" {
+            ConversationKind::Direct
+        } else {
+            ConversationKind::Room
+        },
+        name: row.get(2),
+        visibility: visibility.map(|v| {
+            if v == "invite" {
+                Visibility::Invite
+            } else {
+                Visibility::Public
+            }
+        }),
+        owner_id: row.get(4),
+        peer: peer_id.map(|id| User {
+            id,
+            display_name: row.get(8),
+        }),
+        last_seq,
+        read_seq,
+        unread: (last_seq - read_seq).max(0),
+        last_message: last_id.map(|_| message_at(row, 9)),
+    }
+}
+
+fn display_name_for_openid(openid: &str) -> String {
+    let digest = Sha256::digest(openid.as_bytes());
+    format!("wx_{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2])
+}
+
+impl PostgresStore {
+    /// Connects to `url`, runs the embedded migrations and starts the group-commit task.
+    pub async fn open(
+        url: &str,
+        pool_size: usize,
+        batch_max: usize,
+        hook: CommitHook,
+    ) -> Result<Self> {
+        let mut pg: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| Error::Unavailable(format!("bad PostgreSQL URL: {e}")))?;
+        pg.connect_timeout(CONNECT_TIMEOUT);
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                // Verified: a connection the server closed is detected before it is handed out.
+                recycling_method: RecyclingMethod::Verified,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(2))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| Error::Internal(format!("postgres pool: {e}")))?;
+        let mut client = pool
+            .get()
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+        schema::migrate(&mut client).await.map_err(map_pg)?;
+        drop(client);
+        let (tx, rx) = mpsc::channel(APPEND_QUEUE);
+        let task = tokio::spawn(writer::run(pool.clone(), rx, batch_max, hook));
+        tracing::info!("opened PostgreSQL store");
+        Ok(PostgresStore {
+            pool,
+            appends: Mutex::new(Some(tx)),
+            writer_task: Mutex::new(Some(task)),
+        })
+    }
+
+    async fn client(&self) -> Result<Object> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| Error::Unavailable(format!("postgres: {e}")))
+    }
+
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(map_pg)?;
+        client.query(&statement, params).await.map_err(map_pg)
+    }
+
+    async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+        Ok(self.query(sql, params).await?.into_iter().next())
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn upsert_user(&self, identity: LoginIdentity) -> Result<User> {
+        let now = now_millis();
+        let row = match &identity.external_id {
+            ExternalId::WeChat { openid } => {
+                self.query_opt(
+                    "INSERT INTO users (openid, unionid, session_key, display_name, created_at)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (openid) DO UPDATE SET session_key = excluded.session_key,
+                        unionid = COALESCE(excluded.unionid, users.unionid)
+                     RETURNING id, display_name",
+                    &[
+                        openid,
+                        &identity.unionid,
+                        &identity.session_key,
+                        &display_name_for_openid(openid),
+                        &now,
+                    ],
+                )
+                .await?
+            }
+            ExternalId::Dev { display_name } => {
+                self.query_opt(
+                    "INSERT INTO users (dev_name, display_name, created_at) VALUES ($1, $1, $2)
+                     ON CONFLICT (dev_name) DO UPDATE SET dev_name = excluded.dev_name
+                     RETURNING id, display_name",
+                    &[display_name, &now],
+                )
+                .await?
+            }
+        };
+        row.map(|row| user_from_row(&row))
+            .ok_or_else(|| Error::Internal("upsert returned no row".into()))
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<User>> {
+        let row = self
+            .query_opt("SELECT id, display_name FROM users WHERE id = $1", &[&id])
+            .await?;
+        Ok(row.as_ref().map(user_from_row))
+    }
+
+    async fn users_named(&self, display_name: &str, limit: usize) -> Result<Vec<User>> {
+        let rows = self
+            .query(
+                "SELECT id, display_name FROM users WHERE display_name = $1 ORDER BY id LIMIT $2",
+                &[&display_name, &(limit as i64)],
+            )
+            .await?;
+        Ok(rows.iter().map(user_from_row).collect())
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: [u8; 32],
+        user_id: UserId,
+        expires_at: Millis,
+    ) -> Result<()> {
+        let now = now_millis();
+        self.query(
+            "INSERT INTO sessions (token_hash, user_id, created_at, extended_at, expires_at)
+             VALUES ($1, $2, $3, $3, $4)",
+            &[&&token_hash[..], &user_id, &now, &expires_at],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn touch_session(
+        &self,
+        token_hash: [u8; 32],
+        now: Millis,
+        ttl_ms: i64,
+    ) -> Result<Option<SessionInfo>> {
+        let Some(row) = self
+            .query_opt(
+                "SELECT user_id, extended_at, expires_at FROM sessions WHERE token_hash = $1",
+                &[&&token_hash[..]],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let (user_id, extended_at, expires_at): (i64, i64, i64) =
+            (row.get(0), row.get(1), row.get(2));
+        if expires_at <= now {
+            return Ok(None);
+        }
+        if now - extended_at < ttl_ms / 10 {
+            return Ok(Some(SessionInfo {
+                user_id,
+                expires_at,
+            }));
+        }
+        let new_expiry = now + ttl_ms;
+        self.query(
+            "UPDATE sessions SET extended_at = $2, expires_at = $3 WHERE token_hash = $1",
+            &[&&token_hash[..], &now, &new_expiry],
+        )
+        .await?;
+        Ok(Some(SessionInfo {
+            user_id,
+            expires_at: new_expiry,
+        }))
+    }
+
+    async fn revoke_session(&self, token_hash: [u8; 32]) -> Result<()> {
+        self.query(
+            "DELETE FROM sessions WHERE token_hash = $1",
+            &[&&token_hash[..]],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn open_direct(&self, user: UserId, peer: UserId) -> Result<(ConversationId, bool)> {
+        rooms::open_direct(self, user, peer).await
+    }
+
+    async fn create_room(
+        &self,
+        owner: UserId,
+        name: &str,
+        visibility: Visibility,
+    ) -> Result<ConversationId> {
+        rooms::create_room(self, owner, name, visibility).await
+    }
+
+    async fn join_room(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        by: Option<UserId>,
+    ) -> Result<bool> {
+        rooms::join_room(self, conversation, user, by).await
+    }
+
+    async fn leave_room(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        by: Option<UserId>,
+    ) -> Result<bool> {
+        rooms::leave_room(self, conversation, user, by).await
+    }
+
+    async fn members(&self, conversation: ConversationId) -> Result<Vec<Member>> {
+        let rows = self
+            .query(
+                "SELECT u.id, u.display_name, m.role, m.read_seq FROM members m JOIN users u ON u.id = m.user_id
+                 WHERE m.conversation_id = $1 ORDER BY m.joined_at, u.id",
+                &[&conversation],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let role: String = row.get(2);
+                Member {
+                    user: user_from_row(row),
+                    role: if role == "owner" {
+                        Role::Owner
+                    } else {
+                        Role::Member
+                    },
+                    read_seq: row.get(3),
+                }
+            })
+            .collect())
+    }
+
+    async fn is_member(&self, conversation: ConversationId, user: UserId) -> Result<bool> {
+        Ok(self
+            .query_opt(
+                "SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2",
+                &[&conversation, &user],
+            )
+            .await?
+            .is_some())
+    }
+
+    async fn conversation_for(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+    ) -> Result<Conversation> {
+        let sql = format!("{CONVERSATION_SELECT} WHERE m.user_id = $1 AND c.id = $2");
+        if let Some(row) = self.query_opt(&sql, &[&user, &conversation]).await? {
+            return Ok(conversation_from_row(&row));
+        }
+        let exists = self
+            .query_opt(
+                "SELECT 1 FROM conversations WHERE id = $1",
+                &[&conversation],
+            )
+            .await?
+            .is_some();
+        if exists {
+            Err(Error::Forbidden(
+                "you are not a member of this conversation",
+            ))
+        } else {
+            Err(Error::NotFound("no such conversation"))
+        }
+    }
+
+    async fn conversations_of(&self, user: UserId) -> Result<Vec<Conversation>> {
+        let sql = format!(
+            "{CONVERSATION_SELECT} WHERE m.user_id = $1 ORDER BY c.last_ts DESC, c.id DESC"
+        );
+        let rows = self.query(&sql, &[&user]).await?;
+        Ok(rows.iter().map(conversation_from_row).collect())
+    }
+
+    async fn conversation_ids_of(&self, user: UserId) -> Result<Vec<ConversationId>> {
+        let rows = self
+            .query(
+                "SELECT conversation_id FROM members WHERE user_id = $1",
+                &[&user],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    async fn public_rooms(&self, limit: usize) -> Result<Vec<PublicRoom>> {
+        let rows = self
+            .query(
+                "SELECT c.id, c.name, (SELECT COUNT(*) FROM members m WHERE m.conversation_id = c.id)
+                 FROM conversations c WHERE c.kind = 'room' AND c.visibility = 'public'
+                 ORDER BY c.last_ts DESC LIMIT $1",
+                &[&(limit as i64)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| PublicRoom {
+                id: row.get(0),
+                name: row.get(1),
+                members: row.get(2),
+            })
+            .collect())
+    }
+
+    async fn append(&self, message: NewMessage) -> Result<Appended> {
+        let sender = self.appends.lock().clone();
+        let sender = sender.ok_or_else(|| Error::Unavailable("server is shutting down".into()))?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(writer::AppendJob { message, reply })
+            .await
+            .map_err(|_| Error::Unavailable("server is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Unavailable("commit task stopped".into()))?
+    }
+
+    async fn history(
+        &self,
+        conversation: ConversationId,
+        range: Range,
+        limit: usize,
+    ) -> Result<Page> {
+        let fetch = limit as i64 + 1;
+        let (sql, bound) = match range {
+            Range::Latest => ("seq > $2 ORDER BY seq DESC", 0),
+            Range::Before(seq) => ("seq < $2 ORDER BY seq DESC", seq),
+            Range::After(seq) => ("seq > $2 ORDER BY seq ASC", seq),
+        };
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND {sql} LIMIT $3"
+                ),
+                &[&conversation, &bound, &fetch],
+            )
+            .await?;
+        let mut messages: Vec<Message> = rows.iter().map(message_from_row).collect();
+        let has_more = messages.len() > limit;
+        messages.truncate(limit);
+        if !matches!(range, Range::After(_)) {
+            messages.reverse();
+        }
+        Ok(Page { messages, has_more })
+    }
+
+    async fn mark_read(&self, conversation: ConversationId, user: UserId, seq: i64) -> Result<i64> {
+        self.query_opt(
+            "UPDATE members SET read_seq = GREATEST(read_seq,
+                LEAST($3, (SELECT last_seq FROM conversations WHERE id = $1)))
+             WHERE conversation_id = $1 AND user_id = $2 RETURNING read_seq",
+            &[&conversation, &user, &seq],
+        )
+        .await?
+        .map(|row| row.get(0))
+        .ok_or(Error::Forbidden(
+            "you are not a member of this conversation",
+        ))
+    }
+
+    async fn healthy(&self) -> bool {
+        self.appends.lock().is_some() && self.query("SELECT 1", &[]).await.is_ok()
+    }
+
+    async fn shutdown(&self) {
+        // Dropping the last sender lets the commit task finish the jobs it already has, then exit.
+        drop(self.appends.lock().take());
+        let task = self.writer_task.lock().take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        self.pool.close();
+        tracing::info!("PostgreSQL store closed");
+    }
+}

@@ -1,0 +1,227 @@
+//! Conversation and membership writes on PostgreSQL. Each runs in one transaction; concurrent nodes
+//! creating the same direct conversation or changing one room's owner serialise on unique keys and row locks.
+
+use super::{map_pg, PostgresStore};
+use crate::error::{Error, Result};
+use crate::model::*;
+
+pub(super) async fn open_direct(
+    store: &PostgresStore,
+    user: UserId,
+    peer: UserId,
+) -> Result<(ConversationId, bool)> {
+    if user == peer {
+        return Err(Error::Conflict(
+            "a direct conversation needs two different users",
+        ));
+    }
+    let (lo, hi) = (user.min(peer), user.max(peer));
+    // Sending with `to_user` opens the conversation on every send: answer that with one read.
+    const FIND: &str = "SELECT id FROM conversations WHERE direct_lo = $1 AND direct_hi = $2";
+    if let Some(row) = store.query_opt(FIND, &[&lo, &hi]).await? {
+        return Ok((row.get(0), false));
+    }
+    if store
+        .query_opt("SELECT 1 FROM users WHERE id = $1", &[&peer])
+        .await?
+        .is_none()
+    {
+        return Err(Error::NotFound("no such user"));
+    }
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.map_err(map_pg)?;
+    let now = now_millis();
+    let created = tx
+        .query_opt(
+            "INSERT INTO conversations (kind, direct_lo, direct_hi, last_ts, created_at)
+             VALUES ('direct', $1, $2, $3, $3) ON CONFLICT (direct_lo, direct_hi) DO NOTHING RETURNING id",
+            &[&lo, &hi, &now],
+        )
+        .await
+        .map_err(map_pg)?;
+    let Some(row) = created else {
+        // Another node created it first (the insert waited for its commit).
+        drop(tx);
+        let row = store.query_opt(FIND, &[&lo, &hi]).await?;
+        return row
+            .map(|row| (row.get(0), false))
+            .ok_or_else(|| Error::Internal("direct conversation vanished".into()));
+    };
+    let id: i64 = row.get(0);
+    for member in [lo, hi] {
+        tx.execute(
+            "INSERT INTO members (conversation_id, user_id, role, joined_at) VALUES ($1, $2, 'member', $3)",
+            &[&id, &member, &now],
+        )
+        .await
+        .map_err(map_pg)?;
+    }
+    tx.commit().await.map_err(map_pg)?;
+    Ok((id, true))
+}
+
+pub(super) async fn create_room(
+    store: &PostgresStore,
+    owner: UserId,
+    name: &str,
+    visibility: Visibility,
+) -> Result<ConversationId> {
+    let visibility = match visibility {
+        Visibility::Public => "public",
+        Visibility::Invite => "invite",
+    };
+    let now = now_millis();
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.map_err(map_pg)?;
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO conversations (kind, name, visibility, owner_id, last_ts, created_at)
+             VALUES ('room', $1, $2, $3, $4, $4) RETURNING id",
+            &[&name, &visibility, &owner, &now],
+        )
+        .await
+        .map_err(map_pg)?
+        .get(0);
+    tx.execute(
+        "INSERT INTO members (conversation_id, user_id, role, joined_at) VALUES ($1, $2, 'owner', $3)",
+        &[&id, &owner, &now],
+    )
+    .await
+    .map_err(map_pg)?;
+    tx.commit().await.map_err(map_pg)?;
+    Ok(id)
+}
+
+/// Room facts needed to authorise membership changes, read under the room's row lock.
+struct RoomInfo {
+    kind: String,
+    visibility: Option<String>,
+    owner_id: Option<i64>,
+}
+
+async fn lock_room(
+    tx: &deadpool_postgres::Transaction<'_>,
+    conversation: ConversationId,
+) -> Result<RoomInfo> {
+    tx.query_opt(
+        "SELECT kind, visibility, owner_id FROM conversations WHERE id = $1 FOR UPDATE",
+        &[&conversation],
+    )
+    .await
+    .map_err(map_pg)?
+    .map(|row| RoomInfo {
+        kind: row.get(0),
+        visibility: row.get(1),
+        owner_id: row.get(2),
+    })
+    .ok_or(Error::NotFound("no such conversation"))
+}
+
+async fn exists(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<bool> {
+    Ok(tx.query_opt(sql, params).await.map_err(map_pg)?.is_some())
+}
+
+pub(super) async fn join_room(
+    store: &PostgresStore,
+    conversation: ConversationId,
+    user: UserId,
+    by: Option<UserId>,
+) -> Result<bool> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.map_err(map_pg)?;
+    let room = lock_room(&tx, conversation).await?;
+    if room.kind != "room" {
+        return Err(Error::Forbidden(
+            "direct conversations have exactly two members",
+        ));
+    }
+    let invite_only = room.visibility.as_deref() == Some("invite");
+    match by {
+        None if invite_only => return Err(Error::Forbidden("this room is invite-only")),
+        None => {}
+        Some(adder) => {
+            let member_sql = "SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2";
+            if !exists(&tx, member_sql, &[&conversation, &adder]).await? {
+                return Err(Error::Forbidden("you are not a member of this room"));
+            }
+            if invite_only && room.owner_id != Some(adder) {
+                return Err(Error::Forbidden(
+                    "only the owner adds members to an invite-only room",
+                ));
+            }
+            if !exists(&tx, "SELECT 1 FROM users WHERE id = $1", &[&user]).await? {
+                return Err(Error::NotFound("no such user"));
+            }
+        }
+    }
+    let added = tx
+        .execute(
+            "INSERT INTO members (conversation_id, user_id, role, joined_at) VALUES ($1, $2, 'member', $3)
+             ON CONFLICT DO NOTHING",
+            &[&conversation, &user, &now_millis()],
+        )
+        .await
+        .map_err(map_pg)?;
+    tx.commit().await.map_err(map_pg)?;
+    Ok(added > 0)
+}
+
+pub(super) async fn leave_room(
+    store: &PostgresStore,
+    conversation: ConversationId,
+    user: UserId,
+    by: Option<UserId>,
+) -> Result<bool> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.map_err(map_pg)?;
+    let room = lock_room(&tx, conversation).await?;
+    if room.kind != "room" {
+        return Err(Error::Forbidden("you cannot leave a direct conversation"));
+    }
+    if let Some(remover) = by {
+        if room.owner_id != Some(remover) {
+            return Err(Error::Forbidden("only the owner removes members"));
+        }
+        if remover == user {
+            return Err(Error::Conflict("the owner leaves with room_leave"));
+        }
+    }
+    let removed = tx
+        .execute(
+            "DELETE FROM members WHERE conversation_id = $1 AND user_id = $2",
+            &[&conversation, &user],
+        )
+        .await
+        .map_err(map_pg)?;
+    if removed > 0 && room.owner_id == Some(user) {
+        // Ownership passes to the longest-standing member; an empty room keeps no owner.
+        let heir: Option<i64> = tx
+            .query_opt(
+                "SELECT user_id FROM members WHERE conversation_id = $1 ORDER BY joined_at, user_id LIMIT 1",
+                &[&conversation],
+            )
+            .await
+            .map_err(map_pg)?
+            .map(|row| row.get(0));
+        tx.execute(
+            "UPDATE conversations SET owner_id = $2 WHERE id = $1",
+            &[&conversation, &heir],
+        )
+        .await
+        .map_err(map_pg)?;
+        if let Some(heir) = heir {
+            tx.execute(
+                "UPDATE members SET role = 'owner' WHERE conversation_id = $1 AND user_id = $2",
+                &[&conversation, &heir],
+            )
+            .await
+            .map_err(map_pg)?;
+        }
+    }
+    tx.commit().await.map_err(map_pg)?;
+    Ok(removed > 0)
+}

@@ -1,0 +1,208 @@
+//! Group commit on PostgreSQL: one task per node commits every batch of waiting sends in one transaction.
+//!
+//! Several nodes write to one conversation at once; `UPDATE conversations SET last_seq = last_seq + 1`
+//! inside the transaction serialises them on the row lock, so seqs stay gap-free and totally ordered. A
+//! batch locks its conversations up front in id order, so two nodes' batches can never deadlock on them.
+//! Hooks run after the commit, in batch order, so one node's pushes leave in seq order.
+
+use deadpool_postgres::Pool;
+use deadpool_postgres::Transaction;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{map_pg, message_from_row, MESSAGE_COLUMNS};
+use crate::error::{Error, Result};
+use crate::model::{now_millis, Appended, Message, MessageKind, NewMessage};
+use crate::store::CommitHook;
+
+type Pg<T> = std::result::Result<T, tokio_postgres::Error>;
+
+pub(super) struct AppendJob {
+    pub message: NewMessage,
+    pub reply: oneshot::Sender<Result<Appended>>,
+}
+
+/// Attempts of one batch when PostgreSQL reports a deadlock or serialization failure (then nothing of it
+/// was committed and it is safe to run again).
+const ATTEMPTS: usize = 3;
+
+/// Runs until every sender of `jobs` is gone.
+pub(super) async fn run(
+    pool: Pool,
+    mut jobs: mpsc::Receiver<AppendJob>,
+    batch_max: usize,
+    hook: CommitHook,
+) {
+    let mut batch = Vec::with_capacity(batch_max);
+    while jobs.recv_many(&mut batch, batch_max).await > 0 {
+        let mut attempt = 1;
+        let outcome = loop {
+            match commit_batch(&pool, &batch).await {
+                Err(Failed::Pg(error)) if attempt < ATTEMPTS && retryable(&error) => attempt += 1,
+                Err(Failed::Pg(error)) => break Err(map_pg(error)),
+                Err(Failed::Other(error)) => break Err(error),
+                Ok(results) => break Ok(results),
+            }
+        };
+        match outcome {
+            Ok(results) => {
+                for (job, result) in batch.drain(..).zip(results) {
+                    if let Ok(appended) = &result {
+                        if !appended.duplicate {
+                            hook(&appended.message, job.message.origin);
+                        }
+                    }
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, size = batch.len(), "append batch failed; nothing of it was committed");
+                let message = error.to_string();
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(match &error {
+                        Error::Internal(_) => Error::Internal(message.clone()),
+                        _ => Error::Unavailable(message.clone()),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// Why a batch failed as a whole.
+enum Failed {
+    Pg(tokio_postgres::Error),
+    Other(Error),
+}
+
+impl From<tokio_postgres::Error> for Failed {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Failed::Pg(error)
+    }
+}
+
+/// Deadlock or serialization failure: PostgreSQL rolled back, running the batch again is safe.
+fn retryable(error: &tokio_postgres::Error) -> bool {
+    error
+        .code()
+        .is_some_and(|code| code.code().starts_with("40"))
+}
+
+async fn commit_batch(
+    pool: &Pool,
+    batch: &[AppendJob],
+) -> std::result::Result<Vec<Result<Appended>>, Failed> {
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|e| Failed::Other(Error::Unavailable(format!("postgres: {e}"))))?;
+    let tx = client.transaction().await?;
+    let mut conversations: Vec<i64> = batch.iter().map(|j| j.message.conversation_id).collect();
+    conversations.sort_unstable();
+    conversations.dedup();
+    tx.query(
+        "SELECT id FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        &[&conversations],
+    )
+    .await?;
+    let now = now_millis();
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        results.push(append_one(&tx, &job.message, now).await?);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn find_by_cmid(tx: &Transaction<'_>, new: &NewMessage) -> Pg<Option<Message>> {
+    let row = tx
+        .query_opt(
+            &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = $1 AND cmid = $2"),
+            &[&new.sender_id, &new.cmid],
+        )
+        .await?;
+    Ok(row.as_ref().map(message_from_row))
+}
+
+/// The outer `Result` is a database failure; the inner one is this message's own outcome.
+async fn append_one(
+    tx: &Transaction<'_>,
+    new: &NewMessage,
+    now: i64,
+) -> std::result::Result<Result<Appended>, Failed> {
+    if let Some(message) = find_by_cmid(tx, new).await? {
+        return Ok(Ok(Appended {
+            message,
+            duplicate: true,
+        }));
+    }
+    let is_member = tx
+        .query_opt(
+            "SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2",
+            &[&new.conversation_id, &new.sender_id],
+        )
+        .await?
+        .is_some();
+    if !is_member {
+        return Ok(Err(Error::Forbidden(
+            "you are not a member of this conversation",
+        )));
+    }
+    let seq: i64 = tx
+        .query_one(
+            "UPDATE conversations SET last_seq = last_seq + 1, last_ts = $2 WHERE id = $1 RETURNING last_seq",
+            &[&new.conversation_id, &now],
+        )
+        .await?
+        .get(0);
+    let kind = match new.kind {
+        MessageKind::Text => "text",
+        MessageKind::Custom => "custom",
+    };
+    let content = new.content.to_string();
+    let inserted = tx
+        .query_opt(
+            "INSERT INTO messages (conversation_id, seq, sender_id, cmid, kind, content, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (sender_id, cmid) DO NOTHING RETURNING id",
+            &[&new.conversation_id, &seq, &new.sender_id, &new.cmid, &kind, &content, &now],
+        )
+        .await?;
+    let Some(row) = inserted else {
+        // Another node committed the same cmid between our lookup and our insert (ON CONFLICT waited for
+        // it). Give the seq back (we still hold the row lock, so nobody took a later one) and answer with
+        // the winner's message.
+        tx.execute(
+            "UPDATE conversations SET last_seq = last_seq - 1 WHERE id = $1",
+            &[&new.conversation_id],
+        )
+        .await?;
+        return match find_by_cmid(tx, new).await? {
+            Some(message) => Ok(Ok(Appended {
+                message,
+                duplicate: true,
+            })),
+            None => Err(Failed::Other(Error::Internal(
+                "cmid conflict without a winner".into(),
+            ))),
+        };
+    };
+    // What you wrote yourself is read: the sender's own messages never count as unread.
+    tx.execute(
+        "UPDATE members SET read_seq = $3 WHERE conversation_id = $1 AND user_id = $2",
+        &[&new.conversation_id, &new.sender_id, &seq],
+    )
+    .await?;
+    Ok(Ok(Appended {
+        message: Message {
+            id: row.get(0),
+            conversation_id: new.conversation_id,
+            seq,
+            sender_id: new.sender_id,
+            cmid: new.cmid.clone(),
+            kind: new.kind,
+            content: new.content.clone(),
+            ts: now,
+        },
+        duplicate: false,
+    }))
+}

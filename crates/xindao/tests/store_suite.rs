@@ -1,0 +1,416 @@
+//! One behavioural suite for the `Store` trait, run against SQLite and against PostgreSQL (a fresh database
+//! per test; skipped with a visible message when PostgreSQL is not reachable), plus what only a shared
+//! database can show: several nodes appending to one conversation, racing on one cmid, and the database
+//! becoming unreachable.
+
+mod common;
+mod services;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde_json::json;
+use services::TestDb;
+use xindao::model::*;
+use xindao::store::postgres::PostgresStore;
+use xindao::store::sqlite::SqliteStore;
+use xindao::store::{CommitHook, ExternalId, LoginIdentity, Store};
+use xindao::Error;
+
+/// Hook calls seen: (conversation, seq, origin).
+type Hooked = Arc<Mutex<Vec<(i64, i64, u64)>>>;
+
+fn recorder() -> (CommitHook, Hooked) {
+    let seen: Hooked = Arc::default();
+    let sink = seen.clone();
+    let hook: CommitHook = Arc::new(move |m: &Message, origin: u64| {
+        sink.lock().push((m.conversation_id, m.seq, origin))
+    });
+    (hook, seen)
+}
+
+async fn dev_user(store: &dyn Store, name: &str) -> User {
+    store
+        .upsert_user(LoginIdentity {
+            external_id: ExternalId::Dev {
+                display_name: name.into(),
+            },
+            unionid: None,
+            session_key: None,
+        })
+        .await
+        .unwrap()
+}
+
+fn new_message(conversation_id: i64, sender_id: i64, cmid: &str) -> NewMessage {
+    NewMessage {
+        conversation_id,
+        sender_id,
+        cmid: cmid.into(),
+        kind: MessageKind::Text,
+        content: json!(format!("text of {cmid}")),
+        origin: 7,
+    }
+}
+
+/// The whole suite, against any store.
+async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
+    let s = store.as_ref();
+    assert!(s.healthy().await);
+
+    // Users: one per identity.
+    let alice = dev_user(s, "alice").await;
+    assert_eq!(dev_user(s, "alice").await, alice);
+    let bob = dev_user(s, "bob").await;
+    let carol = dev_user(s, "carol").await;
+    let wx = LoginIdentity {
+        external_id: ExternalId::WeChat {
+            openid: "o-1".into(),
+        },
+        unionid: Some("u-1".into()),
+        session_key: Some("k".into()),
+    };
+    let w1 = s.upsert_user(wx.clone()).await.unwrap();
+    assert_eq!(s.upsert_user(wx).await.unwrap().id, w1.id);
+    assert!(w1.display_name.starts_with("wx_"));
+    assert_eq!(s.user(bob.id).await.unwrap(), Some(bob.clone()));
+    assert_eq!(s.user(999_999).await.unwrap(), None);
+    assert_eq!(
+        s.users_named("carol", 5).await.unwrap(),
+        vec![carol.clone()]
+    );
+
+    // Sessions: sliding expiry, expiry, revocation.
+    let token = [3u8; 32];
+    let t0 = now_millis();
+    s.create_session(token, alice.id, t0 + 1_000_000)
+        .await
+        .unwrap();
+    let info = s
+        .touch_session(token, t0 + 1_000, 1_000_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((info.user_id, info.expires_at), (alice.id, t0 + 1_000_000));
+    let extended = s
+        .touch_session(token, t0 + 500_000, 1_000_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(extended.expires_at, t0 + 1_500_000);
+    assert!(s
+        .touch_session(token, t0 + 1_600_000, 1_000_000)
+        .await
+        .unwrap()
+        .is_none());
+    s.revoke_session(token).await.unwrap();
+    assert!(s
+        .touch_session(token, t0 + 1_000, 1_000_000)
+        .await
+        .unwrap()
+        .is_none());
+
+    // Direct conversations: one per pair.
+    assert!(matches!(
+        s.open_direct(alice.id, alice.id).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        s.open_direct(alice.id, 999_999).await,
+        Err(Error::NotFound(_))
+    ));
+    let (direct, created) = s.open_direct(alice.id, bob.id).await.unwrap();
+    assert!(created);
+    assert_eq!(
+        s.open_direct(bob.id, alice.id).await.unwrap(),
+        (direct, false)
+    );
+    let seen_by_alice = s.conversation_for(direct, alice.id).await.unwrap();
+    assert_eq!(seen_by_alice.kind, ConversationKind::Direct);
+    assert_eq!(seen_by_alice.peer, Some(bob.clone()));
+    assert!(matches!(
+        s.conversation_for(direct, carol.id).await,
+        Err(Error::Forbidden(_))
+    ));
+    assert!(matches!(
+        s.conversation_for(999_999, carol.id).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        s.join_room(direct, carol.id, None).await,
+        Err(Error::Forbidden(_))
+    ));
+
+    // Rooms: joining, adding, invite-only, leaving, ownership.
+    let public = s
+        .create_room(alice.id, "lobby", Visibility::Public)
+        .await
+        .unwrap();
+    let invite = s
+        .create_room(alice.id, "secret", Visibility::Invite)
+        .await
+        .unwrap();
+    assert!(s.join_room(public, bob.id, None).await.unwrap());
+    assert!(!s.join_room(public, bob.id, None).await.unwrap());
+    assert!(matches!(
+        s.join_room(invite, bob.id, None).await,
+        Err(Error::Forbidden(_))
+    ));
+    assert!(matches!(
+        s.join_room(invite, bob.id, Some(carol.id)).await,
+        Err(Error::Forbidden(_))
+    ));
+    assert!(matches!(
+        s.join_room(invite, 999_999, Some(alice.id)).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(s.join_room(invite, bob.id, Some(alice.id)).await.unwrap());
+    assert!(matches!(
+        s.join_room(invite, carol.id, Some(bob.id)).await,
+        Err(Error::Forbidden(_))
+    ));
+    assert!(s.join_room(public, carol.id, Some(bob.id)).await.unwrap());
+    assert!(s.is_member(public, carol.id).await.unwrap());
+    let rooms = s.public_rooms(10).await.unwrap();
+    assert_eq!(rooms.len(), 1);
+    assert_eq!((rooms[0].id, rooms[0].members), (public, 3));
+    assert!(matches!(
+        s.leave_room(public, carol.id, Some(bob.id)).await,
+        Err(Error::Forbidden(_))
+    ));
+    assert!(matches!(
+        s.leave_room(public, alice.id, Some(alice.id)).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(s
+        .leave_room(public, carol.id, Some(alice.id))
+        .await
+        .unwrap());
+    assert!(!s.leave_room(public, carol.id, None).await.unwrap());
+    assert!(s.leave_room(invite, alice.id, None).await.unwrap());
+    let members = s.members(invite).await.unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!((members[0].user.id, members[0].role), (bob.id, Role::Owner));
+    assert_eq!(
+        s.conversation_for(invite, bob.id).await.unwrap().owner_id,
+        Some(bob.id)
+    );
+
+    // Appends: gap-free seq, idempotent cmid, membership checked, hook after commit, own messages read.
+    hooked.lock().clear();
+    let first = s
+        .append(new_message(public, alice.id, "a-1"))
+        .await
+        .unwrap();
+    assert_eq!((first.message.seq, first.duplicate), (1, false));
+    let second = s.append(new_message(public, bob.id, "b-1")).await.unwrap();
+    assert_eq!(second.message.seq, 2);
+    let again = s
+        .append(new_message(public, alice.id, "a-1"))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message, first.message);
+    assert!(matches!(
+        s.append(new_message(public, carol.id, "c-1")).await,
+        Err(Error::Forbidden(_))
+    ));
+    assert_eq!(*hooked.lock(), vec![(public, 1, 7), (public, 2, 7)]);
+    let lobby = s.conversation_for(public, bob.id).await.unwrap();
+    assert_eq!((lobby.last_seq, lobby.read_seq, lobby.unread), (2, 2, 0));
+    assert_eq!(
+        lobby.last_message.as_ref().map(|m| m.cmid.as_str()),
+        Some("b-1")
+    );
+    let of_alice = s.conversation_for(public, alice.id).await.unwrap();
+    assert_eq!((of_alice.read_seq, of_alice.unread), (1, 1));
+    s.append(new_message(direct, bob.id, "b-d1")).await.unwrap();
+    let ordered: Vec<i64> = s
+        .conversations_of(alice.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(
+        ordered[0], direct,
+        "most recent activity first: {ordered:?}"
+    );
+    assert_eq!(ordered.len(), 2);
+    let mut ids = s.conversation_ids_of(alice.id).await.unwrap();
+    ids.sort();
+    assert_eq!(ids, vec![direct, public]);
+
+    // Concurrent appends into one room: one total order, hooks in seq order.
+    hooked.lock().clear();
+    let mut tasks = Vec::new();
+    for (t, sender) in [alice.id, bob.id, alice.id, bob.id].into_iter().enumerate() {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                store
+                    .append(new_message(public, sender, &format!("c{t}-{i}")))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let seqs: Vec<i64> = hooked.lock().iter().map(|&(_, seq, _)| seq).collect();
+    assert_eq!(seqs, (3..=102).collect::<Vec<_>>(), "hooks in seq order");
+
+    // History pages both ways.
+    let latest = s.history(public, Range::Latest, 10).await.unwrap();
+    assert_eq!(latest.messages.first().map(|m| m.seq), Some(93));
+    assert!(latest.has_more);
+    let before = s.history(public, Range::Before(3), 10).await.unwrap();
+    assert_eq!(
+        before.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert!(!before.has_more);
+    let after = s.history(public, Range::After(95), 10).await.unwrap();
+    assert_eq!(
+        after.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (96..=102).collect::<Vec<_>>()
+    );
+    assert!(!after.has_more);
+
+    // Read markers: forward only, capped at last_seq, members only.
+    assert_eq!(s.mark_read(public, carol.id, 1).await.ok(), None);
+    let fresh = dev_user(s, "dave").await;
+    assert!(s.join_room(public, fresh.id, None).await.unwrap());
+    assert_eq!(s.mark_read(public, fresh.id, 50).await.unwrap(), 50);
+    assert_eq!(s.mark_read(public, fresh.id, 10).await.unwrap(), 50);
+    assert_eq!(s.mark_read(public, fresh.id, 10_000).await.unwrap(), 102);
+
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_suite_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, hooked) = recorder();
+    let store = SqliteStore::open(dir.path(), Default::default(), 64, hook).unwrap();
+    suite(Arc::new(store), hooked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_suite_on_postgres() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let (hook, hooked) = recorder();
+    let store = PostgresStore::open(&db.url, 8, 64, hook).await.unwrap();
+    suite(Arc::new(store), hooked).await;
+}
+
+/// Two nodes on one database, appending to one room at once and racing on the same cmids: seqs stay
+/// gap-free and unique, and each cmid is stored once, both racers answering with the winner's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_nodes_share_one_order_and_one_copy_per_cmid() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let (hook_a, hooked_a) = recorder();
+    let (hook_b, hooked_b) = recorder();
+    let a: Arc<dyn Store> = Arc::new(PostgresStore::open(&db.url, 8, 64, hook_a).await.unwrap());
+    let b: Arc<dyn Store> = Arc::new(PostgresStore::open(&db.url, 8, 64, hook_b).await.unwrap());
+    let owner = dev_user(a.as_ref(), "owner").await;
+    let room = a
+        .create_room(owner.id, "race", Visibility::Public)
+        .await
+        .unwrap();
+    const EACH: usize = 40;
+    let mut tasks = Vec::new();
+    for (node, store) in [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for i in 0..EACH {
+                // Tasks 0/1 and 2/3 race on the same cmids from different nodes.
+                let cmid = format!("k{}-{i}", node / 2);
+                let appended = store
+                    .append(new_message(room, owner.id, &cmid))
+                    .await
+                    .unwrap();
+                out.push((
+                    cmid,
+                    appended.message.id,
+                    appended.message.seq,
+                    appended.duplicate,
+                ));
+            }
+            out
+        }));
+    }
+    let mut by_cmid = std::collections::HashMap::new();
+    let mut originals = 0;
+    for task in tasks {
+        for (cmid, id, seq, duplicate) in task.await.unwrap() {
+            originals += usize::from(!duplicate);
+            let previous = by_cmid.insert(cmid.clone(), (id, seq));
+            if let Some(previous) = previous {
+                assert_eq!(
+                    previous,
+                    (id, seq),
+                    "both racers see the same message for {cmid}"
+                );
+            }
+        }
+    }
+    assert_eq!(by_cmid.len(), 2 * EACH);
+    assert_eq!(originals, 2 * EACH, "exactly one original per cmid");
+    let seqs: HashSet<i64> = by_cmid.values().map(|&(_, seq)| seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=(2 * EACH) as i64).collect(),
+        "gap-free, unique seqs"
+    );
+    let last = a.conversation_for(room, owner.id).await.unwrap().last_seq;
+    assert_eq!(last, (2 * EACH) as i64);
+    let hooks = hooked_a.lock().len() + hooked_b.lock().len();
+    assert_eq!(
+        hooks,
+        2 * EACH,
+        "one hook call per stored message, on the node that stored it"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// PostgreSQL goes away under a running node: `send` answers `unavailable` (nothing acked), the
+/// connection stays usable, and sends work again once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreachable_send_is_unavailable() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let url = db.url.clone();
+    let mut server = common::TestServer::start(move |c| c.store = url).await;
+    let alice = server.login("alice").await;
+    let mut a = server.connect(&alice).await;
+    let room = a.ok("room_create", json!({ "name": "r" })).await["conversation"]["id"]
+        .as_i64()
+        .unwrap();
+    a.say(room, "m1", "before").await;
+    db.cut_off().await;
+    let reply = a
+        .call(
+            "send",
+            json!({ "conversation_id": room, "cmid": "m2", "content": "during" }),
+        )
+        .await;
+    assert_eq!(reply["ok"], false, "{reply}");
+    assert_eq!(reply["error"]["code"], "unavailable", "{reply}");
+    a.ok("ping", json!({})).await;
+    db.restore().await;
+    let message = a.say(room, "m2", "after").await;
+    assert_eq!(message["seq"], 2, "nothing was committed while unavailable");
+    server.stop().await;
+}
