@@ -199,6 +199,7 @@ impl Drop for Node {
 fn run(command: &str, args: &[&str]) -> bool {
     Command::new(command)
         .args(args)
+        .stdout(std::process::Stdio::null())
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
