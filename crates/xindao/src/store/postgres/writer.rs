@@ -8,6 +8,8 @@
 use deadpool_postgres::Pool;
 use deadpool_postgres::Transaction;
 use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
 
 use super::{map_pg, message_from_row, MESSAGE_COLUMNS};
 use crate::error::{Error, Result};
@@ -25,6 +27,11 @@ pub(super) struct AppendJob {
 /// was committed and it is safe to run again).
 const ATTEMPTS: usize = 3;
 
+/// A batch PostgreSQL does not finish within this is answered `unavailable` (a hung database must not hold
+/// every send of the node forever). If the commit itself was in flight it may still land; a retry with the same
+/// cmid then finds it.
+const BATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs until every sender of `jobs` is gone.
 pub(super) async fn run(
     pool: Pool,
@@ -36,7 +43,14 @@ pub(super) async fn run(
     while jobs.recv_many(&mut batch, batch_max).await > 0 {
         let mut attempt = 1;
         let outcome = loop {
-            match commit_batch(&pool, &batch).await {
+            let attempt_result = tokio::time::timeout(BATCH_TIMEOUT, commit_batch(&pool, &batch))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Failed::Other(Error::Unavailable(
+                        "PostgreSQL did not answer in time".into(),
+                    )))
+                });
+            match attempt_result {
                 Err(Failed::Pg(error)) if attempt < ATTEMPTS && retryable(&error) => attempt += 1,
                 Err(Failed::Pg(error)) => break Err(map_pg(error)),
                 Err(Failed::Other(error)) => break Err(error),
@@ -99,7 +113,8 @@ async fn commit_batch(
     let mut conversations: Vec<i64> = batch.iter().map(|j| j.message.conversation_id).collect();
     conversations.sort_unstable();
     conversations.dedup();
-    tx.query(
+    query(
+        &tx,
         "SELECT id FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE",
         &[&conversations],
     )
@@ -113,14 +128,16 @@ async fn commit_batch(
     Ok(results)
 }
 
+/// Runs a statement prepared once per pooled connection (appends are the hot path).
+async fn query(tx: &Transaction<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Pg<Vec<Row>> {
+    let statement = tx.prepare_cached(sql).await?;
+    tx.query(&statement, params).await
+}
+
 async fn find_by_cmid(tx: &Transaction<'_>, new: &NewMessage) -> Pg<Option<Message>> {
-    let row = tx
-        .query_opt(
-            &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = $1 AND cmid = $2"),
-            &[&new.sender_id, &new.cmid],
-        )
-        .await?;
-    Ok(row.as_ref().map(message_from_row))
+    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = $1 AND cmid = $2");
+    let rows = query(tx, &sql, &[&new.sender_id, &new.cmid]).await?;
+    Ok(rows.first().map(message_from_row))
 }
 
 /// The outer `Result` is a database failure; the inner one is this message's own outcome.
@@ -135,43 +152,55 @@ async fn append_one(
             duplicate: true,
         }));
     }
-    let is_member = tx
-        .query_opt(
-            "SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2",
-            &[&new.conversation_id, &new.sender_id],
-        )
-        .await?
-        .is_some();
+    let is_member = !query(
+        tx,
+        "SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2",
+        &[&new.conversation_id, &new.sender_id],
+    )
+    .await?
+    .is_empty();
     if !is_member {
         return Ok(Err(Error::Forbidden(
             "you are not a member of this conversation",
         )));
     }
-    let seq: i64 = tx
-        .query_one(
-            "UPDATE conversations SET last_seq = last_seq + 1, last_ts = $2 WHERE id = $1 RETURNING last_seq",
-            &[&new.conversation_id, &now],
-        )
-        .await?
-        .get(0);
+    let Some(seq) = query(
+        tx,
+        "UPDATE conversations SET last_seq = last_seq + 1, last_ts = $2 WHERE id = $1 RETURNING last_seq",
+        &[&new.conversation_id, &now],
+    )
+    .await?
+    .first()
+    .map(|row| row.get::<_, i64>(0)) else {
+        return Ok(Err(Error::NotFound("no such conversation")));
+    };
     let kind = match new.kind {
         MessageKind::Text => "text",
         MessageKind::Custom => "custom",
     };
     let content = new.content.to_string();
-    let inserted = tx
-        .query_opt(
-            "INSERT INTO messages (conversation_id, seq, sender_id, cmid, kind, content, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (sender_id, cmid) DO NOTHING RETURNING id",
-            &[&new.conversation_id, &seq, &new.sender_id, &new.cmid, &kind, &content, &now],
-        )
-        .await?;
-    let Some(row) = inserted else {
+    let inserted = query(
+        tx,
+        "INSERT INTO messages (conversation_id, seq, sender_id, cmid, kind, content, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (sender_id, cmid) DO NOTHING RETURNING id",
+        &[
+            &new.conversation_id,
+            &seq,
+            &new.sender_id,
+            &new.cmid,
+            &kind,
+            &content,
+            &now,
+        ],
+    )
+    .await?;
+    let Some(row) = inserted.first() else {
         // Another node committed the same cmid between our lookup and our insert (ON CONFLICT waited for
         // it). Give the seq back (we still hold the row lock, so nobody took a later one) and answer with
         // the winner's message.
-        tx.execute(
+        query(
+            tx,
             "UPDATE conversations SET last_seq = last_seq - 1 WHERE id = $1",
             &[&new.conversation_id],
         )
@@ -187,7 +216,8 @@ async fn append_one(
         };
     };
     // What you wrote yourself is read: the sender's own messages never count as unread.
-    tx.execute(
+    query(
+        tx,
         "UPDATE members SET read_seq = $3 WHERE conversation_id = $1 AND user_id = $2",
         &[&new.conversation_id, &new.sender_id, &seq],
     )
