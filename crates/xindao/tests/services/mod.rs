@@ -15,6 +15,13 @@ pub const PG_ADDR: &str = "127.0.0.1:5432";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const NATS_URL: &str = "nats://127.0.0.1:4222";
 
+/// Says that a test is skipped, on the real stderr: the test harness captures `eprintln!` of passing
+/// tests, and a skip must never look like a pass.
+pub fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {why}");
+}
+
 async fn reachable(addr: &str) -> bool {
     matches!(
         tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await,
@@ -28,7 +35,7 @@ pub async fn bus_available(url: &str) -> bool {
     if reachable(addr).await {
         true
     } else {
-        eprintln!("SKIPPED: bus not reachable at {url}");
+        skipped(&format!("bus not reachable at {url}"));
         false
     }
 }
@@ -71,9 +78,9 @@ impl TestDb {
                 });
             }
         }
-        eprintln!(
-            "SKIPPED: PostgreSQL not reachable at {PG_ADDR} (users postgres, root; database test)"
-        );
+        skipped(&format!(
+            "PostgreSQL not reachable at {PG_ADDR} (users postgres, root; database test)"
+        ));
         None
     }
 
