@@ -473,3 +473,36 @@ pub fn with_defaults_in_help(command: clap::Command) -> clap::Command {
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_and_bus_accept_their_urls_only() {
+        let ok = |store: &str, bus: &str| {
+            Config {
+                store: store.into(),
+                bus: bus.into(),
+                ..Config::default()
+            }
+            .validate()
+            .is_ok()
+        };
+        assert!(ok("sqlite", "local"));
+        assert!(ok("postgres://u@h/db", "redis://127.0.0.1:6379"));
+        assert!(ok("postgresql://u@h/db", "nats://127.0.0.1:4222"));
+        assert!(!ok("mysql://u@h/db", "local"));
+        assert!(!ok("sqlite", "kafka://h"));
+    }
+
+    #[test]
+    fn url_passwords_are_masked() {
+        assert_eq!(
+            mask_url_password("postgres://u:secret@h/db"),
+            "postgres://u:********@h/db"
+        );
+        assert_eq!(mask_url_password("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(mask_url_password("local"), "local");
+    }
+}

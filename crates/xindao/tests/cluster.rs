@@ -209,6 +209,17 @@ async fn chat_across_nodes(bus: &str) {
         .cloned()
         .unwrap();
     assert_eq!(dave_row["online"], true);
+    // Membership changed on node 0 routes the room to erin's socket on node 2.
+    let erin = login(n2, "erin").await;
+    let mut e = Client::connect(n2, &erin.token).await;
+    a.ok(
+        "room_add",
+        json!({ "conversation_id": room, "user_id": erin.user_id }),
+    )
+    .await;
+    assert_eq!(e.event("member").await["action"], "added");
+    let hello = a.say(room, "to-erin", "welcome erin").await;
+    assert_eq!(e.event("message").await, hello);
     // Logout on node 0 closes dave's socket on node 1; he goes offline everywhere.
     let logout = reqwest::Client::new()
         .post(format!("http://{n0}/v1/logout"))
