@@ -41,6 +41,13 @@ struct RemoteNode {
     users: HashSet<UserId>,
 }
 
+/// A change to what one remote node says about its users.
+enum Update {
+    One(UserId, bool),
+    All(HashSet<UserId>),
+    Touch,
+}
+
 /// What the Redis and NATS transports share: encoding, own-echo filtering, presence and resync.
 pub(crate) struct Core {
     node: String,
@@ -90,19 +97,13 @@ impl Core {
         };
         match wire {
             Wire::Presence { user_id, online } => {
-                self.update_node(&envelope.node, |users| {
-                    if online {
-                        users.insert(user_id);
-                    } else {
-                        users.remove(&user_id);
-                    }
-                });
+                self.update_node(&envelope.node, Update::One(user_id, online))
             }
             Wire::Snapshot { users } => {
-                self.update_node(&envelope.node, |set| *set = users.into_iter().collect());
+                self.update_node(&envelope.node, Update::All(users.into_iter().collect()))
             }
             Wire::Hello => {
-                self.update_node(&envelope.node, |_| {});
+                self.update_node(&envelope.node, Update::Touch);
                 self.send_snapshot();
             }
             Wire::Bye => self.drop_nodes(|node, _| node == envelope.node),
@@ -111,8 +112,9 @@ impl Core {
         }
     }
 
-    /// Applies `change` to a node's user set and tells watchers about users whose cluster-wide presence flipped.
-    fn update_node(&self, node: &str, change: impl FnOnce(&mut HashSet<UserId>)) {
+    /// Applies an update to a node's user set and tells watchers about users whose cluster-wide presence
+    /// flipped (those not online here nor on a third node).
+    fn update_node(&self, node: &str, update: Update) {
         let flipped: Vec<(UserId, bool)> = {
             let mut remote = self.remote.lock();
             let entry = remote.entry(node.to_owned()).or_insert_with(|| RemoteNode {
@@ -120,14 +122,20 @@ impl Core {
                 users: HashSet::new(),
             });
             entry.seen = Instant::now();
-            let before = entry.users.clone();
-            change(&mut entry.users);
-            let after = &entry.users;
-            let changed: Vec<(UserId, bool)> = after
-                .difference(&before)
-                .map(|&u| (u, true))
-                .chain(before.difference(after).map(|&u| (u, false)))
-                .collect();
+            let changed: Vec<(UserId, bool)> = match update {
+                Update::One(user, true) if entry.users.insert(user) => vec![(user, true)],
+                Update::One(user, false) if entry.users.remove(&user) => vec![(user, false)],
+                Update::One(..) | Update::Touch => Vec::new(),
+                Update::All(users) => {
+                    let changed = users
+                        .difference(&entry.users)
+                        .map(|&u| (u, true))
+                        .chain(entry.users.difference(&users).map(|&u| (u, false)))
+                        .collect();
+                    entry.users = users;
+                    changed
+                }
+            };
             changed
                 .into_iter()
                 .filter(|&(user, _)| {
@@ -315,6 +323,8 @@ impl Bus for ClusterBus {
         while self.core.out.capacity() < self.core.out.max_capacity() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // The last batch left the queue; let it reach the wire.
+        tokio::time::sleep(Duration::from_millis(50)).await;
         self.cancel.cancel();
         self.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.tasks.wait()).await;
