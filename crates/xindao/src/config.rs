@@ -182,12 +182,19 @@ impl Config {
         file: Option<&std::path::Path>,
         overrides: &impl Serialize,
     ) -> Result<Config, ConfigError> {
+        // Only XINDAO_<KEY> for real keys: other XINDAO_* variables (scripts' own) are not configuration.
+        let keys: Vec<String> = match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             figment = figment.merge(Toml::file_exact(path));
         }
         let config: Config = figment
-            .merge(Env::prefixed("XINDAO_").ignore(&["config"]))
+            .merge(
+                Env::prefixed("XINDAO_").filter(move |key| keys.iter().any(|k| key == k.as_str())),
+            )
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(Box::new)?;
