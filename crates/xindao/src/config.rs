@@ -216,7 +216,7 @@ impl Config {
         )?;
         check(
             self.bus == "local"
-                || ["redis://", "rediss://", "nats://"]
+                || ["redis://", "nats://"]
                     .iter()
                     .any(|scheme| self.bus.starts_with(scheme)),
             "bus must be \"local\", redis://... or nats://...",

@@ -260,7 +260,7 @@ pub async fn open(config: &Config, hub: Arc<Hub>) -> Result<Arc<dyn Bus>> {
     let tasks = TaskTracker::new();
     let channel = config.bus_channel.clone();
     let url = config.bus.as_str();
-    if url.starts_with("redis://") || url.starts_with("rediss://") {
+    if url.starts_with("redis://") {
         redis::start(url, channel, core.clone(), outgoing, &cancel, &tasks).await?;
     } else if url.starts_with("nats://") {
         nats::start(url, channel, core.clone(), outgoing, &cancel, &tasks).await?;
