@@ -380,7 +380,16 @@ impl Chat {
                 origin: caller.conn_id,
             })
             .await?;
-        raw(&json!({ "message": appended.message, "duplicate": appended.duplicate }))
+        // The hot path: serialise the ack straight from the message, without an intermediate JSON tree.
+        #[derive(Serialize)]
+        struct SendResult<'a> {
+            message: &'a Message,
+            duplicate: bool,
+        }
+        raw(&SendResult {
+            message: &appended.message,
+            duplicate: appended.duplicate,
+        })
     }
 
     async fn sync(&self, user: UserId, a: protocol::SyncArgs) -> Result<Box<RawValue>> {
