@@ -89,6 +89,8 @@ pub struct Config {
     pub presence_ttl_ms: u64,
     /// Durability of an ack on SQLite: "normal" or "full".
     pub sqlite_synchronous: SqliteSync,
+    /// Largest size of the SQLite database in MiB; beyond it sends fail with `unavailable` (unset: no quota).
+    pub sqlite_max_db_mb: Option<u64>,
     /// WeChat mini-program AppID; with wechat_secret enables WeChat login.
     pub wechat_appid: Option<String>,
     /// WeChat mini-program AppSecret.
@@ -143,6 +145,7 @@ impl Default for Config {
             node_id: None,
             presence_ttl_ms: 15_000,
             sqlite_synchronous: SqliteSync::Normal,
+            sqlite_max_db_mb: None,
             wechat_appid: None,
             wechat_secret: None,
             wechat_api_base: "https://api.weixin.qq.com".into(),
@@ -371,6 +374,10 @@ pub struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sqlite_synchronous: Option<String>,
+    /// Quota for the SQLite database in MiB (sends beyond it fail with `unavailable`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlite_max_db_mb: Option<u64>,
     /// WeChat mini-program AppID.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

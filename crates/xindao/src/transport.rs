@@ -38,6 +38,9 @@ pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4010;
 /// How long a server-initiated close waits for the client's close frame.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Most bytes a connection may have written but not yet accepted by the socket.
+const MAX_WRITE_BUFFER: usize = 4 * 1024 * 1024;
+
 /// Most queued pushes written before one flush.
 const WRITE_BATCH: usize = 64;
 
@@ -73,7 +76,9 @@ pub async fn upgrade(
             let tracker = app.tracker.clone();
             ws.read_buffer_size(4 * 1024)
                 .write_buffer_size(0)
-                .max_write_buffer_size(frame_limit * 4)
+                // Replies are bounded (history pages by bytes), so this cap is never reached by a
+                // well-behaved peer; it bounds memory when a peer stops reading.
+                .max_write_buffer_size(MAX_WRITE_BUFFER.max(frame_limit * 4))
                 .max_message_size(frame_limit)
                 .max_frame_size(frame_limit)
                 .on_upgrade(move |socket| tracker.track_future(run(app, socket, session, permit)))
@@ -124,10 +129,18 @@ struct Conn {
 
 impl Conn {
     async fn write(&mut self, frame: Utf8Bytes) -> Result<(), End> {
+        let frame_len = frame.len();
         match tokio::time::timeout(self.write_timeout, self.socket.send(Message::Text(frame))).await
         {
             Ok(Ok(())) => Ok(()),
-            _ => Err(End::Gone),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, len = frame_len, "socket write failed");
+                Err(End::Gone)
+            }
+            Err(_) => {
+                tracing::debug!("socket write timed out");
+                Err(End::Gone)
+            }
         }
     }
 
@@ -320,6 +333,7 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller) -> End {
 
 fn classify_read_error(error: axum::Error) -> End {
     use tungstenite::error::{CapacityError, Error as WsError};
+    tracing::debug!(%error, "socket read failed");
     match error.into_inner().downcast::<WsError>() {
         Ok(ws) => match *ws {
             WsError::Capacity(CapacityError::MessageTooLong { .. }) => {

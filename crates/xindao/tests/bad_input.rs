@@ -345,3 +345,68 @@ async fn client_close_is_echoed() {
     .unwrap();
     assert_eq!(b.closed().await, Closed::Code(1000));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_storage_refuses_sends_with_unavailable_and_loses_nothing_acked() {
+    // A 1 MiB quota makes SQLite answer SQLITE_FULL exactly as a full disk would.
+    let mut server = TestServer::start(|c| c.sqlite_max_db_mb = Some(1)).await;
+    let alice = server.login("alice").await;
+    let mut a = server.connect(&alice).await;
+    let room = a.ok("room_create", json!({ "name": "full" })).await["conversation"]["id"]
+        .as_i64()
+        .unwrap();
+    let text = "字".repeat(4000);
+    let mut acked = Vec::new();
+    let mut refused = None;
+    for i in 0..200 {
+        let reply = a
+            .call(
+                "send",
+                json!({ "conversation_id": room, "cmid": format!("f{i}"), "content": text }),
+            )
+            .await;
+        if reply["ok"] == true {
+            acked.push(reply["result"]["message"]["seq"].as_i64().unwrap());
+        } else {
+            refused = Some(reply["error"]["code"].as_str().unwrap().to_string());
+            break;
+        }
+    }
+    assert_eq!(
+        refused.as_deref(),
+        Some("unavailable"),
+        "the store said it is full"
+    );
+    assert!(!acked.is_empty());
+    // The connection stays usable for everything that needs no new space.
+    assert_eq!(a.call("ping", json!({})).await["ok"], true);
+    let history = a
+        .ok("history", json!({ "conversation_id": room, "limit": 200 }))
+        .await;
+    let stored: Vec<i64> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(stored, acked, "everything acked is there, nothing else");
+    // After a restart without the quota, the same cmid goes through once.
+    server.stop().await;
+    server.config.sqlite_max_db_mb = None;
+    server.restart().await;
+    let alice = server.login("alice").await;
+    let mut a = server.connect(&alice).await;
+    let n = acked.len();
+    let retry = a
+        .ok(
+            "send",
+            json!({ "conversation_id": room, "cmid": format!("f{n}"), "content": text }),
+        )
+        .await;
+    assert_eq!(retry["duplicate"], false);
+    assert_eq!(
+        retry["message"]["seq"],
+        n as i64 + 1,
+        "no seq was burnt by the failed attempt"
+    );
+}

@@ -405,3 +405,46 @@ async fn history_pages_both_ways() {
         "invalid_args"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_messages_make_shorter_pages_that_still_page_through_everything() {
+    let server = TestServer::start(|_| {}).await;
+    let alice = server.login("alice").await;
+    let mut a = server.connect(&alice).await;
+    let room = a.ok("room_create", json!({ "name": "big" })).await["conversation"]["id"]
+        .as_i64()
+        .unwrap();
+    let text = "字".repeat(4000); // 12 KB each: 120 of them exceed one 1 MiB reply
+    for i in 1..=120 {
+        a.say(room, &format!("b{i}"), &text).await;
+    }
+    let latest = a
+        .ok("history", json!({ "conversation_id": room, "limit": 200 }))
+        .await;
+    let latest_seqs: Vec<i64> = latest["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert!(
+        latest_seqs.len() < 120 && latest_seqs.last() == Some(&120),
+        "newest kept"
+    );
+    assert_eq!(latest["has_more"], true);
+    let older = a
+        .ok(
+            "history",
+            json!({ "conversation_id": room, "before_seq": latest_seqs[0], "limit": 200 }),
+        )
+        .await;
+    let older_len = older["messages"].as_array().unwrap().len();
+    assert_eq!(
+        older_len + latest_seqs.len(),
+        120,
+        "the rest on the next page"
+    );
+    let mut cursors = std::collections::HashMap::new();
+    let all = sync_all(&mut a, &mut cursors).await;
+    assert_eq!(all.len(), 120, "sync pages through too");
+}

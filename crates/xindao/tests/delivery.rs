@@ -283,3 +283,38 @@ async fn every_acked_message_survives_kill_9() {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_with_1001_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start_binary(dir.path());
+    let alice = login(server.addr, "alice").await;
+    let mut a = Client::connect(server.addr, &alice.token).await;
+    let room = a.ok("room_create", json!({ "name": "term" })).await["conversation"]["id"]
+        .as_i64()
+        .unwrap();
+    let acked = a.say(room, "t1", "before SIGTERM").await;
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(a.closed().await, Closed::Code(1001), "told to reconnect");
+    let exit = tokio::task::spawn_blocking(move || server.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "clean exit: {exit:?}");
+    // The WAL was checkpointed into the main database file and the data is all there.
+    let wal = dir.path().join("xindao.db-wal");
+    assert!(
+        !wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0,
+        "WAL checkpointed"
+    );
+    let mut server = start_binary(dir.path());
+    let alice = login(server.addr, "alice").await;
+    let mut a = Client::connect(server.addr, &alice.token).await;
+    let history = a.ok("history", json!({ "conversation_id": room })).await;
+    assert_eq!(history["messages"][0], acked);
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}

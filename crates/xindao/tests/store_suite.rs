@@ -14,7 +14,7 @@ use serde_json::json;
 use services::TestDb;
 use xindao::model::*;
 use xindao::store::postgres::PostgresStore;
-use xindao::store::sqlite::SqliteStore;
+use xindao::store::sqlite::{SqliteOptions, SqliteStore};
 use xindao::store::{CommitHook, ExternalId, LoginIdentity, Store};
 use xindao::Error;
 
@@ -294,7 +294,12 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
 async fn store_suite_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let (hook, hooked) = recorder();
-    let store = SqliteStore::open(dir.path(), Default::default(), 64, hook).unwrap();
+    let options = SqliteOptions {
+        synchronous: Default::default(),
+        batch_max: 64,
+        max_db_mb: None,
+    };
+    let store = SqliteStore::open(dir.path(), options, hook).unwrap();
     suite(Arc::new(store), hooked).await;
 }
 

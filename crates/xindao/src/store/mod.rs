@@ -30,8 +30,11 @@ pub async fn open(config: &Config, hook: CommitHook) -> Result<Arc<dyn Store>> {
         ),
         None => Arc::new(sqlite::SqliteStore::open(
             &config.data_dir,
-            config.sqlite_synchronous,
-            config.commit_batch_max,
+            sqlite::SqliteOptions {
+                synchronous: config.sqlite_synchronous,
+                batch_max: config.commit_batch_max,
+                max_db_mb: config.sqlite_max_db_mb,
+            },
             hook,
         )?),
     })

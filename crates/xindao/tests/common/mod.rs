@@ -51,6 +51,12 @@ impl TestServer {
     }
 
     pub async fn start_with(config: Config) -> TestServer {
+        // Server logs in test output (shown for failing tests); XINDAO_TEST_LOG=debug for more.
+        let filter = std::env::var("XINDAO_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let server = Server::with_listener(config.clone(), listener)
             .await
@@ -177,7 +183,11 @@ impl Client {
                 Ok(Message::Text(text)) => {
                     return Some(serde_json::from_str(&text).expect("server sends JSON"))
                 }
-                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(Message::Close(_)) => return None,
+                Err(error) => {
+                    eprintln!("client socket error: {error}");
+                    return None;
+                }
                 Ok(_) => continue,
             }
         }

@@ -53,7 +53,10 @@ pub(super) fn run(
             }
             Err(error) => {
                 tracing::error!(%error, size = batch.len(), "append batch failed; nothing of it was committed");
-                let message = error.to_string();
+                let message = match &error {
+                    Error::Unavailable(detail) => detail.clone(),
+                    other => other.to_string(),
+                };
                 for job in batch.drain(..) {
                     let _ = job.reply.send(Err(Error::Unavailable(message.clone())));
                 }
