@@ -225,6 +225,8 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
     );
     let of_alice = s.conversation_for(public, alice.id).await.unwrap();
     assert_eq!((of_alice.read_seq, of_alice.unread), (1, 1));
+    // Activity is ordered by millisecond timestamps: make this one strictly the latest.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     s.append(new_message(direct, bob.id, "b-d1")).await.unwrap();
     let ordered: Vec<i64> = s
         .conversations_of(alice.id)
