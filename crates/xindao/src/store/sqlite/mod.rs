@@ -4,8 +4,12 @@
 //! markers) take the writer connection briefly on the blocking pool. Reads use separate connections, which WAL
 //! lets run beside the writer and which only ever see committed transactions.
 
+mod rooms;
+mod rows;
 mod schema;
 mod writer;
+
+use rows::*;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +18,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{CommitHook, ExternalId, LoginIdentity, SessionInfo, Store};
@@ -162,114 +165,6 @@ impl SqliteStore {
             .await
             .map_err(|e| Error::Internal(format!("store task failed: {e}")))?
     }
-}
-
-fn display_name_for_openid(openid: &str) -> String {
-    let digest = Sha256::digest(openid.as_bytes());
-    format!("wx_{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2])
-}
-
-fn conversation_row(row: &Row) -> rusqlite::Result<(Conversation, Option<(i64, i64)>)> {
-    let kind: String = row.get(1)?;
-    let visibility: Option<String> = row.get(3)?;
-    let last_seq: i64 = row.get(5)?;
-    let read_seq: i64 = row.get(6)?;
-    let lo: Option<i64> = row.get(7)?;
-    let hi: Option<i64> = row.get(8)?;
-    Ok((
-        Conversation {
-            id: row.get(0)?,
-            kind: if kind == "direct" {
-                ConversationKind::Direct
-            } else {
-                ConversationKind::Room
-            },
-            name: row.get(2)?,
-            visibility: visibility.map(|v| {
-                if v == "invite" {
-                    Visibility::Invite
-                } else {
-                    Visibility::Public
-                }
-            }),
-            owner_id: row.get(4)?,
-            peer: None,
-            last_seq,
-            read_seq,
-            unread: (last_seq - read_seq).max(0),
-            last_message: None,
-        },
-        lo.zip(hi),
-    ))
-}
-
-const CONVERSATION_SELECT: &str =
-    "SELECT c.id, c.kind, c.name, c.visibility, c.owner_id, c.last_seq, m.read_seq,
-        c.direct_lo, c.direct_hi
-    FROM members m JOIN conversations c ON c.id = m.conversation_id";
-
-/// Fills in the peer of a direct conversation and the last message.
-fn complete_conversation(
-    conn: &Connection,
-    user: UserId,
-    (mut conversation, pair): (Conversation, Option<(i64, i64)>),
-) -> rusqlite::Result<Conversation> {
-    if let Some((lo, hi)) = pair {
-        let peer_id = if lo == user { hi } else { lo };
-        conversation.peer = load_user(conn, peer_id)?;
-    }
-    if conversation.last_seq > 0 {
-        conversation.last_message = conn
-            .prepare_cached(&format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq = ?2"
-            ))?
-            .query_row(
-                params![conversation.id, conversation.last_seq],
-                read_message,
-            )
-            .optional()?;
-    }
-    Ok(conversation)
-}
-
-fn load_user(conn: &Connection, id: UserId) -> rusqlite::Result<Option<User>> {
-    conn.prepare_cached("SELECT id, display_name FROM users WHERE id = ?1")?
-        .query_row([id], |row| {
-            Ok(User {
-                id: row.get(0)?,
-                display_name: row.get(1)?,
-            })
-        })
-        .optional()
-}
-
-/// Room facts needed to authorise membership changes.
-struct RoomInfo {
-    kind: String,
-    visibility: Option<String>,
-    owner_id: Option<i64>,
-}
-
-fn room_info(conn: &Connection, conversation: ConversationId) -> Result<RoomInfo> {
-    conn.prepare_cached("SELECT kind, visibility, owner_id FROM conversations WHERE id = ?1")
-        .and_then(|mut stmt| {
-            stmt.query_row([conversation], |row| {
-                Ok(RoomInfo {
-                    kind: row.get(0)?,
-                    visibility: row.get(1)?,
-                    owner_id: row.get(2)?,
-                })
-            })
-            .optional()
-        })
-        .map_err(map_sqlite)?
-        .ok_or(Error::NotFound("no such conversation"))
-}
-
-fn member_exists(conn: &Connection, conversation: ConversationId, user: UserId) -> Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM members WHERE conversation_id = ?1 AND user_id = ?2")
-        .and_then(|mut stmt| stmt.exists(params![conversation, user]))
-        .map_err(map_sqlite)
 }
 
 #[async_trait]
@@ -480,29 +375,8 @@ impl Store for SqliteStore {
         visibility: Visibility,
     ) -> Result<ConversationId> {
         let name = name.to_string();
-        self.write(move |conn| {
-            let now = now_millis();
-            let visibility = match visibility {
-                Visibility::Public => "public",
-                Visibility::Invite => "invite",
-            };
-            let tx = conn.transaction().map_err(map_sqlite)?;
-            tx.execute(
-                "INSERT INTO conversations (kind, name, visibility, owner_id, last_ts, created_at)
-                 VALUES ('room', ?1, ?2, ?3, ?4, ?4)",
-                params![name, visibility, owner, now],
-            )
-            .map_err(map_sqlite)?;
-            let id = tx.last_insert_rowid();
-            tx.execute(
-                "INSERT INTO members (conversation_id, user_id, role, joined_at) VALUES (?1, ?2, 'owner', ?3)",
-                params![id, owner, now],
-            )
-            .map_err(map_sqlite)?;
-            tx.commit().map_err(map_sqlite)?;
-            Ok(id)
-        })
-        .await
+        self.write(move |conn| rooms::create_room(conn, owner, &name, visibility))
+            .await
     }
 
     async fn join_room(
@@ -511,43 +385,8 @@ impl Store for SqliteStore {
         user: UserId,
         by: Option<UserId>,
     ) -> Result<bool> {
-        self.write(move |conn| {
-            let tx = conn.transaction().map_err(map_sqlite)?;
-            let room = room_info(&tx, conversation)?;
-            if room.kind != "room" {
-                return Err(Error::Forbidden(
-                    "direct conversations have exactly two members",
-                ));
-            }
-            let invite_only = room.visibility.as_deref() == Some("invite");
-            match by {
-                None if invite_only => return Err(Error::Forbidden("this room is invite-only")),
-                None => {}
-                Some(adder) => {
-                    if !member_exists(&tx, conversation, adder)? {
-                        return Err(Error::Forbidden("you are not a member of this room"));
-                    }
-                    if invite_only && room.owner_id != Some(adder) {
-                        return Err(Error::Forbidden(
-                            "only the owner adds members to an invite-only room",
-                        ));
-                    }
-                    if load_user(&tx, user).map_err(map_sqlite)?.is_none() {
-                        return Err(Error::NotFound("no such user"));
-                    }
-                }
-            }
-            let added = tx
-                .execute(
-                    "INSERT OR IGNORE INTO members (conversation_id, user_id, role, joined_at)
-                     VALUES (?1, ?2, 'member', ?3)",
-                    params![conversation, user, now_millis()],
-                )
-                .map_err(map_sqlite)?;
-            tx.commit().map_err(map_sqlite)?;
-            Ok(added > 0)
-        })
-        .await
+        self.write(move |conn| rooms::join_room(conn, conversation, user, by))
+            .await
     }
 
     async fn leave_room(
@@ -556,47 +395,8 @@ impl Store for SqliteStore {
         user: UserId,
         by: Option<UserId>,
     ) -> Result<bool> {
-        self.write(move |conn| {
-            let tx = conn.transaction().map_err(map_sqlite)?;
-            let room = room_info(&tx, conversation)?;
-            if room.kind != "room" {
-                return Err(Error::Forbidden("you cannot leave a direct conversation"));
-            }
-            if let Some(remover) = by {
-                if room.owner_id != Some(remover) {
-                    return Err(Error::Forbidden("only the owner removes members"));
-                }
-                if remover == user {
-                    return Err(Error::Conflict("the owner leaves with room_leave"));
-                }
-            }
-            let removed = tx
-                .execute("DELETE FROM members WHERE conversation_id = ?1 AND user_id = ?2", params![conversation, user])
-                .map_err(map_sqlite)?;
-            if removed > 0 && room.owner_id == Some(user) {
-                // Ownership passes to the longest-standing member; an empty room keeps no owner.
-                let heir: Option<i64> = tx
-                    .query_row(
-                        "SELECT user_id FROM members WHERE conversation_id = ?1 ORDER BY joined_at, user_id LIMIT 1",
-                        [conversation],
-                        |row| row.get(0),
-                    )
-                    .optional()
-                    .map_err(map_sqlite)?;
-                tx.execute("UPDATE conversations SET owner_id = ?2 WHERE id = ?1", params![conversation, heir])
-                    .map_err(map_sqlite)?;
-                if let Some(heir) = heir {
-                    tx.execute(
-                        "UPDATE members SET role = 'owner' WHERE conversation_id = ?1 AND user_id = ?2",
-                        params![conversation, heir],
-                    )
-                    .map_err(map_sqlite)?;
-                }
-            }
-            tx.commit().map_err(map_sqlite)?;
-            Ok(removed > 0)
-        })
-        .await
+        self.write(move |conn| rooms::leave_room(conn, conversation, user, by))
+            .await
     }
 
     async fn members(&self, conversation: ConversationId) -> Result<Vec<Member>> {
