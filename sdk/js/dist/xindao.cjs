@@ -219,9 +219,14 @@ class XindaoClient extends Emitter {
     this._saveTimer = null;
     this._openWaiters = [];
     this._checking = false;
+    // pacing (see _takeToken): requests waiting for a token, in write order; the token level; requests written on
+    // this connection whose reply has not arrived yet; no writes before _holdUntil (after a rate_limited reply)
     this._throttleQ = [];
     this._drainTimer = null;
     this._tokens = null;
+    this._tokAt = 0;
+    this._unanswered = 0;
+    this._holdUntil = 0;
   }
 
   // ---------------------------------------------------------------- state
@@ -439,7 +444,7 @@ class XindaoClient extends Emitter {
       // the socket may have died while we were away: prove it is alive quickly
       const gen = this._gen;
       const t = Math.min(5000, this._heartbeatTimeout());
-      this._request('ping', {}, { timeoutMs: t }).catch(() => {
+      this._request('ping', {}, { timeoutMs: t, urgent: true }).catch(() => {
         if (gen === this._gen && this._state === 'open' && Date.now() - this._lastRx >= t) this._dead('no answer after resume');
       });
     }
@@ -460,24 +465,21 @@ class XindaoClient extends Emitter {
   }
 
   _failInflight() {
-    // in-flight sends go back to the outbox (resent with the same cmid: the server dedupes);
-    // other in-flight requests fail: their outcome is unknown
+    // in-flight sends stay in the outbox: the next connection resends the whole outbox in order, with the same
+    // cmids (the server dedupes); other in-flight requests fail: their outcome is unknown
     const err = new XindaoError('disconnected', 'connection lost before the reply');
     clearTimeout(this._drainTimer);
     this._drainTimer = null;
+    this._unanswered = 0;
     for (const e of this._throttleQ.splice(0)) {
-      if (e.item) {
-        e.item.inflight = false;
-        e.item.reqId = null;
-      } else e.reject(err);
+      if (e.item) e.item.reqId = null;
+      else e.reject(err);
     }
     for (const [id, e] of this._inflight) {
       this._inflight.delete(id);
       clearTimeout(e.timer);
-      if (e.item) {
-        e.item.inflight = false;
-        e.item.reqId = null;
-      } else e.reject(err);
+      if (e.item) e.item.reqId = null;
+      else e.reject(err);
     }
   }
 
@@ -607,7 +609,8 @@ class XindaoClient extends Emitter {
       if (now - this._lastRx >= dead) return this._dead('heartbeat timeout');
       if ((now - this._lastRx >= hb || now - this._lastTx >= hb) && now - this._lastPing >= hb) {
         this._lastPing = now;
-        this._request('ping', {}, { timeoutMs: dead }).catch(() => {});
+        // urgent: ahead of a long outbox in the pacing queue (it still counts against the rate limit)
+        this._request('ping', {}, { timeoutMs: dead, urgent: true }).catch(() => {});
       }
     }, Math.max(25, Math.floor(Math.min(hb, dead) / 4)));
   }
@@ -631,6 +634,7 @@ class XindaoClient extends Emitter {
     if (!f || typeof f !== 'object') return;
     if (f.event) return this._onPush(f.event, f.data || {});
     if ('id' in f) {
+      this._onReply(f);
       const e = this._inflight.get(f.id);
       if (!e) {
         if (f.id === null && f.error) this.emit('error', new XindaoError(f.error.code, f.error.message, { reply: f }));
@@ -697,6 +701,8 @@ class XindaoClient extends Emitter {
     this.user = data.user;
     this.limits = data.limits || {};
     this._tokens = null; // a new connection has a full bucket
+    this._unanswered = 0;
+    this._holdUntil = 0;
     if (prevUser && prevUser !== this.user.id) {
       this._convs.clear();
       this._baselined = false;
@@ -724,7 +730,7 @@ class XindaoClient extends Emitter {
 
   _request(op, args, opts = {}) {
     return new Promise((resolve, reject) => {
-      const e = { id: ++this._reqId, op, args, resolve, reject, timer: null, timeoutMs: opts.timeoutMs || this.options.requestTimeoutMs };
+      const e = { id: ++this._reqId, op, args, resolve, reject, timer: null, timeoutMs: opts.timeoutMs || this.options.requestTimeoutMs, urgent: !!opts.urgent };
       if (this._state !== 'open' || !this._conn) {
         if (!opts.waitOpen || !this._wantOpen) return reject(new XindaoError('not_connected', 'not connected'));
         e.timer = setTimeout(() => {
@@ -739,45 +745,76 @@ class XindaoClient extends Emitter {
     });
   }
 
+  // Every frame goes through one FIFO (_throttleQ) and is written only when _takeToken allows it, so a burst of
+  // queued sends after a reconnect is neither refused with rate_limited nor closed with 4008. `urgent` entries
+  // (heartbeat pings) go to the front: a long outbox must not starve the heartbeat.
   _writeRequest(e) {
     clearTimeout(e.timer);
-    // pace requests under the server's rate limit (hello.limits): a burst of queued sends after a reconnect
-    // must not be refused with rate_limited or get the socket closed with 4008
-    if (this._throttleQ.length || !this._takeToken()) {
-      this._throttleQ.push(e);
-      this._scheduleDrain();
-      return;
-    }
-    this._writeNow(e);
+    e.timer = null;
+    if (e.urgent) this._throttleQ.unshift(e);
+    else this._throttleQ.push(e);
+    this._drain();
   }
 
+  _drain() {
+    while (this._throttleQ.length && this._conn && this._state === 'open' && this._takeToken()) this._writeNow(this._throttleQ.shift());
+    if (this._throttleQ.length && this._conn) this._scheduleDrain();
+  }
+
+  // The server limits each connection with a token bucket (rate_per_sec, burst rate_burst, full at the upgrade)
+  // charged when it *processes* a request, which can be much later than when we wrote it (a busy server reads a
+  // backlog in one go). A bucket charged at write time, refilled while requests are still unanswered, lets the
+  // server see more than its burst back to back. So: charge at write time, but cap the level at
+  // `cap - unanswered`: a request counts against the burst until its reply arrives (the reply is written after the
+  // server charged it). Then the server's bucket always holds at least as much as ours, whatever the delays.
   _takeToken() {
+    const now = Date.now();
+    if (now < this._holdUntil) return false;
     const lim = this.limits;
     if (!lim || !(lim.rate_per_sec > 0)) return true;
-    const now = Date.now();
     const cap = Math.max(1, (lim.rate_burst || lim.rate_per_sec) - 2);
     const perMs = (lim.rate_per_sec * 0.9) / 1000;
+    this._refill(now, cap, perMs);
+    if (this._tokens < 1) return false;
+    this._tokens -= 1;
+    return true;
+  }
+
+  _refill(now, cap, perMs) {
     if (this._tokens == null) {
       this._tokens = cap;
       this._tokAt = now;
     }
-    this._tokens = Math.min(cap, this._tokens + (now - this._tokAt) * perMs);
+    const top = cap - this._unanswered;
+    if (this._tokens < top) this._tokens = Math.min(top, this._tokens + (now - this._tokAt) * perMs);
     this._tokAt = now;
-    if (this._tokens >= 1) {
-      this._tokens -= 1;
-      return true;
+  }
+
+  // any reply (ok or not, late or for a request we gave up on) frees the burst slot of one request
+  _onReply(f) {
+    const lim = this.limits;
+    if (lim && lim.rate_per_sec > 0 && this._tokens != null) {
+      this._refill(Date.now(), Math.max(1, (lim.rate_burst || lim.rate_per_sec) - 2), (lim.rate_per_sec * 0.9) / 1000);
     }
-    return false;
+    if (this._unanswered > 0) this._unanswered--;
+    if (!f.ok && f.error && f.error.code === 'rate_limited') {
+      // our pacing and the server disagree (other limits, clock skew): back off before writing anything else
+      this._tokens = Math.min(this._tokens || 0, 0);
+      this._holdUntil = Math.max(this._holdUntil, Date.now() + (f.error.retry_after_ms || 1000));
+    }
+    if (this._throttleQ.length) this._drain();
   }
 
   _scheduleDrain() {
     if (this._drainTimer) return;
-    const every = Math.ceil(1000 / (this.limits.rate_per_sec * 0.9));
+    const lim = this.limits || {};
+    const perMs = ((lim.rate_per_sec || 20) * 0.9) / 1000;
+    let wait = Math.ceil((1 - Math.min(1, this._tokens || 0)) / perMs);
+    wait = Math.max(5, wait, this._holdUntil - Date.now());
     this._drainTimer = setTimeout(() => {
       this._drainTimer = null;
-      while (this._throttleQ.length && this._conn && this._state === 'open' && this._takeToken()) this._writeNow(this._throttleQ.shift());
-      if (this._throttleQ.length && this._conn) this._scheduleDrain();
-    }, every);
+      this._drain();
+    }, wait);
   }
 
   _writeNow(e) {
@@ -786,9 +823,14 @@ class XindaoClient extends Emitter {
     try {
       this._write(frame);
     } catch (err) {
-      return e.reject(err);
+      // a socket that cannot take a frame is dead: requests fail with `disconnected`, sends wait for the next one
+      this._throttleQ.unshift(e);
+      this._dead('write failed: ' + ((err && err.message) || err));
+      return;
     }
+    this._unanswered++;
     this._inflight.set(e.id, e);
+    if (!(e.timeoutMs > 0)) return;
     e.timer = setTimeout(() => {
       if (this._inflight.get(e.id) !== e) return;
       this._inflight.delete(e.id);
@@ -819,7 +861,8 @@ class XindaoClient extends Emitter {
       if (this._outbox.length >= this.options.outboxMax) {
         return reject(new XindaoError('outbox_full', 'outbox full (' + this.options.outboxMax + ' unacknowledged sends)', { cmid: args.cmid }));
       }
-      const item = { cmid: args.cmid, args, resolve, reject, inflight: false, reqId: null, timer: null, retryTimer: null };
+      // gen: the connection this item was queued on (every connection resends the outbox, in order)
+      const item = { cmid: args.cmid, args, resolve, reject, gen: null, reqId: null, timer: null };
       const timeoutMs = opts.timeoutMs != null ? opts.timeoutMs : this.options.sendTimeoutMs;
       if (timeoutMs > 0) {
         item.timer = setTimeout(() => {
@@ -827,7 +870,7 @@ class XindaoClient extends Emitter {
         }, timeoutMs);
       }
       this._outbox.push(item);
-      if (this._state === 'open' && this._conn) this._writeSend(item);
+      this._flushOutbox();
     });
   }
 
@@ -841,7 +884,6 @@ class XindaoClient extends Emitter {
     if (i < 0) return false;
     this._outbox.splice(i, 1);
     clearTimeout(item.timer);
-    clearTimeout(item.retryTimer);
     const q = this._throttleQ.findIndex((e) => e.item === item);
     if (q >= 0) this._throttleQ.splice(q, 1);
     if (item.reqId != null) {
@@ -856,40 +898,55 @@ class XindaoClient extends Emitter {
     return true;
   }
 
+  // The only way a send gets written. Walks the outbox in call order and queues every item not yet queued on this
+  // connection, behind the ones that are: since the server runs one connection's requests one at a time in arrival
+  // order, the messages commit in call order (a resend of an item an earlier connection already committed is
+  // answered as a duplicate). Called on hello, on send() and after a rate_limited refusal.
   _flushOutbox() {
-    for (const item of this._outbox) if (!item.inflight && !item.retryTimer) this._writeSend(item);
+    if (this._state !== 'open' || !this._conn) return;
+    for (const item of this._outbox) if (item.gen !== this._gen) this._writeSend(item);
   }
 
   _writeSend(item) {
+    const gen = this._gen;
     const e = {
       id: ++this._reqId,
       op: 'send',
       args: item.args,
       item,
       timer: null,
-      timeoutMs: this.options.requestTimeoutMs,
+      // no per-request timeout: the server answers every request of a live connection, in order, and resending
+      // on the same connection could only reorder; a dead socket is the heartbeat's to find, sendTimeoutMs
+      // bounds the caller's wait
+      timeoutMs: 0,
       resolve: (r) => {
         if (r && r.message) this._ingestPush(r.message);
         this._settleSend(item, null, r);
       },
       reject: (err) => {
-        item.inflight = false;
-        item.reqId = null;
-        if (err.code === 'rate_limited' || err.code === 'timeout') {
-          // not processed (rate limit) or unknown (timeout): try again with the same cmid
-          const wait = err.code === 'rate_limited' ? err.retry_after_ms || 1000 : 0;
-          item.retryTimer = setTimeout(() => {
-            item.retryTimer = null;
-            if (this._outbox.includes(item) && this._state === 'open' && this._conn && !item.inflight) this._writeSend(item);
-          }, wait);
+        if (item.reqId === e.id) item.reqId = null;
+        if (err.code === 'disconnected' || err.code === 'not_connected') return; // stays queued for the next connection
+        if (err.code === 'rate_limited') {
+          // not processed (_onReply holds all writes for retry_after_ms). Pacing should make this impossible;
+          // if it happens anyway, later sends already written may commit first. Requeue this one ahead of every
+          // send not yet written, so the rest stays in call order.
+          this._log('warn', 'send refused with rate_limited; requeued', { cmid: item.cmid });
+          if (gen !== this._gen || !this._outbox.includes(item)) return;
+          item.gen = null;
+          this._throttleQ = this._throttleQ.filter((q) => {
+            if (!q.item) return true;
+            q.item.gen = null;
+            q.item.reqId = null;
+            return false;
+          });
+          this._flushOutbox();
           return;
         }
-        if (err.code === 'disconnected' || err.code === 'not_connected') return; // stays queued
         err.cmid = item.cmid;
         this._settleSend(item, err);
       },
     };
-    item.inflight = true;
+    item.gen = gen;
     item.reqId = e.id;
     this._writeRequest(e);
   }

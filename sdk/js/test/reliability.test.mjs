@@ -223,4 +223,43 @@ test('a large outbox is paced under the server rate limit after a restart (no ra
   const acks = await Promise.all(sends);
   assert.deepEqual(acks.map((r) => r.message.seq), range(1, n), 'in order, each once');
   assert.deepEqual(closes, [], 'the socket was never closed (no 4008 flood close)');
+  assert.equal(await rateLimited(srv), 0, 'no request was refused with rate_limited');
 });
+
+// The server charges its rate limit when it processes a request, not when the client wrote it. Freeze the server
+// right after the hello while a large outbox goes out: when it wakes up it reads the whole backlog back to back.
+// A pacer that refilled its bucket during the freeze got requests refused with rate_limited, and the retries
+// committed after later sends (acks 1..39, then 149, 150, then 40, ...).
+test('a server that stalls right after the hello still gets the outbox in call order, under its rate limit', async () => {
+  const srv = await server();
+  const a = await client(srv.url, 'stall-a', { sendTimeoutMs: 60000 });
+  const room = await a.createRoom('stall-' + Date.now());
+  const n = Math.min(150, 3 * a.hello.limits.rate_burst + 30);
+  a.pause();
+  const sends = [];
+  for (let i = 1; i <= n; i++) sends.push(a.send(room.id, 'stall ' + i));
+  const closes = [];
+  let frozen = false;
+  a.on('state', (s) => {
+    if (s.state === 'reconnecting') closes.push(s.code);
+    // 'open' is emitted before the outbox is flushed: the whole first burst waits in the socket
+    if (s.state === 'open' && !frozen) {
+      frozen = true;
+      process.kill(srv.proc.pid, 'SIGSTOP');
+      setTimeout(() => process.kill(srv.proc.pid, 'SIGCONT'), 1500);
+    }
+  });
+  a.resume();
+  const acks = await Promise.all(sends);
+  assert.ok(frozen);
+  assert.deepEqual(acks.map((r) => r.message.seq), range(1, n), 'committed in call order, each once');
+  assert.deepEqual(closes, [], 'the socket was never closed');
+  assert.equal(await rateLimited(srv), 0, 'no request was refused with rate_limited');
+});
+
+async function rateLimited(srv) {
+  const text = await (await fetch(srv.url + '/metrics')).text();
+  let total = 0;
+  for (const m of text.matchAll(/^\w*requests_total\{[^}]*outcome="rate_limited"[^}]*\} (\d+)/gm)) total += Number(m[1]);
+  return total;
+}
