@@ -74,6 +74,34 @@ struct State {
     watchers: HashMap<UserId, HashMap<ConnId, UserId>>,
 }
 
+/// Stops routing a conversation to a user; an empty entry is dropped so idle maps stay small.
+fn unroute(
+    routes: &mut HashMap<ConversationId, HashSet<UserId>>,
+    conversation: ConversationId,
+    user: UserId,
+) {
+    if let Some(users) = routes.get_mut(&conversation) {
+        users.remove(&user);
+        if users.is_empty() {
+            routes.remove(&conversation);
+        }
+    }
+}
+
+/// Stops a connection watching a user's presence; an empty entry is dropped.
+fn unwatch(
+    watchers: &mut HashMap<UserId, HashMap<ConnId, UserId>>,
+    watched: UserId,
+    conn_id: ConnId,
+) {
+    if let Some(conns) = watchers.get_mut(&watched) {
+        conns.remove(&conn_id);
+        if conns.is_empty() {
+            watchers.remove(&watched);
+        }
+    }
+}
+
 /// The node-local connection registry. Cheap to share behind an `Arc`.
 pub struct Hub {
     state: RwLock<State>,
@@ -159,24 +187,14 @@ impl Hub {
         };
         let slot = entry.conns.swap_remove(position);
         for watched in slot.watching {
-            if let Some(set) = state.watchers.get_mut(&watched) {
-                set.remove(&conn_id);
-                if set.is_empty() {
-                    state.watchers.remove(&watched);
-                }
-            }
+            unwatch(&mut state.watchers, watched, conn_id);
         }
         if !entry.conns.is_empty() {
             return false;
         }
         let entry = state.users.remove(&user).unwrap_or_default();
         for conversation in entry.conversations {
-            if let Some(set) = state.conversations.get_mut(&conversation) {
-                set.remove(&user);
-                if set.is_empty() {
-                    state.conversations.remove(&conversation);
-                }
-            }
+            unroute(&mut state.conversations, conversation, user);
         }
         true
     }
@@ -194,12 +212,7 @@ impl Hub {
         };
         let previous = std::mem::replace(&mut slot.watching, watched.to_vec());
         for old in previous {
-            if let Some(set) = state.watchers.get_mut(&old) {
-                set.remove(&conn_id);
-                if set.is_empty() {
-                    state.watchers.remove(&old);
-                }
-            }
+            unwatch(&mut state.watchers, old, conn_id);
         }
         for &new in watched {
             state.watchers.entry(new).or_default().insert(conn_id, user);
@@ -313,12 +326,7 @@ impl Hub {
                 .insert(user);
         } else {
             entry.conversations.remove(&conversation);
-            if let Some(set) = state.conversations.get_mut(&conversation) {
-                set.remove(&user);
-                if set.is_empty() {
-                    state.conversations.remove(&conversation);
-                }
-            }
+            unroute(&mut state.conversations, conversation, user);
         }
     }
 
