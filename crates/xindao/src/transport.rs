@@ -4,8 +4,10 @@
 //! server shutdown, which keeps an idle connection to a few kilobytes. Requests are answered one at a time in
 //! arrival order; pushes keep flowing while a request waits for the store.
 
+use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -60,6 +62,17 @@ pub fn bearer(headers: &HeaderMap, query_token: Option<&str>) -> Option<String> 
         })
         .map(|t| t.trim().to_string());
     from_header.or_else(|| query_token.map(str::to_string))
+}
+
+/// Runs `future` with a time limit, arming a timer only when it does not finish on its first poll: most
+/// socket writes complete at once, and a timer per write is a measurable cost in fan-out.
+async fn within<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let first = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => tokio::time::timeout(limit, future).await.ok(),
+    }
 }
 
 /// `GET /v1/ws`: every refusal happens here, as an HTTP error, before the upgrade.
@@ -130,14 +143,13 @@ struct Conn {
 impl Conn {
     async fn write(&mut self, frame: Utf8Bytes) -> Result<(), End> {
         let frame_len = frame.len();
-        match tokio::time::timeout(self.write_timeout, self.socket.send(Message::Text(frame))).await
-        {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => {
+        match within(self.write_timeout, self.socket.send(Message::Text(frame))).await {
+            Some(Ok(())) => Ok(()),
+            Some(Err(error)) => {
                 tracing::debug!(%error, len = frame_len, "socket write failed");
                 Err(End::Gone)
             }
-            Err(_) => {
+            None => {
                 tracing::debug!("socket write timed out");
                 Err(End::Gone)
             }
@@ -176,10 +188,9 @@ impl Conn {
             }
             self.socket.flush().await.map_err(|_| End::Gone)
         };
-        match tokio::time::timeout(self.write_timeout, write).await {
-            Ok(result) => result,
-            Err(_) => Err(End::Gone),
-        }
+        within(self.write_timeout, write)
+            .await
+            .unwrap_or(Err(End::Gone))
     }
 }
 
@@ -281,10 +292,13 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller) -> End {
     let mut last_heard = Instant::now();
     let mut heartbeat = tokio::time::interval(config.heartbeat() / 2);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Made once: a fresh `cancelled()` future per loop turn would lock the token's waiter list twice per push.
+    let shutdown = app.shutdown.cancelled();
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             biased;
-            _ = app.shutdown.cancelled() => return End::Close(CLOSE_GOING_AWAY, "server restarting: reconnect"),
+            _ = &mut shutdown => return End::Close(CLOSE_GOING_AWAY, "server restarting: reconnect"),
             outbound = conn.rx.recv() => {
                 if let Err(end) = conn.write_pushes(outbound).await {
                     return end;
