@@ -156,6 +156,18 @@ impl SqliteStore {
             .map_err(map_sqlite)
     }
 
+    /// For point lookups (microseconds): runs on the calling thread when a reader is free, saving the two
+    /// thread hand-offs of the blocking pool on hot paths (every upgrade, every `to_user` send).
+    async fn read_quick<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        if let Some(reader) = self.readers.iter().find_map(|reader| reader.try_lock()) {
+            return f(&reader).map_err(map_sqlite);
+        }
+        self.read(f).await
+    }
+
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
@@ -212,7 +224,7 @@ impl Store for SqliteStore {
     }
 
     async fn user(&self, id: UserId) -> Result<Option<User>> {
-        self.read(move |conn| load_user(conn, id)).await
+        self.read_quick(move |conn| load_user(conn, id)).await
     }
 
     async fn users_named(&self, display_name: &str, limit: usize) -> Result<Vec<User>> {
@@ -258,7 +270,7 @@ impl Store for SqliteStore {
         ttl_ms: i64,
     ) -> Result<Option<SessionInfo>> {
         let found = self
-            .read(move |conn| {
+            .read_quick(move |conn| {
                 conn.prepare_cached(
                     "SELECT user_id, extended_at, expires_at FROM sessions WHERE token_hash = ?1",
                 )?
@@ -320,7 +332,7 @@ impl Store for SqliteStore {
         let (lo, hi) = (user.min(peer), user.max(peer));
         // Sending with `to_user` opens the conversation on every send: answer that from a reader.
         let existing = self
-            .read(move |conn| {
+            .read_quick(move |conn| {
                 conn.prepare_cached(
                     "SELECT id FROM conversations WHERE direct_lo = ?1 AND direct_hi = ?2",
                 )?
@@ -419,7 +431,7 @@ impl Store for SqliteStore {
     }
 
     async fn is_member(&self, conversation: ConversationId, user: UserId) -> Result<bool> {
-        self.read(move |conn| {
+        self.read_quick(move |conn| {
             conn.prepare_cached(
                 "SELECT 1 FROM members WHERE conversation_id = ?1 AND user_id = ?2",
             )?
@@ -480,7 +492,7 @@ impl Store for SqliteStore {
     }
 
     async fn conversation_ids_of(&self, user: UserId) -> Result<Vec<ConversationId>> {
-        self.read(move |conn| {
+        self.read_quick(move |conn| {
             conn.prepare_cached("SELECT conversation_id FROM members WHERE user_id = ?1")?
                 .query_map([user], |row| row.get(0))?
                 .collect()
