@@ -94,6 +94,8 @@ impl Server {
                     rate.clone(),
                     "--rate-burst".into(),
                     rate,
+                    "--log".into(),
+                    "warn".into(),
                 ]);
                 argv.extend(opts.xindao_args.iter().cloned());
                 data_dir = Some(dir);

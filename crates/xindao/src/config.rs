@@ -1,0 +1,397 @@
+//! Server configuration: defaults, overlaid by a TOML file, then `XINDAO_*` environment variables, then flags.
+//!
+//! Every key is flat so that the same name works in all three places: `heartbeat_ms` in TOML,
+//! `XINDAO_HEARTBEAT_MS` in the environment, `--heartbeat-ms` on the command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// SQLite durability of an acknowledged message (see docs/protocol.md, "Delivery guarantees").
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    /// WAL + synchronous=NORMAL: survives a crash of the process, not necessarily a power loss.
+    #[default]
+    Normal,
+    /// WAL + synchronous=FULL: every ack is fsynced, survives power loss.
+    Full,
+}
+
+/// Whether `POST /v1/login/dev` is served.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase", try_from = "BoolOrString")]
+pub enum DevLogin {
+    /// On when no WeChat credentials are configured, off otherwise.
+    #[default]
+    Auto,
+    True,
+    False,
+}
+
+/// Environment variables arrive as `true`/`false` booleans; accept those as well as the words.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum BoolOrString {
+    Bool(bool),
+    String(String),
+}
+
+impl TryFrom<BoolOrString> for DevLogin {
+    type Error = String;
+    fn try_from(value: BoolOrString) -> Result<Self, String> {
+        match value {
+            BoolOrString::Bool(true) => Ok(DevLogin::True),
+            BoolOrString::Bool(false) => Ok(DevLogin::False),
+            BoolOrString::String(s) => match s.to_ascii_lowercase().as_str() {
+                "auto" => Ok(DevLogin::Auto),
+                "true" | "on" | "yes" | "1" => Ok(DevLogin::True),
+                "false" | "off" | "no" | "0" => Ok(DevLogin::False),
+                other => Err(format!(
+                    "dev_login must be auto, true or false, not `{other}`"
+                )),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The whole configuration of a server. `Config::default()` is the zero-configuration setup.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory for the embedded SQLite database.
+    pub data_dir: PathBuf,
+    /// Storage engine: "sqlite" (embedded, in data_dir).
+    pub store: String,
+    /// Durability of an ack on SQLite: "normal" or "full".
+    pub sqlite_synchronous: SqliteSync,
+    /// WeChat mini-program AppID; with wechat_secret enables WeChat login.
+    pub wechat_appid: Option<String>,
+    /// WeChat mini-program AppSecret.
+    pub wechat_secret: Option<String>,
+    /// Base URL of the WeChat API (tests point it at a local fake).
+    pub wechat_api_base: String,
+    /// Development login (display name -> user): "auto", "true" or "false".
+    pub dev_login: DevLogin,
+    /// A session expires this many seconds after its last use.
+    pub session_ttl_secs: u64,
+    /// The server pings a connection that has been silent this long.
+    pub heartbeat_ms: u64,
+    /// A connection silent this long is closed (4010).
+    pub idle_timeout_ms: u64,
+    /// Largest WebSocket frame or message accepted, in bytes.
+    pub max_frame_bytes: usize,
+    /// Longest text message, in characters.
+    pub max_text_chars: usize,
+    /// Largest custom message content, in bytes of JSON.
+    pub max_custom_bytes: usize,
+    /// Largest page of history or sync.
+    pub history_page_max: usize,
+    /// Requests per second allowed per connection.
+    pub rate_per_sec: u32,
+    /// Burst of requests allowed per connection.
+    pub rate_burst: u32,
+    /// Pushes queued per connection before it is dropped as a slow consumer (4009).
+    pub outbound_queue: usize,
+    /// A socket write taking longer than this drops the connection.
+    pub write_timeout_ms: u64,
+    /// Open WebSockets allowed in this process.
+    pub max_connections: usize,
+    /// Open WebSockets allowed per user on this server.
+    pub max_connections_per_user: usize,
+    /// Most messages committed in one SQLite transaction (group commit).
+    pub commit_batch_max: usize,
+    /// Log filter, e.g. "info" or "xindao=debug,info".
+    pub log: String,
+    /// Log format: "text" or "json".
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("xindao-data"),
+            store: "sqlite".into(),
+            sqlite_synchronous: SqliteSync::Normal,
+            wechat_appid: None,
+            wechat_secret: None,
+            wechat_api_base: "https://api.weixin.qq.com".into(),
+            dev_login: DevLogin::Auto,
+            session_ttl_secs: 30 * 24 * 3600,
+            heartbeat_ms: 15_000,
+            idle_timeout_ms: 45_000,
+            max_frame_bytes: 64 * 1024,
+            max_text_chars: 4000,
+            max_custom_bytes: 16 * 1024,
+            history_page_max: 200,
+            rate_per_sec: 20,
+            rate_burst: 40,
+            outbound_queue: 256,
+            write_timeout_ms: 10_000,
+            max_connections: 19_000,
+            max_connections_per_user: 16,
+            commit_batch_max: 512,
+            log: "info".into(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults <- TOML file (if given) <- `XINDAO_*` environment <- `overrides` (from flags).
+    pub fn load(
+        file: Option<&std::path::Path>,
+        overrides: &impl Serialize,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("XINDAO_").ignore(&["config"]))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let check = |ok: bool, what: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid(what.into()))
+            }
+        };
+        check(
+            self.store == "sqlite",
+            "store must be \"sqlite\" (PostgreSQL is not built in yet)",
+        )?;
+        check(self.heartbeat_ms >= 100, "heartbeat_ms must be >= 100")?;
+        check(
+            self.idle_timeout_ms > self.heartbeat_ms,
+            "idle_timeout_ms must exceed heartbeat_ms",
+        )?;
+        check(
+            self.max_frame_bytes >= 1024,
+            "max_frame_bytes must be >= 1024",
+        )?;
+        check(self.max_text_chars >= 1, "max_text_chars must be >= 1")?;
+        check(self.history_page_max >= 1, "history_page_max must be >= 1")?;
+        check(
+            self.rate_per_sec >= 1 && self.rate_burst >= 1,
+            "rate_per_sec and rate_burst must be >= 1",
+        )?;
+        check(self.outbound_queue >= 1, "outbound_queue must be >= 1")?;
+        check(self.max_connections >= 1, "max_connections must be >= 1")?;
+        check(
+            self.max_connections_per_user >= 1,
+            "max_connections_per_user must be >= 1",
+        )?;
+        check(self.commit_batch_max >= 1, "commit_batch_max must be >= 1")?;
+        check(
+            self.session_ttl_secs >= 60,
+            "session_ttl_secs must be >= 60",
+        )?;
+        check(
+            self.wechat_appid.is_some() == self.wechat_secret.is_some(),
+            "wechat_appid and wechat_secret go together",
+        )?;
+        Ok(())
+    }
+
+    /// Whether WeChat login is configured.
+    pub fn wechat_enabled(&self) -> bool {
+        self.wechat_appid.is_some() && self.wechat_secret.is_some()
+    }
+
+    /// Whether the development login is served, after resolving "auto".
+    pub fn dev_login_enabled(&self) -> bool {
+        match self.dev_login {
+            DevLogin::Auto => !self.wechat_enabled(),
+            DevLogin::True => true,
+            DevLogin::False => false,
+        }
+    }
+
+    /// The configuration as TOML, with secrets masked (for `xindao config`).
+    pub fn to_toml_masked(&self) -> String {
+        let mut shown = self.clone();
+        if shown.wechat_secret.is_some() {
+            shown.wechat_secret = Some("********".into());
+        }
+        toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_ttl_secs)
+    }
+}
+
+/// Command-line overrides for `xindao serve` and `xindao config`; each flag also reads `XINDAO_<NAME>`
+/// through the configuration loader. Unset flags leave lower layers alone.
+#[derive(Debug, Default, Clone, Serialize, clap::Args)]
+pub struct Flags {
+    /// TOML configuration file (keys as in `xindao config`).
+    #[arg(long, short = 'c', env = "XINDAO_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the embedded SQLite database.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Storage engine.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// SQLite durability of an ack: normal (survives crashes) or full (also power loss).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlite_synchronous: Option<String>,
+    /// WeChat mini-program AppID.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wechat_appid: Option<String>,
+    /// WeChat mini-program AppSecret (prefer XINDAO_WECHAT_SECRET or the file).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wechat_secret: Option<String>,
+    /// Base URL of the WeChat API.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wechat_api_base: Option<String>,
+    /// Development login: auto (on without WeChat credentials), true or false.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dev_login: Option<String>,
+    /// Seconds a session lives after its last use.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_ttl_secs: Option<u64>,
+    /// Ping a connection silent this many milliseconds.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_ms: Option<u64>,
+    /// Close a connection silent this many milliseconds (4010).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Largest WebSocket frame in bytes (bigger closes with 1009).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_frame_bytes: Option<usize>,
+    /// Longest text message in characters.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_text_chars: Option<usize>,
+    /// Largest custom message content in bytes.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_custom_bytes: Option<usize>,
+    /// Largest history or sync page.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_page_max: Option<usize>,
+    /// Requests per second per connection.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_per_sec: Option<u32>,
+    /// Request burst per connection.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_burst: Option<u32>,
+    /// Pushes queued per connection before it is dropped as slow (4009).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbound_queue: Option<usize>,
+    /// Milliseconds a socket write may take.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_timeout_ms: Option<u64>,
+    /// WebSockets allowed in this process.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// WebSockets allowed per user.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_user: Option<usize>,
+    /// Most messages per SQLite commit.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_batch_max: Option<usize>,
+    /// Log filter (RUST_LOG syntax).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+    /// Log format: text or json.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+}
+
+impl Flags {
+    /// Loads the configuration these flags describe (file, environment, flags).
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        Config::load(self.config.as_deref(), self)
+    }
+}
+
+/// Appends `[default: …]` from `Config::default()` to every flag's help, so `--help` can never drift.
+pub fn with_defaults_in_help(command: clap::Command) -> clap::Command {
+    let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
+    let ids: Vec<String> = command
+        .get_arguments()
+        .map(|a| a.get_id().to_string())
+        .collect();
+    ids.into_iter().fold(command, |command, id| {
+        let shown = match defaults.get(&id) {
+            Some(serde_json::Value::Null) => "unset".to_string(),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => return command,
+        };
+        command.mut_arg(id, |arg| {
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            arg.help(format!("{help} [default: {shown}]"))
+        })
+    })
+}

@@ -1,0 +1,133 @@
+//! The one error type of the library, and its single mapping to wire error codes and HTTP statuses.
+
+use axum::http::StatusCode;
+
+/// Everything that can go wrong while serving a request. Each variant maps to exactly one stable wire code
+/// (see docs/protocol.md, "Error codes").
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("unknown operation `{0}`")]
+    UnknownOp(String),
+    #[error("{0}")]
+    InvalidArgs(String),
+    #[error("{0}")]
+    InvalidMessage(String),
+    #[error("{0}")]
+    MessageTooLong(String),
+    #[error("missing, invalid or expired session")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error("too many requests, retry in {retry_after_ms} ms")]
+    RateLimited { retry_after_ms: u64 },
+    #[error("{0}")]
+    TooManyConnections(&'static str),
+    #[error("the server holds its maximum number of connections")]
+    ServerFull,
+    #[error("WeChat login failed: {0}")]
+    WeChat(#[from] WeChatError),
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// Outcomes of a WeChat `code2Session` call that are not a session.
+#[derive(Debug, thiserror::Error)]
+pub enum WeChatError {
+    #[error("invalid or used login code (errcode {0})")]
+    InvalidCode(i64),
+    #[error("WeChat rate-limited this login (errcode 45011)")]
+    RateLimited,
+    #[error("WeChat flags this user as high-risk (errcode 40226)")]
+    UserBlocked,
+    #[error("WeChat is busy, retry (errcode -1)")]
+    Busy,
+    #[error("WeChat answered errcode {errcode}: {errmsg}")]
+    Other { errcode: i64, errmsg: String },
+    #[error("WeChat could not be reached or answered garbage: {0}")]
+    Transport(String),
+}
+
+impl Error {
+    /// The stable machine-readable code sent to clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::BadRequest(_) => "bad_request",
+            Error::UnknownOp(_) => "unknown_op",
+            Error::InvalidArgs(_) => "invalid_args",
+            Error::InvalidMessage(_) => "invalid_message",
+            Error::MessageTooLong(_) => "message_too_long",
+            Error::Unauthorized => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::TooManyConnections(_) | Error::ServerFull => "too_many_connections",
+            Error::WeChat(WeChatError::InvalidCode(_)) => "invalid_code",
+            Error::WeChat(WeChatError::RateLimited) => "wechat_rate_limited",
+            Error::WeChat(WeChatError::UserBlocked) => "wechat_user_blocked",
+            Error::WeChat(WeChatError::Busy) => "wechat_busy",
+            Error::WeChat(_) => "wechat_error",
+            Error::Unavailable(_) => "unavailable",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// The HTTP status for the same error on the HTTP API.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_)
+            | Error::UnknownOp(_)
+            | Error::InvalidArgs(_)
+            | Error::InvalidMessage(_)
+            | Error::WeChat(WeChatError::InvalidCode(_)) => StatusCode::BAD_REQUEST,
+            Error::MessageTooLong(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) | Error::WeChat(WeChatError::UserBlocked) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::RateLimited { .. }
+            | Error::TooManyConnections(_)
+            | Error::WeChat(WeChatError::RateLimited) => StatusCode::TOO_MANY_REQUESTS,
+            Error::WeChat(WeChatError::Busy) | Error::Unavailable(_) | Error::ServerFull => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Error::WeChat(_) => StatusCode::BAD_GATEWAY,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The JSON error object of the wire protocol: `{"code", "message", ...}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let message = match self {
+            // Internal details go to the log, not to the client.
+            Error::Internal(_) => "internal server error".to_string(),
+            other => other.to_string(),
+        };
+        let mut obj = serde_json::json!({ "code": self.code(), "message": message });
+        if let Error::RateLimited { retry_after_ms } = self {
+            obj["retry_after_ms"] = (*retry_after_ms).into();
+        }
+        obj
+    }
+}
+
+impl axum::response::IntoResponse for Error {
+    fn into_response(self) -> axum::response::Response {
+        if let Error::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error on HTTP API");
+        }
+        let body = serde_json::json!({ "error": self.to_json() });
+        (self.status(), axum::Json(body)).into_response()
+    }
+}
+
+/// Shorthand used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,85 @@
+//! The `xindao` command line: `xindao serve` runs the server, `xindao config` prints the configuration.
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use xindao::config::{with_defaults_in_help, Flags, LogFormat};
+use xindao::{Config, Server};
+
+/// xindao (信道): real-time chat server for WeChat mini-programs and the web.
+///
+/// Configuration comes from defaults, then a TOML file (--config), then XINDAO_* environment variables
+/// (e.g. XINDAO_LISTEN), then flags.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (zero configuration: SQLite in ./xindao-data, listening on 127.0.0.1:8080).
+    Serve(Flags),
+    /// Print the effective configuration as TOML (secrets masked) and exit.
+    Config(Flags),
+}
+
+fn main() -> anyhow::Result<()> {
+    let command = Cli::command()
+        .mut_subcommand("serve", with_defaults_in_help)
+        .mut_subcommand("config", with_defaults_in_help);
+    let cli = Cli::from_arg_matches(&command.get_matches())?;
+    match cli.command {
+        Command::Config(flags) => {
+            print!("{}", flags.load()?.to_toml_masked());
+            Ok(())
+        }
+        Command::Serve(flags) => serve(flags.load()?),
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let server = Server::bind(config).await?;
+        let addr = server.local_addr();
+        tracing::info!(%addr, "xindao listening");
+        // One machine-readable line on stdout for scripts and tests that start the binary on port 0.
+        println!("listening http://{addr}");
+        server.run(shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,131 @@
+//! Prometheus metrics, served at `GET /metrics`. Request latency per operation and outcome lets an operator
+//! tell a slow store (`send` slow, `ping` fast) from a slow network hop (both fast here, slow at the client).
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub op: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloseLabels {
+    pub code: u16,
+}
+
+/// All metrics of one server. Clones share the same counters.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub connections: Gauge,
+    pub connections_opened: Counter,
+    pub closes: Family<CloseLabels, Counter>,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_seconds: Family<RequestLabels, Histogram>,
+    pub messages_committed: Counter,
+    pub pushes: Counter,
+    pub slow_consumers: Counter,
+    pub upgrades_refused: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("xindao");
+        let connections = Gauge::default();
+        registry.register(
+            "connections",
+            "Open WebSocket connections",
+            connections.clone(),
+        );
+        let connections_opened = Counter::default();
+        registry.register(
+            "connections_opened",
+            "WebSocket connections accepted",
+            connections_opened.clone(),
+        );
+        let closes = Family::<CloseLabels, Counter>::default();
+        registry.register(
+            "connection_closes",
+            "Connections closed by the server, by close code",
+            closes.clone(),
+        );
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "WebSocket requests by operation and outcome",
+            requests.clone(),
+        );
+        let request_seconds = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
+        });
+        registry.register(
+            "request_seconds",
+            "Time to answer a WebSocket request",
+            request_seconds.clone(),
+        );
+        let messages_committed = Counter::default();
+        registry.register(
+            "messages_committed",
+            "Messages committed to the store",
+            messages_committed.clone(),
+        );
+        let pushes = Counter::default();
+        registry.register(
+            "pushes",
+            "Frames queued to connections by the hub",
+            pushes.clone(),
+        );
+        let slow_consumers = Counter::default();
+        registry.register(
+            "slow_consumers",
+            "Connections dropped because their queue was full",
+            slow_consumers.clone(),
+        );
+        let upgrades_refused = Counter::default();
+        registry.register(
+            "upgrades_refused",
+            "WebSocket upgrades refused before upgrading",
+            upgrades_refused.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            connections,
+            connections_opened,
+            closes,
+            requests,
+            request_seconds,
+            messages_committed,
+            pushes,
+            slow_consumers,
+            upgrades_refused,
+        }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(%error, "cannot encode metrics");
+        }
+        out
+    }
+
+    pub fn record_request(&self, op: &str, outcome: &str, seconds: f64) {
+        let labels = RequestLabels {
+            op: op.to_string(),
+            outcome: outcome.to_string(),
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.request_seconds.get_or_create(&labels).observe(seconds);
+    }
+}

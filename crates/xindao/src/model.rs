@@ -1,0 +1,129 @@
+//! Domain types shared by the store, the chat service and the wire protocol.
+
+use serde::{Deserialize, Serialize};
+
+pub type UserId = i64;
+pub type ConversationId = i64;
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+/// Current server time in milliseconds since the Unix epoch.
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ConversationKind {
+    Direct,
+    Room,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    #[default]
+    Public,
+    Invite,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Member,
+}
+
+/// Message payload kinds: plain text, or app-defined JSON.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    #[default]
+    Text,
+    Custom,
+}
+
+/// A committed message, exactly as clients see it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Message {
+    pub id: i64,
+    pub conversation_id: ConversationId,
+    pub seq: i64,
+    pub sender_id: UserId,
+    pub cmid: String,
+    pub kind: MessageKind,
+    pub content: serde_json::Value,
+    pub ts: Millis,
+}
+
+/// A conversation as seen by one member (read state and unread count are per member).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub kind: ConversationKind,
+    pub name: Option<String>,
+    pub visibility: Option<Visibility>,
+    pub owner_id: Option<UserId>,
+    pub peer: Option<User>,
+    pub last_seq: i64,
+    pub read_seq: i64,
+    pub unread: i64,
+    pub last_message: Option<Message>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Member {
+    pub user: User,
+    pub role: Role,
+    pub read_seq: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PublicRoom {
+    pub id: ConversationId,
+    pub name: String,
+    pub members: i64,
+}
+
+/// A message a client asked to send, already validated.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub conversation_id: ConversationId,
+    pub sender_id: UserId,
+    pub cmid: String,
+    pub kind: MessageKind,
+    pub content: serde_json::Value,
+    /// The connection that sent it (it gets the reply instead of a push); 0 for none.
+    pub origin: u64,
+}
+
+/// What `append` did: stored a new message, or found the sender's earlier one with the same cmid.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub message: Message,
+    pub duplicate: bool,
+}
+
+/// A page of messages in ascending seq order.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub messages: Vec<Message>,
+    pub has_more: bool,
+}
+
+/// Which slice of a conversation's history to read.
+#[derive(Debug, Clone, Copy)]
+pub enum Range {
+    Latest,
+    Before(i64),
+    After(i64),
+}

@@ -1,0 +1,131 @@
+//! Assembles a server from its configuration and runs it until shutdown.
+//!
+//! Shutdown order: stop accepting, close every WebSocket with 1001 once its current request is answered,
+//! wait for the connection tasks, then let the store commit what it accepted and close cleanly.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Auth;
+use crate::bus::{Bus, LocalBus};
+use crate::chat::{commit_hook, Chat};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
+
+/// How long shutdown waits for connections to finish their current request.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Shared state of a running server.
+pub struct App {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub hub: Arc<Hub>,
+    pub chat: Chat,
+    pub auth: Auth,
+    pub metrics: Metrics,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+    pub connection_slots: Arc<Semaphore>,
+}
+
+/// A server bound to a listener, ready to run.
+pub struct Server {
+    app: Arc<App>,
+    listener: TcpListener,
+}
+
+impl Server {
+    /// Binds `config.listen` and opens the store.
+    pub async fn bind(config: Config) -> Result<Server> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot listen on {}: {e}", config.listen)))?;
+        Server::with_listener(config, listener)
+    }
+
+    /// Uses an already bound listener (tests and benchmarks bind port 0).
+    pub fn with_listener(config: Config, listener: TcpListener) -> Result<Server> {
+        let config = Arc::new(config);
+        let metrics = Metrics::default();
+        let hub = Arc::new(Hub::new(metrics.clone()));
+        let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(hub.clone()));
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
+            &config.data_dir,
+            config.sqlite_synchronous,
+            config.commit_batch_max,
+            commit_hook(bus.clone(), metrics.clone()),
+        )?);
+        let auth = Auth::new(store.clone(), config.clone())?;
+        let chat = Chat::new(store.clone(), bus, hub.clone(), config.clone());
+        if config.wechat_enabled() {
+            tracing::info!(
+                "WeChat login enabled (code2Session at {})",
+                config.wechat_api_base
+            );
+        }
+        if config.dev_login_enabled() {
+            tracing::warn!("DEVELOPMENT LOGIN IS ON: anyone can log in as any display name (POST /v1/login/dev)");
+        }
+        let app = Arc::new(App {
+            connection_slots: Arc::new(Semaphore::new(config.max_connections)),
+            config,
+            store,
+            hub,
+            chat,
+            auth,
+            metrics,
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        Ok(Server { app, listener })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.app.config.listen)
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let app = self.app;
+        let token = app.shutdown.clone();
+        let router = crate::api::router(app.clone());
+        tokio::spawn({
+            let token = token.clone();
+            async move {
+                shutdown.await;
+                token.cancel();
+            }
+        });
+        let serve = axum::serve(self.listener, router)
+            .with_graceful_shutdown(token.clone().cancelled_owned());
+        let result = serve
+            .await
+            .map_err(|e| Error::Internal(format!("server: {e}")));
+        token.cancel();
+        tracing::info!(
+            connections = app.hub.connection_count(),
+            "shutting down: closing connections with 1001"
+        );
+        app.tracker.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, app.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
+        }
+        app.store.shutdown().await;
+        tracing::info!("shutdown complete");
+        result
+    }
+}

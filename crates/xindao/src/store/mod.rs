@@ -1,0 +1,122 @@
+//! The storage seam: one trait, implemented by the embedded SQLite store (and later PostgreSQL).
+//!
+//! The store is the source of truth for users, sessions, conversations, membership, messages and read state.
+//! It enforces the invariants that must hold under concurrency: per-conversation seq allocated in the same
+//! transaction as the insert, idempotency by (sender, cmid), membership checked inside the write, read markers
+//! that only move forward.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::model::*;
+
+/// Called once for every newly committed message, after its transaction committed and before `append`
+/// returns, in seq order per conversation. This is how pushes leave the node in commit order. The second
+/// argument is `NewMessage::origin`. It must not block.
+pub type CommitHook = std::sync::Arc<dyn Fn(&Message, u64) + Send + Sync>;
+
+/// A user found or created by a login.
+#[derive(Debug, Clone)]
+pub struct LoginIdentity {
+    /// WeChat openid, or the development login's display name.
+    pub external_id: ExternalId,
+    /// WeChat unionid, when WeChat sends one.
+    pub unionid: Option<String>,
+    /// WeChat session_key: kept server-side only.
+    pub session_key: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ExternalId {
+    WeChat { openid: String },
+    Dev { display_name: String },
+}
+
+/// A session row looked up by token hash.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionInfo {
+    pub user_id: UserId,
+    pub expires_at: Millis,
+}
+
+/// Persistent state of xindao. All methods are safe to call concurrently.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Finds the user for a login identity, creating it on first login.
+    async fn upsert_user(&self, identity: LoginIdentity) -> Result<User>;
+    async fn user(&self, id: UserId) -> Result<Option<User>>;
+
+    async fn create_session(
+        &self,
+        token_hash: [u8; 32],
+        user_id: UserId,
+        expires_at: Millis,
+    ) -> Result<()>;
+    /// Returns the session if it exists and has not expired at `now`; extends it to `now + ttl` when
+    /// the previous extension is older than a tenth of `ttl` (sliding expiry without a write per call).
+    async fn touch_session(
+        &self,
+        token_hash: [u8; 32],
+        now: Millis,
+        ttl_ms: i64,
+    ) -> Result<Option<SessionInfo>>;
+    async fn revoke_session(&self, token_hash: [u8; 32]) -> Result<()>;
+
+    /// The one direct conversation of the pair, created if needed (then the flag is true). Fails with
+    /// `NotFound` for an unknown peer and `Conflict` for a pair of one user.
+    async fn open_direct(&self, user: UserId, peer: UserId) -> Result<(ConversationId, bool)>;
+    async fn create_room(
+        &self,
+        owner: UserId,
+        name: &str,
+        visibility: Visibility,
+    ) -> Result<ConversationId>;
+    /// Adds `user` to a room. `by` is `None` for self-join (public rooms only), or the member adding them.
+    /// Returns false when the user already was a member.
+    async fn join_room(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        by: Option<UserId>,
+    ) -> Result<bool>;
+    /// Removes `user` from a room (`by` is `None` for leaving). Returns false when they were not a member.
+    async fn leave_room(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        by: Option<UserId>,
+    ) -> Result<bool>;
+    async fn members(&self, conversation: ConversationId) -> Result<Vec<Member>>;
+    async fn is_member(&self, conversation: ConversationId, user: UserId) -> Result<bool>;
+    /// The conversation as `user` sees it; `Forbidden` when not a member, `NotFound` when absent.
+    async fn conversation_for(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+    ) -> Result<Conversation>;
+    /// All conversations of `user`, most recent activity first.
+    async fn conversations_of(&self, user: UserId) -> Result<Vec<Conversation>>;
+    /// Ids of all conversations of `user` (cheap; used to route pushes).
+    async fn conversation_ids_of(&self, user: UserId) -> Result<Vec<ConversationId>>;
+    async fn public_rooms(&self, limit: usize) -> Result<Vec<PublicRoom>>;
+
+    /// Commits a message with the next seq of its conversation, or returns the sender's earlier message with
+    /// the same cmid. `Forbidden` when the sender is not a member. Only returns after the commit.
+    async fn append(&self, message: NewMessage) -> Result<Appended>;
+    /// Messages of a conversation in ascending seq order; only committed ones.
+    async fn history(
+        &self,
+        conversation: ConversationId,
+        range: Range,
+        limit: usize,
+    ) -> Result<Page>;
+    /// Moves the read marker of `user` forward to `seq` (capped at last_seq); returns the marker after the call.
+    async fn mark_read(&self, conversation: ConversationId, user: UserId, seq: i64) -> Result<i64>;
+
+    /// Whether the store answers (for `/healthz`).
+    async fn healthy(&self) -> bool;
+    /// Commits everything already accepted and stops taking writes.
+    async fn shutdown(&self);
+}

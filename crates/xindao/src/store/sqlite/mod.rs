@@ -1,0 +1,763 @@
+//! The embedded default store: SQLite in WAL mode, one writer connection, a small pool of readers.
+//!
+//! Message appends go through the group-commit thread in [`writer`]; other writes (logins, rooms, read
+//! markers) take the writer connection briefly on the blocking pool. Reads use separate connections, which WAL
+//! lets run beside the writer and which only ever see committed transactions.
+
+mod schema;
+mod writer;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{CommitHook, ExternalId, LoginIdentity, SessionInfo, Store};
+use crate::config::SqliteSync;
+use crate::error::{Error, Result};
+use crate::model::*;
+
+const READERS: usize = 4;
+const APPEND_QUEUE: usize = 16 * 1024;
+
+pub(crate) const MESSAGE_COLUMNS: &str =
+    "id, conversation_id, seq, sender_id, cmid, kind, content, created_at";
+
+/// SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<[Mutex<Connection>]>,
+    next_reader: AtomicUsize,
+    appends: Mutex<Option<mpsc::Sender<writer::AppendJob>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Maps SQLite failures: a full disk or an I/O problem means "cannot take writes now", anything else is a bug.
+pub(crate) fn map_sqlite(error: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode::*;
+    match error.sqlite_error_code() {
+        Some(
+            DiskFull | SystemIoFailure | ReadOnly | CannotOpen | DatabaseBusy | DatabaseLocked,
+        ) => Error::Unavailable(format!("storage: {error}")),
+        _ => Error::Internal(format!("sqlite: {error}")),
+    }
+}
+
+pub(crate) fn read_message(row: &Row) -> rusqlite::Result<Message> {
+    let kind: String = row.get(5)?;
+    let raw: String = row.get(6)?;
+    let kind = if kind == "custom" {
+        MessageKind::Custom
+    } else {
+        MessageKind::Text
+    };
+    Ok(Message {
+        id: row.get(0)?,
+        conversation_id: row.get(1)?,
+        seq: row.get(2)?,
+        sender_id: row.get(3)?,
+        cmid: row.get(4)?,
+        kind,
+        content: serde_json::from_str(&raw).unwrap_or(serde_json::Value::Null),
+        ts: row.get(7)?,
+    })
+}
+
+fn open_connection(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `data_dir/xindao.db`, migrates it and starts the group-commit thread.
+    pub fn open(
+        data_dir: &Path,
+        sync: SqliteSync,
+        batch_max: usize,
+        hook: CommitHook,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            Error::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
+        })?;
+        let path = data_dir.join("xindao.db");
+        let mut writer = open_connection(&path, OpenFlags::default()).map_err(map_sqlite)?;
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(map_sqlite)?;
+        let sync_mode = match sync {
+            SqliteSync::Normal => "NORMAL",
+            SqliteSync::Full => "FULL",
+        };
+        writer
+            .pragma_update(None, "synchronous", sync_mode)
+            .map_err(map_sqlite)?;
+        schema::migrate(&mut writer).map_err(map_sqlite)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                open_connection(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map(Mutex::new)
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(map_sqlite)?
+            .into();
+        let writer = Arc::new(Mutex::new(writer));
+        let (tx, rx) = mpsc::channel(APPEND_QUEUE);
+        let thread_writer = writer.clone();
+        let handle = std::thread::Builder::new()
+            .name("xindao-commit".into())
+            .spawn(move || writer::run(thread_writer, rx, batch_max, hook))
+            .map_err(|e| Error::Internal(format!("cannot start commit thread: {e}")))?;
+        tracing::info!(path = %path.display(), synchronous = sync_mode, "opened SQLite store");
+        Ok(SqliteStore {
+            writer,
+            readers,
+            next_reader: AtomicUsize::new(0),
+            appends: Mutex::new(Some(tx)),
+            writer_thread: Mutex::new(Some(handle)),
+        })
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || f(&readers[index].lock()))
+            .await
+            .map_err(|e| Error::Internal(format!("store task failed: {e}")))?
+            .map_err(map_sqlite)
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || f(&mut writer.lock()))
+            .await
+            .map_err(|e| Error::Internal(format!("store task failed: {e}")))?
+    }
+}
+
+fn display_name_for_openid(openid: &str) -> String {
+    let digest = Sha256::digest(openid.as_bytes());
+    format!("wx_{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2])
+}
+
+fn conversation_row(row: &Row) -> rusqlite::Result<(Conversation, Option<(i64, i64)>)> {
+    let kind: String = row.get(1)?;
+    let visibility: Option<String> = row.get(3)?;
+    let last_seq: i64 = row.get(5)?;
+    let read_seq: i64 = row.get(6)?;
+    let lo: Option<i64> = row.get(7)?;
+    let hi: Option<i64> = row.get(8)?;
+    Ok((
+        Conversation {
+            id: row.get(0)?,
+            kind: if kind == "direct" {
+                ConversationKind::Direct
+            } else {
+                ConversationKind::Room
+            },
+            name: row.get(2)?,
+            visibility: visibility.map(|v| {
+                if v == "invite" {
+                    Visibility::Invite
+                } else {
+                    Visibility::Public
+                }
+            }),
+            owner_id: row.get(4)?,
+            peer: None,
+            last_seq,
+            read_seq,
+            unread: (last_seq - read_seq).max(0),
+            last_message: None,
+        },
+        lo.zip(hi),
+    ))
+}
+
+const CONVERSATION_SELECT: &str =
+    "SELECT c.id, c.kind, c.name, c.visibility, c.owner_id, c.last_seq, m.read_seq,
+        c.direct_lo, c.direct_hi
+    FROM members m JOIN conversations c ON c.id = m.conversation_id";
+
+/// Fills in the peer of a direct conversation and the last message.
+fn complete_conversation(
+    conn: &Connection,
+    user: UserId,
+    (mut conversation, pair): (Conversation, Option<(i64, i64)>),
+) -> rusqlite::Result<Conversation> {
+    if let Some((lo, hi)) = pair {
+        let peer_id = if lo == user { hi } else { lo };
+        conversation.peer = load_user(conn, peer_id)?;
+    }
+    if conversation.last_seq > 0 {
+        conversation.last_message = conn
+            .prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq = ?2"
+            ))?
+            .query_row(
+                params![conversation.id, conversation.last_seq],
+                read_message,
+            )
+            .optional()?;
+    }
+    Ok(conversation)
+}
+
+fn load_user(conn: &Connection, id: UserId) -> rusqlite::Result<Option<User>> {
+    conn.prepare_cached("SELECT id, display_name FROM users WHERE id = ?1")?
+        .query_row([id], |row| {
+            Ok(User {
+                id: row.get(0)?,
+                display_name: row.get(1)?,
+            })
+        })
+        .optional()
+}
+
+/// Room facts needed to authorise membership changes.
+struct RoomInfo {
+    kind: String,
+    visibility: Option<String>,
+    owner_id: Option<i64>,
+}
+
+fn room_info(conn: &Connection, conversation: ConversationId) -> Result<RoomInfo> {
+    conn.prepare_cached("SELECT kind, visibility, owner_id FROM conversations WHERE id = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row([conversation], |row| {
+                Ok(RoomInfo {
+                    kind: row.get(0)?,
+                    visibility: row.get(1)?,
+                    owner_id: row.get(2)?,
+                })
+            })
+            .optional()
+        })
+        .map_err(map_sqlite)?
+        .ok_or(Error::NotFound("no such conversation"))
+}
+
+fn member_exists(conn: &Connection, conversation: ConversationId, user: UserId) -> Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM members WHERE conversation_id = ?1 AND user_id = ?2")
+        .and_then(|mut stmt| stmt.exists(params![conversation, user]))
+        .map_err(map_sqlite)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn upsert_user(&self, identity: LoginIdentity) -> Result<User> {
+        self.write(move |conn| {
+            let now = now_millis();
+            let row = match &identity.external_id {
+                ExternalId::WeChat { openid } => conn.query_row(
+                    "INSERT INTO users (openid, unionid, session_key, display_name, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (openid) DO UPDATE SET session_key = excluded.session_key,
+                        unionid = COALESCE(excluded.unionid, users.unionid)
+                     RETURNING id, display_name",
+                    params![
+                        openid,
+                        identity.unionid,
+                        identity.session_key,
+                        display_name_for_openid(openid),
+                        now
+                    ],
+                    |row| {
+                        Ok(User {
+                            id: row.get(0)?,
+                            display_name: row.get(1)?,
+                        })
+                    },
+                ),
+                ExternalId::Dev { display_name } => conn.query_row(
+                    "INSERT INTO users (dev_name, display_name, created_at) VALUES (?1, ?1, ?2)
+                     ON CONFLICT (dev_name) DO UPDATE SET dev_name = excluded.dev_name
+                     RETURNING id, display_name",
+                    params![display_name, now],
+                    |row| {
+                        Ok(User {
+                            id: row.get(0)?,
+                            display_name: row.get(1)?,
+                        })
+                    },
+                ),
+            };
+            row.map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<User>> {
+        self.read(move |conn| load_user(conn, id)).await
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: [u8; 32],
+        user_id: UserId,
+        expires_at: Millis,
+    ) -> Result<()> {
+        self.write(move |conn| {
+            let now = now_millis();
+            conn.execute(
+                "INSERT INTO sessions (token_hash, user_id, created_at, extended_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?3, ?4)",
+                params![&token_hash[..], user_id, now, expires_at],
+            )
+            .map(|_| ())
+            .map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn touch_session(
+        &self,
+        token_hash: [u8; 32],
+        now: Millis,
+        ttl_ms: i64,
+    ) -> Result<Option<SessionInfo>> {
+        let found = self
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT user_id, extended_at, expires_at FROM sessions WHERE token_hash = ?1",
+                )?
+                .query_row([&token_hash[..]], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
+                })
+                .optional()
+            })
+            .await?;
+        let Some((user_id, extended_at, expires_at)) = found else {
+            return Ok(None);
+        };
+        if expires_at <= now {
+            return Ok(None);
+        }
+        if now - extended_at < ttl_ms / 10 {
+            return Ok(Some(SessionInfo {
+                user_id,
+                expires_at,
+            }));
+        }
+        let new_expiry = now + ttl_ms;
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE sessions SET extended_at = ?2, expires_at = ?3 WHERE token_hash = ?1",
+                params![&token_hash[..], now, new_expiry],
+            )
+            .map_err(map_sqlite)
+        })
+        .await?;
+        Ok(Some(SessionInfo {
+            user_id,
+            expires_at: new_expiry,
+        }))
+    }
+
+    async fn revoke_session(&self, token_hash: [u8; 32]) -> Result<()> {
+        self.write(move |conn| {
+            conn.execute(
+                "DELETE FROM sessions WHERE token_hash = ?1",
+                [&token_hash[..]],
+            )
+            .map(|_| ())
+            .map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn open_direct(&self, user: UserId, peer: UserId) -> Result<(ConversationId, bool)> {
+        if user == peer {
+            return Err(Error::Conflict(
+                "a direct conversation needs two different users",
+            ));
+        }
+        let (lo, hi) = (user.min(peer), user.max(peer));
+        // Sending with `to_user` opens the conversation on every send: answer that from a reader.
+        let existing = self
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT id FROM conversations WHERE direct_lo = ?1 AND direct_hi = ?2",
+                )?
+                .query_row(params![lo, hi], |row| row.get(0))
+                .optional()
+            })
+            .await?;
+        if let Some(id) = existing {
+            return Ok((id, false));
+        }
+        self.write(move |conn| {
+            if load_user(conn, peer).map_err(map_sqlite)?.is_none() {
+                return Err(Error::NotFound("no such user"));
+            }
+            let tx = conn.transaction().map_err(map_sqlite)?;
+            let existing: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM conversations WHERE direct_lo = ?1 AND direct_hi = ?2",
+                    params![lo, hi],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(map_sqlite)?;
+            if let Some(id) = existing {
+                return Ok((id, false));
+            }
+            let now = now_millis();
+            tx.execute(
+                "INSERT INTO conversations (kind, direct_lo, direct_hi, last_ts, created_at)
+                 VALUES ('direct', ?1, ?2, ?3, ?3)",
+                params![lo, hi, now],
+            )
+            .map_err(map_sqlite)?;
+            let id = tx.last_insert_rowid();
+            for member in [lo, hi] {
+                tx.execute(
+                    "INSERT INTO members (conversation_id, user_id, role, joined_at) VALUES (?1, ?2, 'member', ?3)",
+                    params![id, member, now],
+                )
+                .map_err(map_sqlite)?;
+            }
+            tx.commit().map_err(map_sqlite)?;
+            Ok((id, true))
+        })
+        .await
+    }
+
+    async fn create_room(
+        &self,
+        owner: UserId,
+        name: &str,
+        visibility: Visibility,
+    ) -> Result<ConversationId> {
+        let name = name.to_string();
+        self.write(move |conn| {
+            let now = now_millis();
+            let visibility = match visibility {
+                Visibility::Public => "public",
+                Visibility::Invite => "invite",
+            };
+            let tx = conn.transaction().map_err(map_sqlite)?;
+            tx.execute(
+                "INSERT INTO conversations (kind, name, visibility, owner_id, last_ts, created_at)
+                 VALUES ('room', ?1, ?2, ?3, ?4, ?4)",
+                params![name, visibility, owner, now],
+            )
+            .map_err(map_sqlite)?;
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "INSERT INTO members (conversation_id, user_id, role, joined_at) VALUES (?1, ?2, 'owner', ?3)",
+                params![id, owner, now],
+            )
+            .map_err(map_sqlite)?;
+            tx.commit().map_err(map_sqlite)?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn join_room(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        by: Option<UserId>,
+    ) -> Result<bool> {
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(map_sqlite)?;
+            let room = room_info(&tx, conversation)?;
+            if room.kind != "room" {
+                return Err(Error::Forbidden(
+                    "direct conversations have exactly two members",
+                ));
+            }
+            let invite_only = room.visibility.as_deref() == Some("invite");
+            match by {
+                None if invite_only => return Err(Error::Forbidden("this room is invite-only")),
+                None => {}
+                Some(adder) => {
+                    if !member_exists(&tx, conversation, adder)? {
+                        return Err(Error::Forbidden("you are not a member of this room"));
+                    }
+                    if invite_only && room.owner_id != Some(adder) {
+                        return Err(Error::Forbidden(
+                            "only the owner adds members to an invite-only room",
+                        ));
+                    }
+                    if load_user(&tx, user).map_err(map_sqlite)?.is_none() {
+                        return Err(Error::NotFound("no such user"));
+                    }
+                }
+            }
+            let added = tx
+                .execute(
+                    "INSERT OR IGNORE INTO members (conversation_id, user_id, role, joined_at)
+                     VALUES (?1, ?2, 'member', ?3)",
+                    params![conversation, user, now_millis()],
+                )
+                .map_err(map_sqlite)?;
+            tx.commit().map_err(map_sqlite)?;
+            Ok(added > 0)
+        })
+        .await
+    }
+
+    async fn leave_room(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        by: Option<UserId>,
+    ) -> Result<bool> {
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(map_sqlite)?;
+            let room = room_info(&tx, conversation)?;
+            if room.kind != "room" {
+                return Err(Error::Forbidden("you cannot leave a direct conversation"));
+            }
+            if let Some(remover) = by {
+                if room.owner_id != Some(remover) {
+                    return Err(Error::Forbidden("only the owner removes members"));
+                }
+                if remover == user {
+                    return Err(Error::Conflict("the owner leaves with room_leave"));
+                }
+            }
+            let removed = tx
+                .execute("DELETE FROM members WHERE conversation_id = ?1 AND user_id = ?2", params![conversation, user])
+                .map_err(map_sqlite)?;
+            if removed > 0 && room.owner_id == Some(user) {
+                // Ownership passes to the longest-standing member; an empty room keeps no owner.
+                let heir: Option<i64> = tx
+                    .query_row(
+                        "SELECT user_id FROM members WHERE conversation_id = ?1 ORDER BY joined_at, user_id LIMIT 1",
+                        [conversation],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(map_sqlite)?;
+                tx.execute("UPDATE conversations SET owner_id = ?2 WHERE id = ?1", params![conversation, heir])
+                    .map_err(map_sqlite)?;
+                if let Some(heir) = heir {
+                    tx.execute(
+                        "UPDATE members SET role = 'owner' WHERE conversation_id = ?1 AND user_id = ?2",
+                        params![conversation, heir],
+                    )
+                    .map_err(map_sqlite)?;
+                }
+            }
+            tx.commit().map_err(map_sqlite)?;
+            Ok(removed > 0)
+        })
+        .await
+    }
+
+    async fn members(&self, conversation: ConversationId) -> Result<Vec<Member>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT u.id, u.display_name, m.role, m.read_seq FROM members m JOIN users u ON u.id = m.user_id
+                 WHERE m.conversation_id = ?1 ORDER BY m.joined_at, u.id",
+            )?;
+            let rows = stmt.query_map([conversation], |row| {
+                let role: String = row.get(2)?;
+                Ok(Member {
+                    user: User { id: row.get(0)?, display_name: row.get(1)? },
+                    role: if role == "owner" { Role::Owner } else { Role::Member },
+                    read_seq: row.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn is_member(&self, conversation: ConversationId, user: UserId) -> Result<bool> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT 1 FROM members WHERE conversation_id = ?1 AND user_id = ?2",
+            )?
+            .exists(params![conversation, user])
+        })
+        .await
+    }
+
+    async fn conversation_for(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+    ) -> Result<Conversation> {
+        let found = self
+            .read(move |conn| {
+                let row = conn
+                    .prepare_cached(&format!(
+                        "{CONVERSATION_SELECT} WHERE m.user_id = ?1 AND c.id = ?2"
+                    ))?
+                    .query_row(params![user, conversation], conversation_row)
+                    .optional()?;
+                match row {
+                    Some(row) => complete_conversation(conn, user, row).map(Some),
+                    None => Ok(None),
+                }
+            })
+            .await?;
+        match found {
+            Some(conversation) => Ok(conversation),
+            None if self
+                .read(move |conn| {
+                    conn.prepare_cached("SELECT 1 FROM conversations WHERE id = ?1")?
+                        .exists([conversation])
+                })
+                .await? =>
+            {
+                Err(Error::Forbidden(
+                    "you are not a member of this conversation",
+                ))
+            }
+            None => Err(Error::NotFound("no such conversation")),
+        }
+    }
+
+    async fn conversations_of(&self, user: UserId) -> Result<Vec<Conversation>> {
+        self.read(move |conn| {
+            let rows: Vec<_> = conn
+                .prepare_cached(&format!(
+                    "{CONVERSATION_SELECT} WHERE m.user_id = ?1 ORDER BY c.last_ts DESC, c.id DESC"
+                ))?
+                .query_map([user], conversation_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            rows.into_iter()
+                .map(|row| complete_conversation(conn, user, row))
+                .collect()
+        })
+        .await
+    }
+
+    async fn conversation_ids_of(&self, user: UserId) -> Result<Vec<ConversationId>> {
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT conversation_id FROM members WHERE user_id = ?1")?
+                .query_map([user], |row| row.get(0))?
+                .collect()
+        })
+        .await
+    }
+
+    async fn public_rooms(&self, limit: usize) -> Result<Vec<PublicRoom>> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT c.id, c.name, (SELECT COUNT(*) FROM members m WHERE m.conversation_id = c.id)
+                 FROM conversations c WHERE c.kind = 'room' AND c.visibility = 'public'
+                 ORDER BY c.last_ts DESC LIMIT ?1",
+            )?
+            .query_map([limit as i64], |row| {
+                Ok(PublicRoom { id: row.get(0)?, name: row.get(1)?, members: row.get(2)? })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn append(&self, message: NewMessage) -> Result<Appended> {
+        let sender = self.appends.lock().clone();
+        let sender = sender.ok_or_else(|| Error::Unavailable("server is shutting down".into()))?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(writer::AppendJob { message, reply })
+            .await
+            .map_err(|_| Error::Unavailable("server is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Unavailable("commit thread stopped".into()))?
+    }
+
+    async fn history(
+        &self,
+        conversation: ConversationId,
+        range: Range,
+        limit: usize,
+    ) -> Result<Page> {
+        self.read(move |conn| {
+            let fetch = limit as i64 + 1;
+            let (sql, bound) = match range {
+                Range::Latest => ("seq > ?2 ORDER BY seq DESC", 0),
+                Range::Before(seq) => ("seq < ?2 ORDER BY seq DESC", seq),
+                Range::After(seq) => ("seq > ?2 ORDER BY seq ASC", seq),
+            };
+            let mut messages: Vec<Message> = conn
+                .prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND {sql} LIMIT ?3"
+                ))?
+                .query_map(params![conversation, bound, fetch], read_message)?
+                .collect::<rusqlite::Result<_>>()?;
+            let has_more = messages.len() > limit;
+            messages.truncate(limit);
+            if !matches!(range, Range::After(_)) {
+                messages.reverse();
+            }
+            Ok(Page { messages, has_more })
+        })
+        .await
+    }
+
+    async fn mark_read(&self, conversation: ConversationId, user: UserId, seq: i64) -> Result<i64> {
+        self.write(move |conn| {
+            conn.query_row(
+                "UPDATE members SET read_seq = MAX(read_seq,
+                    MIN(?3, (SELECT last_seq FROM conversations WHERE id = ?1)))
+                 WHERE conversation_id = ?1 AND user_id = ?2 RETURNING read_seq",
+                params![conversation, user, seq],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(map_sqlite)?
+            .ok_or(Error::Forbidden(
+                "you are not a member of this conversation",
+            ))
+        })
+        .await
+    }
+
+    async fn healthy(&self) -> bool {
+        self.appends.lock().is_some()
+            && self
+                .read(|conn| conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0)))
+                .await
+                .is_ok()
+    }
+
+    async fn shutdown(&self) {
+        // Dropping the last sender lets the commit thread finish the jobs it already has, then exit.
+        drop(self.appends.lock().take());
+        let handle = self.writer_thread.lock().take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+        let checkpoint = self
+            .write(|conn| {
+                conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                    .map_err(map_sqlite)
+            })
+            .await;
+        match checkpoint {
+            Ok(()) => tracing::info!("SQLite store closed cleanly"),
+            Err(error) => {
+                tracing::warn!(%error, "WAL checkpoint at shutdown failed; the WAL stays valid")
+            }
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Group commit: one thread owns message appends, committing every batch of waiting sends in one transaction.
+//!
+//! Under light load a batch is one message and nothing waits for a timer; under heavy load batches grow on
+//! their own, so one commit (and, with `synchronous = FULL`, one fsync) serves many sends. Replies and commit
+//! hooks run only after the batch has committed, in seq order.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{map_sqlite, read_message, MESSAGE_COLUMNS};
+use crate::error::{Error, Result};
+use crate::model::{now_millis, Appended, Message, NewMessage};
+use crate::store::CommitHook;
+
+pub(super) struct AppendJob {
+    pub message: NewMessage,
+    pub reply: oneshot::Sender<Result<Appended>>,
+}
+
+/// Runs until every sender of `jobs` is gone, then returns (after committing what it had).
+pub(super) fn run(
+    conn: Arc<Mutex<Connection>>,
+    mut jobs: mpsc::Receiver<AppendJob>,
+    batch_max: usize,
+    hook: CommitHook,
+) {
+    let mut batch = Vec::with_capacity(batch_max);
+    while let Some(first) = jobs.blocking_recv() {
+        batch.push(first);
+        while batch.len() < batch_max {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let outcome = {
+            let mut conn = conn.lock();
+            commit_batch(&mut conn, &batch)
+        };
+        match outcome {
+            Ok(results) => {
+                for (job, result) in batch.drain(..).zip(results) {
+                    if let Ok(appended) = &result {
+                        if !appended.duplicate {
+                            hook(&appended.message, job.message.origin);
+                        }
+                    }
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, size = batch.len(), "append batch failed; nothing of it was committed");
+                let message = error.to_string();
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(Error::Unavailable(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Runs every job of the batch in one transaction. Per-job refusals (not a member) do not abort the batch;
+/// a database failure aborts all of it, so nothing is acked that was not committed.
+fn commit_batch(conn: &mut Connection, batch: &[AppendJob]) -> Result<Vec<Result<Appended>>> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(map_sqlite)?;
+    let now = now_millis();
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        results.push(append_one(&tx, &job.message, now)?);
+    }
+    tx.commit().map_err(map_sqlite)?;
+    Ok(results)
+}
+
+/// The outer `Result` is a database failure; the inner one is this message's own outcome.
+fn append_one(tx: &rusqlite::Transaction, new: &NewMessage, now: i64) -> Result<Result<Appended>> {
+    let existing = tx
+        .prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ?1 AND cmid = ?2"
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_row(params![new.sender_id, new.cmid], read_message)
+                .optional()
+        })
+        .map_err(map_sqlite)?;
+    if let Some(message) = existing {
+        return Ok(Ok(Appended {
+            message,
+            duplicate: true,
+        }));
+    }
+    let is_member = tx
+        .prepare_cached("SELECT 1 FROM members WHERE conversation_id = ?1 AND user_id = ?2")
+        .and_then(|mut stmt| stmt.exists(params![new.conversation_id, new.sender_id]))
+        .map_err(map_sqlite)?;
+    if !is_member {
+        return Ok(Err(Error::Forbidden(
+            "you are not a member of this conversation",
+        )));
+    }
+    let seq: i64 = tx
+        .prepare_cached(
+            "UPDATE conversations SET last_seq = last_seq + 1, last_ts = ?2 WHERE id = ?1 RETURNING last_seq",
+        )
+        .and_then(|mut stmt| stmt.query_row(params![new.conversation_id, now], |row| row.get(0)))
+        .map_err(map_sqlite)?;
+    let content = new.content.to_string();
+    let kind = match new.kind {
+        crate::model::MessageKind::Text => "text",
+        crate::model::MessageKind::Custom => "custom",
+    };
+    let id = tx
+        .prepare_cached(
+            "INSERT INTO messages (conversation_id, seq, sender_id, cmid, kind, content, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![new.conversation_id, seq, new.sender_id, new.cmid, kind, content, now])
+        })
+        .map(|_| tx.last_insert_rowid())
+        .map_err(map_sqlite)?;
+    Ok(Ok(Appended {
+        message: Message {
+            id,
+            conversation_id: new.conversation_id,
+            seq,
+            sender_id: new.sender_id,
+            cmid: new.cmid.clone(),
+            kind: new.kind,
+            content: new.content.clone(),
+            ts: now,
+        },
+        duplicate: false,
+    }))
+}

@@ -1,0 +1,377 @@
+//! The tunnel: authenticated WebSocket upgrade and the per-connection task.
+//!
+//! Each connection is one task that `select!`s over its socket, its bounded push queue, a heartbeat timer and
+//! server shutdown, which keeps an idle connection to a few kilobytes. Requests are answered one at a time in
+//! arrival order; pushes keep flowing while a request waits for the store.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+
+use crate::auth::Session;
+use crate::chat::Caller;
+use crate::error::Error;
+use crate::hub::Outbound;
+use crate::metrics::CloseLabels;
+use crate::protocol::{self, PROTOCOL_VERSION};
+use crate::server::App;
+
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+pub const CLOSE_TOO_BIG: u16 = 1009;
+pub const CLOSE_INTERNAL: u16 = 1011;
+pub const CLOSE_SESSION_ENDED: u16 = 4001;
+pub const CLOSE_FLOODING: u16 = 4008;
+pub const CLOSE_SLOW_CONSUMER: u16 = 4009;
+pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4010;
+
+/// Most queued pushes written before one flush.
+const WRITE_BATCH: usize = 64;
+
+#[derive(Deserialize)]
+pub struct WsQuery {
+    token: Option<String>,
+}
+
+/// The bearer token from `Authorization: Bearer …`, or from `?token=` for browsers.
+pub fn bearer(headers: &HeaderMap, query_token: Option<&str>) -> Option<String> {
+    let from_header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| t.trim().to_string());
+    from_header.or_else(|| query_token.map(str::to_string))
+}
+
+/// `GET /v1/ws`: every refusal happens here, as an HTTP error, before the upgrade.
+pub async fn upgrade(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(query): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    match admit(&app, &headers, query.token.as_deref()).await {
+        Ok((session, permit)) => {
+            let config = &app.config;
+            let frame_limit = config.max_frame_bytes;
+            let tracker = app.tracker.clone();
+            ws.read_buffer_size(4 * 1024)
+                .write_buffer_size(0)
+                .max_write_buffer_size(frame_limit * 4)
+                .max_message_size(frame_limit)
+                .max_frame_size(frame_limit)
+                .on_upgrade(move |socket| tracker.track_future(run(app, socket, session, permit)))
+        }
+        Err(error) => {
+            app.metrics.upgrades_refused.inc();
+            error.into_response()
+        }
+    }
+}
+
+async fn admit(
+    app: &App,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+) -> Result<(Session, OwnedSemaphorePermit), Error> {
+    if app.shutdown.is_cancelled() {
+        return Err(Error::Unavailable("server is shutting down".into()));
+    }
+    let token = bearer(headers, query_token).ok_or(Error::Unauthorized)?;
+    let session = app.auth.authenticate(&token).await?;
+    let permit = app
+        .connection_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Error::ServerFull)?;
+    if app.hub.connections_of(session.user_id) >= app.config.max_connections_per_user {
+        return Err(Error::TooManyConnections(
+            "too many connections for this user",
+        ));
+    }
+    Ok((session, permit))
+}
+
+/// What ended a connection's loop.
+enum End {
+    /// Close with this code (the socket may already be gone).
+    Close(u16, &'static str),
+    /// The peer closed or vanished.
+    Gone,
+}
+
+struct Conn {
+    socket: WebSocket,
+    rx: mpsc::Receiver<Outbound>,
+    write_timeout: Duration,
+}
+
+impl Conn {
+    async fn write(&mut self, frame: Utf8Bytes) -> Result<(), End> {
+        match tokio::time::timeout(self.write_timeout, self.socket.send(Message::Text(frame))).await
+        {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(End::Gone),
+        }
+    }
+
+    /// Writes one queued push and whatever else is queued, then flushes once.
+    async fn write_pushes(&mut self, first: Option<Outbound>) -> Result<(), End> {
+        let mut next = first;
+        let mut written = 0;
+        let write = async {
+            loop {
+                match next.take() {
+                    // The hub dropped our queue's sender: we were evicted as a slow consumer.
+                    None => return Err(End::Close(CLOSE_SLOW_CONSUMER, "slow consumer: resync")),
+                    Some(Outbound::Close(code, reason)) => return Err(End::Close(code, reason)),
+                    Some(Outbound::Frame(frame)) => {
+                        if self.rx.is_closed() && self.rx.is_empty() {
+                            return Err(End::Close(CLOSE_SLOW_CONSUMER, "slow consumer: resync"));
+                        }
+                        self.socket
+                            .feed(Message::Text(frame))
+                            .await
+                            .map_err(|_| End::Gone)?;
+                        written += 1;
+                    }
+                }
+                if written >= WRITE_BATCH {
+                    break;
+                }
+                match self.rx.try_recv() {
+                    Ok(outbound) => next = Some(outbound),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => next = None,
+                }
+            }
+            self.socket.flush().await.map_err(|_| End::Gone)
+        };
+        match tokio::time::timeout(self.write_timeout, write).await {
+            Ok(result) => result,
+            Err(_) => Err(End::Gone),
+        }
+    }
+}
+
+async fn run(app: Arc<App>, socket: WebSocket, session: Session, _permit: OwnedSemaphorePermit) {
+    let config = app.config.clone();
+    let (tx, rx) = mpsc::channel(config.outbound_queue);
+    let registered = match app.chat.connect(&session, tx).await {
+        Ok(registered) => registered,
+        Err(error) => {
+            tracing::warn!(%error, "cannot register connection");
+            let mut socket = socket;
+            let _ = socket
+                .send(close_message(CLOSE_INTERNAL, "cannot register"))
+                .await;
+            return;
+        }
+    };
+    let caller = Caller {
+        user_id: session.user_id,
+        conn_id: registered.conn_id,
+    };
+    app.metrics.connections.inc();
+    app.metrics.connections_opened.inc();
+    let mut conn = Conn {
+        socket,
+        rx,
+        write_timeout: config.write_timeout(),
+    };
+    let end = serve(&app, &mut conn, caller).await;
+    app.chat.disconnect(caller);
+    app.metrics.connections.dec();
+    if let End::Close(code, reason) = end {
+        app.metrics
+            .closes
+            .get_or_create(&CloseLabels { code })
+            .inc();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            conn.socket.send(close_message(code, reason)),
+        )
+        .await;
+    }
+    tracing::debug!(
+        user = caller.user_id,
+        conn = caller.conn_id,
+        "connection closed"
+    );
+}
+
+fn close_message(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+async fn serve(app: &App, conn: &mut Conn, caller: Caller) -> End {
+    let config = &app.config;
+    let user = match app.store.user(caller.user_id).await {
+        Ok(Some(user)) => user,
+        _ => return End::Close(CLOSE_SESSION_ENDED, "user not found"),
+    };
+    let hello = protocol::event(
+        "hello",
+        &json!({
+            "protocol": PROTOCOL_VERSION,
+            "user": user,
+            "connection_id": caller.conn_id,
+            "heartbeat_ms": config.heartbeat_ms,
+            "idle_timeout_ms": config.idle_timeout_ms,
+            "limits": {
+                "max_frame_bytes": config.max_frame_bytes,
+                "max_text_chars": config.max_text_chars,
+                "max_custom_bytes": config.max_custom_bytes,
+                "history_page_max": config.history_page_max,
+                "rate_per_sec": config.rate_per_sec,
+                "rate_burst": config.rate_burst,
+            },
+        }),
+    );
+    if let Err(end) = conn.write(hello).await {
+        return end;
+    }
+    let quota = Quota::per_second(NonZeroU32::new(config.rate_per_sec).unwrap_or(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::new(config.rate_burst).unwrap_or(NonZeroU32::MIN));
+    let limiter = RateLimiter::direct(quota);
+    let mut refused_in_a_row = 0u32;
+    let mut last_heard = Instant::now();
+    let mut heartbeat = tokio::time::interval(config.heartbeat() / 2);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = app.shutdown.cancelled() => return End::Close(CLOSE_GOING_AWAY, "server restarting: reconnect"),
+            outbound = conn.rx.recv() => {
+                if let Err(end) = conn.write_pushes(outbound).await {
+                    return end;
+                }
+            }
+            incoming = conn.socket.recv() => {
+                last_heard = Instant::now();
+                let text = match incoming {
+                    None | Some(Ok(Message::Close(_))) => return End::Gone,
+                    Some(Err(error)) => return classify_read_error(error),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Binary(bytes))) => match Utf8Bytes::try_from(bytes) {
+                        Ok(text) => text,
+                        Err(_) => {
+                            let reply = protocol::error_reply(None, &Error::BadRequest("binary frame is not UTF-8 JSON".into()));
+                            if let Err(end) = conn.write(reply).await { return end; }
+                            continue;
+                        }
+                    },
+                };
+                if let Err(end) = answer(app, conn, caller, &limiter, &mut refused_in_a_row, &text).await {
+                    return end;
+                }
+            }
+            _ = heartbeat.tick() => {
+                let silent = last_heard.elapsed();
+                if silent >= config.idle_timeout() {
+                    return End::Close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout");
+                }
+                if silent >= config.heartbeat() {
+                    let ping = tokio::time::timeout(conn.write_timeout, conn.socket.send(Message::Ping(Default::default())));
+                    if !matches!(ping.await, Ok(Ok(()))) {
+                        return End::Gone;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn classify_read_error(error: axum::Error) -> End {
+    use tungstenite::error::{CapacityError, Error as WsError};
+    match error.into_inner().downcast::<WsError>() {
+        Ok(ws) => match *ws {
+            WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
+                End::Close(CLOSE_TOO_BIG, "frame too large")
+            }
+            WsError::Capacity(_) => End::Close(CLOSE_TOO_BIG, "frame too large"),
+            WsError::Utf8(_) => End::Close(CLOSE_INVALID_PAYLOAD, "text frame is not valid UTF-8"),
+            WsError::Protocol(_) => End::Close(1002, "protocol error"),
+            _ => End::Gone,
+        },
+        Err(_) => End::Gone,
+    }
+}
+
+/// Decodes, rate-limits and runs one request, writing pushes while it waits, then writes its reply.
+async fn answer(
+    app: &App,
+    conn: &mut Conn,
+    caller: Caller,
+    limiter: &DefaultDirectRateLimiter,
+    refused_in_a_row: &mut u32,
+    text: &str,
+) -> Result<(), End> {
+    let started = Instant::now();
+    if let Err(not_until) = limiter.check() {
+        *refused_in_a_row += 1;
+        if *refused_in_a_row > app.config.rate_burst {
+            return Err(End::Close(CLOSE_FLOODING, "flooding"));
+        }
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ));
+        let id = protocol::decode(text).ok().map(|r| r.id);
+        let error = Error::RateLimited {
+            retry_after_ms: wait.as_millis().max(1) as u64,
+        };
+        app.metrics.record_request("-", error.code(), 0.0);
+        return conn.write(protocol::error_reply(id.as_ref(), &error)).await;
+    }
+    *refused_in_a_row = 0;
+    let request = match protocol::decode(text) {
+        Ok(request) => request,
+        Err((id, error)) => {
+            app.metrics.record_request("-", error.code(), 0.0);
+            return conn.write(protocol::error_reply(id.as_ref(), &error)).await;
+        }
+    };
+    let handling = app.chat.handle(caller, &request.op, request.args);
+    tokio::pin!(handling);
+    let result = loop {
+        tokio::select! {
+            result = &mut handling => break result,
+            outbound = conn.rx.recv() => conn.write_pushes(outbound).await?,
+        }
+    };
+    let op_label = if matches!(result, Err(Error::UnknownOp(_))) {
+        "-"
+    } else {
+        request.op.as_str()
+    };
+    let reply = match &result {
+        Ok(value) => protocol::ok_reply(&request.id, value),
+        Err(error) => {
+            if let Error::Internal(detail) = error {
+                tracing::error!(%detail, op = %request.op, "internal error");
+            }
+            protocol::error_reply(Some(&request.id), error)
+        }
+    };
+    let outcome = result.as_ref().map_or_else(|e| e.code(), |_| "ok");
+    app.metrics
+        .record_request(op_label, outcome, started.elapsed().as_secs_f64());
+    conn.write(reply).await
+}
