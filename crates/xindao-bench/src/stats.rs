@@ -77,6 +77,21 @@ pub fn sample_opt(pid: Option<u32>) -> ProcSample {
     }
 }
 
+/// A counter of the TcpExt section of /proc/net/netstat (e.g. "ListenOverflows": SYNs dropped because a listen
+/// queue was full).
+pub fn tcp_ext(name: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    parse_tcp_ext(&text, name).unwrap_or(0)
+}
+
+pub fn parse_tcp_ext(text: &str, name: &str) -> Option<u64> {
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let names = lines.next()?;
+    let values = lines.next()?;
+    let i = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
 /// Latency histogram in microseconds (1 µs .. 10 min, 3 significant digits).
 pub fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
@@ -147,6 +162,9 @@ mod tests {
         assert_eq!(parse_stat_ticks(stat), Some(325));
         let status = "Name:\txindao\nVmPeak:\t  9000 kB\nVmRSS:\t    5120 kB\nThreads:\t8\n";
         assert_eq!(parse_status_rss(status), Some(5120));
+        let netstat = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 3 17 17\nIpExt: InNoRoutes\nIpExt: 0\n";
+        assert_eq!(parse_tcp_ext(netstat, "ListenOverflows"), Some(17));
+        assert_eq!(parse_tcp_ext(netstat, "Nope"), None);
     }
 
     #[test]
