@@ -32,7 +32,12 @@ struct LoginUser {
 }
 
 /// Create (or log in) `n` users named `{prefix}{i}` with `POST /v1/login/dev`, `concurrency` at a time.
-pub async fn login_pool(base: &str, prefix: &str, n: usize, concurrency: usize) -> Result<Vec<User>> {
+pub async fn login_pool(
+    base: &str,
+    prefix: &str,
+    n: usize,
+    concurrency: usize,
+) -> Result<Vec<User>> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()?;
@@ -129,9 +134,9 @@ pub fn server_addr(base: &str) -> Result<SocketAddr> {
         .split('/')
         .next()
         .unwrap_or_default();
-    let addr: SocketAddr = hostport
-        .parse()
-        .with_context(|| format!("server address {hostport:?} (use an IP, e.g. http://127.0.0.1:8080)"))?;
+    let addr: SocketAddr = hostport.parse().with_context(|| {
+        format!("server address {hostport:?} (use an IP, e.g. http://127.0.0.1:8080)")
+    })?;
     if !addr.ip().is_loopback() {
         bail!("refusing to send load to a non-loopback address {addr}");
     }
@@ -141,7 +146,12 @@ pub fn server_addr(base: &str) -> Result<SocketAddr> {
 impl Conn {
     /// Connect, upgrade and authenticate; returns once the server has greeted the connection (xindao `hello`,
     /// Socket.IO namespace `40`).
-    pub async fn connect(target: Target, base: &str, addr: SocketAddr, token: &str) -> Result<Conn> {
+    pub async fn connect(
+        target: Target,
+        base: &str,
+        addr: SocketAddr,
+        token: &str,
+    ) -> Result<Conn> {
         let tcp = tcp_connect(addr).await?;
         let url = target.ws_url(base, token);
         let (ws, _resp) = tokio_tungstenite::client_async_with_config(url, tcp, Some(ws_config()))
@@ -240,7 +250,8 @@ impl Conn {
         while done < args.len() {
             while sent < args.len() && sent - done < window {
                 let id = self.alloc_id();
-                self.send_text(self.target.request(id, op, &args[sent])).await?;
+                self.send_text(self.target.request(id, op, &args[sent]))
+                    .await?;
                 sent += 1;
             }
             let text = self.recv_text().await?;
@@ -286,7 +297,10 @@ pub async fn connect_all(
     for (i, r) in results {
         conns[i] = Some(r.with_context(|| format!("connection {i}"))?);
     }
-    Ok(conns.into_iter().map(|c| c.expect("every connection")).collect())
+    Ok(conns
+        .into_iter()
+        .map(|c| c.expect("every connection"))
+        .collect())
 }
 
 /// Raise this process' open-file soft limit to the hard limit; returns the new soft limit.
@@ -315,7 +329,10 @@ pub fn pin_to(cpus: &str) -> Result<()> {
             libc::CPU_SET(c.trim().parse::<usize>()?, &mut set);
         }
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            bail!("sched_setaffinity({cpus}): {}", std::io::Error::last_os_error());
+            bail!(
+                "sched_setaffinity({cpus}): {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
     Ok(())

@@ -170,7 +170,8 @@ pub async fn run(o: &Opts, server: &Server, out: &Path) -> Result<Value> {
         let mut p99 = Vec::new();
         for w in &mut workers {
             let l = w.lines.next_line().await?.unwrap_or_default();
-            let v: Value = serde_json::from_str(&l).with_context(|| format!("worker said {l:?}"))?;
+            let v: Value =
+                serde_json::from_str(&l).with_context(|| format!("worker said {l:?}"))?;
             max_elapsed = max_elapsed.max(v["elapsed_s"].as_f64().unwrap_or(0.0));
             ok += v["ok"].as_u64().unwrap_or(0) as usize;
             failed += v["failed"].as_u64().unwrap_or(0) as usize;

@@ -106,20 +106,16 @@ pub async fn run(o: &Opts, server: &Server, run: usize) -> Result<Value> {
     let mut conns = client::connect_all(target, &server.url, &tokens, 500).await?;
     eprintln!("   opening {} direct conversations", o.pairs);
     let convs: Vec<u64> = futures_util::future::try_join_all(
-        conns
-            .iter_mut()
-            .step_by(2)
-            .enumerate()
-            .map(|(p, c)| {
-                let peer = users[2 * p + 1].id;
-                async move {
-                    let body = c
-                        .call("direct_open", &json!({ "user_id": peer }).to_string())
-                        .await?;
-                    let o: Opened = serde_json::from_str(body.get())?;
-                    anyhow::Ok(o.conversation.id)
-                }
-            }),
+        conns.iter_mut().step_by(2).enumerate().map(|(p, c)| {
+            let peer = users[2 * p + 1].id;
+            async move {
+                let body = c
+                    .call("direct_open", &json!({ "user_id": peer }).to_string())
+                    .await?;
+                let o: Opened = serde_json::from_str(body.get())?;
+                anyhow::Ok(o.conversation.id)
+            }
+        }),
     )
     .await
     .context("direct_open")?;

@@ -27,9 +27,9 @@ pub struct Opts {
     /// Connected members in total for each size (rooms = total / K, at least one).
     #[arg(long, default_value_t = 10_000)]
     pub total: usize,
-    /// Messages per second per room (one publisher per room).
-    #[arg(long, default_value_t = 10.0)]
-    pub rate: f64,
+    /// Messages per second per room (one publisher per room); each rate runs in turn on the same rooms.
+    #[arg(long, value_delimiter = ',', default_value = "2,10")]
+    pub rates: Vec<f64>,
     /// Publishing time per size (s).
     #[arg(long, default_value_t = 10.0)]
     pub secs: f64,
@@ -69,29 +69,39 @@ pub async fn run(o: &Opts, server: &Server, run: usize) -> Result<Value> {
     let mut results = Vec::new();
     let mut table = Vec::new();
     for &k in &o.sizes {
-        let r = one_size(o, server, run, k)
+        let rs = one_size(o, server, run, k)
             .await
             .with_context(|| format!("fanout K={k}"))?;
-        table.push(vec![
-            k.to_string(),
-            r["rooms"].to_string(),
-            format!("{:.0}", r["offered_deliveries_per_s"].as_f64().unwrap_or(0.0)),
-            format!("{:.0}", r["deliveries_per_s"].as_f64().unwrap_or(0.0)),
-            format!("{:.2}", r["server_cpu_s"].as_f64().unwrap_or(0.0)),
-            format!("{:.0}", r["deliveries_per_server_cpu_s"].as_f64().unwrap_or(0.0)),
-            format!("{:.2}", r["latency"]["p50_ms"].as_f64().unwrap_or(0.0)),
-            format!("{:.2}", r["latency"]["p99_ms"].as_f64().unwrap_or(0.0)),
-            format!("{:.2}", r["latency"]["p999_ms"].as_f64().unwrap_or(0.0)),
-            r["lost"].to_string(),
-            format!("{:.0}%", r["generator_cpu_pct"].as_f64().unwrap_or(0.0)),
-        ]);
-        results.push(r);
+        for r in rs {
+            table.push(vec![
+                k.to_string(),
+                r["rooms"].to_string(),
+                r["rate_per_room"].to_string(),
+                format!(
+                    "{:.0}",
+                    r["offered_deliveries_per_s"].as_f64().unwrap_or(0.0)
+                ),
+                format!("{:.0}", r["deliveries_per_s"].as_f64().unwrap_or(0.0)),
+                format!("{:.2}", r["server_cpu_s"].as_f64().unwrap_or(0.0)),
+                format!(
+                    "{:.0}",
+                    r["deliveries_per_server_cpu_s"].as_f64().unwrap_or(0.0)
+                ),
+                format!("{:.2}", r["latency"]["p50_ms"].as_f64().unwrap_or(0.0)),
+                format!("{:.2}", r["latency"]["p99_ms"].as_f64().unwrap_or(0.0)),
+                format!("{:.2}", r["latency"]["p999_ms"].as_f64().unwrap_or(0.0)),
+                r["lost"].to_string(),
+                format!("{:.0}%", r["generator_cpu_pct"].as_f64().unwrap_or(0.0)),
+            ]);
+            results.push(r);
+        }
     }
     crate::print_table(
         &format!("fanout — {}", server.target.name()),
         &[
             "K",
             "rooms",
+            "msg/s/room",
             "offered/s",
             "deliveries/s",
             "srv CPU s",
@@ -107,7 +117,7 @@ pub async fn run(o: &Opts, server: &Server, run: usize) -> Result<Value> {
     Ok(json!({ "sizes": results }))
 }
 
-async fn one_size(o: &Opts, server: &Server, run: usize, k: usize) -> Result<Value> {
+async fn one_size(o: &Opts, server: &Server, run: usize, k: usize) -> Result<Vec<Value>> {
     let target = server.target;
     let rooms = (o.total / k).max(1);
     let n = rooms * k;
@@ -156,80 +166,103 @@ async fn one_size(o: &Opts, server: &Server, run: usize, k: usize) -> Result<Val
         let (recv, hist, stop) = (recv.clone(), hist.clone(), stop_rx.clone());
         handles.push(tokio::task::spawn_local(receiver(c, recv, hist, stop)));
     }
-    let period_us = (1e6 / o.rate) as u64;
-    let t0_us = stats::now_us() + 200_000;
-    let end_us = t0_us + (o.secs * 1e6) as u64;
-    let end = stats::instant_at(end_us);
-    let pubstat = Rc::new(RefCell::new(Pub {
-        sent: 0,
-        acked: 0,
-        errors: 0,
-        ack_hist: stats::new_hist(),
-        first_error: String::new(),
-    }));
-    let mut pub_handles = Vec::new();
-    for (r, c) in owners.into_iter().enumerate() {
-        // Spread the rooms' schedules over one period.
-        let start_us = t0_us + period_us * r as u64 / rooms as u64;
-        let (ps, stop) = (pubstat.clone(), stop_rx.clone());
-        pub_handles.push(tokio::task::spawn_local(publisher(
-            c,
-            conv_ids[r],
-            r,
-            start_us,
-            period_us,
-            end_us,
-            ps,
-            stop,
-        )));
-    }
-    let srv0 = server.sample();
-    let gen0 = stats::sample("self");
-    tokio::time::sleep_until(end.into()).await;
-    // Wait for stragglers: every acked message must reach its K-1 other members.
-    let drain_deadline = Instant::now() + Duration::from_secs_f64(o.drain_secs);
-    loop {
-        let expected = pubstat.borrow().acked * (k as u64 - 1);
-        let pending_acks = pubstat.borrow().sent - pubstat.borrow().acked - pubstat.borrow().errors;
-        if (recv.borrow().delivered >= expected && pending_acks == 0) || Instant::now() > drain_deadline
-        {
-            break;
+    let mut out = Vec::new();
+    let mut owners: Vec<Option<Conn>> = owners.into_iter().map(Some).collect();
+    for (ri, &rate) in o.rates.iter().enumerate() {
+        let closed = recv.borrow().closed;
+        *recv.borrow_mut() = Recv {
+            closed,
+            ..Recv::default()
+        };
+        hist.borrow_mut().reset();
+        let period_us = (1e6 / rate) as u64;
+        let t0_us = stats::now_us() + 200_000;
+        let end_us = t0_us + (o.secs * 1e6) as u64;
+        let end = stats::instant_at(end_us);
+        let pubstat = Rc::new(RefCell::new(Pub {
+            sent: 0,
+            acked: 0,
+            errors: 0,
+            ack_hist: stats::new_hist(),
+            first_error: String::new(),
+        }));
+        let (pstop_tx, pstop_rx) = watch::channel(false);
+        let mut pub_handles = Vec::new();
+        for (r, c) in owners.iter_mut().enumerate() {
+            let Some(c) = c.take() else { continue };
+            // Spread the rooms' schedules over one period.
+            let start_us = t0_us + period_us * r as u64 / rooms as u64;
+            let (ps, stop) = (pubstat.clone(), pstop_rx.clone());
+            pub_handles.push(tokio::task::spawn_local(publisher(
+                c,
+                conv_ids[r],
+                format!("f{ri}-{r}"),
+                start_us,
+                period_us,
+                end_us,
+                ps,
+                stop,
+            )));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let srv0 = server.sample();
+        let gen0 = stats::sample("self");
+        tokio::time::sleep_until(end.into()).await;
+        // Wait for stragglers: every acked message must reach its K-1 other members.
+        let drain_deadline = Instant::now() + Duration::from_secs_f64(o.drain_secs);
+        loop {
+            let expected = pubstat.borrow().acked * (k as u64 - 1);
+            let pending_acks =
+                pubstat.borrow().sent - pubstat.borrow().acked - pubstat.borrow().errors;
+            if (recv.borrow().delivered >= expected && pending_acks == 0)
+                || Instant::now() > drain_deadline
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let srv1 = server.sample();
+        let gen1 = stats::sample("self");
+        let _ = pstop_tx.send(true);
+        for (r, h) in pub_handles.into_iter().enumerate() {
+            owners[r] = h.await.ok().flatten();
+        }
+        let p = pubstat.borrow();
+        let rv = recv.borrow();
+        let expected = p.acked * (k as u64 - 1);
+        let window_s = (rv.last_delivery_us.saturating_sub(t0_us) as f64 / 1e6).max(o.secs);
+        let cpu = srv1.cpu_s - srv0.cpu_s;
+        let lat = stats::summarize_hist(&hist.borrow());
+        let result = json!({
+            "k": k, "rooms": rooms, "members": n, "rate_per_room": rate, "secs": o.secs,
+            "offered_deliveries_per_s": rate * rooms as f64 * (k as f64 - 1.0),
+            "sent": p.sent, "acked": p.acked, "send_errors": p.errors, "first_send_error": p.first_error,
+            "expected_deliveries": expected, "delivered": rv.delivered,
+            "lost": expected.saturating_sub(rv.delivered), "gaps": rv.gaps, "dups": rv.dups,
+            "closed_by_server": rv.closed, "first_recv_error": rv.first_error,
+            "window_s": window_s,
+            "deliveries_per_s": rv.delivered as f64 / window_s,
+            "server_cpu_s": cpu,
+            "server_cpu_pct": 100.0 * cpu / window_s,
+            "deliveries_per_server_cpu_s": if cpu > 0.0 { rv.delivered as f64 / cpu } else { 0.0 },
+            "server_rss_kib": srv1.rss_kib,
+            "generator_cpu_pct": 100.0 * (gen1.cpu_s - gen0.cpu_s) / window_s,
+            "latency": lat,
+            "ack_latency": stats::summarize_hist(&p.ack_hist),
+        });
+        eprintln!(
+            "   K={k} rate {rate}/s/room: delivered {} of {expected}, p99 {:.2} ms",
+            rv.delivered, lat.p99_ms
+        );
+        out.push(result);
+        drop(p);
+        drop(rv);
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let srv1 = server.sample();
-    let gen1 = stats::sample("self");
     let _ = stop_tx.send(true);
-    for h in pub_handles.into_iter().chain(handles) {
+    for h in handles {
         let _ = h.await;
     }
-    let p = pubstat.borrow();
-    let rv = recv.borrow();
-    let expected = p.acked * (k as u64 - 1);
-    let window_s = (rv.last_delivery_us.saturating_sub(t0_us) as f64 / 1e6).max(o.secs);
-    let cpu = srv1.cpu_s - srv0.cpu_s;
-    let lat = stats::summarize_hist(&hist.borrow());
-    let result = json!({
-        "k": k, "rooms": rooms, "members": n, "rate_per_room": o.rate, "secs": o.secs,
-        "offered_deliveries_per_s": o.rate * rooms as f64 * (k as f64 - 1.0),
-        "sent": p.sent, "acked": p.acked, "send_errors": p.errors, "first_send_error": p.first_error,
-        "expected_deliveries": expected, "delivered": rv.delivered,
-        "lost": expected.saturating_sub(rv.delivered), "gaps": rv.gaps, "dups": rv.dups,
-        "closed_by_server": rv.closed, "first_recv_error": rv.first_error,
-        "window_s": window_s,
-        "deliveries_per_s": rv.delivered as f64 / window_s,
-        "server_cpu_s": cpu,
-        "deliveries_per_server_cpu_s": if cpu > 0.0 { rv.delivered as f64 / cpu } else { 0.0 },
-        "server_rss_kib": srv1.rss_kib,
-        "generator_cpu_pct": 100.0 * (gen1.cpu_s - gen0.cpu_s) / window_s,
-        "latency": lat,
-        "ack_latency": stats::summarize_hist(&p.ack_hist),
-    });
-    eprintln!(
-        "   K={k}: delivered {} of {expected}, p99 {:.2} ms",
-        rv.delivered, lat.p99_ms
-    );
-    Ok(result)
+    Ok(out)
 }
 
 async fn receiver(
@@ -285,23 +318,23 @@ async fn receiver(
 async fn publisher(
     mut c: Conn,
     conv: u64,
-    room: usize,
+    tag: String,
     start_us: u64,
     period_us: u64,
     end_us: u64,
     ps: Rc<RefCell<Pub>>,
     mut stop: watch::Receiver<bool>,
-) {
+) -> Option<Conn> {
     let mut i = 0u64;
     let mut next = start_us;
     loop {
         let sending = next < end_us;
         tokio::select! {
-            _ = stop.changed() => break,
+            _ = stop.changed() => return Some(c),
             _ = tokio::time::sleep_until(stats::instant_at(next).into()), if sending => {
                 let t = next;
                 let args = format!(
-                    r#"{{"conversation_id":{conv},"cmid":"f{room}-{i}","kind":"custom","content":{{"t":{t},"k":{i}}}}}"#
+                    r#"{{"conversation_id":{conv},"cmid":"{tag}-{i}","kind":"custom","content":{{"t":{t},"k":{i}}}}}"#
                 );
                 let id = c.alloc_id();
                 let frame = c.target.request(id, "send", &args);
@@ -341,4 +374,5 @@ async fn publisher(
             }
         }
     }
+    None
 }

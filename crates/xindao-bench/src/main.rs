@@ -23,12 +23,21 @@ use crate::proto::Target;
 use crate::server::{Server, ServerOpts};
 
 #[derive(Parser, Debug)]
-#[command(name = "xindao-bench", version, about = "Benchmark harness for xindao and its peers")]
+#[command(
+    name = "xindao-bench",
+    version,
+    about = "Benchmark harness for xindao and its peers"
+)]
 struct Cli {
     #[command(flatten)]
     server: ServerOpts,
     /// Servers to measure, in this order.
-    #[arg(long, global = true, value_delimiter = ',', default_value = "xindao,socketio")]
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_value = "xindao,socketio"
+    )]
     targets: Vec<Target>,
     /// Core(s) the load generator is pinned to; empty for no pinning.
     #[arg(long, global = true, default_value = "1")]
@@ -127,7 +136,11 @@ async fn run(cli: Cli) -> Result<()> {
                 eprintln!("reconnect-storm: skipping socketio (Socket.IO has no sync: missed events are lost)");
                 continue;
             }
-            eprintln!("== {scenario} / {} / run {run} of {}", target.name(), cli.runs);
+            eprintln!(
+                "== {scenario} / {} / run {run} of {}",
+                target.name(),
+                cli.runs
+            );
             let log = cli
                 .out
                 .join(format!("{scenario}-{}-run{run}.server.log", target.name()));

@@ -191,8 +191,14 @@ mod tests {
             parse(Target::Socketio, r#"0{"sid":"x","pingInterval":25000}"#).unwrap(),
             Frame::EioOpen
         ));
-        assert!(matches!(parse(Target::Socketio, "2").unwrap(), Frame::EioPing));
-        assert!(matches!(parse(Target::Socketio, "3").unwrap(), Frame::Other));
+        assert!(matches!(
+            parse(Target::Socketio, "2").unwrap(),
+            Frame::EioPing
+        ));
+        assert!(matches!(
+            parse(Target::Socketio, "3").unwrap(),
+            Frame::Other
+        ));
         assert!(matches!(
             parse(Target::Socketio, r#"40{"sid":"abc"}"#).unwrap(),
             Frame::SioConnect
@@ -216,7 +222,12 @@ mod tests {
             }
             f => panic!("{f:?}"),
         }
-        match parse(Target::Socketio, r#"432[{"ok":false,"error":{"code":"forbidden"}}]"#).unwrap() {
+        match parse(
+            Target::Socketio,
+            r#"432[{"ok":false,"error":{"code":"forbidden"}}]"#,
+        )
+        .unwrap()
+        {
             Frame::Reply { id, ok, body } => {
                 assert_eq!(id, 2);
                 assert!(!ok);
@@ -229,7 +240,11 @@ mod tests {
     #[test]
     fn xindao_frames() {
         match parse(Target::Xindao, r#"{"id":7,"ok":true,"result":{"ts":1}}"#).unwrap() {
-            Frame::Reply { id: 7, ok: true, body } => assert_eq!(body.unwrap().get(), r#"{"ts":1}"#),
+            Frame::Reply {
+                id: 7,
+                ok: true,
+                body,
+            } => assert_eq!(body.unwrap().get(), r#"{"ts":1}"#),
             f => panic!("{f:?}"),
         }
         match parse(Target::Xindao, r#"{"event":"hello","data":{"protocol":1}}"#).unwrap() {
@@ -237,7 +252,11 @@ mod tests {
             f => panic!("{f:?}"),
         }
         assert!(matches!(
-            parse(Target::Xindao, r#"{"id":null,"ok":false,"error":{"code":"bad_request"}}"#).unwrap(),
+            parse(
+                Target::Xindao,
+                r#"{"id":null,"ok":false,"error":{"code":"bad_request"}}"#
+            )
+            .unwrap(),
             Frame::Other
         ));
     }

@@ -50,7 +50,11 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn start(opts: &ServerOpts, target: Target, log_path: &std::path::Path) -> Result<Server> {
+    pub async fn start(
+        opts: &ServerOpts,
+        target: Target,
+        log_path: &std::path::Path,
+    ) -> Result<Server> {
         if let Some(url) = &opts.url {
             return Ok(Server {
                 child: None,
@@ -172,7 +176,10 @@ impl Server {
             if let Some(pid) = child.id() {
                 // SAFETY: plain kill(2) on our own child.
                 unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-                if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+                if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                    .await
+                    .is_err()
+                {
                     let _ = child.kill().await;
                 }
             }

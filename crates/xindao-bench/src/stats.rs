@@ -158,7 +158,8 @@ mod tests {
 
     #[test]
     fn proc_stat_parsing() {
-        let stat = "1234 (xin dao) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 8 0 555 1000 300";
+        let stat =
+            "1234 (xin dao) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 8 0 555 1000 300";
         assert_eq!(parse_stat_ticks(stat), Some(325));
         let status = "Name:\txindao\nVmPeak:\t  9000 kB\nVmRSS:\t    5120 kB\nThreads:\t8\n";
         assert_eq!(parse_status_rss(status), Some(5120));

@@ -93,9 +93,7 @@ pub async fn run(o: &Opts, server: &Server, run: usize) -> Result<Value> {
     let conns = client::connect_all(target, &server.url, &tokens, 500).await?;
     let send = |tag: &str, per_room: usize| -> Vec<String> {
         (0..per_room)
-            .flat_map(|m| {
-                convs.iter().map(move |c| (m, *c))
-            })
+            .flat_map(|m| convs.iter().map(move |c| (m, *c)))
             .map(|(m, c)| {
                 json!({"conversation_id": c, "cmid": format!("{tag}-{c}-{m}"), "kind": "text",
                        "content": format!("{tag} {m}")})
@@ -111,7 +109,9 @@ pub async fn run(o: &Opts, server: &Server, run: usize) -> Result<Value> {
     eprintln!("   dropping {n} clients at once");
     drop(conns);
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    writer.call_many("send", &send("missed", o.missed), 64).await?;
+    writer
+        .call_many("send", &send("missed", o.missed), 64)
+        .await?;
     eprintln!("   storm: {n} reconnects at once");
 
     let srv0 = server.sample();
