@@ -100,7 +100,7 @@ fn machine() -> Value {
     let mem = meminfo.lines().next().unwrap_or("").to_string();
     serde_json::json!({
         "cpu": model,
-        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpus": cpuinfo.lines().filter(|l| l.starts_with("processor")).count(),
         "online_cpus": std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default().trim(),
         "mem": mem,
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
