@@ -165,51 +165,55 @@ pub async fn run(o: &Opts, server: &Server, run: usize) -> Result<Value> {
         }
         let srv1 = server.sample();
         let gen1 = stats::sample("self");
-        let s = st.borrow();
-        let window_s = ((s.last_ack_us.saturating_sub(start_us)) as f64 / 1e6).max(o.step_secs);
-        let committed_per_s = s.acked as f64 / window_s;
-        let lat = stats::summarize_hist(&s.lat_hist);
-        let ack = stats::summarize_hist(&s.ack_hist);
-        let cpu = srv1.cpu_s - srv0.cpu_s;
-        let lost = s.acked.saturating_sub(s.received);
-        let saturated =
-            !drained || committed_per_s < 0.9 * load || lat.p99_ms > o.stop_p99_ms || s.closed > 0;
-        steps.push(json!({
-            "offered_per_s": load, "sent": s.sent, "acked": s.acked, "errors": s.errors,
-            "first_error": s.first_error, "received": s.received, "lost": lost, "dups": s.dups,
-            "dup_acks": s.dup_acks, "gaps": s.gaps, "out_of_order": s.out_of_order,
-            "closed_by_server": s.closed, "drained": drained, "window_s": window_s,
-            "committed_per_s": committed_per_s, "latency": lat, "ack_latency": ack,
-            "server_cpu_s": cpu, "server_cpu_pct": 100.0 * cpu / window_s,
-            "committed_per_server_cpu_s": if cpu > 0.0 { s.acked as f64 / cpu } else { 0.0 },
-            "generator_cpu_pct": 100.0 * (gen1.cpu_s - gen0.cpu_s) / window_s,
-            "server_rss_kib": srv1.rss_kib, "saturated": saturated,
-        }));
-        table.push(vec![
-            format!("{load:.0}"),
-            format!("{committed_per_s:.0}"),
-            format!("{:.2}", lat.p50_ms),
-            format!("{:.2}", lat.p99_ms),
-            format!("{:.2}", lat.p999_ms),
-            format!("{:.2}", ack.p99_ms),
-            format!("{}", lost),
-            format!("{}", s.dups),
-            format!("{}", s.errors),
-            format!("{:.0}%", 100.0 * cpu / window_s),
-            format!("{:.0}%", 100.0 * (gen1.cpu_s - gen0.cpu_s) / window_s),
-        ]);
-        eprintln!(
-            "   offered {load:.0}/s: committed {committed_per_s:.0}/s p50 {:.2} p99 {:.2} ms lost {lost} dups {} errors {}{}",
-            lat.p50_ms,
-            lat.p99_ms,
-            s.dups,
-            s.errors,
-            if saturated { " (saturated)" } else { "" }
-        );
+        let saturated = {
+            let s = st.borrow();
+            let window_s = ((s.last_ack_us.saturating_sub(start_us)) as f64 / 1e6).max(o.step_secs);
+            let committed_per_s = s.acked as f64 / window_s;
+            let lat = stats::summarize_hist(&s.lat_hist);
+            let ack = stats::summarize_hist(&s.ack_hist);
+            let cpu = srv1.cpu_s - srv0.cpu_s;
+            let lost = s.acked.saturating_sub(s.received);
+            let saturated = !drained
+                || committed_per_s < 0.9 * load
+                || lat.p99_ms > o.stop_p99_ms
+                || s.closed > 0;
+            steps.push(json!({
+                "offered_per_s": load, "sent": s.sent, "acked": s.acked, "errors": s.errors,
+                "first_error": s.first_error, "received": s.received, "lost": lost, "dups": s.dups,
+                "dup_acks": s.dup_acks, "gaps": s.gaps, "out_of_order": s.out_of_order,
+                "closed_by_server": s.closed, "drained": drained, "window_s": window_s,
+                "committed_per_s": committed_per_s, "latency": lat, "ack_latency": ack,
+                "server_cpu_s": cpu, "server_cpu_pct": 100.0 * cpu / window_s,
+                "committed_per_server_cpu_s": if cpu > 0.0 { s.acked as f64 / cpu } else { 0.0 },
+                "generator_cpu_pct": 100.0 * (gen1.cpu_s - gen0.cpu_s) / window_s,
+                "server_rss_kib": srv1.rss_kib, "saturated": saturated,
+            }));
+            table.push(vec![
+                format!("{load:.0}"),
+                format!("{committed_per_s:.0}"),
+                format!("{:.2}", lat.p50_ms),
+                format!("{:.2}", lat.p99_ms),
+                format!("{:.2}", lat.p999_ms),
+                format!("{:.2}", ack.p99_ms),
+                format!("{}", lost),
+                format!("{}", s.dups),
+                format!("{}", s.errors),
+                format!("{:.0}%", 100.0 * cpu / window_s),
+                format!("{:.0}%", 100.0 * (gen1.cpu_s - gen0.cpu_s) / window_s),
+            ]);
+            eprintln!(
+                "   offered {load:.0}/s: committed {committed_per_s:.0}/s p50 {:.2} p99 {:.2} ms lost {lost} dups {} errors {}{}",
+                lat.p50_ms,
+                lat.p99_ms,
+                s.dups,
+                s.errors,
+                if saturated { " (saturated)" } else { "" }
+            );
+            saturated
+        };
         if saturated {
             break;
         }
-        drop(s);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let _ = phase_tx.send(Phase {

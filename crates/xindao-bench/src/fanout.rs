@@ -226,36 +226,36 @@ async fn one_size(o: &Opts, server: &Server, run: usize, k: usize) -> Result<Vec
         for (r, h) in pub_handles.into_iter().enumerate() {
             owners[r] = h.await.ok().flatten();
         }
-        let p = pubstat.borrow();
-        let rv = recv.borrow();
-        let expected = p.acked * (k as u64 - 1);
-        let window_s = (rv.last_delivery_us.saturating_sub(t0_us) as f64 / 1e6).max(o.secs);
-        let cpu = srv1.cpu_s - srv0.cpu_s;
-        let lat = stats::summarize_hist(&hist.borrow());
-        let result = json!({
-            "k": k, "rooms": rooms, "members": n, "rate_per_room": rate, "secs": o.secs,
-            "offered_deliveries_per_s": rate * rooms as f64 * (k as f64 - 1.0),
-            "sent": p.sent, "acked": p.acked, "send_errors": p.errors, "first_send_error": p.first_error,
-            "expected_deliveries": expected, "delivered": rv.delivered,
-            "lost": expected.saturating_sub(rv.delivered), "gaps": rv.gaps, "dups": rv.dups,
-            "closed_by_server": rv.closed, "first_recv_error": rv.first_error,
-            "window_s": window_s,
-            "deliveries_per_s": rv.delivered as f64 / window_s,
-            "server_cpu_s": cpu,
-            "server_cpu_pct": 100.0 * cpu / window_s,
-            "deliveries_per_server_cpu_s": if cpu > 0.0 { rv.delivered as f64 / cpu } else { 0.0 },
-            "server_rss_kib": srv1.rss_kib,
-            "generator_cpu_pct": 100.0 * (gen1.cpu_s - gen0.cpu_s) / window_s,
-            "latency": lat,
-            "ack_latency": stats::summarize_hist(&p.ack_hist),
-        });
-        eprintln!(
-            "   K={k} rate {rate}/s/room: delivered {} of {expected}, p99 {:.2} ms",
-            rv.delivered, lat.p99_ms
-        );
-        out.push(result);
-        drop(p);
-        drop(rv);
+        {
+            let p = pubstat.borrow();
+            let rv = recv.borrow();
+            let expected = p.acked * (k as u64 - 1);
+            let window_s = (rv.last_delivery_us.saturating_sub(t0_us) as f64 / 1e6).max(o.secs);
+            let cpu = srv1.cpu_s - srv0.cpu_s;
+            let lat = stats::summarize_hist(&hist.borrow());
+            let result = json!({
+                "k": k, "rooms": rooms, "members": n, "rate_per_room": rate, "secs": o.secs,
+                "offered_deliveries_per_s": rate * rooms as f64 * (k as f64 - 1.0),
+                "sent": p.sent, "acked": p.acked, "send_errors": p.errors, "first_send_error": p.first_error,
+                "expected_deliveries": expected, "delivered": rv.delivered,
+                "lost": expected.saturating_sub(rv.delivered), "gaps": rv.gaps, "dups": rv.dups,
+                "closed_by_server": rv.closed, "first_recv_error": rv.first_error,
+                "window_s": window_s,
+                "deliveries_per_s": rv.delivered as f64 / window_s,
+                "server_cpu_s": cpu,
+                "server_cpu_pct": 100.0 * cpu / window_s,
+                "deliveries_per_server_cpu_s": if cpu > 0.0 { rv.delivered as f64 / cpu } else { 0.0 },
+                "server_rss_kib": srv1.rss_kib,
+                "generator_cpu_pct": 100.0 * (gen1.cpu_s - gen0.cpu_s) / window_s,
+                "latency": lat,
+                "ack_latency": stats::summarize_hist(&p.ack_hist),
+            });
+            eprintln!(
+                "   K={k} rate {rate}/s/room: delivered {} of {expected}, p99 {:.2} ms",
+                rv.delivered, lat.p99_ms
+            );
+            out.push(result);
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let _ = stop_tx.send(true);

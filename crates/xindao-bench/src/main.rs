@@ -83,6 +83,9 @@ impl Cmd {
 struct RunRecord {
     target: Target,
     run: usize,
+    /// /proc/loadavg before and after: this machine may be shared, so say how busy it was.
+    loadavg_before: String,
+    loadavg_after: String,
     server_command: String,
     result: Value,
 }
@@ -144,6 +147,7 @@ async fn run(cli: Cli) -> Result<()> {
             let log = cli
                 .out
                 .join(format!("{scenario}-{}-run{run}.server.log", target.name()));
+            let loadavg_before = loadavg();
             let server = Server::start(&cli.server, target, &log).await?;
             eprintln!("   server: {} (pid {:?})", server.url, server.pid);
             let result = match &cli.cmd {
@@ -159,6 +163,8 @@ async fn run(cli: Cli) -> Result<()> {
             records.push(RunRecord {
                 target,
                 run,
+                loadavg_before,
+                loadavg_after: loadavg(),
                 server_command: command,
                 result,
             });
@@ -166,6 +172,13 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 fn write_json(out: &Path, scenario: &str, argv: &[String], records: &[RunRecord]) -> Result<()> {
