@@ -25,9 +25,10 @@ def load(name):
 
 def mmm(values, fmt="{:.0f}"):
     """min / median / max of a list, as 'median (min–max)'."""
+    n_none = sum(1 for v in values if v is None)
     values = [v for v in values if v is not None]
     if not values:
-        return "—"
+        return "saturated" if n_none else "—"
     med = statistics.median(values)
     if len(values) == 1:
         return fmt.format(med)
@@ -117,7 +118,8 @@ def fanout(doc):
             ("latency p50 ms", lambda s: s["latency"]["p50_ms"], "{:.1f}"),
             ("latency p99 ms", lambda s: s["latency"]["p99_ms"], "{:.1f}"),
             ("latency p999 ms", lambda s: s["latency"]["p999_ms"], "{:.1f}"),
-            ("lost (of expected)", lambda s: s["lost"], "{:.0f}"),
+            ("lost (None = backlog not drained within the drain time: saturated)",
+             lambda s: s["lost"] if s.get("drained", True) else None, "{:.0f}"),
         ]:
             xs, ps = pick("xindao", f), pick("socketio", f)
             offered = pick("xindao", lambda s: s["offered_deliveries_per_s"]) or pick(

@@ -187,6 +187,9 @@ pub async fn run(o: &Opts, server: &Server, run: usize) -> Result<Value> {
                 "committed_per_server_cpu_s": if cpu > 0.0 { s.acked as f64 / cpu } else { 0.0 },
                 "generator_cpu_pct": 100.0 * (gen1.cpu_s - gen0.cpu_s) / window_s,
                 "server_rss_kib": srv1.rss_kib, "saturated": saturated,
+            "server_runq_wait_s": srv1.runq_wait_s - srv0.runq_wait_s,
+            "generator_runq_wait_s": gen1.runq_wait_s - gen0.runq_wait_s,
+            "cpu_pressure_avg10": stats::cpu_pressure(),
             }));
             table.push(vec![
                 format!("{load:.0}"),

@@ -209,13 +209,16 @@ async fn one_size(o: &Opts, server: &Server, run: usize, k: usize) -> Result<Vec
         tokio::time::sleep_until(end.into()).await;
         // Wait for stragglers: every acked message must reach its K-1 other members.
         let drain_deadline = Instant::now() + Duration::from_secs_f64(o.drain_secs);
+        let mut drained = false;
         loop {
             let expected = pubstat.borrow().acked * (k as u64 - 1);
             let pending_acks =
                 pubstat.borrow().sent - pubstat.borrow().acked - pubstat.borrow().errors;
-            if (recv.borrow().delivered >= expected && pending_acks == 0)
-                || Instant::now() > drain_deadline
-            {
+            if recv.borrow().delivered >= expected && pending_acks == 0 {
+                drained = true;
+                break;
+            }
+            if Instant::now() > drain_deadline {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -239,13 +242,16 @@ async fn one_size(o: &Opts, server: &Server, run: usize, k: usize) -> Result<Vec
                 "sent": p.sent, "acked": p.acked, "send_errors": p.errors, "first_send_error": p.first_error,
                 "expected_deliveries": expected, "delivered": rv.delivered,
                 "lost": expected.saturating_sub(rv.delivered), "gaps": rv.gaps, "dups": rv.dups,
-                "closed_by_server": rv.closed, "first_recv_error": rv.first_error,
+                "closed_by_server": rv.closed, "drained": drained, "first_recv_error": rv.first_error,
                 "window_s": window_s,
                 "deliveries_per_s": rv.delivered as f64 / window_s,
                 "server_cpu_s": cpu,
                 "server_cpu_pct": 100.0 * cpu / window_s,
                 "deliveries_per_server_cpu_s": if cpu > 0.0 { rv.delivered as f64 / cpu } else { 0.0 },
                 "server_rss_kib": srv1.rss_kib,
+                "server_runq_wait_s": srv1.runq_wait_s - srv0.runq_wait_s,
+                "generator_runq_wait_s": gen1.runq_wait_s - gen0.runq_wait_s,
+                "cpu_pressure_avg10": stats::cpu_pressure(),
                 "generator_cpu_pct": 100.0 * (gen1.cpu_s - gen0.cpu_s) / window_s,
                 "latency": lat,
                 "ack_latency": stats::summarize_hist(&p.ack_hist),

@@ -25,6 +25,9 @@ pub struct ProcSample {
     pub rss_kib: u64,
     /// utime + stime, in seconds.
     pub cpu_s: f64,
+    /// Time the process' threads spent runnable but waiting for a CPU (sum over threads of the second field of
+    /// /proc/PID/task/TID/schedstat), in seconds: how much a shared machine delayed it.
+    pub runq_wait_s: f64,
 }
 
 fn clk_tck() -> f64 {
@@ -63,10 +66,34 @@ pub fn parse_status_rss(status: &str) -> Option<u64> {
 pub fn sample(pid: &str) -> ProcSample {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mut wait_ns = 0u64;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let text = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+            wait_ns += text
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
     ProcSample {
         rss_kib: parse_status_rss(&status).unwrap_or(0),
         cpu_s: parse_stat_ticks(&stat).unwrap_or(0) as f64 / clk_tck(),
+        runq_wait_s: wait_ns as f64 / 1e9,
     }
+}
+
+/// "some avg10" of /proc/pressure/cpu: share of time in the last 10 s some task waited for a CPU.
+pub fn cpu_pressure() -> f64 {
+    std::fs::read_to_string("/proc/pressure/cpu")
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|f| f.strip_prefix("avg10="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// Sample a process and its descendants' CPU is not included: the server is one process.
