@@ -21,6 +21,8 @@ use crate::validate;
 
 const PRESENCE_WATCH_MAX: usize = 500;
 const PUBLIC_ROOMS_MAX: usize = 200;
+/// Largest history or sync reply, in bytes of messages: big messages make shorter pages.
+const REPLY_BYTES_MAX: usize = 1024 * 1024;
 
 /// The caller of an operation: one connection of one user.
 #[derive(Debug, Clone, Copy)]
@@ -114,6 +116,11 @@ impl Chat {
         let user = caller.user_id;
         match op {
             "ping" => raw(&json!({ "ts": now_millis() })),
+            "user_find" => {
+                let a: protocol::UserFindArgs = args(raw_args)?;
+                let name = validate::name(&a.display_name, "display_name")?;
+                raw(&json!({ "users": self.store.users_named(&name, 20).await? }))
+            }
             "direct_open" => {
                 let a: protocol::DirectOpenArgs = args(raw_args)?;
                 let id = self.open_direct(user, a.user_id).await?;
@@ -212,6 +219,8 @@ impl Chat {
                     .store
                     .history(a.conversation_id, range, self.page_limit(a.limit, 50))
                     .await?;
+                let mut budget = REPLY_BYTES_MAX;
+                let page = fit_page(page, !matches!(range, Range::After(_)), &mut budget);
                 raw(&json!({ "messages": page.messages, "has_more": page.has_more }))
             }
             "sync" => self.sync(user, args(raw_args)?).await,
@@ -383,6 +392,7 @@ impl Chat {
             cursors.insert(id, *seq);
         }
         let limit = self.page_limit(a.limit, 100);
+        let mut budget = REPLY_BYTES_MAX;
         let mut out = Vec::new();
         for conversation in self.store.conversations_of(user).await? {
             let cursor = cursors.get(&conversation.id).copied().unwrap_or(0).max(0);
@@ -393,10 +403,36 @@ impl Chat {
                 .store
                 .history(conversation.id, Range::After(cursor), limit)
                 .await?;
+            let page = fit_page(page, false, &mut budget);
             out.push(json!({ "conversation": conversation, "messages": page.messages, "has_more": page.has_more }));
         }
         raw(&json!({ "conversations": out }))
     }
+}
+
+/// Trims a page to the reply byte budget, keeping at least one message so that paging always progresses.
+/// `keep_newest` keeps the end of the page (paging backwards), otherwise its start. A trimmed page has more.
+fn fit_page(mut page: Page, keep_newest: bool, budget: &mut usize) -> Page {
+    if keep_newest {
+        page.messages.reverse();
+    }
+    let mut kept = 0;
+    for message in &page.messages {
+        let size = serde_json::to_string(message).map_or(0, |s| s.len());
+        if kept > 0 && size > *budget {
+            break;
+        }
+        *budget = budget.saturating_sub(size);
+        kept += 1;
+    }
+    if kept < page.messages.len() {
+        page.messages.truncate(kept);
+        page.has_more = true;
+    }
+    if keep_newest {
+        page.messages.reverse();
+    }
+    page
 }
 
 /// The commit hook given to the store: every committed message becomes one encoded `message` push.

@@ -79,6 +79,8 @@ pub struct Config {
     pub store: String,
     /// Durability of an ack on SQLite: "normal" or "full".
     pub sqlite_synchronous: SqliteSync,
+    /// Largest size of the SQLite database in MiB; beyond it sends fail with `unavailable` (unset: no quota).
+    pub sqlite_max_db_mb: Option<u64>,
     /// WeChat mini-program AppID; with wechat_secret enables WeChat login.
     pub wechat_appid: Option<String>,
     /// WeChat mini-program AppSecret.
@@ -128,6 +130,7 @@ impl Default for Config {
             data_dir: PathBuf::from("xindao-data"),
             store: "sqlite".into(),
             sqlite_synchronous: SqliteSync::Normal,
+            sqlite_max_db_mb: None,
             wechat_appid: None,
             wechat_secret: None,
             wechat_api_base: "https://api.weixin.qq.com".into(),
@@ -167,12 +170,19 @@ impl Config {
         file: Option<&std::path::Path>,
         overrides: &impl Serialize,
     ) -> Result<Config, ConfigError> {
+        // Only XINDAO_<KEY> for real keys: other XINDAO_* variables (scripts' own) are not configuration.
+        let keys: Vec<String> = match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             figment = figment.merge(Toml::file_exact(path));
         }
         let config: Config = figment
-            .merge(Env::prefixed("XINDAO_").ignore(&["config"]))
+            .merge(
+                Env::prefixed("XINDAO_").filter(move |key| keys.iter().any(|k| key == k.as_str())),
+            )
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(Box::new)?;
@@ -286,6 +296,10 @@ pub struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sqlite_synchronous: Option<String>,
+    /// Quota for the SQLite database in MiB (sends beyond it fail with `unavailable`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlite_max_db_mb: Option<u64>,
     /// WeChat mini-program AppID.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

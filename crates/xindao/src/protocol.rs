@@ -139,6 +139,12 @@ pub struct ConversationArgs {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct UserFindArgs {
+    pub display_name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DirectOpenArgs {
     pub user_id: UserId,
 }

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::store::sqlite::SqliteStore;
+use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::Store;
 
 /// How long shutdown waits for connections to finish their current request.
@@ -62,8 +62,11 @@ impl Server {
         let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(hub.clone()));
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
             &config.data_dir,
-            config.sqlite_synchronous,
-            config.commit_batch_max,
+            SqliteOptions {
+                synchronous: config.sqlite_synchronous,
+                batch_max: config.commit_batch_max,
+                max_db_mb: config.sqlite_max_db_mb,
+            },
             commit_hook(bus.clone(), metrics.clone()),
         )?);
         let auth = Auth::new(store.clone(), config.clone())?;

@@ -35,6 +35,12 @@ pub const CLOSE_FLOODING: u16 = 4008;
 pub const CLOSE_SLOW_CONSUMER: u16 = 4009;
 pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4010;
 
+/// How long a server-initiated close waits for the client's close frame.
+const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Most bytes a connection may have written but not yet accepted by the socket.
+const MAX_WRITE_BUFFER: usize = 4 * 1024 * 1024;
+
 /// Most queued pushes written before one flush.
 const WRITE_BATCH: usize = 64;
 
@@ -70,7 +76,9 @@ pub async fn upgrade(
             let tracker = app.tracker.clone();
             ws.read_buffer_size(4 * 1024)
                 .write_buffer_size(0)
-                .max_write_buffer_size(frame_limit * 4)
+                // Replies are bounded (history pages by bytes), so this cap is never reached by a
+                // well-behaved peer; it bounds memory when a peer stops reading.
+                .max_write_buffer_size(MAX_WRITE_BUFFER.max(frame_limit * 4))
                 .max_message_size(frame_limit)
                 .max_frame_size(frame_limit)
                 .on_upgrade(move |socket| tracker.track_future(run(app, socket, session, permit)))
@@ -121,10 +129,18 @@ struct Conn {
 
 impl Conn {
     async fn write(&mut self, frame: Utf8Bytes) -> Result<(), End> {
+        let frame_len = frame.len();
         match tokio::time::timeout(self.write_timeout, self.socket.send(Message::Text(frame))).await
         {
             Ok(Ok(())) => Ok(()),
-            _ => Err(End::Gone),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, len = frame_len, "socket write failed");
+                Err(End::Gone)
+            }
+            Err(_) => {
+                tracing::debug!("socket write timed out");
+                Err(End::Gone)
+            }
         }
     }
 
@@ -200,17 +216,28 @@ async fn run(app: Arc<App>, socket: WebSocket, session: Session, _permit: OwnedS
             .closes
             .get_or_create(&CloseLabels { code })
             .inc();
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            conn.socket.send(close_message(code, reason)),
-        )
-        .await;
+        close_gracefully(&mut conn.socket, code, reason).await;
     }
     tracing::debug!(
         user = caller.user_id,
         conn = caller.conn_id,
         "connection closed"
     );
+}
+
+/// Sends a close frame and waits briefly for the peer's answer. Dropping the socket at once could make the
+/// kernel reset the connection and throw away the close frame before the client has read it.
+async fn close_gracefully(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let handshake = async {
+        socket.send(close_message(code, reason)).await.ok()?;
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+        Some(())
+    };
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, handshake).await;
 }
 
 fn close_message(code: u16, reason: &'static str) -> Message {
@@ -266,7 +293,12 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller) -> End {
             incoming = conn.socket.recv() => {
                 last_heard = Instant::now();
                 let text = match incoming {
-                    None | Some(Ok(Message::Close(_))) => return End::Gone,
+                    None => return End::Gone,
+                    Some(Ok(Message::Close(_))) => {
+                        // tungstenite has queued the echo of the client's close frame: send it.
+                        let _ = tokio::time::timeout(conn.write_timeout, conn.socket.flush()).await;
+                        return End::Gone;
+                    }
                     Some(Err(error)) => return classify_read_error(error),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Text(text))) => text,
@@ -301,6 +333,7 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller) -> End {
 
 fn classify_read_error(error: axum::Error) -> End {
     use tungstenite::error::{CapacityError, Error as WsError};
+    tracing::debug!(%error, "socket read failed");
     match error.into_inner().downcast::<WsError>() {
         Ok(ws) => match *ws {
             WsError::Capacity(CapacityError::MessageTooLong { .. }) => {

@@ -47,6 +47,8 @@ pub trait Store: Send + Sync + 'static {
     /// Finds the user for a login identity, creating it on first login.
     async fn upsert_user(&self, identity: LoginIdentity) -> Result<User>;
     async fn user(&self, id: UserId) -> Result<Option<User>>;
+    /// Users whose display name is exactly `display_name` (at most `limit`).
+    async fn users_named(&self, display_name: &str, limit: usize) -> Result<Vec<User>>;
 
     async fn create_session(
         &self,

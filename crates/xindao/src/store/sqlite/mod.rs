@@ -28,6 +28,16 @@ const APPEND_QUEUE: usize = 16 * 1024;
 pub(crate) const MESSAGE_COLUMNS: &str =
     "id, conversation_id, seq, sender_id, cmid, kind, content, created_at";
 
+/// How to open the SQLite store.
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteOptions {
+    pub synchronous: SqliteSync,
+    /// Most messages committed in one transaction.
+    pub batch_max: usize,
+    /// Database size quota in MiB; writes beyond it fail like a full disk.
+    pub max_db_mb: Option<u64>,
+}
+
 /// SQLite implementation of [`Store`].
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
@@ -77,12 +87,7 @@ fn open_connection(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection
 
 impl SqliteStore {
     /// Opens (creating if needed) `data_dir/xindao.db`, migrates it and starts the group-commit thread.
-    pub fn open(
-        data_dir: &Path,
-        sync: SqliteSync,
-        batch_max: usize,
-        hook: CommitHook,
-    ) -> Result<Self> {
+    pub fn open(data_dir: &Path, options: SqliteOptions, hook: CommitHook) -> Result<Self> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             Error::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
         })?;
@@ -91,7 +96,7 @@ impl SqliteStore {
         writer
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(map_sqlite)?;
-        let sync_mode = match sync {
+        let sync_mode = match options.synchronous {
             SqliteSync::Normal => "NORMAL",
             SqliteSync::Full => "FULL",
         };
@@ -99,6 +104,15 @@ impl SqliteStore {
             .pragma_update(None, "synchronous", sync_mode)
             .map_err(map_sqlite)?;
         schema::migrate(&mut writer).map_err(map_sqlite)?;
+        if let Some(mb) = options.max_db_mb {
+            let page_size: u64 = writer
+                .query_row("PRAGMA page_size", [], |row| row.get(0))
+                .map_err(map_sqlite)?;
+            let pages = (mb * 1024 * 1024 / page_size.max(512)).max(1);
+            writer
+                .pragma_update(None, "max_page_count", pages)
+                .map_err(map_sqlite)?;
+        }
         let readers = (0..READERS)
             .map(|_| {
                 open_connection(
@@ -115,7 +129,7 @@ impl SqliteStore {
         let thread_writer = writer.clone();
         let handle = std::thread::Builder::new()
             .name("xindao-commit".into())
-            .spawn(move || writer::run(thread_writer, rx, batch_max, hook))
+            .spawn(move || writer::run(thread_writer, rx, options.batch_max, hook))
             .map_err(|e| Error::Internal(format!("cannot start commit thread: {e}")))?;
         tracing::info!(path = %path.display(), synchronous = sync_mode, "opened SQLite store");
         Ok(SqliteStore {
@@ -304,6 +318,23 @@ impl Store for SqliteStore {
 
     async fn user(&self, id: UserId) -> Result<Option<User>> {
         self.read(move |conn| load_user(conn, id)).await
+    }
+
+    async fn users_named(&self, display_name: &str, limit: usize) -> Result<Vec<User>> {
+        let name = display_name.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, display_name FROM users WHERE display_name = ?1 ORDER BY id LIMIT ?2",
+            )?
+            .query_map(params![name, limit as i64], |row| {
+                Ok(User {
+                    id: row.get(0)?,
+                    display_name: row.get(1)?,
+                })
+            })?
+            .collect()
+        })
+        .await
     }
 
     async fn create_session(

@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
         expires_at  INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX sessions_by_user ON sessions(user_id);
+    CREATE INDEX users_by_name ON users(display_name);
     CREATE TABLE conversations (
         id         INTEGER PRIMARY KEY,
         kind       TEXT NOT NULL CHECK (kind IN ('direct', 'room')),

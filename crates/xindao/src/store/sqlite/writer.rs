@@ -53,7 +53,10 @@ pub(super) fn run(
             }
             Err(error) => {
                 tracing::error!(%error, size = batch.len(), "append batch failed; nothing of it was committed");
-                let message = error.to_string();
+                let message = match &error {
+                    Error::Unavailable(detail) => detail.clone(),
+                    other => other.to_string(),
+                };
                 for job in batch.drain(..) {
                     let _ = job.reply.send(Err(Error::Unavailable(message.clone())));
                 }
@@ -124,6 +127,12 @@ fn append_one(tx: &rusqlite::Transaction, new: &NewMessage, now: i64) -> Result<
         })
         .map(|_| tx.last_insert_rowid())
         .map_err(map_sqlite)?;
+    // What you wrote yourself is read: the sender's own messages never count as unread.
+    tx.prepare_cached(
+        "UPDATE members SET read_seq = ?3 WHERE conversation_id = ?1 AND user_id = ?2",
+    )
+    .and_then(|mut stmt| stmt.execute(params![new.conversation_id, new.sender_id, seq]))
+    .map_err(map_sqlite)?;
     Ok(Ok(Appended {
         message: Message {
             id,

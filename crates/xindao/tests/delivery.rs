@@ -1,0 +1,285 @@
+//! Ordering and "nothing lost": concurrent senders, sync after disconnect, graceful restart and kill -9.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_senders_produce_one_total_order() {
+    const SENDERS: usize = 4;
+    const EACH: usize = 50;
+    let server = TestServer::start(|_| {}).await;
+    let owner = server.login("owner").await;
+    let mut o = server.connect(&owner).await;
+    let room = o.ok("room_create", json!({ "name": "busy" })).await["conversation"]["id"]
+        .as_i64()
+        .unwrap();
+    let mut readers = Vec::new();
+    for r in 0..2 {
+        let login = server.login(&format!("reader{r}")).await;
+        let mut client = server.connect(&login).await;
+        client
+            .ok("room_join", json!({ "conversation_id": room }))
+            .await;
+        readers.push(client);
+    }
+    let mut tasks = Vec::new();
+    for s in 0..SENDERS {
+        let login = server.login(&format!("sender{s}")).await;
+        let mut client = server.connect(&login).await;
+        client
+            .ok("room_join", json!({ "conversation_id": room }))
+            .await;
+        tasks.push(tokio::spawn(async move {
+            // Pipeline every send, then collect the acks.
+            let mut ids = Vec::new();
+            for i in 0..EACH {
+                let args = json!({ "conversation_id": room, "cmid": format!("s{s}-{i}"), "content": format!("{s}:{i}") });
+                ids.push(client.send_request("send", args).await);
+            }
+            let mut acked = Vec::new();
+            for id in ids {
+                let reply = client.reply(id).await;
+                assert_eq!(reply["ok"], true, "{reply}");
+                acked.push(reply["result"]["message"]["seq"].as_i64().unwrap());
+            }
+            // One sender's messages keep their order.
+            assert!(acked.windows(2).all(|w| w[0] < w[1]), "per-sender order: {acked:?}");
+            acked
+        }));
+    }
+    let mut all_acked = HashSet::new();
+    for task in tasks {
+        for seq in task.await.unwrap() {
+            assert!(all_acked.insert(seq), "seq {seq} acked twice");
+        }
+    }
+    let total = (SENDERS * EACH) as i64;
+    assert_eq!(
+        all_acked,
+        (1..=total).collect::<HashSet<_>>(),
+        "gap-free seqs"
+    );
+    // Every reader receives every push, in seq order, and they all agree on the content of each seq.
+    let mut views: Vec<Vec<(i64, String)>> = Vec::new();
+    for reader in &mut readers {
+        let mut seen = Vec::new();
+        while seen.len() < total as usize {
+            let message = reader.event("message").await;
+            seen.push((
+                message["seq"].as_i64().unwrap(),
+                message["content"].as_str().unwrap().to_string(),
+            ));
+        }
+        let seqs: Vec<i64> = seen.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=total).collect::<Vec<_>>(),
+            "pushes arrive in seq order"
+        );
+        views.push(seen);
+    }
+    assert_eq!(views[0], views[1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_after_disconnect_and_restart_has_no_gap_and_no_duplicate() {
+    let mut server = TestServer::start(|_| {}).await;
+    let alice = server.login("alice").await;
+    let bob = server.login("bob").await;
+    let mut a = server.connect(&alice).await;
+    let mut b = server.connect(&bob).await;
+    let room = a.ok("room_create", json!({ "name": "r" })).await["conversation"]["id"]
+        .as_i64()
+        .unwrap();
+    b.ok("room_join", json!({ "conversation_id": room })).await;
+    let mut cursors = HashMap::new();
+    let first = a.say(room, "a0", "before").await;
+    let direct = a
+        .ok(
+            "send",
+            json!({ "to_user": bob.user_id, "cmid": "d0", "content": "dm" }),
+        )
+        .await["message"]
+        .clone();
+    for message in [b.event("message").await, b.event("message").await] {
+        cursors.insert(
+            message["conversation_id"].as_i64().unwrap(),
+            message["seq"].as_i64().unwrap(),
+        );
+    }
+    assert_eq!(cursors[&room], first["seq"].as_i64().unwrap());
+
+    // Bob's socket dies; Alice keeps talking in both conversations.
+    drop(b);
+    for i in 1..=30 {
+        a.say(room, &format!("a{i}"), &format!("room {i}")).await;
+    }
+    for i in 1..=7 {
+        a.ok(
+            "send",
+            json!({ "to_user": bob.user_id, "cmid": format!("d{i}"), "content": "dm" }),
+        )
+        .await;
+    }
+    let mut b = server.connect(&bob).await;
+    let missed = sync_all(&mut b, &mut cursors).await;
+    assert_eq!(missed.len(), 37);
+    assert_eq!(cursors[&room], 31);
+    assert_eq!(cursors[&direct["conversation_id"].as_i64().unwrap()], 8);
+
+    // A graceful restart: the client is told to reconnect (1001) and loses nothing.
+    for i in 31..=40 {
+        a.say(room, &format!("a{i}"), &format!("room {i}")).await;
+    }
+    server.stop().await;
+    assert_eq!(a.closed().await, Closed::Code(1001));
+    server.restart().await;
+    let mut b = server.connect(&bob).await;
+    let missed = sync_all(&mut b, &mut cursors).await;
+    let contents: Vec<&str> = missed
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        contents,
+        (31..=40).map(|i| format!("room {i}")).collect::<Vec<_>>()
+    );
+    // Nothing more, and a second sync returns nothing again.
+    assert!(sync_all(&mut b, &mut cursors).await.is_empty());
+}
+
+struct Binary {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+fn start_binary(data_dir: &std::path::Path) -> Binary {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xindao"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--dev-login",
+            "true",
+            "--rate-per-sec",
+            "5000",
+            "--rate-burst",
+            "5000",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("XINDAO_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start xindao binary");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening http://")
+        .expect("listening line")
+        .parse()
+        .unwrap();
+    Binary { child, addr }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acked_message_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start_binary(dir.path());
+    let alice = login(server.addr, "alice").await;
+    let mut a = Client::connect(server.addr, &alice.token).await;
+    let room = a.ok("room_create", json!({ "name": "crash" })).await["conversation"]["id"]
+        .as_i64()
+        .unwrap();
+
+    // Pipeline a burst and kill the server with SIGKILL while acks are still coming in.
+    const BURST: i64 = 2000;
+    for i in 0..BURST {
+        let frame = json!({ "id": i + 100, "op": "send", "args": { "conversation_id": room, "cmid": format!("k{i}"), "content": format!("m{i}") } });
+        a.send_raw(Message::text(frame.to_string())).await;
+    }
+    let mut acked: HashMap<String, i64> = HashMap::new();
+    while acked.len() < 300 {
+        let frame = a.next_frame().await.expect("acks before the kill");
+        if frame["ok"] == true {
+            let message = &frame["result"]["message"];
+            acked.insert(
+                message["cmid"].as_str().unwrap().to_string(),
+                message["seq"].as_i64().unwrap(),
+            );
+        }
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    // Acks already in flight were committed too: drain what the socket still holds.
+    while let Some(frame) = a.next_frame().await {
+        if frame["ok"] == true {
+            let message = &frame["result"]["message"];
+            acked.insert(
+                message["cmid"].as_str().unwrap().to_string(),
+                message["seq"].as_i64().unwrap(),
+            );
+        }
+    }
+
+    let mut server = start_binary(dir.path());
+    let alice = login(server.addr, "alice").await;
+    let mut a = Client::connect(server.addr, &alice.token).await;
+    let mut cursors = HashMap::new();
+    let stored: Vec<Value> = sync_all(&mut a, &mut cursors).await;
+    let stored_by_cmid: HashMap<String, i64> = stored
+        .iter()
+        .map(|m| {
+            (
+                m["cmid"].as_str().unwrap().to_string(),
+                m["seq"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stored_by_cmid.len(),
+        stored.len(),
+        "no message stored twice"
+    );
+    for (cmid, seq) in &acked {
+        assert_eq!(
+            stored_by_cmid.get(cmid),
+            Some(seq),
+            "acked {cmid} at seq {seq} survived"
+        );
+    }
+    assert!(stored.len() >= acked.len());
+
+    // The client retries everything it never saw acked: exactly-once completes the burst.
+    for i in 0..BURST {
+        let cmid = format!("k{i}");
+        if !acked.contains_key(&cmid) {
+            a.say(room, &cmid, &format!("m{i}")).await;
+        }
+    }
+    let all = a
+        .ok(
+            "history",
+            json!({ "conversation_id": room, "after_seq": 0, "limit": 1 }),
+        )
+        .await;
+    assert_eq!(all["has_more"], true);
+    let conversations = a.ok("conversations", json!({})).await;
+    assert_eq!(
+        conversations["conversations"][0]["last_seq"], BURST,
+        "each message exactly once"
+    );
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}

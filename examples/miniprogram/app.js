@@ -1,0 +1,39 @@
+// The SDK's CommonJS build, copied here by sdk/js/scripts/build.mjs (utils/xindao.js: do not edit).
+const { XindaoClient } = require('./utils/xindao.js');
+const config = require('./config.js');
+
+const storage = {
+  getItem: (k) => wx.getStorageSync(k) || null,
+  setItem: (k, v) => wx.setStorageSync(k, v),
+};
+
+App({
+  client: null,
+
+  onLaunch() {
+    const saved = wx.getStorageSync('xindao.session') || null;
+    // One client for the whole app: one socket (the platform allows 5), reconnect, outbox, resync and the
+    // onAppHide/onAppShow handling all live in it.
+    this.client = new XindaoClient({ url: config.SERVER_URL, token: saved && saved.token, user: saved && saved.user, storage });
+    this.client.on('session_ended', () => {
+      wx.removeStorageSync('xindao.session');
+      wx.showToast({ title: 'Please log in again', icon: 'none' });
+      wx.reLaunch({ url: '/pages/login/login' });
+    });
+    this.client.on('state', (s) => {
+      // the navigation bar shows the connection state
+      if (s.state === 'reconnecting') wx.showNavigationBarLoading && wx.showNavigationBarLoading();
+      if (s.state === 'open') wx.hideNavigationBarLoading && wx.hideNavigationBarLoading();
+    });
+  },
+
+  /** Save the session and connect; called by the login page. */
+  async startSession(session) {
+    wx.setStorageSync('xindao.session', { token: session.token, user: session.user });
+    await this.client.connect();
+  },
+
+  hasSession() {
+    return !!this.client.token;
+  },
+});

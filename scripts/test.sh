@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: formatting and lints, the Rust tests (unit + integration against a real server),
+# the JS SDK tests and the browser end-to-end test (both against the real binary).
+# Needs: Rust (cargo), Node >= 20 with npm, and Chromium at /usr/bin/chromium (Debian: apt-get install chromium).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo build (the binary the JS tests drive)"
+cargo build --workspace --bins
+export XINDAO_BIN="$PWD/target/debug/xindao"
+
+step "cargo test"
+cargo test --workspace
+
+step "JS SDK tests (sdk/js)"
+(cd sdk/js && npm ci --no-audit --no-fund && npm test)
+
+step "browser end-to-end test (e2e)"
+if [ ! -x /usr/bin/chromium ]; then
+  echo "ERROR: /usr/bin/chromium is missing; install it with: apt-get install -y chromium" >&2
+  exit 1
+fi
+(cd e2e && npm ci --no-audit --no-fund && npm test)
+
+step "all tests passed"

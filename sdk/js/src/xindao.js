@@ -1,0 +1,1222 @@
+// xindao client SDK (wire protocol v1): WeChat mini-programs, browsers and Node 20.
+// One file, no dependencies. ESM source; dist/xindao.cjs is generated from it by scripts/build.mjs.
+//
+// SECURITY: message bodies (`content`), display names and room names come from other users.
+// They are untrusted input: render them as text (textContent / {{ }} in WXML), never as HTML.
+
+export const PROTOCOL_VERSION = 1;
+
+export const STATES = Object.freeze(['connecting', 'open', 'reconnecting', 'closed']);
+
+const DEFAULTS = {
+  requestTimeoutMs: 15000, // one request on an open socket
+  sendTimeoutMs: 30000, // a send() from the call to its ack, queued time included; 0 = no limit
+  connectTimeoutMs: 10000, // socket open + hello
+  heartbeatMs: 0, // 0 = use the server's hello.heartbeat_ms (capped at 25 s)
+  heartbeatTimeoutMs: 0, // 0 = 2 x heartbeatMs: nothing received for this long = dead socket
+  outboxMax: 200, // sends queued while disconnected or in flight; more are refused with `outbox_full`
+  backoffInitialMs: 500,
+  backoffMaxMs: 30000,
+  backoffFactor: 2,
+  syncLimit: 100,
+  newConversationBackfill: 50, // first push of an unknown conversation with seq <= this: fetch from seq 1
+  backgroundGraceMs: 3000, // mini-program: pause this long after onAppHide (chooseImage hides the app too)
+  typingThrottleMs: 3000,
+  lifecycle: true, // install wx.onAppHide/onAppShow or visibilitychange/online hooks
+  storage: null, // {getItem(key), setItem(key, value)}: persists delivery cursors across restarts
+  log: null, // function(level, message, data) for debugging
+};
+
+/** An error from the server (its `code`) or from the SDK (`timeout`, `not_connected`, `disconnected`,
+ * `outbox_full`, `closed`, `session_ended`, `network`). */
+export class XindaoError extends Error {
+  constructor(code, message, extra) {
+    super(message || code);
+    this.name = 'XindaoError';
+    this.code = code;
+    if (extra) Object.assign(this, extra);
+  }
+}
+
+/** A client message id: 1..64 chars of [A-Za-z0-9_.:-], unique per sender. */
+export function newCmid() {
+  let rnd = '';
+  const c = globalThis.crypto;
+  if (c && typeof c.getRandomValues === 'function') {
+    const b = new Uint8Array(12);
+    c.getRandomValues(b);
+    for (const x of b) rnd += x.toString(16).padStart(2, '0');
+  } else {
+    for (let i = 0; i < 4; i++) rnd += Math.floor(Math.random() * 0x1000000).toString(16).padStart(6, '0');
+  }
+  return 'c-' + Date.now().toString(36) + '-' + rnd;
+}
+
+class Emitter {
+  constructor() {
+    this._listeners = new Map();
+  }
+  /** Subscribe; returns a function that unsubscribes. */
+  on(type, fn) {
+    let set = this._listeners.get(type);
+    if (!set) this._listeners.set(type, (set = new Set()));
+    set.add(fn);
+    return () => this.off(type, fn);
+  }
+  off(type, fn) {
+    const set = this._listeners.get(type);
+    if (set) set.delete(fn);
+  }
+  once(type, fn) {
+    const off = this.on(type, (d) => {
+      off();
+      fn(d);
+    });
+    return off;
+  }
+  emit(type, data) {
+    const set = this._listeners.get(type);
+    if (!set || set.size === 0) return false;
+    for (const fn of [...set]) {
+      try {
+        fn(data);
+      } catch (e) {
+        // a listener bug must not break the SDK's state machine
+        if (type !== 'error') this.emit('error', e);
+        else if (typeof console !== 'undefined') console.error(e);
+      }
+    }
+    return true;
+  }
+}
+
+function decodeData(d) {
+  if (typeof d === 'string') return d;
+  if (d == null) return '';
+  if (typeof TextDecoder !== 'undefined') {
+    if (d instanceof ArrayBuffer) return new TextDecoder().decode(new Uint8Array(d));
+    if (ArrayBuffer.isView(d)) return new TextDecoder().decode(d);
+  }
+  return String(d);
+}
+
+// ---- transports: each returns {send(text), close(), kind} and calls cb.open/text/close/error ----
+
+function openWebSocketTransport(WS, url, token, cb) {
+  const full = url + (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(token);
+  const ws = new WS(full);
+  ws.onopen = () => cb.open();
+  ws.onmessage = (ev) => cb.text(decodeData(ev.data));
+  ws.onclose = (ev) => cb.close(ev.code, ev.reason);
+  ws.onerror = (ev) => cb.error(ev && ev.error ? ev.error : new XindaoError('socket_error', (ev && ev.message) || 'WebSocket error'));
+  return {
+    kind: 'websocket',
+    send(text) {
+      ws.send(text);
+    },
+    close() {
+      // `ws` (Node) can drop a socket at once; a browser starts the close handshake
+      try {
+        if (typeof ws.terminate === 'function') ws.terminate();
+        else ws.close(1000);
+      } catch (_) {
+        /* closing a socket that never opened may throw */
+      }
+    },
+  };
+}
+
+function openWxTransport(wx, url, token, cb) {
+  let failed = false;
+  const task = wx.connectSocket({
+    url,
+    header: { Authorization: 'Bearer ' + token },
+    fail(err) {
+      failed = true;
+      cb.error(new XindaoError('socket_error', (err && err.errMsg) || 'connectSocket failed'));
+      cb.close(1006, (err && err.errMsg) || 'connectSocket failed');
+    },
+  });
+  if (!task || typeof task.onOpen !== 'function') {
+    // base library < 1.7.0 returns no SocketTask; it is not supported
+    throw new XindaoError('unsupported', 'wx.connectSocket returned no SocketTask (base library >= 1.7.0 needed)');
+  }
+  task.onOpen(() => cb.open());
+  task.onMessage((res) => cb.text(decodeData(res && res.data)));
+  task.onClose((res) => cb.close(res && res.code, res && res.reason));
+  task.onError((res) => cb.error(new XindaoError('socket_error', (res && res.errMsg) || 'socket error')));
+  return {
+    kind: 'wx',
+    send(text) {
+      task.send({
+        data: text,
+        fail(err) {
+          cb.error(new XindaoError('socket_error', (err && err.errMsg) || 'send failed'));
+          cb.close(1006, 'send failed');
+        },
+      });
+    },
+    close() {
+      if (failed) return;
+      try {
+        task.close({ code: 1000, reason: 'client' });
+      } catch (_) {
+        /* already closed */
+      }
+    },
+  };
+}
+
+/**
+ * The xindao client. See README.md and xindao.d.ts for the API.
+ *
+ * Events: `state`, `open`, `message`, `read`, `typing`, `presence`, `member`, `conversation`, `synced`,
+ * `resync`, `session_ended`, `error`, `event` (any push, raw).
+ */
+export class XindaoClient extends Emitter {
+  constructor(options = {}) {
+    super();
+    const o = { ...DEFAULTS, ...options };
+    this.options = o;
+    this._wx = o.wx !== undefined ? o.wx : typeof wx !== 'undefined' && wx && wx.connectSocket ? wx : null; // eslint-disable-line no-undef
+    this._WebSocket = o.WebSocket || (this._wx ? null : globalThis.WebSocket) || null;
+    this._fetch = o.fetch || (typeof globalThis.fetch === 'function' ? globalThis.fetch.bind(globalThis) : null);
+    let base = o.url;
+    if (!base && typeof location !== 'undefined' && location.origin && location.origin !== 'null') base = location.origin;
+    if (!base) throw new XindaoError('invalid_args', 'options.url (the server base URL, e.g. https://chat.example.com) is required');
+    this.url = String(base).replace(/\/+$/, '');
+    this.wsUrl = o.wsUrl || this.url.replace(/^http(s?):/i, 'ws$1:') + '/v1/ws';
+    this.token = o.token || null;
+    this.user = o.user || null;
+    this.hello = null;
+    this._state = 'closed';
+    this._wantOpen = false;
+    this._paused = false;
+    this._gen = 0;
+    this._conn = null;
+    this._attempt = 0;
+    this._reconnectTimer = null;
+    this._connectTimer = null;
+    this._hbTimer = null;
+    this._lastRx = 0;
+    this._lastTx = 0;
+    this._lastPing = 0;
+    this._reqId = 0;
+    this._inflight = new Map(); // request id -> entry
+    this._waiting = []; // requests waiting for an open socket
+    this._outbox = []; // send items, in call order
+    this._convs = new Map(); // conversation id -> {lastSeq, pending: Map, filling, info}
+    this._baselined = false;
+    this._preBaseline = null;
+    this._syncing = false;
+    this._syncAgain = false;
+    this._presenceIds = null;
+    this._typingAt = new Map();
+    this._lifecycleOff = null;
+    this._graceTimer = null;
+    this._saveTimer = null;
+    this._openWaiters = [];
+    this._checking = false;
+    this._throttleQ = [];
+    this._drainTimer = null;
+    this._tokens = null;
+  }
+
+  // ---------------------------------------------------------------- state
+
+  /** `connecting` | `open` | `reconnecting` | `closed` */
+  get state() {
+    return this._state;
+  }
+  get paused() {
+    return this._paused;
+  }
+  /** Number of sends not yet acknowledged (queued or in flight). */
+  get outboxSize() {
+    return this._outbox.length;
+  }
+  /** The last seq delivered through `message` events for a conversation (undefined if not tracked). */
+  lastSeq(conversationId) {
+    const st = this._convs.get(Number(conversationId));
+    return st ? st.lastSeq : undefined;
+  }
+  /** The delivery cursors {conversation_id: last seq delivered}. */
+  cursors() {
+    const out = {};
+    for (const [id, st] of this._convs) out[id] = st.lastSeq;
+    return out;
+  }
+
+  _log(level, msg, data) {
+    if (this.options.log) {
+      try {
+        this.options.log(level, msg, data);
+      } catch (_) {
+        /* ignore */
+      }
+    }
+  }
+
+  _setState(state, info) {
+    const prev = this._state;
+    if (prev === state && !info) return;
+    this._state = state;
+    this._log('debug', 'state ' + prev + ' -> ' + state, info);
+    this.emit('state', { state, prev, ...(info || {}) });
+  }
+
+  // ---------------------------------------------------------------- HTTP
+
+  async _http(method, path, body, auth = true) {
+    const headers = { 'Content-Type': 'application/json' };
+    if (auth && this.token) headers.Authorization = 'Bearer ' + this.token;
+    const url = this.url + path;
+    if (this._wx && !this.options.fetch) {
+      const wxo = this._wx;
+      return new Promise((resolve, reject) => {
+        wxo.request({
+          url,
+          method,
+          data: body === undefined ? undefined : body,
+          header: headers,
+          timeout: this.options.requestTimeoutMs,
+          success(res) {
+            let data = res.data;
+            if (typeof data === 'string') {
+              try {
+                data = JSON.parse(data);
+              } catch (_) {
+                /* keep text */
+              }
+            }
+            if (res.statusCode >= 200 && res.statusCode < 300) resolve(data);
+            else reject(httpError(res.statusCode, data));
+          },
+          fail(err) {
+            reject(new XindaoError('network', (err && err.errMsg) || 'request failed'));
+          },
+        });
+      });
+    }
+    if (!this._fetch) throw new XindaoError('unsupported', 'no fetch available: pass options.fetch');
+    let ctrl = null;
+    let timer = null;
+    if (typeof AbortController !== 'undefined') {
+      ctrl = new AbortController();
+      timer = setTimeout(() => ctrl.abort(), this.options.requestTimeoutMs);
+    }
+    let res;
+    try {
+      res = await this._fetch(url, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: ctrl ? ctrl.signal : undefined,
+      });
+    } catch (e) {
+      throw new XindaoError(ctrl && ctrl.signal.aborted ? 'timeout' : 'network', String((e && e.message) || e));
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+    let data = null;
+    const text = await res.text();
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch (_) {
+      data = text;
+    }
+    if (!res.ok) throw httpError(res.status, data);
+    return data;
+  }
+
+  _setSession(r) {
+    this.token = r.token;
+    this.user = r.user;
+    this.expiresAt = r.expires_at;
+    return r;
+  }
+
+  /** Development login (`POST /v1/login/dev`, server started with dev login enabled). */
+  async loginDev(displayName) {
+    return this._setSession(await this._http('POST', '/v1/login/dev', { display_name: displayName }, false));
+  }
+
+  /** WeChat login: `wx.login()` for a one-time code, then `POST /v1/login/wechat`. Pass a code to skip wx.login. */
+  async loginWechat(code) {
+    if (!code) {
+      const wxo = this._wx;
+      if (!wxo || typeof wxo.login !== 'function') throw new XindaoError('unsupported', 'wx.login is not available');
+      code = await new Promise((resolve, reject) =>
+        wxo.login({
+          success: (r) => (r && r.code ? resolve(r.code) : reject(new XindaoError('wechat_error', 'wx.login gave no code'))),
+          fail: (e) => reject(new XindaoError('wechat_error', (e && e.errMsg) || 'wx.login failed')),
+        }),
+      );
+    }
+    return this._setSession(await this._http('POST', '/v1/login/wechat', { code }, false));
+  }
+
+  /** `GET /v1/me` */
+  async me() {
+    const r = await this._http('GET', '/v1/me');
+    this.user = r.user;
+    return r.user;
+  }
+
+  /** Revoke the token on the server and close. */
+  async logout() {
+    try {
+      if (this.token) await this._http('POST', '/v1/logout', {});
+    } finally {
+      this.close();
+      this.token = null;
+    }
+  }
+
+  // ---------------------------------------------------------------- connection
+
+  /** Connect (and keep reconnecting until close() or a 4001 close). Resolves on the first `open`. */
+  connect() {
+    if (!this.token) return Promise.reject(new XindaoError('unauthorized', 'log in first (loginDev / loginWechat) or pass options.token'));
+    const p = new Promise((resolve, reject) => {
+      if (this._state === 'open') return resolve(this.hello);
+      this._openWaiters.push({ resolve, reject });
+    });
+    if (!this._wantOpen) {
+      this._wantOpen = true;
+      this._paused = false;
+      this._attempt = 0;
+      this._installLifecycle();
+      this._setState('connecting');
+      this._openSocket();
+    }
+    return p;
+  }
+
+  /** Close for good: no reconnect. Queued sends and waiting requests are rejected with `closed`. */
+  close() {
+    this._wantOpen = false;
+    this._paused = false;
+    this._teardown();
+    this._removeLifecycle();
+    const err = new XindaoError('closed', 'client closed');
+    for (const item of this._outbox.splice(0)) this._settleSend(item, err);
+    for (const w of this._waiting.splice(0)) w.reject(err);
+    for (const w of this._openWaiters.splice(0)) w.reject(err);
+    this._flushCursors();
+    if (this._state !== 'closed') this._setState('closed', { reason: 'client' });
+  }
+
+  /** Pause (app in background): close the socket, keep the outbox and cursors. */
+  pause() {
+    if (!this._wantOpen || this._paused) return;
+    this._paused = true;
+    this._teardown();
+    this._flushCursors();
+    this._setState('closed', { reason: 'paused' });
+  }
+
+  /** Resume after pause(), or check the connection now (app shown, network back): reconnects at once if needed. */
+  resume() {
+    if (!this._wantOpen) return;
+    if (this._paused) {
+      this._paused = false;
+      this._attempt = 0;
+      this._setState('connecting', { reason: 'resumed' });
+      this._openSocket();
+      return;
+    }
+    if (this._state === 'reconnecting' && this._reconnectTimer) {
+      clearTimeout(this._reconnectTimer);
+      this._reconnectTimer = null;
+      this._attempt = 0;
+      this._openSocket();
+      return;
+    }
+    if (this._state === 'open') {
+      // the socket may have died while we were away: prove it is alive quickly
+      const gen = this._gen;
+      const t = Math.min(5000, this._heartbeatTimeout());
+      this._request('ping', {}, { timeoutMs: t }).catch(() => {
+        if (gen === this._gen && this._state === 'open' && Date.now() - this._lastRx >= t) this._dead('no answer after resume');
+      });
+    }
+  }
+
+  _teardown() {
+    this._gen++;
+    clearTimeout(this._reconnectTimer);
+    clearTimeout(this._connectTimer);
+    clearInterval(this._hbTimer);
+    this._reconnectTimer = this._connectTimer = this._hbTimer = null;
+    if (this._conn) {
+      const c = this._conn;
+      this._conn = null;
+      c.close();
+    }
+    this._failInflight();
+  }
+
+  _failInflight() {
+    // in-flight sends go back to the outbox (resent with the same cmid: the server dedupes);
+    // other in-flight requests fail: their outcome is unknown
+    const err = new XindaoError('disconnected', 'connection lost before the reply');
+    clearTimeout(this._drainTimer);
+    this._drainTimer = null;
+    for (const e of this._throttleQ.splice(0)) {
+      if (e.item) {
+        e.item.inflight = false;
+        e.item.reqId = null;
+      } else e.reject(err);
+    }
+    for (const [id, e] of this._inflight) {
+      this._inflight.delete(id);
+      clearTimeout(e.timer);
+      if (e.item) {
+        e.item.inflight = false;
+        e.item.reqId = null;
+      } else e.reject(err);
+    }
+  }
+
+  _openSocket() {
+    const gen = ++this._gen;
+    let opened = false;
+    let closed = false;
+    const cb = {
+      open: () => {
+        if (gen !== this._gen) return;
+        opened = true;
+        this._lastRx = Date.now();
+      },
+      text: (t) => {
+        if (gen !== this._gen) return;
+        this._lastRx = Date.now();
+        this._onText(t);
+      },
+      close: (code, reason) => {
+        if (gen !== this._gen || closed) return;
+        closed = true;
+        this._onSocketClosed(code, reason, opened);
+      },
+      error: (e) => {
+        if (gen !== this._gen) return;
+        this._log('debug', 'socket error', e);
+      },
+    };
+    clearTimeout(this._connectTimer);
+    this._connectTimer = setTimeout(() => {
+      if (gen !== this._gen || this._state === 'open') return;
+      this._log('info', 'connect timeout');
+      cb.close(4000, 'connect timeout');
+    }, this.options.connectTimeoutMs);
+    try {
+      if (this._wx && !this.options.WebSocket) this._conn = openWxTransport(this._wx, this.wsUrl, this.token, cb);
+      else if (this._WebSocket) this._conn = openWebSocketTransport(this._WebSocket, this.wsUrl, this.token, cb);
+      else throw new XindaoError('unsupported', 'no WebSocket: pass options.WebSocket (e.g. the `ws` package in Node 20)');
+    } catch (e) {
+      this.emit('error', e);
+      const g = gen;
+      setTimeout(() => g === this._gen && cb.close(1006, String(e.message || e)), 0);
+    }
+  }
+
+  _onSocketClosed(code, reason, opened) {
+    const wasOpen = this._state === 'open';
+    const conn = this._conn;
+    this._conn = null;
+    this._gen++;
+    clearTimeout(this._connectTimer);
+    clearInterval(this._hbTimer);
+    this._connectTimer = this._hbTimer = null;
+    if (conn) conn.close();
+    this._failInflight();
+    this._log('info', 'socket closed', { code, reason, opened, wasOpen });
+    if (!this._wantOpen || this._paused) return;
+    if (code === 4001) return this._sessionEnded(code, reason);
+    this._scheduleReconnect(code, reason);
+    if (!wasOpen && !this._checking) {
+      // the upgrade may have been refused: a 401 means the session is over (browsers cannot see the status)
+      this._checking = true;
+      this._http('GET', '/v1/me').then(
+        () => {
+          this._checking = false;
+        },
+        (e) => {
+          this._checking = false;
+          if (e && e.code === 'unauthorized' && this._wantOpen && this._state !== 'open') this._sessionEnded(4001, 'unauthorized');
+        },
+      );
+    }
+  }
+
+  _sessionEnded(code, reason) {
+    this._wantOpen = false;
+    this._teardown();
+    this._removeLifecycle();
+    const err = new XindaoError('session_ended', 'session ended (' + code + '): log in again');
+    for (const item of this._outbox.splice(0)) this._settleSend(item, err);
+    for (const w of this._waiting.splice(0)) w.reject(err);
+    for (const w of this._openWaiters.splice(0)) w.reject(err);
+    this._flushCursors();
+    this._setState('closed', { code, reason: reason || 'session ended' });
+    this.emit('session_ended', { code, reason });
+  }
+
+  _scheduleReconnect(code, reason) {
+    if (!this._wantOpen || this._paused) return;
+    const o = this.options;
+    const base = Math.min(o.backoffMaxMs, o.backoffInitialMs * Math.pow(o.backoffFactor, this._attempt));
+    const delayMs = Math.round(base / 2 + Math.random() * (base / 2)); // jitter: 50..100 % of the step
+    this._attempt++;
+    this._setState('reconnecting', { code, reason, attempt: this._attempt, delayMs });
+    clearTimeout(this._reconnectTimer);
+    this._reconnectTimer = setTimeout(() => {
+      this._reconnectTimer = null;
+      if (this._wantOpen && !this._paused) this._openSocket();
+    }, delayMs);
+  }
+
+  _dead(reason) {
+    this._log('info', 'dead socket: ' + reason);
+    const c = this._conn;
+    this._conn = null;
+    if (c) c.close();
+    this._onSocketClosed(4010, reason, true);
+  }
+
+  _heartbeatInterval() {
+    if (this.options.heartbeatMs) return this.options.heartbeatMs;
+    const s = this.hello && this.hello.heartbeat_ms;
+    return Math.min(s > 0 ? s : 15000, 25000);
+  }
+  _heartbeatTimeout() {
+    return this.options.heartbeatTimeoutMs || 2 * this._heartbeatInterval();
+  }
+
+  _startHeartbeat() {
+    clearInterval(this._hbTimer);
+    const hb = this._heartbeatInterval();
+    const dead = this._heartbeatTimeout();
+    const gen = this._gen;
+    this._hbTimer = setInterval(() => {
+      if (gen !== this._gen) return;
+      const now = Date.now();
+      if (now - this._lastRx >= dead) return this._dead('heartbeat timeout');
+      if ((now - this._lastRx >= hb || now - this._lastTx >= hb) && now - this._lastPing >= hb) {
+        this._lastPing = now;
+        this._request('ping', {}, { timeoutMs: dead }).catch(() => {});
+      }
+    }, Math.max(25, Math.floor(Math.min(hb, dead) / 4)));
+  }
+
+  // ---------------------------------------------------------------- frames
+
+  _write(obj) {
+    if (!this._conn) throw new XindaoError('not_connected', 'not connected');
+    this._conn.send(JSON.stringify(obj));
+    this._lastTx = Date.now();
+  }
+
+  _onText(text) {
+    let f;
+    try {
+      f = JSON.parse(text);
+    } catch (e) {
+      this.emit('error', new XindaoError('bad_frame', 'server sent a frame that is not JSON'));
+      return;
+    }
+    if (!f || typeof f !== 'object') return;
+    if (f.event) return this._onPush(f.event, f.data || {});
+    if ('id' in f) {
+      const e = this._inflight.get(f.id);
+      if (!e) {
+        if (f.id === null && f.error) this.emit('error', new XindaoError(f.error.code, f.error.message, { reply: f }));
+        return;
+      }
+      this._inflight.delete(f.id);
+      clearTimeout(e.timer);
+      if (f.ok) e.resolve(f.result || {});
+      else {
+        const er = f.error || {};
+        e.reject(new XindaoError(er.code || 'internal', er.message, { retry_after_ms: er.retry_after_ms, op: e.op }));
+      }
+    }
+  }
+
+  _onPush(event, data) {
+    this.emit('event', { event, data });
+    switch (event) {
+      case 'hello':
+        return this._onHello(data);
+      case 'message':
+        if (!this._baselined) {
+          if (this._preBaseline) this._preBaseline.push(data);
+          return;
+        }
+        return this._ingestPush(data);
+      case 'read': {
+        const st = this._convs.get(data.conversation_id);
+        if (st && st.info && this.user && data.user_id === this.user.id) {
+          st.info.read_seq = Math.max(st.info.read_seq || 0, data.seq);
+        }
+        return this.emit('read', data);
+      }
+      case 'typing':
+        return this.emit('typing', data);
+      case 'presence':
+        return this.emit('presence', data);
+      case 'member': {
+        const me = this.user && data.user_id === this.user.id;
+        if (me && (data.action === 'left' || data.action === 'removed')) this._convs.delete(data.conversation_id);
+        this.emit('member', data);
+        if (me && (data.action === 'added' || data.action === 'joined') && !this._convs.has(data.conversation_id)) {
+          this._syncAll(); // registers the conversation (and its recent messages)
+        }
+        return;
+      }
+      case 'resync':
+        this.emit('resync', data);
+        return this._syncAll();
+      default:
+        // unknown events are ignored (protocol: additive changes keep version 1)
+        return;
+    }
+  }
+
+  _onHello(data) {
+    if (data.protocol !== PROTOCOL_VERSION) {
+      this.emit('error', new XindaoError('protocol', 'server speaks protocol ' + data.protocol + ', this SDK ' + PROTOCOL_VERSION));
+    }
+    clearTimeout(this._connectTimer);
+    this._connectTimer = null;
+    const prevUser = this.user && this.user.id;
+    this.hello = data;
+    this.user = data.user;
+    this.limits = data.limits || {};
+    this._tokens = null; // a new connection has a full bucket
+    if (prevUser && prevUser !== this.user.id) {
+      this._convs.clear();
+      this._baselined = false;
+    }
+    if (!this._baselined) this._loadCursors();
+    this._attempt = 0; // backoff resets on success
+    const reconnect = this._state === 'reconnecting';
+    this._setState('open', { reconnect });
+    this._startHeartbeat();
+    // order matters: the server processes one connection's requests in order, so the resync is answered before
+    // the resent outbox (whose acks then land right after the synced messages)
+    this._resync();
+    this._flushOutbox();
+    for (const w of this._waiting.splice(0)) this._writeRequest(w);
+    if (this._presenceIds) {
+      this._request('presence', { user_ids: this._presenceIds })
+        .then((r) => (r.presence || []).forEach((p) => this.emit('presence', p)))
+        .catch(() => {});
+    }
+    this.emit('open', data);
+    for (const w of this._openWaiters.splice(0)) w.resolve(data);
+  }
+
+  // ---------------------------------------------------------------- requests
+
+  _request(op, args, opts = {}) {
+    return new Promise((resolve, reject) => {
+      const e = { id: ++this._reqId, op, args, resolve, reject, timer: null, timeoutMs: opts.timeoutMs || this.options.requestTimeoutMs };
+      if (this._state !== 'open' || !this._conn) {
+        if (!opts.waitOpen || !this._wantOpen) return reject(new XindaoError('not_connected', 'not connected'));
+        e.timer = setTimeout(() => {
+          const i = this._waiting.indexOf(e);
+          if (i >= 0) this._waiting.splice(i, 1);
+          reject(new XindaoError('timeout', op + ': not connected within ' + e.timeoutMs + ' ms'));
+        }, e.timeoutMs);
+        this._waiting.push(e);
+        return;
+      }
+      this._writeRequest(e);
+    });
+  }
+
+  _writeRequest(e) {
+    clearTimeout(e.timer);
+    // pace requests under the server's rate limit (hello.limits): a burst of queued sends after a reconnect
+    // must not be refused with rate_limited or get the socket closed with 4008
+    if (this._throttleQ.length || !this._takeToken()) {
+      this._throttleQ.push(e);
+      this._scheduleDrain();
+      return;
+    }
+    this._writeNow(e);
+  }
+
+  _takeToken() {
+    const lim = this.limits;
+    if (!lim || !(lim.rate_per_sec > 0)) return true;
+    const now = Date.now();
+    const cap = Math.max(1, (lim.rate_burst || lim.rate_per_sec) - 2);
+    const perMs = (lim.rate_per_sec * 0.9) / 1000;
+    if (this._tokens == null) {
+      this._tokens = cap;
+      this._tokAt = now;
+    }
+    this._tokens = Math.min(cap, this._tokens + (now - this._tokAt) * perMs);
+    this._tokAt = now;
+    if (this._tokens >= 1) {
+      this._tokens -= 1;
+      return true;
+    }
+    return false;
+  }
+
+  _scheduleDrain() {
+    if (this._drainTimer) return;
+    const every = Math.ceil(1000 / (this.limits.rate_per_sec * 0.9));
+    this._drainTimer = setTimeout(() => {
+      this._drainTimer = null;
+      while (this._throttleQ.length && this._conn && this._state === 'open' && this._takeToken()) this._writeNow(this._throttleQ.shift());
+      if (this._throttleQ.length && this._conn) this._scheduleDrain();
+    }, every);
+  }
+
+  _writeNow(e) {
+    const frame = { id: e.id, op: e.op };
+    if (e.args !== undefined) frame.args = e.args;
+    try {
+      this._write(frame);
+    } catch (err) {
+      return e.reject(err);
+    }
+    this._inflight.set(e.id, e);
+    e.timer = setTimeout(() => {
+      if (this._inflight.get(e.id) !== e) return;
+      this._inflight.delete(e.id);
+      e.reject(new XindaoError('timeout', e.op + ': no reply within ' + e.timeoutMs + ' ms'));
+    }, e.timeoutMs);
+  }
+
+  /** Any operation of the protocol. Waits for the connection (up to requestTimeoutMs) when not open. */
+  request(op, args, opts = {}) {
+    return this._request(op, args, { waitOpen: true, ...opts });
+  }
+
+  // ---------------------------------------------------------------- send + outbox
+
+  /**
+   * Send a message. `target`: a conversation id, or {conversationId} / {toUser}. Resolves with the ack
+   * `{message, duplicate}`; rejects with an XindaoError (`code` = the server's error code, or `timeout`,
+   * `outbox_full`, `closed`, `session_ended`). While disconnected the send waits in the outbox and goes out on
+   * reconnect with the same cmid (exactly once).
+   */
+  send(target, content, opts = {}) {
+    const args = { cmid: opts.cmid || newCmid(), kind: opts.kind || 'text', content };
+    if (typeof target === 'object' && target) {
+      if (target.toUser != null) args.to_user = target.toUser;
+      else args.conversation_id = target.conversationId;
+    } else args.conversation_id = target;
+    return new Promise((resolve, reject) => {
+      if (this._outbox.length >= this.options.outboxMax) {
+        return reject(new XindaoError('outbox_full', 'outbox full (' + this.options.outboxMax + ' unacknowledged sends)', { cmid: args.cmid }));
+      }
+      const item = { cmid: args.cmid, args, resolve, reject, inflight: false, reqId: null, timer: null, retryTimer: null };
+      const timeoutMs = opts.timeoutMs != null ? opts.timeoutMs : this.options.sendTimeoutMs;
+      if (timeoutMs > 0) {
+        item.timer = setTimeout(() => {
+          this._settleSend(item, new XindaoError('timeout', 'send not acknowledged within ' + timeoutMs + ' ms (it may still be delivered; resending with the same cmid is safe)', { cmid: item.cmid }));
+        }, timeoutMs);
+      }
+      this._outbox.push(item);
+      if (this._state === 'open' && this._conn) this._writeSend(item);
+    });
+  }
+
+  /** Send to a user (opens the direct conversation if needed). */
+  sendTo(userId, content, opts) {
+    return this.send({ toUser: userId }, content, opts);
+  }
+
+  _settleSend(item, err, result) {
+    const i = this._outbox.indexOf(item);
+    if (i < 0) return false;
+    this._outbox.splice(i, 1);
+    clearTimeout(item.timer);
+    clearTimeout(item.retryTimer);
+    const q = this._throttleQ.findIndex((e) => e.item === item);
+    if (q >= 0) this._throttleQ.splice(q, 1);
+    if (item.reqId != null) {
+      const e = this._inflight.get(item.reqId);
+      if (e) {
+        clearTimeout(e.timer);
+        this._inflight.delete(item.reqId);
+      }
+    }
+    if (err) item.reject(err);
+    else item.resolve(result);
+    return true;
+  }
+
+  _flushOutbox() {
+    for (const item of this._outbox) if (!item.inflight && !item.retryTimer) this._writeSend(item);
+  }
+
+  _writeSend(item) {
+    const e = {
+      id: ++this._reqId,
+      op: 'send',
+      args: item.args,
+      item,
+      timer: null,
+      timeoutMs: this.options.requestTimeoutMs,
+      resolve: (r) => {
+        if (r && r.message) this._ingestPush(r.message);
+        this._settleSend(item, null, r);
+      },
+      reject: (err) => {
+        item.inflight = false;
+        item.reqId = null;
+        if (err.code === 'rate_limited' || err.code === 'timeout') {
+          // not processed (rate limit) or unknown (timeout): try again with the same cmid
+          const wait = err.code === 'rate_limited' ? err.retry_after_ms || 1000 : 0;
+          item.retryTimer = setTimeout(() => {
+            item.retryTimer = null;
+            if (this._outbox.includes(item) && this._state === 'open' && this._conn && !item.inflight) this._writeSend(item);
+          }, wait);
+          return;
+        }
+        if (err.code === 'disconnected' || err.code === 'not_connected') return; // stays queued
+        err.cmid = item.cmid;
+        this._settleSend(item, err);
+      },
+    };
+    item.inflight = true;
+    item.reqId = e.id;
+    this._writeRequest(e);
+  }
+
+  // ---------------------------------------------------------------- delivery: ordered, once, no gaps
+
+  _conv(id, baseSeq) {
+    let st = this._convs.get(id);
+    if (!st) {
+      st = { lastSeq: baseSeq || 0, pending: new Map(), filling: false, info: null };
+      this._convs.set(id, st);
+    }
+    return st;
+  }
+
+  _register(c) {
+    // a conversation the app just opened/joined/created: deliver from its current end on
+    if (!c || c.id == null) return c;
+    const isNew = !this._convs.has(c.id);
+    const st = this._conv(c.id, c.last_seq || 0);
+    st.info = c;
+    if (isNew) this._saveCursorsSoon();
+    return c;
+  }
+
+  _ingestPush(m) {
+    if (!this._convs.has(m.conversation_id)) {
+      const base = m.seq <= this.options.newConversationBackfill ? 0 : m.seq - 1;
+      this._conv(m.conversation_id, base);
+      this.emit('conversation', { id: m.conversation_id, conversation_id: m.conversation_id });
+    }
+    this._ingest(m.conversation_id, [m]);
+  }
+
+  _ingest(id, msgs) {
+    const st = this._conv(id, 0);
+    for (const m of msgs) if (m.seq > st.lastSeq && !st.pending.has(m.seq)) st.pending.set(m.seq, m);
+    let delivered = false;
+    while (st.pending.has(st.lastSeq + 1)) {
+      const m = st.pending.get(st.lastSeq + 1);
+      st.pending.delete(m.seq);
+      st.lastSeq = m.seq;
+      if (st.info) {
+        if (!(st.info.last_seq >= m.seq)) st.info.last_seq = m.seq;
+        st.info.last_message = m;
+      }
+      delivered = true;
+      this.emit('message', m);
+    }
+    if (delivered) this._saveCursorsSoon();
+    if (st.pending.size > 0 && !this._syncing) this._fillGap(id);
+  }
+
+  async _fillGap(id) {
+    const st = this._convs.get(id);
+    if (!st || st.filling || this._state !== 'open') return;
+    st.filling = true;
+    try {
+      while (st.pending.size > 0 && this._state === 'open' && this._convs.get(id) === st) {
+        const before = st.lastSeq;
+        const r = await this._request('history', { conversation_id: id, after_seq: st.lastSeq, limit: (this.limits && this.limits.history_page_max) || 200 });
+        this._ingestNoFill(st, id, r.messages || []);
+        if (st.lastSeq === before) break; // nothing usable: leave it to the next sync
+      }
+    } catch (e) {
+      this._log('debug', 'gap fill failed', e);
+    } finally {
+      st.filling = false;
+    }
+  }
+
+  _ingestNoFill(st, id, msgs) {
+    const saved = this._syncing;
+    this._syncing = true; // suppress recursive gap fills
+    try {
+      this._ingest(id, msgs);
+    } finally {
+      this._syncing = saved;
+    }
+  }
+
+  _resync() {
+    if (!this._baselined) return this._baseline();
+    return this._syncAll();
+  }
+
+  async _baseline() {
+    // first connection without stored cursors: start delivering from each conversation's current end;
+    // older messages are the app's to load with history()
+    this._preBaseline = this._preBaseline || [];
+    const gen = this._gen;
+    try {
+      const r = await this._request('conversations', {});
+      if (gen !== this._gen) return;
+      for (const c of r.conversations || []) {
+        const st = this._conv(c.id, c.last_seq || 0);
+        st.info = c;
+      }
+      this._baselined = true;
+      const early = this._preBaseline;
+      this._preBaseline = null;
+      for (const m of early) this._ingestPush(m);
+      this._saveCursorsSoon();
+      this.emit('synced', { conversations: r.conversations || [], initial: true });
+    } catch (e) {
+      this._log('debug', 'baseline failed', e);
+    }
+  }
+
+  async _syncAll() {
+    if (!this._baselined) return;
+    if (this._syncing) {
+      this._syncAgain = true;
+      return;
+    }
+    if (this._state !== 'open') return;
+    this._syncing = true;
+    const touched = new Map();
+    const gen = this._gen;
+    try {
+      do {
+        this._syncAgain = false;
+        let more = true;
+        while (more) {
+          more = false;
+          const r = await this._request('sync', { cursors: this.cursors(), limit: this.options.syncLimit });
+          if (gen !== this._gen) return;
+          for (const entry of r.conversations || []) {
+            const c = entry.conversation;
+            let st = this._convs.get(c.id);
+            if (!st) {
+              this.emit('conversation', c);
+              if (entry.has_more) {
+                // a long conversation we never tracked: start at its end, the app pages history
+                st = this._conv(c.id, c.last_seq);
+                st.info = c;
+                touched.set(c.id, c);
+                continue;
+              }
+              st = this._conv(c.id, 0);
+            }
+            st.info = c;
+            touched.set(c.id, c);
+            this._ingest(c.id, entry.messages || []);
+            if (entry.has_more) more = true;
+          }
+        }
+      } while (this._syncAgain);
+    } catch (e) {
+      this._log('debug', 'sync failed', e);
+      return;
+    } finally {
+      this._syncing = false;
+    }
+    for (const [id, st] of this._convs) if (st.pending.size) this._fillGap(id);
+    this.emit('synced', { conversations: [...touched.values()], initial: false });
+  }
+
+  // ---------------------------------------------------------------- cursor persistence
+
+  _storageKey() {
+    return 'xindao:cursors:' + (this.user ? this.user.id : '');
+  }
+  _loadCursors() {
+    const s = this.options.storage;
+    if (!s || !this.user) return;
+    try {
+      const raw = s.getItem(this._storageKey());
+      if (!raw) return;
+      const obj = typeof raw === 'string' ? JSON.parse(raw) : raw;
+      for (const k of Object.keys(obj)) {
+        const st = this._conv(Number(k), 0);
+        if (obj[k] > st.lastSeq) st.lastSeq = obj[k];
+      }
+      this._baselined = true;
+    } catch (e) {
+      this._log('debug', 'cursor load failed', e);
+    }
+  }
+  _saveCursorsSoon() {
+    if (!this.options.storage || this._saveTimer) return;
+    this._saveTimer = setTimeout(() => this._flushCursors(), 300);
+  }
+  _flushCursors() {
+    clearTimeout(this._saveTimer);
+    this._saveTimer = null;
+    const s = this.options.storage;
+    if (!s || !this.user || !this._baselined) return;
+    try {
+      s.setItem(this._storageKey(), JSON.stringify(this.cursors()));
+    } catch (e) {
+      this._log('debug', 'cursor save failed', e);
+    }
+  }
+
+  // ---------------------------------------------------------------- lifecycle hooks
+
+  _installLifecycle() {
+    if (!this.options.lifecycle || this._lifecycleOff) return;
+    const offs = [];
+    const wxo = this._wx;
+    if (wxo && typeof wxo.onAppHide === 'function' && typeof wxo.onAppShow === 'function') {
+      const onHide = () => {
+        clearTimeout(this._graceTimer);
+        this._graceTimer = setTimeout(() => this.pause(), this.options.backgroundGraceMs);
+      };
+      const onShow = () => {
+        clearTimeout(this._graceTimer);
+        this._graceTimer = null;
+        this.resume();
+      };
+      wxo.onAppHide(onHide);
+      wxo.onAppShow(onShow);
+      offs.push(() => {
+        clearTimeout(this._graceTimer);
+        if (typeof wxo.offAppHide === 'function') wxo.offAppHide(onHide);
+        if (typeof wxo.offAppShow === 'function') wxo.offAppShow(onShow);
+      });
+      if (typeof wxo.onNetworkStatusChange === 'function') {
+        const onNet = (r) => r && r.isConnected && this.resume();
+        wxo.onNetworkStatusChange(onNet);
+        offs.push(() => typeof wxo.offNetworkStatusChange === 'function' && wxo.offNetworkStatusChange(onNet));
+      }
+    } else if (typeof document !== 'undefined' && typeof document.addEventListener === 'function') {
+      const onVis = () => {
+        if (document.visibilityState === 'visible') this.resume();
+      };
+      document.addEventListener('visibilitychange', onVis);
+      offs.push(() => document.removeEventListener('visibilitychange', onVis));
+      if (typeof window !== 'undefined' && typeof window.addEventListener === 'function') {
+        const onOnline = () => this.resume();
+        window.addEventListener('online', onOnline);
+        offs.push(() => window.removeEventListener('online', onOnline));
+      }
+    }
+    this._lifecycleOff = () => offs.forEach((f) => f());
+  }
+  _removeLifecycle() {
+    if (this._lifecycleOff) this._lifecycleOff();
+    this._lifecycleOff = null;
+  }
+
+  // ---------------------------------------------------------------- operations
+
+  /** Application-level heartbeat; resolves with {ts}. */
+  ping() {
+    return this.request('ping');
+  }
+  /** Open (create if needed) the direct conversation with a user. */
+  async openDirect(userId) {
+    const r = await this.request('direct_open', { user_id: userId });
+    return this._register(r.conversation);
+  }
+  /** Create a room; `visibility` is `public` (default) or `invite`. */
+  async createRoom(name, opts = {}) {
+    const r = await this.request('room_create', { name, visibility: opts.visibility || 'public' });
+    return this._register(r.conversation);
+  }
+  async joinRoom(conversationId) {
+    const r = await this.request('room_join', { conversation_id: conversationId });
+    return this._register(r.conversation);
+  }
+  async leaveRoom(conversationId) {
+    await this.request('room_leave', { conversation_id: conversationId });
+    this._convs.delete(conversationId);
+    this._saveCursorsSoon();
+  }
+  addToRoom(conversationId, userId) {
+    return this.request('room_add', { conversation_id: conversationId, user_id: userId });
+  }
+  removeFromRoom(conversationId, userId) {
+    return this.request('room_remove', { conversation_id: conversationId, user_id: userId });
+  }
+  async roomMembers(conversationId) {
+    return (await this.request('room_members', { conversation_id: conversationId })).members;
+  }
+  async publicRooms(opts = {}) {
+    const args = {};
+    if (opts.limit) args.limit = opts.limit;
+    return (await this.request('rooms_public', args)).rooms;
+  }
+  /** Conversations with unread counts, most recent activity first. */
+  async conversations() {
+    const r = await this.request('conversations', {});
+    for (const c of r.conversations || []) this._register(c);
+    return r.conversations || [];
+  }
+  /** A page of history, ascending: {messages, has_more}. With no option: the latest page. */
+  history(conversationId, opts = {}) {
+    const args = { conversation_id: conversationId };
+    if (opts.beforeSeq != null) args.before_seq = opts.beforeSeq;
+    if (opts.afterSeq != null) args.after_seq = opts.afterSeq;
+    if (opts.limit != null) args.limit = opts.limit;
+    return this.request('history', args);
+  }
+  /** Mark everything up to `seq` as read; resolves with the new read_seq. */
+  async markRead(conversationId, seq) {
+    const r = await this.request('read', { conversation_id: conversationId, seq });
+    const st = this._convs.get(conversationId);
+    if (st && st.info) st.info.read_seq = Math.max(st.info.read_seq || 0, r.read_seq);
+    return r.read_seq;
+  }
+  /** Tell the others you are typing; throttled to one request per typingThrottleMs per conversation. */
+  typing(conversationId) {
+    const now = Date.now();
+    const last = this._typingAt.get(conversationId) || 0;
+    if (now - last < this.options.typingThrottleMs || this._state !== 'open') return Promise.resolve(false);
+    this._typingAt.set(conversationId, now);
+    return this._request('typing', { conversation_id: conversationId }).then(
+      () => true,
+      () => false,
+    );
+  }
+  /** Presence of these users now; also subscribes to their `presence` events (replacing the previous set,
+   * and renewed after every reconnect). */
+  async presence(userIds) {
+    this._presenceIds = [...new Set(userIds)].slice(0, 500);
+    const r = await this.request('presence', { user_ids: this._presenceIds });
+    return r.presence;
+  }
+}
+
+function httpError(status, data) {
+  const er = data && data.error;
+  const code = (er && er.code) || (status === 401 ? 'unauthorized' : 'http_' + status);
+  return new XindaoError(code, (er && er.message) || 'HTTP ' + status, { status });
+}
+
+/** Shorthand for `new XindaoClient(options)`. */
+export function createClient(options) {
+  return new XindaoClient(options);
+}

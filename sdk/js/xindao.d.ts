@@ -1,0 +1,258 @@
+// Types for the xindao client SDK (wire protocol v1). Hand-written; see docs/protocol.md for the wire format.
+//
+// SECURITY: `content`, display names and room names come from other users: render them as text, never as HTML.
+
+export declare const PROTOCOL_VERSION: 1;
+export declare const STATES: readonly ['connecting', 'open', 'reconnecting', 'closed'];
+
+export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+export interface User {
+  id: number;
+  display_name: string;
+}
+
+export interface Message {
+  id: number;
+  conversation_id: number;
+  seq: number;
+  sender_id: number;
+  cmid: string;
+  kind: 'text' | 'custom';
+  /** A string for `text`, any JSON value for `custom`. Untrusted: render as text. */
+  content: unknown;
+  ts: number;
+}
+
+export interface Conversation {
+  id: number;
+  kind: 'direct' | 'room';
+  name: string | null;
+  visibility: 'public' | 'invite' | null;
+  owner_id: number | null;
+  peer: User | null;
+  last_seq: number;
+  read_seq: number;
+  unread: number;
+  last_message: Message | null;
+}
+
+export interface Limits {
+  max_frame_bytes: number;
+  max_text_chars: number;
+  max_custom_bytes: number;
+  history_page_max: number;
+  rate_per_sec: number;
+  rate_burst: number;
+}
+
+export interface Hello {
+  protocol: number;
+  user: User;
+  connection_id: number;
+  heartbeat_ms: number;
+  idle_timeout_ms: number;
+  limits: Limits;
+}
+
+export interface Session {
+  token: string;
+  expires_at: number;
+  user: User;
+}
+
+export interface RoomMember {
+  user: User;
+  role: 'owner' | 'member';
+  read_seq: number;
+  online: boolean;
+}
+
+export interface PublicRoom {
+  id: number;
+  name: string;
+  members: number;
+}
+
+export interface Presence {
+  user_id: number;
+  online: boolean;
+}
+
+export interface ReadEvent {
+  conversation_id: number;
+  user_id: number;
+  seq: number;
+}
+export interface TypingEvent {
+  conversation_id: number;
+  user_id: number;
+}
+export interface MemberEvent {
+  conversation_id: number;
+  user_id: number;
+  action: 'joined' | 'added' | 'left' | 'removed';
+  by: number;
+}
+export interface StateEvent {
+  state: ConnectionState;
+  prev: ConnectionState;
+  /** close code of the socket that ended, when there was one (1001, 4009, 4010, ...; 4010 also for a local heartbeat timeout) */
+  code?: number;
+  reason?: string;
+  /** reconnect attempt number (1, 2, ...) */
+  attempt?: number;
+  /** how long until the next attempt */
+  delayMs?: number;
+  /** `open` after a reconnect */
+  reconnect?: boolean;
+}
+export interface SyncedEvent {
+  /** conversations with new messages (initial: every conversation) */
+  conversations: Conversation[];
+  /** true for the first baseline of a client without stored cursors */
+  initial: boolean;
+}
+
+export interface ClientEvents {
+  state: StateEvent;
+  open: Hello;
+  /** Every message of every conversation the client tracks, once, in seq order per conversation (own messages
+   * included, sent from here or from another device). */
+  message: Message;
+  read: ReadEvent;
+  typing: TypingEvent;
+  presence: Presence;
+  member: MemberEvent;
+  /** a conversation the client did not know about showed up */
+  conversation: Partial<Conversation> & { id: number };
+  synced: SyncedEvent;
+  resync: { reason: string };
+  /** close code 4001 or a refused token: log in again. The client does not reconnect. */
+  session_ended: { code: number; reason?: string };
+  error: Error;
+  /** every push, raw */
+  event: { event: string; data: any };
+}
+
+export interface KeyValueStorage {
+  getItem(key: string): string | null | undefined;
+  setItem(key: string, value: string): void;
+}
+
+export interface ClientOptions {
+  /** Server base URL, e.g. `https://chat.example.com`. Defaults to `location.origin` in a browser. */
+  url?: string;
+  /** WebSocket URL; default: `url` with ws(s): and `/v1/ws`. */
+  wsUrl?: string;
+  /** A WebSocket constructor (Node 20: `require('ws')`); default: globalThis.WebSocket. */
+  WebSocket?: any;
+  /** fetch implementation; default: globalThis.fetch. */
+  fetch?: typeof fetch;
+  /** The `wx` object of a mini-program; detected automatically. Pass `null` to force browser mode. */
+  wx?: any;
+  /** A token from an earlier login (e.g. kept in storage). */
+  token?: string;
+  user?: User;
+  /** Timeout of one request on an open socket (default 15000). */
+  requestTimeoutMs?: number;
+  /** send() from the call to the ack, time queued included (default 30000; 0 = none). */
+  sendTimeoutMs?: number;
+  /** Socket open + hello (default 10000). */
+  connectTimeoutMs?: number;
+  /** Application `ping` interval; default: the server's hello.heartbeat_ms, capped at 25000. */
+  heartbeatMs?: number;
+  /** Nothing received for this long = dead socket, reconnect (default 2 x heartbeatMs). */
+  heartbeatTimeoutMs?: number;
+  /** Unacknowledged sends kept (default 200); more are rejected with `outbox_full`. */
+  outboxMax?: number;
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+  backoffFactor?: number;
+  /** Messages per conversation per `sync` page (default 100). */
+  syncLimit?: number;
+  /** First push of an unknown conversation with seq <= this: fetch from seq 1 (default 50). */
+  newConversationBackfill?: number;
+  /** Mini-program: pause this long after onAppHide (default 3000). */
+  backgroundGraceMs?: number;
+  typingThrottleMs?: number;
+  /** Install wx.onAppHide/onAppShow or visibilitychange/online hooks (default true). */
+  lifecycle?: boolean;
+  /** Persist delivery cursors (localStorage, or a wx.getStorageSync/setStorageSync wrapper). */
+  storage?: KeyValueStorage | null;
+  log?: (level: string, message: string, data?: unknown) => void;
+}
+
+export declare class XindaoError extends Error {
+  /** the server's error code (`forbidden`, `rate_limited`, ...) or `timeout`, `not_connected`,
+   * `disconnected`, `outbox_full`, `closed`, `session_ended`, `network`, `unsupported` */
+  code: string;
+  status?: number;
+  retry_after_ms?: number;
+  /** for send errors: the cmid (resending with it is safe) */
+  cmid?: string;
+  constructor(code: string, message?: string, extra?: object);
+}
+
+export interface SendOptions {
+  cmid?: string;
+  kind?: 'text' | 'custom';
+  timeoutMs?: number;
+}
+export interface SendAck {
+  message: Message;
+  duplicate: boolean;
+}
+export type SendTarget = number | { conversationId: number } | { toUser: number };
+
+export declare class XindaoClient {
+  constructor(options?: ClientOptions);
+  readonly options: Required<ClientOptions>;
+  readonly url: string;
+  readonly wsUrl: string;
+  token: string | null;
+  user: User | null;
+  hello: Hello | null;
+  limits?: Limits;
+  readonly state: ConnectionState;
+  readonly paused: boolean;
+  readonly outboxSize: number;
+
+  on<K extends keyof ClientEvents>(type: K, fn: (data: ClientEvents[K]) => void): () => void;
+  once<K extends keyof ClientEvents>(type: K, fn: (data: ClientEvents[K]) => void): () => void;
+  off<K extends keyof ClientEvents>(type: K, fn: (data: ClientEvents[K]) => void): void;
+
+  loginDev(displayName: string): Promise<Session>;
+  loginWechat(code?: string): Promise<Session>;
+  me(): Promise<User>;
+  logout(): Promise<void>;
+
+  connect(): Promise<Hello>;
+  close(): void;
+  pause(): void;
+  resume(): void;
+
+  lastSeq(conversationId: number): number | undefined;
+  cursors(): Record<string, number>;
+
+  request<T = any>(op: string, args?: object, opts?: { timeoutMs?: number }): Promise<T>;
+  ping(): Promise<{ ts: number }>;
+  send(target: SendTarget, content: unknown, opts?: SendOptions): Promise<SendAck>;
+  sendTo(userId: number, content: unknown, opts?: SendOptions): Promise<SendAck>;
+  history(conversationId: number, opts?: { beforeSeq?: number; afterSeq?: number; limit?: number }): Promise<{ messages: Message[]; has_more: boolean }>;
+  conversations(): Promise<Conversation[]>;
+  markRead(conversationId: number, seq: number): Promise<number>;
+  typing(conversationId: number): Promise<boolean>;
+  openDirect(userId: number): Promise<Conversation>;
+  createRoom(name: string, opts?: { visibility?: 'public' | 'invite' }): Promise<Conversation>;
+  joinRoom(conversationId: number): Promise<Conversation>;
+  leaveRoom(conversationId: number): Promise<void>;
+  addToRoom(conversationId: number, userId: number): Promise<{}>;
+  removeFromRoom(conversationId: number, userId: number): Promise<{}>;
+  roomMembers(conversationId: number): Promise<RoomMember[]>;
+  publicRooms(opts?: { limit?: number }): Promise<PublicRoom[]>;
+  presence(userIds: number[]): Promise<Presence[]>;
+}
+
+export declare function createClient(options?: ClientOptions): XindaoClient;
+export declare function newCmid(): string;
