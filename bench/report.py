@@ -102,33 +102,50 @@ def fanout(doc):
             k = (s["k"], s["rate_per_room"])
             if k not in keys:
                 keys.append(k)
+
+    def pick(t, k, rate, f):
+        out = []
+        for r in bt.get(t, []):
+            for s in r["sizes"]:
+                if (s["k"], s["rate_per_room"]) == (k, rate):
+                    out.append(f(s))
+        return out
+
+    metrics = [
+        ("deliveries/s", lambda s: s["deliveries_per_s"], "{:.0f}"),
+        ("deliveries per server CPU-s", lambda s: s["deliveries_per_server_cpu_s"], "{:.0f}"),
+        ("server CPU %", lambda s: s.get("server_cpu_pct", 0), "{:.0f}"),
+        ("generator run-queue wait s", lambda s: s.get("generator_runq_wait_s"), "{:.1f}"),
+        ("latency p50 ms", lambda s: s["latency"]["p50_ms"], "{:.1f}"),
+        ("latency p99 ms", lambda s: s["latency"]["p99_ms"], "{:.1f}"),
+        ("latency p999 ms", lambda s: s["latency"]["p999_ms"], "{:.1f}"),
+        ("lost", lambda s: s["lost"] if s.get("drained", True) else None, "{:.0f}"),
+    ]
+    compact = []
     rows = []
     for k, rate in keys:
-        def pick(t, f):
-            out = []
-            for r in bt.get(t, []):
-                for s in r["sizes"]:
-                    if (s["k"], s["rate_per_room"]) == (k, rate):
-                        out.append(f(s))
-            return out
-        for label, f, fmt in [
-            ("deliveries/s", lambda s: s["deliveries_per_s"], "{:.0f}"),
-            ("deliveries per server CPU-s", lambda s: s["deliveries_per_server_cpu_s"], "{:.0f}"),
-            ("server CPU %", lambda s: s.get("server_cpu_pct", 0), "{:.0f}"),
-            ("latency p50 ms", lambda s: s["latency"]["p50_ms"], "{:.1f}"),
-            ("latency p99 ms", lambda s: s["latency"]["p99_ms"], "{:.1f}"),
-            ("latency p999 ms", lambda s: s["latency"]["p999_ms"], "{:.1f}"),
-            ("lost (None = backlog not drained within the drain time: saturated)",
-             lambda s: s["lost"] if s.get("drained", True) else None, "{:.0f}"),
-        ]:
-            xs, ps = pick("xindao", f), pick("socketio", f)
-            offered = pick("xindao", lambda s: s["offered_deliveries_per_s"]) or pick(
-                "socketio", lambda s: s["offered_deliveries_per_s"])
-            rows.append([k, f"{rate:g}", f"{offered[0]:.0f}" if offered else "—", label,
-                         mmm(xs, fmt), mmm(ps, fmt), ratio(xs, ps)])
-    return "### fanout\n\n" + runs_note(doc) + "\n\n" + table(
+        offered = pick("xindao", k, rate, lambda s: s["offered_deliveries_per_s"]) or pick(
+            "socketio", k, rate, lambda s: s["offered_deliveries_per_s"])
+        off = f"{offered[0]:.0f}" if offered else "—"
+        for label, f, fmt in metrics:
+            xs, ps = pick("xindao", k, rate, f), pick("socketio", k, rate, f)
+            rows.append([k, f"{rate:g}", off, label, mmm(xs, fmt), mmm(ps, fmt), ratio(xs, ps)])
+        g = lambda t, f, fmt: mmm(pick(t, k, rate, f), fmt)
+        compact.append([
+            k, f"{rate:g}", off,
+            g("xindao", metrics[0][1], "{:.0f}"), g("socketio", metrics[0][1], "{:.0f}"),
+            g("xindao", metrics[1][1], "{:.0f}"), g("socketio", metrics[1][1], "{:.0f}"),
+            ratio(pick("xindao", k, rate, metrics[1][1]), pick("socketio", k, rate, metrics[1][1])),
+            g("xindao", metrics[5][1], "{:.0f}"), g("socketio", metrics[5][1], "{:.0f}"),
+            g("xindao", metrics[7][1], "{:.0f}") + " / " + g("socketio", metrics[7][1], "{:.0f}"),
+        ])
+    return ("### fanout\n\n" + runs_note(doc) + "\n\n" + table(
+        ["K", "msg/s per room", "offered deliveries/s", "xindao deliveries/s", "Socket.IO deliveries/s",
+         "xindao deliveries / server CPU-s", "Socket.IO deliveries / server CPU-s", "ratio (per CPU-s)",
+         "xindao p99 ms", "Socket.IO p99 ms", "lost (xindao / Socket.IO)"], compact)
+        + "\n\nAll metrics:\n\n" + table(
         ["K", "msg/s per room", "offered deliveries/s", "metric", "xindao", "Socket.IO", "xindao / Socket.IO"],
-        rows)
+        rows))
 
 
 def direct_points(doc):

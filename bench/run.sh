@@ -33,7 +33,7 @@ BENCH=("${PRIO[@]}" ./target/release/xindao-bench --runs "$RUNS" --out "$OUT" --
 # 2. rooms of 100, 1,000 and 10,000 members (10,000 members connected in all), 2 and 10 messages/s per room
 "${BENCH[@]}" fanout --sizes 100,1000,10000 --total 10000 --rates 2,10 --secs 5 --drain-secs 10
 # 3. 1,000 pairs chatting 1:1, open-loop sweep of offered load up to saturation
-"${BENCH[@]}" direct --pairs 1000 --loads 2500,5000,10000,15000,20000,30000,40000,50000,60000 --step-secs 4
+"${BENCH[@]}" direct --pairs 1000 --loads 1000,2500,4000,5500,7000,8500,10000,12500,15000,20000,30000 --step-secs 4
 # 4. 10,000 clients drop and reconnect at once, each resyncs 30 missed messages (xindao only: Socket.IO has no sync)
 "${BENCH[@]}" reconnect-storm --n 10000 --rooms 100 --missed 30
 

@@ -26,7 +26,9 @@ pub struct ProcSample {
     /// utime + stime, in seconds.
     pub cpu_s: f64,
     /// Time the process' threads spent runnable but waiting for a CPU (sum over threads of the second field of
-    /// /proc/PID/task/TID/schedstat), in seconds: how much a shared machine delayed it.
+    /// /proc/PID/task/TID/schedstat), in seconds: how much a shared machine delayed it. Threads that exited
+    /// between two samples drop out of the sum, so a delta is only meaningful for a process whose threads live
+    /// throughout (the generator's single thread; not a server with a blocking-thread pool).
     pub runq_wait_s: f64,
 }
 
