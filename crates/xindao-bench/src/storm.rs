@@ -115,6 +115,7 @@ pub async fn run(o: &Opts, server: &Server, run: usize) -> Result<Value> {
     eprintln!("   storm: {n} reconnects at once");
 
     let srv0 = server.sample();
+    let ovf0 = stats::tcp_ext("ListenOverflows");
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs_f64(o.timeout_secs);
     let base = server.url.clone();
@@ -189,6 +190,7 @@ pub async fn run(o: &Opts, server: &Server, run: usize) -> Result<Value> {
         .await;
     let total_s = t0.elapsed().as_secs_f64();
     let srv1 = server.sample();
+    let listen_overflows = stats::tcp_ext("ListenOverflows") - ovf0;
     let mut back = stats::new_hist();
     let mut done = stats::new_hist();
     let (mut failed, mut retries, mut syncs, mut got) = (0u64, 0u64, 0u64, 0u64);
@@ -249,5 +251,6 @@ pub async fn run(o: &Opts, server: &Server, run: usize) -> Result<Value> {
         "back": back_s, "caught_up": done_s, "failed": failed, "first_error": first_error,
         "connect_retries": retries, "sync_calls": syncs, "messages_resynced": got,
         "messages_expected": expected, "server_cpu_s": cpu, "server_rss_kib": srv1.rss_kib,
+        "listen_overflows_system_wide": listen_overflows,
     }))
 }
