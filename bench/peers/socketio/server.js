@@ -1,0 +1,230 @@
+// Socket.IO 4 peer server for xindao's benchmark (issue #5).
+//
+// It implements the same scenarios as xindao, the idiomatic Socket.IO way: rooms for conversations, acks for
+// replies, `socket.to(room).emit` for delivery (encoded once per broadcast). To let one load generator drive
+// both servers, it answers the same operations with the same shapes as xindao's protocol v1 (docs/protocol.md):
+//   - POST /v1/login/dev {"display_name"} -> {"token", "expires_at", "user": {"id", "display_name"}}
+//   - Socket.IO connect with auth {"token"}; each socket joins "u:<user>" and the rooms of its conversations
+//   - events `direct_open`, `room_create`, `room_add`, `room_join`, `send`, `ping` with an ack whose payload is
+//     xindao's reply body: {"ok": true, "result": ...} or {"ok": false, "error": {"code", "message"}}
+//   - push `message` with xindao's Message shape to every socket of every member except the sender's socket.
+// State lives in memory only: Socket.IO has no persistence, history or sync (delivery is at most once). This
+// is the peer as people deploy it; BENCHMARKS.md says so next to every figure.
+//
+// Usage: node server.js [--listen 127.0.0.1:0]   prints `listening http://127.0.0.1:PORT` on stdout when ready.
+
+"use strict";
+
+const http = require("http");
+const crypto = require("crypto");
+const { Server } = require("socket.io");
+
+let listen = process.env.LISTEN || "127.0.0.1:0";
+for (let i = 2; i < process.argv.length; i++) {
+  if (process.argv[i] === "--listen") listen = process.argv[++i];
+}
+const [host, portStr] = listen.split(":");
+
+const usersByName = new Map(); // display_name -> user
+const usersByToken = new Map(); // token -> user
+let nextUserId = 1;
+const convs = new Map(); // id -> {id, kind, name, members: Set<userId>, lastSeq, owner}
+const directByPair = new Map(); // "a:b" -> conv id
+const convsByUser = new Map(); // userId -> Set<convId>
+const sentByCmid = new Map(); // "sender:cmid" -> message
+let nextConvId = 1;
+let nextMsgId = 1;
+
+function userConvs(uid) {
+  let s = convsByUser.get(uid);
+  if (!s) {
+    s = new Set();
+    convsByUser.set(uid, s);
+  }
+  return s;
+}
+
+function json(res, status, body) {
+  const s = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(s) });
+  res.end(s);
+}
+
+const httpServer = http.createServer((req, res) => {
+  if (req.method === "GET" && req.url === "/healthz") return json(res, 200, { status: "ok" });
+  if (req.method === "POST" && req.url === "/v1/login/dev") {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      let name;
+      try {
+        name = JSON.parse(body).display_name;
+      } catch (e) {
+        return json(res, 400, { error: { code: "bad_request", message: "invalid JSON" } });
+      }
+      if (typeof name !== "string" || name.length < 1 || name.length > 64) {
+        return json(res, 400, { error: { code: "invalid_args", message: "display_name" } });
+      }
+      let user = usersByName.get(name);
+      if (!user) {
+        user = { id: nextUserId++, display_name: name };
+        usersByName.set(name, user);
+      }
+      const token = crypto.randomBytes(32).toString("base64url");
+      usersByToken.set(token, user);
+      json(res, 200, { token, expires_at: Date.now() + 30 * 86400000, user });
+    });
+    return;
+  }
+  if (req.url.startsWith("/socket.io")) return; // handled by engine.io
+  json(res, 404, { error: { code: "not_found", message: "not found" } });
+});
+
+const io = new Server(httpServer, {
+  transports: ["websocket"],
+  serveClient: false,
+  cors: { origin: "*" },
+  maxHttpBufferSize: 65536,
+});
+
+io.use((socket, next) => {
+  const token = (socket.handshake.auth && socket.handshake.auth.token) || socket.handshake.query.token;
+  const user = usersByToken.get(token);
+  if (!user) return next(new Error("unauthorized"));
+  socket.data.user = user;
+  next();
+});
+
+function convView(c, uid) {
+  let peer = null;
+  if (c.kind === "direct") {
+    for (const m of c.members) if (m !== uid) peer = { id: m };
+  }
+  return {
+    id: c.id,
+    kind: c.kind,
+    name: c.name,
+    visibility: c.kind === "room" ? "public" : null,
+    owner_id: c.owner,
+    peer,
+    last_seq: c.lastSeq,
+  };
+}
+
+function addMember(c, uid) {
+  c.members.add(uid);
+  userConvs(uid).add(c.id);
+  io.in("u:" + uid).socketsJoin("c:" + c.id);
+}
+
+const err = (code, message) => ({ ok: false, error: { code, message } });
+const ok = (result) => ({ ok: true, result });
+
+const ops = {
+  ping: () => ok({ ts: Date.now() }),
+  direct_open(socket, uid, a) {
+    const other = a && a.user_id;
+    if (typeof other !== "number") return err("invalid_args", "user_id");
+    if (other === uid) return err("conflict", "not with yourself");
+    const key = uid < other ? uid + ":" + other : other + ":" + uid;
+    let id = directByPair.get(key);
+    if (!id) {
+      id = nextConvId++;
+      const c = { id, kind: "direct", name: null, members: new Set(), lastSeq: 0, owner: null };
+      convs.set(id, c);
+      directByPair.set(key, id);
+      addMember(c, uid);
+      addMember(c, other);
+    }
+    return ok({ conversation: convView(convs.get(id), uid) });
+  },
+  room_create(socket, uid, a) {
+    const id = nextConvId++;
+    const c = { id, kind: "room", name: String((a && a.name) || ""), members: new Set(), lastSeq: 0, owner: uid };
+    convs.set(id, c);
+    addMember(c, uid);
+    return ok({ conversation: convView(c, uid) });
+  },
+  room_add(socket, uid, a) {
+    const c = convs.get(a && a.conversation_id);
+    if (!c || c.kind !== "room") return err("not_found", "no such room");
+    if (!c.members.has(uid)) return err("forbidden", "not a member");
+    addMember(c, a.user_id);
+    socket.to("c:" + c.id).emit("member", { conversation_id: c.id, user_id: a.user_id, action: "added", by: uid });
+    return ok({});
+  },
+  room_join(socket, uid, a) {
+    const c = convs.get(a && a.conversation_id);
+    if (!c || c.kind !== "room") return err("not_found", "no such room");
+    addMember(c, uid);
+    socket.to("c:" + c.id).emit("member", { conversation_id: c.id, user_id: uid, action: "joined", by: uid });
+    return ok({ conversation: convView(c, uid) });
+  },
+  send(socket, uid, a) {
+    if (!a) return err("invalid_args", "args");
+    let c;
+    if (a.to_user !== undefined) {
+      const r = ops.direct_open(socket, uid, { user_id: a.to_user });
+      if (!r.ok) return r;
+      c = convs.get(r.result.conversation.id);
+    } else {
+      c = convs.get(a.conversation_id);
+    }
+    if (!c) return err("not_found", "no such conversation");
+    if (!c.members.has(uid)) return err("forbidden", "not a member");
+    if (typeof a.cmid !== "string" || a.cmid.length < 1 || a.cmid.length > 64) {
+      return err("invalid_message", "cmid");
+    }
+    const key = uid + ":" + a.cmid;
+    const prev = sentByCmid.get(key);
+    if (prev) return ok({ message: prev, duplicate: true });
+    const message = {
+      id: nextMsgId++,
+      conversation_id: c.id,
+      seq: ++c.lastSeq,
+      sender_id: uid,
+      cmid: a.cmid,
+      kind: a.kind || "text",
+      content: a.content,
+      ts: Date.now(),
+    };
+    sentByCmid.set(key, message);
+    socket.to("c:" + c.id).emit("message", message);
+    return ok({ message, duplicate: false });
+  },
+};
+
+io.on("connection", (socket) => {
+  const uid = socket.data.user.id;
+  const rooms = ["u:" + uid];
+  for (const id of userConvs(uid)) rooms.push("c:" + id);
+  socket.join(rooms);
+  for (const [op, fn] of Object.entries(ops)) {
+    socket.on(op, (args, ack) => {
+      if (typeof args === "function") {
+        ack = args;
+        args = undefined;
+      }
+      let reply;
+      try {
+        reply = fn(socket, uid, args);
+      } catch (e) {
+        reply = err("internal", String(e));
+      }
+      if (typeof ack === "function") ack(reply);
+    });
+  }
+});
+
+httpServer.listen(Number(portStr || 0), host || "127.0.0.1", () => {
+  const addr = httpServer.address();
+  process.stdout.write(`listening http://${addr.address}:${addr.port}\n`);
+});
+
+function shutdown() {
+  io.close();
+  httpServer.close(() => process.exit(0));
+  setTimeout(() => process.exit(0), 2000).unref();
+}
+process.on("SIGTERM", shutdown);
+process.on("SIGINT", shutdown);

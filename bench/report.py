@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""Summarise xindao-bench JSON results: markdown tables (min / median / max over runs, xindao / peer ratios
+measured in the same run) and an SVG plot of latency versus offered load (1:1 scenario).
+
+usage: python3 bench/report.py [RAW_DIR] [OUT_DIR]     (defaults: bench/results/raw bench/results)
+"""
+
+import json
+import os
+import statistics
+import sys
+
+RAW = sys.argv[1] if len(sys.argv) > 1 else "bench/results/raw"
+OUT = sys.argv[2] if len(sys.argv) > 2 else "bench/results"
+TARGETS = ["xindao", "socketio"]
+
+
+def load(name):
+    path = os.path.join(RAW, name + ".json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def mmm(values, fmt="{:.0f}"):
+    """min / median / max of a list, as 'median (min–max)'."""
+    n_none = sum(1 for v in values if v is None)
+    values = [v for v in values if v is not None]
+    if not values:
+        return "saturated" if n_none else "—"
+    med = statistics.median(values)
+    if len(values) == 1:
+        return fmt.format(med)
+    return f"{fmt.format(med)} ({fmt.format(min(values))}–{fmt.format(max(values))})"
+
+
+def ratio(num, den, fmt="{:.2f}"):
+    """Median over runs of the per-run ratio num/den (lists aligned by run)."""
+    rs = [a / b for a, b in zip(num, den) if a is not None and b]
+    return mmm(rs, fmt + "×") if rs else "—"
+
+
+def by_target(doc):
+    out = {t: [] for t in TARGETS}
+    for r in doc["runs"]:
+        out.setdefault(r["target"], []).append(r["result"])
+    return out
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def runs_note(doc):
+    n = max(r["run"] for r in doc["runs"]) if doc["runs"] else 0
+    return f"{n} run(s); figures are median (min–max) over runs; command: `{doc['command']}`"
+
+
+def connections(doc):
+    bt = by_target(doc)
+    rows = []
+    metrics = [
+        ("server RSS per idle connection (slope, bytes)", lambda r: r["rss_slope_bytes_per_conn"], "{:.0f}"),
+        ("connections held at the end", lambda r: r["steps"][-1]["n"], "{:.0f}"),
+        ("server RSS at the end (MiB)", lambda r: r["steps"][-1]["rss_kib"] / 1024, "{:.1f}"),
+        ("connect rate, mean over steps (upgrades/s)",
+         lambda r: statistics.mean(s["connect_rate_per_s"] for s in r["steps"][1:]), "{:.0f}"),
+        ("server CPU per connect (µs)",
+         lambda r: statistics.mean(s["server_cpu_us_per_connect"] for s in r["steps"][1:]), "{:.0f}"),
+        ("connect p99 (ms, worst worker)",
+         lambda r: max(s["connect_p99_ms_max_worker"] for s in r["steps"][1:]), "{:.1f}"),
+        ("failed connects", lambda r: r["failed"], "{:.0f}"),
+        ("listen-queue overflows (system-wide)",
+         lambda r: sum(s.get("listen_overflows", 0) for s in r["steps"][1:]), "{:.0f}"),
+    ]
+    for name, f, fmt in metrics:
+        xs = [f(r) for r in bt.get("xindao", [])]
+        ps = [f(r) for r in bt.get("socketio", [])]
+        rows.append([name, mmm(xs, fmt), mmm(ps, fmt), ratio(xs, ps)])
+    steps = []
+    for t in TARGETS:
+        for r in bt.get(t, [])[:1]:
+            for s in r["steps"]:
+                steps.append([t, s["n"], s["rss_kib"], f"{s.get('connect_rate_per_s', 0):.0f}",
+                              f"{s.get('server_cpu_us_per_connect', 0):.0f}"])
+    return (
+        "### connections\n\n" + runs_note(doc) + "\n\n"
+        + table(["metric", "xindao", "Socket.IO", "xindao / Socket.IO"], rows)
+        + "\n\nRSS at each checkpoint (first run):\n\n"
+        + table(["server", "N", "RSS KiB", "connects/s", "CPU µs/connect"], steps)
+    )
+
+
+def fanout(doc):
+    bt = by_target(doc)
+    keys = []
+    for r in bt.get("xindao", []) + bt.get("socketio", []):
+        for s in r["sizes"]:
+            k = (s["k"], s["rate_per_room"])
+            if k not in keys:
+                keys.append(k)
+
+    def pick(t, k, rate, f):
+        out = []
+        for r in bt.get(t, []):
+            for s in r["sizes"]:
+                if (s["k"], s["rate_per_room"]) == (k, rate):
+                    out.append(f(s))
+        return out
+
+    metrics = [
+        ("deliveries/s", lambda s: s["deliveries_per_s"], "{:.0f}"),
+        ("deliveries per server CPU-s", lambda s: s["deliveries_per_server_cpu_s"], "{:.0f}"),
+        ("server CPU %", lambda s: s.get("server_cpu_pct", 0), "{:.0f}"),
+        ("generator run-queue wait s", lambda s: s.get("generator_runq_wait_s"), "{:.1f}"),
+        ("latency p50 ms", lambda s: s["latency"]["p50_ms"], "{:.1f}"),
+        ("latency p99 ms", lambda s: s["latency"]["p99_ms"], "{:.1f}"),
+        ("latency p999 ms", lambda s: s["latency"]["p999_ms"], "{:.1f}"),
+        ("lost", lambda s: s["lost"] if s.get("drained", True) else None, "{:.0f}"),
+    ]
+    compact = []
+    rows = []
+    for k, rate in keys:
+        offered = pick("xindao", k, rate, lambda s: s["offered_deliveries_per_s"]) or pick(
+            "socketio", k, rate, lambda s: s["offered_deliveries_per_s"])
+        off = f"{offered[0]:.0f}" if offered else "—"
+        for label, f, fmt in metrics:
+            xs, ps = pick("xindao", k, rate, f), pick("socketio", k, rate, f)
+            rows.append([k, f"{rate:g}", off, label, mmm(xs, fmt), mmm(ps, fmt), ratio(xs, ps)])
+        g = lambda t, f, fmt: mmm(pick(t, k, rate, f), fmt)
+        compact.append([
+            k, f"{rate:g}", off,
+            g("xindao", metrics[0][1], "{:.0f}"), g("socketio", metrics[0][1], "{:.0f}"),
+            g("xindao", metrics[1][1], "{:.0f}"), g("socketio", metrics[1][1], "{:.0f}"),
+            ratio(pick("xindao", k, rate, metrics[1][1]), pick("socketio", k, rate, metrics[1][1])),
+            g("xindao", metrics[5][1], "{:.0f}"), g("socketio", metrics[5][1], "{:.0f}"),
+            g("xindao", metrics[7][1], "{:.0f}") + " / " + g("socketio", metrics[7][1], "{:.0f}"),
+        ])
+    return ("### fanout\n\n" + runs_note(doc) + "\n\n" + table(
+        ["K", "msg/s per room", "offered deliveries/s", "xindao deliveries/s", "Socket.IO deliveries/s",
+         "xindao deliveries / server CPU-s", "Socket.IO deliveries / server CPU-s", "ratio (per CPU-s)",
+         "xindao p99 ms", "Socket.IO p99 ms", "lost (xindao / Socket.IO)"], compact)
+        + "\n\nAll metrics:\n\n" + table(
+        ["K", "msg/s per room", "offered deliveries/s", "metric", "xindao", "Socket.IO", "xindao / Socket.IO"],
+        rows))
+
+
+def direct_points(doc):
+    """{target: {offered: [step per run]}}"""
+    pts = {}
+    for r in doc["runs"]:
+        for s in r["result"]["steps"]:
+            pts.setdefault(r["target"], {}).setdefault(s["offered_per_s"], []).append(s)
+    return pts
+
+
+def direct(doc):
+    pts = direct_points(doc)
+    loads = sorted({l for t in pts.values() for l in t})
+    rows = []
+    for load in loads:
+        for t in TARGETS:
+            steps = pts.get(t, {}).get(load, [])
+            if not steps:
+                continue
+            rows.append([
+                f"{load:.0f}", t, f"{len(steps)}",
+                mmm([s["committed_per_s"] for s in steps]),
+                mmm([s["latency"]["p50_ms"] for s in steps], "{:.2f}"),
+                mmm([s["latency"]["p99_ms"] for s in steps], "{:.2f}"),
+                mmm([s["latency"]["p999_ms"] for s in steps], "{:.2f}"),
+                mmm([s["ack_latency"]["p99_ms"] for s in steps], "{:.2f}"),
+                sum(s["lost"] for s in steps), sum(s["dups"] for s in steps),
+                sum(s["errors"] for s in steps),
+                mmm([s["server_cpu_pct"] for s in steps]),
+                mmm([s["generator_cpu_pct"] for s in steps]),
+                sum(1 for s in steps if s["saturated"]),
+            ])
+    best = {}
+    for t in TARGETS:
+        per_run = {}
+        for r in doc["runs"]:
+            if r["target"] != t:
+                continue
+            ok = [s["committed_per_s"] for s in r["result"]["steps"] if s["lost"] == 0 and s["dups"] == 0]
+            per_run[r["run"]] = max(ok) if ok else 0
+        best[t] = per_run
+    common = sorted(set(best.get("xindao", {})) & set(best.get("socketio", {})))
+    xs = [best["xindao"][i] for i in common]
+    ps = [best["socketio"][i] for i in common]
+    summary = table(
+        ["", "xindao", "Socket.IO", "xindao / Socket.IO"],
+        [["highest committed msg/s with zero loss (any latency)",
+          mmm(list(best.get("xindao", {}).values())), mmm(list(best.get("socketio", {}).values())),
+          ratio(xs, ps)]])
+    return ("### direct (1:1)\n\n" + runs_note(doc) + "\n\n" + summary + "\n\n" + table(
+        ["offered msg/s", "server", "runs", "committed msg/s", "p50 ms", "p99 ms", "p999 ms", "ack p99 ms",
+         "lost", "dups", "errors", "server CPU %", "generator CPU %", "saturated runs"], rows))
+
+
+def storm(doc):
+    rows = []
+    for r in doc["runs"]:
+        x = r["result"]
+        rows.append([r["target"], r["run"], x["n"], x["rooms"], x["missed"], f"{x['all_back_ms']:.0f}",
+                     f"{x['all_caught_up_ms']:.0f}", f"{x['caught_up']['p50_ms']:.0f}",
+                     f"{x['caught_up']['p99_ms']:.0f}", x["failed"], x["connect_retries"],
+                     f"{x['messages_resynced']}/{x['messages_expected']}", f"{x['server_cpu_s']:.2f}"])
+    return "### reconnect-storm\n\n" + runs_note(doc) + "\n\n" + table(
+        ["server", "run", "clients", "rooms", "missed per room", "all back ms", "all caught up ms",
+         "p50 ms", "p99 ms", "failed", "retries", "messages resynced", "server CPU s"], rows)
+
+
+def plot(doc, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = direct_points(doc)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colors = {"xindao": "tab:red", "socketio": "tab:blue"}
+    names = {"xindao": "xindao (SQLite, ack = committed)", "socketio": "Socket.IO 4 (in memory)"}
+    for t in TARGETS:
+        if t not in pts:
+            continue
+        loads = sorted(pts[t])
+        for q, style in [("p50_ms", "--"), ("p99_ms", "-")]:
+            med = [statistics.median(s["latency"][q] for s in pts[t][l]) for l in loads]
+            lo = [min(s["latency"][q] for s in pts[t][l]) for l in loads]
+            hi = [max(s["latency"][q] for s in pts[t][l]) for l in loads]
+            ax.errorbar(loads, med, yerr=[[m - a for m, a in zip(med, lo)], [b - m for m, b in zip(med, hi)]],
+                        fmt="o" + style, color=colors[t], capsize=3, label=f"{names[t]} {q[:-3]}")
+    ax.set_xlabel("offered load (messages/s, open loop)")
+    ax.set_ylabel("send → peer receive latency (ms, log)")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title("1:1 chat: latency vs offered load (median, min–max over runs)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format="svg")
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    parts = []
+    machine = None
+    for name, fn in [("connections", connections), ("fanout", fanout), ("direct", direct),
+                     ("reconnect-storm", storm)]:
+        doc = load(name)
+        if doc is None:
+            continue
+        machine = machine or doc.get("machine")
+        parts.append(fn(doc))
+        if name == "direct":
+            svg = os.path.join(OUT, "latency_vs_load.svg")
+            plot(doc, svg)
+            parts.append(f"![latency vs offered load]({os.path.basename(svg)})")
+    head = "## Results\n\n"
+    if machine:
+        head += ("Machine: {cpu}, {cpus} CPUs (online {online_cpus}), {mem}, Linux {kernel}, "
+                 "open-file limit {nofile_limit}\n\n").format(**machine).replace("MemTotal:", "RAM").replace("  ", "")
+    text = head + "\n\n".join(parts) + "\n"
+    with open(os.path.join(OUT, "summary.md"), "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,367 @@
+//! Scenario `connections`: N authenticated idle connections opened at a controlled rate, by worker processes of
+//! this binary (one process may hold at most ~20,000 file descriptors); server RSS sampled at several N.
+
+use std::cell::{Cell, RefCell};
+use std::path::Path;
+use std::process::Stdio;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{ChildStdin, Command};
+use tokio::sync::{Notify, Semaphore};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::client::{self, Conn};
+use crate::proto::{self, Frame, Target};
+use crate::server::Server;
+use crate::stats;
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct Opts {
+    /// Total idle connections to open (one server process tops out near 19,900).
+    #[arg(long, default_value_t = 19_800)]
+    pub n: usize,
+    /// Target connect rate (connections/s, all workers together).
+    #[arg(long, default_value_t = 20_000.0)]
+    pub rate: f64,
+    /// Number of RSS checkpoints (N/steps, 2N/steps, ..., N).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Client sockets per worker process.
+    #[arg(long, default_value_t = 10_000)]
+    pub per_worker: usize,
+    /// Connection attempts in flight per worker (all workers together should stay below the server's listen
+    /// backlog, or SYNs are dropped and retried after 1 s; drops are reported as listen overflows).
+    #[arg(long, default_value_t = 50)]
+    pub concurrency: usize,
+    /// Pause after each step before sampling RSS (ms).
+    #[arg(long, default_value_t = 2000)]
+    pub settle_ms: u64,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct WorkerOpts {
+    #[arg(long)]
+    pub target: Target,
+    #[arg(long)]
+    pub base: String,
+    #[arg(long)]
+    pub tokens_file: std::path::PathBuf,
+    #[arg(long)]
+    pub start: usize,
+    #[arg(long)]
+    pub count: usize,
+    #[arg(long)]
+    pub src_offset: usize,
+    #[arg(long, default_value_t = 1000)]
+    pub concurrency: usize,
+}
+
+struct WorkerProc {
+    child: tokio::process::Child,
+    stdin: ChildStdin,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    count: usize,
+    opened: usize,
+}
+
+pub async fn run(o: &Opts, server: &Server, out: &Path) -> Result<Value> {
+    let target = server.target;
+    let t = Instant::now();
+    let users = client::login_pool(&server.url, "idle-", o.n, 128).await?;
+    let login_s = t.elapsed().as_secs_f64();
+    eprintln!(
+        "   {} users logged in in {login_s:.1} s ({:.0}/s)",
+        o.n,
+        o.n as f64 / login_s
+    );
+    let tokens_file = out.join(format!("tokens-{}.txt", target.name()));
+    let text: Vec<&str> = users.iter().map(|u| u.token.as_str()).collect();
+    std::fs::write(&tokens_file, text.join("\n"))?;
+
+    let exe = std::env::current_exe()?;
+    let nworkers = o.n.div_ceil(o.per_worker).max(1);
+    let mut workers = Vec::new();
+    for w in 0..nworkers {
+        let start = w * o.n / nworkers;
+        let end = (w + 1) * o.n / nworkers;
+        let mut child = Command::new(&exe)
+            .args([
+                "--gen-cpu",
+                "",
+                "worker",
+                "--target",
+                target.name(),
+                "--base",
+                &server.url,
+                "--tokens-file",
+                &tokens_file.display().to_string(),
+                "--start",
+                &start.to_string(),
+                "--count",
+                &(end - start).to_string(),
+                "--src-offset",
+                &(w * 97).to_string(),
+                "--concurrency",
+                &o.concurrency.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawning worker")?;
+        let stdin = child.stdin.take().expect("piped");
+        let lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        workers.push(WorkerProc {
+            child,
+            stdin,
+            lines,
+            count: end - start,
+            opened: 0,
+        });
+    }
+    for w in &mut workers {
+        let l = w.lines.next_line().await?.unwrap_or_default();
+        if l != "ready" {
+            bail!("worker did not start: {l:?}");
+        }
+    }
+
+    tokio::time::sleep(Duration::from_millis(o.settle_ms)).await;
+    let base_sample = server.sample();
+    let mut points = vec![(0.0, base_sample.rss_kib as f64 * 1024.0)];
+    let mut rows = vec![json!({"n": 0, "rss_kib": base_sample.rss_kib})];
+    let mut table = vec![vec![
+        "0".into(),
+        "".into(),
+        "".into(),
+        "".into(),
+        "".into(),
+        base_sample.rss_kib.to_string(),
+        "".into(),
+        "".into(),
+        "".into(),
+    ]];
+    let mut total_failed = 0usize;
+    let mut first_error = String::new();
+    for step in 1..=o.steps {
+        let cpu0 = server.sample().cpu_s;
+        let ovf0 = stats::tcp_ext("ListenOverflows");
+        let mut n_step = 0usize;
+        for w in &mut workers {
+            let goal = w.count * step / o.steps;
+            let k = goal - w.opened;
+            n_step += k;
+            let rate = o.rate * w.count as f64 / o.n as f64;
+            w.stdin
+                .write_all(format!("open {k} {rate}\n").as_bytes())
+                .await?;
+            w.stdin.flush().await?;
+            w.opened = goal;
+        }
+        let mut max_elapsed = 0f64;
+        let (mut ok, mut failed, mut dropped) = (0usize, 0usize, 0usize);
+        let mut p50 = Vec::new();
+        let mut p99 = Vec::new();
+        for w in &mut workers {
+            let l = w.lines.next_line().await?.unwrap_or_default();
+            let v: Value =
+                serde_json::from_str(&l).with_context(|| format!("worker said {l:?}"))?;
+            max_elapsed = max_elapsed.max(v["elapsed_s"].as_f64().unwrap_or(0.0));
+            ok += v["ok"].as_u64().unwrap_or(0) as usize;
+            failed += v["failed"].as_u64().unwrap_or(0) as usize;
+            dropped += v["dropped"].as_u64().unwrap_or(0) as usize;
+            p50.push(v["p50_ms"].as_f64().unwrap_or(0.0));
+            p99.push(v["p99_ms"].as_f64().unwrap_or(0.0));
+            if first_error.is_empty() {
+                first_error = v["first_error"].as_str().unwrap_or("").to_string();
+            }
+        }
+        let cpu1 = server.sample().cpu_s;
+        let overflows = stats::tcp_ext("ListenOverflows") - ovf0;
+        total_failed += failed;
+        tokio::time::sleep(Duration::from_millis(o.settle_ms)).await;
+        let s = server.sample();
+        let n_total: usize = workers.iter().map(|w| w.opened).sum::<usize>() - total_failed;
+        let rate = ok as f64 / max_elapsed.max(1e-9);
+        points.push((n_total as f64, s.rss_kib as f64 * 1024.0));
+        let p50 = stats::percentile(&p50, 1.0).unwrap_or(0.0);
+        let p99 = stats::percentile(&p99, 1.0).unwrap_or(0.0);
+        rows.push(json!({
+            "n": n_total, "opened": ok, "failed": failed, "dropped_since_open": dropped,
+            "connect_rate_per_s": rate, "connect_p50_ms_max_worker": p50, "connect_p99_ms_max_worker": p99,
+            "rss_kib": s.rss_kib, "server_cpu_s_during_connect": cpu1 - cpu0,
+            "server_cpu_us_per_connect": (cpu1 - cpu0) * 1e6 / ok.max(1) as f64,
+            "listen_overflows": overflows,
+        }));
+        table.push(vec![
+            n_total.to_string(),
+            format!("{rate:.0}"),
+            format!("{p50:.1}"),
+            format!("{p99:.1}"),
+            failed.to_string(),
+            s.rss_kib.to_string(),
+            format!("{:.2}", cpu1 - cpu0),
+            format!("{:.0}", (cpu1 - cpu0) * 1e6 / ok.max(1) as f64),
+            overflows.to_string(),
+        ]);
+        eprintln!(
+            "   step {step}: n={n_total} rate={rate:.0}/s failed={failed} rss={} KiB",
+            s.rss_kib
+        );
+        let _ = n_step;
+    }
+    let slope = stats::slope(&points[1..]).unwrap_or(0.0);
+    let last = points.last().copied().unwrap_or((0.0, 0.0));
+    let avg = if last.0 > 0.0 {
+        (last.1 - points[0].1) / last.0
+    } else {
+        0.0
+    };
+    for w in &mut workers {
+        let _ = w.stdin.write_all(b"quit\n").await;
+    }
+    for w in &mut workers {
+        let _ = tokio::time::timeout(Duration::from_secs(10), w.child.wait()).await;
+    }
+    let _ = std::fs::remove_file(&tokens_file);
+    crate::print_table(
+        &format!(
+            "connections — {} (RSS slope {:.0} B/conn = {:.2} KiB/conn; (RSS(N)-RSS(0))/N {:.0} B)",
+            target.name(),
+            slope,
+            slope / 1024.0,
+            avg
+        ),
+        &[
+            "N",
+            "connects/s",
+            "p50 ms",
+            "p99 ms",
+            "failed",
+            "server RSS KiB",
+            "server CPU s",
+            "CPU µs/conn",
+            "listen ovf",
+        ],
+        &table,
+    );
+    Ok(json!({
+        "n": o.n, "target_rate": o.rate, "workers": nworkers, "login_s": login_s,
+        "rss_slope_bytes_per_conn": slope, "rss_avg_bytes_per_conn": avg,
+        "failed": total_failed, "first_error": first_error, "steps": rows,
+    }))
+}
+
+/// A worker process: reads `open K RATE` / `quit` lines on stdin, answers one JSON line per `open`.
+pub async fn worker(o: WorkerOpts) -> Result<()> {
+    client::set_src_offset(o.src_offset);
+    let text = std::fs::read_to_string(&o.tokens_file)?;
+    let tokens: Vec<String> = text
+        .lines()
+        .skip(o.start)
+        .take(o.count)
+        .map(String::from)
+        .collect();
+    let addr = client::server_addr(&o.base)?;
+    let sem = Arc::new(Semaphore::new(o.concurrency));
+    let dropped = Rc::new(Cell::new(0usize));
+    let mut next = 0usize;
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    println!("ready");
+    while let Some(line) = stdin.next_line().await? {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        match parts.as_slice() {
+            ["open", k, rate] => {
+                let k: usize = k.parse()?;
+                let rate: f64 = rate.parse()?;
+                let dropped_before = dropped.get();
+                let done = Rc::new(Cell::new(0usize));
+                let ok = Rc::new(Cell::new(0usize));
+                let notify = Rc::new(Notify::new());
+                let hist = Rc::new(RefCell::new(stats::new_hist()));
+                let first_error = Rc::new(RefCell::new(String::new()));
+                let t0 = Instant::now();
+                for i in 0..k {
+                    let due = t0 + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                    let permit = sem.clone().acquire_owned().await?;
+                    let token = tokens[(next + i) % tokens.len()].clone();
+                    let base = o.base.clone();
+                    let (done, ok, notify, hist, first_error, dropped) = (
+                        done.clone(),
+                        ok.clone(),
+                        notify.clone(),
+                        hist.clone(),
+                        first_error.clone(),
+                        dropped.clone(),
+                    );
+                    tokio::task::spawn_local(async move {
+                        let started = Instant::now();
+                        let r = Conn::connect(o.target, &base, addr, &token).await;
+                        drop(permit);
+                        let conn = match r {
+                            Ok(c) => {
+                                stats::record(
+                                    &mut hist.borrow_mut(),
+                                    started.elapsed().as_micros() as u64,
+                                );
+                                ok.set(ok.get() + 1);
+                                Some(c)
+                            }
+                            Err(e) => {
+                                if first_error.borrow().is_empty() {
+                                    *first_error.borrow_mut() = format!("{e:#}");
+                                }
+                                None
+                            }
+                        };
+                        done.set(done.get() + 1);
+                        notify.notify_one();
+                        if let Some(c) = conn {
+                            idle(c).await;
+                            dropped.set(dropped.get() + 1);
+                        }
+                    });
+                }
+                while done.get() < k {
+                    notify.notified().await;
+                }
+                let elapsed = t0.elapsed().as_secs_f64();
+                next += k;
+                let s = stats::summarize_hist(&hist.borrow());
+                let reply = json!({
+                    "ok": ok.get(), "failed": k - ok.get(), "elapsed_s": elapsed,
+                    "p50_ms": s.p50_ms, "p99_ms": s.p99_ms,
+                    "dropped": dropped.get() - dropped_before,
+                    "first_error": first_error.borrow().clone(),
+                });
+                println!("{reply}");
+            }
+            ["quit"] => break,
+            _ => bail!("worker: unknown command {line:?}"),
+        }
+    }
+    Ok(())
+}
+
+/// Keep an idle connection alive: answer Engine.IO pings (tungstenite answers WebSocket pings itself).
+async fn idle(mut c: Conn) {
+    while let Some(Ok(m)) = c.ws.next().await {
+        if let Message::Text(t) = &m {
+            if let Ok(Frame::EioPing) = proto::parse(c.target, t) {
+                if c.ws.send(Message::text("3")).await.is_err() {
+                    break;
+                }
+            }
+        }
+        if let Message::Close(_) = m {
+            break;
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! Scenario `fanout`: rooms of K members; one publisher per room sends `custom` messages carrying their
+//! scheduled send time at a fixed rate; every other member must receive every message (loss and gaps are
+//! counted); deliveries per second and per server CPU-second, delivery latency percentiles.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::client::{self, Conn};
+use crate::proto::{self, Frame};
+use crate::server::Server;
+use crate::stats;
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct Opts {
+    /// Room sizes K.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    pub sizes: Vec<usize>,
+    /// Connected members in total for each size (rooms = total / K, at least one).
+    #[arg(long, default_value_t = 10_000)]
+    pub total: usize,
+    /// Messages per second per room (one publisher per room); each rate runs in turn on the same rooms.
+    #[arg(long, value_delimiter = ',', default_value = "2,10")]
+    pub rates: Vec<f64>,
+    /// Publishing time per size (s).
+    #[arg(long, default_value_t = 10.0)]
+    pub secs: f64,
+    /// Longest wait for stragglers after publishing stops (s).
+    #[arg(long, default_value_t = 15.0)]
+    pub drain_secs: f64,
+}
+
+#[derive(Default)]
+struct Recv {
+    delivered: u64,
+    gaps: u64,
+    dups: u64,
+    closed: u64,
+    last_delivery_us: u64,
+    first_error: String,
+}
+
+struct Pub {
+    sent: u64,
+    acked: u64,
+    errors: u64,
+    ack_hist: Histogram<u64>,
+    first_error: String,
+}
+
+#[derive(Deserialize)]
+struct Created {
+    conversation: ConvId,
+}
+#[derive(Deserialize)]
+struct ConvId {
+    id: u64,
+}
+
+pub async fn run(o: &Opts, server: &Server, run: usize) -> Result<Value> {
+    let mut results = Vec::new();
+    let mut table = Vec::new();
+    for &k in &o.sizes {
+        let rs = one_size(o, server, run, k)
+            .await
+            .with_context(|| format!("fanout K={k}"))?;
+        for r in rs {
+            table.push(vec![
+                k.to_string(),
+                r["rooms"].to_string(),
+                r["rate_per_room"].to_string(),
+                format!(
+                    "{:.0}",
+                    r["offered_deliveries_per_s"].as_f64().unwrap_or(0.0)
+                ),
+                format!("{:.0}", r["deliveries_per_s"].as_f64().unwrap_or(0.0)),
+                format!("{:.2}", r["server_cpu_s"].as_f64().unwrap_or(0.0)),
+                format!(
+                    "{:.0}",
+                    r["deliveries_per_server_cpu_s"].as_f64().unwrap_or(0.0)
+                ),
+                format!("{:.2}", r["latency"]["p50_ms"].as_f64().unwrap_or(0.0)),
+                format!("{:.2}", r["latency"]["p99_ms"].as_f64().unwrap_or(0.0)),
+                format!("{:.2}", r["latency"]["p999_ms"].as_f64().unwrap_or(0.0)),
+                r["lost"].to_string(),
+                format!("{:.0}%", r["generator_cpu_pct"].as_f64().unwrap_or(0.0)),
+            ]);
+            results.push(r);
+        }
+    }
+    crate::print_table(
+        &format!("fanout — {}", server.target.name()),
+        &[
+            "K",
+            "rooms",
+            "msg/s/room",
+            "offered/s",
+            "deliveries/s",
+            "srv CPU s",
+            "deliv/CPU-s",
+            "p50 ms",
+            "p99 ms",
+            "p999 ms",
+            "lost",
+            "gen CPU",
+        ],
+        &table,
+    );
+    Ok(json!({ "sizes": results }))
+}
+
+async fn one_size(o: &Opts, server: &Server, run: usize, k: usize) -> Result<Vec<Value>> {
+    let target = server.target;
+    let rooms = (o.total / k).max(1);
+    let n = rooms * k;
+    eprintln!("   K={k}: {rooms} rooms, {n} members: logging in");
+    let users = client::login_pool(&server.url, &format!("fan{k}-r{run}-"), n, 128).await?;
+    // Owners (members[r*k]) connect first, create the rooms and add the members before those connect, so the
+    // setup sends O(K) `member` pushes rather than O(K^2).
+    let owner_tokens: Vec<&str> = (0..rooms).map(|r| users[r * k].token.as_str()).collect();
+    let mut owners = client::connect_all(target, &server.url, &owner_tokens, 100).await?;
+    let mut conv_ids = Vec::new();
+    for (r, c) in owners.iter_mut().enumerate() {
+        let body = c
+            .call(
+                "room_create",
+                &json!({"name": format!("fan-{k}-{run}-{r}"), "visibility": "public"}).to_string(),
+            )
+            .await?;
+        let created: Created = serde_json::from_str(body.get())?;
+        conv_ids.push(created.conversation.id);
+    }
+    eprintln!("   K={k}: adding members");
+    futures_util::future::try_join_all(owners.iter_mut().enumerate().map(|(r, c)| {
+        let args: Vec<String> = (1..k)
+            .map(|i| {
+                json!({"conversation_id": conv_ids[r], "user_id": users[r * k + i].id}).to_string()
+            })
+            .collect();
+        async move { c.call_many("room_add", &args, 64).await }
+    }))
+    .await?;
+    eprintln!("   K={k}: connecting members");
+    let member_idx: Vec<usize> = (0..n).filter(|i| i % k != 0).collect();
+    let member_tokens: Vec<&str> = member_idx
+        .iter()
+        .map(|&i| users[i].token.as_str())
+        .collect();
+    let members = client::connect_all(target, &server.url, &member_tokens, 500).await?;
+    // Let the `member` pushes of the setup settle.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let recv = Rc::new(RefCell::new(Recv::default()));
+    let hist = Rc::new(RefCell::new(stats::new_hist()));
+    let mut handles = Vec::new();
+    for c in members {
+        let (recv, hist, stop) = (recv.clone(), hist.clone(), stop_rx.clone());
+        handles.push(tokio::task::spawn_local(receiver(c, recv, hist, stop)));
+    }
+    let mut out = Vec::new();
+    let mut owners: Vec<Option<Conn>> = owners.into_iter().map(Some).collect();
+    for (ri, &rate) in o.rates.iter().enumerate() {
+        let closed = recv.borrow().closed;
+        *recv.borrow_mut() = Recv {
+            closed,
+            ..Recv::default()
+        };
+        hist.borrow_mut().reset();
+        let period_us = (1e6 / rate) as u64;
+        let t0_us = stats::now_us() + 200_000;
+        let end_us = t0_us + (o.secs * 1e6) as u64;
+        let end = stats::instant_at(end_us);
+        let pubstat = Rc::new(RefCell::new(Pub {
+            sent: 0,
+            acked: 0,
+            errors: 0,
+            ack_hist: stats::new_hist(),
+            first_error: String::new(),
+        }));
+        let (pstop_tx, pstop_rx) = watch::channel(false);
+        let mut pub_handles = Vec::new();
+        for (r, c) in owners.iter_mut().enumerate() {
+            let Some(c) = c.take() else { continue };
+            // Spread the rooms' schedules over one period.
+            let start_us = t0_us + period_us * r as u64 / rooms as u64;
+            let (ps, stop) = (pubstat.clone(), pstop_rx.clone());
+            pub_handles.push(tokio::task::spawn_local(publisher(
+                c,
+                conv_ids[r],
+                format!("f{ri}-{r}"),
+                start_us,
+                period_us,
+                end_us,
+                ps,
+                stop,
+            )));
+        }
+        let srv0 = server.sample();
+        let gen0 = stats::sample("self");
+        tokio::time::sleep_until(end.into()).await;
+        // Wait for stragglers: every acked message must reach its K-1 other members.
+        let drain_deadline = Instant::now() + Duration::from_secs_f64(o.drain_secs);
+        let mut drained = false;
+        loop {
+            let expected = pubstat.borrow().acked * (k as u64 - 1);
+            let pending_acks =
+                pubstat.borrow().sent - pubstat.borrow().acked - pubstat.borrow().errors;
+            if recv.borrow().delivered >= expected && pending_acks == 0 {
+                drained = true;
+                break;
+            }
+            if Instant::now() > drain_deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let srv1 = server.sample();
+        let gen1 = stats::sample("self");
+        let _ = pstop_tx.send(true);
+        for (r, h) in pub_handles.into_iter().enumerate() {
+            owners[r] = h.await.ok().flatten();
+        }
+        {
+            let p = pubstat.borrow();
+            let rv = recv.borrow();
+            let expected = p.acked * (k as u64 - 1);
+            let window_s = (rv.last_delivery_us.saturating_sub(t0_us) as f64 / 1e6).max(o.secs);
+            let cpu = srv1.cpu_s - srv0.cpu_s;
+            let lat = stats::summarize_hist(&hist.borrow());
+            let result = json!({
+                "k": k, "rooms": rooms, "members": n, "rate_per_room": rate, "secs": o.secs,
+                "offered_deliveries_per_s": rate * rooms as f64 * (k as f64 - 1.0),
+                "sent": p.sent, "acked": p.acked, "send_errors": p.errors, "first_send_error": p.first_error,
+                "expected_deliveries": expected, "delivered": rv.delivered,
+                "lost": expected.saturating_sub(rv.delivered), "gaps": rv.gaps, "dups": rv.dups,
+                "closed_by_server": rv.closed, "drained": drained, "first_recv_error": rv.first_error,
+                "window_s": window_s,
+                "deliveries_per_s": rv.delivered as f64 / window_s,
+                "server_cpu_s": cpu,
+                "server_cpu_pct": 100.0 * cpu / window_s,
+                "deliveries_per_server_cpu_s": if cpu > 0.0 { rv.delivered as f64 / cpu } else { 0.0 },
+                "server_rss_kib": srv1.rss_kib,
+                "server_runq_wait_s": srv1.runq_wait_s - srv0.runq_wait_s,
+                "generator_runq_wait_s": gen1.runq_wait_s - gen0.runq_wait_s,
+                "cpu_pressure_avg10": stats::cpu_pressure(),
+                "generator_cpu_pct": 100.0 * (gen1.cpu_s - gen0.cpu_s) / window_s,
+                "latency": lat,
+                "ack_latency": stats::summarize_hist(&p.ack_hist),
+            });
+            eprintln!(
+                "   K={k} rate {rate}/s/room: delivered {} of {expected}, p99 {:.2} ms",
+                rv.delivered, lat.p99_ms
+            );
+            out.push(result);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = stop_tx.send(true);
+    for h in handles {
+        let _ = h.await;
+    }
+    Ok(out)
+}
+
+async fn receiver(
+    mut c: Conn,
+    recv: Rc<RefCell<Recv>>,
+    hist: Rc<RefCell<Histogram<u64>>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last_seq = 0u64;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            m = c.ws.next() => {
+                let text = match m {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Close(f))) => {
+                        let mut r = recv.borrow_mut();
+                        r.closed += 1;
+                        if r.first_error.is_empty() { r.first_error = format!("closed: {f:?}"); }
+                        break;
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => {
+                        let mut r = recv.borrow_mut();
+                        r.closed += 1;
+                        if r.first_error.is_empty() { r.first_error = format!("{e}"); }
+                        break;
+                    }
+                    None => { recv.borrow_mut().closed += 1; break; }
+                };
+                let now = stats::now_us();
+                match proto::parse(c.target, &text) {
+                    Ok(Frame::Push { event: "message", data }) => {
+                        let Ok(m) = serde_json::from_str::<proto::MsgLite>(data.get()) else { continue };
+                        let Ok(p) = proto::payload(&m) else { continue };
+                        let mut r = recv.borrow_mut();
+                        r.delivered += 1;
+                        r.last_delivery_us = r.last_delivery_us.max(now);
+                        if m.seq <= last_seq { r.dups += 1; }
+                        else if m.seq != last_seq + 1 { r.gaps += 1; }
+                        last_seq = last_seq.max(m.seq);
+                        stats::record(&mut hist.borrow_mut(), now.saturating_sub(p.t));
+                    }
+                    Ok(Frame::EioPing) => { let _ = c.ws.send(Message::text("3")).await; }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn publisher(
+    mut c: Conn,
+    conv: u64,
+    tag: String,
+    start_us: u64,
+    period_us: u64,
+    end_us: u64,
+    ps: Rc<RefCell<Pub>>,
+    mut stop: watch::Receiver<bool>,
+) -> Option<Conn> {
+    let mut i = 0u64;
+    let mut next = start_us;
+    loop {
+        let sending = next < end_us;
+        tokio::select! {
+            _ = stop.changed() => return Some(c),
+            _ = tokio::time::sleep_until(stats::instant_at(next).into()), if sending => {
+                let t = next;
+                let args = format!(
+                    r#"{{"conversation_id":{conv},"cmid":"{tag}-{i}","kind":"custom","content":{{"t":{t},"k":{i}}}}}"#
+                );
+                let id = c.alloc_id();
+                let frame = c.target.request(id, "send", &args);
+                ps.borrow_mut().sent += 1;
+                if c.ws.send(Message::text(frame)).await.is_err() {
+                    break;
+                }
+                i += 1;
+                next += period_us;
+            }
+            m = c.ws.next() => {
+                let Some(Ok(Message::Text(text))) = m else {
+                    if matches!(m, Some(Ok(_))) { continue; }
+                    break;
+                };
+                match proto::parse(c.target, &text) {
+                    Ok(Frame::Reply { ok: true, body: Some(body), .. }) => {
+                        let now = stats::now_us();
+                        let mut p = ps.borrow_mut();
+                        p.acked += 1;
+                        if let Ok((m, _)) = proto::send_result(body) {
+                            if let Ok(pl) = proto::payload(&m) {
+                                stats::record(&mut p.ack_hist, now.saturating_sub(pl.t));
+                            }
+                        }
+                    }
+                    Ok(Frame::Reply { ok: false, body, .. }) => {
+                        let mut p = ps.borrow_mut();
+                        p.errors += 1;
+                        if p.first_error.is_empty() {
+                            p.first_error = body.map(|b| b.get().to_string()).unwrap_or_default();
+                        }
+                    }
+                    Ok(Frame::EioPing) => { let _ = c.ws.send(Message::text("3")).await; }
+                    _ => {}
+                }
+            }
+        }
+    }
+    None
+}

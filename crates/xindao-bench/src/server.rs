@@ -1,0 +1,199 @@
+//! Starting the server under test (the real `xindao serve` release binary, or the Socket.IO peer) pinned to its
+//! own core, or attaching to one that is already running.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::proto::Target;
+use crate::stats::{self, ProcSample};
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct ServerOpts {
+    /// Connect to a running server at this http://127.x.x.x:PORT URL instead of starting one.
+    #[arg(long, global = true)]
+    pub url: Option<String>,
+    /// PID of the server given with --url (for RSS and CPU figures).
+    #[arg(long, global = true)]
+    pub server_pid: Option<u32>,
+    /// The xindao binary (a release build).
+    #[arg(long, global = true, default_value = "target/release/xindao")]
+    pub xindao_bin: PathBuf,
+    /// Directory of the Socket.IO peer (npm ci already run).
+    #[arg(long, global = true, default_value = "bench/peers/socketio")]
+    pub peer_dir: PathBuf,
+    /// Core the server is pinned to (taskset -c); empty for no pinning.
+    #[arg(long, global = true, default_value = "0")]
+    pub server_cpu: String,
+    /// Extra argument for `xindao serve` (repeatable), e.g. --xindao-arg=--outbound-queue=1024.
+    #[arg(long = "xindao-arg", global = true, allow_hyphen_values = true)]
+    pub xindao_args: Vec<String>,
+    /// Per-connection request rate given to xindao (--rate-per-sec and --rate-burst): the default (20/s) is for
+    /// people, not for a load generator.
+    #[arg(long, global = true, default_value_t = 1_000_000)]
+    pub xindao_rate: u64,
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub target: Target,
+    /// http://127.0.0.1:PORT
+    pub url: String,
+    pub pid: Option<u32>,
+    data_dir: Option<PathBuf>,
+    /// The command line, for the report.
+    pub command: String,
+}
+
+impl Server {
+    pub async fn start(
+        opts: &ServerOpts,
+        target: Target,
+        log_path: &std::path::Path,
+    ) -> Result<Server> {
+        if let Some(url) = &opts.url {
+            return Ok(Server {
+                child: None,
+                target,
+                url: url.trim_end_matches('/').to_string(),
+                pid: opts.server_pid,
+                data_dir: None,
+                command: format!("(external server at {url})"),
+            });
+        }
+        let mut argv: Vec<String> = Vec::new();
+        if !opts.server_cpu.is_empty() {
+            argv.extend(["taskset".into(), "-c".into(), opts.server_cpu.clone()]);
+        }
+        let mut data_dir = None;
+        match target {
+            Target::Xindao => {
+                let dir = std::env::temp_dir().join(format!(
+                    "xindao-bench-{}-{}",
+                    std::process::id(),
+                    stats::now_us()
+                ));
+                std::fs::create_dir_all(&dir)?;
+                let bin = std::fs::canonicalize(&opts.xindao_bin)
+                    .with_context(|| format!("xindao binary {}", opts.xindao_bin.display()))?;
+                let rate = opts.xindao_rate.to_string();
+                argv.extend([
+                    bin.display().to_string(),
+                    "serve".into(),
+                    "--listen".into(),
+                    "127.0.0.1:0".into(),
+                    "--data-dir".into(),
+                    dir.display().to_string(),
+                    "--dev-login".into(),
+                    "true".into(),
+                    "--max-connections".into(),
+                    "19900".into(),
+                    "--max-connections-per-user".into(),
+                    "100".into(),
+                    "--rate-per-sec".into(),
+                    rate.clone(),
+                    "--rate-burst".into(),
+                    rate,
+                    "--log".into(),
+                    "warn".into(),
+                ]);
+                argv.extend(opts.xindao_args.iter().cloned());
+                data_dir = Some(dir);
+            }
+            Target::Socketio => {
+                let script = std::fs::canonicalize(opts.peer_dir.join("server.js"))
+                    .with_context(|| format!("peer server in {}", opts.peer_dir.display()))?;
+                argv.extend([
+                    "node".into(),
+                    script.display().to_string(),
+                    "--listen".into(),
+                    "127.0.0.1:0".into(),
+                ]);
+            }
+        }
+        let command = argv.join(" ");
+        let log = std::fs::File::create(log_path)?;
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {command}"))?;
+        let pid = child.id();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .with_context(|| format!("{command}: no `listening` line within 60 s"))??;
+        let Some(line) = line else {
+            bail!(
+                "{command} exited before listening; see {}",
+                log_path.display()
+            );
+        };
+        let Some(url) = line.trim().strip_prefix("listening ") else {
+            bail!("{command}: unexpected first stdout line {line:?}");
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let server = Server {
+            child: Some(child),
+            target,
+            url: url.to_string(),
+            pid,
+            data_dir,
+            command,
+        };
+        server.wait_healthy().await?;
+        Ok(server)
+    }
+
+    async fn wait_healthy(&self) -> Result<()> {
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if let Ok(r) = http.get(format!("{}/healthz", self.url)).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("{} never answered /healthz", self.url)
+    }
+
+    pub fn sample(&self) -> ProcSample {
+        stats::sample_opt(self.pid)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                // SAFETY: plain kill(2) on our own child.
+                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.kill().await;
+                }
+            }
+        }
+        if let Some(dir) = self.data_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(dir) = self.data_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
