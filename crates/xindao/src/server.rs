@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -25,6 +25,19 @@ use crate::store::Store;
 
 /// How long shutdown waits for connections to finish their current request.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds with a deep accept backlog: tokio's `bind` asks for 128, and reconnect storms overflow that
+/// (the kernel drops SYNs and clients wait a second to retry). The kernel caps it at `somaxconn`.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
 
 /// Shared state of a running server.
 pub struct App {
@@ -49,8 +62,7 @@ pub struct Server {
 impl Server {
     /// Binds `config.listen` and opens the store.
     pub async fn bind(config: Config) -> Result<Server> {
-        let listener = TcpListener::bind(config.listen)
-            .await
+        let listener = listen(config.listen)
             .map_err(|e| Error::Unavailable(format!("cannot listen on {}: {e}", config.listen)))?;
         Server::with_listener(config, listener).await
     }

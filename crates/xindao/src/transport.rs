@@ -15,7 +15,10 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::clock::{Clock, MonotonicClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
@@ -39,6 +42,13 @@ pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4010;
 
 /// How long a server-initiated close waits for the client's close frame.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A connection's request rate limiter.
+type Limiter =
+    RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>;
+
+/// Bytes of frames gathered before a socket write (a flush writes whatever is gathered).
+const WRITE_BUFFER: usize = 8 * 1024;
 
 /// Most bytes a connection may have written but not yet accepted by the socket.
 const MAX_WRITE_BUFFER: usize = 4 * 1024 * 1024;
@@ -88,7 +98,8 @@ pub async fn upgrade(
             let frame_limit = config.max_frame_bytes;
             let tracker = app.tracker.clone();
             ws.read_buffer_size(4 * 1024)
-                .write_buffer_size(0)
+                // Pushes queued together go out in one write; the buffer grows only while writing.
+                .write_buffer_size(WRITE_BUFFER)
                 // Replies are bounded (history pages by bytes), so this cap is never reached by a
                 // well-behaved peer; it bounds memory when a peer stops reading.
                 .max_write_buffer_size(MAX_WRITE_BUFFER.max(frame_limit * 4))
@@ -287,7 +298,9 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller) -> End {
     }
     let quota = Quota::per_second(NonZeroU32::new(config.rate_per_sec).unwrap_or(NonZeroU32::MIN))
         .allow_burst(NonZeroU32::new(config.rate_burst).unwrap_or(NonZeroU32::MIN));
-    let limiter = RateLimiter::direct(quota);
+    // std's monotonic clock: governor's default (quanta) calibrates a clock per limiter, which costs
+    // CPUID traps on every connect in a VM.
+    let limiter = RateLimiter::direct_with_clock(quota, MonotonicClock);
     let mut refused_in_a_row = 0u32;
     let mut last_heard = Instant::now();
     let mut heartbeat = tokio::time::interval(config.heartbeat() / 2);
@@ -367,7 +380,7 @@ async fn answer(
     app: &App,
     conn: &mut Conn,
     caller: Caller,
-    limiter: &DefaultDirectRateLimiter,
+    limiter: &Limiter,
     refused_in_a_row: &mut u32,
     text: &str,
 ) -> Result<(), End> {
@@ -377,9 +390,7 @@ async fn answer(
         if *refused_in_a_row > app.config.rate_burst {
             return Err(End::Close(CLOSE_FLOODING, "flooding"));
         }
-        let wait = not_until.wait_time_from(governor::clock::Clock::now(
-            &governor::clock::DefaultClock::default(),
-        ));
+        let wait = not_until.wait_time_from(MonotonicClock.now());
         let id = protocol::decode(text).ok().map(|r| r.id);
         let error = Error::RateLimited {
             retry_after_ms: wait.as_millis().max(1) as u64,
