@@ -82,50 +82,52 @@ fn commit_batch(conn: &mut Connection, batch: &[AppendJob]) -> Result<Vec<Result
 
 /// The outer `Result` is a database failure; the inner one is this message's own outcome.
 fn append_one(tx: &rusqlite::Transaction, new: &NewMessage, now: i64) -> Result<Result<Appended>> {
-    let existing = tx
-        .prepare_cached(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ?1 AND cmid = ?2"
-        ))
-        .and_then(|mut stmt| {
-            stmt.query_row(params![new.sender_id, new.cmid], read_message)
-                .optional()
-        })
-        .map_err(map_sqlite)?;
-    if let Some(message) = existing {
-        return Ok(Ok(Appended {
-            message,
-            duplicate: true,
-        }));
-    }
-    let is_member = tx
-        .prepare_cached("SELECT 1 FROM members WHERE conversation_id = ?1 AND user_id = ?2")
-        .and_then(|mut stmt| stmt.exists(params![new.conversation_id, new.sender_id]))
-        .map_err(map_sqlite)?;
-    if !is_member {
-        return Ok(Err(Error::Forbidden(
-            "you are not a member of this conversation",
-        )));
-    }
-    let seq: i64 = tx
-        .prepare_cached(
-            "UPDATE conversations SET last_seq = last_seq + 1, last_ts = ?2 WHERE id = ?1 RETURNING last_seq",
-        )
-        .and_then(|mut stmt| stmt.query_row(params![new.conversation_id, now], |row| row.get(0)))
-        .map_err(map_sqlite)?;
     let content = new.content.to_string();
     let kind = match new.kind {
         crate::model::MessageKind::Text => "text",
         crate::model::MessageKind::Custom => "custom",
     };
-    let id = tx
+    // The common case in one statement: insert at the next seq if the sender is a member and the cmid is new.
+    // This thread is SQLite's only writer, so reading last_seq here cannot race another append.
+    let inserted: Option<(i64, i64)> = tx
         .prepare_cached(
             "INSERT INTO messages (conversation_id, seq, sender_id, cmid, kind, content, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             SELECT ?1, c.last_seq + 1, ?2, ?3, ?4, ?5, ?6 FROM conversations c
+             WHERE c.id = ?1 AND EXISTS (SELECT 1 FROM members m WHERE m.conversation_id = ?1 AND m.user_id = ?2)
+             ON CONFLICT (sender_id, cmid) DO NOTHING
+             RETURNING id, seq",
         )
         .and_then(|mut stmt| {
-            stmt.execute(params![new.conversation_id, seq, new.sender_id, new.cmid, kind, content, now])
+            stmt.query_row(
+                params![new.conversation_id, new.sender_id, new.cmid, kind, content, now],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
         })
-        .map(|_| tx.last_insert_rowid())
+        .map_err(map_sqlite)?;
+    let Some((id, seq)) = inserted else {
+        // Nothing inserted: either this cmid was already used (answer with the original) or not a member.
+        let existing = tx
+            .prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ?1 AND cmid = ?2"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_row(params![new.sender_id, new.cmid], read_message)
+                    .optional()
+            })
+            .map_err(map_sqlite)?;
+        return Ok(match existing {
+            Some(message) => Ok(Appended {
+                message,
+                duplicate: true,
+            }),
+            None => Err(Error::Forbidden(
+                "you are not a member of this conversation",
+            )),
+        });
+    };
+    tx.prepare_cached("UPDATE conversations SET last_seq = ?2, last_ts = ?3 WHERE id = ?1")
+        .and_then(|mut stmt| stmt.execute(params![new.conversation_id, seq, now]))
         .map_err(map_sqlite)?;
     // What you wrote yourself is read: the sender's own messages never count as unread.
     tx.prepare_cached(
