@@ -2,7 +2,9 @@
 """Summarise xindao-bench JSON results: markdown tables (min / median / max over runs, xindao / peer ratios
 measured in the same run) and an SVG plot of latency versus offered load (1:1 scenario).
 
-usage: python3 bench/report.py [RAW_DIR] [OUT_DIR]     (defaults: bench/results/raw bench/results)
+usage: python3 bench/report.py [RAW_DIR] [OUT_DIR] [BEFORE_RAW_DIR]   (defaults: bench/results/raw bench/results)
+
+With BEFORE_RAW_DIR, the plot also shows xindao's p50/p99 from that earlier run (grey), for a before/after view.
 """
 
 import json
@@ -12,6 +14,7 @@ import sys
 
 RAW = sys.argv[1] if len(sys.argv) > 1 else "bench/results/raw"
 OUT = sys.argv[2] if len(sys.argv) > 2 else "bench/results"
+BEFORE = sys.argv[3] if len(sys.argv) > 3 else None
 TARGETS = ["xindao", "socketio"]
 
 
@@ -214,7 +217,7 @@ def storm(doc):
          "p50 ms", "p99 ms", "failed", "retries", "messages resynced", "server CPU s"], rows)
 
 
-def plot(doc, path):
+def plot(doc, path, before=None):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -234,6 +237,12 @@ def plot(doc, path):
             hi = [max(s["latency"][q] for s in pts[t][l]) for l in loads]
             ax.errorbar(loads, med, yerr=[[m - a for m, a in zip(med, lo)], [b - m for m, b in zip(med, hi)]],
                         fmt="o" + style, color=colors[t], capsize=3, label=f"{names[t]} {q[:-3]}")
+    if before is not None:
+        bpts = direct_points(before).get("xindao", {})
+        loads = sorted(bpts)
+        for q, style in [("p50_ms", ":"), ("p99_ms", "-.")]:
+            med = [statistics.median(s["latency"][q] for s in bpts[l]) for l in loads]
+            ax.plot(loads, med, "x" + style, color="tab:gray", label=f"xindao, earlier run {q[:-3]} (median)")
     ax.set_xlabel("offered load (messages/s, open loop)")
     ax.set_ylabel("send → peer receive latency (ms, log)")
     ax.set_yscale("log")
@@ -257,7 +266,11 @@ def main():
         parts.append(fn(doc))
         if name == "direct":
             svg = os.path.join(OUT, "latency_vs_load.svg")
-            plot(doc, svg)
+            before = None
+            if BEFORE and os.path.exists(os.path.join(BEFORE, "direct.json")):
+                with open(os.path.join(BEFORE, "direct.json")) as f:
+                    before = json.load(f)
+            plot(doc, svg, before)
             parts.append(f"![latency vs offered load]({os.path.basename(svg)})")
     head = "## Results\n\n"
     if machine:
