@@ -41,7 +41,8 @@ pub async fn login_pool(
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()?;
-    let url = format!("{base}/v1/login/dev");
+    // Any node of a cluster serves logins (they share the store): use the first.
+    let url = format!("{}/v1/login/dev", base.split(',').next().unwrap_or(base));
     let results: Vec<Result<(usize, User)>> = futures_util::stream::iter(0..n)
         .map(|i| {
             let http = http.clone();
@@ -277,9 +278,16 @@ pub async fn connect_all(
     tokens: &[&str],
     concurrency: usize,
 ) -> Result<Vec<Conn>> {
-    let addr = server_addr(base)?;
+    // `base` may list several nodes of one cluster (comma-separated): connection i goes to node i % n, so
+    // the two users of a pair, or the members of a room, sit on different nodes.
+    let nodes: Vec<(&str, SocketAddr)> = base
+        .split(',')
+        .map(|url| Ok((url, server_addr(url)?)))
+        .collect::<Result<_>>()?;
+    let nodes = &nodes;
     let results: Vec<(usize, Result<Conn>)> = futures_util::stream::iter(tokens.iter().enumerate())
         .map(|(i, t)| async move {
+            let (base, addr) = nodes[i % nodes.len()];
             let mut last = None;
             for attempt in 0..5u64 {
                 match Conn::connect(target, base, addr, t).await {

@@ -14,7 +14,9 @@ use crate::stats::{self, ProcSample};
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct ServerOpts {
-    /// Connect to a running server at this http://127.x.x.x:PORT URL instead of starting one.
+    /// Connect to a running server at this http://127.x.x.x:PORT URL instead of starting one. For the fanout
+    /// and direct scenarios this may be a comma-separated list of the nodes of one cluster: connections are
+    /// spread over them round-robin (logins go to the first).
     #[arg(long, global = true)]
     pub url: Option<String>,
     /// PID of the server given with --url (for RSS and CPU figures).
