@@ -5,6 +5,7 @@
 //! transaction as the insert, idempotency by (sender, cmid), membership checked inside the write, read markers
 //! that only move forward.
 
+pub(crate) mod append_queue;
 pub mod postgres;
 pub mod sqlite;
 

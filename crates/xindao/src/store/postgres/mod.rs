@@ -14,13 +14,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use rows::{conversation_from_row, display_name_for_openid, user_from_row, CONVERSATION_SELECT};
 pub(crate) use rows::{map_pg, message_from_row, MESSAGE_COLUMNS};
 
+use super::append_queue::AppendQueue;
 use super::{CommitHook, ExternalId, LoginIdentity, SessionInfo, Store};
 use crate::error::{Error, Result};
 use crate::model::*;
@@ -32,7 +32,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// PostgreSQL implementation of [`Store`].
 pub struct PostgresStore {
     pool: Pool,
-    appends: Mutex<Option<mpsc::Sender<writer::AppendJob>>>,
+    appends: AppendQueue,
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -70,12 +70,12 @@ impl PostgresStore {
             .map_err(|e| Error::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
         schema::migrate(&mut client).await.map_err(map_pg)?;
         drop(client);
-        let (tx, rx) = mpsc::channel(APPEND_QUEUE);
+        let (appends, rx) = AppendQueue::new(APPEND_QUEUE);
         let task = tokio::spawn(writer::run(pool.clone(), rx, batch_max, hook));
         tracing::info!("opened PostgreSQL store");
         Ok(PostgresStore {
             pool,
-            appends: Mutex::new(Some(tx)),
+            appends,
             writer_task: Mutex::new(Some(task)),
         })
     }
@@ -343,16 +343,7 @@ impl Store for PostgresStore {
     }
 
     async fn append(&self, message: NewMessage) -> Result<Appended> {
-        let sender = self.appends.lock().clone();
-        let sender = sender.ok_or_else(|| Error::Unavailable("server is shutting down".into()))?;
-        let (reply, answer) = oneshot::channel();
-        sender
-            .send(writer::AppendJob { message, reply })
-            .await
-            .map_err(|_| Error::Unavailable("server is shutting down".into()))?;
-        answer
-            .await
-            .map_err(|_| Error::Unavailable("commit task stopped".into()))?
+        self.appends.append(message).await
     }
 
     async fn history(
@@ -399,12 +390,12 @@ impl Store for PostgresStore {
     }
 
     async fn healthy(&self) -> bool {
-        self.appends.lock().is_some() && self.query("SELECT 1", &[]).await.is_ok()
+        self.appends.is_open() && self.query("SELECT 1", &[]).await.is_ok()
     }
 
     async fn shutdown(&self) {
         // Dropping the last sender lets the commit task finish the jobs it already has, then exit.
-        drop(self.appends.lock().take());
+        self.appends.close();
         let task = self.writer_task.lock().take();
         if let Some(task) = task {
             let _ = task.await;

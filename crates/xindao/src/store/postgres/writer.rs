@@ -7,21 +7,17 @@
 
 use deadpool_postgres::Pool;
 use deadpool_postgres::Transaction;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::{map_pg, message_from_row, MESSAGE_COLUMNS};
 use crate::error::{Error, Result};
 use crate::model::{now_millis, Appended, Message, MessageKind, NewMessage};
+use crate::store::append_queue::AppendJob;
 use crate::store::CommitHook;
 
 type Pg<T> = std::result::Result<T, tokio_postgres::Error>;
-
-pub(super) struct AppendJob {
-    pub message: NewMessage,
-    pub reply: oneshot::Sender<Result<Appended>>,
-}
 
 /// Attempts of one batch when PostgreSQL reports a deadlock or serialization failure (then nothing of it
 /// was committed and it is safe to run again).

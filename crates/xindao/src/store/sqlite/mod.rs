@@ -18,8 +18,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
-use tokio::sync::{mpsc, oneshot};
 
+use super::append_queue::AppendQueue;
 use super::{CommitHook, ExternalId, LoginIdentity, SessionInfo, Store};
 use crate::config::SqliteSync;
 use crate::error::{Error, Result};
@@ -46,7 +46,7 @@ pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<[Mutex<Connection>]>,
     next_reader: AtomicUsize,
-    appends: Mutex<Option<mpsc::Sender<writer::AppendJob>>>,
+    appends: AppendQueue,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -128,7 +128,7 @@ impl SqliteStore {
             .map_err(map_sqlite)?
             .into();
         let writer = Arc::new(Mutex::new(writer));
-        let (tx, rx) = mpsc::channel(APPEND_QUEUE);
+        let (appends, rx) = AppendQueue::new(APPEND_QUEUE);
         let thread_writer = writer.clone();
         let handle = std::thread::Builder::new()
             .name("xindao-commit".into())
@@ -139,7 +139,7 @@ impl SqliteStore {
             writer,
             readers,
             next_reader: AtomicUsize::new(0),
-            appends: Mutex::new(Some(tx)),
+            appends,
             writer_thread: Mutex::new(Some(handle)),
         })
     }
@@ -516,16 +516,7 @@ impl Store for SqliteStore {
     }
 
     async fn append(&self, message: NewMessage) -> Result<Appended> {
-        let sender = self.appends.lock().clone();
-        let sender = sender.ok_or_else(|| Error::Unavailable("server is shutting down".into()))?;
-        let (reply, answer) = oneshot::channel();
-        sender
-            .send(writer::AppendJob { message, reply })
-            .await
-            .map_err(|_| Error::Unavailable("server is shutting down".into()))?;
-        answer
-            .await
-            .map_err(|_| Error::Unavailable("commit thread stopped".into()))?
+        self.appends.append(message).await
     }
 
     async fn history(
@@ -576,7 +567,7 @@ impl Store for SqliteStore {
     }
 
     async fn healthy(&self) -> bool {
-        self.appends.lock().is_some()
+        self.appends.is_open()
             && self
                 .read(|conn| conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0)))
                 .await
@@ -585,7 +576,7 @@ impl Store for SqliteStore {
 
     async fn shutdown(&self) {
         // Dropping the last sender lets the commit thread finish the jobs it already has, then exit.
-        drop(self.appends.lock().take());
+        self.appends.close();
         let handle = self.writer_thread.lock().take();
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;

@@ -8,17 +8,13 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::{map_sqlite, read_message, MESSAGE_COLUMNS};
 use crate::error::{Error, Result};
 use crate::model::{now_millis, Appended, Message, NewMessage};
+use crate::store::append_queue::AppendJob;
 use crate::store::CommitHook;
-
-pub(super) struct AppendJob {
-    pub message: NewMessage,
-    pub reply: oneshot::Sender<Result<Appended>>,
-}
 
 /// Runs until every sender of `jobs` is gone, then returns (after committing what it had).
 pub(super) fn run(
