@@ -52,7 +52,7 @@ pub fn router(app: Arc<App>) -> Router {
             get(|| {
                 web(
                     "text/javascript; charset=utf-8",
-                    include_bytes!("../web/xindao.js"),
+                    include_bytes!("../../../sdk/js/src/xindao.js"),
                 )
             }),
         )
