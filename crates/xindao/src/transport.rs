@@ -47,6 +47,9 @@ const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 type Limiter =
     RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>;
 
+/// Bytes read from a socket per read call.
+const READ_BUFFER: usize = 1024;
+
 /// Bytes of frames gathered before a socket write (a flush writes whatever is gathered).
 const WRITE_BUFFER: usize = 8 * 1024;
 
@@ -75,14 +78,20 @@ pub fn bearer(headers: &HeaderMap, query_token: Option<&str>) -> Option<String> 
 }
 
 /// Runs `future` with a time limit, arming a timer only when it does not finish on its first poll: most
-/// socket writes complete at once, and a timer per write is a measurable cost in fan-out.
+/// socket writes complete at once, and a timer per write is a measurable cost in fan-out. The timer is
+/// boxed because a tokio `Sleep` is several hundred bytes, which every idle connection's task would carry.
 async fn within<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
     let mut future = std::pin::pin!(future);
     let first = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await;
-    match first {
-        Poll::Ready(output) => Some(output),
-        Poll::Pending => tokio::time::timeout(limit, future).await.ok(),
-    }
+    let mut deadline = match first {
+        Poll::Ready(output) => return Some(output),
+        Poll::Pending => Box::pin(tokio::time::sleep(limit)),
+    };
+    std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending => deadline.as_mut().poll(cx).map(|()| None),
+    })
+    .await
 }
 
 /// `GET /v1/ws`: every refusal happens here, as an HTTP error, before the upgrade.
@@ -97,7 +106,9 @@ pub async fn upgrade(
             let config = &app.config;
             let frame_limit = config.max_frame_bytes;
             let tracker = app.tracker.clone();
-            ws.read_buffer_size(4 * 1024)
+            // Every socket's read buffer is zero-filled on its first read, so it is paid by every idle
+            // connection: 1 KiB holds a typical request whole; a larger frame is read in 1 KiB steps.
+            ws.read_buffer_size(READ_BUFFER)
                 // Pushes queued together go out in one write; the buffer grows only while writing.
                 .write_buffer_size(WRITE_BUFFER)
                 // Replies are bounded (history pages by bytes), so this cap is never reached by a
@@ -238,7 +249,7 @@ async fn run(app: Arc<App>, socket: WebSocket, session: Session, _permit: OwnedS
             .closes
             .get_or_create(&CloseLabels { code })
             .inc();
-        close_gracefully(&mut conn.socket, code, reason).await;
+        Box::pin(close_gracefully(&mut conn.socket, code, reason)).await;
     }
     tracing::debug!(
         user = caller.user_id,
@@ -323,7 +334,7 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller) -> End {
                     None => return End::Gone,
                     Some(Ok(Message::Close(_))) => {
                         // tungstenite has queued the echo of the client's close frame: send it.
-                        let _ = tokio::time::timeout(conn.write_timeout, conn.socket.flush()).await;
+                        let _ = within(conn.write_timeout, conn.socket.flush()).await;
                         return End::Gone;
                     }
                     Some(Err(error)) => return classify_read_error(error),
@@ -338,7 +349,8 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller) -> End {
                         }
                     },
                 };
-                if let Err(end) = answer(app, conn, caller, &limiter, &mut refused_in_a_row, &text).await {
+                // Boxed: a request's state (~1 KB) lives only while it is answered, not in every idle task.
+                if let Err(end) = Box::pin(answer(app, conn, caller, &limiter, &mut refused_in_a_row, &text)).await {
                     return end;
                 }
             }
@@ -348,8 +360,8 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller) -> End {
                     return End::Close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout");
                 }
                 if silent >= config.heartbeat() {
-                    let ping = tokio::time::timeout(conn.write_timeout, conn.socket.send(Message::Ping(Default::default())));
-                    if !matches!(ping.await, Ok(Ok(()))) {
+                    let ping = within(conn.write_timeout, conn.socket.send(Message::Ping(Default::default())));
+                    if !matches!(ping.await, Some(Ok(()))) {
                         return End::Gone;
                     }
                 }
