@@ -127,6 +127,8 @@ pub struct Config {
     pub max_connections_per_user: usize,
     /// Most messages committed in one SQLite transaction (group commit).
     pub commit_batch_max: usize,
+    /// Microseconds a group commit waits for more messages when several are sending at once (0: never).
+    pub commit_linger_us: u64,
     /// Log filter, e.g. "info" or "xindao=debug,info".
     pub log: String,
     /// Log format: "text" or "json".
@@ -164,6 +166,7 @@ impl Default for Config {
             max_connections: 19_000,
             max_connections_per_user: 16,
             commit_batch_max: 512,
+            commit_linger_us: 1000,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -259,6 +262,10 @@ impl Config {
         )?;
         check(self.commit_batch_max >= 1, "commit_batch_max must be >= 1")?;
         check(
+            self.commit_linger_us <= 100_000,
+            "commit_linger_us must be <= 100000",
+        )?;
+        check(
             self.session_ttl_secs >= 60,
             "session_ttl_secs must be >= 60",
         )?;
@@ -308,6 +315,13 @@ impl Config {
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
     }
+    pub fn group_commit(&self) -> crate::store::GroupCommit {
+        crate::store::GroupCommit {
+            batch_max: self.commit_batch_max,
+            linger: Duration::from_micros(self.commit_linger_us),
+        }
+    }
+
     pub fn write_timeout(&self) -> Duration {
         Duration::from_millis(self.write_timeout_ms)
     }
@@ -450,6 +464,10 @@ pub struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit_batch_max: Option<usize>,
+    /// Microseconds a group commit waits for more messages under concurrent load (0: never).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_linger_us: Option<u64>,
     /// Log filter (RUST_LOG syntax).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

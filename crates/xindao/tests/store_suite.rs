@@ -8,6 +8,7 @@ mod services;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde_json::json;
@@ -15,7 +16,7 @@ use services::TestDb;
 use xindao::model::*;
 use xindao::store::postgres::PostgresStore;
 use xindao::store::sqlite::{SqliteOptions, SqliteStore};
-use xindao::store::{CommitHook, ExternalId, LoginIdentity, Store};
+use xindao::store::{CommitHook, ExternalId, GroupCommit, LoginIdentity, Store};
 use xindao::Error;
 
 /// Hook calls seen: (conversation, seq, origin).
@@ -292,13 +293,20 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
     store.shutdown().await;
 }
 
+fn commit() -> GroupCommit {
+    GroupCommit {
+        batch_max: 64,
+        linger: Duration::from_micros(500),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_suite_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let (hook, hooked) = recorder();
     let options = SqliteOptions {
         synchronous: Default::default(),
-        batch_max: 64,
+        commit: commit(),
         max_db_mb: None,
     };
     let store = SqliteStore::open(dir.path(), options, hook).unwrap();
@@ -311,7 +319,9 @@ async fn store_suite_on_postgres() {
         return;
     };
     let (hook, hooked) = recorder();
-    let store = PostgresStore::open(&db.url, 8, 64, hook).await.unwrap();
+    let store = PostgresStore::open(&db.url, 8, commit(), hook)
+        .await
+        .unwrap();
     suite(Arc::new(store), hooked).await;
 }
 
@@ -324,8 +334,16 @@ async fn postgres_nodes_share_one_order_and_one_copy_per_cmid() {
     };
     let (hook_a, hooked_a) = recorder();
     let (hook_b, hooked_b) = recorder();
-    let a: Arc<dyn Store> = Arc::new(PostgresStore::open(&db.url, 8, 64, hook_a).await.unwrap());
-    let b: Arc<dyn Store> = Arc::new(PostgresStore::open(&db.url, 8, 64, hook_b).await.unwrap());
+    let a: Arc<dyn Store> = Arc::new(
+        PostgresStore::open(&db.url, 8, commit(), hook_a)
+            .await
+            .unwrap(),
+    );
+    let b: Arc<dyn Store> = Arc::new(
+        PostgresStore::open(&db.url, 8, commit(), hook_b)
+            .await
+            .unwrap(),
+    );
     let owner = dev_user(a.as_ref(), "owner").await;
     let room = a
         .create_room(owner.id, "race", Visibility::Public)

@@ -1,5 +1,7 @@
 //! The bounded queue in front of a store's group-commit writer, shared by the SQLite and PostgreSQL stores.
 
+use std::time::Duration;
+
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
@@ -49,5 +51,24 @@ impl AppendQueue {
     /// Takes no more messages; the writer commits what it already has, then ends.
     pub fn close(&self) {
         drop(self.sender.lock().take());
+    }
+}
+
+/// How a store's writer groups appends into commits.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupCommit {
+    /// Most messages in one commit.
+    pub batch_max: usize,
+    /// How long the writer waits for more messages before committing a batch that shows concurrent senders
+    /// but is still small (as PostgreSQL's `commit_delay`). A commit has a large fixed cost (locks, WAL
+    /// frames, on PostgreSQL a round trip and a flush), so under load a short wait buys fewer, larger
+    /// commits; a lone message never waits. Zero disables it.
+    pub linger: Duration,
+}
+
+impl GroupCommit {
+    /// Whether to wait `linger` for more before committing a batch of `len` messages.
+    pub fn should_linger(&self, len: usize) -> bool {
+        !self.linger.is_zero() && len >= 2 && len < (self.batch_max / 16).max(2)
     }
 }

@@ -9,6 +9,8 @@ pub(crate) mod append_queue;
 pub mod postgres;
 pub mod sqlite;
 
+pub use append_queue::GroupCommit;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -24,7 +26,7 @@ pub async fn open(config: &Config, hook: CommitHook) -> Result<Arc<dyn Store>> {
             postgres::PostgresStore::open(
                 url,
                 config.postgres_pool_size,
-                config.commit_batch_max,
+                config.group_commit(),
                 hook,
             )
             .await?,
@@ -33,7 +35,7 @@ pub async fn open(config: &Config, hook: CommitHook) -> Result<Arc<dyn Store>> {
             &config.data_dir,
             sqlite::SqliteOptions {
                 synchronous: config.sqlite_synchronous,
-                batch_max: config.commit_batch_max,
+                commit: config.group_commit(),
                 max_db_mb: config.sqlite_max_db_mb,
             },
             hook,

@@ -21,7 +21,7 @@ use rows::{conversation_from_row, display_name_for_openid, user_from_row, CONVER
 pub(crate) use rows::{map_pg, message_from_row, MESSAGE_COLUMNS};
 
 use super::append_queue::AppendQueue;
-use super::{CommitHook, ExternalId, LoginIdentity, SessionInfo, Store};
+use super::{CommitHook, ExternalId, GroupCommit, LoginIdentity, SessionInfo, Store};
 use crate::error::{Error, Result};
 use crate::model::*;
 
@@ -41,7 +41,7 @@ impl PostgresStore {
     pub async fn open(
         url: &str,
         pool_size: usize,
-        batch_max: usize,
+        commit: GroupCommit,
         hook: CommitHook,
     ) -> Result<Self> {
         let mut pg: tokio_postgres::Config = url
@@ -71,7 +71,7 @@ impl PostgresStore {
         schema::migrate(&mut client).await.map_err(map_pg)?;
         drop(client);
         let (appends, rx) = AppendQueue::new(APPEND_QUEUE);
-        let task = tokio::spawn(writer::run(pool.clone(), rx, batch_max, hook));
+        let task = tokio::spawn(writer::run(pool.clone(), rx, commit, hook));
         tracing::info!("opened PostgreSQL store");
         Ok(PostgresStore {
             pool,

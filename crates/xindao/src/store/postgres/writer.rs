@@ -14,7 +14,7 @@ use tokio_postgres::Row;
 use super::{map_pg, message_from_row, MESSAGE_COLUMNS};
 use crate::error::{Error, Result};
 use crate::model::{now_millis, Appended, Message, MessageKind, NewMessage};
-use crate::store::append_queue::AppendJob;
+use crate::store::append_queue::{AppendJob, GroupCommit};
 use crate::store::CommitHook;
 
 type Pg<T> = std::result::Result<T, tokio_postgres::Error>;
@@ -32,11 +32,20 @@ const BATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub(super) async fn run(
     pool: Pool,
     mut jobs: mpsc::Receiver<AppendJob>,
-    batch_max: usize,
+    commit: GroupCommit,
     hook: CommitHook,
 ) {
-    let mut batch = Vec::with_capacity(batch_max);
-    while jobs.recv_many(&mut batch, batch_max).await > 0 {
+    let mut batch = Vec::with_capacity(commit.batch_max);
+    while jobs.recv_many(&mut batch, commit.batch_max).await > 0 {
+        if commit.should_linger(batch.len()) {
+            tokio::time::sleep(commit.linger).await;
+            while batch.len() < commit.batch_max {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
         let mut attempt = 1;
         let outcome = loop {
             let attempt_result = tokio::time::timeout(BATCH_TIMEOUT, commit_batch(&pool, &batch))

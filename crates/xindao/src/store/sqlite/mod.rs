@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use super::append_queue::AppendQueue;
-use super::{CommitHook, ExternalId, LoginIdentity, SessionInfo, Store};
+use super::{CommitHook, ExternalId, GroupCommit, LoginIdentity, SessionInfo, Store};
 use crate::config::SqliteSync;
 use crate::error::{Error, Result};
 use crate::model::*;
@@ -35,8 +35,8 @@ pub(crate) const MESSAGE_COLUMNS: &str =
 #[derive(Debug, Clone, Copy)]
 pub struct SqliteOptions {
     pub synchronous: SqliteSync,
-    /// Most messages committed in one transaction.
-    pub batch_max: usize,
+    /// How message appends are grouped into transactions.
+    pub commit: GroupCommit,
     /// Database size quota in MiB; writes beyond it fail like a full disk.
     pub max_db_mb: Option<u64>,
 }
@@ -132,7 +132,7 @@ impl SqliteStore {
         let thread_writer = writer.clone();
         let handle = std::thread::Builder::new()
             .name("xindao-commit".into())
-            .spawn(move || writer::run(thread_writer, rx, options.batch_max, hook))
+            .spawn(move || writer::run(thread_writer, rx, options.commit, hook))
             .map_err(|e| Error::Internal(format!("cannot start commit thread: {e}")))?;
         tracing::info!(path = %path.display(), synchronous = sync_mode, "opened SQLite store");
         Ok(SqliteStore {

@@ -13,24 +13,31 @@ use tokio::sync::mpsc;
 use super::{map_sqlite, read_message, MESSAGE_COLUMNS};
 use crate::error::{Error, Result};
 use crate::model::{now_millis, Appended, Message, NewMessage};
-use crate::store::append_queue::AppendJob;
+use crate::store::append_queue::{AppendJob, GroupCommit};
 use crate::store::CommitHook;
 
 /// Runs until every sender of `jobs` is gone, then returns (after committing what it had).
 pub(super) fn run(
     conn: Arc<Mutex<Connection>>,
     mut jobs: mpsc::Receiver<AppendJob>,
-    batch_max: usize,
+    commit: GroupCommit,
     hook: CommitHook,
 ) {
-    let mut batch = Vec::with_capacity(batch_max);
-    while let Some(first) = jobs.blocking_recv() {
-        batch.push(first);
-        while batch.len() < batch_max {
+    let mut batch = Vec::with_capacity(commit.batch_max);
+    let take_waiting = |batch: &mut Vec<AppendJob>, jobs: &mut mpsc::Receiver<AppendJob>| {
+        while batch.len() < commit.batch_max {
             match jobs.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
+        }
+    };
+    while let Some(first) = jobs.blocking_recv() {
+        batch.push(first);
+        take_waiting(&mut batch, &mut jobs);
+        if commit.should_linger(batch.len()) {
+            std::thread::sleep(commit.linger);
+            take_waiting(&mut batch, &mut jobs);
         }
         let outcome = {
             let mut conn = conn.lock();
