@@ -36,7 +36,10 @@ done
 cpu() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
 start=("$(cpu "${pids[0]}")" "$(cpu "${pids[1]}")")
 url=$(IFS=,; echo "${urls[*]}")
-BENCH=(./target/release/xindao-bench --runs 1 --out "$OUT" --gen-cpu 1 --targets xindao --url "$url")
+pid_list=$(IFS=,; echo "${pids[*]}")
+# --server-pid: the tables' server CPU (and RSS) figures are sums over both nodes.
+BENCH=(./target/release/xindao-bench --runs 1 --out "$OUT" --gen-cpu 1 --targets xindao --url "$url"
+       --server-pid "$pid_list")
 "${BENCH[@]}" fanout --sizes 100,1000 --total 2000 --rates 2,10 --secs 5 --drain-secs 10
 "${BENCH[@]}" direct --pairs 500 --loads 500,1000,2000,3000,4000 --step-secs 4
 end=("$(cpu "${pids[0]}")" "$(cpu "${pids[1]}")")

@@ -1,5 +1,9 @@
 //! Scenario `connections`: N authenticated idle connections opened at a controlled rate, by worker processes of
 //! this binary (one process may hold at most ~20,000 file descriptors); server RSS sampled at several N.
+//!
+//! With a node list (`--url A,B,.. --server-pid PA,PB,..`) connection i goes to node i % nodes (every worker
+//! connects to every node); RSS and CPU are summed over the nodes (the RSS slope is on the sum) and each node's
+//! figures are reported too.
 
 use std::cell::{Cell, RefCell};
 use std::path::Path;
@@ -48,6 +52,7 @@ pub struct Opts {
 pub struct WorkerOpts {
     #[arg(long)]
     pub target: Target,
+    /// Node URL, or a comma-separated list of the nodes of one cluster (connection i goes to node i % n).
     #[arg(long)]
     pub base: String,
     #[arg(long)]
@@ -133,9 +138,34 @@ pub async fn run(o: &Opts, server: &Server, out: &Path) -> Result<Value> {
     }
 
     tokio::time::sleep(Duration::from_millis(o.settle_ms)).await;
-    let base_sample = server.sample();
+    let nodes = server.nodes();
+    let multi = nodes.len() > 1;
+    let per_node = |each: &[stats::ProcSample]| -> Vec<Value> {
+        each.iter()
+            .enumerate()
+            .map(|(i, s)| {
+                json!({"url": nodes.get(i).copied().unwrap_or(""), "pid": server.pids[i],
+                       "rss_kib": s.rss_kib, "cpu_s": s.cpu_s})
+            })
+            .collect()
+    };
+    // Per-node RSS table rows (printed for a node list only): N, one column per node, total CPU-seconds.
+    let mut node_table = Vec::new();
+    let mut node_row = |n: usize, each: &[stats::ProcSample]| {
+        let mut r = vec![n.to_string()];
+        r.extend(each.iter().map(|s| s.rss_kib.to_string()));
+        r.push(format!("{:.2}", stats::sum(each.iter().copied()).cpu_s));
+        node_table.push(r);
+    };
+    let each = server.sample_each();
+    let base_sample = stats::sum(each.iter().copied());
     let mut points = vec![(0.0, base_sample.rss_kib as f64 * 1024.0)];
     let mut rows = vec![json!({"n": 0, "rss_kib": base_sample.rss_kib})];
+    if multi {
+        rows[0]["server_cpu_s_total"] = json!(base_sample.cpu_s);
+        rows[0]["nodes"] = json!(per_node(&each));
+        node_row(0, &each);
+    }
     let mut table = vec![vec![
         "0".into(),
         "".into(),
@@ -186,19 +216,27 @@ pub async fn run(o: &Opts, server: &Server, out: &Path) -> Result<Value> {
         let overflows = stats::tcp_ext("ListenOverflows") - ovf0;
         total_failed += failed;
         tokio::time::sleep(Duration::from_millis(o.settle_ms)).await;
-        let s = server.sample();
+        let each = server.sample_each();
+        let s = stats::sum(each.iter().copied());
         let n_total: usize = workers.iter().map(|w| w.opened).sum::<usize>() - total_failed;
         let rate = ok as f64 / max_elapsed.max(1e-9);
         points.push((n_total as f64, s.rss_kib as f64 * 1024.0));
         let p50 = stats::percentile(&p50, 1.0).unwrap_or(0.0);
         let p99 = stats::percentile(&p99, 1.0).unwrap_or(0.0);
-        rows.push(json!({
+        let mut row = json!({
             "n": n_total, "opened": ok, "failed": failed, "dropped_since_open": dropped,
             "connect_rate_per_s": rate, "connect_p50_ms_max_worker": p50, "connect_p99_ms_max_worker": p99,
             "rss_kib": s.rss_kib, "server_cpu_s_during_connect": cpu1 - cpu0,
             "server_cpu_us_per_connect": (cpu1 - cpu0) * 1e6 / ok.max(1) as f64,
             "listen_overflows": overflows,
-        }));
+        });
+        if multi {
+            // rss_kib and the CPU figures above are sums over the nodes; server_cpu_s_total is cumulative.
+            row["server_cpu_s_total"] = json!(s.cpu_s);
+            row["nodes"] = json!(per_node(&each));
+            node_row(n_total, &each);
+        }
+        rows.push(row);
         table.push(vec![
             n_total.to_string(),
             format!("{rate:.0}"),
@@ -230,9 +268,14 @@ pub async fn run(o: &Opts, server: &Server, out: &Path) -> Result<Value> {
         let _ = tokio::time::timeout(Duration::from_secs(10), w.child.wait()).await;
     }
     let _ = std::fs::remove_file(&tokens_file);
+    let over = if multi {
+        format!(" over {} nodes, RSS and CPU summed", nodes.len())
+    } else {
+        String::new()
+    };
     crate::print_table(
         &format!(
-            "connections — {} (RSS slope {:.0} B/conn = {:.2} KiB/conn; (RSS(N)-RSS(0))/N {:.0} B)",
+            "connections — {}{over} (RSS slope {:.0} B/conn = {:.2} KiB/conn; (RSS(N)-RSS(0))/N {:.0} B)",
             target.name(),
             slope,
             slope / 1024.0,
@@ -251,11 +294,29 @@ pub async fn run(o: &Opts, server: &Server, out: &Path) -> Result<Value> {
         ],
         &table,
     );
-    Ok(json!({
+    let mut result = json!({
         "n": o.n, "target_rate": o.rate, "workers": nworkers, "login_s": login_s,
         "rss_slope_bytes_per_conn": slope, "rss_avg_bytes_per_conn": avg,
         "failed": total_failed, "first_error": first_error, "steps": rows,
-    }))
+    });
+    if multi {
+        let mut header = vec!["N".to_string()];
+        header.extend((1..=nodes.len()).map(|i| format!("node {i} RSS KiB")));
+        header.push("total CPU s".into());
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
+        crate::print_table(
+            &format!(
+                "connections — {} per node ({}; total CPU s = CPU-seconds of all nodes since they started)",
+                target.name(),
+                server.url
+            ),
+            &header,
+            &node_table,
+        );
+        result["nodes"] = json!(nodes);
+        result["server_pids"] = json!(server.pids);
+    }
+    Ok(result)
 }
 
 /// A worker process: reads `open K RATE` / `quit` lines on stdin, answers one JSON line per `open`.
@@ -268,7 +329,11 @@ pub async fn worker(o: WorkerOpts) -> Result<()> {
         .take(o.count)
         .map(String::from)
         .collect();
-    let addr = client::server_addr(&o.base)?;
+    let nodes: Vec<(String, std::net::SocketAddr)> = o
+        .base
+        .split(',')
+        .map(|url| Ok((url.to_string(), client::server_addr(url)?)))
+        .collect::<Result<_>>()?;
     let sem = Arc::new(Semaphore::new(o.concurrency));
     let dropped = Rc::new(Cell::new(0usize));
     let mut next = 0usize;
@@ -291,8 +356,10 @@ pub async fn worker(o: WorkerOpts) -> Result<()> {
                     let due = t0 + Duration::from_secs_f64(i as f64 / rate);
                     tokio::time::sleep_until(due.into()).await;
                     let permit = sem.clone().acquire_owned().await?;
-                    let token = tokens[(next + i) % tokens.len()].clone();
-                    let base = o.base.clone();
+                    let j = (next + i) % tokens.len();
+                    let token = tokens[j].clone();
+                    // Round-robin over the nodes by the connection's index among all workers' connections.
+                    let (base, addr) = nodes[(o.start + j) % nodes.len()].clone();
                     let (done, ok, notify, hist, first_error, dropped) = (
                         done.clone(),
                         ok.clone(),

@@ -149,7 +149,11 @@ async fn run(cli: Cli) -> Result<()> {
                 .join(format!("{scenario}-{}-run{run}.server.log", target.name()));
             let loadavg_before = loadavg();
             let server = Server::start(&cli.server, target, &log).await?;
-            eprintln!("   server: {} (pid {:?})", server.url, server.pid);
+            if server.pids.len() > 1 {
+                eprintln!("   servers: {} (pids {:?})", server.url, server.pids);
+            } else {
+                eprintln!("   server: {} (pid {:?})", server.url, server.pid);
+            }
             let result = match &cli.cmd {
                 Cmd::Connections(o) => connections::run(o, &server, &cli.out).await,
                 Cmd::Fanout(o) => fanout::run(o, &server, run).await,

@@ -19,9 +19,10 @@ pub struct ServerOpts {
     /// spread over them round-robin (logins go to the first).
     #[arg(long, global = true)]
     pub url: Option<String>,
-    /// PID of the server given with --url (for RSS and CPU figures).
-    #[arg(long, global = true)]
-    pub server_pid: Option<u32>,
+    /// PID of the server given with --url (for RSS and CPU figures); for a node list, a comma-separated list
+    /// of their PIDs in the same order (RSS and CPU figures are then sums over all of them).
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// The xindao binary (a release build).
     #[arg(long, global = true, default_value = "target/release/xindao")]
     pub xindao_bin: PathBuf,
@@ -46,6 +47,8 @@ pub struct Server {
     /// http://127.0.0.1:PORT
     pub url: String,
     pub pid: Option<u32>,
+    /// Every server process measured: the one started, or all given with --server-pid (one per node).
+    pub pids: Vec<u32>,
     data_dir: Option<PathBuf>,
     /// The command line, for the report.
     pub command: String,
@@ -58,13 +61,27 @@ impl Server {
         log_path: &std::path::Path,
     ) -> Result<Server> {
         if let Some(url) = &opts.url {
+            let command = format!("(external server at {url})");
+            let url = url
+                .split(',')
+                .map(|u| u.trim().trim_end_matches('/'))
+                .collect::<Vec<_>>()
+                .join(",");
+            let nodes = url.split(',').count();
+            if !opts.server_pid.is_empty() && opts.server_pid.len() != nodes {
+                bail!(
+                    "--server-pid lists {} pids for {nodes} nodes in --url (give one per node, same order)",
+                    opts.server_pid.len()
+                );
+            }
             return Ok(Server {
                 child: None,
                 target,
-                url: url.trim_end_matches('/').to_string(),
-                pid: opts.server_pid,
+                url,
+                pid: opts.server_pid.first().copied(),
+                pids: opts.server_pid.clone(),
                 data_dir: None,
-                command: format!("(external server at {url})"),
+                command,
             });
         }
         let mut argv: Vec<String> = Vec::new();
@@ -149,6 +166,7 @@ impl Server {
             target,
             url: url.to_string(),
             pid,
+            pids: pid.into_iter().collect(),
             data_dir,
             command,
         };
@@ -169,8 +187,22 @@ impl Server {
         bail!("{} never answered /healthz", self.url)
     }
 
+    /// RSS, CPU and run-queue wait summed over all server processes (one per node of a cluster).
     pub fn sample(&self) -> ProcSample {
-        stats::sample_opt(self.pid)
+        stats::sample_sum(&self.pids)
+    }
+
+    /// One sample per server process, in --server-pid order.
+    pub fn sample_each(&self) -> Vec<ProcSample> {
+        self.pids
+            .iter()
+            .map(|p| stats::sample(&p.to_string()))
+            .collect()
+    }
+
+    /// The node URLs (one for a single server).
+    pub fn nodes(&self) -> Vec<&str> {
+        self.url.split(',').collect()
     }
 
     pub async fn stop(mut self) {

@@ -98,12 +98,21 @@ pub fn cpu_pressure() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Sample a process and its descendants' CPU is not included: the server is one process.
-pub fn sample_opt(pid: Option<u32>) -> ProcSample {
-    match pid {
-        Some(p) => sample(&p.to_string()),
-        None => ProcSample::default(),
-    }
+/// Sample several processes (the nodes of a cluster) and add up their figures; all zero for none. Descendants'
+/// CPU is not included: a server is one process.
+pub fn sample_sum(pids: &[u32]) -> ProcSample {
+    sum(pids.iter().map(|p| sample(&p.to_string())))
+}
+
+/// The sum of samples (RSS, CPU and run-queue wait added up).
+pub fn sum(samples: impl IntoIterator<Item = ProcSample>) -> ProcSample {
+    samples
+        .into_iter()
+        .fold(ProcSample::default(), |a, s| ProcSample {
+            rss_kib: a.rss_kib + s.rss_kib,
+            cpu_s: a.cpu_s + s.cpu_s,
+            runq_wait_s: a.runq_wait_s + s.runq_wait_s,
+        })
 }
 
 /// A counter of the TcpExt section of /proc/net/netstat (e.g. "ListenOverflows": SYNs dropped because a listen
@@ -195,6 +204,25 @@ mod tests {
         let netstat = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 3 17 17\nIpExt: InNoRoutes\nIpExt: 0\n";
         assert_eq!(parse_tcp_ext(netstat, "ListenOverflows"), Some(17));
         assert_eq!(parse_tcp_ext(netstat, "Nope"), None);
+    }
+
+    #[test]
+    fn samples_add_up() {
+        let a = ProcSample {
+            rss_kib: 100,
+            cpu_s: 1.5,
+            runq_wait_s: 0.25,
+        };
+        let b = ProcSample {
+            rss_kib: 20,
+            cpu_s: 0.5,
+            runq_wait_s: 0.5,
+        };
+        let s = sum([a, b]);
+        assert_eq!(s.rss_kib, 120);
+        assert!((s.cpu_s - 2.0).abs() < 1e-12 && (s.runq_wait_s - 0.75).abs() < 1e-12);
+        assert_eq!(sum([]).rss_kib, 0);
+        assert_eq!(sample_sum(&[]).rss_kib, 0);
     }
 
     #[test]
