@@ -163,28 +163,48 @@ struct Conn {
 }
 
 impl Conn {
-    async fn write(&mut self, frame: Utf8Bytes) -> Result<(), End> {
-        let frame_len = frame.len();
-        match within(self.write_timeout, self.socket.send(Message::Text(frame))).await {
-            Some(Ok(())) => Ok(()),
-            Some(Err(error)) => {
-                tracing::debug!(%error, len = frame_len, "socket write failed");
-                Err(End::Gone)
-            }
-            None => {
-                tracing::debug!("socket write timed out");
-                Err(End::Gone)
-            }
-        }
+    /// Writes a reply (or greeting) and then whatever pushes are already queued, flushing once: a reply and
+    /// the pushes committed in the same batch leave in one socket write.
+    async fn write(&mut self, reply: Utf8Bytes) -> Result<(), End> {
+        self.write_frames(Some(reply), None).await
     }
 
     /// Writes one queued push and whatever else is queued, then flushes once.
     async fn write_pushes(&mut self, first: Option<Outbound>) -> Result<(), End> {
-        let mut next = first;
-        let mut written = 0;
+        self.write_frames(None, Some(first)).await
+    }
+
+    /// The next queued push without waiting: `None` when the queue is empty, `Some(None)` when the hub
+    /// dropped our queue's sender.
+    fn next_queued(&mut self) -> Option<Option<Outbound>> {
+        match self.rx.try_recv() {
+            Ok(outbound) => Some(Some(outbound)),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+            Err(mpsc::error::TryRecvError::Disconnected) => Some(None),
+        }
+    }
+
+    async fn write_frames(
+        &mut self,
+        reply: Option<Utf8Bytes>,
+        first_push: Option<Option<Outbound>>,
+    ) -> Result<(), End> {
+        let limit = self.write_timeout;
         let write = async {
-            loop {
-                match next.take() {
+            let mut written = 0;
+            if let Some(reply) = reply {
+                self.socket
+                    .feed(Message::Text(reply))
+                    .await
+                    .map_err(|error| {
+                        tracing::debug!(%error, "socket write failed");
+                        End::Gone
+                    })?;
+                written += 1;
+            }
+            let mut next = first_push.or_else(|| self.next_queued());
+            while let Some(outbound) = next.take() {
+                match outbound {
                     // The hub dropped our queue's sender: we were evicted as a slow consumer.
                     None => return Err(End::Close(CLOSE_SLOW_CONSUMER, "slow consumer: resync")),
                     Some(Outbound::Close(code, reason)) => return Err(End::Close(code, reason)),
@@ -199,20 +219,16 @@ impl Conn {
                         written += 1;
                     }
                 }
-                if written >= WRITE_BATCH {
-                    break;
-                }
-                match self.rx.try_recv() {
-                    Ok(outbound) => next = Some(outbound),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => next = None,
+                if written < WRITE_BATCH {
+                    next = self.next_queued();
                 }
             }
             self.socket.flush().await.map_err(|_| End::Gone)
         };
-        within(self.write_timeout, write)
-            .await
-            .unwrap_or(Err(End::Gone))
+        within(limit, write).await.unwrap_or_else(|| {
+            tracing::debug!("socket write timed out");
+            Err(End::Gone)
+        })
     }
 }
 
