@@ -74,19 +74,24 @@ impl Chat {
     }
 
     /// Registers a new connection with the hub and announces the user's presence if they just came online.
+    /// Returns the user, for the greeting; `Unauthorized` if the user no longer exists.
     pub async fn connect(
         &self,
         session: &Session,
         tx: mpsc::Sender<Outbound>,
-    ) -> Result<Registered> {
-        let conversations = self.store.conversation_ids_of(session.user_id).await?;
+    ) -> Result<(User, Registered)> {
+        let (user, conversations) = self
+            .store
+            .connection_state(session.user_id)
+            .await?
+            .ok_or(Error::Unauthorized)?;
         let registered = self
             .hub
             .register(session.user_id, session.token_hash, &conversations, tx);
         if registered.first_of_user {
             self.bus.local_presence(session.user_id, true);
         }
-        Ok(registered)
+        Ok((user, registered))
     }
 
     /// Unregisters a connection; announces the user offline when it was their last.

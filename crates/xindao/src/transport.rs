@@ -25,9 +25,11 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use crate::auth::Session;
 use crate::chat::Caller;
+use crate::config::Config;
 use crate::error::Error;
 use crate::hub::Outbound;
 use crate::metrics::CloseLabels;
+use crate::model::User;
 use crate::protocol::{self, PROTOCOL_VERSION};
 use crate::server::App;
 
@@ -235,14 +237,18 @@ impl Conn {
 async fn run(app: Arc<App>, socket: WebSocket, session: Session, _permit: OwnedSemaphorePermit) {
     let config = app.config.clone();
     let (tx, rx) = mpsc::channel(config.outbound_queue);
-    let registered = match app.chat.connect(&session, tx).await {
-        Ok(registered) => registered,
+    let (user, registered) = match app.chat.connect(&session, tx).await {
+        Ok(connected) => connected,
         Err(error) => {
-            tracing::warn!(%error, "cannot register connection");
+            let (code, reason) = match error {
+                Error::Unauthorized => (CLOSE_SESSION_ENDED, "user not found"),
+                error => {
+                    tracing::warn!(%error, "cannot register connection");
+                    (CLOSE_INTERNAL, "cannot register")
+                }
+            };
             let mut socket = socket;
-            let _ = socket
-                .send(close_message(CLOSE_INTERNAL, "cannot register"))
-                .await;
+            let _ = socket.send(close_message(code, reason)).await;
             return;
         }
     };
@@ -250,6 +256,7 @@ async fn run(app: Arc<App>, socket: WebSocket, session: Session, _permit: OwnedS
         user_id: session.user_id,
         conn_id: registered.conn_id,
     };
+    let hello = hello(&config, &user, caller);
     app.metrics.connections.inc();
     app.metrics.connections_opened.inc();
     let mut conn = Conn {
@@ -257,7 +264,7 @@ async fn run(app: Arc<App>, socket: WebSocket, session: Session, _permit: OwnedS
         rx,
         write_timeout: config.write_timeout(),
     };
-    let end = serve(&app, &mut conn, caller).await;
+    let end = serve(&app, &mut conn, caller, hello).await;
     app.chat.disconnect(caller);
     app.metrics.connections.dec();
     if let End::Close(code, reason) = end {
@@ -296,13 +303,9 @@ fn close_message(code: u16, reason: &'static str) -> Message {
     }))
 }
 
-async fn serve(app: &App, conn: &mut Conn, caller: Caller) -> End {
-    let config = &app.config;
-    let user = match app.store.user(caller.user_id).await {
-        Ok(Some(user)) => user,
-        _ => return End::Close(CLOSE_SESSION_ENDED, "user not found"),
-    };
-    let hello = protocol::event(
+/// The greeting, the first frame of every connection.
+fn hello(config: &Config, user: &User, caller: Caller) -> Utf8Bytes {
+    protocol::event(
         "hello",
         &json!({
             "protocol": PROTOCOL_VERSION,
@@ -319,7 +322,11 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller) -> End {
                 "rate_burst": config.rate_burst,
             },
         }),
-    );
+    )
+}
+
+async fn serve(app: &App, conn: &mut Conn, caller: Caller, hello: Utf8Bytes) -> End {
+    let config = &app.config;
     if let Err(end) = conn.write(hello).await {
         return end;
     }

@@ -241,9 +241,14 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
         "most recent activity first: {ordered:?}"
     );
     assert_eq!(ordered.len(), 2);
-    let mut ids = s.conversation_ids_of(alice.id).await.unwrap();
+    let (user, mut ids) = s.connection_state(alice.id).await.unwrap().unwrap();
+    assert_eq!(user, alice);
     ids.sort();
     assert_eq!(ids, vec![direct, public]);
+    assert!(s.connection_state(999_999).await.unwrap().is_none());
+    let loner = dev_user(s, "loner").await;
+    let (_, none) = s.connection_state(loner.id).await.unwrap().unwrap();
+    assert!(none.is_empty(), "a user in no conversation: {none:?}");
 
     // Concurrent appends into one room: one total order, hooks in seq order.
     hooked.lock().clear();

@@ -131,8 +131,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Conversation>;
     /// All conversations of `user`, most recent activity first.
     async fn conversations_of(&self, user: UserId) -> Result<Vec<Conversation>>;
-    /// Ids of all conversations of `user` (cheap; used to route pushes).
-    async fn conversation_ids_of(&self, user: UserId) -> Result<Vec<ConversationId>>;
+    /// What a new connection needs, in one read: the user (`None` if unknown) and the ids of all their
+    /// conversations (to route pushes).
+    async fn connection_state(&self, user: UserId) -> Result<Option<(User, Vec<ConversationId>)>>;
     async fn public_rooms(&self, limit: usize) -> Result<Vec<PublicRoom>>;
 
     /// Commits a message with the next seq of its conversation, or returns the sender's earlier message with

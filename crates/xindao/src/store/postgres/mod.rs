@@ -313,14 +313,18 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(conversation_from_row).collect())
     }
 
-    async fn conversation_ids_of(&self, user: UserId) -> Result<Vec<ConversationId>> {
-        let rows = self
-            .query(
-                "SELECT conversation_id FROM members WHERE user_id = $1",
+    async fn connection_state(&self, user: UserId) -> Result<Option<(User, Vec<ConversationId>)>> {
+        // One round trip: a connect is latency the user waits for.
+        let row = self
+            .query_opt(
+                "SELECT u.id, u.display_name,
+                        COALESCE(array_agg(m.conversation_id) FILTER (WHERE m.conversation_id IS NOT NULL), '{}')
+                 FROM users u LEFT JOIN members m ON m.user_id = u.id
+                 WHERE u.id = $1 GROUP BY u.id, u.display_name",
                 &[&user],
             )
             .await?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
+        Ok(row.map(|row| (user_from_row(&row), row.get(2))))
     }
 
     async fn public_rooms(&self, limit: usize) -> Result<Vec<PublicRoom>> {

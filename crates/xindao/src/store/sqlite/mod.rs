@@ -491,11 +491,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn conversation_ids_of(&self, user: UserId) -> Result<Vec<ConversationId>> {
+    async fn connection_state(&self, user: UserId) -> Result<Option<(User, Vec<ConversationId>)>> {
         self.read_quick(move |conn| {
-            conn.prepare_cached("SELECT conversation_id FROM members WHERE user_id = ?1")?
+            let Some(found) = load_user(conn, user)? else {
+                return Ok(None);
+            };
+            let conversations = conn
+                .prepare_cached("SELECT conversation_id FROM members WHERE user_id = ?1")?
                 .query_map([user], |row| row.get(0))?
-                .collect()
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(Some((found, conversations)))
         })
         .await
     }
