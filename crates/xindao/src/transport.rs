@@ -118,7 +118,15 @@ pub async fn upgrade(
                 .max_write_buffer_size(MAX_WRITE_BUFFER.max(frame_limit * 4))
                 .max_message_size(frame_limit)
                 .max_frame_size(frame_limit)
-                .on_upgrade(move |socket| tracker.track_future(run(app, socket, session, permit)))
+                .on_upgrade(move |socket| {
+                    let (tx, rx) = mpsc::channel(app.config.outbound_queue);
+                    let conn = Conn {
+                        socket,
+                        rx,
+                        write_timeout: app.config.write_timeout(),
+                    };
+                    tracker.track_future(run(app, conn, tx, session, permit))
+                })
         }
         Err(error) => {
             app.metrics.upgrades_refused.inc();
@@ -227,16 +235,24 @@ impl Conn {
             }
             self.socket.flush().await.map_err(|_| End::Gone)
         };
-        within(limit, write).await.unwrap_or_else(|| {
+        // Boxed: inline, this state would sit in every idle connection's task; one allocation per write
+        // costs far less than the write's system call.
+        Box::pin(within(limit, write)).await.unwrap_or_else(|| {
             tracing::debug!("socket write timed out");
             Err(End::Gone)
         })
     }
 }
 
-async fn run(app: Arc<App>, socket: WebSocket, session: Session, _permit: OwnedSemaphorePermit) {
-    let config = app.config.clone();
-    let (tx, rx) = mpsc::channel(config.outbound_queue);
+/// Runs one connection from registration to close. `conn` is used in place, never moved into a local: an async
+/// fn keeps its arguments in its state, and a moved copy would take the same room again in every task.
+async fn run(
+    app: Arc<App>,
+    mut conn: Conn,
+    tx: mpsc::Sender<Outbound>,
+    session: Session,
+    _permit: OwnedSemaphorePermit,
+) {
     let (user, registered) = match app.chat.connect(&session, tx).await {
         Ok(connected) => connected,
         Err(error) => {
@@ -247,8 +263,7 @@ async fn run(app: Arc<App>, socket: WebSocket, session: Session, _permit: OwnedS
                     (CLOSE_INTERNAL, "cannot register")
                 }
             };
-            let mut socket = socket;
-            let _ = socket.send(close_message(code, reason)).await;
+            let _ = conn.socket.send(close_message(code, reason)).await;
             return;
         }
     };
@@ -256,14 +271,9 @@ async fn run(app: Arc<App>, socket: WebSocket, session: Session, _permit: OwnedS
         user_id: session.user_id,
         conn_id: registered.conn_id,
     };
-    let hello = hello(&config, &user, caller);
+    let hello = hello(&app.config, user, caller);
     app.metrics.connections.inc();
     app.metrics.connections_opened.inc();
-    let mut conn = Conn {
-        socket,
-        rx,
-        write_timeout: config.write_timeout(),
-    };
     let end = serve(&app, &mut conn, caller, hello).await;
     app.chat.disconnect(caller);
     app.metrics.connections.dec();
@@ -304,7 +314,7 @@ fn close_message(code: u16, reason: &'static str) -> Message {
 }
 
 /// The greeting, the first frame of every connection.
-fn hello(config: &Config, user: &User, caller: Caller) -> Utf8Bytes {
+fn hello(config: &Config, user: User, caller: Caller) -> Utf8Bytes {
     protocol::event(
         "hello",
         &json!({
