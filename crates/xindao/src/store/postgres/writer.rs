@@ -145,12 +145,63 @@ async fn find_by_cmid(tx: &Transaction<'_>, new: &NewMessage) -> Pg<Option<Messa
     Ok(rows.first().map(message_from_row))
 }
 
+/// The common append in one round trip: if the cmid is new and the sender a member, take the next seq, insert
+/// and move the sender's own read position. Returns the inserted id and seq, and the seq taken (set but without
+/// an insert when another node committed the same cmid meanwhile).
+const APPEND_IN_ONE: &str = "
+    WITH dup AS (SELECT 1 FROM messages WHERE sender_id = $2 AND cmid = $3),
+    member AS (SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2),
+    next AS (
+        UPDATE conversations SET last_seq = last_seq + 1, last_ts = $6
+        WHERE id = $1 AND EXISTS (SELECT 1 FROM member) AND NOT EXISTS (SELECT 1 FROM dup)
+        RETURNING last_seq
+    ),
+    ins AS (
+        INSERT INTO messages (conversation_id, seq, sender_id, cmid, kind, content, created_at)
+        SELECT $1, last_seq, $2, $3, $4::text, $5::text, $6::bigint FROM next
+        ON CONFLICT (sender_id, cmid) DO NOTHING
+        RETURNING id, seq
+    ),
+    own_read AS (
+        UPDATE members SET read_seq = ins.seq FROM ins WHERE conversation_id = $1 AND user_id = $2
+    )
+    SELECT (SELECT id FROM ins), (SELECT seq FROM ins), (SELECT last_seq FROM next)";
+
 /// The outer `Result` is a database failure; the inner one is this message's own outcome.
 async fn append_one(
     tx: &Transaction<'_>,
     new: &NewMessage,
     now: i64,
 ) -> std::result::Result<Result<Appended>, Failed> {
+    let kind = match new.kind {
+        MessageKind::Text => "text",
+        MessageKind::Custom => "custom",
+    };
+    let content = new.content.to_string();
+    let rows = query(
+        tx,
+        APPEND_IN_ONE,
+        &[
+            &new.conversation_id,
+            &new.sender_id,
+            &new.cmid,
+            &kind,
+            &content,
+            &now,
+        ],
+    )
+    .await?;
+    if let Some(row) = rows.first() {
+        let (id, seq, taken): (Option<i64>, Option<i64>, Option<i64>) =
+            (row.get(0), row.get(1), row.get(2));
+        if let (Some(id), Some(seq)) = (id, seq) {
+            return Ok(Ok(appended(new, id, seq, now)));
+        }
+        if taken.is_some() {
+            return lost_cmid_race(tx, new).await;
+        }
+    }
+    // A retry, a non-member or no such conversation: the slower path below tells them apart.
     if let Some(message) = find_by_cmid(tx, new).await? {
         return Ok(Ok(Appended {
             message,
@@ -179,11 +230,6 @@ async fn append_one(
     .map(|row| row.get::<_, i64>(0)) else {
         return Ok(Err(Error::NotFound("no such conversation")));
     };
-    let kind = match new.kind {
-        MessageKind::Text => "text",
-        MessageKind::Custom => "custom",
-    };
-    let content = new.content.to_string();
     let inserted = query(
         tx,
         "INSERT INTO messages (conversation_id, seq, sender_id, cmid, kind, content, created_at)
@@ -201,24 +247,7 @@ async fn append_one(
     )
     .await?;
     let Some(row) = inserted.first() else {
-        // Another node committed the same cmid between our lookup and our insert (ON CONFLICT waited for
-        // it). Give the seq back (we still hold the row lock, so nobody took a later one) and answer with
-        // the winner's message.
-        query(
-            tx,
-            "UPDATE conversations SET last_seq = last_seq - 1 WHERE id = $1",
-            &[&new.conversation_id],
-        )
-        .await?;
-        return match find_by_cmid(tx, new).await? {
-            Some(message) => Ok(Ok(Appended {
-                message,
-                duplicate: true,
-            })),
-            None => Err(Failed::Other(Error::Internal(
-                "cmid conflict without a winner".into(),
-            ))),
-        };
+        return lost_cmid_race(tx, new).await;
     };
     // What you wrote yourself is read: the sender's own messages never count as unread.
     query(
@@ -227,9 +256,13 @@ async fn append_one(
         &[&new.conversation_id, &new.sender_id, &seq],
     )
     .await?;
-    Ok(Ok(Appended {
+    Ok(Ok(appended(new, row.get(0), seq, now)))
+}
+
+fn appended(new: &NewMessage, id: i64, seq: i64, now: i64) -> Appended {
+    Appended {
         message: Message {
-            id: row.get(0),
+            id,
             conversation_id: new.conversation_id,
             seq,
             sender_id: new.sender_id,
@@ -239,5 +272,28 @@ async fn append_one(
             ts: now,
         },
         duplicate: false,
-    }))
+    }
+}
+
+/// Another node committed the same cmid between our lookup and our insert (ON CONFLICT waited for it). Gives
+/// the seq back (we still hold the row lock, so nobody took a later one) and answers with the winner's message.
+async fn lost_cmid_race(
+    tx: &Transaction<'_>,
+    new: &NewMessage,
+) -> std::result::Result<Result<Appended>, Failed> {
+    query(
+        tx,
+        "UPDATE conversations SET last_seq = last_seq - 1 WHERE id = $1",
+        &[&new.conversation_id],
+    )
+    .await?;
+    match find_by_cmid(tx, new).await? {
+        Some(message) => Ok(Ok(Appended {
+            message,
+            duplicate: true,
+        })),
+        None => Err(Failed::Other(Error::Internal(
+            "cmid conflict without a winner".into(),
+        ))),
+    }
 }
