@@ -315,6 +315,7 @@ impl Config {
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
     }
+    /// How the store groups message appends into commits (`commit_batch_max`, `commit_linger_us`).
     pub fn group_commit(&self) -> crate::store::GroupCommit {
         crate::store::GroupCommit {
             batch_max: self.commit_batch_max,
