@@ -190,13 +190,22 @@ async fn chat_across_nodes(bus: &str) {
         c.event("presence").await,
         json!({ "user_id": dave.user_id, "online": true })
     );
-    let seen = a
-        .ok("presence", json!({ "user_ids": [dave.user_id] }))
-        .await;
-    assert_eq!(
-        seen["presence"][0]["online"], true,
-        "node 0 sees dave online on node 1"
-    );
+    // Each node applies the announcement when its own bus subscription delivers it: node 2 having seen it
+    // says nothing about node 0 yet, so ask node 0 until it has (or a deadline passes).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let seen = a
+            .ok("presence", json!({ "user_ids": [dave.user_id] }))
+            .await;
+        if seen["presence"][0]["online"] == true {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 0 sees dave online on node 1: {seen}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     d.ok("room_join", json!({ "conversation_id": room })).await;
     let members = a
         .ok("room_members", json!({ "conversation_id": room }))
