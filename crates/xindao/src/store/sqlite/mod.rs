@@ -4,6 +4,7 @@
 //! markers) take the writer connection briefly on the blocking pool. Reads use separate connections, which WAL
 //! lets run beside the writer and which only ever see committed transactions.
 
+mod checkpoint;
 mod rooms;
 mod rows;
 mod schema;
@@ -27,6 +28,8 @@ use crate::model::*;
 
 const READERS: usize = 4;
 const APPEND_QUEUE: usize = 16 * 1024;
+/// Bytes the WAL file is cut back to when the log starts over.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 pub(crate) const MESSAGE_COLUMNS: &str =
     "id, conversation_id, seq, sender_id, cmid, kind, content, created_at";
@@ -47,7 +50,10 @@ pub struct SqliteStore {
     readers: Arc<[Mutex<Connection>]>,
     next_reader: AtomicUsize,
     appends: AppendQueue,
-    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Wakes the checkpointer after other writes than appends; taken at shutdown so that it can stop.
+    checkpoint: Mutex<Option<checkpoint::Nudge>>,
+    /// The commit thread, then the checkpointer (which ends when the commit thread does).
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 /// Maps SQLite failures: a full disk or an I/O problem means "cannot take writes now", anything else is a bug.
@@ -99,6 +105,10 @@ impl SqliteStore {
         writer
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(map_sqlite)?;
+        // A load burst can outrun the checkpointer and grow the WAL; the file shrinks back when it restarts.
+        writer
+            .pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
+            .map_err(map_sqlite)?;
         let sync_mode = match options.synchronous {
             SqliteSync::Normal => "NORMAL",
             SqliteSync::Full => "FULL",
@@ -107,6 +117,7 @@ impl SqliteStore {
             .pragma_update(None, "synchronous", sync_mode)
             .map_err(map_sqlite)?;
         schema::migrate(&mut writer).map_err(map_sqlite)?;
+        checkpoint::take_over(&writer);
         if let Some(mb) = options.max_db_mb {
             let page_size: u64 = writer
                 .query_row("PRAGMA page_size", [], |row| row.get(0))
@@ -129,10 +140,14 @@ impl SqliteStore {
             .into();
         let writer = Arc::new(Mutex::new(writer));
         let (appends, rx) = AppendQueue::new(APPEND_QUEUE);
+        let (nudge, checkpointer) = checkpoint::start(&path, writer.clone())?;
         let thread_writer = writer.clone();
         let handle = std::thread::Builder::new()
             .name("xindao-commit".into())
-            .spawn(move || writer::run(thread_writer, rx, options.commit, hook))
+            .spawn({
+                let nudge = nudge.clone();
+                move || writer::run(thread_writer, rx, options.commit, hook, nudge)
+            })
             .map_err(|e| Error::Internal(format!("cannot start commit thread: {e}")))?;
         tracing::info!(path = %path.display(), synchronous = sync_mode, "opened SQLite store");
         Ok(SqliteStore {
@@ -140,7 +155,8 @@ impl SqliteStore {
             readers,
             next_reader: AtomicUsize::new(0),
             appends,
-            writer_thread: Mutex::new(Some(handle)),
+            checkpoint: Mutex::new(Some(nudge)),
+            threads: Mutex::new(vec![handle, checkpointer]),
         })
     }
 
@@ -173,9 +189,17 @@ impl SqliteStore {
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || f(&mut writer.lock()))
-            .await
-            .map_err(|e| Error::Internal(format!("store task failed: {e}")))?
+        let checkpoint = self.checkpoint.lock().clone();
+        tokio::task::spawn_blocking(move || {
+            let mut writer = writer.lock();
+            let outcome = f(&mut writer);
+            if let Some(checkpoint) = checkpoint {
+                checkpoint.after_write(&writer);
+            }
+            outcome
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("store task failed: {e}")))?
     }
 }
 
@@ -580,10 +604,12 @@ impl Store for SqliteStore {
     }
 
     async fn shutdown(&self) {
-        // Dropping the last sender lets the commit thread finish the jobs it already has, then exit.
+        // Dropping the last sender lets the commit thread finish the jobs it already has, then exit; the
+        // checkpointer follows it.
         self.appends.close();
-        let handle = self.writer_thread.lock().take();
-        if let Some(handle) = handle {
+        drop(self.checkpoint.lock().take());
+        let threads = std::mem::take(&mut *self.threads.lock());
+        for handle in threads {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
         let checkpoint = self

@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::mpsc;
 
+use super::checkpoint::Nudge;
 use super::{map_sqlite, read_message, MESSAGE_COLUMNS};
 use crate::error::{Error, Result};
 use crate::model::{now_millis, Appended, Message, NewMessage};
@@ -22,6 +23,7 @@ pub(super) fn run(
     mut jobs: mpsc::Receiver<AppendJob>,
     commit: GroupCommit,
     hook: CommitHook,
+    checkpoint: Nudge,
 ) {
     let mut batch = Vec::with_capacity(commit.batch_max);
     let take_waiting = |batch: &mut Vec<AppendJob>, jobs: &mut mpsc::Receiver<AppendJob>| {
@@ -41,7 +43,9 @@ pub(super) fn run(
         }
         let outcome = {
             let mut conn = conn.lock();
-            commit_batch(&mut conn, &batch)
+            let outcome = commit_batch(&mut conn, &batch);
+            checkpoint.after_write(&conn);
+            outcome
         };
         match outcome {
             Ok(results) => {
