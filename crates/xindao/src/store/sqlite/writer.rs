@@ -94,24 +94,41 @@ fn append_one(tx: &rusqlite::Transaction, new: &NewMessage, now: i64) -> Result<
         crate::model::MessageKind::Text => "text",
         crate::model::MessageKind::Custom => "custom",
     };
-    // The common case in one statement: insert at the next seq if the sender is a member and the cmid is new.
-    // This thread is SQLite's only writer, so reading last_seq here cannot race another append.
-    let inserted: Option<(i64, i64)> = tx
+    // This thread is SQLite's only writer, so the seq read here cannot race another append. Plain statements
+    // on purpose: `INSERT .. RETURNING` builds an ephemeral table (a b-tree opened and closed) per message.
+    let next_seq: Option<i64> = tx
         .prepare_cached(
-            "INSERT INTO messages (conversation_id, seq, sender_id, cmid, kind, content, created_at)
-             SELECT ?1, c.last_seq + 1, ?2, ?3, ?4, ?5, ?6 FROM conversations c
-             WHERE c.id = ?1 AND EXISTS (SELECT 1 FROM members m WHERE m.conversation_id = ?1 AND m.user_id = ?2)
-             ON CONFLICT (sender_id, cmid) DO NOTHING
-             RETURNING id, seq",
+            "SELECT c.last_seq + 1 FROM conversations c
+             WHERE c.id = ?1 AND EXISTS (SELECT 1 FROM members m WHERE m.conversation_id = ?1 AND m.user_id = ?2)",
         )
         .and_then(|mut stmt| {
-            stmt.query_row(
-                params![new.conversation_id, new.sender_id, new.cmid, kind, content, now],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
+            stmt.query_row(params![new.conversation_id, new.sender_id], |row| row.get(0))
+                .optional()
         })
         .map_err(map_sqlite)?;
+    let inserted = match next_seq {
+        Some(seq) => {
+            let rows = tx
+                .prepare_cached(
+                    "INSERT INTO messages (conversation_id, seq, sender_id, cmid, kind, content, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (sender_id, cmid) DO NOTHING",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        new.conversation_id,
+                        seq,
+                        new.sender_id,
+                        new.cmid,
+                        kind,
+                        content,
+                        now
+                    ])
+                })
+                .map_err(map_sqlite)?;
+            (rows == 1).then(|| (tx.last_insert_rowid(), seq))
+        }
+        None => None,
+    };
     let Some((id, seq)) = inserted else {
         // Nothing inserted: either this cmid was already used (answer with the original) or not a member.
         let existing = tx
