@@ -416,6 +416,99 @@ async fn postgres_nodes_share_one_order_and_one_copy_per_cmid() {
 
 /// PostgreSQL goes away under a running node: `send` answers `unavailable` (nothing acked), the
 /// connection stays usable, and sends work again once the database is back.
+/// The same sender and cmid sent to two rooms from two nodes at once: the rooms are locked separately, so both
+/// batches take a seq and one insert waits for the other's. The loser gives its seq back and answers with the
+/// winner's message (a batch sent pipelined is rolled back and run one message at a time); either way each room
+/// stays gap-free while other messages share the batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_cmid_raced_across_rooms_leaves_no_gap() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let a: Arc<dyn Store> = Arc::new(
+        PostgresStore::open(&db.url, 8, commit(), recorder().0)
+            .await
+            .unwrap(),
+    );
+    let b: Arc<dyn Store> = Arc::new(
+        PostgresStore::open(&db.url, 8, commit(), recorder().0)
+            .await
+            .unwrap(),
+    );
+    let owner = dev_user(a.as_ref(), "owner").await;
+    let rooms = [
+        a.create_room(owner.id, "r0", Visibility::Public)
+            .await
+            .unwrap(),
+        a.create_room(owner.id, "r1", Visibility::Public)
+            .await
+            .unwrap(),
+    ];
+    const EACH: usize = 100;
+    let mut tasks = Vec::new();
+    for (node, store) in [a.clone(), b.clone()].into_iter().enumerate() {
+        let room = rooms[node];
+        // The racer: cmid r{i} goes to room 0 through node a and to room 1 through node b.
+        let racer = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for i in 0..EACH {
+                let appended = racer
+                    .append(new_message(room, owner.id, &format!("r{i}")))
+                    .await
+                    .unwrap();
+                out.push((format!("r{i}"), appended.message.id, appended.duplicate));
+            }
+            out
+        }));
+        // Fillers with their own cmids share the racers' batches.
+        for filler in 0..3 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..EACH {
+                    let cmid = format!("f{node}-{filler}-{i}");
+                    let appended = store
+                        .append(new_message(room, owner.id, &cmid))
+                        .await
+                        .unwrap();
+                    assert!(!appended.duplicate);
+                }
+                Vec::new()
+            }));
+        }
+    }
+    let mut by_cmid: std::collections::HashMap<String, Vec<(i64, bool)>> = Default::default();
+    for task in tasks {
+        for (cmid, id, duplicate) in task.await.unwrap() {
+            by_cmid.entry(cmid).or_default().push((id, duplicate));
+        }
+    }
+    for (cmid, answers) in &by_cmid {
+        assert_eq!(answers.len(), 2, "{cmid}");
+        assert_eq!(
+            answers[0].0, answers[1].0,
+            "both nodes answer {cmid} with one message"
+        );
+        assert_eq!(
+            answers.iter().filter(|(_, duplicate)| !duplicate).count(),
+            1,
+            "one original for {cmid}"
+        );
+    }
+    for room in rooms {
+        let last = a.conversation_for(room, owner.id).await.unwrap().last_seq;
+        let page = a.history(room, Range::After(0), 1000).await.unwrap();
+        let seqs: Vec<i64> = page.messages.iter().map(|m| m.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=last).collect::<Vec<_>>(),
+            "room {room} is gap-free"
+        );
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_unreachable_send_is_unavailable() {
     let Some(db) = TestDb::create().await else {

@@ -3,7 +3,9 @@
 //! Several nodes write to one conversation at once; `UPDATE conversations SET last_seq = last_seq + 1`
 //! inside the transaction serialises them on the row lock, so seqs stay gap-free and totally ordered. A
 //! batch locks its conversations up front in id order, so two nodes' batches can never deadlock on them.
-//! Hooks run after the commit, in batch order, so one node's pushes leave in seq order.
+//! Hooks run after the commit, in batch order, so one node's pushes leave in seq order. A batch's appends go to
+//! PostgreSQL pipelined, one round trip for all of them; the rare message that needs a second look (a cmid
+//! another node committed meanwhile) sends the batch back to be run one message at a time.
 
 use deadpool_postgres::Pool;
 use deadpool_postgres::Transaction;
@@ -47,15 +49,22 @@ pub(super) async fn run(
             }
         }
         let mut attempt = 1;
+        let mut mode = Mode::Pipelined;
         let outcome = loop {
-            let attempt_result = tokio::time::timeout(BATCH_TIMEOUT, commit_batch(&pool, &batch))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Failed::Other(Error::Unavailable(
-                        "PostgreSQL did not answer in time".into(),
-                    )))
-                });
+            let attempt_result =
+                tokio::time::timeout(BATCH_TIMEOUT, commit_batch(&pool, &batch, mode))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Failed::Other(Error::Unavailable(
+                            "PostgreSQL did not answer in time".into(),
+                        )))
+                    });
             match attempt_result {
+                // Rolled back: run the batch again with one message at a time.
+                Err(Failed::Unsettled) => {
+                    tracing::debug!(size = batch.len(), "append batch unsettled; one by one");
+                    mode = Mode::OneByOne;
+                }
                 Err(Failed::Pg(error)) if attempt < ATTEMPTS && retryable(&error) => attempt += 1,
                 Err(Failed::Pg(error)) => break Err(map_pg(error)),
                 Err(Failed::Other(error)) => break Err(error),
@@ -91,6 +100,18 @@ pub(super) async fn run(
 enum Failed {
     Pg(tokio_postgres::Error),
     Other(Error),
+    /// The pipelined attempt met a message that needs the one-by-one path; nothing was committed.
+    Unsettled,
+}
+
+/// How a batch's appends are sent.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// All at once, one round trip for the batch: the common case.
+    Pipelined,
+    /// One message at a time, settling each before the next (a cmid race with another node, or a
+    /// membership change between statements).
+    OneByOne,
 }
 
 impl From<tokio_postgres::Error> for Failed {
@@ -109,6 +130,7 @@ fn retryable(error: &tokio_postgres::Error) -> bool {
 async fn commit_batch(
     pool: &Pool,
     batch: &[AppendJob],
+    mode: Mode,
 ) -> std::result::Result<Vec<Result<Appended>>, Failed> {
     let mut client = pool
         .get()
@@ -125,12 +147,99 @@ async fn commit_batch(
     )
     .await?;
     let now = now_millis();
-    let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
-        results.push(append_one(&tx, &job.message, now).await?);
-    }
+    let results = match mode {
+        // Dropping the transaction unsettled rolls it back.
+        Mode::Pipelined => append_pipelined(&tx, batch, now)
+            .await?
+            .ok_or(Failed::Unsettled)?,
+        Mode::OneByOne => {
+            let mut results = Vec::with_capacity(batch.len());
+            for job in batch {
+                results.push(append_one(&tx, &job.message, now).await?);
+            }
+            results
+        }
+    };
     tx.commit().await?;
     Ok(results)
+}
+
+/// Sends every append of the batch at once: tokio-postgres pipelines queries issued together on one
+/// connection, and PostgreSQL runs them in the order sent, so seqs follow the batch order as they would one
+/// by one, for one round trip instead of one per message. `None` when a message needs the one-by-one path:
+/// another node committed its cmid meanwhile (the seq it took must be given back before a later message
+/// takes the next one), or its sender became a member between statements.
+async fn append_pipelined(
+    tx: &Transaction<'_>,
+    batch: &[AppendJob],
+    now: i64,
+) -> std::result::Result<Option<Vec<Result<Appended>>>, Failed> {
+    let statement = tx.prepare_cached(APPEND_IN_ONE).await?;
+    let contents: Vec<String> = batch
+        .iter()
+        .map(|job| job.message.content.to_string())
+        .collect();
+    let answers =
+        futures_util::future::try_join_all(batch.iter().zip(&contents).map(|(job, content)| {
+            let new = &job.message;
+            let statement = &statement;
+            async move {
+                let kind = kind_name(new.kind);
+                let params: [&(dyn ToSql + Sync); 6] = [
+                    &new.conversation_id,
+                    &new.sender_id,
+                    &new.cmid,
+                    &kind,
+                    content,
+                    &now,
+                ];
+                tx.query(statement, &params).await
+            }
+        }))
+        .await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for (job, rows) in batch.iter().zip(answers) {
+        let new = &job.message;
+        match decode_append(&rows) {
+            (Some(id), Some(seq), _) => results.push(Ok(appended(new, id, seq, now))),
+            (_, _, Some(_taken)) => return Ok(None),
+            _ => match find_by_cmid(tx, new).await? {
+                Some(message) => results.push(Ok(Appended {
+                    message,
+                    duplicate: true,
+                })),
+                None if is_member(tx, new).await? => return Ok(None),
+                None => results.push(Err(Error::Forbidden(
+                    "you are not a member of this conversation",
+                ))),
+            },
+        }
+    }
+    Ok(Some(results))
+}
+
+fn kind_name(kind: MessageKind) -> &'static str {
+    match kind {
+        MessageKind::Text => "text",
+        MessageKind::Custom => "custom",
+    }
+}
+
+/// The inserted id and seq, and the seq taken, from [`APPEND_IN_ONE`]'s row.
+fn decode_append(rows: &[Row]) -> (Option<i64>, Option<i64>, Option<i64>) {
+    rows.first().map_or((None, None, None), |row| {
+        (row.get(0), row.get(1), row.get(2))
+    })
+}
+
+async fn is_member(tx: &Transaction<'_>, new: &NewMessage) -> Pg<bool> {
+    let rows = query(
+        tx,
+        "SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2",
+        &[&new.conversation_id, &new.sender_id],
+    )
+    .await?;
+    Ok(!rows.is_empty())
 }
 
 /// Runs a statement prepared once per pooled connection (appends are the hot path).
@@ -177,10 +286,7 @@ async fn append_one(
     new: &NewMessage,
     now: i64,
 ) -> std::result::Result<Result<Appended>, Failed> {
-    let kind = match new.kind {
-        MessageKind::Text => "text",
-        MessageKind::Custom => "custom",
-    };
+    let kind = kind_name(new.kind);
     let content = new.content.to_string();
     for _ in 0..APPEND_ATTEMPTS {
         let rows = query(
@@ -196,10 +302,7 @@ async fn append_one(
             ],
         )
         .await?;
-        let (id, seq, taken): (Option<i64>, Option<i64>, Option<i64>) =
-            rows.first().map_or((None, None, None), |row| {
-                (row.get(0), row.get(1), row.get(2))
-            });
+        let (id, seq, taken) = decode_append(&rows);
         if let (Some(id), Some(seq)) = (id, seq) {
             return Ok(Ok(appended(new, id, seq, now)));
         }
@@ -213,14 +316,7 @@ async fn append_one(
                 duplicate: true,
             }));
         }
-        let is_member = !query(
-            tx,
-            "SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2",
-            &[&new.conversation_id, &new.sender_id],
-        )
-        .await?
-        .is_empty();
-        if !is_member {
+        if !is_member(tx, new).await? {
             return Ok(Err(Error::Forbidden(
                 "you are not a member of this conversation",
             )));
