@@ -14,26 +14,44 @@ pub(crate) struct AppendJob {
     pub reply: oneshot::Sender<Result<Appended>>,
 }
 
-/// The sending side; the writer owns the receiver and stops once the queue is closed and drained.
+/// The sending side; each writer owns one receiver and stops once the queue is closed and drained.
 pub(crate) struct AppendQueue {
-    sender: Mutex<Option<mpsc::Sender<AppendJob>>>,
+    /// One per writer; a conversation always goes to the same one, which keeps its appends (and the pushes
+    /// that follow their commits) in order. Empty once closed.
+    senders: Mutex<Vec<mpsc::Sender<AppendJob>>>,
 }
 
 impl AppendQueue {
+    /// A queue for one writer.
     pub fn new(capacity: usize) -> (AppendQueue, mpsc::Receiver<AppendJob>) {
-        let (tx, rx) = mpsc::channel(capacity);
+        let (queue, mut receivers) = AppendQueue::sharded(capacity, 1);
+        let receiver = receivers.pop().expect("one shard");
+        (queue, receiver)
+    }
+
+    /// A queue for `writers` writers (at least one), sharded by conversation.
+    pub fn sharded(
+        capacity: usize,
+        writers: usize,
+    ) -> (AppendQueue, Vec<mpsc::Receiver<AppendJob>>) {
+        let (senders, receivers) = (0..writers.max(1)).map(|_| mpsc::channel(capacity)).unzip();
         (
             AppendQueue {
-                sender: Mutex::new(Some(tx)),
+                senders: Mutex::new(senders),
             },
-            rx,
+            receivers,
         )
     }
 
     /// Queues a message and waits until its batch has committed (or failed).
     pub async fn append(&self, message: NewMessage) -> Result<Appended> {
         let closed = || Error::Unavailable("server is shutting down".into());
-        let sender = self.sender.lock().clone().ok_or_else(closed)?;
+        let sender = {
+            let senders = self.senders.lock();
+            let shard = (message.conversation_id as u64 % senders.len().max(1) as u64) as usize;
+            senders.get(shard).cloned()
+        }
+        .ok_or_else(closed)?;
         let (reply, answer) = oneshot::channel();
         sender
             .send(AppendJob { message, reply })
@@ -45,12 +63,12 @@ impl AppendQueue {
     }
 
     pub fn is_open(&self) -> bool {
-        self.sender.lock().is_some()
+        !self.senders.lock().is_empty()
     }
 
-    /// Takes no more messages; the writer commits what it already has, then ends.
+    /// Takes no more messages; each writer commits what it already has, then ends.
     pub fn close(&self) {
-        drop(self.sender.lock().take());
+        drop(std::mem::take(&mut *self.senders.lock()));
     }
 }
 

@@ -26,6 +26,13 @@ use crate::error::{Error, Result};
 use crate::model::*;
 
 const APPEND_QUEUE: usize = 16 * 1024;
+/// Group-commit writers per node, each with its own connection and its share of the conversations: one
+/// PostgreSQL backend runs a batch's statements one after another on one core, so a single writer caps a
+/// node's appends however many cores the database has. Conversations never share a writer's batch with
+/// another writer, so their row locks do not contend within a node.
+const WRITERS_MAX: usize = 4;
+/// Pool connections per writer: the rest of the pool serves logins, reads and room changes.
+const POOL_PER_WRITER: usize = 4;
 /// How long a call waits for a connection (or to open one) before answering `unavailable`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -33,7 +40,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct PostgresStore {
     pool: Pool,
     appends: AppendQueue,
-    writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    writer_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl PostgresStore {
@@ -70,13 +77,17 @@ impl PostgresStore {
             .map_err(|e| Error::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
         schema::migrate(&mut client).await.map_err(map_pg)?;
         drop(client);
-        let (appends, rx) = AppendQueue::new(APPEND_QUEUE);
-        let task = tokio::spawn(writer::run(pool.clone(), rx, commit, hook));
-        tracing::info!("opened PostgreSQL store");
+        let writers = (pool_size / POOL_PER_WRITER).clamp(1, WRITERS_MAX);
+        let (appends, receivers) = AppendQueue::sharded(APPEND_QUEUE, writers);
+        let tasks = receivers
+            .into_iter()
+            .map(|rx| tokio::spawn(writer::run(pool.clone(), rx, commit, hook.clone())))
+            .collect();
+        tracing::info!(writers, "opened PostgreSQL store");
         Ok(PostgresStore {
             pool,
             appends,
-            writer_task: Mutex::new(Some(task)),
+            writer_tasks: Mutex::new(tasks),
         })
     }
 
@@ -398,10 +409,10 @@ impl Store for PostgresStore {
     }
 
     async fn shutdown(&self) {
-        // Dropping the last sender lets the commit task finish the jobs it already has, then exit.
+        // Dropping the senders lets each commit task finish the jobs it already has, then exit.
         self.appends.close();
-        let task = self.writer_task.lock().take();
-        if let Some(task) = task {
+        let tasks = std::mem::take(&mut *self.writer_tasks.lock());
+        for task in tasks {
             let _ = task.await;
         }
         self.pool.close();
