@@ -4,9 +4,13 @@
 # every room spans both nodes. Needs the machine's PostgreSQL (127.0.0.1:5432, trust) and Redis (6379).
 #
 #   bench/cluster.sh        # writes bench/results/cluster/*.json and prints both nodes' CPU-seconds
+#
+# OUT sets the results directory; DIRECT_ARGS / FANOUT_ARGS replace the scenario arguments.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-bench/results/cluster}"
+DIRECT_ARGS="${DIRECT_ARGS:---pairs 500 --loads 500,1000,2000,3000,4000 --step-secs 4}"
+FANOUT_ARGS="${FANOUT_ARGS:---sizes 100,1000 --total 2000 --rates 2,10 --secs 5 --drain-secs 10}"
 DB="xindao_bench_$$"
 PG="postgres://postgres@127.0.0.1:5432"
 mkdir -p "$OUT"
@@ -40,7 +44,9 @@ pid_list=$(IFS=,; echo "${pids[*]}")
 # --server-pid: the tables' server CPU (and RSS) figures are sums over both nodes.
 BENCH=(./target/release/xindao-bench --runs 1 --out "$OUT" --gen-cpu 1 --targets xindao --url "$url"
        --server-pid "$pid_list")
-"${BENCH[@]}" fanout --sizes 100,1000 --total 2000 --rates 2,10 --secs 5 --drain-secs 10
-"${BENCH[@]}" direct --pairs 500 --loads 500,1000,2000,3000,4000 --step-secs 4
+# shellcheck disable=SC2086 # the scenario arguments are word lists
+"${BENCH[@]}" fanout $FANOUT_ARGS
+# shellcheck disable=SC2086
+"${BENCH[@]}" direct $DIRECT_ARGS
 end=("$(cpu "${pids[0]}")" "$(cpu "${pids[1]}")")
 echo "node a CPU-seconds: $(echo "${end[0]} - ${start[0]}" | bc)  node b CPU-seconds: $(echo "${end[1]} - ${start[1]}" | bc)"
