@@ -39,6 +39,7 @@ const S = {
   typing: new Map(), // conversation id -> Map(user id -> until)
   peerRead: new Map(), // conversation id -> Map(user id -> read seq)
   readTimer: null,
+  readPendingId: null, // the conversation whose read mark waits on readTimer
   publicRooms: [],
 };
 
@@ -337,6 +338,7 @@ function addMessages(id, msgs) {
 }
 
 async function openConversation(id) {
+  flushReadMark(id);
   S.activeId = id;
   document.body.classList.add('in-chat');
   $('empty').hidden = true;
@@ -385,6 +387,7 @@ async function loadMembers(id) {
 }
 
 $('back').addEventListener('click', () => {
+  flushReadMark(null);
   S.activeId = null;
   document.body.classList.remove('in-chat');
   $('pane').hidden = true;
@@ -576,19 +579,32 @@ function onMember(ev) {
 
 function markReadSoon() {
   clearTimeout(S.readTimer);
-  S.readTimer = setTimeout(() => {
-    const id = S.activeId;
-    const c = S.convs.get(id);
-    if (!c || document.visibilityState !== 'visible') return;
-    const seq = c.last_seq || 0;
-    if (seq > (c.read_seq || 0)) {
-      c.read_seq = seq;
-      renderConversations();
-      S.client.markRead(id, seq).catch(() => {
-        /* retried on the next message or visit */
-      });
-    }
-  }, 150);
+  // the conversation on screen now: switching away before the timer fires must not leave it unread
+  const id = S.activeId;
+  S.readPendingId = id;
+  S.readTimer = setTimeout(() => markReadNow(id), 150);
+}
+
+// Leaving a conversation with a read mark still pending: send it now, for the conversation that was seen.
+function flushReadMark(nextId) {
+  const id = S.readPendingId;
+  if (id == null || id === nextId) return;
+  clearTimeout(S.readTimer);
+  markReadNow(id);
+}
+
+function markReadNow(id) {
+  S.readPendingId = null;
+  const c = S.convs.get(id);
+  if (!c || document.visibilityState !== 'visible') return;
+  const seq = c.last_seq || 0;
+  if (seq > (c.read_seq || 0)) {
+    c.read_seq = seq;
+    renderConversations();
+    S.client.markRead(id, seq).catch(() => {
+      /* retried on the next message or visit */
+    });
+  }
 }
 document.addEventListener('visibilitychange', () => document.visibilityState === 'visible' && markReadSoon());
 
