@@ -1,7 +1,7 @@
 //! The PostgreSQL store, for several xindao nodes sharing one database (`store = "postgres://..."`).
 //!
-//! Same semantics as the SQLite store. Message appends go through the per-node group-commit task in
-//! [`writer`]; every other call takes a pooled connection. When the database cannot be reached, calls fail
+//! Same semantics as the SQLite store. Message appends go through up to four group-commit tasks per node
+//! (`writer.rs`), each owning a share of the conversations; every other call takes a pooled connection. When the database cannot be reached, calls fail
 //! with `unavailable` (nothing was committed) and succeed again once it is back.
 
 mod rooms;

@@ -3,7 +3,8 @@
 //! SQLite's automatic checkpoint runs inside the commit that crosses its threshold, on the committing thread,
 //! and with `synchronous = NORMAL` it fsyncs the WAL and the database file there: the group-commit thread,
 //! and every send waiting on it, waited for the disk. Under a sustained 1:1 load that left the core up to 15%
-//! idle in iowait, and the committed rate fell as the offered load rose past ~18,000 msg/s.
+//! idle in iowait, and past saturation the committed rate fell as the offered load rose (checkpoints came
+//! more often the faster the WAL grew).
 //!
 //! Here the commit thread only notes how many frames the WAL holds. A checkpointer thread with its own
 //! connection copies the frames into the database while commits go on, then copies the few committed
@@ -47,7 +48,7 @@ fn note_wal_size(_wal: &Wal, frames: c_int) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Turns off the automatic checkpoint of `writer`: from now on [`Checkpointer`] does it.
+/// Turns off the automatic checkpoint of `writer`: from now on the checkpointer thread ([`start`]) does it.
 pub(super) fn take_over(writer: &Connection) {
     writer.wal_hook(Some(note_wal_size));
 }

@@ -1,8 +1,9 @@
 //! The embedded default store: SQLite in WAL mode, one writer connection, a small pool of readers.
 //!
-//! Message appends go through the group-commit thread in [`writer`]; other writes (logins, rooms, read
+//! Message appends go through the group-commit thread (`writer.rs`); other writes (logins, rooms, read
 //! markers) take the writer connection briefly on the blocking pool. Reads use separate connections, which WAL
-//! lets run beside the writer and which only ever see committed transactions.
+//! lets run beside the writer and which only ever see committed transactions. WAL checkpoints run on a thread
+//! of their own (`checkpoint.rs`), so no commit waits for the disk.
 
 mod checkpoint;
 mod rooms;
