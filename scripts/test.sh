@@ -13,6 +13,9 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "cargo doc (rustdoc warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
 step "cargo build (the binary the JS tests drive)"
 cargo build --workspace --bins
 export XINDAO_BIN="$PWD/target/debug/xindao"
