@@ -199,20 +199,9 @@ async fn append_pipelined(
         .await?;
     let mut results = Vec::with_capacity(batch.len());
     for (job, rows) in batch.iter().zip(answers) {
-        let new = &job.message;
-        match decode_append(&rows) {
-            (Some(id), Some(seq), _) => results.push(Ok(appended(new, id, seq, now))),
-            (_, _, Some(_taken)) => return Ok(None),
-            _ => match find_by_cmid(tx, new).await? {
-                Some(message) => results.push(Ok(Appended {
-                    message,
-                    duplicate: true,
-                })),
-                None if is_member(tx, new).await? => return Ok(None),
-                None => results.push(Err(Error::Forbidden(
-                    "you are not a member of this conversation",
-                ))),
-            },
+        match settle(tx, &job.message, &rows, now).await? {
+            Settled::Done(result) => results.push(result),
+            Settled::SeqTaken | Settled::MembershipChanged => return Ok(None),
         }
     }
     Ok(Some(results))
@@ -225,10 +214,40 @@ fn kind_name(kind: MessageKind) -> &'static str {
     }
 }
 
-/// The inserted id and seq, and the seq taken, from [`APPEND_IN_ONE`]'s row.
-fn decode_append(rows: &[Row]) -> (Option<i64>, Option<i64>, Option<i64>) {
-    rows.first().map_or((None, None, None), |row| {
-        (row.get(0), row.get(1), row.get(2))
+/// What [`APPEND_IN_ONE`]'s answer means for one message.
+enum Settled {
+    /// Inserted, a retry of a stored cmid (answered with the original), or refused: not a member.
+    Done(Result<Appended>),
+    /// A seq was taken but nothing inserted: another writer committed the same cmid meanwhile.
+    SeqTaken,
+    /// Nothing taken, yet the sender is a member now: membership changed between the statements.
+    MembershipChanged,
+}
+
+async fn settle(tx: &Transaction<'_>, new: &NewMessage, rows: &[Row], now: i64) -> Pg<Settled> {
+    let (id, seq, taken): (Option<i64>, Option<i64>, Option<i64>) =
+        rows.first().map_or((None, None, None), |row| {
+            (row.get(0), row.get(1), row.get(2))
+        });
+    if let (Some(id), Some(seq)) = (id, seq) {
+        return Ok(Settled::Done(Ok(appended(new, id, seq, now))));
+    }
+    if taken.is_some() {
+        return Ok(Settled::SeqTaken);
+    }
+    // Nothing taken: a retry of a stored cmid, or a sender who is not a member.
+    if let Some(message) = find_by_cmid(tx, new).await? {
+        return Ok(Settled::Done(Ok(Appended {
+            message,
+            duplicate: true,
+        })));
+    }
+    Ok(if is_member(tx, new).await? {
+        Settled::MembershipChanged
+    } else {
+        Settled::Done(Err(Error::Forbidden(
+            "you are not a member of this conversation",
+        )))
     })
 }
 
@@ -302,26 +321,12 @@ async fn append_one(
             ],
         )
         .await?;
-        let (id, seq, taken) = decode_append(&rows);
-        if let (Some(id), Some(seq)) = (id, seq) {
-            return Ok(Ok(appended(new, id, seq, now)));
+        match settle(tx, new, &rows, now).await? {
+            Settled::Done(result) => return Ok(result),
+            Settled::SeqTaken => return lost_cmid_race(tx, new).await,
+            // The sender became a member between the statements (a room_add on another node): again.
+            Settled::MembershipChanged => {}
         }
-        if taken.is_some() {
-            return lost_cmid_race(tx, new).await;
-        }
-        // Nothing taken: a retry of a stored cmid, or a sender who is not a member.
-        if let Some(message) = find_by_cmid(tx, new).await? {
-            return Ok(Ok(Appended {
-                message,
-                duplicate: true,
-            }));
-        }
-        if !is_member(tx, new).await? {
-            return Ok(Err(Error::Forbidden(
-                "you are not a member of this conversation",
-            )));
-        }
-        // The sender became a member between the statements (a room_add on another node): try again.
     }
     Err(Failed::Other(Error::Internal(
         "append did not settle: membership kept changing".into(),
