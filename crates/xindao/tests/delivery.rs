@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_senders_produce_one_total_order() {
@@ -178,10 +177,7 @@ async fn acked_messages_reach_the_database_file_once_sends_stop() {
         .unwrap();
     // Pipelined: one commit per message, several WAL frames each, so the WAL passes the checkpoint
     // threshold (1,000 frames) several times over.
-    for i in 0..BURST {
-        let frame = json!({ "id": i + 100, "op": "send", "args": { "conversation_id": room, "cmid": format!("w{i}"), "content": format!("m{i}") } });
-        a.send_raw(Message::text(frame.to_string())).await;
-    }
+    a.send_burst(room, "w", BURST).await;
     let mut acked = 0;
     while acked < BURST {
         let frame = a.next_frame().await.expect("every send acked");
@@ -263,10 +259,7 @@ async fn every_acked_message_survives_kill_9() {
 
     // Pipeline a burst and kill the server with SIGKILL while acks are still coming in.
     const BURST: i64 = 2000;
-    for i in 0..BURST {
-        let frame = json!({ "id": i + 100, "op": "send", "args": { "conversation_id": room, "cmid": format!("k{i}"), "content": format!("m{i}") } });
-        a.send_raw(Message::text(frame.to_string())).await;
-    }
+    a.send_burst(room, "k", BURST).await;
     let mut acked: HashMap<String, i64> = HashMap::new();
     while acked.len() < 300 {
         let frame = a.next_frame().await.expect("acks before the kill");

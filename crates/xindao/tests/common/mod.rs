@@ -197,6 +197,15 @@ impl Client {
         self.ws.send(message).await.unwrap();
     }
 
+    /// Sends `count` messages (cmid `{cmid_prefix}{i}`, text `m{i}`, request id 100 + i) without waiting for
+    /// their replies.
+    pub async fn send_burst(&mut self, conversation_id: i64, cmid_prefix: &str, count: i64) {
+        for i in 0..count {
+            let frame = json!({ "id": i + 100, "op": "send", "args": { "conversation_id": conversation_id, "cmid": format!("{cmid_prefix}{i}"), "content": format!("m{i}") } });
+            self.send_raw(Message::text(frame.to_string())).await;
+        }
+    }
+
     /// Sends a request and returns its id.
     pub async fn send_request(&mut self, op: &str, args: Value) -> i64 {
         let id = self.next_id;
