@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 use tokio::sync::mpsc;
 
 use super::checkpoint::Nudge;
@@ -80,50 +80,80 @@ fn commit_batch(conn: &mut Connection, batch: &[AppendJob]) -> Result<Vec<Result
         .map_err(map_sqlite)?;
     let now = now_millis();
     let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
-        results.push(append_one(&tx, &job.message, now)?);
+    {
+        let mut statements = AppendStatements::prepare(&tx).map_err(map_sqlite)?;
+        for job in batch {
+            results.push(append_one(&tx, &mut statements, &job.message, now)?);
+        }
     }
     tx.commit().map_err(map_sqlite)?;
     Ok(results)
 }
 
+/// The statements every append runs, looked up in the statement cache once per batch rather than per message.
+struct AppendStatements<'tx> {
+    next_seq: CachedStatement<'tx>,
+    insert: CachedStatement<'tx>,
+    bump_conversation: CachedStatement<'tx>,
+    mark_own_read: CachedStatement<'tx>,
+}
+
+impl<'tx> AppendStatements<'tx> {
+    fn prepare(tx: &'tx rusqlite::Transaction) -> rusqlite::Result<Self> {
+        Ok(AppendStatements {
+            // This thread is SQLite's only writer, so the seq read here cannot race another append. Plain
+            // statements on purpose: `INSERT .. RETURNING` builds an ephemeral table (a b-tree opened and
+            // closed) per message.
+            next_seq: tx.prepare_cached(
+                "SELECT c.last_seq + 1 FROM conversations c
+                 WHERE c.id = ?1 AND EXISTS (SELECT 1 FROM members m WHERE m.conversation_id = ?1 AND m.user_id = ?2)",
+            )?,
+            insert: tx.prepare_cached(
+                "INSERT INTO messages (conversation_id, seq, sender_id, cmid, kind, content, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (sender_id, cmid) DO NOTHING",
+            )?,
+            bump_conversation: tx
+                .prepare_cached("UPDATE conversations SET last_seq = ?2, last_ts = ?3 WHERE id = ?1")?,
+            // What you wrote yourself is read: the sender's own messages never count as unread.
+            mark_own_read: tx.prepare_cached(
+                "UPDATE members SET read_seq = ?3 WHERE conversation_id = ?1 AND user_id = ?2",
+            )?,
+        })
+    }
+}
+
 /// The outer `Result` is a database failure; the inner one is this message's own outcome.
-fn append_one(tx: &rusqlite::Transaction, new: &NewMessage, now: i64) -> Result<Result<Appended>> {
+fn append_one(
+    tx: &rusqlite::Transaction,
+    statements: &mut AppendStatements,
+    new: &NewMessage,
+    now: i64,
+) -> Result<Result<Appended>> {
     let content = new.content.to_string();
     let kind = match new.kind {
         crate::model::MessageKind::Text => "text",
         crate::model::MessageKind::Custom => "custom",
     };
-    // This thread is SQLite's only writer, so the seq read here cannot race another append. Plain statements
-    // on purpose: `INSERT .. RETURNING` builds an ephemeral table (a b-tree opened and closed) per message.
-    let next_seq: Option<i64> = tx
-        .prepare_cached(
-            "SELECT c.last_seq + 1 FROM conversations c
-             WHERE c.id = ?1 AND EXISTS (SELECT 1 FROM members m WHERE m.conversation_id = ?1 AND m.user_id = ?2)",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_row(params![new.conversation_id, new.sender_id], |row| row.get(0))
-                .optional()
+    let next_seq: Option<i64> = statements
+        .next_seq
+        .query_row(params![new.conversation_id, new.sender_id], |row| {
+            row.get(0)
         })
+        .optional()
         .map_err(map_sqlite)?;
     let inserted = match next_seq {
         Some(seq) => {
-            let rows = tx
-                .prepare_cached(
-                    "INSERT INTO messages (conversation_id, seq, sender_id, cmid, kind, content, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (sender_id, cmid) DO NOTHING",
-                )
-                .and_then(|mut stmt| {
-                    stmt.execute(params![
-                        new.conversation_id,
-                        seq,
-                        new.sender_id,
-                        new.cmid,
-                        kind,
-                        content,
-                        now
-                    ])
-                })
+            let rows = statements
+                .insert
+                .execute(params![
+                    new.conversation_id,
+                    seq,
+                    new.sender_id,
+                    new.cmid,
+                    kind,
+                    content,
+                    now
+                ])
                 .map_err(map_sqlite)?;
             (rows == 1).then(|| (tx.last_insert_rowid(), seq))
         }
@@ -150,15 +180,14 @@ fn append_one(tx: &rusqlite::Transaction, new: &NewMessage, now: i64) -> Result<
             )),
         });
     };
-    tx.prepare_cached("UPDATE conversations SET last_seq = ?2, last_ts = ?3 WHERE id = ?1")
-        .and_then(|mut stmt| stmt.execute(params![new.conversation_id, seq, now]))
+    statements
+        .bump_conversation
+        .execute(params![new.conversation_id, seq, now])
         .map_err(map_sqlite)?;
-    // What you wrote yourself is read: the sender's own messages never count as unread.
-    tx.prepare_cached(
-        "UPDATE members SET read_seq = ?3 WHERE conversation_id = ?1 AND user_id = ?2",
-    )
-    .and_then(|mut stmt| stmt.execute(params![new.conversation_id, new.sender_id, seq]))
-    .map_err(map_sqlite)?;
+    statements
+        .mark_own_read
+        .execute(params![new.conversation_id, new.sender_id, seq])
+        .map_err(map_sqlite)?;
     Ok(Ok(Appended {
         message: Message {
             id,
