@@ -25,13 +25,16 @@ use rusqlite::Connection;
 use super::map_sqlite;
 use crate::error::{Error, Result};
 
-/// Frames in the WAL after which a checkpoint is due: SQLite's own default (1,000 pages, ~4 MiB).
-const CHECKPOINT_FRAMES: c_int = 1000;
+/// Frames in the WAL after which a checkpoint is due (~16 MiB; SQLite's own default is 1,000). Each checkpoint
+/// fsyncs the WAL and the database and writes every page changed since the last one once, however often it
+/// changed: a 1:1 load touches the same index leaves again and again, so 4,000 frames halve the checkpointer's
+/// CPU per message against 1,000 (paired runs at 20,000 and 25,000 msg/s, BENCHMARKS.md).
+const CHECKPOINT_FRAMES: c_int = 4000;
 
 /// Frames past which the writing thread checkpoints itself, as SQLite would: the checkpointer is not keeping
 /// up (a sustained overload starves it of CPU), and holding off commits is the backpressure that bounds the
-/// WAL (~40 MiB) instead of letting it grow with the overload.
-const WAL_FRAMES_MAX: c_int = 10 * CHECKPOINT_FRAMES;
+/// WAL (~64 MiB, the `journal_size_limit`) instead of letting it grow with the overload.
+const WAL_FRAMES_MAX: c_int = 4 * CHECKPOINT_FRAMES;
 
 /// How often the checkpointer looks without being nudged: writes outside the commit thread (logins, rooms,
 /// read markers) do not nudge it.
