@@ -20,6 +20,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use tokio::sync::Semaphore;
 
 use super::append_queue::AppendQueue;
 use super::{CommitHook, ExternalId, GroupCommit, LoginIdentity, SessionInfo, Store};
@@ -50,6 +51,10 @@ pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<[Mutex<Connection>]>,
     next_reader: AtomicUsize,
+    /// One permit per reader and one for the writer: calls beyond them wait as tasks instead of each parking
+    /// a blocking-pool thread on a connection's mutex (a login storm used to start hundreds of threads).
+    read_slots: Arc<Semaphore>,
+    write_slot: Arc<Semaphore>,
     appends: AppendQueue,
     /// Wakes the checkpointer after other writes than appends; taken at shutdown so that it can stop.
     checkpoint: Mutex<Option<checkpoint::Nudge>>,
@@ -155,6 +160,8 @@ impl SqliteStore {
             writer,
             readers,
             next_reader: AtomicUsize::new(0),
+            read_slots: Arc::new(Semaphore::new(READERS)),
+            write_slot: Arc::new(Semaphore::new(1)),
             appends,
             checkpoint: Mutex::new(Some(nudge)),
             threads: Mutex::new(vec![handle, checkpointer]),
@@ -165,12 +172,28 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
+        let slot = self.read_slot().await?;
         let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
         let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || f(&readers[index].lock()))
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            // A quick read may hold one reader on an async thread for a moment: take whichever is free.
+            match readers.iter().find_map(|reader| reader.try_lock()) {
+                Some(reader) => f(&reader),
+                None => f(&readers[index].lock()),
+            }
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("store task failed: {e}")))?
+        .map_err(map_sqlite)
+    }
+
+    async fn read_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        self.read_slots
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| Error::Internal(format!("store task failed: {e}")))?
-            .map_err(map_sqlite)
+            .map_err(|_| Error::Unavailable("store closed".into()))
     }
 
     /// For point lookups (microseconds): runs on the calling thread when a reader is free, saving the two
@@ -189,9 +212,17 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        let slot = self
+            .write_slot
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Unavailable("store closed".into()))?;
         let writer = self.writer.clone();
         let checkpoint = self.checkpoint.lock().clone();
         tokio::task::spawn_blocking(move || {
+            // Held until the work is done, even if the caller stops waiting for it.
+            let _slot = slot;
             let mut writer = writer.lock();
             let outcome = f(&mut writer);
             if let Some(checkpoint) = checkpoint {
