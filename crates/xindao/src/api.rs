@@ -91,19 +91,30 @@ async fn session(app: &App, headers: &HeaderMap) -> Result<Session> {
     app.auth.authenticate(&token).await
 }
 
+/// 503 only when this node cannot serve (shutting down, or the store does not answer). A cluster bus that is
+/// down is reported but keeps the node in: its own users still chat, and taking every node out of the load
+/// balancer because their shared bus restarts would turn a degraded cluster into an outage.
 async fn healthz(State(app): State<Arc<App>>) -> Response {
+    let bus = if app.bus.connected() {
+        "ok"
+    } else {
+        "disconnected"
+    };
     if !app.shutdown.is_cancelled() && app.store.healthy().await {
-        Json(json!({ "status": "ok" })).into_response()
+        Json(json!({ "status": "ok", "store": "ok", "bus": bus })).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable" })),
+            Json(json!({ "status": "unavailable", "bus": bus })),
         )
             .into_response()
     }
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
+    app.metrics
+        .bus_connected
+        .set(i64::from(app.bus.connected()));
     (
         [(
             header::CONTENT_TYPE,

@@ -24,6 +24,11 @@ pub trait Bus: Send + Sync + 'static {
     fn local_presence(&self, user_id: UserId, online: bool);
     /// Whether the user has a connection on any node.
     fn is_online(&self, user_id: UserId) -> bool;
+    /// Whether deliveries reach the other nodes now: a cluster bus is subscribed to its channel. A node whose
+    /// bus is down still serves its own users (and the others catch up by `sync` once it is back).
+    fn connected(&self) -> bool {
+        true
+    }
     /// Leaves the cluster (graceful shutdown).
     async fn shutdown(&self) {}
 }

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub pushes: Counter,
     pub slow_consumers: Counter,
     pub upgrades_refused: Counter,
+    /// 1 while the bus reaches the other nodes (always, for the single-node bus); set at every scrape.
+    pub bus_connected: Gauge,
 }
 
 impl Default for Metrics {
@@ -95,6 +97,12 @@ impl Default for Metrics {
             "WebSocket upgrades refused before upgrading",
             upgrades_refused.clone(),
         );
+        let bus_connected = Gauge::default();
+        registry.register(
+            "bus_connected",
+            "1 while the cluster bus reaches the other nodes (always 1 on a single node)",
+            bus_connected.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             connections,
@@ -106,6 +114,7 @@ impl Default for Metrics {
             pushes,
             slow_consumers,
             upgrades_refused,
+            bus_connected,
         }
     }
 }

@@ -49,6 +49,40 @@ impl Cluster {
     }
 }
 
+/// `GET /healthz`: status code and body.
+async fn health(addr: SocketAddr) -> (u16, Value) {
+    let response = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// `/healthz` once it answers `want`, or its last answer after 10 s.
+async fn until_health(addr: SocketAddr, want: &Value) -> (u16, Value) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = health(addr).await;
+        if &answer.1 == want || tokio::time::Instant::now() > deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of `xindao_bus_connected` in `/metrics`.
+async fn bus_gauge(addr: SocketAddr) -> String {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("xindao_bus_connected "))
+        .unwrap_or("missing")
+        .to_string()
+}
+
 /// A request that tolerates the node dying: `None` when the connection is gone before the reply.
 async fn try_call(client: &mut Client, id: i64, op: &str, args: Value) -> Option<Value> {
     let frame = json!({ "id": id, "op": op, "args": args }).to_string();
@@ -371,13 +405,23 @@ async fn bus_restart_mid_burst(bus: &str, restart: impl FnOnce() -> Box<dyn std:
         acked
     });
     tokio::time::sleep(Duration::from_millis(150)).await;
+    let healthy = json!({ "status": "ok", "store": "ok", "bus": "ok" });
+    assert_eq!(health(n0).await, (200, healthy.clone()));
+    assert_eq!(bus_gauge(n0).await, "1");
     {
         let _down = restart();
         tokio::time::sleep(Duration::from_millis(400)).await;
+        // The node stays in (its own users still chat) and says what is wrong.
+        let down = json!({ "status": "ok", "store": "ok", "bus": "disconnected" });
+        assert_eq!(until_health(n0, &down).await, (200, down));
+        assert_eq!(bus_gauge(n0).await, "0");
         // Dropping the guard starts the service again.
     }
     let resync = reader.event("resync").await;
     assert!(resync["reason"].is_string(), "{resync}");
+    for node in [n0, n1] {
+        assert_eq!(until_health(node, &healthy).await, (200, healthy.clone()));
+    }
     let acked = sender.await.unwrap();
     let synced = sync_all(&mut reader, &mut HashMap::new()).await;
     let stored: Vec<&Value> = synced

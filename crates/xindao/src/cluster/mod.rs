@@ -316,6 +316,10 @@ impl Bus for ClusterBus {
         self.core.hub.is_online(user_id) || self.core.remote_has(user_id)
     }
 
+    fn connected(&self) -> bool {
+        self.core.connected.load(Ordering::Relaxed)
+    }
+
     async fn shutdown(&self) {
         self.core.send(Wire::Bye);
         // Give the publisher a moment to send what is queued (the Bye included).
