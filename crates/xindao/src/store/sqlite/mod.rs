@@ -20,7 +20,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::append_queue::AppendQueue;
 use super::{CommitHook, ExternalId, GroupCommit, LoginIdentity, SessionInfo, Store};
@@ -100,6 +100,15 @@ fn open_connection(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection
     Ok(conn)
 }
 
+/// A permit of `slots`, for a blocking call to hold until its work is done.
+async fn take_slot(slots: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit> {
+    slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| Error::Unavailable("store closed".into()))
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) `data_dir/xindao.db`, migrates it and starts the group-commit thread.
     pub fn open(data_dir: &Path, options: SqliteOptions, hook: CommitHook) -> Result<Self> {
@@ -172,7 +181,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
-        let slot = self.read_slot().await?;
+        let slot = take_slot(&self.read_slots).await?;
         let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
         let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
@@ -186,14 +195,6 @@ impl SqliteStore {
         .await
         .map_err(|e| Error::Internal(format!("store task failed: {e}")))?
         .map_err(map_sqlite)
-    }
-
-    async fn read_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
-        self.read_slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::Unavailable("store closed".into()))
     }
 
     /// For point lookups (microseconds): runs on the calling thread when a reader is free, saving the two
@@ -212,12 +213,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let slot = self
-            .write_slot
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::Unavailable("store closed".into()))?;
+        let slot = take_slot(&self.write_slot).await?;
         let writer = self.writer.clone();
         let checkpoint = self.checkpoint.lock().clone();
         tokio::task::spawn_blocking(move || {
