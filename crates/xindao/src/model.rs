@@ -52,6 +52,25 @@ pub enum MessageKind {
     Custom,
 }
 
+impl MessageKind {
+    /// The name stored in the database (and used on the wire).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Text => "text",
+            MessageKind::Custom => "custom",
+        }
+    }
+
+    /// Reads a stored name back; anything unknown is text.
+    pub fn from_stored(name: &str) -> MessageKind {
+        if name == "custom" {
+            MessageKind::Custom
+        } else {
+            MessageKind::Text
+        }
+    }
+}
+
 /// A committed message, exactly as clients see it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Message {

@@ -40,11 +40,7 @@ pub(super) fn message_at(row: &Row, at: usize) -> Message {
         seq: row.get(at + 2),
         sender_id: row.get(at + 3),
         cmid: row.get(at + 4),
-        kind: if kind == "custom" {
-            MessageKind::Custom
-        } else {
-            MessageKind::Text
-        },
+        kind: MessageKind::from_stored(&kind),
         content: serde_json::from_str(&raw).unwrap_or(serde_json::Value::Null),
         ts: row.get(at + 7),
     }

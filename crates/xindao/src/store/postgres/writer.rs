@@ -15,7 +15,7 @@ use tokio_postgres::Row;
 
 use super::{map_pg, message_from_row, MESSAGE_COLUMNS};
 use crate::error::{Error, Result};
-use crate::model::{now_millis, Appended, Message, MessageKind, NewMessage};
+use crate::model::{now_millis, Appended, Message, NewMessage};
 use crate::store::append_queue::{AppendJob, GroupCommit};
 use crate::store::CommitHook;
 
@@ -184,7 +184,7 @@ async fn append_pipelined(
             let new = &job.message;
             let statement = &statement;
             async move {
-                let kind = kind_name(new.kind);
+                let kind = new.kind.as_str();
                 let params: [&(dyn ToSql + Sync); 6] = [
                     &new.conversation_id,
                     &new.sender_id,
@@ -205,13 +205,6 @@ async fn append_pipelined(
         }
     }
     Ok(Some(results))
-}
-
-fn kind_name(kind: MessageKind) -> &'static str {
-    match kind {
-        MessageKind::Text => "text",
-        MessageKind::Custom => "custom",
-    }
 }
 
 /// What [`APPEND_IN_ONE`]'s answer means for one message.
@@ -305,7 +298,7 @@ async fn append_one(
     new: &NewMessage,
     now: i64,
 ) -> std::result::Result<Result<Appended>, Failed> {
-    let kind = kind_name(new.kind);
+    let kind = new.kind.as_str();
     let content = new.content.to_string();
     for _ in 0..APPEND_ATTEMPTS {
         let rows = query(

@@ -38,8 +38,8 @@ const CHECKPOINT_FRAMES: c_int = 4000;
 /// WAL (~64 MiB, the `journal_size_limit`) instead of letting it grow with the overload.
 const WAL_FRAMES_MAX: c_int = 4 * CHECKPOINT_FRAMES;
 
-/// How often the checkpointer looks without being nudged: writes outside the commit thread (logins, rooms,
-/// read markers) do not nudge it.
+/// How often the checkpointer looks without being nudged: a WAL left below the threshold when writes stop
+/// would otherwise stay out of the database file until the next burst.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 thread_local! {

@@ -76,11 +76,7 @@ pub(crate) fn map_sqlite(error: rusqlite::Error) -> Error {
 pub(crate) fn read_message(row: &Row) -> rusqlite::Result<Message> {
     let kind: String = row.get(5)?;
     let raw: String = row.get(6)?;
-    let kind = if kind == "custom" {
-        MessageKind::Custom
-    } else {
-        MessageKind::Text
-    };
+    let kind = MessageKind::from_stored(&kind);
     Ok(Message {
         id: row.get(0)?,
         conversation_id: row.get(1)?,

@@ -130,10 +130,7 @@ fn append_one(
     now: i64,
 ) -> Result<Result<Appended>> {
     let content = new.content.to_string();
-    let kind = match new.kind {
-        crate::model::MessageKind::Text => "text",
-        crate::model::MessageKind::Custom => "custom",
-    };
+    let kind = new.kind.as_str();
     let next_seq: Option<i64> = statements
         .next_seq
         .query_row(params![new.conversation_id, new.sender_id], |row| {
