@@ -245,18 +245,9 @@ async fn connect_small_buffer(server: &TestServer, token: &str) -> Client {
 
 /// Reads the server's metrics to see whether a slow consumer was dropped.
 async fn server_dropped(server: &TestServer) -> bool {
-    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    let http = HTTP.get_or_init(reqwest::Client::new);
-    let text = http
-        .get(server.url("/metrics"))
-        .send()
+    metric(server.addr, "xindao_slow_consumers_total")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .any(|line| line.starts_with("xindao_slow_consumers_total ") && !line.ends_with(" 0"))
+        .is_some_and(|count| count != "0")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

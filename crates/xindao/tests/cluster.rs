@@ -69,20 +69,6 @@ async fn until_health(addr: SocketAddr, want: &Value) -> (u16, Value) {
     }
 }
 
-/// The value of `xindao_bus_connected` in `/metrics`.
-async fn bus_gauge(addr: SocketAddr) -> String {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix("xindao_bus_connected "))
-        .unwrap_or("missing")
-        .to_string()
-}
-
 /// A request that tolerates the node dying: `None` when the connection is gone before the reply.
 async fn try_call(client: &mut Client, id: i64, op: &str, args: Value) -> Option<Value> {
     let frame = json!({ "id": id, "op": op, "args": args }).to_string();
@@ -407,14 +393,20 @@ async fn bus_restart_mid_burst(bus: &str, restart: impl FnOnce() -> Box<dyn std:
     tokio::time::sleep(Duration::from_millis(150)).await;
     let healthy = json!({ "status": "ok", "store": "ok", "bus": "ok" });
     assert_eq!(health(n0).await, (200, healthy.clone()));
-    assert_eq!(bus_gauge(n0).await, "1");
+    assert_eq!(
+        common::metric(n0, "xindao_bus_connected").await.as_deref(),
+        Some("1")
+    );
     {
         let _down = restart();
         tokio::time::sleep(Duration::from_millis(400)).await;
         // The node stays in (its own users still chat) and says what is wrong.
         let down = json!({ "status": "ok", "store": "ok", "bus": "disconnected" });
         assert_eq!(until_health(n0, &down).await, (200, down));
-        assert_eq!(bus_gauge(n0).await, "0");
+        assert_eq!(
+            common::metric(n0, "xindao_bus_connected").await.as_deref(),
+            Some("0")
+        );
         // Dropping the guard starts the service again.
     }
     let resync = reader.event("resync").await;

@@ -118,6 +118,25 @@ pub struct Login {
     pub user_id: i64,
 }
 
+/// The value of the metric `name` (a sample without labels) in the server's `/metrics`, if it is there.
+pub async fn metric(addr: SocketAddr, name: &str) -> Option<String> {
+    // One client for every call: some tests poll this in a loop.
+    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let text = HTTP
+        .get_or_init(reqwest::Client::new)
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .map(str::to_string)
+}
+
 pub async fn login(addr: SocketAddr, name: &str) -> Login {
     let response = reqwest::Client::new()
         .post(format!("http://{addr}/v1/login/dev"))
