@@ -91,6 +91,9 @@ pub struct Config {
     pub sqlite_synchronous: SqliteSync,
     /// Largest size of the SQLite database in MiB; beyond it sends fail with `unavailable` (unset: no quota).
     pub sqlite_max_db_mb: Option<u64>,
+    /// Page cache of SQLite's writing connection in MiB: the index leaves that appends touch (about two per
+    /// active conversation) stay in memory instead of being read back and spilled to the WAL mid-commit.
+    pub sqlite_cache_mb: u64,
     /// WeChat mini-program AppID; with wechat_secret enables WeChat login.
     pub wechat_appid: Option<String>,
     /// WeChat mini-program AppSecret.
@@ -148,6 +151,7 @@ impl Default for Config {
             presence_ttl_ms: 15_000,
             sqlite_synchronous: SqliteSync::Normal,
             sqlite_max_db_mb: None,
+            sqlite_cache_mb: 64,
             wechat_appid: None,
             wechat_secret: None,
             wechat_api_base: "https://api.weixin.qq.com".into(),
@@ -261,6 +265,10 @@ impl Config {
             "max_connections_per_user must be >= 1",
         )?;
         check(self.commit_batch_max >= 1, "commit_batch_max must be >= 1")?;
+        check(
+            (1..=65_536).contains(&self.sqlite_cache_mb),
+            "sqlite_cache_mb must be between 1 and 65536",
+        )?;
         check(
             self.commit_linger_us <= 100_000,
             "commit_linger_us must be <= 100000",
@@ -393,6 +401,10 @@ pub struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sqlite_max_db_mb: Option<u64>,
+    /// Page cache of SQLite's writing connection in MiB.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlite_cache_mb: Option<u64>,
     /// WeChat mini-program AppID.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -313,6 +313,7 @@ async fn store_suite_on_sqlite() {
         synchronous: Default::default(),
         commit: commit(),
         max_db_mb: None,
+        cache_mb: 64,
     };
     let store = SqliteStore::open(dir.path(), options, hook).unwrap();
     suite(Arc::new(store), hooked).await;

@@ -37,6 +37,7 @@ pub async fn open(config: &Config, hook: CommitHook) -> Result<Arc<dyn Store>> {
                 synchronous: config.sqlite_synchronous,
                 commit: config.group_commit(),
                 max_db_mb: config.sqlite_max_db_mb,
+                cache_mb: config.sqlite_cache_mb,
             },
             hook,
         )?),

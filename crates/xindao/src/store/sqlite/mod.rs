@@ -44,6 +44,8 @@ pub struct SqliteOptions {
     pub commit: GroupCommit,
     /// Database size quota in MiB; writes beyond it fail like a full disk.
     pub max_db_mb: Option<u64>,
+    /// Page cache of the writing connection in MiB.
+    pub cache_mb: u64,
 }
 
 /// SQLite implementation of [`Store`].
@@ -128,6 +130,10 @@ impl SqliteStore {
             .pragma_update(None, "synchronous", sync_mode)
             .map_err(map_sqlite)?;
         schema::migrate(&mut writer).map_err(map_sqlite)?;
+        // Negative: a size in KiB rather than in pages. SQLite allocates the cache as it fills.
+        writer
+            .pragma_update(None, "cache_size", -((options.cache_mb * 1024) as i64))
+            .map_err(map_sqlite)?;
         checkpoint::take_over(&writer);
         if let Some(mb) = options.max_db_mb {
             let page_size: u64 = writer
