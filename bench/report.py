@@ -15,7 +15,8 @@ import sys
 RAW = sys.argv[1] if len(sys.argv) > 1 else "bench/results/raw"
 OUT = sys.argv[2] if len(sys.argv) > 2 else "bench/results"
 BEFORE = sys.argv[3] if len(sys.argv) > 3 else None
-TARGETS = ["xindao", "socketio"]
+TARGETS = ["xindao", "socketio", "socketio-sqlite"]
+NAMES = {"xindao": "xindao", "socketio": "Socket.IO", "socketio-sqlite": "Socket.IO + SQLite"}
 
 
 def load(name):
@@ -191,14 +192,16 @@ def direct(doc):
             ok = [s["committed_per_s"] for s in r["result"]["steps"] if s["lost"] == 0 and s["dups"] == 0]
             per_run[r["run"]] = max(ok) if ok else 0
         best[t] = per_run
-    common = sorted(set(best.get("xindao", {})) & set(best.get("socketio", {})))
-    xs = [best["xindao"][i] for i in common]
-    ps = [best["socketio"][i] for i in common]
-    summary = table(
-        ["", "xindao", "Socket.IO", "xindao / Socket.IO"],
-        [["highest committed msg/s with zero loss (any latency)",
-          mmm(list(best.get("xindao", {}).values())), mmm(list(best.get("socketio", {}).values())),
-          ratio(xs, ps)]])
+    peers = [t for t in TARGETS[1:] if best.get(t)]
+    cells = ["highest committed msg/s with zero loss (any latency)", mmm(list(best["xindao"].values()))]
+    for t in peers:
+        common = sorted(set(best["xindao"]) & set(best[t]))
+        cells += [mmm(list(best[t].values())),
+                  ratio([best["xindao"][i] for i in common], [best[t][i] for i in common])]
+    header = [""] + ["xindao"]
+    for t in peers:
+        header += [NAMES[t], f"xindao / {NAMES[t]}"]
+    summary = table(header, [cells])
     return ("### direct (1:1)\n\n" + runs_note(doc) + "\n\n" + summary + "\n\n" + table(
         ["offered msg/s", "server", "runs", "committed msg/s", "p50 ms", "p99 ms", "p999 ms", "ack p99 ms",
          "lost", "dups", "errors", "server CPU %", "generator CPU %", "saturated runs"], rows))
@@ -225,8 +228,9 @@ def plot(doc, path, before=None):
 
     pts = direct_points(doc)
     fig, ax = plt.subplots(figsize=(8, 5))
-    colors = {"xindao": "tab:red", "socketio": "tab:blue"}
-    names = {"xindao": "xindao (SQLite, ack = committed)", "socketio": "Socket.IO 4 (in memory)"}
+    colors = {"xindao": "tab:red", "socketio": "tab:blue", "socketio-sqlite": "tab:green"}
+    names = {"xindao": "xindao (SQLite, ack = committed)", "socketio": "Socket.IO 4 (in memory)",
+             "socketio-sqlite": "Socket.IO 4 + SQLite (ack = committed)"}
     for t in TARGETS:
         if t not in pts:
             continue

@@ -25,16 +25,16 @@ python3 -c "import matplotlib" 2>/dev/null || python3 -m pip install --quiet mat
 mkdir -p "$OUT"
 PRIO=()
 if [ -n "$NICE" ]; then PRIO=(nice -n "$NICE"); fi
-BENCH=("${PRIO[@]}" ./target/release/xindao-bench --runs "$RUNS" --out "$OUT" --server-cpu "$SERVER_CPU" --gen-cpu "$GEN_CPU"
-       --targets xindao,socketio)
+BENCH=("${PRIO[@]}" ./target/release/xindao-bench --runs "$RUNS" --out "$OUT" --server-cpu "$SERVER_CPU" --gen-cpu "$GEN_CPU")
 
 # 1. idle connections up to the single-process limit (20,000 open files): RSS per connection, upgrade rate
-"${BENCH[@]}" connections --n 19800 --steps 5 --rate 20000
+"${BENCH[@]}" --targets xindao,socketio connections --n 19800 --steps 5 --rate 20000
 # 2. rooms of 100, 1,000 and 10,000 members (10,000 members connected in all), 2 and 10 messages/s per room
-"${BENCH[@]}" fanout --sizes 100,1000,10000 --total 10000 --rates 2,10 --secs 5 --drain-secs 10
-# 3. 1,000 pairs chatting 1:1, open-loop sweep of offered load up to saturation
-"${BENCH[@]}" direct --pairs 1000 --loads 1000,2500,4000,5500,7000,8500,10000,12500,15000,20000,30000 --step-secs 4
+"${BENCH[@]}" --targets xindao,socketio fanout --sizes 100,1000,10000 --total 10000 --rates 2,10 --secs 5 --drain-secs 10
+# 3. 1,000 pairs chatting 1:1, open-loop sweep of offered load up to saturation; the peer twice: in memory, and
+#    persisting to SQLite with group commit (the scenario is "with persistence on")
+"${BENCH[@]}" --targets xindao,socketio,socketio-sqlite direct --pairs 1000 --loads 1000,2500,4000,5500,7000,8500,10000,12500,15000,20000,30000 --step-secs 4
 # 4. 10,000 clients drop and reconnect at once, each resyncs 30 missed messages (xindao only: Socket.IO has no sync)
-"${BENCH[@]}" reconnect-storm --n 10000 --rooms 100 --missed 30
+"${BENCH[@]}" --targets xindao reconnect-storm --n 10000 --rooms 100 --missed 30
 
 python3 bench/report.py "$OUT" bench/results

@@ -8,10 +8,18 @@
 //   - events `direct_open`, `room_create`, `room_add`, `room_join`, `send`, `ping` with an ack whose payload is
 //     xindao's reply body: {"ok": true, "result": ...} or {"ok": false, "error": {"code", "message"}}
 //   - push `message` with xindao's Message shape to every socket of every member except the sender's socket.
-// State lives in memory only: Socket.IO has no persistence, history or sync (delivery is at most once). This
-// is the peer as people deploy it; BENCHMARKS.md says so next to every figure.
+// By default state lives in memory only: Socket.IO has no persistence, history or sync (delivery is at most
+// once). This is the peer as people deploy it; BENCHMARKS.md says so next to every figure.
 //
-// Usage: node server.js [--listen 127.0.0.1:0]   prints `listening http://127.0.0.1:PORT` on stdout when ready.
+// With `--sqlite PATH` it also persists every message the way a careful Node developer would add it, so that
+// the 1:1 scenario ("with persistence on", issue #5) runs against a peer that does the same job: better-sqlite3
+// with xindao's defaults (WAL, synchronous = NORMAL), a per-conversation seq and an idempotency key in unique
+// indexes, and group commit: the sends read in one event-loop turn are committed in one transaction, and each is
+// acked and pushed only after that commit. Membership and users stay in memory (xindao checks membership in the
+// same transaction and also stores the sender's read mark), so the peer still does less per message.
+//
+// Usage: node server.js [--listen 127.0.0.1:0] [--sqlite PATH]
+// Prints `listening http://127.0.0.1:PORT` on stdout when ready.
 
 "use strict";
 
@@ -20,8 +28,10 @@ const crypto = require("crypto");
 const { Server } = require("socket.io");
 
 let listen = process.env.LISTEN || "127.0.0.1:0";
+let sqlitePath = null;
 for (let i = 2; i < process.argv.length; i++) {
   if (process.argv[i] === "--listen") listen = process.argv[++i];
+  else if (process.argv[i] === "--sqlite") sqlitePath = process.argv[++i];
 }
 const [host, portStr] = listen.split(":");
 
@@ -34,6 +44,73 @@ const convsByUser = new Map(); // userId -> Set<convId>
 const sentByCmid = new Map(); // "sender:cmid" -> message
 let nextConvId = 1;
 let nextMsgId = 1;
+
+// The persisted mode (--sqlite): a database, its statements, and the sends waiting for the next commit.
+const store = sqlitePath ? openStore(sqlitePath) : null;
+let pending = [];
+
+function openStore(path) {
+  const Database = require("better-sqlite3");
+  const db = new Database(path);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = NORMAL");
+  db.exec(`
+    CREATE TABLE IF NOT EXISTS conversations (
+      id INTEGER PRIMARY KEY, kind TEXT NOT NULL, last_seq INTEGER NOT NULL DEFAULT 0, last_ts INTEGER);
+    CREATE TABLE IF NOT EXISTS messages (
+      id INTEGER PRIMARY KEY, conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+      seq INTEGER NOT NULL, sender_id INTEGER NOT NULL, cmid TEXT NOT NULL, kind TEXT NOT NULL,
+      content TEXT NOT NULL, created_at INTEGER NOT NULL,
+      UNIQUE (conversation_id, seq), UNIQUE (sender_id, cmid));`);
+  const insert = db.prepare(`INSERT INTO messages (conversation_id, seq, sender_id, cmid, kind, content, created_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sender_id, cmid) DO NOTHING`);
+  const existing = db.prepare("SELECT * FROM messages WHERE sender_id = ? AND cmid = ?");
+  const bump = db.prepare("UPDATE conversations SET last_seq = ?, last_ts = ? WHERE id = ?");
+  const addConv = db.prepare("INSERT INTO conversations (id, kind) VALUES (?, ?)");
+  // One transaction per batch; a duplicate cmid answers with the message first stored under it.
+  const commit = db.transaction((batch) => {
+    const seqs = new Map();
+    for (const p of batch) {
+      const c = p.conv;
+      const seq = (seqs.get(c.id) ?? c.lastSeq) + 1;
+      const content = JSON.stringify(p.args.content ?? null);
+      const ts = Date.now();
+      const kind = p.args.kind || "text";
+      const info = insert.run(c.id, seq, p.uid, p.args.cmid, kind, content, ts);
+      if (info.changes === 1) {
+        seqs.set(c.id, seq);
+        bump.run(seq, ts, c.id);
+        p.message = { id: Number(info.lastInsertRowid), conversation_id: c.id, seq, sender_id: p.uid,
+          cmid: p.args.cmid, kind, content: p.args.content, ts };
+      } else {
+        const row = existing.get(p.uid, p.args.cmid);
+        p.duplicate = true;
+        p.message = { id: row.id, conversation_id: row.conversation_id, seq: row.seq, sender_id: row.sender_id,
+          cmid: row.cmid, kind: row.kind, content: JSON.parse(row.content), ts: row.created_at };
+      }
+    }
+    return seqs;
+  });
+  return { addConversation: (id, kind) => addConv.run(id, kind), commit };
+}
+
+// Commits every send read in this event-loop turn, then acks and pushes them (only committed messages).
+function commitPending() {
+  const batch = pending;
+  pending = [];
+  let seqs;
+  try {
+    seqs = store.commit(batch);
+  } catch (e) {
+    for (const p of batch) p.ack(err("unavailable", String(e)));
+    return;
+  }
+  for (const [id, seq] of seqs) convs.get(id).lastSeq = seq;
+  for (const p of batch) {
+    if (!p.duplicate) p.socket.to("c:" + p.conv.id).emit("message", p.message);
+    p.ack(ok({ message: p.message, duplicate: !!p.duplicate }));
+  }
+}
 
 function userConvs(uid) {
   let s = convsByUser.get(uid);
@@ -131,6 +208,7 @@ const ops = {
     if (!id) {
       id = nextConvId++;
       const c = { id, kind: "direct", name: null, members: new Set(), lastSeq: 0, owner: null };
+      if (store) store.addConversation(id, "direct");
       convs.set(id, c);
       directByPair.set(key, id);
       addMember(c, uid);
@@ -141,6 +219,7 @@ const ops = {
   room_create(socket, uid, a) {
     const id = nextConvId++;
     const c = { id, kind: "room", name: String((a && a.name) || ""), members: new Set(), lastSeq: 0, owner: uid };
+    if (store) store.addConversation(id, "room");
     convs.set(id, c);
     addMember(c, uid);
     return ok({ conversation: convView(c, uid) });
@@ -160,7 +239,7 @@ const ops = {
     socket.to("c:" + c.id).emit("member", { conversation_id: c.id, user_id: uid, action: "joined", by: uid });
     return ok({ conversation: convView(c, uid) });
   },
-  send(socket, uid, a) {
+  send(socket, uid, a, ack) {
     if (!a) return err("invalid_args", "args");
     let c;
     if (a.to_user !== undefined) {
@@ -174,6 +253,12 @@ const ops = {
     if (!c.members.has(uid)) return err("forbidden", "not a member");
     if (typeof a.cmid !== "string" || a.cmid.length < 1 || a.cmid.length > 64) {
       return err("invalid_message", "cmid");
+    }
+    if (store) {
+      // Answered after the commit (commitPending), not here.
+      if (pending.length === 0) setImmediate(commitPending);
+      pending.push({ socket, uid, conv: c, args: a, ack: ack || (() => {}) });
+      return undefined;
     }
     const key = uid + ":" + a.cmid;
     const prev = sentByCmid.get(key);
@@ -207,11 +292,11 @@ io.on("connection", (socket) => {
       }
       let reply;
       try {
-        reply = fn(socket, uid, args);
+        reply = fn(socket, uid, args, ack);
       } catch (e) {
         reply = err("internal", String(e));
       }
-      if (typeof ack === "function") ack(reply);
+      if (reply !== undefined && typeof ack === "function") ack(reply);
     });
   }
 });

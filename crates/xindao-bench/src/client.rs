@@ -170,7 +170,7 @@ impl Conn {
                     break;
                 }
             },
-            Target::Socketio => {
+            Target::Socketio | Target::SocketioSqlite => {
                 loop {
                     let text = c.recv_text().await?;
                     if let Frame::EioOpen = proto::parse(target, &text)? {

@@ -135,8 +135,11 @@ async fn run(cli: Cli) -> Result<()> {
     let argv: Vec<String> = std::env::args().collect();
     for run in 1..=cli.runs {
         for &target in &cli.targets {
-            if matches!(cli.cmd, Cmd::ReconnectStorm(_)) && target == Target::Socketio {
-                eprintln!("reconnect-storm: skipping socketio (Socket.IO has no sync: missed events are lost)");
+            if matches!(cli.cmd, Cmd::ReconnectStorm(_)) && target != Target::Xindao {
+                eprintln!(
+                    "reconnect-storm: skipping {} (the Socket.IO peer has no sync: missed events are lost)",
+                    target.name()
+                );
                 continue;
             }
             eprintln!(

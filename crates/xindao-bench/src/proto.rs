@@ -11,8 +11,11 @@ use serde_json::value::RawValue;
 pub enum Target {
     /// The real `xindao serve` binary.
     Xindao,
-    /// The Socket.IO 4 peer server (`bench/peers/socketio/server.js`).
+    /// The Socket.IO 4 peer server (`bench/peers/socketio/server.js`), state in memory.
     Socketio,
+    /// The same peer persisting every message to SQLite (`server.js --sqlite`), group-committed per event-loop
+    /// turn and acked after the commit, as xindao does.
+    SocketioSqlite,
 }
 
 impl Target {
@@ -20,6 +23,7 @@ impl Target {
         match self {
             Target::Xindao => "xindao",
             Target::Socketio => "socketio",
+            Target::SocketioSqlite => "socketio-sqlite",
         }
     }
 
@@ -28,7 +32,9 @@ impl Target {
         let base = http_base.replacen("http://", "ws://", 1);
         match self {
             Target::Xindao => format!("{base}/v1/ws?token={token}"),
-            Target::Socketio => format!("{base}/socket.io/?EIO=4&transport=websocket"),
+            Target::Socketio | Target::SocketioSqlite => {
+                format!("{base}/socket.io/?EIO=4&transport=websocket")
+            }
         }
     }
 
@@ -36,7 +42,7 @@ impl Target {
     pub fn request(self, id: u64, op: &str, args: &str) -> String {
         match self {
             Target::Xindao => format!(r#"{{"id":{id},"op":"{op}","args":{args}}}"#),
-            Target::Socketio => format!(r#"42{id}["{op}",{args}]"#),
+            Target::Socketio | Target::SocketioSqlite => format!(r#"42{id}["{op}",{args}]"#),
         }
     }
 }
@@ -100,7 +106,7 @@ impl<'a> XFrame<'a> {
 pub fn parse(target: Target, text: &str) -> anyhow::Result<Frame<'_>> {
     match target {
         Target::Xindao => Ok(serde_json::from_str::<XFrame>(text)?.into_frame()),
-        Target::Socketio => parse_sio(text),
+        Target::Socketio | Target::SocketioSqlite => parse_sio(text),
     }
 }
 

@@ -91,12 +91,7 @@ impl Server {
         let mut data_dir = None;
         match target {
             Target::Xindao => {
-                let dir = std::env::temp_dir().join(format!(
-                    "xindao-bench-{}-{}",
-                    std::process::id(),
-                    stats::now_us()
-                ));
-                std::fs::create_dir_all(&dir)?;
+                let dir = bench_data_dir()?;
                 let bin = std::fs::canonicalize(&opts.xindao_bin)
                     .with_context(|| format!("xindao binary {}", opts.xindao_bin.display()))?;
                 let rate = opts.xindao_rate.to_string();
@@ -123,7 +118,7 @@ impl Server {
                 argv.extend(opts.xindao_args.iter().cloned());
                 data_dir = Some(dir);
             }
-            Target::Socketio => {
+            Target::Socketio | Target::SocketioSqlite => {
                 let script = std::fs::canonicalize(opts.peer_dir.join("server.js"))
                     .with_context(|| format!("peer server in {}", opts.peer_dir.display()))?;
                 argv.extend([
@@ -132,6 +127,11 @@ impl Server {
                     "--listen".into(),
                     "127.0.0.1:0".into(),
                 ]);
+                if target == Target::SocketioSqlite {
+                    let dir = bench_data_dir()?;
+                    argv.extend(["--sqlite".into(), dir.join("peer.db").display().to_string()]);
+                    data_dir = Some(dir);
+                }
             }
         }
         let command = argv.join(" ");
@@ -230,4 +230,15 @@ impl Drop for Server {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// A fresh directory for one server's database, removed with the [`Server`].
+fn bench_data_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "xindao-bench-{}-{}",
+        std::process::id(),
+        stats::now_us()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
