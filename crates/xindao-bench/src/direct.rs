@@ -258,7 +258,7 @@ async fn conn_task(
     st: Rc<RefCell<Stats>>,
     mut phase_rx: watch::Receiver<Phase>,
 ) {
-    let mut k = 0u64; // this connection's next message index (cmid d{idx}-{k})
+    let mut k = 0u64; // this connection's next message index
     let mut peer_k: Option<u64> = None; // last index received from the peer
     let mut last_push_seq = 0u64; // pushes of one conversation must come in seq order
     let mut phase = Phase::default();
@@ -277,8 +277,9 @@ async fn conn_task(
                 next_us = phase.start_us + phase.period_us * slot as u64 / n as u64;
             }
             _ = tokio::time::sleep_until(stats::instant_at(next_us).into()), if sending => {
+                let cmid = sdk_cmid(idx, k);
                 let args = format!(
-                    r#"{{"conversation_id":{conv},"cmid":"d{idx}-{k}","kind":"custom","content":{{"t":{next_us},"k":{k}}}}}"#
+                    r#"{{"conversation_id":{conv},"cmid":"{cmid}","kind":"custom","content":{{"t":{next_us},"k":{k}}}}}"#
                 );
                 let id = c.alloc_id();
                 let frame = c.target.request(id, "send", &args);
@@ -351,4 +352,22 @@ async fn conn_task(
             }
         }
     }
+}
+
+/// A cmid shaped like the ones the JS SDK makes (`newCmid()` in sdk/js/src/xindao.js): `c-`, the wall-clock time in
+/// milliseconds in base 36, `-`, 24 hex digits (here the connection and message index instead of random bits,
+/// so they are unique). The servers' storage cost depends on the shape: cmids that start with the time sort in
+/// the order they are sent.
+fn sdk_cmid(idx: usize, k: u64) -> String {
+    let mut ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut base36 = Vec::new();
+    while ms > 0 {
+        base36.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(ms % 36) as usize]);
+        ms /= 36;
+    }
+    base36.reverse();
+    let time = String::from_utf8(base36).unwrap_or_default();
+    format!("c-{time}-{idx:06x}{k:018x}")
 }
