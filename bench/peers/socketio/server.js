@@ -61,9 +61,9 @@ function openStore(path) {
       id INTEGER PRIMARY KEY, conversation_id INTEGER NOT NULL REFERENCES conversations(id),
       seq INTEGER NOT NULL, sender_id INTEGER NOT NULL, cmid TEXT NOT NULL, kind TEXT NOT NULL,
       content TEXT NOT NULL, created_at INTEGER NOT NULL,
-      UNIQUE (conversation_id, seq), UNIQUE (sender_id, cmid));`);
+      UNIQUE (conversation_id, seq), UNIQUE (cmid, sender_id));`);
   const insert = db.prepare(`INSERT INTO messages (conversation_id, seq, sender_id, cmid, kind, content, created_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sender_id, cmid) DO NOTHING`);
+    VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cmid, sender_id) DO NOTHING`);
   const existing = db.prepare("SELECT * FROM messages WHERE sender_id = ? AND cmid = ?");
   const bump = db.prepare("UPDATE conversations SET last_seq = ?, last_ts = ? WHERE id = ?");
   const addConv = db.prepare("INSERT INTO conversations (id, kind) VALUES (?, ?)");

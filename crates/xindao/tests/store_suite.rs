@@ -309,14 +309,100 @@ fn commit() -> GroupCommit {
 async fn store_suite_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let (hook, hooked) = recorder();
-    let options = SqliteOptions {
+    let store = SqliteStore::open(dir.path(), sqlite_options(), hook).unwrap();
+    suite(Arc::new(store), hooked).await;
+}
+
+fn sqlite_options() -> SqliteOptions {
+    SqliteOptions {
         synchronous: Default::default(),
         commit: commit(),
         max_db_mb: None,
         cache_mb: 64,
+    }
+}
+
+/// A database written before migration 2 (idempotency key indexed as `(sender_id, cmid)`) keeps its messages,
+/// their ids and seqs, and its dedupe when a newer server opens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_migration_2_keeps_messages_and_dedupe() {
+    let dir = tempfile::tempdir().unwrap();
+    let (direct, first, second) = {
+        let store = SqliteStore::open(dir.path(), sqlite_options(), recorder().0).unwrap();
+        let alice = dev_user(&store, "alice").await;
+        let bob = dev_user(&store, "bob").await;
+        let (direct, _) = store.open_direct(alice.id, bob.id).await.unwrap();
+        let first = store
+            .append(new_message(direct, alice.id, "c-1"))
+            .await
+            .unwrap();
+        let second = store
+            .append(new_message(direct, bob.id, "c-1"))
+            .await
+            .unwrap();
+        store.shutdown().await;
+        (direct, first.message, second.message)
     };
-    let store = SqliteStore::open(dir.path(), options, hook).unwrap();
-    suite(Arc::new(store), hooked).await;
+    // Put the file back the way version 1 left it: the old constraint, user_version 1.
+    {
+        let db = rusqlite::Connection::open(dir.path().join("xindao.db")).unwrap();
+        db.execute_batch(
+            "BEGIN;
+             CREATE TABLE old (id INTEGER PRIMARY KEY, conversation_id INTEGER NOT NULL, seq INTEGER NOT NULL,
+                 sender_id INTEGER NOT NULL, cmid TEXT NOT NULL, kind TEXT NOT NULL, content TEXT NOT NULL,
+                 created_at INTEGER NOT NULL, UNIQUE (conversation_id, seq), UNIQUE (sender_id, cmid));
+             INSERT INTO old SELECT * FROM messages;
+             DROP TABLE messages;
+             ALTER TABLE old RENAME TO messages;
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(dir.path(), sqlite_options(), recorder().0).unwrap();
+    let page = store.history(direct, Range::Latest, 10).await.unwrap();
+    let kept: Vec<(i64, i64, String)> = page
+        .messages
+        .iter()
+        .map(|m| (m.id, m.seq, m.cmid.clone()))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            (first.id, first.seq, "c-1".to_string()),
+            (second.id, second.seq, "c-1".to_string())
+        ]
+    );
+    // The same cmid from the same sender is still the same message; from the other sender it was already used.
+    let again = store
+        .append(new_message(direct, first.sender_id, "c-1"))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message.id, first.id);
+    let next = store
+        .append(new_message(direct, first.sender_id, "c-2"))
+        .await
+        .unwrap();
+    assert!(!next.duplicate);
+    assert_eq!(next.message.seq, second.seq + 1);
+    store.shutdown().await;
+    let db = rusqlite::Connection::open(dir.path().join("xindao.db")).unwrap();
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let key: Vec<String> = db
+        .prepare(
+            "SELECT ii.name FROM pragma_index_list('messages') il, pragma_index_info(il.name) ii
+             WHERE il.[unique] AND ii.name IN ('cmid', 'sender_id') ORDER BY ii.seqno",
+        )
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(key, vec!["cmid", "sender_id"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

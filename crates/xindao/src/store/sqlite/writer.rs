@@ -110,7 +110,7 @@ impl<'tx> AppendStatements<'tx> {
             )?,
             insert: tx.prepare_cached(
                 "INSERT INTO messages (conversation_id, seq, sender_id, cmid, kind, content, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (sender_id, cmid) DO NOTHING",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (cmid, sender_id) DO NOTHING",
             )?,
             bump_conversation: tx
                 .prepare_cached("UPDATE conversations SET last_seq = ?2, last_ts = ?3 WHERE id = ?1")?,
