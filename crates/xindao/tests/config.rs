@@ -70,6 +70,9 @@ fn bad_configuration_is_refused_with_a_message() {
     );
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("idle_timeout_ms"));
+    let output = xindao(&["config", "--sqlite-cache-mb", "0"], &[]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("sqlite_cache_mb"));
     let output = xindao(&["serve", "--help"], &[]);
     let help = String::from_utf8(output.stdout).unwrap();
     assert!(
