@@ -322,6 +322,51 @@ fn sqlite_options() -> SqliteOptions {
     }
 }
 
+/// Two users, their direct conversation, and one message from each under the same cmid (a cmid is unique per
+/// sender): the data the migration-2 test carries across the upgrade.
+async fn before_migration_2(store: &dyn Store) -> (ConversationId, Message, Message) {
+    let alice = dev_user(store, "alice").await;
+    let bob = dev_user(store, "bob").await;
+    let (direct, _) = store.open_direct(alice.id, bob.id).await.unwrap();
+    let first = store.append(new_message(direct, alice.id, "c-1")).await;
+    let second = store.append(new_message(direct, bob.id, "c-1")).await;
+    (direct, first.unwrap().message, second.unwrap().message)
+}
+
+/// After migration 2 the messages keep their ids and seqs, and a cmid is still deduplicated per sender.
+async fn check_after_migration_2(
+    store: &dyn Store,
+    direct: ConversationId,
+    first: &Message,
+    second: &Message,
+) {
+    let page = store.history(direct, Range::Latest, 10).await.unwrap();
+    let kept: Vec<(i64, i64, String)> = page
+        .messages
+        .iter()
+        .map(|m| (m.id, m.seq, m.cmid.clone()))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            (first.id, first.seq, "c-1".to_string()),
+            (second.id, second.seq, "c-1".to_string())
+        ]
+    );
+    let again = store
+        .append(new_message(direct, first.sender_id, "c-1"))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message.id, first.id);
+    let next = store
+        .append(new_message(direct, first.sender_id, "c-2"))
+        .await
+        .unwrap();
+    assert!(!next.duplicate);
+    assert_eq!(next.message.seq, second.seq + 1);
+}
+
 /// A database written before migration 2 (idempotency key indexed as `(sender_id, cmid)`) keeps its messages,
 /// their ids and seqs, and its dedupe when a newer server opens it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,19 +374,9 @@ async fn sqlite_migration_2_keeps_messages_and_dedupe() {
     let dir = tempfile::tempdir().unwrap();
     let (direct, first, second) = {
         let store = SqliteStore::open(dir.path(), sqlite_options(), recorder().0).unwrap();
-        let alice = dev_user(&store, "alice").await;
-        let bob = dev_user(&store, "bob").await;
-        let (direct, _) = store.open_direct(alice.id, bob.id).await.unwrap();
-        let first = store
-            .append(new_message(direct, alice.id, "c-1"))
-            .await
-            .unwrap();
-        let second = store
-            .append(new_message(direct, bob.id, "c-1"))
-            .await
-            .unwrap();
+        let before = before_migration_2(&store).await;
         store.shutdown().await;
-        (direct, first.message, second.message)
+        before
     };
     // Put the file back the way version 1 left it: the old constraint, user_version 1.
     {
@@ -360,32 +395,7 @@ async fn sqlite_migration_2_keeps_messages_and_dedupe() {
         .unwrap();
     }
     let store = SqliteStore::open(dir.path(), sqlite_options(), recorder().0).unwrap();
-    let page = store.history(direct, Range::Latest, 10).await.unwrap();
-    let kept: Vec<(i64, i64, String)> = page
-        .messages
-        .iter()
-        .map(|m| (m.id, m.seq, m.cmid.clone()))
-        .collect();
-    assert_eq!(
-        kept,
-        vec![
-            (first.id, first.seq, "c-1".to_string()),
-            (second.id, second.seq, "c-1".to_string())
-        ]
-    );
-    // The same cmid from the same sender is still the same message; from the other sender it was already used.
-    let again = store
-        .append(new_message(direct, first.sender_id, "c-1"))
-        .await
-        .unwrap();
-    assert!(again.duplicate);
-    assert_eq!(again.message.id, first.id);
-    let next = store
-        .append(new_message(direct, first.sender_id, "c-2"))
-        .await
-        .unwrap();
-    assert!(!next.duplicate);
-    assert_eq!(next.message.seq, second.seq + 1);
+    check_after_migration_2(&store, direct, &first, &second).await;
     store.shutdown().await;
     let db = rusqlite::Connection::open(dir.path().join("xindao.db")).unwrap();
     let version: i64 = db
