@@ -198,7 +198,7 @@ def direct(doc):
         common = sorted(set(best["xindao"]) & set(best[t]))
         cells += [mmm(list(best[t].values())),
                   ratio([best["xindao"][i] for i in common], [best[t][i] for i in common])]
-    header = [""] + ["xindao"]
+    header = ["", "xindao"]
     for t in peers:
         header += [NAMES[t], f"xindao / {NAMES[t]}"]
     summary = table(header, [cells])
