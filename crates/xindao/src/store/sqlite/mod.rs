@@ -6,6 +6,7 @@
 //! of their own (`checkpoint.rs`), so no commit waits for the disk.
 
 mod checkpoint;
+mod pcache;
 mod rooms;
 mod rows;
 mod schema;
@@ -114,6 +115,7 @@ impl SqliteStore {
             Error::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
         })?;
         let path = data_dir.join("xindao.db");
+        pcache::install();
         let mut writer = open_connection(&path, OpenFlags::default()).map_err(map_sqlite)?;
         writer
             .pragma_update(None, "journal_mode", "WAL")
