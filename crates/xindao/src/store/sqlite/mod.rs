@@ -5,6 +5,7 @@
 //! lets run beside the writer and which only ever see committed transactions. WAL checkpoints run on a thread
 //! of their own (`checkpoint.rs`), so no commit waits for the disk.
 
+mod batched_wal;
 mod checkpoint;
 mod pcache;
 mod rooms;
@@ -93,7 +94,31 @@ pub(crate) fn read_message(row: &Row) -> rusqlite::Result<Message> {
 }
 
 fn open_connection(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(path, flags)?;
+    configure(Connection::open_with_flags(path, flags)?)
+}
+
+/// Process-wide SQLite setup, before the process's first connection (the page cache can only be replaced
+/// before SQLite initialises, and looking up a VFS initialises it). Returns whether the batched-WAL VFS can
+/// be used.
+fn prepare_sqlite() -> bool {
+    pcache::install();
+    batched_wal::register()
+}
+
+/// The writing connection, through the VFS that writes a commit's WAL frames at once where it can be used.
+fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+    if !prepare_sqlite() {
+        tracing::warn!("sqlite: batched WAL writes unavailable, using the default VFS");
+        return open_connection(path, OpenFlags::default());
+    }
+    configure(Connection::open_with_flags_and_vfs(
+        path,
+        OpenFlags::default(),
+        batched_wal::NAME,
+    )?)
+}
+
+fn configure(conn: Connection) -> rusqlite::Result<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "foreign_keys", true)?;
     Ok(conn)
@@ -115,8 +140,7 @@ impl SqliteStore {
             Error::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
         })?;
         let path = data_dir.join("xindao.db");
-        pcache::install();
-        let mut writer = open_connection(&path, OpenFlags::default()).map_err(map_sqlite)?;
+        let mut writer = open_writer(&path).map_err(map_sqlite)?;
         writer
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(map_sqlite)?;

@@ -239,7 +239,7 @@ mod tests {
     /// and a fresh one, the database stays sound, and the needless truncations were skipped.
     #[test]
     fn splits_and_rollbacks_keep_the_database_sound() {
-        super::install();
+        assert!(super::super::prepare_sqlite());
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("pcache.db");
         let writer = Connection::open(&path).expect("open");
