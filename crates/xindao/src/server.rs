@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -124,7 +125,15 @@ impl Server {
                 token.cancel();
             }
         });
-        let serve = axum::serve(self.listener, router)
+        // Without TCP_NODELAY, a push written while the previous one is not yet acknowledged waits for the
+        // client's delayed ACK (up to 40 ms on Linux): Nagle's algorithm. Writes are already gathered per
+        // connection, so every write is one the client should get now.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
+        let serve = axum::serve(listener, router)
             .with_graceful_shutdown(token.clone().cancelled_owned());
         let result = serve
             .await
