@@ -220,6 +220,32 @@ def storm(doc):
          "p50 ms", "p99 ms", "failed", "retries", "messages resynced", "server CPU s"], rows)
 
 
+def send_floor(doc):
+    res = [r["result"] for r in doc["runs"]]
+    rows = [[r["run"], r["result"]["sockets"], r["result"]["frame_bytes"], r["result"]["sends"],
+             f"{r['result']['sender_cpu_s']:.3f}", f"{r['result']['us_per_send']:.2f}",
+             f"{r['result']['sends_per_cpu_s']:.0f}",
+             f"{r['result']['bytes_received']}/{r['result']['bytes_expected']}"] for r in doc["runs"]]
+    floor = statistics.median(x["sends_per_cpu_s"] for x in res)
+    text = ("### send-floor (no server: one thread on the server's core writes one frame per socket)\n\n"
+            + runs_note(doc) + "\n\n" + table(
+                ["run", "sockets", "frame bytes", "sends", "sender CPU s", "µs per send", "sends per CPU-s",
+                 "bytes received"], rows)
+            + f"\n\nFloor: **{mmm([x['sends_per_cpu_s'] for x in res])} sends per CPU-second** "
+            + f"({mmm([x['us_per_send'] for x in res], '{:.2f}')} µs each).")
+    fan = load("fanout")
+    if fan is not None:
+        best = {}
+        for r in fan["runs"]:
+            if r["target"] != "xindao":
+                continue
+            for sz in r["result"]["sizes"]:
+                best.setdefault((sz["k"], sz["rate_per_room"]), []).append(sz["deliveries_per_server_cpu_s"])
+        shares = [f"K={k} @{rate:g}/s: {statistics.median(v) / floor:.0%}" for (k, rate), v in best.items()]
+        text += " xindao's fan-out deliveries per server CPU-second as a share of it: " + "; ".join(shares) + "."
+    return text
+
+
 def plot(doc, path, before=None):
     import matplotlib
 
@@ -262,7 +288,7 @@ def main():
     parts = []
     machine = None
     for name, fn in [("connections", connections), ("fanout", fanout), ("direct", direct),
-                     ("reconnect-storm", storm)]:
+                     ("reconnect-storm", storm), ("send-floor", send_floor)]:
         doc = load(name)
         if doc is None:
             continue

@@ -4,7 +4,8 @@
 #   bench/run.sh            # RUNS=3 by default; RUNS=1 bench/run.sh for a quick pass
 #
 # Builds the release binaries, installs the Socket.IO peer (npm ci), runs the four scenarios against both
-# servers (server pinned to core 0, load generator to core 1; a fresh server for every scenario and run), then
+# servers (server pinned to core 0, load generator to core 1; a fresh server for every scenario and run) and
+# the kernel's floor for one send (no server), then
 # writes bench/results/summary.md and bench/results/latency_vs_load.svg. Raw JSON (and server logs) go to
 # bench/results/raw/. Every load goes to 127.0.0.0/8 only. Takes ~10 minutes per run on a 2-core machine.
 set -euo pipefail
@@ -36,5 +37,8 @@ BENCH=("${PRIO[@]}" ./target/release/xindao-bench --runs "$RUNS" --out "$OUT" --
 "${BENCH[@]}" --targets xindao,socketio,socketio-sqlite direct --pairs 1000 --loads 1000,2500,4000,5500,7000,8500,10000,12500,15000,20000,30000 --step-secs 4
 # 4. 10,000 clients drop and reconnect at once, each resyncs 30 missed messages (xindao only: Socket.IO has no sync)
 "${BENCH[@]}" --targets xindao reconnect-storm --n 10000 --rooms 100 --missed 30
+# 5. no server: the kernel's cost of one loopback send from the server's core, the ceiling for fan-out
+#    deliveries per CPU-second with one write per delivery
+"${BENCH[@]}" send-floor --n 9000 --rounds 40 --send-cpu "$SERVER_CPU"
 
 python3 bench/report.py "$OUT" bench/results

@@ -8,6 +8,7 @@ mod connections;
 mod direct;
 mod fanout;
 mod proto;
+mod send_floor;
 mod server;
 mod stats;
 mod storm;
@@ -62,6 +63,9 @@ enum Cmd {
     Direct(direct::Opts),
     /// N clients drop at once, messages arrive meanwhile, all reconnect and sync: time until all caught up.
     ReconnectStorm(storm::Opts),
+    /// No server: one thread on the server's core writes a frame to each of N loopback sockets; the kernel's
+    /// cost per send, the ceiling for fan-out deliveries per CPU-second with one write per delivery.
+    SendFloor(send_floor::Opts),
     /// Internal: one load-generator worker process of the `connections` scenario.
     #[command(hide = true)]
     Worker(connections::WorkerOpts),
@@ -74,6 +78,7 @@ impl Cmd {
             Cmd::Fanout(_) => "fanout",
             Cmd::Direct(_) => "direct",
             Cmd::ReconnectStorm(_) => "reconnect-storm",
+            Cmd::SendFloor(_) => "send-floor",
             Cmd::Worker(_) => "worker",
         }
     }
@@ -133,6 +138,21 @@ async fn run(cli: Cli) -> Result<()> {
     let scenario = cli.cmd.name();
     let mut records = Vec::new();
     let argv: Vec<String> = std::env::args().collect();
+    if let Cmd::SendFloor(o) = &cli.cmd {
+        let mut runs = Vec::new();
+        for run in 1..=cli.runs {
+            let loadavg_before = loadavg();
+            let result = send_floor::run(o, run).await?;
+            runs.push(serde_json::json!({
+                "run": run,
+                "loadavg_before": loadavg_before,
+                "loadavg_after": loadavg(),
+                "result": result,
+            }));
+            write_json(&cli.out, scenario, &argv, &runs)?;
+        }
+        return Ok(());
+    }
     for run in 1..=cli.runs {
         for &target in &cli.targets {
             if matches!(cli.cmd, Cmd::ReconnectStorm(_)) && target != Target::Xindao {
@@ -162,7 +182,7 @@ async fn run(cli: Cli) -> Result<()> {
                 Cmd::Fanout(o) => fanout::run(o, &server, run).await,
                 Cmd::Direct(o) => direct::run(o, &server, run).await,
                 Cmd::ReconnectStorm(o) => storm::run(o, &server, run).await,
-                Cmd::Worker(_) => unreachable!(),
+                Cmd::SendFloor(_) | Cmd::Worker(_) => unreachable!(),
             };
             let command = server.command.clone();
             server.stop().await;
@@ -188,7 +208,7 @@ fn loadavg() -> String {
         .to_string()
 }
 
-fn write_json(out: &Path, scenario: &str, argv: &[String], records: &[RunRecord]) -> Result<()> {
+fn write_json(out: &Path, scenario: &str, argv: &[String], records: &impl Serialize) -> Result<()> {
     let doc = serde_json::json!({
         "scenario": scenario,
         "command": argv.join(" "),

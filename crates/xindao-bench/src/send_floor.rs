@@ -1,0 +1,143 @@
+//! Scenario `send-floor`: what one delivery costs the kernel alone on this machine, with no server at all.
+//!
+//! Fan-out costs the server at least one socket write per recipient. This scenario measures the cheapest
+//! such write: a plain thread pinned to the server's core writes one WebSocket-sized frame to each of N
+//! loopback TCP sockets in turn (blocking `write`, TCP_NODELAY, as a server would), while the load generator's
+//! core reads them all through tokio, as the benchmark clients do. On loopback the receiving side's TCP
+//! processing runs in the sender's softirq and is charged to the sender, as it is to the server in `fanout`.
+//! Sends per CPU-second of the sending thread is the ceiling for deliveries per server CPU-second with one
+//! write per delivery.
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use serde_json::{json, Value};
+use tokio::io::AsyncReadExt;
+
+use crate::client;
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct Opts {
+    /// Sockets written to (each end is a file in this one process, so at most ~9,900).
+    #[arg(long, default_value_t = 9000)]
+    pub n: usize,
+    /// Frames written to every socket.
+    #[arg(long, default_value_t = 40)]
+    pub rounds: usize,
+    /// Bytes per frame (a fan-out push of a short text message is ~200).
+    #[arg(long, default_value_t = 200)]
+    pub bytes: usize,
+    /// Core the sending thread is pinned to (the server's core in the other scenarios).
+    #[arg(long, default_value = "0")]
+    pub send_cpu: String,
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Accepts `n` connections, waits for the go, writes `rounds` frames to each; returns (CPU, wall) time.
+fn sender(
+    listener: TcpListener,
+    opts: Opts,
+    go: std::sync::mpsc::Receiver<()>,
+) -> Result<(Duration, Duration)> {
+    client::pin_to(&opts.send_cpu)?;
+    let mut sockets: Vec<TcpStream> = Vec::with_capacity(opts.n);
+    for _ in 0..opts.n {
+        let (socket, _) = listener.accept().context("accept")?;
+        socket.set_nodelay(true)?;
+        sockets.push(socket);
+    }
+    go.recv().map_err(|_| anyhow!("receivers gone"))?;
+    // A server text frame: FIN+text opcode, a 16-bit length, then the payload.
+    let payload_len = opts.bytes.saturating_sub(4).max(1);
+    let mut frame = vec![0x81u8, 126, (payload_len >> 8) as u8, payload_len as u8];
+    frame.extend(std::iter::repeat_n(b'x', payload_len));
+    let cpu = thread_cpu();
+    let wall = Instant::now();
+    for _ in 0..opts.rounds {
+        for socket in &mut sockets {
+            socket.write_all(&frame)?;
+        }
+    }
+    Ok((thread_cpu() - cpu, wall.elapsed()))
+}
+
+pub async fn run(opts: &Opts, run: usize) -> Result<Value> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let (go_tx, go_rx) = std::sync::mpsc::channel();
+    let sending = {
+        let opts = opts.clone();
+        std::thread::spawn(move || sender(listener, opts, go_rx))
+    };
+    let per_socket = opts.rounds * (opts.bytes.saturating_sub(4).max(1) + 4);
+    let mut readers = Vec::with_capacity(opts.n);
+    for _ in 0..opts.n {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        readers.push(tokio::task::spawn_local(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut got = 0;
+            while got < per_socket {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+            got
+        }));
+    }
+    go_tx.send(()).map_err(|_| anyhow!("sender gone"))?;
+    let mut received = 0usize;
+    for reader in readers {
+        received += reader.await?;
+    }
+    let (cpu, wall) = sending.join().map_err(|_| anyhow!("sender panicked"))??;
+    let sends = opts.n * opts.rounds;
+    let us_per_send = cpu.as_secs_f64() * 1e6 / sends as f64;
+    let per_cpu_s = sends as f64 / cpu.as_secs_f64().max(1e-9);
+    crate::print_table(
+        &format!(
+            "send-floor — run {run} ({} sockets, {} B frames)",
+            opts.n, opts.bytes
+        ),
+        &[
+            "sends",
+            "sender CPU s",
+            "wall s",
+            "µs per send",
+            "sends per CPU-s",
+            "bytes received",
+        ],
+        &[vec![
+            sends.to_string(),
+            format!("{:.3}", cpu.as_secs_f64()),
+            format!("{:.3}", wall.as_secs_f64()),
+            format!("{us_per_send:.2}"),
+            format!("{per_cpu_s:.0}"),
+            format!("{received}/{}", per_socket * opts.n),
+        ]],
+    );
+    Ok(json!({
+        "sockets": opts.n,
+        "rounds": opts.rounds,
+        "frame_bytes": opts.bytes,
+        "sends": sends,
+        "sender_cpu_s": cpu.as_secs_f64(),
+        "wall_s": wall.as_secs_f64(),
+        "us_per_send": us_per_send,
+        "sends_per_cpu_s": per_cpu_s,
+        "bytes_received": received,
+        "bytes_expected": per_socket * opts.n,
+    }))
+}
