@@ -39,6 +39,6 @@ BENCH=("${PRIO[@]}" ./target/release/xindao-bench --runs "$RUNS" --out "$OUT" --
 "${BENCH[@]}" --targets xindao reconnect-storm --n 10000 --rooms 100 --missed 30
 # 5. no server: the kernel's cost of one loopback send from the server's core, the ceiling for fan-out
 #    deliveries per CPU-second with one write per delivery
-"${BENCH[@]}" send-floor --n 9000 --rounds 40 --send-cpu "$SERVER_CPU"
+"${BENCH[@]}" send-floor --n 9000 --rounds 20 --interval-ms 0,500 --send-cpu "$SERVER_CPU"
 
 python3 bench/report.py "$OUT" bench/results

@@ -29,6 +29,10 @@ pub struct Opts {
     /// Bytes per frame (a fan-out push of a short text message is ~200).
     #[arg(long, default_value_t = 200)]
     pub bytes: usize,
+    /// Pauses between rounds to measure (ms): 0 writes back to back; 500 paces rounds like `fanout`'s 2
+    /// broadcasts/s, so the readers fall asleep between rounds and every round must wake them.
+    #[arg(long, value_delimiter = ',', default_value = "0,500")]
+    pub interval_ms: Vec<u64>,
     /// Core the sending thread is pinned to (the server's core in the other scenarios).
     #[arg(long, default_value = "0")]
     pub send_cpu: String,
@@ -49,6 +53,7 @@ fn thread_cpu() -> Duration {
 fn sender(
     listener: TcpListener,
     opts: Opts,
+    interval: Duration,
     go: std::sync::mpsc::Receiver<()>,
 ) -> Result<(Duration, Duration)> {
     client::pin_to(&opts.send_cpu)?;
@@ -63,23 +68,37 @@ fn sender(
     let payload_len = opts.bytes.saturating_sub(4).max(1);
     let mut frame = vec![0x81u8, 126, (payload_len >> 8) as u8, payload_len as u8];
     frame.extend(std::iter::repeat_n(b'x', payload_len));
-    let cpu = thread_cpu();
-    let wall = Instant::now();
+    let mut cpu = Duration::ZERO;
+    let mut wall = Duration::ZERO;
     for _ in 0..opts.rounds {
+        let (cpu_before, wall_before) = (thread_cpu(), Instant::now());
         for socket in &mut sockets {
             socket.write_all(&frame)?;
         }
+        cpu += thread_cpu() - cpu_before;
+        wall += wall_before.elapsed();
+        std::thread::sleep(interval);
     }
-    Ok((thread_cpu() - cpu, wall.elapsed()))
+    Ok((cpu, wall))
 }
 
 pub async fn run(opts: &Opts, run: usize) -> Result<Value> {
+    let mut modes = Vec::new();
+    for &interval_ms in &opts.interval_ms {
+        modes.push(measure(opts, run, interval_ms).await?);
+    }
+    Ok(json!({ "modes": modes }))
+}
+
+/// One measurement: fresh sockets, `rounds` frames to each, `interval_ms` apart.
+async fn measure(opts: &Opts, run: usize, interval_ms: u64) -> Result<Value> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let (go_tx, go_rx) = std::sync::mpsc::channel();
     let sending = {
         let opts = opts.clone();
-        std::thread::spawn(move || sender(listener, opts, go_rx))
+        let interval = Duration::from_millis(interval_ms);
+        std::thread::spawn(move || sender(listener, opts, interval, go_rx))
     };
     let per_socket = opts.rounds * (opts.bytes.saturating_sub(4).max(1) + 4);
     let mut readers = Vec::with_capacity(opts.n);
@@ -132,6 +151,7 @@ pub async fn run(opts: &Opts, run: usize) -> Result<Value> {
         "sockets": opts.n,
         "rounds": opts.rounds,
         "frame_bytes": opts.bytes,
+        "interval_ms": interval_ms,
         "sends": sends,
         "sender_cpu_s": cpu.as_secs_f64(),
         "wall_s": wall.as_secs_f64(),
