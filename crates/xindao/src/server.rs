@@ -133,8 +133,8 @@ impl Server {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
             }
         });
-        let serve = axum::serve(listener, router)
-            .with_graceful_shutdown(token.clone().cancelled_owned());
+        let serve =
+            axum::serve(listener, router).with_graceful_shutdown(token.clone().cancelled_owned());
         let result = serve
             .await
             .map_err(|e| Error::Internal(format!("server: {e}")));
