@@ -235,15 +235,17 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     }
 }
 
-/// Forwards an io method to the default VFS's file, writing what is gathered first.
+/// Forwards an io method to the default VFS's file, writing what is gathered first. `$since` is the io-methods
+/// version that added the method: a file whose methods are older does not have the field at all.
 macro_rules! forward {
-    ($name:ident, $method:ident, ($($arg:ident: $ty:ty),*), $missing:expr) => {
+    ($name:ident, $method:ident, $since:literal, ($($arg:ident: $ty:ty),*), $missing:expr) => {
         unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file $(, $arg: $ty)*) -> c_int {
             let rc = flush(file);
             if rc != ffi::SQLITE_OK {
                 return rc;
             }
-            match inner_methods(file).$method {
+            let methods = inner_methods(file);
+            match if methods.iVersion >= $since { methods.$method } else { None } {
                 Some(method) => method(inner_file(file) $(, $arg)*),
                 None => $missing,
             }
@@ -251,19 +253,23 @@ macro_rules! forward {
     };
 }
 
-forward!(read, xRead, (data: *mut c_void, len: c_int, offset: i64), ffi::SQLITE_IOERR_READ);
-forward!(truncate, xTruncate, (size: i64), ffi::SQLITE_IOERR_TRUNCATE);
-forward!(sync, xSync, (flags: c_int), ffi::SQLITE_IOERR_FSYNC);
-forward!(file_size, xFileSize, (size: *mut i64), ffi::SQLITE_IOERR_FSTAT);
-forward!(lock, xLock, (level: c_int), ffi::SQLITE_OK);
-forward!(unlock, xUnlock, (level: c_int), ffi::SQLITE_OK);
-forward!(check_reserved_lock, xCheckReservedLock, (out: *mut c_int), ffi::SQLITE_OK);
-forward!(file_control, xFileControl, (op: c_int, arg: *mut c_void), ffi::SQLITE_NOTFOUND);
-forward!(shm_map, xShmMap, (page: c_int, size: c_int, extend: c_int, out: *mut *mut c_void), ffi::SQLITE_IOERR_SHMMAP);
-forward!(shm_lock, xShmLock, (offset: c_int, n: c_int, flags: c_int), ffi::SQLITE_IOERR_SHMLOCK);
-forward!(shm_unmap, xShmUnmap, (delete: c_int), ffi::SQLITE_OK);
-forward!(fetch, xFetch, (offset: i64, len: c_int, out: *mut *mut c_void), ffi::SQLITE_OK);
-forward!(unfetch, xUnfetch, (offset: i64, page: *mut c_void), ffi::SQLITE_OK);
+forward!(read, xRead, 1, (data: *mut c_void, len: c_int, offset: i64), ffi::SQLITE_IOERR_READ);
+forward!(truncate, xTruncate, 1, (size: i64), ffi::SQLITE_IOERR_TRUNCATE);
+forward!(sync, xSync, 1, (flags: c_int), ffi::SQLITE_IOERR_FSYNC);
+forward!(file_size, xFileSize, 1, (size: *mut i64), ffi::SQLITE_IOERR_FSTAT);
+forward!(lock, xLock, 1, (level: c_int), ffi::SQLITE_OK);
+forward!(unlock, xUnlock, 1, (level: c_int), ffi::SQLITE_OK);
+forward!(check_reserved_lock, xCheckReservedLock, 1, (out: *mut c_int), ffi::SQLITE_OK);
+forward!(file_control, xFileControl, 1, (op: c_int, arg: *mut c_void), ffi::SQLITE_NOTFOUND);
+forward!(shm_map, xShmMap, 2, (page: c_int, size: c_int, extend: c_int, out: *mut *mut c_void), ffi::SQLITE_IOERR_SHMMAP);
+forward!(shm_lock, xShmLock, 2, (offset: c_int, n: c_int, flags: c_int), ffi::SQLITE_IOERR_SHMLOCK);
+forward!(shm_unmap, xShmUnmap, 2, (delete: c_int), ffi::SQLITE_OK);
+// Without memory-mapped reads SQLite expects no page and reads the file instead.
+forward!(fetch, xFetch, 3, (offset: i64, len: c_int, out: *mut *mut c_void), {
+    *out = std::ptr::null_mut();
+    ffi::SQLITE_OK
+});
+forward!(unfetch, xUnfetch, 3, (offset: i64, page: *mut c_void), ffi::SQLITE_OK);
 
 unsafe extern "C" fn sector_size(file: *mut ffi::sqlite3_file) -> c_int {
     match inner_methods(file).xSectorSize {
@@ -280,8 +286,11 @@ unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_i
 }
 
 unsafe extern "C" fn shm_barrier(file: *mut ffi::sqlite3_file) {
-    if let Some(method) = inner_methods(file).xShmBarrier {
-        method(inner_file(file))
+    let methods = inner_methods(file);
+    if methods.iVersion >= 2 {
+        if let Some(method) = methods.xShmBarrier {
+            method(inner_file(file))
+        }
     }
 }
 
