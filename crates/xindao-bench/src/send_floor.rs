@@ -27,8 +27,8 @@ pub struct Opts {
     #[arg(long, default_value_t = 40)]
     pub rounds: usize,
     /// Bytes per frame (a fan-out push of a short text message is ~200).
-    #[arg(long, default_value_t = 200)]
-    pub bytes: usize,
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u16).range(5..))]
+    pub bytes: u16,
     /// Pauses between rounds to measure (ms): 0 writes back to back; 500 paces rounds like `fanout`'s 2
     /// broadcasts/s, so the readers fall asleep between rounds and every round must wake them.
     #[arg(long, value_delimiter = ',', default_value = "0,500")]
@@ -49,6 +49,15 @@ fn thread_cpu() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// A server text frame of `bytes` bytes in all: FIN + text opcode, a 16-bit length, then the payload.
+fn frame(bytes: u16) -> Vec<u8> {
+    let payload = bytes.saturating_sub(4);
+    let mut frame = vec![0x81u8, 126];
+    frame.extend(payload.to_be_bytes());
+    frame.extend(std::iter::repeat_n(b'x', payload as usize));
+    frame
+}
+
 /// Accepts `n` connections, waits for the go, writes `rounds` frames to each; returns (CPU, wall) time.
 fn sender(
     listener: TcpListener,
@@ -64,10 +73,7 @@ fn sender(
         sockets.push(socket);
     }
     go.recv().map_err(|_| anyhow!("receivers gone"))?;
-    // A server text frame: FIN+text opcode, a 16-bit length, then the payload.
-    let payload_len = opts.bytes.saturating_sub(4).max(1);
-    let mut frame = vec![0x81u8, 126, (payload_len >> 8) as u8, payload_len as u8];
-    frame.extend(std::iter::repeat_n(b'x', payload_len));
+    let frame = frame(opts.bytes);
     let mut cpu = Duration::ZERO;
     let mut wall = Duration::ZERO;
     for _ in 0..opts.rounds {
@@ -100,7 +106,7 @@ async fn measure(opts: &Opts, run: usize, interval_ms: u64) -> Result<Value> {
         let interval = Duration::from_millis(interval_ms);
         std::thread::spawn(move || sender(listener, opts, interval, go_rx))
     };
-    let per_socket = opts.rounds * (opts.bytes.saturating_sub(4).max(1) + 4);
+    let per_socket = opts.rounds * frame(opts.bytes).len();
     let mut readers = Vec::with_capacity(opts.n);
     for _ in 0..opts.n {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;

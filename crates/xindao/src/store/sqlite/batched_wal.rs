@@ -17,7 +17,7 @@
 //! is reported by the write that makes it (the commit frame), so SQLite rolls back as it would.
 
 use std::ffi::{c_int, c_void, CStr};
-use std::sync::{Once, OnceLock};
+use std::sync::OnceLock;
 
 use rusqlite::ffi;
 
@@ -44,29 +44,25 @@ static INNER: OnceLock<Inner> = OnceLock::new();
 
 /// Registers the VFS (once; not as the default). Returns whether it can be used.
 pub(super) fn register() -> bool {
-    static ONCE: Once = Once::new();
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    ONCE.call_once(|| {
+    *REGISTERED.get_or_init(|| {
         // SAFETY: `sqlite3_vfs_find(NULL)` returns the default VFS or null; the struct given to
         // `sqlite3_vfs_register` is leaked, as SQLite keeps the pointer for the life of the process.
-        let ok = unsafe {
+        unsafe {
             let inner = ffi::sqlite3_vfs_find(std::ptr::null());
             if inner.is_null() || INNER.set(Inner(inner)).is_err() {
-                false
-            } else {
-                let mut vfs = *inner;
-                vfs.iVersion = vfs.iVersion.min(3);
-                vfs.szOsFile = (INNER_OFFSET + (*inner).szOsFile as usize) as c_int;
-                vfs.pNext = std::ptr::null_mut();
-                vfs.zName = NAME.as_ptr();
-                vfs.xOpen = Some(open);
-                let vfs = Box::leak(Box::new(vfs));
-                ffi::sqlite3_vfs_register(vfs, 0) == ffi::SQLITE_OK
+                return false;
             }
-        };
-        let _ = REGISTERED.set(ok);
-    });
-    REGISTERED.get().copied().unwrap_or(false)
+            let mut vfs = *inner;
+            vfs.iVersion = vfs.iVersion.min(3);
+            vfs.szOsFile = (INNER_OFFSET + (*inner).szOsFile as usize) as c_int;
+            vfs.pNext = std::ptr::null_mut();
+            vfs.zName = NAME.as_ptr();
+            vfs.xOpen = Some(open);
+            let vfs = Box::leak(Box::new(vfs));
+            ffi::sqlite3_vfs_register(vfs, 0) == ffi::SQLITE_OK
+        }
+    })
 }
 
 /// What SQLite allocates per open file (`szOsFile` bytes): this header, then the default VFS's file.
