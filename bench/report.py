@@ -16,7 +16,7 @@ RAW = sys.argv[1] if len(sys.argv) > 1 else "bench/results/raw"
 OUT = sys.argv[2] if len(sys.argv) > 2 else "bench/results"
 BEFORE = sys.argv[3] if len(sys.argv) > 3 else None
 TARGETS = ["xindao", "socketio", "socketio-sqlite"]
-NAMES = {"xindao": "xindao", "socketio": "Socket.IO", "socketio-sqlite": "Socket.IO + SQLite"}
+NAMES = {"xindao": "xindao", "socketio": "Socket.IO", "socketio-sqlite": "Socket.IO + SQLite", "mosquitto": "Mosquitto"}
 
 
 def load(name):
@@ -100,12 +100,14 @@ def connections(doc):
 
 def fanout(doc):
     bt = by_target(doc)
+    peers = [t for t in ("socketio", "mosquitto") if bt.get(t)]
     keys = []
-    for r in bt.get("xindao", []) + bt.get("socketio", []):
-        for s in r["sizes"]:
-            k = (s["k"], s["rate_per_room"])
-            if k not in keys:
-                keys.append(k)
+    for t in ["xindao"] + peers:
+        for r in bt.get(t, []):
+            for s in r["sizes"]:
+                k = (s["k"], s["rate_per_room"])
+                if k not in keys:
+                    keys.append(k)
 
     def pick(t, k, rate, f):
         out = []
@@ -125,31 +127,41 @@ def fanout(doc):
         ("latency p999 ms", lambda s: s["latency"]["p999_ms"], "{:.1f}"),
         ("lost", lambda s: s["lost"] if s.get("drained", True) else None, "{:.0f}"),
     ]
+    rate_of, per_cpu, p99, lost = metrics[0][1], metrics[1][1], metrics[5][1], metrics[7][1]
     compact = []
     rows = []
     for k, rate in keys:
-        offered = pick("xindao", k, rate, lambda s: s["offered_deliveries_per_s"]) or pick(
-            "socketio", k, rate, lambda s: s["offered_deliveries_per_s"])
+        offered = []
+        for t in ["xindao"] + peers:
+            offered = offered or pick(t, k, rate, lambda s: s["offered_deliveries_per_s"])
         off = f"{offered[0]:.0f}" if offered else "—"
         for label, f, fmt in metrics:
-            xs, ps = pick("xindao", k, rate, f), pick("socketio", k, rate, f)
-            rows.append([k, f"{rate:g}", off, label, mmm(xs, fmt), mmm(ps, fmt), ratio(xs, ps)])
+            xs = pick("xindao", k, rate, f)
+            row = [k, f"{rate:g}", off, label, mmm(xs, fmt)]
+            for t in peers:
+                ps = pick(t, k, rate, f)
+                row += [mmm(ps, fmt), ratio(xs, ps)]
+            rows.append(row)
         g = lambda t, f, fmt: mmm(pick(t, k, rate, f), fmt)
-        compact.append([
-            k, f"{rate:g}", off,
-            g("xindao", metrics[0][1], "{:.0f}"), g("socketio", metrics[0][1], "{:.0f}"),
-            g("xindao", metrics[1][1], "{:.0f}"), g("socketio", metrics[1][1], "{:.0f}"),
-            ratio(pick("xindao", k, rate, metrics[1][1]), pick("socketio", k, rate, metrics[1][1])),
-            g("xindao", metrics[5][1], "{:.0f}"), g("socketio", metrics[5][1], "{:.0f}"),
-            g("xindao", metrics[7][1], "{:.0f}") + " / " + g("socketio", metrics[7][1], "{:.0f}"),
-        ])
-    return ("### fanout\n\n" + runs_note(doc) + "\n\n" + table(
-        ["K", "msg/s per room", "offered deliveries/s", "xindao deliveries/s", "Socket.IO deliveries/s",
-         "xindao deliveries / server CPU-s", "Socket.IO deliveries / server CPU-s", "ratio (per CPU-s)",
-         "xindao p99 ms", "Socket.IO p99 ms", "lost (xindao / Socket.IO)"], compact)
-        + "\n\nAll metrics:\n\n" + table(
-        ["K", "msg/s per room", "offered deliveries/s", "metric", "xindao", "Socket.IO", "xindao / Socket.IO"],
-        rows))
+        row = [k, f"{rate:g}", off] + [g(t, rate_of, "{:.0f}") for t in ["xindao"] + peers]
+        row += [g("xindao", per_cpu, "{:.0f}")]
+        for t in peers:
+            row += [g(t, per_cpu, "{:.0f}"), ratio(pick("xindao", k, rate, per_cpu), pick(t, k, rate, per_cpu))]
+        row += [g(t, p99, "{:.0f}") for t in ["xindao"] + peers]
+        row += [" / ".join(g(t, lost, "{:.0f}") for t in ["xindao"] + peers)]
+        compact.append(row)
+    header = ["K", "msg/s per room", "offered deliveries/s"]
+    header += [f"{NAMES[t]} deliveries/s" for t in ["xindao"] + peers]
+    header += ["xindao deliveries / server CPU-s"]
+    for t in peers:
+        header += [f"{NAMES[t]} deliveries / server CPU-s", f"xindao / {NAMES[t]} (per CPU-s)"]
+    header += [f"{NAMES[t]} p99 ms" for t in ["xindao"] + peers]
+    header += ["lost (" + " / ".join(NAMES[t] for t in ["xindao"] + peers) + ")"]
+    all_header = ["K", "msg/s per room", "offered deliveries/s", "metric", "xindao"]
+    for t in peers:
+        all_header += [NAMES[t], f"xindao / {NAMES[t]}"]
+    return ("### fanout\n\n" + runs_note(doc) + "\n\n" + table(header, compact)
+            + "\n\nAll metrics:\n\n" + table(all_header, rows))
 
 
 def direct_points(doc):

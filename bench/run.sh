@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the whole xindao vs Socket.IO comparison with one command:
+# Reproduce the whole xindao vs Socket.IO (and Mosquitto, for fan-out) comparison with one command:
 #
 #   bench/run.sh            # RUNS=3 by default; RUNS=1 bench/run.sh for a quick pass
 #
@@ -30,8 +30,15 @@ BENCH=("${PRIO[@]}" ./target/release/xindao-bench --runs "$RUNS" --out "$OUT" --
 
 # 1. idle connections up to the single-process limit (20,000 open files): RSS per connection, upgrade rate
 "${BENCH[@]}" --targets xindao,socketio connections --n 19800 --steps 5 --rate 20000
-# 2. rooms of 100, 1,000 and 10,000 members (10,000 members connected in all), 2 and 10 messages/s per room
-"${BENCH[@]}" --targets xindao,socketio fanout --sizes 100,1000,10000 --total 10000 --rates 2,10 --secs 5 --drain-secs 10
+# 2. rooms of 100, 1,000 and 10,000 members (10,000 members connected in all), 2 and 10 messages/s per room;
+#    Mosquitto (MQTT topics, nothing persisted) too where it is installed
+FANOUT_TARGETS=xindao,socketio
+if [ -x "${MOSQUITTO:-/usr/sbin/mosquitto}" ]; then
+  FANOUT_TARGETS=xindao,socketio,mosquitto
+else
+  echo "run.sh: no mosquitto binary at ${MOSQUITTO:-/usr/sbin/mosquitto} (apt-get install mosquitto): fan-out without it" >&2
+fi
+"${BENCH[@]}" --mosquitto-bin "${MOSQUITTO:-/usr/sbin/mosquitto}" --targets "$FANOUT_TARGETS" fanout --sizes 100,1000,10000 --total 10000 --rates 2,10 --secs 5 --drain-secs 10
 # 3. 1,000 pairs chatting 1:1, open-loop sweep of offered load up to saturation; the peer twice: in memory, and
 #    persisting to SQLite with group commit (the scenario is "with persistence on")
 "${BENCH[@]}" --targets xindao,socketio,socketio-sqlite direct --pairs 1000 --loads 1000,2500,4000,5500,7000,8500,10000,12500,15000,20000,30000 --step-secs 4

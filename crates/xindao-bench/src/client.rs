@@ -132,6 +132,7 @@ pub async fn tcp_connect(addr: SocketAddr) -> Result<TcpStream> {
 pub fn server_addr(base: &str) -> Result<SocketAddr> {
     let hostport = base
         .trim_start_matches("http://")
+        .trim_start_matches("mqtt://")
         .split('/')
         .next()
         .unwrap_or_default();
@@ -188,6 +189,7 @@ impl Conn {
                     }
                 }
             }
+            Target::Mosquitto => bail!(proto::MQTT_ONLY),
         }
         Ok(c)
     }

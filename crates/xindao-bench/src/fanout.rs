@@ -3,11 +3,12 @@
 //! counted); deliveries per second and per server CPU-second, delivery latency percentiles.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -15,7 +16,8 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{self, Conn};
-use crate::proto::{self, Frame};
+use crate::mqtt;
+use crate::proto::{self, Frame, Target};
 use crate::server::Server;
 use crate::stats;
 
@@ -117,9 +119,34 @@ pub async fn run(o: &Opts, server: &Server, run: usize) -> Result<Value> {
     Ok(json!({ "sizes": results }))
 }
 
-async fn one_size(o: &Opts, server: &Server, run: usize, k: usize) -> Result<Vec<Value>> {
+/// A room's publishing connection, in the protocol its server speaks, with the address of its room.
+enum Publisher {
+    Ws {
+        conn: Box<Conn>,
+        conversation: u64,
+    },
+    /// `next_k` numbers the room's messages across rates: MQTT carries no sequence number of its own.
+    Mqtt {
+        conn: mqtt::Conn,
+        topic: String,
+        next_k: u64,
+    },
+}
+
+/// A member that only receives.
+enum Member {
+    Ws(Box<Conn>),
+    Mqtt(mqtt::Conn),
+}
+
+/// xindao and the Socket.IO peer: users log in, owners create the rooms and add the members, members connect.
+async fn setup_ws(
+    server: &Server,
+    run: usize,
+    k: usize,
+    rooms: usize,
+) -> Result<(Vec<Publisher>, Vec<Member>)> {
     let target = server.target;
-    let rooms = (o.total / k).max(1);
     let n = rooms * k;
     eprintln!("   K={k}: {rooms} rooms, {n} members: logging in");
     let users = client::login_pool(&server.url, &format!("fan{k}-r{run}-"), n, 128).await?;
@@ -155,6 +182,66 @@ async fn one_size(o: &Opts, server: &Server, run: usize, k: usize) -> Result<Vec
         .map(|&i| users[i].token.as_str())
         .collect();
     let members = client::connect_all(target, &server.url, &member_tokens, 500).await?;
+    let publishers = owners
+        .into_iter()
+        .zip(conv_ids)
+        .map(|(conn, conversation)| Publisher::Ws {
+            conn: Box::new(conn),
+            conversation,
+        })
+        .collect();
+    Ok((
+        publishers,
+        members
+            .into_iter()
+            .map(|c| Member::Ws(Box::new(c)))
+            .collect(),
+    ))
+}
+
+/// Mosquitto: a room is a topic; members connect and subscribe, then one publisher per room connects.
+async fn setup_mqtt(
+    server: &Server,
+    run: usize,
+    k: usize,
+    rooms: usize,
+) -> Result<(Vec<Publisher>, Vec<Member>)> {
+    let addr = client::server_addr(&server.url)?;
+    let topics: Vec<String> = (0..rooms).map(|r| format!("fan/{k}/{run}/{r}")).collect();
+    eprintln!(
+        "   K={k}: {rooms} topics, {} subscribers: connecting",
+        rooms * (k - 1)
+    );
+    let topics = &topics;
+    let members = futures_util::stream::iter((0..rooms).flat_map(|r| (1..k).map(move |i| (r, i))))
+        .map(|(r, i)| async move {
+            let mut conn = mqtt::Conn::connect(addr, &format!("fan{k}-r{run}-{r}-{i}")).await?;
+            conn.subscribe(&topics[r]).await?;
+            anyhow::Ok(Member::Mqtt(conn))
+        })
+        .buffer_unordered(100)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let mut publishers = Vec::new();
+    for (r, topic) in topics.iter().enumerate() {
+        let conn = mqtt::Conn::connect(addr, &format!("fan{k}-r{run}-{r}-pub")).await?;
+        publishers.push(Publisher::Mqtt {
+            conn,
+            topic: topic.clone(),
+            next_k: 0,
+        });
+    }
+    Ok((publishers, members))
+}
+
+async fn one_size(o: &Opts, server: &Server, run: usize, k: usize) -> Result<Vec<Value>> {
+    let rooms = (o.total / k).max(1);
+    let n = rooms * k;
+    let (owners, members) = if server.target == Target::Mosquitto {
+        setup_mqtt(server, run, k, rooms).await?
+    } else {
+        setup_ws(server, run, k, rooms).await?
+    };
     // Let the `member` pushes of the setup settle.
     tokio::time::sleep(Duration::from_millis(1000)).await;
 
@@ -162,12 +249,15 @@ async fn one_size(o: &Opts, server: &Server, run: usize, k: usize) -> Result<Vec
     let recv = Rc::new(RefCell::new(Recv::default()));
     let hist = Rc::new(RefCell::new(stats::new_hist()));
     let mut handles = Vec::new();
-    for c in members {
+    for member in members {
         let (recv, hist, stop) = (recv.clone(), hist.clone(), stop_rx.clone());
-        handles.push(tokio::task::spawn_local(receiver(c, recv, hist, stop)));
+        handles.push(match member {
+            Member::Ws(c) => tokio::task::spawn_local(receiver(*c, recv, hist, stop)),
+            Member::Mqtt(c) => tokio::task::spawn_local(mqtt_receiver(c, recv, hist, stop)),
+        });
     }
     let mut out = Vec::new();
-    let mut owners: Vec<Option<Conn>> = owners.into_iter().map(Some).collect();
+    let mut owners: Vec<Option<Publisher>> = owners.into_iter().map(Some).collect();
     for (ri, &rate) in o.rates.iter().enumerate() {
         let closed = recv.borrow().closed;
         *recv.borrow_mut() = Recv {
@@ -193,16 +283,31 @@ async fn one_size(o: &Opts, server: &Server, run: usize, k: usize) -> Result<Vec
             // Spread the rooms' schedules over one period.
             let start_us = t0_us + period_us * r as u64 / rooms as u64;
             let (ps, stop) = (pubstat.clone(), pstop_rx.clone());
-            pub_handles.push(tokio::task::spawn_local(publisher(
-                c,
-                conv_ids[r],
-                format!("f{ri}-{r}"),
+            let schedule = Schedule {
                 start_us,
                 period_us,
                 end_us,
-                ps,
-                stop,
-            )));
+            };
+            pub_handles.push(match c {
+                Publisher::Ws { conn, conversation } => {
+                    let tag = format!("f{ri}-{r}");
+                    tokio::task::spawn_local(async move {
+                        publisher(*conn, conversation, tag, schedule, ps, stop)
+                            .await
+                            .map(|conn| Publisher::Ws {
+                                conn: Box::new(conn),
+                                conversation,
+                            })
+                    })
+                }
+                Publisher::Mqtt {
+                    conn,
+                    topic,
+                    next_k,
+                } => tokio::task::spawn_local(async move {
+                    mqtt_publisher(conn, topic, next_k, schedule, ps, stop).await
+                }),
+            });
         }
         let srv0 = server.sample();
         let gen0 = stats::sample("self");
@@ -284,33 +389,17 @@ async fn receiver(
             m = c.ws.next() => {
                 let text = match m {
                     Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Close(f))) => {
-                        let mut r = recv.borrow_mut();
-                        r.closed += 1;
-                        if r.first_error.is_empty() { r.first_error = format!("closed: {f:?}"); }
-                        break;
-                    }
+                    Some(Ok(Message::Close(f))) => { note_closed(&recv, || format!("closed: {f:?}")); break; }
                     Some(Ok(_)) => continue,
-                    Some(Err(e)) => {
-                        let mut r = recv.borrow_mut();
-                        r.closed += 1;
-                        if r.first_error.is_empty() { r.first_error = format!("{e}"); }
-                        break;
-                    }
-                    None => { recv.borrow_mut().closed += 1; break; }
+                    Some(Err(e)) => { note_closed(&recv, || e.to_string()); break; }
+                    None => { note_closed(&recv, || "end of stream".into()); break; }
                 };
                 let now = stats::now_us();
                 match proto::parse(c.target, &text) {
                     Ok(Frame::Push { event: "message", data }) => {
                         let Ok(m) = serde_json::from_str::<proto::MsgLite>(data.get()) else { continue };
                         let Ok(p) = proto::payload(&m) else { continue };
-                        let mut r = recv.borrow_mut();
-                        r.delivered += 1;
-                        r.last_delivery_us = r.last_delivery_us.max(now);
-                        if m.seq <= last_seq { r.dups += 1; }
-                        else if m.seq != last_seq + 1 { r.gaps += 1; }
-                        last_seq = last_seq.max(m.seq);
-                        stats::record(&mut hist.borrow_mut(), now.saturating_sub(p.t));
+                        note_delivery(&recv, &hist, now, p.t, m.seq, &mut last_seq);
                     }
                     Ok(Frame::EioPing) => { let _ = c.ws.send(Message::text("3")).await; }
                     _ => {}
@@ -320,21 +409,26 @@ async fn receiver(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// When a room's publisher sends: every `period_us` from `start_us` until `end_us` (µs on the stats clock).
+#[derive(Clone, Copy)]
+struct Schedule {
+    start_us: u64,
+    period_us: u64,
+    end_us: u64,
+}
+
 async fn publisher(
     mut c: Conn,
     conv: u64,
     tag: String,
-    start_us: u64,
-    period_us: u64,
-    end_us: u64,
+    schedule: Schedule,
     ps: Rc<RefCell<Pub>>,
     mut stop: watch::Receiver<bool>,
 ) -> Option<Conn> {
     let mut i = 0u64;
-    let mut next = start_us;
+    let mut next = schedule.start_us;
     loop {
-        let sending = next < end_us;
+        let sending = next < schedule.end_us;
         tokio::select! {
             _ = stop.changed() => return Some(c),
             _ = tokio::time::sleep_until(stats::instant_at(next).into()), if sending => {
@@ -349,7 +443,7 @@ async fn publisher(
                     break;
                 }
                 i += 1;
-                next += period_us;
+                next += schedule.period_us;
             }
             m = c.ws.next() => {
                 let Some(Ok(Message::Text(text))) = m else {
@@ -376,6 +470,101 @@ async fn publisher(
                     }
                     Ok(Frame::EioPing) => { let _ = c.ws.send(Message::text("3")).await; }
                     _ => {}
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Counts one delivery of the message numbered `seq` (1, 2, ... per room) scheduled at `t`.
+fn note_delivery(
+    recv: &RefCell<Recv>,
+    hist: &RefCell<Histogram<u64>>,
+    now: u64,
+    t: u64,
+    seq: u64,
+    last_seq: &mut u64,
+) {
+    let mut r = recv.borrow_mut();
+    r.delivered += 1;
+    r.last_delivery_us = r.last_delivery_us.max(now);
+    if seq <= *last_seq {
+        r.dups += 1;
+    } else if seq != *last_seq + 1 {
+        r.gaps += 1;
+    }
+    *last_seq = (*last_seq).max(seq);
+    stats::record(&mut hist.borrow_mut(), now.saturating_sub(t));
+}
+
+fn note_closed(recv: &RefCell<Recv>, why: impl FnOnce() -> String) {
+    let mut r = recv.borrow_mut();
+    r.closed += 1;
+    if r.first_error.is_empty() {
+        r.first_error = why();
+    }
+}
+
+async fn mqtt_receiver(
+    mut c: mqtt::Conn,
+    recv: Rc<RefCell<Recv>>,
+    hist: Rc<RefCell<Histogram<u64>>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last_seq = 0u64;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            packet = c.next() => {
+                let packet = match packet {
+                    Ok(p) => p,
+                    Err(e) => { note_closed(&recv, || e.to_string()); break; }
+                };
+                if packet.kind != mqtt::PUBLISH { continue; }
+                let now = stats::now_us();
+                let Ok(body) = mqtt::publish_payload(&packet) else { continue };
+                let Ok(p) = serde_json::from_slice::<proto::Payload>(body) else { continue };
+                note_delivery(&recv, &hist, now, p.t, p.k + 1, &mut last_seq);
+            }
+        }
+    }
+}
+
+/// Publishes `{"t", "k"}` at QoS 1 on the schedule; the broker's PUBACK counts as the ack.
+async fn mqtt_publisher(
+    mut c: mqtt::Conn,
+    topic: String,
+    mut next_k: u64,
+    schedule: Schedule,
+    ps: Rc<RefCell<Pub>>,
+    mut stop: watch::Receiver<bool>,
+) -> Option<Publisher> {
+    let mut scheduled_at: HashMap<u16, u64> = HashMap::new();
+    let mut next = schedule.start_us;
+    loop {
+        let sending = next < schedule.end_us;
+        tokio::select! {
+            _ = stop.changed() => return Some(Publisher::Mqtt { conn: c, topic, next_k }),
+            _ = tokio::time::sleep_until(stats::instant_at(next).into()), if sending => {
+                let payload = format!(r#"{{"t":{next},"k":{next_k}}}"#);
+                ps.borrow_mut().sent += 1;
+                match c.publish_qos1(&topic, payload.as_bytes()).await {
+                    Ok(id) => { scheduled_at.insert(id, next); }
+                    Err(_) => break,
+                }
+                next_k += 1;
+                next += schedule.period_us;
+            }
+            packet = c.next() => {
+                let Ok(packet) = packet else { break };
+                if packet.kind != mqtt::PUBACK || packet.body.len() != 2 { continue; }
+                let id = u16::from_be_bytes([packet.body[0], packet.body[1]]);
+                let now = stats::now_us();
+                let mut p = ps.borrow_mut();
+                p.acked += 1;
+                if let Some(t) = scheduled_at.remove(&id) {
+                    stats::record(&mut p.ack_hist, now.saturating_sub(t));
                 }
             }
         }

@@ -7,6 +7,7 @@ mod client;
 mod connections;
 mod direct;
 mod fanout;
+mod mqtt;
 mod proto;
 mod send_floor;
 mod server;
@@ -155,6 +156,10 @@ async fn run(cli: Cli) -> Result<()> {
     }
     for run in 1..=cli.runs {
         for &target in &cli.targets {
+            if target == Target::Mosquitto && !matches!(cli.cmd, Cmd::Fanout(_)) {
+                eprintln!("{scenario}: skipping mosquitto ({})", proto::MQTT_ONLY);
+                continue;
+            }
             if matches!(cli.cmd, Cmd::ReconnectStorm(_)) && target != Target::Xindao {
                 eprintln!(
                     "reconnect-storm: skipping {} (the Socket.IO peer has no sync: missed events are lost)",

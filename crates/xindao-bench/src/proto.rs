@@ -16,7 +16,14 @@ pub enum Target {
     /// The same peer persisting every message to SQLite (`server.js --sqlite`), group-committed per event-loop
     /// turn and acked after the commit, as xindao does.
     SocketioSqlite,
+    /// A Mosquitto 2 MQTT broker (the Debian package's `mosquitto`), fan-out only: rooms are topics, publishers
+    /// publish at QoS 1 (the broker's PUBACK is the ack), members subscribe at QoS 0; nothing is persisted.
+    Mosquitto,
 }
+
+/// Why the WebSocket paths never see [`Target::Mosquitto`]: `main` runs it in the fan-out scenario only.
+pub const MQTT_ONLY: &str =
+    "mosquitto speaks MQTT, not WebSocket: only the fanout scenario drives it";
 
 impl Target {
     pub fn name(self) -> &'static str {
@@ -24,6 +31,7 @@ impl Target {
             Target::Xindao => "xindao",
             Target::Socketio => "socketio",
             Target::SocketioSqlite => "socketio-sqlite",
+            Target::Mosquitto => "mosquitto",
         }
     }
 
@@ -35,6 +43,7 @@ impl Target {
             Target::Socketio | Target::SocketioSqlite => {
                 format!("{base}/socket.io/?EIO=4&transport=websocket")
             }
+            Target::Mosquitto => unreachable!("{}", MQTT_ONLY),
         }
     }
 
@@ -43,6 +52,7 @@ impl Target {
         match self {
             Target::Xindao => format!(r#"{{"id":{id},"op":"{op}","args":{args}}}"#),
             Target::Socketio | Target::SocketioSqlite => format!(r#"42{id}["{op}",{args}]"#),
+            Target::Mosquitto => unreachable!("{}", MQTT_ONLY),
         }
     }
 }
@@ -107,6 +117,7 @@ pub fn parse(target: Target, text: &str) -> anyhow::Result<Frame<'_>> {
     match target {
         Target::Xindao => Ok(serde_json::from_str::<XFrame>(text)?.into_frame()),
         Target::Socketio | Target::SocketioSqlite => parse_sio(text),
+        Target::Mosquitto => anyhow::bail!(MQTT_ONLY),
     }
 }
 

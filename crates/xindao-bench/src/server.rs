@@ -1,4 +1,4 @@
-//! Starting the server under test (the real `xindao serve` release binary, or the Socket.IO peer) pinned to its
+//! Starting the server under test (the real `xindao serve` release binary, the Socket.IO peer or Mosquitto) pinned to its
 //! own core, or attaching to one that is already running.
 
 use std::path::PathBuf;
@@ -29,6 +29,9 @@ pub struct ServerOpts {
     /// Directory of the Socket.IO peer (npm ci already run).
     #[arg(long, global = true, default_value = "bench/peers/socketio")]
     pub peer_dir: PathBuf,
+    /// The Mosquitto broker binary (target `mosquitto`, fan-out only).
+    #[arg(long, global = true, default_value = "/usr/sbin/mosquitto")]
+    pub mosquitto_bin: PathBuf,
     /// Core the server is pinned to (taskset -c); empty for no pinning.
     #[arg(long, global = true, default_value = "0")]
     pub server_cpu: String,
@@ -89,6 +92,7 @@ impl Server {
             argv.extend(["taskset".into(), "-c".into(), opts.server_cpu.clone()]);
         }
         let mut data_dir = None;
+        let mut mqtt_port = None;
         match target {
             Target::Xindao => {
                 let dir = bench_data_dir()?;
@@ -133,6 +137,19 @@ impl Server {
                     data_dir = Some(dir);
                 }
             }
+            Target::Mosquitto => {
+                let dir = bench_data_dir()?;
+                let port = free_port()?;
+                let config = dir.join("mosquitto.conf");
+                std::fs::write(&config, mosquitto_config(port))?;
+                argv.extend([
+                    opts.mosquitto_bin.display().to_string(),
+                    "-c".into(),
+                    config.display().to_string(),
+                ]);
+                data_dir = Some(dir);
+                mqtt_port = Some(port);
+            }
         }
         let command = argv.join(" ");
         let log = std::fs::File::create(log_path)?;
@@ -145,6 +162,19 @@ impl Server {
             .spawn()
             .with_context(|| format!("starting {command}"))?;
         let pid = child.id();
+        if let Some(port) = mqtt_port {
+            let server = Server {
+                child: Some(child),
+                target,
+                url: format!("mqtt://127.0.0.1:{port}"),
+                pid,
+                pids: pid.into_iter().collect(),
+                data_dir,
+                command,
+            };
+            server.wait_accepting(log_path).await?;
+            return Ok(server);
+        }
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
@@ -185,6 +215,22 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         bail!("{} never answered /healthz", self.url)
+    }
+
+    /// For a server that prints no `listening` line (Mosquitto): waits until its port accepts a connection.
+    async fn wait_accepting(&self, log_path: &std::path::Path) -> Result<()> {
+        let addr = crate::client::server_addr(&self.url)?;
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!(
+            "{} never accepted a connection; see {}",
+            self.url,
+            log_path.display()
+        )
     }
 
     /// RSS, CPU and run-queue wait summed over all server processes (one per node of a cluster).
@@ -230,6 +276,24 @@ impl Drop for Server {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// A loopback port nothing listens on (Mosquitto cannot be told to pick one and report it).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Mosquitto on loopback for the fan-out scenario: anonymous clients, nothing persisted, no limit on
+/// connections or on a client's queue (loss is counted, not caused by a cap), and TCP_NODELAY as xindao and
+/// Node set it.
+fn mosquitto_config(port: u16) -> String {
+    format!(
+        "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\n\
+         max_queued_messages 0\nmax_queued_bytes 0\nset_tcp_nodelay true\nlog_dest stderr\n\
+         log_type error\nlog_type warning\n"
+    )
 }
 
 /// A fresh directory for one server's database, removed with the [`Server`].
