@@ -167,3 +167,54 @@ fn take_packet(buf: &mut BytesMut) -> Result<Option<Packet>> {
         body: buf.split_to(len).freeze(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packet_is_taken_only_once_whole() {
+        // PUBLISH, QoS 0, topic "a/b", a 200-byte payload: remaining length 205 needs two bytes (0xcd 0x01).
+        let mut wire = vec![0x30, 0xcd, 0x01, 0x00, 0x03, b'a', b'/', b'b'];
+        wire.extend(std::iter::repeat_n(b'x', 200));
+        let mut buf = BytesMut::new();
+        for (i, byte) in wire.iter().enumerate() {
+            buf.put_u8(*byte);
+            let whole = i + 1 == 208;
+            match take_packet(&mut buf).unwrap() {
+                Some(p) => {
+                    assert!(whole, "taken after {} bytes", i + 1);
+                    assert_eq!((p.kind, p.flags, p.body.len()), (PUBLISH, 0, 205));
+                    assert_eq!(publish_payload(&p).unwrap(), &[b'x'; 200][..]);
+                }
+                None => assert!(!whole, "not taken after the last byte"),
+            }
+        }
+        buf.put_slice(&[0x40, 0x02, 0x00, 0x07, 0x40]); // a PUBACK for packet 7, and the next one's first byte
+        let ack = take_packet(&mut buf).unwrap().expect("the PUBACK follows");
+        assert_eq!((ack.kind, &ack.body[..]), (PUBACK, &[0u8, 7][..]));
+        assert!(take_packet(&mut buf).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_qos1_publish_payload_skips_the_packet_id() {
+        let packet = Packet {
+            kind: PUBLISH,
+            flags: 0x02,
+            body: Bytes::from_static(b"\x00\x01t\x00\x09{}"),
+        };
+        assert_eq!(publish_payload(&packet).unwrap(), b"{}");
+        let short = Packet {
+            kind: PUBLISH,
+            flags: 0,
+            body: Bytes::from_static(b"\x00\x09t"),
+        };
+        assert!(publish_payload(&short).is_err());
+    }
+
+    #[test]
+    fn a_remaining_length_over_four_bytes_is_refused() {
+        let mut buf = BytesMut::from(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x01][..]);
+        assert!(take_packet(&mut buf).is_err());
+    }
+}
