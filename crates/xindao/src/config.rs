@@ -131,7 +131,8 @@ pub struct Config {
     /// Most messages committed in one SQLite transaction (group commit).
     pub commit_batch_max: usize,
     /// Microseconds a group commit waits for more messages when several are sending at once (0: never).
-    pub commit_linger_us: u64,
+    /// Unset: the store's own default ([`Config::group_commit`]).
+    pub commit_linger_us: Option<u64>,
     /// Log filter, e.g. "info" or "xindao=debug,info".
     pub log: String,
     /// Log format: "text" or "json".
@@ -170,7 +171,7 @@ impl Default for Config {
             max_connections: 19_000,
             max_connections_per_user: 16,
             commit_batch_max: 512,
-            commit_linger_us: 1000,
+            commit_linger_us: None,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -270,7 +271,7 @@ impl Config {
             "sqlite_cache_mb must be between 1 and 65536",
         )?;
         check(
-            self.commit_linger_us <= 100_000,
+            self.commit_linger_us.is_none_or(|us| us <= 100_000),
             "commit_linger_us must be <= 100000",
         )?;
         check(
@@ -324,10 +325,20 @@ impl Config {
         Duration::from_millis(self.idle_timeout_ms)
     }
     /// How the store groups message appends into commits (`commit_batch_max`, `commit_linger_us`).
+    ///
+    /// Unless `commit_linger_us` is set, SQLite never lingers: its commit takes ~100 µs (no fsync per commit),
+    /// the next batch gathers while one commits, and a 1 ms linger doubled the 1:1 median latency at every load
+    /// below saturation without raising the ceiling. PostgreSQL lingers 1 ms: a commit there is a round trip
+    /// and an fsync, and without the linger the median latency doubled near its ceiling (BENCHMARKS.md).
     pub fn group_commit(&self) -> crate::store::GroupCommit {
+        let default_linger_us = if self.postgres_url().is_some() {
+            1000
+        } else {
+            0
+        };
         crate::store::GroupCommit {
             batch_max: self.commit_batch_max,
-            linger: Duration::from_micros(self.commit_linger_us),
+            linger: Duration::from_micros(self.commit_linger_us.unwrap_or(default_linger_us)),
         }
     }
 
@@ -477,7 +488,8 @@ pub struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit_batch_max: Option<usize>,
-    /// Microseconds a group commit waits for more messages under concurrent load (0: never).
+    /// Microseconds a group commit waits for more messages under concurrent load (0: never; unset: 0 on
+    /// SQLite, 1000 on PostgreSQL).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit_linger_us: Option<u64>,
@@ -539,6 +551,23 @@ mod tests {
         assert!(ok("postgresql://u@h/db", "nats://127.0.0.1:4222"));
         assert!(!ok("mysql://u@h/db", "local"));
         assert!(!ok("sqlite", "kafka://h"));
+    }
+
+    #[test]
+    fn the_commit_linger_defaults_to_the_stores_own() {
+        let linger = |store: &str, set: Option<u64>| {
+            Config {
+                store: store.into(),
+                commit_linger_us: set,
+                ..Config::default()
+            }
+            .group_commit()
+            .linger
+        };
+        assert_eq!(linger("sqlite", None), Duration::ZERO);
+        assert_eq!(linger("postgres://u@h/db", None), Duration::from_millis(1));
+        assert_eq!(linger("sqlite", Some(250)), Duration::from_micros(250));
+        assert_eq!(linger("postgres://u@h/db", Some(0)), Duration::ZERO);
     }
 
     #[test]
