@@ -251,10 +251,7 @@ async fn one_size(o: &Opts, server: &Server, run: usize, k: usize) -> Result<Vec
     let mut handles = Vec::new();
     for member in members {
         let (recv, hist, stop) = (recv.clone(), hist.clone(), stop_rx.clone());
-        handles.push(match member {
-            Member::Ws(c) => tokio::task::spawn_local(receiver(*c, recv, hist, stop)),
-            Member::Mqtt(c) => tokio::task::spawn_local(mqtt_receiver(c, recv, hist, stop)),
-        });
+        handles.push(tokio::task::spawn_local(receiver(member, recv, hist, stop)));
     }
     let mut out = Vec::new();
     let mut owners: Vec<Option<Publisher>> = owners.into_iter().map(Some).collect();
@@ -376,35 +373,88 @@ async fn one_size(o: &Opts, server: &Server, run: usize, k: usize) -> Result<Vec
     Ok(out)
 }
 
+/// Counts every message a member receives until `stop`, whatever protocol it speaks.
 async fn receiver(
-    mut c: Conn,
+    mut member: Member,
     recv: Rc<RefCell<Recv>>,
     hist: Rc<RefCell<Histogram<u64>>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut last_seq = 0u64;
     loop {
-        tokio::select! {
+        let received = tokio::select! {
             _ = stop.changed() => break,
-            m = c.ws.next() => {
-                let text = match m {
-                    Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Close(f))) => { note_closed(&recv, || format!("closed: {f:?}")); break; }
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => { note_closed(&recv, || e.to_string()); break; }
-                    None => { note_closed(&recv, || "end of stream".into()); break; }
-                };
-                let now = stats::now_us();
-                match proto::parse(c.target, &text) {
-                    Ok(Frame::Push { event: "message", data }) => {
-                        let Ok(m) = serde_json::from_str::<proto::MsgLite>(data.get()) else { continue };
-                        let Ok(p) = proto::payload(&m) else { continue };
-                        note_delivery(&recv, &hist, now, p.t, m.seq, &mut last_seq);
-                    }
-                    Ok(Frame::EioPing) => { let _ = c.ws.send(Message::text("3")).await; }
-                    _ => {}
-                }
+            received = next_message(&mut member) => received,
+        };
+        match received {
+            Ok(Some(Received { at, t, seq })) => {
+                note_delivery(&recv, &hist, at, t, seq, &mut last_seq)
             }
+            Ok(None) => {}
+            Err(why) => {
+                note_closed(&recv, || why);
+                break;
+            }
+        }
+    }
+}
+
+/// One room message as a member saw it: when it arrived, when it was scheduled, its number in the room (1, 2, ...).
+struct Received {
+    at: u64,
+    t: u64,
+    seq: u64,
+}
+
+/// Reads the member's next frame or packet: `Ok(None)` for anything but a room message, `Err` once the connection
+/// has ended. Cancel-safe: both reads take a frame or packet only once it is whole.
+async fn next_message(member: &mut Member) -> Result<Option<Received>, String> {
+    match member {
+        Member::Ws(c) => {
+            let text = match c.ws.next().await {
+                Some(Ok(Message::Text(t))) => t,
+                Some(Ok(Message::Close(f))) => return Err(format!("closed: {f:?}")),
+                Some(Ok(_)) => return Ok(None),
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("end of stream".into()),
+            };
+            let at = stats::now_us();
+            match proto::parse(c.target, &text) {
+                Ok(Frame::Push {
+                    event: "message",
+                    data,
+                }) => {
+                    let Ok(m) = serde_json::from_str::<proto::MsgLite>(data.get()) else {
+                        return Ok(None);
+                    };
+                    Ok(proto::payload(&m).ok().map(|p| Received {
+                        at,
+                        t: p.t,
+                        seq: m.seq,
+                    }))
+                }
+                Ok(Frame::EioPing) => {
+                    let _ = c.ws.send(Message::text("3")).await;
+                    Ok(None)
+                }
+                _ => Ok(None),
+            }
+        }
+        Member::Mqtt(c) => {
+            let packet = c.next().await.map_err(|e| e.to_string())?;
+            if packet.kind != mqtt::PUBLISH {
+                return Ok(None);
+            }
+            let at = stats::now_us();
+            let payload = mqtt::publish_payload(&packet)
+                .ok()
+                .and_then(|body| serde_json::from_slice::<proto::Payload>(body).ok());
+            // MQTT carries no sequence number: the publisher numbers the room's messages from 0 in `k`.
+            Ok(payload.map(|p| Received {
+                at,
+                t: p.t,
+                seq: p.k + 1,
+            }))
         }
     }
 }
@@ -503,31 +553,6 @@ fn note_closed(recv: &RefCell<Recv>, why: impl FnOnce() -> String) {
     r.closed += 1;
     if r.first_error.is_empty() {
         r.first_error = why();
-    }
-}
-
-async fn mqtt_receiver(
-    mut c: mqtt::Conn,
-    recv: Rc<RefCell<Recv>>,
-    hist: Rc<RefCell<Histogram<u64>>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut last_seq = 0u64;
-    loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            packet = c.next() => {
-                let packet = match packet {
-                    Ok(p) => p,
-                    Err(e) => { note_closed(&recv, || e.to_string()); break; }
-                };
-                if packet.kind != mqtt::PUBLISH { continue; }
-                let now = stats::now_us();
-                let Ok(body) = mqtt::publish_payload(&packet) else { continue };
-                let Ok(p) = serde_json::from_slice::<proto::Payload>(body) else { continue };
-                note_delivery(&recv, &hist, now, p.t, p.k + 1, &mut last_seq);
-            }
-        }
     }
 }
 
