@@ -6,8 +6,9 @@
 # Builds the release binaries, installs the Socket.IO peer (npm ci), runs the four scenarios against both
 # servers (server pinned to core 0, load generator to core 1; a fresh server for every scenario and run) and
 # the kernel's floor for one send (no server), then
-# writes bench/results/summary.md and bench/results/latency_vs_load.svg. Raw JSON (and server logs) go to
-# bench/results/raw/. Every load goes to 127.0.0.0/8 only. Takes ~10 minutes per run on a 2-core machine.
+# writes summary.md and latency_vs_load.svg beside the raw directory (bench/results/ by default). Raw JSON (and
+# server logs) go to $OUT, bench/results/raw/ by default. Every load goes to 127.0.0.0/8 only. Takes ~8 minutes
+# per run on a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,4 +49,6 @@ fi
 #    deliveries per CPU-second with one write per delivery
 "${BENCH[@]}" send-floor --n 9000 --rounds 20 --interval-ms 0,500 --send-cpu "$SERVER_CPU"
 
-python3 bench/report.py "$OUT" bench/results
+# The report goes beside the raw directory: bench/results for the default OUT, bench/results/NAME for
+# OUT=bench/results/NAME/raw (so a named run never overwrites another run's summary).
+python3 bench/report.py "$OUT" "$(dirname "$OUT")"
