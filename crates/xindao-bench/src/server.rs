@@ -1,5 +1,5 @@
-//! Starting the server under test (the real `xindao serve` release binary, the Socket.IO peer or Mosquitto) pinned to its
-//! own core, or attaching to one that is already running.
+//! Starting the server under test (the real `xindao serve` release binary, the Socket.IO peer or Mosquitto)
+//! pinned to its own core, or attaching to one that is already running.
 
 use std::path::PathBuf;
 use std::process::Stdio;
