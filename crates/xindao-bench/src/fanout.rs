@@ -289,22 +289,15 @@ async fn one_size(o: &Opts, server: &Server, run: usize, k: usize) -> Result<Vec
             pub_handles.push(match c {
                 Publisher::Ws { conn, conversation } => {
                     let tag = format!("f{ri}-{r}");
-                    tokio::task::spawn_local(async move {
-                        publisher(*conn, conversation, tag, schedule, ps, stop)
-                            .await
-                            .map(|conn| Publisher::Ws {
-                                conn: Box::new(conn),
-                                conversation,
-                            })
-                    })
+                    tokio::task::spawn_local(publisher(conn, conversation, tag, schedule, ps, stop))
                 }
                 Publisher::Mqtt {
                     conn,
                     topic,
                     next_k,
-                } => tokio::task::spawn_local(async move {
-                    mqtt_publisher(conn, topic, next_k, schedule, ps, stop).await
-                }),
+                } => tokio::task::spawn_local(mqtt_publisher(
+                    conn, topic, next_k, schedule, ps, stop,
+                )),
             });
         }
         let srv0 = server.sample();
@@ -393,7 +386,7 @@ async fn receiver(
             }
             Ok(None) => {}
             Err(why) => {
-                note_closed(&recv, || why);
+                note_closed(&recv, why);
                 break;
             }
         }
@@ -468,20 +461,22 @@ struct Schedule {
     end_us: u64,
 }
 
+/// Sends `custom` messages on the schedule; the server's reply counts as the ack. Returns the publisher for the
+/// next rate, unless its connection ended.
 async fn publisher(
-    mut c: Conn,
+    mut c: Box<Conn>,
     conv: u64,
     tag: String,
     schedule: Schedule,
     ps: Rc<RefCell<Pub>>,
     mut stop: watch::Receiver<bool>,
-) -> Option<Conn> {
+) -> Option<Publisher> {
     let mut i = 0u64;
     let mut next = schedule.start_us;
     loop {
         let sending = next < schedule.end_us;
         tokio::select! {
-            _ = stop.changed() => return Some(c),
+            _ = stop.changed() => return Some(Publisher::Ws { conn: c, conversation: conv }),
             _ = tokio::time::sleep_until(stats::instant_at(next).into()), if sending => {
                 let t = next;
                 let args = format!(
@@ -549,11 +544,11 @@ fn note_delivery(
     stats::record(&mut hist.borrow_mut(), now.saturating_sub(t));
 }
 
-fn note_closed(recv: &RefCell<Recv>, why: impl FnOnce() -> String) {
+fn note_closed(recv: &RefCell<Recv>, why: String) {
     let mut r = recv.borrow_mut();
     r.closed += 1;
     if r.first_error.is_empty() {
-        r.first_error = why();
+        r.first_error = why;
     }
 }
 
