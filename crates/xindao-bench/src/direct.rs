@@ -205,7 +205,8 @@ pub async fn run(o: &Opts, server: &Server, run: usize) -> Result<Value> {
                 format!("{:.0}%", 100.0 * (gen1.cpu_s - gen0.cpu_s) / window_s),
             ]);
             eprintln!(
-                "   offered {load:.0}/s: committed {committed_per_s:.0}/s p50 {:.2} p99 {:.2} ms lost {lost} dups {} errors {}{}",
+                "   offered {load:.0}/s: committed {committed_per_s:.0}/s p50 {:.2} p99 {:.2} ms \
+                 lost {lost} dups {} errors {}{}",
                 lat.p50_ms,
                 lat.p99_ms,
                 s.dups,

@@ -214,11 +214,14 @@ fn loadavg() -> String {
 }
 
 fn write_json(out: &Path, scenario: &str, argv: &[String], records: &impl Serialize) -> Result<()> {
+    let unix_time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let doc = serde_json::json!({
         "scenario": scenario,
         "command": argv.join(" "),
         "machine": machine(),
-        "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "unix_time": unix_time,
         "runs": records,
     });
     let path = out.join(format!("{scenario}.json"));

@@ -201,7 +201,8 @@ mod tests {
         assert_eq!(parse_stat_ticks(stat), Some(325));
         let status = "Name:\txindao\nVmPeak:\t  9000 kB\nVmRSS:\t    5120 kB\nThreads:\t8\n";
         assert_eq!(parse_status_rss(status), Some(5120));
-        let netstat = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 3 17 17\nIpExt: InNoRoutes\nIpExt: 0\n";
+        let netstat = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 3 17 17\n\
+                       IpExt: InNoRoutes\nIpExt: 0\n";
         assert_eq!(parse_tcp_ext(netstat, "ListenOverflows"), Some(17));
         assert_eq!(parse_tcp_ext(netstat, "Nope"), None);
     }

@@ -376,8 +376,10 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller, hello: Utf8Bytes) -> 
                     Some(Ok(Message::Binary(bytes))) => match Utf8Bytes::try_from(bytes) {
                         Ok(text) => text,
                         Err(_) => {
-                            let reply = protocol::error_reply(None, &Error::BadRequest("binary frame is not UTF-8 JSON".into()));
-                            if let Err(end) = conn.write(reply).await { return end; }
+                            let error = Error::BadRequest("binary frame is not UTF-8 JSON".into());
+                            if let Err(end) = conn.write(protocol::error_reply(None, &error)).await {
+                                return end;
+                            }
                             continue;
                         }
                     },

@@ -1,8 +1,9 @@
 //! The PostgreSQL store, for several xindao nodes sharing one database (`store = "postgres://..."`).
 //!
 //! Same semantics as the SQLite store. Message appends go through up to four group-commit tasks per node
-//! (`writer.rs`), each owning a share of the conversations; every other call takes a pooled connection. When the database cannot be reached, calls fail
-//! with `unavailable` (nothing was committed) and succeed again once it is back.
+//! (`writer.rs`), each owning a share of the conversations; every other call takes a pooled connection.
+//! When the database cannot be reached, calls fail with `unavailable` (nothing was committed) and succeed
+//! again once it is back.
 
 mod rooms;
 mod rows;
