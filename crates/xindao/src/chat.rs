@@ -7,13 +7,13 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::json;
 use serde_json::value::{to_raw_value, RawValue};
-use tokio::sync::mpsc;
 
 use crate::auth::Session;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::hub::{ConnId, Delivery, Hub, Outbound, Registered};
+use crate::hub::{ConnId, Delivery, Hub, Registered};
+use crate::mailbox::Mailbox;
 use crate::model::*;
 use crate::protocol::{self, args};
 use crate::store::Store;
@@ -75,19 +75,15 @@ impl Chat {
 
     /// Registers a new connection with the hub and announces the user's presence if they just came online.
     /// Returns the user, for the greeting; `Unauthorized` if the user no longer exists.
-    pub async fn connect(
-        &self,
-        session: &Session,
-        tx: mpsc::Sender<Outbound>,
-    ) -> Result<(User, Registered)> {
+    pub async fn connect(&self, session: &Session, mailbox: Mailbox) -> Result<(User, Registered)> {
         let (user, conversations) = self
             .store
             .connection_state(session.user_id)
             .await?
             .ok_or(Error::Unauthorized)?;
-        let registered = self
-            .hub
-            .register(session.user_id, session.token_hash, &conversations, tx);
+        let registered =
+            self.hub
+                .register(session.user_id, session.token_hash, &conversations, mailbox);
         if registered.first_of_user {
             self.bus.local_presence(session.user_id, true);
         }

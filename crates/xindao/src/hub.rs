@@ -7,25 +7,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 use parking_lot::RwLock;
-use tokio::sync::mpsc;
 
+use crate::mailbox::{Mailbox, Outbound, Pushed};
 use crate::metrics::Metrics;
 use crate::model::{ConversationId, UserId};
 
 /// Identifies one WebSocket connection on this node.
 pub type ConnId = u64;
-
-/// What the hub hands to a connection's task.
-#[derive(Debug, Clone)]
-pub enum Outbound {
-    /// A push, already encoded.
-    Frame(Utf8Bytes),
-    /// Close the connection with this code and reason.
-    Close(u16, &'static str),
-}
 
 /// A local delivery. Everything that reaches connections goes through one of these, so that a bus can carry
 /// the same value between nodes.
@@ -54,7 +46,7 @@ pub enum Delivery {
 
 struct ConnSlot {
     id: ConnId,
-    tx: mpsc::Sender<Outbound>,
+    mailbox: Arc<Mailbox>,
     token_hash: [u8; 32],
     watching: Vec<UserId>,
 }
@@ -102,11 +94,17 @@ fn unwatch(
     }
 }
 
+/// Recipients of one delivery that the delivering thread writes to inline when the runtime has several worker
+/// threads; a larger delivery goes through the connections' queues, and their tasks write it on every core.
+const INLINE_RECIPIENTS: usize = 64;
+
 /// The node-local connection registry. Cheap to share behind an `Arc`.
 pub struct Hub {
     state: RwLock<State>,
     next_id: AtomicU64,
     metrics: Metrics,
+    /// Most recipients of a delivery written inline (see [`INLINE_RECIPIENTS`]).
+    inline_max: usize,
 }
 
 /// The result of registering a connection.
@@ -117,11 +115,18 @@ pub struct Registered {
 }
 
 impl Hub {
-    pub fn new(metrics: Metrics) -> Hub {
+    /// A hub for a runtime of `workers` threads. With one, every delivery is written inline, however large:
+    /// there is no other core to spread a broadcast over, and waking each recipient's task only adds work.
+    pub fn new(metrics: Metrics, workers: usize) -> Hub {
         Hub {
             state: RwLock::new(State::default()),
             next_id: AtomicU64::new(1),
             metrics,
+            inline_max: if workers <= 1 {
+                usize::MAX
+            } else {
+                INLINE_RECIPIENTS
+            },
         }
     }
 
@@ -139,13 +144,13 @@ impl Hub {
         self.connections_of(user) > 0
     }
 
-    /// Registers a connection of `user`, a member of `conversations`, that receives pushes through `tx`.
+    /// Registers a connection of `user`, a member of `conversations`, that receives pushes through `mailbox`.
     pub fn register(
         &self,
         user: UserId,
         token_hash: [u8; 32],
         conversations: &[ConversationId],
-        tx: mpsc::Sender<Outbound>,
+        mailbox: Mailbox,
     ) -> Registered {
         let conn_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state.write();
@@ -154,7 +159,7 @@ impl Hub {
         let first_of_user = entry.conns.is_empty();
         entry.conns.push(ConnSlot {
             id: conn_id,
-            tx,
+            mailbox: Arc::new(mailbox),
             token_hash,
             watching: Vec::new(),
         });
@@ -219,28 +224,38 @@ impl Hub {
         }
     }
 
-    /// Delivers locally. Never blocks; evicts connections whose queue is full.
+    /// Delivers locally. Never waits; evicts connections whose queue is full.
     pub fn deliver(&self, delivery: &Delivery) {
-        let mut evicted: Vec<(UserId, ConnId)> = Vec::new();
-        {
-            let state = self.state.read();
-            let mut push = |user: UserId, slot: &ConnSlot, message: Outbound| {
-                match slot.tx.try_send(message) {
-                    Ok(()) => {
-                        self.metrics.pushes.inc();
+        let (frame, recipients) = match delivery {
+            Delivery::Membership {
+                conversation_id,
+                user_id,
+                member,
+            } => return self.set_membership(*conversation_id, *user_id, *member),
+            Delivery::EndSession { token_hash } => {
+                let recipients = self.recipients(|state, add| {
+                    for (user, entry) in &state.users {
+                        for slot in entry.conns.iter().filter(|s| &s.token_hash == token_hash) {
+                            add(*user, slot);
+                        }
                     }
-                    Err(mpsc::error::TrySendError::Full(_)) => evicted.push((user, slot.id)),
-                    // The connection's task is gone; it unregisters itself.
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
-                };
-            };
-            match delivery {
-                Delivery::Conversation {
-                    conversation_id,
-                    frame,
-                    skip_conn,
-                    skip_user,
-                } => {
+                });
+                let mut evicted = Vec::new();
+                for (user, conn_id, mailbox) in recipients {
+                    if mailbox.send(Outbound::Close(4001, "session ended")) != Pushed::Queued {
+                        evicted.push((user, conn_id));
+                    }
+                }
+                return self.evict(evicted);
+            }
+            Delivery::Conversation {
+                conversation_id,
+                frame,
+                skip_conn,
+                skip_user,
+            } => (
+                frame,
+                self.recipients(|state, add| {
                     let Some(members) = state.conversations.get(conversation_id) else {
                         return;
                     };
@@ -249,18 +264,24 @@ impl Hub {
                             continue;
                         };
                         for slot in entry.conns.iter().filter(|s| s.id != *skip_conn) {
-                            push(user, slot, Outbound::Frame(frame.clone()));
+                            add(user, slot);
                         }
                     }
-                }
-                Delivery::User { user_id, frame } => {
+                }),
+            ),
+            Delivery::User { user_id, frame } => (
+                frame,
+                self.recipients(|state, add| {
                     if let Some(entry) = state.users.get(user_id) {
                         for slot in &entry.conns {
-                            push(*user_id, slot, Outbound::Frame(frame.clone()));
+                            add(*user_id, slot);
                         }
                     }
-                }
-                Delivery::Watchers { user_id, frame } => {
+                }),
+            ),
+            Delivery::Watchers { user_id, frame } => (
+                frame,
+                self.recipients(|state, add| {
                     let Some(watchers) = state.watchers.get(user_id) else {
                         return;
                     };
@@ -270,44 +291,60 @@ impl Hub {
                             .get(watcher)
                             .and_then(|e| e.conns.iter().find(|s| s.id == *conn_id));
                         if let Some(slot) = slot {
-                            push(*watcher, slot, Outbound::Frame(frame.clone()));
+                            add(*watcher, slot);
                         }
                     }
+                }),
+            ),
+        };
+        let inline = recipients.len() <= self.inline_max;
+        // The frame's WebSocket encoding, made once for every recipient written to inline.
+        let mut encoded = None;
+        let mut evicted = Vec::new();
+        for (user, conn_id, mailbox) in recipients {
+            let pushed = if inline {
+                mailbox.push(frame, &mut encoded)
+            } else {
+                mailbox.send(Outbound::Frame(frame.clone()))
+            };
+            match pushed {
+                Pushed::Written | Pushed::Queued => {
+                    self.metrics.pushes.inc();
                 }
-                Delivery::EndSession { token_hash } => {
-                    for (user, entry) in &state.users {
-                        for slot in entry.conns.iter().filter(|s| &s.token_hash == token_hash) {
-                            if slot
-                                .tx
-                                .try_send(Outbound::Close(4001, "session ended"))
-                                .is_err()
-                            {
-                                evicted.push((*user, slot.id));
-                            }
-                        }
-                    }
-                }
-                Delivery::Membership { .. } => {}
+                Pushed::Full => evicted.push((user, conn_id)),
+                // The connection's task is gone; it unregisters itself.
+                Pushed::Closed => {}
             }
         }
-        if let Delivery::Membership {
-            conversation_id,
-            user_id,
-            member,
-        } = delivery
-        {
-            self.set_membership(*conversation_id, *user_id, *member);
+        self.evict(evicted);
+    }
+
+    /// The mailboxes `select` picks, taken under the read lock and used after it: writing to sockets while
+    /// holding it would keep connections from registering for as long as a broadcast takes.
+    fn recipients(
+        &self,
+        select: impl FnOnce(&State, &mut dyn FnMut(UserId, &ConnSlot)),
+    ) -> Vec<(UserId, ConnId, Arc<Mailbox>)> {
+        let mut recipients = Vec::new();
+        let state = self.state.read();
+        select(&state, &mut |user, slot| {
+            recipients.push((user, slot.id, slot.mailbox.clone()))
+        });
+        recipients
+    }
+
+    fn evict(&self, evicted: Vec<(UserId, ConnId)>) {
+        if evicted.is_empty() {
+            return;
         }
-        if !evicted.is_empty() {
-            let mut state = self.state.write();
-            for (user, conn_id) in evicted {
-                // Dropping the slot drops the queue's only sender: the task sees it and closes with 4009.
-                if Self::remove_conn(&mut state, user, conn_id) {
-                    tracing::debug!(user, "last connection of user evicted");
-                }
-                self.metrics.slow_consumers.inc();
-                tracing::info!(user, conn_id, "evicted slow consumer");
+        let mut state = self.state.write();
+        for (user, conn_id) in evicted {
+            // Dropping the slot drops the queue's only sender: the task sees it and closes with 4009.
+            if Self::remove_conn(&mut state, user, conn_id) {
+                tracing::debug!(user, "last connection of user evicted");
             }
+            self.metrics.slow_consumers.inc();
+            tracing::info!(user, conn_id, "evicted slow consumer");
         }
     }
 

@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod mailbox;
 pub mod metrics;
 pub mod model;
 pub mod protocol;

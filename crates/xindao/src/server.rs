@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +20,7 @@ use crate::chat::{commit_hook, Chat};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hub::Hub;
+use crate::mailbox::{GatedListener, SocketInfo};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -73,7 +73,8 @@ impl Server {
     pub async fn with_listener(config: Config, listener: TcpListener) -> Result<Server> {
         let config = Arc::new(config);
         let metrics = Metrics::default();
-        let hub = Arc::new(Hub::new(metrics.clone()));
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        let hub = Arc::new(Hub::new(metrics.clone(), workers));
         let bus = crate::bus::open(&config, hub.clone()).await?;
         let store =
             match crate::store::open(&config, commit_hook(bus.clone(), metrics.clone())).await {
@@ -125,16 +126,10 @@ impl Server {
                 token.cancel();
             }
         });
-        // Without TCP_NODELAY, a push written while the previous one is not yet acknowledged waits for the
-        // client's delayed ACK (up to 40 ms on Linux): Nagle's algorithm. Writes are already gathered per
-        // connection, so every write is one the client should get now.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY");
-            }
-        });
-        let serve =
-            axum::serve(listener, router).with_graceful_shutdown(token.clone().cancelled_owned());
+        // Each request carries its connection's socket, which the hub writes pushes to once it is a WebSocket.
+        let service = router.into_make_service_with_connect_info::<SocketInfo>();
+        let serve = axum::serve(GatedListener(self.listener), service)
+            .with_graceful_shutdown(token.clone().cancelled_owned());
         let result = serve
             .await
             .map_err(|e| Error::Internal(format!("server: {e}")));

@@ -11,9 +11,10 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use futures_util::SinkExt;
 use governor::clock::{Clock, MonotonicClock};
 use governor::middleware::NoOpMiddleware;
@@ -27,7 +28,7 @@ use crate::auth::Session;
 use crate::chat::Caller;
 use crate::config::Config;
 use crate::error::Error;
-use crate::hub::Outbound;
+use crate::mailbox::{GatedSocket, Mailbox, Outbound, SocketInfo};
 use crate::metrics::CloseLabels;
 use crate::model::User;
 use crate::protocol::{self, PROTOCOL_VERSION};
@@ -101,8 +102,11 @@ pub async fn upgrade(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Query(query): Query<WsQuery>,
+    socket_info: Option<Extension<ConnectInfo<SocketInfo>>>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // Absent only when the router is served without `SocketInfo`: every push then goes through the queue.
+    let gated = socket_info.map(|Extension(ConnectInfo(SocketInfo(gated)))| gated);
     match admit(&app, &headers, query.token.as_deref()).await {
         Ok((session, permit)) => {
             let config = &app.config;
@@ -123,9 +127,11 @@ pub async fn upgrade(
                     let conn = Conn {
                         socket,
                         rx,
+                        gated: gated.clone(),
                         write_timeout: app.config.write_timeout(),
                     };
-                    tracker.track_future(run(app, conn, tx, session, permit))
+                    let mailbox = Mailbox::new(tx, gated);
+                    tracker.track_future(run(app, conn, mailbox, session, permit))
                 })
         }
         Err(error) => {
@@ -169,10 +175,32 @@ enum End {
 struct Conn {
     socket: WebSocket,
     rx: mpsc::Receiver<Outbound>,
+    /// The socket shared with the hub, which writes pushes to it while this task is not writing.
+    gated: Option<Arc<GatedSocket>>,
     write_timeout: Duration,
 }
 
 impl Conn {
+    /// Runs `f` on the shared socket, if this connection has one.
+    fn on_socket(&self, f: impl FnOnce(&GatedSocket)) {
+        if let Some(gated) = &self.gated {
+            f(gated);
+        }
+    }
+
+    /// Writes a control frame (a ping) with pushes held back meanwhile.
+    async fn send_control(&mut self, message: Message) -> bool {
+        self.on_socket(GatedSocket::begin_write);
+        let sent = matches!(
+            within(self.write_timeout, self.socket.send(message)).await,
+            Some(Ok(()))
+        );
+        if sent {
+            self.on_socket(GatedSocket::end_write);
+        }
+        sent
+    }
+
     /// Writes a reply (or greeting) and then whatever pushes are already queued, flushing once: a reply and
     /// the pushes committed in the same batch leave in one socket write.
     async fn write(&mut self, reply: Utf8Bytes) -> Result<(), End> {
@@ -188,7 +216,10 @@ impl Conn {
     /// dropped our queue's sender.
     fn next_queued(&mut self) -> Option<Option<Outbound>> {
         match self.rx.try_recv() {
-            Ok(outbound) => Some(Some(outbound)),
+            Ok(outbound) => {
+                self.on_socket(GatedSocket::took_queued);
+                Some(Some(outbound))
+            }
             Err(mpsc::error::TryRecvError::Empty) => None,
             Err(mpsc::error::TryRecvError::Disconnected) => Some(None),
         }
@@ -200,6 +231,11 @@ impl Conn {
         first_push: Option<Option<Outbound>>,
     ) -> Result<(), End> {
         let limit = self.write_timeout;
+        // From here until everything is flushed, the hub queues pushes instead of writing them: ours go first.
+        self.on_socket(GatedSocket::begin_write);
+        if matches!(first_push, Some(Some(_))) {
+            self.on_socket(GatedSocket::took_queued);
+        }
         let write = async {
             let mut written = 0;
             if let Some(reply) = reply {
@@ -218,6 +254,8 @@ impl Conn {
                     // The hub dropped our queue's sender: we were evicted as a slow consumer.
                     None => return Err(End::Close(CLOSE_SLOW_CONSUMER, "slow consumer: resync")),
                     Some(Outbound::Close(code, reason)) => return Err(End::Close(code, reason)),
+                    // The rest of a push the hub wrote in part: the flush below writes it.
+                    Some(Outbound::Resume) => {}
                     Some(Outbound::Frame(frame)) => {
                         if self.rx.is_closed() && self.rx.is_empty() {
                             return Err(End::Close(CLOSE_SLOW_CONSUMER, "slow consumer: resync"));
@@ -237,10 +275,15 @@ impl Conn {
         };
         // Boxed: inline, this state would sit in every idle connection's task; one allocation per write
         // costs far less than the write's system call.
-        Box::pin(within(limit, write)).await.unwrap_or_else(|| {
+        let written = Box::pin(within(limit, write)).await.unwrap_or_else(|| {
             tracing::debug!("socket write timed out");
             Err(End::Gone)
-        })
+        });
+        // On failure the connection ends and stays closed to the hub.
+        if written.is_ok() {
+            self.on_socket(GatedSocket::end_write);
+        }
+        written
     }
 }
 
@@ -249,11 +292,11 @@ impl Conn {
 async fn run(
     app: Arc<App>,
     mut conn: Conn,
-    tx: mpsc::Sender<Outbound>,
+    mailbox: Mailbox,
     session: Session,
     _permit: OwnedSemaphorePermit,
 ) {
-    let (user, registered) = match app.chat.connect(&session, tx).await {
+    let (user, registered) = match app.chat.connect(&session, mailbox).await {
         Ok(connected) => connected,
         Err(error) => {
             let (code, reason) = match error {
@@ -275,6 +318,7 @@ async fn run(
     app.metrics.connections.inc();
     app.metrics.connections_opened.inc();
     let end = serve(&app, &mut conn, caller, hello).await;
+    conn.on_socket(GatedSocket::close);
     app.chat.disconnect(caller);
     app.metrics.connections.dec();
     if let End::Close(code, reason) = end {
@@ -340,6 +384,7 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller, hello: Utf8Bytes) -> 
     if let Err(end) = conn.write(hello).await {
         return end;
     }
+    conn.on_socket(GatedSocket::open);
     let quota = Quota::per_second(NonZeroU32::new(config.rate_per_sec).unwrap_or(NonZeroU32::MIN))
         .allow_burst(NonZeroU32::new(config.rate_burst).unwrap_or(NonZeroU32::MIN));
     // std's monotonic clock: governor's default (quanta) calibrates a clock per limiter, which costs
@@ -366,6 +411,7 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller, hello: Utf8Bytes) -> 
                 let text = match incoming {
                     None => return End::Gone,
                     Some(Ok(Message::Close(_))) => {
+                        conn.on_socket(GatedSocket::close);
                         // tungstenite has queued the echo of the client's close frame: send it.
                         let _ = within(conn.write_timeout, conn.socket.flush()).await;
                         return End::Gone;
@@ -394,11 +440,8 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller, hello: Utf8Bytes) -> 
                 if silent >= config.idle_timeout() {
                     return End::Close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout");
                 }
-                if silent >= config.heartbeat() {
-                    let ping = within(conn.write_timeout, conn.socket.send(Message::Ping(Default::default())));
-                    if !matches!(ping.await, Some(Ok(()))) {
-                        return End::Gone;
-                    }
+                if silent >= config.heartbeat() && !conn.send_control(Message::Ping(Default::default())).await {
+                    return End::Gone;
                 }
             }
         }

@@ -203,7 +203,7 @@ async fn slow_reader_is_dropped_with_4009_and_others_do_not_wait() {
     let alice = server.login("alice").await;
     let bob = server.login("bob").await;
     let mut a = server.connect(&alice).await;
-    let mut slow = connect_small_buffer(&server, &bob.token).await; // never reads until the end
+    let mut slow = connect_small_buffer(server.addr, &bob.token).await; // never reads until the end
     let mut fast = server.connect(&bob).await; // Bob's other device keeps up
     let big = "字".repeat(4000); // 12 KB per push
     let started = std::time::Instant::now();
@@ -228,19 +228,6 @@ async fn slow_reader_is_dropped_with_4009_and_others_do_not_wait() {
     assert!(fast_seen > 0);
     assert!(server_dropped(&server).await, "the slow reader was dropped");
     assert_eq!(slow.closed().await, Closed::Code(4009));
-}
-
-/// A client whose socket has a tiny receive buffer, so that the server's writes back up quickly.
-async fn connect_small_buffer(server: &TestServer, token: &str) -> Client {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(server.addr).await.unwrap();
-    let url = format!("ws://{}/v1/ws?token={token}", server.addr);
-    let (ws, _) =
-        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
-            .await
-            .unwrap();
-    Client::from_ws(ws).await
 }
 
 /// Reads the server's metrics to see whether a slow consumer was dropped.

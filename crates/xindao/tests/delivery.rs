@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_senders_produce_one_total_order() {
@@ -86,6 +87,71 @@ async fn concurrent_senders_produce_one_total_order() {
         views.push(seen);
     }
     assert_eq!(views[0], views[1]);
+}
+
+/// The hub writes a push straight to an idle socket and queues it when the socket backs up, finishing a frame the
+/// socket took in part before anything else. A reader that stops reading (a 4 KiB receive buffer) while room
+/// messages arrive (7 MB in all), pings at the WebSocket level meanwhile (the server's pongs share the socket)
+/// and asks for something, gets, once it reads again and while more arrive, its reply and every push whole and
+/// in seq order, nothing dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_falls_behind_gets_every_push_whole_and_in_order() {
+    const MESSAGES: usize = 600;
+    let server = TestServer::start(|c| {
+        c.outbound_queue = 2 * MESSAGES;
+        c.write_timeout_ms = 60_000;
+    })
+    .await;
+    let owner = server.login("owner").await;
+    let reader = server.login("reader").await;
+    let mut o = server.connect(&owner).await;
+    let room = o.ok("room_create", json!({ "name": "big" })).await["conversation"]["id"]
+        .as_i64()
+        .unwrap();
+    let mut r = connect_small_buffer(server.addr, &reader.token).await;
+    r.ok("room_join", json!({ "conversation_id": room })).await;
+    // ~12 KB each, of varying length, so that the socket's limits fall at different places in the frames.
+    let text = |i: usize| format!("{i}:{}", "字".repeat(3600 + i % 7 * 57));
+    // The owner sends two thirds at once (the reader's socket and queue back up), then the rest paced, so that
+    // pushes keep arriving while the reader works through its backlog.
+    let sender = tokio::spawn(async move {
+        let send = |i: usize| json!({ "conversation_id": room, "cmid": format!("m{i}"), "content": text(i) });
+        let mut ids = Vec::new();
+        for i in 0..MESSAGES * 2 / 3 {
+            ids.push(o.send_request("send", send(i)).await);
+        }
+        let mut first_seq = None;
+        for id in ids {
+            let reply = o.reply(id).await;
+            assert_eq!(reply["ok"], true, "{reply}");
+            first_seq.get_or_insert(reply["result"]["message"]["seq"].as_i64().unwrap());
+        }
+        for i in MESSAGES * 2 / 3..MESSAGES {
+            o.ok("send", send(i)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        first_seq.unwrap()
+    });
+    for i in 0..40u8 {
+        r.send_raw(Message::Ping(vec![i].into())).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let asked = r.send_request("ping", json!({})).await;
+    assert_eq!(r.reply(asked).await["ok"], true);
+    let mut seqs = Vec::new();
+    for i in 0..MESSAGES {
+        let message = r.event("message").await;
+        assert_eq!(message["cmid"], format!("m{i}"), "push {i} out of order");
+        assert_eq!(message["content"], text(i), "push {i} arrived damaged");
+        seqs.push(message["seq"].as_i64().unwrap());
+    }
+    let first_seq = sender.await.unwrap();
+    assert_eq!(
+        seqs,
+        (first_seq..first_seq + MESSAGES as i64).collect::<Vec<_>>()
+    );
+    let dropped = metric(server.addr, "xindao_slow_consumers_total").await;
+    assert_eq!(dropped.as_deref(), Some("0"), "the reader was not dropped");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

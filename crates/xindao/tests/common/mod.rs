@@ -337,6 +337,18 @@ impl Client {
     }
 }
 
+/// A client whose socket has a tiny receive buffer, so that the server's writes back up quickly.
+pub async fn connect_small_buffer(addr: SocketAddr, token: &str) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let url = format!("ws://{addr}/v1/ws?token={token}");
+    let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+        .await
+        .unwrap();
+    Client::from_ws(ws).await
+}
+
 pub fn close_code(code: CloseCode) -> u16 {
     u16::from(code)
 }
