@@ -1,9 +1,10 @@
 //! The hub: this node's registry of open connections, and local delivery of pushes to them.
 //!
 //! The hub knows which local users are online, which conversations they are members of (loaded at connect
-//! and kept current by membership deliveries) and who watches whose presence. Delivering never waits: each
-//! connection has a bounded queue, and a connection whose queue is full is evicted as a slow consumer (its
-//! task then closes it with 4009 and the client resyncs from the store). Frames are encoded once and shared.
+//! and kept current by membership deliveries) and who watches whose presence. Delivering never waits: a push
+//! goes straight to an idle connection's socket or into its bounded queue (the `mailbox` module), and a
+//! connection whose queue is full is evicted as a slow consumer (its task then closes it with 4009 and the
+//! client resyncs from the store). Frames are encoded once and shared.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
