@@ -95,17 +95,13 @@ fn unwatch(
     }
 }
 
-/// Recipients of one delivery that the delivering thread writes to inline when the runtime has several worker
-/// threads; a larger delivery goes through the connections' queues, and their tasks write it on every core.
-const INLINE_RECIPIENTS: usize = 64;
-
 /// The node-local connection registry. Cheap to share behind an `Arc`.
 pub struct Hub {
     state: RwLock<State>,
     next_id: AtomicU64,
     metrics: Metrics,
-    /// Most recipients of a delivery written inline (see [`INLINE_RECIPIENTS`]).
-    inline_max: usize,
+    /// Whether the delivering thread writes pushes to idle sockets itself (see [`Hub::new`]).
+    inline: bool,
 }
 
 /// The result of registering a connection.
@@ -116,18 +112,17 @@ pub struct Registered {
 }
 
 impl Hub {
-    /// A hub for a runtime of `workers` threads. With one, every delivery is written inline, however large:
-    /// there is no other core to spread a broadcast over, and waking each recipient's task only adds work.
+    /// A hub for a runtime of `workers` threads. With one, the delivering thread writes each push to an idle
+    /// connection's socket itself: there is no other core to spread the writes over, and waking each recipient's
+    /// task only adds work. With several, every push goes through the connections' queues and their tasks write
+    /// them on every core: the thread that delivers a message is the store's commit thread, and writing from it
+    /// cost more 1:1 throughput than the wake-ups it saved (BENCHMARKS.md, session 6).
     pub fn new(metrics: Metrics, workers: usize) -> Hub {
         Hub {
             state: RwLock::new(State::default()),
             next_id: AtomicU64::new(1),
             metrics,
-            inline_max: if workers <= 1 {
-                usize::MAX
-            } else {
-                INLINE_RECIPIENTS
-            },
+            inline: workers <= 1,
         }
     }
 
@@ -298,12 +293,11 @@ impl Hub {
                 }),
             ),
         };
-        let inline = recipients.len() <= self.inline_max;
         // The frame's WebSocket encoding, made once for every recipient written to inline.
         let mut encoded = None;
         let mut evicted = Vec::new();
         for (user, conn_id, mailbox) in recipients {
-            let pushed = if inline {
+            let pushed = if self.inline {
                 mailbox.push(frame, &mut encoded)
             } else {
                 mailbox.send(Outbound::Frame(frame.clone()))

@@ -1,9 +1,10 @@
 //! A connection's way out: its push queue and its socket, shared by the connection's task and the hub.
 //!
-//! Most pushes reach an idle connection: its task is parked and its socket can take the frame at once. The hub
-//! then writes the frame to the socket itself, encoded once per delivery, instead of queueing it and waking the
-//! task; in a broadcast the wake-up, the task's poll and the re-arming of its queue and socket cost about as
-//! much CPU in user space as the write does (BENCHMARKS.md). A push is written inline only when nothing can
+//! Most pushes reach an idle connection: its task is parked and its socket can take the frame at once. On a
+//! one-core node the hub then writes the frame to the socket itself, encoded once per delivery, instead of
+//! queueing it and waking the task; in a broadcast the wake-up, the task's poll and the re-arming of its queue
+//! and socket cost about as much CPU in user space as the write does (BENCHMARKS.md). With several cores the
+//! hub queues every push, and the connections' tasks write them in parallel. A push is written inline only when nothing can
 //! still be ahead of it: the task is not writing, no earlier push waits in the queue, the WebSocket library has
 //! handed all its bytes to the kernel, no frame is half written and no close frame has gone out. Otherwise it
 //! is queued as before, so a connection's pushes stay in order and a full queue still evicts a slow consumer.
