@@ -100,8 +100,6 @@ pub struct Hub {
     state: RwLock<State>,
     next_id: AtomicU64,
     metrics: Metrics,
-    /// Whether the delivering thread writes pushes to idle sockets itself (see [`Hub::new`]).
-    inline: bool,
 }
 
 /// The result of registering a connection.
@@ -112,17 +110,11 @@ pub struct Registered {
 }
 
 impl Hub {
-    /// A hub for a runtime of `workers` threads. With one, the delivering thread writes each push to an idle
-    /// connection's socket itself: there is no other core to spread the writes over, and waking each recipient's
-    /// task only adds work. With several, every push goes through the connections' queues and their tasks write
-    /// them on every core: the thread that delivers a message is the store's commit thread, and writing from it
-    /// cost more 1:1 throughput than the wake-ups it saved (BENCHMARKS.md, session 6).
-    pub fn new(metrics: Metrics, workers: usize) -> Hub {
+    pub fn new(metrics: Metrics) -> Hub {
         Hub {
             state: RwLock::new(State::default()),
             next_id: AtomicU64::new(1),
             metrics,
-            inline: workers <= 1,
         }
     }
 
@@ -297,12 +289,7 @@ impl Hub {
         let mut encoded = None;
         let mut evicted = Vec::new();
         for (user, conn_id, mailbox) in recipients {
-            let pushed = if self.inline {
-                mailbox.push(frame, &mut encoded)
-            } else {
-                mailbox.send(Outbound::Frame(frame.clone()))
-            };
-            match pushed {
+            match mailbox.push(frame, &mut encoded) {
                 Pushed::Written | Pushed::Queued => {
                     self.metrics.pushes.inc();
                 }

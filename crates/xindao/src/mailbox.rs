@@ -1,10 +1,10 @@
 //! A connection's way out: its push queue and its socket, shared by the connection's task and the hub.
 //!
 //! Most pushes reach an idle connection: its task is parked and its socket can take the frame at once. On a
-//! one-core node the hub then writes the frame to the socket itself, encoded once per delivery, instead of
-//! queueing it and waking the task; in a broadcast the wake-up, the task's poll and the re-arming of its queue
-//! and socket cost about as much CPU in user space as the write does (BENCHMARKS.md). With several cores the
-//! hub queues every push, and the connections' tasks write them in parallel. A push is written inline only when nothing can
+//! one-core node (the server shares sockets only there: `server.rs`) the hub then writes the frame to the socket
+//! itself, encoded once per delivery, instead of queueing it and waking the task; in a broadcast the wake-up,
+//! the task's poll and the re-arming of its queue and socket cost about as much CPU in user space as the write
+//! does (BENCHMARKS.md). A mailbox without a socket queues every push, and the task writes it. A push is written inline only when nothing can
 //! still be ahead of it: the task is not writing, no earlier push waits in the queue, the WebSocket library has
 //! handed all its bytes to the kernel, no frame is half written and no close frame has gone out. Otherwise it
 //! is queued as before, so a connection's pushes stay in order and a full queue still evicts a slow consumer.
@@ -317,6 +317,15 @@ impl AsyncWrite for SharedSocket {
     }
 }
 
+/// Turns Nagle's algorithm off on an accepted socket. Without TCP_NODELAY, a push written while the previous one
+/// is not yet acknowledged waits for the client's delayed ACK (up to 40 ms on Linux); writes are already
+/// gathered per connection, so every write is one the client should get now.
+pub fn set_nodelay(tcp: &TcpStream) {
+    if let Err(error) = tcp.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY");
+    }
+}
+
 /// The accepting socket: sets TCP_NODELAY on each connection and wraps it in a [`SharedSocket`].
 pub struct GatedListener(pub TcpListener);
 
@@ -328,12 +337,7 @@ impl axum::serve::Listener for GatedListener {
         loop {
             match self.0.accept().await {
                 Ok((tcp, addr)) => {
-                    // Without TCP_NODELAY, a push written while the previous one is not yet acknowledged waits
-                    // for the client's delayed ACK (up to 40 ms on Linux): Nagle's algorithm. Writes are
-                    // already gathered per connection, so every write is one the client should get now.
-                    if let Err(error) = tcp.set_nodelay(true) {
-                        tracing::debug!(%error, "cannot set TCP_NODELAY");
-                    }
+                    set_nodelay(&tcp);
                     return (SharedSocket(Arc::new(GatedSocket::new(tcp))), addr);
                 }
                 Err(error) => {

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -20,7 +21,7 @@ use crate::chat::{commit_hook, Chat};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hub::Hub;
-use crate::mailbox::{GatedListener, SocketInfo};
+use crate::mailbox::{set_nodelay, GatedListener, SocketInfo};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -73,8 +74,7 @@ impl Server {
     pub async fn with_listener(config: Config, listener: TcpListener) -> Result<Server> {
         let config = Arc::new(config);
         let metrics = Metrics::default();
-        let workers = tokio::runtime::Handle::current().metrics().num_workers();
-        let hub = Arc::new(Hub::new(metrics.clone(), workers));
+        let hub = Arc::new(Hub::new(metrics.clone()));
         let bus = crate::bus::open(&config, hub.clone()).await?;
         let store =
             match crate::store::open(&config, commit_hook(bus.clone(), metrics.clone())).await {
@@ -126,13 +126,24 @@ impl Server {
                 token.cancel();
             }
         });
-        // Each request carries its connection's socket, which the hub writes pushes to once it is a WebSocket.
-        let service = router.into_make_service_with_connect_info::<SocketInfo>();
-        let serve = axum::serve(GatedListener(self.listener), service)
-            .with_graceful_shutdown(token.clone().cancelled_owned());
-        let result = serve
-            .await
-            .map_err(|e| Error::Internal(format!("server: {e}")));
+        // With one worker thread, each request carries its connection's socket, and once the connection is a
+        // WebSocket the hub writes pushes to it while it is idle: there is no other core to spread the writes
+        // over, and waking each recipient's task only adds work. With several, the connections' tasks write
+        // their pushes on every core and keep their sockets: the thread that delivers a message is the store's
+        // commit thread, and writing from it cost more 1:1 throughput than the wake-ups saved (BENCHMARKS.md).
+        let stopped = token.clone().cancelled_owned();
+        let served = if tokio::runtime::Handle::current().metrics().num_workers() == 1 {
+            let service = router.into_make_service_with_connect_info::<SocketInfo>();
+            axum::serve(GatedListener(self.listener), service)
+                .with_graceful_shutdown(stopped)
+                .await
+        } else {
+            let listener = self.listener.tap_io(|tcp| set_nodelay(tcp));
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+        };
+        let result = served.map_err(|e| Error::Internal(format!("server: {e}")));
         token.cancel();
         tracing::info!(
             connections = app.hub.connection_count(),

@@ -188,19 +188,6 @@ impl Conn {
         }
     }
 
-    /// Writes a control frame (a ping) with pushes held back meanwhile.
-    async fn send_control(&mut self, message: Message) -> bool {
-        self.on_socket(GatedSocket::begin_write);
-        let sent = matches!(
-            within(self.write_timeout, self.socket.send(message)).await,
-            Some(Ok(()))
-        );
-        if sent {
-            self.on_socket(GatedSocket::end_write);
-        }
-        sent
-    }
-
     /// Writes a reply (or greeting) and then whatever pushes are already queued, flushing once: a reply and
     /// the pushes committed in the same batch leave in one socket write.
     async fn write(&mut self, reply: Utf8Bytes) -> Result<(), End> {
@@ -440,8 +427,13 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller, hello: Utf8Bytes) -> 
                 if silent >= config.idle_timeout() {
                     return End::Close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout");
                 }
-                if silent >= config.heartbeat() && !conn.send_control(Message::Ping(Default::default())).await {
-                    return End::Gone;
+                if silent >= config.heartbeat() {
+                    conn.on_socket(GatedSocket::begin_write);
+                    let ping = within(conn.write_timeout, conn.socket.send(Message::Ping(Default::default())));
+                    if !matches!(ping.await, Some(Ok(()))) {
+                        return End::Gone;
+                    }
+                    conn.on_socket(GatedSocket::end_write);
                 }
             }
         }
