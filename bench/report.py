@@ -2,9 +2,11 @@
 """Summarise xindao-bench JSON results: markdown tables (min / median / max over runs, xindao / peer ratios
 measured in the same run) and an SVG plot of latency versus offered load (1:1 scenario).
 
-usage: python3 bench/report.py [RAW_DIR] [OUT_DIR] [BEFORE_RAW_DIR]   (defaults: bench/results/raw bench/results)
+usage: python3 bench/report.py [RAW_DIR] [OUT_DIR] [BEFORE_RAW_DIR]
+       (defaults: bench/results/local/raw, and OUT_DIR the directory that holds RAW_DIR)
 
-With BEFORE_RAW_DIR, the plot also shows xindao's p50/p99 from that earlier run (grey), for a before/after view.
+With BEFORE_RAW_DIR (e.g. bench/results/baseline/raw), the plot also shows xindao's p50/p99 from that run (grey),
+for a before/after view.
 """
 
 import json
@@ -12,8 +14,8 @@ import os
 import statistics
 import sys
 
-RAW = sys.argv[1] if len(sys.argv) > 1 else "bench/results/raw"
-OUT = sys.argv[2] if len(sys.argv) > 2 else "bench/results"
+RAW = sys.argv[1] if len(sys.argv) > 1 else "bench/results/local/raw"
+OUT = sys.argv[2] if len(sys.argv) > 2 else os.path.dirname(os.path.normpath(RAW))
 BEFORE = sys.argv[3] if len(sys.argv) > 3 else None
 TARGETS = ["xindao", "socketio", "socketio-sqlite"]
 NAMES = {"xindao": "xindao", "socketio": "Socket.IO", "socketio-sqlite": "Socket.IO + SQLite", "mosquitto": "Mosquitto"}

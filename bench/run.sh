@@ -6,14 +6,14 @@
 # Builds the release binaries, installs the Socket.IO peer (npm ci), runs the four scenarios against both
 # servers (server pinned to core 0, load generator to core 1; a fresh server for every scenario and run) and
 # the kernel's floor for one send (no server), then
-# writes summary.md and latency_vs_load.svg beside the raw directory (bench/results/ by default). Raw JSON (and
-# server logs) go to $OUT, bench/results/raw/ by default. Every load goes to 127.0.0.0/8 only. Takes ~8 minutes
-# per run on a 2-core machine.
+# writes summary.md and latency_vs_load.svg beside the raw directory. Raw JSON (and server logs) go to $OUT,
+# bench/results/local/raw/ by default (git ignores every run but bench/results/baseline/, the one that
+# docs/performance.md quotes). Every load goes to 127.0.0.0/8 only. Takes ~8 minutes per run on a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS="${RUNS:-3}"
-OUT="${OUT:-bench/results/raw}"
+OUT="${OUT:-bench/results/local/raw}"
 SERVER_CPU="${SERVER_CPU:-0}"
 GEN_CPU="${GEN_CPU:-1}"
 # NICE=-10 runs server and generator at a higher scheduling priority, for a machine shared with other work
@@ -49,6 +49,6 @@ fi
 #    deliveries per CPU-second with one write per delivery
 "${BENCH[@]}" send-floor --n 9000 --rounds 20 --interval-ms 0,500 --send-cpu "$SERVER_CPU"
 
-# The report goes beside the raw directory: bench/results for the default OUT, bench/results/NAME for
-# OUT=bench/results/NAME/raw (so a named run never overwrites another run's summary).
+# The report goes beside the raw directory: bench/results/NAME for OUT=bench/results/NAME/raw (so a named run
+# never overwrites another run's summary).
 python3 bench/report.py "$OUT" "$(dirname "$OUT")"
