@@ -9,7 +9,7 @@
 //     xindao's reply body: {"ok": true, "result": ...} or {"ok": false, "error": {"code", "message"}}
 //   - push `message` with xindao's Message shape to every socket of every member except the sender's socket.
 // By default state lives in memory only: Socket.IO has no persistence, history or sync (delivery is at most
-// once). This is the peer as people deploy it; BENCHMARKS.md says so next to every figure.
+// once). This is the peer as people deploy it; docs/performance.md says so where it describes the peers.
 //
 // With `--sqlite PATH` it also persists every message the way a careful Node developer would add it, so that
 // the 1:1 scenario ("with persistence on", issue #5) runs against a peer that does the same job: better-sqlite3
