@@ -1,6 +1,5 @@
 //! Test harness: a real server on 127.0.0.1:0 (in-process or the real binary), HTTP login, and a WebSocket
 //! client that pairs replies with requests and buffers pushes.
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -10,7 +9,6 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use xindao::config::DevLogin;
@@ -347,10 +345,6 @@ pub async fn connect_small_buffer(addr: SocketAddr, token: &str) -> Client {
         .await
         .unwrap();
     Client::from_ws(ws).await
-}
-
-pub fn close_code(code: CloseCode) -> u16 {
-    u16::from(code)
 }
 
 /// Runs a `sync` from `cursors` until nothing is left; returns every message received, per conversation.
