@@ -116,12 +116,22 @@ pub struct Login {
     pub user_id: i64,
 }
 
+/// The harness's HTTP client, one for every call: building one loads the system's CA certificates, which
+/// takes the runtime's thread for milliseconds (300 logins building their own starved the server beside them
+/// until connects timed out). It keeps no idle connections, so none outlives the test runtime that opened it.
+fn http() -> &'static reqwest::Client {
+    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    HTTP.get_or_init(|| {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    })
+}
+
 /// The value of the metric `name` (a sample without labels) in the server's `/metrics`, if it is there.
 pub async fn metric(addr: SocketAddr, name: &str) -> Option<String> {
-    // One client for every call: some tests poll this in a loop.
-    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    let text = HTTP
-        .get_or_init(reqwest::Client::new)
+    let text = http()
         .get(format!("http://{addr}/metrics"))
         .send()
         .await
@@ -136,7 +146,7 @@ pub async fn metric(addr: SocketAddr, name: &str) -> Option<String> {
 }
 
 pub async fn login(addr: SocketAddr, name: &str) -> Login {
-    let response = reqwest::Client::new()
+    let response = http()
         .post(format!("http://{addr}/v1/login/dev"))
         .json(&json!({ "display_name": name }))
         .send()
