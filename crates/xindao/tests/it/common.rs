@@ -1,6 +1,5 @@
 //! Test harness: a real server on 127.0.0.1:0 (in-process or the real binary), HTTP login, and a WebSocket
 //! client that pairs replies with requests and buffers pushes.
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -10,7 +9,6 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use xindao::config::DevLogin;
@@ -118,12 +116,22 @@ pub struct Login {
     pub user_id: i64,
 }
 
+/// The harness's HTTP client, one for every call: building one loads the system's CA certificates, which
+/// takes the runtime's thread for milliseconds (300 logins building their own starved the server beside them
+/// until connects timed out). It keeps no idle connections, so none outlives the test runtime that opened it.
+fn http() -> &'static reqwest::Client {
+    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    HTTP.get_or_init(|| {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    })
+}
+
 /// The value of the metric `name` (a sample without labels) in the server's `/metrics`, if it is there.
 pub async fn metric(addr: SocketAddr, name: &str) -> Option<String> {
-    // One client for every call: some tests poll this in a loop.
-    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    let text = HTTP
-        .get_or_init(reqwest::Client::new)
+    let text = http()
         .get(format!("http://{addr}/metrics"))
         .send()
         .await
@@ -138,7 +146,7 @@ pub async fn metric(addr: SocketAddr, name: &str) -> Option<String> {
 }
 
 pub async fn login(addr: SocketAddr, name: &str) -> Login {
-    let response = reqwest::Client::new()
+    let response = http()
         .post(format!("http://{addr}/v1/login/dev"))
         .json(&json!({ "display_name": name }))
         .send()
@@ -347,10 +355,6 @@ pub async fn connect_small_buffer(addr: SocketAddr, token: &str) -> Client {
         .await
         .unwrap();
     Client::from_ws(ws).await
-}
-
-pub fn close_code(code: CloseCode) -> u16 {
-    u16::from(code)
 }
 
 /// Runs a `sync` from `cursors` until nothing is left; returns every message received, per conversation.

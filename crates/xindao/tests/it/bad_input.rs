@@ -1,7 +1,7 @@
 //! Every bad input has a defined outcome: an error reply (the connection stays usable) or a documented
 //! close code. Also the limits: flooding, slow readers, heartbeat timeout, too many connections.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

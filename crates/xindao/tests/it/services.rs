@@ -1,7 +1,6 @@
 //! Test access to the real services of a cluster on 127.0.0.1: a fresh PostgreSQL database per test,
 //! reachability checks for Redis and NATS (a test without them prints SKIPPED and returns), restarts of Redis
 //! and NATS that always bring the service back, and in-process nodes that can be killed abruptly.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -135,8 +134,6 @@ impl Drop for TestDb {
 pub struct Node {
     pub addr: SocketAddr,
     runtime: Option<tokio::runtime::Runtime>,
-    stop: Option<oneshot::Sender<()>>,
-    done: Option<oneshot::Receiver<()>>,
 }
 
 impl Node {
@@ -150,8 +147,6 @@ impl Node {
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let (ready_tx, ready) = oneshot::channel();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (done_tx, done) = oneshot::channel();
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             let server = match Server::with_listener(config, listener).await {
@@ -162,19 +157,12 @@ impl Node {
                 }
             };
             let _ = ready_tx.send(Ok(()));
-            let _ = server
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-            let _ = done_tx.send(());
+            let _ = server.run(std::future::pending()).await;
         });
         ready.await.unwrap().expect("node starts");
         Node {
             addr,
             runtime: Some(runtime),
-            stop: Some(stop),
-            done: Some(done),
         }
     }
 
@@ -183,17 +171,6 @@ impl Node {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
-    }
-
-    /// Graceful shutdown.
-    pub async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(done) = self.done.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(20), done).await;
-        }
-        self.kill();
     }
 }
 

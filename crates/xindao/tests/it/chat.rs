@@ -1,6 +1,6 @@
 //! Chat behaviour through the real WebSocket: 1:1, rooms, multi-device, idempotency, read state, presence.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

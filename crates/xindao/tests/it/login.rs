@@ -1,7 +1,7 @@
 //! Login and sessions: WeChat code2Session against a local fake with real-shaped answers, the development
 //! login switch, logout, and bearer tokens on HTTP and WebSocket.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

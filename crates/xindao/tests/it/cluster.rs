@@ -3,8 +3,8 @@
 //! Tests here share (and restart) Redis and NATS, so they run one at a time. Without the services they print
 //! SKIPPED and pass.
 
-mod common;
-mod services;
+use crate::common;
+use crate::services;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

@@ -1,6 +1,6 @@
 //! Ordering and "nothing lost": concurrent senders, sync after disconnect, graceful restart and kill -9.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::io::BufRead;

@@ -1,9 +1,12 @@
 //! A burst of logins waits for the store as tasks, not as one parked thread each.
 //!
-//! Its own test binary: it counts this process's threads, which other tests running beside it would disturb.
+//! The test counts its process's threads, which other tests running beside it would disturb: so it runs its
+//! body in a process of its own, this test binary started again and filtered to this one test.
 
-mod common;
+use crate::common;
+use crate::services;
 
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,12 +25,46 @@ fn threads_now() -> usize {
         .unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_login_burst_does_not_start_a_thread_per_login() {
+/// Set in the process that runs the burst alone.
+const ALONE: &str = "XINDAO_TEST_LOGIN_BURST_ALONE";
+
+#[test]
+fn a_login_burst_does_not_start_a_thread_per_login() {
     if !std::path::Path::new("/proc/self/status").exists() {
-        eprintln!("SKIPPED: no /proc to count threads on this system");
+        services::skipped("no /proc to count threads on this system");
         return;
     }
+    if std::env::var_os(ALONE).is_some() {
+        return tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(login_burst());
+    }
+    let module = module_path!().split_once("::").map_or("", |(_, path)| path);
+    let name = format!("{module}::a_login_burst_does_not_start_a_thread_per_login");
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", &name, "--nocapture", "--test-threads=1"])
+        .env(ALONE, "1")
+        .output()
+        .expect("run this test binary again");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    eprintln!("{stderr}");
+    assert!(
+        output.status.success(),
+        "the burst in its own process failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("test result: ok. 1 passed"),
+        "the burst ran in its own process:\n{stdout}"
+    );
+}
+
+async fn login_burst() {
     let server = TestServer::start(|_| {}).await;
     let addr = server.addr;
     // Warm up (first SQLite statements, reqwest's pool), then take the baseline.

@@ -3,8 +3,8 @@
 //! database can show: several nodes appending to one conversation, racing on one cmid, and the database
 //! becoming unreachable.
 
-mod common;
-mod services;
+use crate::common;
+use crate::services;
 
 use std::collections::HashSet;
 use std::sync::Arc;

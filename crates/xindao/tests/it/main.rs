@@ -1,0 +1,27 @@
+//! xindao's integration tests: one test binary, one module per area. Each test starts real servers on
+//! 127.0.0.1 port 0 (in-process, or the real binary where a process must die) and drives them through the
+//! real interface: HTTP and WebSocket clients.
+//!
+//! Run them all with `cargo test -p xindao --test it`, one module with `cargo test -p xindao --test it chat::`,
+//! one test by its full name with `--exact`, e.g.
+//! `cargo test -p xindao --test it -- --exact chat::presence_and_typing`.
+//!
+//! The tests that need PostgreSQL (127.0.0.1:5432, trust auth, database `test`), Redis (6379) or NATS (4222)
+//! — in `store_suite` and `cluster` — use the real services: each makes its own database and bus channel and
+//! drops them afterwards. When a service is not reachable such a test prints `SKIPPED: ...` on stderr (never
+//! captured) and passes without running; it is never faked.
+//!
+//! - `common`: the harness: an in-process server, dev login, a protocol client over a real WebSocket.
+//! - `services`: PostgreSQL databases per test, Redis/NATS reachability and restarts, killable nodes.
+
+mod common;
+mod services;
+
+mod bad_input;
+mod chat;
+mod cluster;
+mod config;
+mod delivery;
+mod login;
+mod login_burst;
+mod store_suite;
