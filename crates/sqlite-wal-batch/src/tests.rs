@@ -149,6 +149,7 @@ fn every_commit_is_in_the_files_when_it_returns() {
     observe::take_inner_writes();
     let mut expected = 0i64;
     let mut key: u64 = 7;
+    let (mut plain_asked, mut plain_made) = (0, 0);
     for round in 0..12usize {
         // Rounds 4..8 run with a 5-page cache: pages spill to the WAL before the commit and are
         // written again, so SQLite overwrites frames and rewrites their checksums at the commit.
@@ -172,12 +173,21 @@ fn every_commit_is_in_the_files_when_it_returns() {
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .expect("check");
         assert_eq!(check, "ok", "copy, round {round}");
+        // Spilling rounds overwrite frames, so their writes are not contiguous; and as the bundled SQLite's
+        // page caches share one pool (SQLITE_ENABLE_MEMORY_MANAGEMENT), when they spill depends on the other
+        // tests' connections. Gathering is measured on the plain rounds.
+        let (asked, made) = (
+            observe::take_sqlite_writes(),
+            observe::take_inner_writes().len(),
+        );
+        if cache != 5 {
+            plain_asked += asked;
+            plain_made += made;
+        }
     }
-    let asked = observe::take_sqlite_writes();
-    let made = observe::take_inner_writes().len();
     assert!(
-        made * 4 < asked,
-        "SQLite's {asked} WAL writes reached the file in {made} writes: not gathered"
+        plain_made * 4 < plain_asked,
+        "SQLite's {plain_asked} WAL writes reached the file in {plain_made} writes: not gathered"
     );
 }
 

@@ -4,8 +4,6 @@
 //! ([`chat`]) -> [`store`] and [`bus`] -> [`hub`] -> socket. [`server::Server`] wires it together; the
 //! `xindao` binary is a thin command line around it.
 
-#![forbid(unsafe_code)]
-
 pub mod api;
 pub mod auth;
 pub mod bus;

@@ -1,7 +1,5 @@
 //! The `xindao` command line: `xindao serve` runs the server, `xindao config` prints the configuration.
 
-#![forbid(unsafe_code)]
-
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use xindao::config::{with_defaults_in_help, Flags, LogFormat};
