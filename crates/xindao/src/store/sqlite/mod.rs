@@ -5,9 +5,7 @@
 //! lets run beside the writer and which only ever see committed transactions. WAL checkpoints run on a thread
 //! of their own (`checkpoint.rs`), so no commit waits for the disk.
 
-mod batched_wal;
 mod checkpoint;
-mod pcache;
 mod rooms;
 mod rows;
 mod schema;
@@ -97,24 +95,17 @@ fn open_connection(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection
     configure(Connection::open_with_flags(path, flags)?)
 }
 
-/// Process-wide SQLite setup, before the process's first connection (the page cache can only be replaced
-/// before SQLite initialises, and looking up a VFS initialises it). Returns whether the batched-WAL VFS can
-/// be used.
-fn prepare_sqlite() -> bool {
-    pcache::install();
-    batched_wal::register()
-}
-
-/// The writing connection, through the VFS that writes a commit's WAL frames at once where it can be used.
+/// The writing connection, through the VFS that writes a commit's WAL frames at once (`sqlite-wal-batch`,
+/// docs/decisions/sqlite-wal-batch.md) where it can be used.
 fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
-    if !prepare_sqlite() {
+    if !sqlite_wal_batch::register() {
         tracing::warn!("sqlite: batched WAL writes unavailable, using the default VFS");
         return open_connection(path, OpenFlags::default());
     }
     configure(Connection::open_with_flags_and_vfs(
         path,
         OpenFlags::default(),
-        batched_wal::NAME,
+        sqlite_wal_batch::NAME,
     )?)
 }
 
