@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use axum::extract::ws::Utf8Bytes;
 use serde_json::json;
 
-use crate::config::Config;
+use crate::config::{BusConfig, Config};
 use crate::error::Result;
 use crate::hub::{Delivery, Hub};
 use crate::model::UserId;
@@ -40,10 +40,10 @@ pub fn presence_frame(user_id: UserId, online: bool) -> Utf8Bytes {
 
 /// Opens the bus `config.bus` names: `local`, `redis://...` or `nats://...`.
 pub async fn open(config: &Config, hub: Arc<Hub>) -> Result<Arc<dyn Bus>> {
-    if config.bus == "local" {
-        return Ok(Arc::new(LocalBus::new(hub)));
+    match config.bus {
+        BusConfig::Local => Ok(Arc::new(LocalBus::new(hub))),
+        BusConfig::Redis { .. } | BusConfig::Nats { .. } => crate::cluster::open(config, hub).await,
     }
-    crate::cluster::open(config, hub).await
 }
 
 /// The single-node bus: delivery is local.

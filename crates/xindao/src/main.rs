@@ -1,8 +1,9 @@
-//! The `xindao` command line: `xindao serve` runs the server, `xindao config` prints the configuration.
+//! The `xindao` command line: `xindao serve` runs the server, `xindao config` prints the configuration
+//! (`--markdown`: the reference of every key, docs/configuration.md).
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
-use xindao::config::{with_defaults_in_help, Flags, LogFormat};
+use xindao::config::{reference_markdown, Flags, LogFormat};
 use xindao::{Config, Server};
 
 /// xindao (信道): real-time chat server for WeChat mini-programs and the web.
@@ -21,21 +22,25 @@ enum Command {
     /// Run the server (zero configuration: SQLite in ./xindao-data, listening on 127.0.0.1:8080).
     Serve(Flags),
     /// Print the effective configuration as TOML (secrets masked) and exit.
-    Config(Flags),
+    Config(ConfigArgs),
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// Print the reference of every key as Markdown (docs/configuration.md) instead.
+    #[arg(long)]
+    markdown: bool,
+    #[command(flatten)]
+    flags: Flags,
 }
 
 fn main() -> anyhow::Result<()> {
-    let command = Cli::command()
-        .mut_subcommand("serve", with_defaults_in_help)
-        .mut_subcommand("config", with_defaults_in_help);
-    let cli = Cli::from_arg_matches(&command.get_matches())?;
-    match cli.command {
-        Command::Config(flags) => {
-            print!("{}", flags.load()?.to_toml_masked());
-            Ok(())
-        }
-        Command::Serve(flags) => serve(flags.load()?),
+    match Cli::parse().command {
+        Command::Config(ConfigArgs { markdown: true, .. }) => print!("{}", reference_markdown()),
+        Command::Config(ConfigArgs { flags, .. }) => print!("{}", flags.load()?.to_toml_masked()),
+        Command::Serve(flags) => serve(flags.load()?)?,
     }
+    Ok(())
 }
 
 fn init_logging(config: &Config) {

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::bus::{presence_frame, Bus};
-use crate::config::Config;
+use crate::config::{BusConfig, Config};
 use crate::error::{Error, Result};
 use crate::hub::{Delivery, Hub};
 use crate::model::UserId;
@@ -259,18 +259,21 @@ pub async fn open(config: &Config, hub: Arc<Hub>) -> Result<Arc<dyn Bus>> {
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     let channel = config.bus_channel.clone();
-    let url = config.bus.as_str();
-    if url.starts_with("redis://") {
-        redis::start(url, channel, core.clone(), outgoing, &cancel, &tasks).await?;
-    } else if url.starts_with("nats://") {
-        nats::start(url, channel, core.clone(), outgoing, &cancel, &tasks).await?;
-    } else {
-        return Err(Error::Unavailable(format!(
-            "bus must be \"local\", redis://... or nats://..., not {url:?}"
-        )));
+    match &config.bus {
+        BusConfig::Redis { url } => {
+            redis::start(url, channel, core.clone(), outgoing, &cancel, &tasks).await?
+        }
+        BusConfig::Nats { url } => {
+            nats::start(url, channel, core.clone(), outgoing, &cancel, &tasks).await?
+        }
+        BusConfig::Local => {
+            return Err(Error::Unavailable(
+                "a cluster needs a redis:// or nats:// bus".into(),
+            ))
+        }
     }
     tasks.spawn(heartbeat(core.clone(), cancel.clone()));
-    tracing::info!(node = %node, bus = %url, "joined the cluster bus");
+    tracing::info!(node = %node, bus = %config.bus, "joined the cluster bus");
     Ok(Arc::new(ClusterBus {
         core,
         cancel,

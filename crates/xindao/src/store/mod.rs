@@ -15,27 +15,25 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::config::Config;
+use crate::config::{Config, StoreConfig};
 use crate::error::Result;
 use crate::model::*;
 
 /// Opens the store `config.store` names, with `hook` called after each commit.
 pub async fn open(config: &Config, hook: CommitHook) -> Result<Arc<dyn Store>> {
-    Ok(match config.postgres_url() {
-        Some(url) => Arc::new(
-            postgres::PostgresStore::open(
-                url,
-                config.postgres_pool_size,
-                config.group_commit(),
-                hook,
-            )
-            .await?,
+    let commit = GroupCommit {
+        batch_max: config.commit_batch_max,
+        linger: config.commit_linger(),
+    };
+    Ok(match &config.store {
+        StoreConfig::Postgres { url } => Arc::new(
+            postgres::PostgresStore::open(url, config.postgres_pool_size, commit, hook).await?,
         ),
-        None => Arc::new(sqlite::SqliteStore::open(
+        StoreConfig::Sqlite => Arc::new(sqlite::SqliteStore::open(
             &config.data_dir,
             sqlite::SqliteOptions {
                 synchronous: config.sqlite_synchronous,
-                commit: config.group_commit(),
+                commit,
                 max_db_mb: config.sqlite_max_db_mb,
                 cache_mb: config.sqlite_cache_mb,
             },

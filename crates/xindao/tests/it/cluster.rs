@@ -34,8 +34,8 @@ impl Cluster {
         let mut nodes = Vec::new();
         for i in 0..count {
             let mut config = common::test_config(PathBuf::from("unused-with-postgres"));
-            config.store = db.url.clone();
-            config.bus = bus.into();
+            config.store = db.url.parse().unwrap();
+            config.bus = bus.parse().unwrap();
             config.bus_channel = channel.clone();
             config.node_id = Some(format!("node{i}"));
             config.presence_ttl_ms = 1500;

@@ -612,7 +612,7 @@ async fn postgres_unreachable_send_is_unavailable() {
         return;
     };
     let url = db.url.clone();
-    let mut server = common::TestServer::start(move |c| c.store = url).await;
+    let mut server = common::TestServer::start(move |c| c.store = url.parse().unwrap()).await;
     let alice = server.login("alice").await;
     let mut a = server.connect(&alice).await;
     let room = a.ok("room_create", json!({ "name": "r" })).await["conversation"]["id"]
