@@ -23,19 +23,27 @@ use xindao::Error;
 /// Commits the store handed to its sink: (conversation, seq, origin), in order. A store hands a batch over
 /// before it answers the batch's appends, so a look after an append sees it.
 #[derive(Clone)]
-struct Hooked(Arc<Mutex<(mpsc::Receiver<Vec<Committed>>, Vec<(i64, i64, u64)>)>>);
+struct Hooked(Arc<Mutex<Recorded>>);
+
+struct Recorded {
+    commits: mpsc::Receiver<Vec<Committed>>,
+    seen: Vec<Seen>,
+}
+
+/// One commit as the sink saw it: (conversation, seq, origin).
+type Seen = (i64, i64, u64);
 
 impl Hooked {
-    fn lock(&self) -> MappedMutexGuard<'_, Vec<(i64, i64, u64)>> {
-        MutexGuard::map(self.0.lock(), |(commits, seen)| {
-            while let Ok(batch) = commits.try_recv() {
-                seen.extend(
+    fn lock(&self) -> MappedMutexGuard<'_, Vec<Seen>> {
+        MutexGuard::map(self.0.lock(), |recorded| {
+            while let Ok(batch) = recorded.commits.try_recv() {
+                recorded.seen.extend(
                     batch
                         .iter()
                         .map(|c| (c.message.conversation_id, c.message.seq, c.origin)),
                 );
             }
-            seen
+            &mut recorded.seen
         })
     }
 }
@@ -43,7 +51,11 @@ impl Hooked {
 /// A sink that holds every commit of a test until looked at.
 fn recorder() -> (CommitSink, Hooked) {
     let (sink, commits) = mpsc::channel(1 << 16);
-    (sink, Hooked(Arc::new(Mutex::new((commits, Vec::new())))))
+    let seen = Vec::new();
+    (
+        sink,
+        Hooked(Arc::new(Mutex::new(Recorded { commits, seen }))),
+    )
 }
 
 async fn dev_user(store: &dyn Store, name: &str) -> User {
