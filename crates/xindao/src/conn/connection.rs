@@ -1,7 +1,7 @@
 //! One connection's task: the only writer of its socket.
 //!
 //! The task `select!`s over its socket, its bounded push queue, a heartbeat timer and server shutdown, which
-//! keeps an idle connection to a few hundred bytes. Requests are answered one at a time in arrival order;
+//! keeps an idle connection to a few kilobytes. Requests are answered one at a time in arrival order;
 //! pushes keep flowing while a request waits for the store. Writes are gathered: a reply and the pushes
 //! queued behind it, or up to [`WRITE_BATCH`] queued pushes, leave in one socket write and one flush.
 
@@ -21,9 +21,8 @@ use serde_json::json;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use super::{
-    CLOSE_FLOODING, CLOSE_GOING_AWAY, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_INTERNAL,
-    CLOSE_INVALID_PAYLOAD, CLOSE_PROTOCOL_ERROR, CLOSE_SESSION_ENDED, CLOSE_SLOW_CONSUMER,
-    CLOSE_TOO_BIG,
+    End, CLOSE_FLOODING, CLOSE_GOING_AWAY, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_INTERNAL,
+    CLOSE_SESSION_ENDED, CLOSE_SLOW_CONSUMER,
 };
 use crate::app::App;
 use crate::auth::Session;
@@ -62,14 +61,6 @@ async fn within<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
     .await
 }
 
-/// What ended a connection's loop.
-enum End {
-    /// Close with this code (the socket may already be gone).
-    Close(u16, &'static str),
-    /// The peer closed or vanished.
-    Gone,
-}
-
 /// A connection's socket and the task's end of its push queue.
 pub(super) struct Conn {
     socket: WebSocket,
@@ -91,7 +82,7 @@ impl Conn {
     }
 
     /// Writes a reply (or greeting) and then whatever pushes are already queued, flushing once: a reply and
-    /// the pushes committed in the same batch leave in one socket write.
+    /// the pushes queued by then leave in one socket write.
     async fn write(&mut self, reply: Utf8Bytes) -> Result<(), End> {
         self.write_frames(Some(reply), None).await
     }
@@ -287,7 +278,7 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller, hello: Utf8Bytes) -> 
                         let _ = within(conn.write_timeout, conn.socket.flush()).await;
                         return End::Gone;
                     }
-                    Some(Err(error)) => return classify_read_error(error),
+                    Some(Err(error)) => return End::from_read_error(error),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Binary(bytes))) => match Utf8Bytes::try_from(bytes) {
@@ -319,23 +310,6 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller, hello: Utf8Bytes) -> 
                 }
             }
         }
-    }
-}
-
-fn classify_read_error(error: axum::Error) -> End {
-    use tungstenite::error::{CapacityError, Error as WsError};
-    tracing::debug!(%error, "socket read failed");
-    match error.into_inner().downcast::<WsError>() {
-        Ok(ws) => match *ws {
-            WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
-                End::Close(CLOSE_TOO_BIG, "frame too large")
-            }
-            WsError::Capacity(_) => End::Close(CLOSE_TOO_BIG, "frame too large"),
-            WsError::Utf8(_) => End::Close(CLOSE_INVALID_PAYLOAD, "text frame is not valid UTF-8"),
-            WsError::Protocol(_) => End::Close(CLOSE_PROTOCOL_ERROR, "protocol error"),
-            _ => End::Gone,
-        },
-        Err(_) => End::Gone,
     }
 }
 

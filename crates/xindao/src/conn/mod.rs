@@ -100,3 +100,34 @@ async fn admit(
     }
     Ok((session, permit))
 }
+
+/// What ended a connection's loop.
+enum End {
+    /// Close with this code (the socket may already be gone).
+    Close(u16, &'static str),
+    /// The peer closed or vanished.
+    Gone,
+}
+
+impl End {
+    /// The close a failed read calls for: a frame over the limit, bad UTF-8 or a protocol error is answered
+    /// with its close code; anything else means the peer is gone.
+    fn from_read_error(error: axum::Error) -> End {
+        use tungstenite::error::{CapacityError, Error as WsError};
+        tracing::debug!(%error, "socket read failed");
+        match error.into_inner().downcast::<WsError>() {
+            Ok(ws) => match *ws {
+                WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
+                    End::Close(CLOSE_TOO_BIG, "frame too large")
+                }
+                WsError::Capacity(_) => End::Close(CLOSE_TOO_BIG, "frame too large"),
+                WsError::Utf8(_) => {
+                    End::Close(CLOSE_INVALID_PAYLOAD, "text frame is not valid UTF-8")
+                }
+                WsError::Protocol(_) => End::Close(CLOSE_PROTOCOL_ERROR, "protocol error"),
+                _ => End::Gone,
+            },
+            Err(_) => End::Gone,
+        }
+    }
+}
