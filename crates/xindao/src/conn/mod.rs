@@ -1,7 +1,7 @@
 //! The tunnel: the authenticated WebSocket upgrade, and the task that then owns the connection.
 //!
 //! Every refusal (no or bad token, server full, too many connections of one user, shutting down) happens in
-//! [`upgrade`], as an HTTP error, before the upgrade. After it, one task per connection ([`connection`]) is the
+//! [`upgrade`], as an HTTP error, before the upgrade. After it, one task per connection (`connection.rs`) is the
 //! only writer of its socket: it writes its replies and the pushes the hub queued for it ([`crate::hub::outbox`]).
 
 mod connection;

@@ -1,8 +1,8 @@
 //! The HTTP side: the [`Server`] that accepts connections, and the routes it serves.
 //!
 //! Every request starts here. `/v1/ws` upgrades to the WebSocket tunnel ([`crate::conn`]); the rest are plain
-//! HTTP handlers: login and logout ([`session`]), health and metrics ([`status`]) and the embedded web client
-//! ([`web`]). Errors answer in the API's own JSON format ([`crate::error`]).
+//! HTTP handlers: login and logout (`session.rs`), health and metrics (`status.rs`) and the embedded web client
+//! (`web.rs`). Errors answer in the API's own JSON format ([`crate::error`]).
 
 mod server;
 mod session;
