@@ -192,3 +192,17 @@ impl Auth {
         self.store.revoke_session(session.token_hash).await
     }
 }
+
+/// The bearer token from `Authorization: Bearer …`, or from `?token=` for browsers (which cannot set headers
+/// on a WebSocket).
+pub fn bearer(headers: &axum::http::HeaderMap, query_token: Option<&str>) -> Option<String> {
+    let from_header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| t.trim().to_string());
+    from_header.or_else(|| query_token.map(str::to_string))
+}

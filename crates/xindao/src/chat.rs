@@ -12,12 +12,13 @@ use crate::auth::Session;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::hub::{ConnId, Delivery, Hub, Registered};
-use crate::mailbox::Mailbox;
+use crate::hub::{ConnId, Delivery, Hub, Outbox, Registered};
 use crate::model::*;
 use crate::protocol::{self, args};
 use crate::store::Store;
 use crate::validate;
+
+pub mod fanout;
 
 const PRESENCE_WATCH_MAX: usize = 500;
 const PUBLIC_ROOMS_MAX: usize = 200;
@@ -75,7 +76,7 @@ impl Chat {
 
     /// Registers a new connection with the hub and announces the user's presence if they just came online.
     /// Returns the user, for the greeting; `Unauthorized` if the user no longer exists.
-    pub async fn connect(&self, session: &Session, mailbox: Mailbox) -> Result<(User, Registered)> {
+    pub async fn connect(&self, session: &Session, outbox: Outbox) -> Result<(User, Registered)> {
         let (user, conversations) = self
             .store
             .connection_state(session.user_id)
@@ -83,7 +84,7 @@ impl Chat {
             .ok_or(Error::Unauthorized)?;
         let registered =
             self.hub
-                .register(session.user_id, session.token_hash, &conversations, mailbox);
+                .register(session.user_id, session.token_hash, &conversations, outbox);
         if registered.first_of_user {
             self.bus.local_presence(session.user_id, true);
         }
@@ -364,18 +365,16 @@ impl Chat {
                 ))
             }
         };
-        // The store checks membership inside the commit and pushes through its commit hook, in seq order.
-        let appended = self
-            .store
-            .append(NewMessage {
-                conversation_id,
-                sender_id: caller.user_id,
-                cmid: a.cmid,
-                kind: a.kind,
-                content: a.content,
-                origin: caller.conn_id,
-            })
-            .await?;
+        // The store checks membership inside the commit and hands the commit to fan-out (`fanout`), which
+        // pushes it to everyone but this connection, in seq order.
+        let message = NewMessage {
+            conversation_id,
+            sender_id: caller.user_id,
+            cmid: a.cmid,
+            kind: a.kind,
+            content: a.content,
+        };
+        let appended = self.store.append(message, caller.conn_id).await?;
         // The hot path: serialise the ack straight from the message, without an intermediate JSON tree.
         #[derive(Serialize)]
         struct SendResult<'a> {
@@ -438,21 +437,4 @@ fn fit_page(mut page: Page, keep_newest: bool, budget: &mut usize) -> Page {
         page.messages.reverse();
     }
     page
-}
-
-/// The commit hook given to the store: every committed message becomes one encoded `message` push.
-pub fn commit_hook(
-    bus: Arc<dyn Bus>,
-    metrics: crate::metrics::Metrics,
-) -> crate::store::CommitHook {
-    Arc::new(move |message: &Message, origin: u64| {
-        metrics.messages_committed.inc();
-        let frame = protocol::event("message", message);
-        bus.publish(Delivery::Conversation {
-            conversation_id: message.conversation_id,
-            frame,
-            skip_conn: origin,
-            skip_user: 0,
-        });
-    })
 }

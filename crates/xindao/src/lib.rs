@@ -1,26 +1,52 @@
 //! xindao (信道): a real-time chat server for WeChat mini-programs and the web.
 //!
-//! Data flows one way: socket ([`transport`]) -> decoded frame ([`protocol`]) -> authorised operation
-//! ([`chat`]) -> [`store`] and [`bus`] -> [`hub`] -> socket. [`server::Server`] wires it together; the
-//! `xindao` binary is a thin command line around it.
+//! The modules in the order a request meets them (data flows one way; none reaches back):
+//!
+//! - [`http`]: the [`Server`] (listen, accept, graceful shutdown) and the HTTP routes: login and logout
+//!   ([`auth`] issues and checks the bearer tokens), health, metrics, the embedded web client.
+//! - [`conn`]: `GET /v1/ws` is admitted and upgraded; then one task per connection owns its socket, the only
+//!   writer of it: it reads requests and writes their replies and the pushes queued for it.
+//! - [`protocol`]: a frame becomes a request (envelope, operation, arguments); replies and events go back
+//!   out as JSON frames.
+//! - [`chat`]: each operation, authorised and validated ([`validate`]), against the [`store`]; pushes are
+//!   published on the [`bus`]. The store's writers hand every committed batch to fan-out
+//!   ([`chat::fanout`]), which encodes each message's push once and publishes it.
+//! - [`store`]: the source of truth (SQLite embedded, or PostgreSQL for clusters), behind one trait.
+//! - [`bus`]: carries deliveries to every node that may hold a recipient (local, or a cluster over Redis
+//!   or NATS) and answers who is online.
+//! - [`hub`]: this node's connections and the conversations they follow; routes each delivery into the
+//!   recipients' bounded queues ([`hub::outbox`]), which their connection tasks write.
+//!
+//! Around them: [`app`] (the shared state, its assembly and its ordered teardown), [`config`], [`model`]
+//! (the stored types), [`error`] (one error type, with its wire code and HTTP status) and [`metrics`]. The
+//! `xindao` binary is a thin command line around [`Server`].
 
-pub mod api;
-pub mod auth;
-pub mod bus;
+// In request order, as above (one per group, so that rustfmt keeps the order).
+pub mod http;
+pub use http::Server;
+
+pub mod conn;
+
+pub mod protocol;
+
 pub mod chat;
-pub mod cluster;
+
+pub mod validate;
+
+pub mod auth;
+
+pub mod store;
+
+pub mod bus;
+
+pub mod hub;
+
+// Around them.
+pub mod app;
 pub mod config;
 pub mod error;
-pub mod hub;
-pub mod mailbox;
 pub mod metrics;
 pub mod model;
-pub mod protocol;
-pub mod server;
-pub mod store;
-pub mod transport;
-pub mod validate;
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use server::Server;

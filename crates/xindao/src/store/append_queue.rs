@@ -11,6 +11,8 @@ use crate::model::{Appended, NewMessage};
 /// One message waiting for its batch, and where its outcome goes.
 pub(crate) struct AppendJob {
     pub message: NewMessage,
+    /// The connection that sent it, handed to fan-out beside the committed message.
+    pub origin: u64,
     pub reply: oneshot::Sender<Result<Appended>>,
 }
 
@@ -44,7 +46,7 @@ impl AppendQueue {
     }
 
     /// Queues a message and waits until its batch has committed (or failed).
-    pub async fn append(&self, message: NewMessage) -> Result<Appended> {
+    pub async fn append(&self, message: NewMessage, origin: u64) -> Result<Appended> {
         let closed = || Error::Unavailable("server is shutting down".into());
         let sender = {
             let senders = self.senders.lock();
@@ -54,7 +56,11 @@ impl AppendQueue {
         .ok_or_else(closed)?;
         let (reply, answer) = oneshot::channel();
         sender
-            .send(AppendJob { message, reply })
+            .send(AppendJob {
+                message,
+                origin,
+                reply,
+            })
             .await
             .map_err(|_| closed())?;
         answer

@@ -19,15 +19,15 @@ use crate::config::{Config, StoreConfig};
 use crate::error::Result;
 use crate::model::*;
 
-/// Opens the store `config.store` names, with `hook` called after each commit.
-pub async fn open(config: &Config, hook: CommitHook) -> Result<Arc<dyn Store>> {
+/// Opens the store `config.store` names; its writers hand each committed batch to `sink`.
+pub async fn open(config: &Config, sink: CommitSink) -> Result<Arc<dyn Store>> {
     let commit = GroupCommit {
         batch_max: config.commit_batch_max,
         linger: config.commit_linger(),
     };
     Ok(match &config.store {
         StoreConfig::Postgres { url } => Arc::new(
-            postgres::PostgresStore::open(url, config.postgres_pool_size, commit, hook).await?,
+            postgres::PostgresStore::open(url, config.postgres_pool_size, commit, sink).await?,
         ),
         StoreConfig::Sqlite => Arc::new(sqlite::SqliteStore::open(
             &config.data_dir,
@@ -37,15 +37,22 @@ pub async fn open(config: &Config, hook: CommitHook) -> Result<Arc<dyn Store>> {
                 max_db_mb: config.sqlite_max_db_mb,
                 cache_mb: config.sqlite_cache_mb,
             },
-            hook,
+            sink,
         )?),
     })
 }
 
-/// Called once for every newly committed message, after its transaction committed and before `append`
-/// returns, in seq order per conversation. This is how pushes leave the node in commit order. The second
-/// argument is `NewMessage::origin`. It must not block.
-pub type CommitHook = std::sync::Arc<dyn Fn(&Message, u64) + Send + Sync>;
+/// One newly committed message and the connection that sent it (0: none).
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub message: Message,
+    pub origin: u64,
+}
+
+/// Where a store's writers hand each committed batch (new messages only, duplicates left out), in commit
+/// order. Bounded: a writer waits (blocking_send on the SQLite thread, send().await on PostgreSQL) when
+/// fan-out falls behind.
+pub type CommitSink = tokio::sync::mpsc::Sender<Vec<Committed>>;
 
 /// A user found or created by a login.
 #[derive(Debug, Clone)]
@@ -136,8 +143,9 @@ pub trait Store: Send + Sync + 'static {
     async fn public_rooms(&self, limit: usize) -> Result<Vec<PublicRoom>>;
 
     /// Commits a message with the next seq of its conversation, or returns the sender's earlier message with
-    /// the same cmid. `Forbidden` when the sender is not a member. Only returns after the commit.
-    async fn append(&self, message: NewMessage) -> Result<Appended>;
+    /// the same cmid. `Forbidden` when the sender is not a member. Only returns after the commit, and after
+    /// the new message was handed to the [`CommitSink`] with `origin` (the sending connection, 0 for none).
+    async fn append(&self, message: NewMessage, origin: u64) -> Result<Appended>;
     /// Messages of a conversation in ascending seq order; only committed ones.
     async fn history(
         &self,

@@ -11,8 +11,17 @@ use common::*;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-// One worker: the hub writes pushes to idle sockets from the commit thread while the tasks write replies.
+// On one worker (the server pinned to one core) and on the default runtime (a worker per core, as users run it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn concurrent_senders_produce_one_total_order_on_one_worker() {
+    concurrent_senders_produce_one_total_order().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_senders_produce_one_total_order_on_the_default_runtime() {
+    concurrent_senders_produce_one_total_order().await;
+}
+
 async fn concurrent_senders_produce_one_total_order() {
     const SENDERS: usize = 4;
     const EACH: usize = 50;
@@ -90,12 +99,12 @@ async fn concurrent_senders_produce_one_total_order() {
     assert_eq!(views[0], views[1]);
 }
 
-/// The hub writes a push straight to an idle socket and queues it when the socket backs up, finishing a frame the
-/// socket took in part before anything else. A reader that stops reading (a 4 KiB receive buffer) while room
-/// messages arrive (7 MB in all), pings at the WebSocket level meanwhile (the server's pongs share the socket)
-/// and asks for something, gets, once it reads again and while more arrive, its reply and every push whole and
-/// in seq order, nothing dropped.
-// One worker: the hub writes pushes to idle sockets only on a one-core runtime.
+/// A connection's task writes its pushes while the socket takes them and leaves them queued while it backs up,
+/// finishing a frame the socket took in part before anything else. A reader that stops reading (a 4 KiB receive
+/// buffer) while room messages arrive (7 MB in all), pings at the WebSocket level meanwhile (the server's pongs
+/// share the socket) and asks for something, gets, once it reads again and while more arrive, its reply and
+/// every push whole and in seq order, nothing dropped.
+// One worker: the fan-out task and every connection's task share one thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_reader_that_falls_behind_gets_every_push_whole_and_in_order() {
     const MESSAGES: usize = 600;

@@ -10,25 +10,52 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use serde_json::json;
 use services::TestDb;
+use tokio::sync::mpsc;
 use xindao::model::*;
 use xindao::store::postgres::PostgresStore;
 use xindao::store::sqlite::{SqliteOptions, SqliteStore};
-use xindao::store::{CommitHook, ExternalId, GroupCommit, LoginIdentity, Store};
+use xindao::store::{CommitSink, Committed, ExternalId, GroupCommit, LoginIdentity, Store};
 use xindao::Error;
 
-/// Hook calls seen: (conversation, seq, origin).
-type Hooked = Arc<Mutex<Vec<(i64, i64, u64)>>>;
+/// Commits the store handed to its sink: (conversation, seq, origin), in order. A store hands a batch over
+/// before it answers the batch's appends, so a look after an append sees it.
+#[derive(Clone)]
+struct Hooked(Arc<Mutex<Recorded>>);
 
-fn recorder() -> (CommitHook, Hooked) {
-    let seen: Hooked = Arc::default();
-    let sink = seen.clone();
-    let hook: CommitHook = Arc::new(move |m: &Message, origin: u64| {
-        sink.lock().push((m.conversation_id, m.seq, origin))
-    });
-    (hook, seen)
+struct Recorded {
+    commits: mpsc::Receiver<Vec<Committed>>,
+    seen: Vec<Seen>,
+}
+
+/// One commit as the sink saw it: (conversation, seq, origin).
+type Seen = (i64, i64, u64);
+
+impl Hooked {
+    fn lock(&self) -> MappedMutexGuard<'_, Vec<Seen>> {
+        MutexGuard::map(self.0.lock(), |recorded| {
+            while let Ok(batch) = recorded.commits.try_recv() {
+                recorded.seen.extend(
+                    batch
+                        .iter()
+                        .map(|c| (c.message.conversation_id, c.message.seq, c.origin)),
+                );
+            }
+            &mut recorded.seen
+        })
+    }
+}
+
+/// A sink that holds every commit of a test until looked at.
+fn recorder() -> (CommitSink, Hooked) {
+    let (sink, commits) = mpsc::channel(1 << 16);
+    let seen = Vec::new();
+    (
+        sink,
+        Hooked(Arc::new(Mutex::new(Recorded { commits, seen }))),
+    )
 }
 
 async fn dev_user(store: &dyn Store, name: &str) -> User {
@@ -44,6 +71,9 @@ async fn dev_user(store: &dyn Store, name: &str) -> User {
         .unwrap()
 }
 
+/// The connection every test append comes from.
+const ORIGIN: u64 = 7;
+
 fn new_message(conversation_id: i64, sender_id: i64, cmid: &str) -> NewMessage {
     NewMessage {
         conversation_id,
@@ -51,7 +81,6 @@ fn new_message(conversation_id: i64, sender_id: i64, cmid: &str) -> NewMessage {
         cmid: cmid.into(),
         kind: MessageKind::Text,
         content: json!(format!("text of {cmid}")),
-        origin: 7,
     }
 }
 
@@ -201,20 +230,23 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
     // Appends: gap-free seq, idempotent cmid, membership checked, hook after commit, own messages read.
     hooked.lock().clear();
     let first = s
-        .append(new_message(public, alice.id, "a-1"))
+        .append(new_message(public, alice.id, "a-1"), ORIGIN)
         .await
         .unwrap();
     assert_eq!((first.message.seq, first.duplicate), (1, false));
-    let second = s.append(new_message(public, bob.id, "b-1")).await.unwrap();
+    let second = s
+        .append(new_message(public, bob.id, "b-1"), ORIGIN)
+        .await
+        .unwrap();
     assert_eq!(second.message.seq, 2);
     let again = s
-        .append(new_message(public, alice.id, "a-1"))
+        .append(new_message(public, alice.id, "a-1"), ORIGIN)
         .await
         .unwrap();
     assert!(again.duplicate);
     assert_eq!(again.message, first.message);
     assert!(matches!(
-        s.append(new_message(public, carol.id, "c-1")).await,
+        s.append(new_message(public, carol.id, "c-1"), ORIGIN).await,
         Err(Error::Forbidden(_))
     ));
     assert_eq!(*hooked.lock(), vec![(public, 1, 7), (public, 2, 7)]);
@@ -228,7 +260,9 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
     assert_eq!((of_alice.read_seq, of_alice.unread), (1, 1));
     // Activity is ordered by millisecond timestamps: make this one strictly the latest.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    s.append(new_message(direct, bob.id, "b-d1")).await.unwrap();
+    s.append(new_message(direct, bob.id, "b-d1"), ORIGIN)
+        .await
+        .unwrap();
     let ordered: Vec<i64> = s
         .conversations_of(alice.id)
         .await
@@ -258,7 +292,7 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
         tasks.push(tokio::spawn(async move {
             for i in 0..25 {
                 store
-                    .append(new_message(public, sender, &format!("c{t}-{i}")))
+                    .append(new_message(public, sender, &format!("c{t}-{i}")), ORIGIN)
                     .await
                     .unwrap();
             }
@@ -328,8 +362,12 @@ async fn before_migration_2(store: &dyn Store) -> (ConversationId, Message, Mess
     let alice = dev_user(store, "alice").await;
     let bob = dev_user(store, "bob").await;
     let (direct, _) = store.open_direct(alice.id, bob.id).await.unwrap();
-    let first = store.append(new_message(direct, alice.id, "c-1")).await;
-    let second = store.append(new_message(direct, bob.id, "c-1")).await;
+    let first = store
+        .append(new_message(direct, alice.id, "c-1"), ORIGIN)
+        .await;
+    let second = store
+        .append(new_message(direct, bob.id, "c-1"), ORIGIN)
+        .await;
     (direct, first.unwrap().message, second.unwrap().message)
 }
 
@@ -354,13 +392,13 @@ async fn check_after_migration_2(
         ]
     );
     let again = store
-        .append(new_message(direct, first.sender_id, "c-1"))
+        .append(new_message(direct, first.sender_id, "c-1"), ORIGIN)
         .await
         .unwrap();
     assert!(again.duplicate);
     assert_eq!(again.message.id, first.id);
     let next = store
-        .append(new_message(direct, first.sender_id, "c-2"))
+        .append(new_message(direct, first.sender_id, "c-2"), ORIGIN)
         .await
         .unwrap();
     assert!(!next.duplicate);
@@ -463,7 +501,7 @@ async fn postgres_nodes_share_one_order_and_one_copy_per_cmid() {
                 // Tasks 0/1 and 2/3 race on the same cmids from different nodes.
                 let cmid = format!("k{}-{i}", node / 2);
                 let appended = store
-                    .append(new_message(room, owner.id, &cmid))
+                    .append(new_message(room, owner.id, &cmid), ORIGIN)
                     .await
                     .unwrap();
                 out.push((
@@ -551,7 +589,7 @@ async fn postgres_cmid_raced_across_rooms_leaves_no_gap() {
             let mut out = Vec::new();
             for i in 0..EACH {
                 let appended = racer
-                    .append(new_message(room, owner.id, &format!("r{i}")))
+                    .append(new_message(room, owner.id, &format!("r{i}")), ORIGIN)
                     .await
                     .unwrap();
                 out.push((format!("r{i}"), appended.message.id, appended.duplicate));
@@ -565,7 +603,7 @@ async fn postgres_cmid_raced_across_rooms_leaves_no_gap() {
                 for i in 0..EACH {
                     let cmid = format!("f{node}-{filler}-{i}");
                     let appended = store
-                        .append(new_message(room, owner.id, &cmid))
+                        .append(new_message(room, owner.id, &cmid), ORIGIN)
                         .await
                         .unwrap();
                     assert!(!appended.duplicate);

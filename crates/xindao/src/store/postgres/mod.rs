@@ -22,7 +22,7 @@ use rows::{conversation_from_row, display_name_for_openid, user_from_row, CONVER
 pub(crate) use rows::{map_pg, message_from_row, MESSAGE_COLUMNS};
 
 use super::append_queue::AppendQueue;
-use super::{CommitHook, ExternalId, GroupCommit, LoginIdentity, SessionInfo, Store};
+use super::{CommitSink, ExternalId, GroupCommit, LoginIdentity, SessionInfo, Store};
 use crate::error::{Error, Result};
 use crate::model::*;
 
@@ -50,7 +50,7 @@ impl PostgresStore {
         url: &str,
         pool_size: usize,
         commit: GroupCommit,
-        hook: CommitHook,
+        sink: CommitSink,
     ) -> Result<Self> {
         let mut pg: tokio_postgres::Config = url
             .parse()
@@ -82,7 +82,7 @@ impl PostgresStore {
         let (appends, receivers) = AppendQueue::sharded(APPEND_QUEUE, writers);
         let tasks = receivers
             .into_iter()
-            .map(|rx| tokio::spawn(writer::run(pool.clone(), rx, commit, hook.clone())))
+            .map(|rx| tokio::spawn(writer::run(pool.clone(), rx, commit, sink.clone())))
             .collect();
         tracing::info!(writers, "opened PostgreSQL store");
         Ok(PostgresStore {
@@ -358,8 +358,8 @@ impl Store for PostgresStore {
             .collect())
     }
 
-    async fn append(&self, message: NewMessage) -> Result<Appended> {
-        self.appends.append(message).await
+    async fn append(&self, message: NewMessage, origin: u64) -> Result<Appended> {
+        self.appends.append(message, origin).await
     }
 
     async fn history(

@@ -3,9 +3,9 @@
 //! Several nodes write to one conversation at once; `UPDATE conversations SET last_seq = last_seq + 1`
 //! inside the transaction serialises them on the row lock, so seqs stay gap-free and totally ordered. A
 //! batch locks its conversations up front in id order, so two nodes' batches can never deadlock on them.
-//! Hooks run after the commit, in batch order, so one node's pushes leave in seq order. A batch's appends go to
-//! PostgreSQL pipelined, one round trip for all of them; the rare message that needs a second look (a cmid
-//! another node committed meanwhile) sends the batch back to be run one message at a time.
+//! Each batch goes to fan-out after the commit, in batch order, so one node's pushes leave in seq order. A
+//! batch's appends go to PostgreSQL pipelined, one round trip for all of them; the rare message that needs a
+//! second look (a cmid another node committed meanwhile) sends the batch back to be run one message at a time.
 
 use deadpool_postgres::Pool;
 use deadpool_postgres::Transaction;
@@ -17,7 +17,7 @@ use super::{map_pg, message_from_row, MESSAGE_COLUMNS};
 use crate::error::{Error, Result};
 use crate::model::{now_millis, Appended, Message, NewMessage};
 use crate::store::append_queue::{AppendJob, GroupCommit};
-use crate::store::CommitHook;
+use crate::store::{CommitSink, Committed};
 
 type Pg<T> = std::result::Result<T, tokio_postgres::Error>;
 
@@ -35,7 +35,7 @@ pub(super) async fn run(
     pool: Pool,
     mut jobs: mpsc::Receiver<AppendJob>,
     commit: GroupCommit,
-    hook: CommitHook,
+    sink: CommitSink,
 ) {
     let mut batch = Vec::with_capacity(commit.batch_max);
     while jobs.recv_many(&mut batch, commit.batch_max).await > 0 {
@@ -73,12 +73,22 @@ pub(super) async fn run(
         };
         match outcome {
             Ok(results) => {
+                // Handed to fan-out before anyone hears of the commit (a closed sink: fan-out is gone).
+                let committed: Vec<Committed> = batch
+                    .iter()
+                    .zip(&results)
+                    .filter_map(|(job, result)| match result {
+                        Ok(appended) if !appended.duplicate => Some(Committed {
+                            message: appended.message.clone(),
+                            origin: job.origin,
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                if !committed.is_empty() {
+                    let _ = sink.send(committed).await;
+                }
                 for (job, result) in batch.drain(..).zip(results) {
-                    if let Ok(appended) = &result {
-                        if !appended.duplicate {
-                            hook(&appended.message, job.message.origin);
-                        }
-                    }
                     let _ = job.reply.send(result);
                 }
             }

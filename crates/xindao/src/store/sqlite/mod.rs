@@ -23,7 +23,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::append_queue::AppendQueue;
-use super::{CommitHook, ExternalId, GroupCommit, LoginIdentity, SessionInfo, Store};
+use super::{CommitSink, ExternalId, GroupCommit, LoginIdentity, SessionInfo, Store};
 use crate::config::SqliteSync;
 use crate::error::{Error, Result};
 use crate::model::*;
@@ -126,7 +126,7 @@ async fn take_slot(slots: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit> {
 
 impl SqliteStore {
     /// Opens (creating if needed) `data_dir/xindao.db`, migrates it and starts the group-commit thread.
-    pub fn open(data_dir: &Path, options: SqliteOptions, hook: CommitHook) -> Result<Self> {
+    pub fn open(data_dir: &Path, options: SqliteOptions, sink: CommitSink) -> Result<Self> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             Error::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
         })?;
@@ -180,7 +180,7 @@ impl SqliteStore {
             .name("xindao-commit".into())
             .spawn({
                 let nudge = nudge.clone();
-                move || writer::run(thread_writer, rx, options.commit, hook, nudge)
+                move || writer::run(thread_writer, rx, options.commit, sink, nudge)
             })
             .map_err(|e| Error::Internal(format!("cannot start commit thread: {e}")))?;
         tracing::info!(path = %path.display(), synchronous = sync_mode, "opened SQLite store");
@@ -591,8 +591,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn append(&self, message: NewMessage) -> Result<Appended> {
-        self.appends.append(message).await
+    async fn append(&self, message: NewMessage, origin: u64) -> Result<Appended> {
+        self.appends.append(message, origin).await
     }
 
     async fn history(

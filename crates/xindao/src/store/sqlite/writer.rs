@@ -2,7 +2,7 @@
 //!
 //! Under light load a batch is one message and nothing waits for a timer; under heavy load batches grow on
 //! their own, so one commit (and, with `synchronous = FULL`, one fsync) serves many sends. Replies and commit
-//! hooks run only after the batch has committed, in seq order.
+//! hand-offs to fan-out run only after the batch has committed, in seq order.
 
 use std::sync::Arc;
 
@@ -15,14 +15,14 @@ use super::{map_sqlite, read_message, MESSAGE_COLUMNS};
 use crate::error::{Error, Result};
 use crate::model::{now_millis, Appended, Message, NewMessage};
 use crate::store::append_queue::{AppendJob, GroupCommit};
-use crate::store::CommitHook;
+use crate::store::{CommitSink, Committed};
 
 /// Runs until every sender of `jobs` is gone, then returns (after committing what it had).
 pub(super) fn run(
     conn: Arc<Mutex<Connection>>,
     mut jobs: mpsc::Receiver<AppendJob>,
     commit: GroupCommit,
-    hook: CommitHook,
+    sink: CommitSink,
     checkpoint: Nudge,
 ) {
     let mut batch = Vec::with_capacity(commit.batch_max);
@@ -49,12 +49,22 @@ pub(super) fn run(
         };
         match outcome {
             Ok(results) => {
+                // Handed to fan-out before anyone hears of the commit (a closed sink: fan-out is gone).
+                let committed: Vec<Committed> = batch
+                    .iter()
+                    .zip(&results)
+                    .filter_map(|(job, result)| match result {
+                        Ok(appended) if !appended.duplicate => Some(Committed {
+                            message: appended.message.clone(),
+                            origin: job.origin,
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                if !committed.is_empty() {
+                    let _ = sink.blocking_send(committed);
+                }
                 for (job, result) in batch.drain(..).zip(results) {
-                    if let Ok(appended) = &result {
-                        if !appended.duplicate {
-                            hook(&appended.message, job.message.origin);
-                        }
-                    }
                     let _ = job.reply.send(result);
                 }
             }

@@ -1,10 +1,14 @@
-//! The hub: this node's registry of open connections, and local delivery of pushes to them.
+//! The hub: this node's registry of open connections, and local routing of pushes to them.
 //!
 //! The hub knows which local users are online, which conversations they are members of (loaded at connect
-//! and kept current by membership deliveries) and who watches whose presence. Delivering never waits: a push
-//! goes straight to an idle connection's socket or into its bounded queue (the `mailbox` module), and a
-//! connection whose queue is full is evicted as a slow consumer (its task then closes it with 4009 and the
-//! client resyncs from the store). Frames are encoded once and shared.
+//! and kept current by membership deliveries) and who watches whose presence. It routes only: delivering
+//! never waits and never writes a socket. A push goes into each recipient's bounded queue ([`outbox`]), whose
+//! connection task writes it; a connection whose queue is full is evicted as a slow consumer (its task then
+//! closes it with 4009 and the client resyncs from the store). Frames are encoded once and shared.
+
+pub mod outbox;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,9 +17,9 @@ use std::sync::Arc;
 use axum::extract::ws::Utf8Bytes;
 use parking_lot::RwLock;
 
-use crate::mailbox::{Mailbox, Outbound, Pushed};
 use crate::metrics::Metrics;
 use crate::model::{ConversationId, UserId};
+pub use outbox::{outbox, Outbound, Outbox, Pushed};
 
 /// Identifies one WebSocket connection on this node.
 pub type ConnId = u64;
@@ -47,7 +51,7 @@ pub enum Delivery {
 
 struct ConnSlot {
     id: ConnId,
-    mailbox: Arc<Mailbox>,
+    outbox: Arc<Outbox>,
     token_hash: [u8; 32],
     watching: Vec<UserId>,
 }
@@ -132,13 +136,13 @@ impl Hub {
         self.connections_of(user) > 0
     }
 
-    /// Registers a connection of `user`, a member of `conversations`, that receives pushes through `mailbox`.
+    /// Registers a connection of `user`, a member of `conversations`, that receives pushes through `outbox`.
     pub fn register(
         &self,
         user: UserId,
         token_hash: [u8; 32],
         conversations: &[ConversationId],
-        mailbox: Mailbox,
+        outbox: Outbox,
     ) -> Registered {
         let conn_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state.write();
@@ -147,7 +151,7 @@ impl Hub {
         let first_of_user = entry.conns.is_empty();
         entry.conns.push(ConnSlot {
             id: conn_id,
-            mailbox: Arc::new(mailbox),
+            outbox: Arc::new(outbox),
             token_hash,
             watching: Vec::new(),
         });
@@ -229,8 +233,8 @@ impl Hub {
                     }
                 });
                 let mut evicted = Vec::new();
-                for (user, conn_id, mailbox) in recipients {
-                    if mailbox.send(Outbound::Close(4001, "session ended")) != Pushed::Queued {
+                for (user, conn_id, outbox) in recipients {
+                    if outbox.send(Outbound::Close(4001, "session ended")) != Pushed::Queued {
                         evicted.push((user, conn_id));
                     }
                 }
@@ -285,12 +289,10 @@ impl Hub {
                 }),
             ),
         };
-        // The frame's WebSocket encoding, made once for every recipient written to inline.
-        let mut encoded = None;
         let mut evicted = Vec::new();
-        for (user, conn_id, mailbox) in recipients {
-            match mailbox.push(frame, &mut encoded) {
-                Pushed::Written | Pushed::Queued => {
+        for (user, conn_id, outbox) in recipients {
+            match outbox.push(frame) {
+                Pushed::Queued => {
                     self.metrics.pushes.inc();
                 }
                 Pushed::Full => evicted.push((user, conn_id)),
@@ -301,16 +303,17 @@ impl Hub {
         self.evict(evicted);
     }
 
-    /// The mailboxes `select` picks, taken under the read lock and used after it: writing to sockets while
-    /// holding it would keep connections from registering for as long as a broadcast takes.
+    /// The outboxes `select` picks, taken under the read lock and used after it: a push may wake the
+    /// recipient's task, and holding the lock through a broadcast's wake-ups would keep connections from
+    /// registering for as long as it takes.
     fn recipients(
         &self,
         select: impl FnOnce(&State, &mut dyn FnMut(UserId, &ConnSlot)),
-    ) -> Vec<(UserId, ConnId, Arc<Mailbox>)> {
+    ) -> Vec<(UserId, ConnId, Arc<Outbox>)> {
         let mut recipients = Vec::new();
         let state = self.state.read();
         select(&state, &mut |user, slot| {
-            recipients.push((user, slot.id, slot.mailbox.clone()))
+            recipients.push((user, slot.id, slot.outbox.clone()))
         });
         recipients
     }

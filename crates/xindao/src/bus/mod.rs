@@ -1,6 +1,11 @@
 //! The bus carries deliveries to every node that may hold a recipient, and answers who is online. A single
-//! node uses [`LocalBus`], which hands them straight to its own hub; a cluster bus ([`crate::cluster`], on
-//! Redis or NATS) also sends them to the other nodes and keeps cluster-wide presence.
+//! node uses [`LocalBus`], which hands them straight to its own hub; a cluster bus ([`cluster`], on Redis or
+//! NATS) also sends them to the other nodes and keeps cluster-wide presence.
+
+pub mod cluster;
+mod local;
+
+pub use local::LocalBus;
 
 use std::sync::Arc;
 
@@ -14,7 +19,7 @@ use crate::hub::{Delivery, Hub};
 use crate::model::UserId;
 use crate::protocol;
 
-/// Where the chat service publishes pushes. Nothing here may block.
+/// Where the chat service and fan-out publish pushes. Nothing here may block.
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// Delivers on this node at once and, on a cluster bus, on every other node.
@@ -42,33 +47,6 @@ pub fn presence_frame(user_id: UserId, online: bool) -> Utf8Bytes {
 pub async fn open(config: &Config, hub: Arc<Hub>) -> Result<Arc<dyn Bus>> {
     match config.bus {
         BusConfig::Local => Ok(Arc::new(LocalBus::new(hub))),
-        BusConfig::Redis { .. } | BusConfig::Nats { .. } => crate::cluster::open(config, hub).await,
-    }
-}
-
-/// The single-node bus: delivery is local.
-pub struct LocalBus {
-    hub: Arc<Hub>,
-}
-
-impl LocalBus {
-    pub fn new(hub: Arc<Hub>) -> LocalBus {
-        LocalBus { hub }
-    }
-}
-
-#[async_trait]
-impl Bus for LocalBus {
-    fn publish(&self, delivery: Delivery) {
-        self.hub.deliver(&delivery);
-    }
-
-    fn local_presence(&self, user_id: UserId, online: bool) {
-        let frame = presence_frame(user_id, online);
-        self.hub.deliver(&Delivery::Watchers { user_id, frame });
-    }
-
-    fn is_online(&self, user_id: UserId) -> bool {
-        self.hub.is_online(user_id)
+        BusConfig::Redis { .. } | BusConfig::Nats { .. } => cluster::open(config, hub).await,
     }
 }

@@ -1,8 +1,9 @@
-//! The tunnel: authenticated WebSocket upgrade and the per-connection task.
+//! One connection's task: the only writer of its socket.
 //!
-//! Each connection is one task that `select!`s over its socket, its bounded push queue, a heartbeat timer and
-//! server shutdown, which keeps an idle connection to a few kilobytes. Requests are answered one at a time in
-//! arrival order; pushes keep flowing while a request waits for the store.
+//! The task `select!`s over its socket, its bounded push queue, a heartbeat timer and server shutdown, which
+//! keeps an idle connection to a few kilobytes. Requests are answered one at a time in arrival order;
+//! pushes keep flowing while a request waits for the store. Writes are gathered: a reply and the pushes
+//! queued behind it, or up to [`WRITE_BATCH`] queued pushes, leave in one socket write and one flush.
 
 use std::future::Future;
 use std::num::NonZeroU32;
@@ -10,38 +11,28 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use axum::Extension;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use governor::clock::{Clock, MonotonicClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
-use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
+use super::{
+    End, CLOSE_FLOODING, CLOSE_GOING_AWAY, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_INTERNAL,
+    CLOSE_SESSION_ENDED, CLOSE_SLOW_CONSUMER,
+};
+use crate::app::App;
 use crate::auth::Session;
 use crate::chat::Caller;
 use crate::config::Config;
 use crate::error::Error;
-use crate::mailbox::{GatedSocket, Mailbox, Outbound, SocketInfo};
+use crate::hub::{Outbound, Outbox};
 use crate::metrics::CloseLabels;
 use crate::model::User;
 use crate::protocol::{self, PROTOCOL_VERSION};
-use crate::server::App;
-
-pub const CLOSE_GOING_AWAY: u16 = 1001;
-pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
-pub const CLOSE_TOO_BIG: u16 = 1009;
-pub const CLOSE_INTERNAL: u16 = 1011;
-pub const CLOSE_SESSION_ENDED: u16 = 4001;
-pub const CLOSE_FLOODING: u16 = 4008;
-pub const CLOSE_SLOW_CONSUMER: u16 = 4009;
-pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4010;
 
 /// How long a server-initiated close waits for the client's close frame.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -50,35 +41,8 @@ const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 type Limiter =
     RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>;
 
-/// Bytes read from a socket per read call.
-const READ_BUFFER: usize = 1024;
-
-/// Bytes of frames gathered before a socket write (a flush writes whatever is gathered).
-const WRITE_BUFFER: usize = 8 * 1024;
-
-/// Most bytes a connection may have written but not yet accepted by the socket.
-const MAX_WRITE_BUFFER: usize = 4 * 1024 * 1024;
-
 /// Most queued pushes written before one flush.
 const WRITE_BATCH: usize = 64;
-
-#[derive(Deserialize)]
-pub struct WsQuery {
-    token: Option<String>,
-}
-
-/// The bearer token from `Authorization: Bearer …`, or from `?token=` for browsers.
-pub fn bearer(headers: &HeaderMap, query_token: Option<&str>) -> Option<String> {
-    let from_header = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|t| t.trim().to_string());
-    from_header.or_else(|| query_token.map(str::to_string))
-}
 
 /// Runs `future` with a time limit, arming a timer only when it does not finish on its first poll: most
 /// socket writes complete at once, and a timer per write is a measurable cost in fan-out. The timer is
@@ -97,99 +61,28 @@ async fn within<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
     .await
 }
 
-/// `GET /v1/ws`: every refusal happens here, as an HTTP error, before the upgrade.
-pub async fn upgrade(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Query(query): Query<WsQuery>,
-    socket_info: Option<Extension<ConnectInfo<SocketInfo>>>,
-    ws: WebSocketUpgrade,
-) -> Response {
-    // Absent only when the router is served without `SocketInfo`: every push then goes through the queue.
-    let gated = socket_info.map(|Extension(ConnectInfo(SocketInfo(gated)))| gated);
-    match admit(&app, &headers, query.token.as_deref()).await {
-        Ok((session, permit)) => {
-            let config = &app.config;
-            let frame_limit = config.max_frame_bytes;
-            let tracker = app.tracker.clone();
-            // Every socket's read buffer is zero-filled on its first read, so it is paid by every idle
-            // connection: 1 KiB holds a typical request whole; a larger frame is read in 1 KiB steps.
-            ws.read_buffer_size(READ_BUFFER)
-                // Pushes queued together go out in one write; the buffer grows only while writing.
-                .write_buffer_size(WRITE_BUFFER)
-                // Replies are bounded (history pages by bytes), so this cap is never reached by a
-                // well-behaved peer; it bounds memory when a peer stops reading.
-                .max_write_buffer_size(MAX_WRITE_BUFFER.max(frame_limit * 4))
-                .max_message_size(frame_limit)
-                .max_frame_size(frame_limit)
-                .on_upgrade(move |socket| {
-                    let (tx, rx) = mpsc::channel(app.config.outbound_queue);
-                    let conn = Conn {
-                        socket,
-                        rx,
-                        gated: gated.clone(),
-                        write_timeout: app.config.write_timeout(),
-                    };
-                    let mailbox = Mailbox::new(tx, gated);
-                    tracker.track_future(run(app, conn, mailbox, session, permit))
-                })
-        }
-        Err(error) => {
-            app.metrics.upgrades_refused.inc();
-            error.into_response()
-        }
-    }
-}
-
-async fn admit(
-    app: &App,
-    headers: &HeaderMap,
-    query_token: Option<&str>,
-) -> Result<(Session, OwnedSemaphorePermit), Error> {
-    if app.shutdown.is_cancelled() {
-        return Err(Error::Unavailable("server is shutting down".into()));
-    }
-    let token = bearer(headers, query_token).ok_or(Error::Unauthorized)?;
-    let session = app.auth.authenticate(&token).await?;
-    let permit = app
-        .connection_slots
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| Error::ServerFull)?;
-    if app.hub.connections_of(session.user_id) >= app.config.max_connections_per_user {
-        return Err(Error::TooManyConnections(
-            "too many connections for this user",
-        ));
-    }
-    Ok((session, permit))
-}
-
-/// What ended a connection's loop.
-enum End {
-    /// Close with this code (the socket may already be gone).
-    Close(u16, &'static str),
-    /// The peer closed or vanished.
-    Gone,
-}
-
-struct Conn {
+/// A connection's socket and the task's end of its push queue.
+pub(super) struct Conn {
     socket: WebSocket,
     rx: mpsc::Receiver<Outbound>,
-    /// The socket shared with the hub, which writes pushes to it while this task is not writing.
-    gated: Option<Arc<GatedSocket>>,
     write_timeout: Duration,
 }
 
 impl Conn {
-    /// Runs `f` on the shared socket, if this connection has one.
-    fn on_socket(&self, f: impl FnOnce(&GatedSocket)) {
-        if let Some(gated) = &self.gated {
-            f(gated);
+    pub(super) fn new(
+        socket: WebSocket,
+        rx: mpsc::Receiver<Outbound>,
+        write_timeout: Duration,
+    ) -> Conn {
+        Conn {
+            socket,
+            rx,
+            write_timeout,
         }
     }
 
     /// Writes a reply (or greeting) and then whatever pushes are already queued, flushing once: a reply and
-    /// the pushes committed in the same batch leave in one socket write.
+    /// the pushes queued by then leave in one socket write.
     async fn write(&mut self, reply: Utf8Bytes) -> Result<(), End> {
         self.write_frames(Some(reply), None).await
     }
@@ -203,10 +96,7 @@ impl Conn {
     /// dropped our queue's sender.
     fn next_queued(&mut self) -> Option<Option<Outbound>> {
         match self.rx.try_recv() {
-            Ok(outbound) => {
-                self.on_socket(GatedSocket::took_queued);
-                Some(Some(outbound))
-            }
+            Ok(outbound) => Some(Some(outbound)),
             Err(mpsc::error::TryRecvError::Empty) => None,
             Err(mpsc::error::TryRecvError::Disconnected) => Some(None),
         }
@@ -218,11 +108,6 @@ impl Conn {
         first_push: Option<Option<Outbound>>,
     ) -> Result<(), End> {
         let limit = self.write_timeout;
-        // From here until everything is flushed, the hub queues pushes instead of writing them: ours go first.
-        self.on_socket(GatedSocket::begin_write);
-        if matches!(first_push, Some(Some(_))) {
-            self.on_socket(GatedSocket::took_queued);
-        }
         let write = async {
             let mut written = 0;
             if let Some(reply) = reply {
@@ -241,8 +126,6 @@ impl Conn {
                     // The hub dropped our queue's sender: we were evicted as a slow consumer.
                     None => return Err(End::Close(CLOSE_SLOW_CONSUMER, "slow consumer: resync")),
                     Some(Outbound::Close(code, reason)) => return Err(End::Close(code, reason)),
-                    // The rest of a push the hub wrote in part: the flush below writes it.
-                    Some(Outbound::Resume) => {}
                     Some(Outbound::Frame(frame)) => {
                         if self.rx.is_closed() && self.rx.is_empty() {
                             return Err(End::Close(CLOSE_SLOW_CONSUMER, "slow consumer: resync"));
@@ -262,28 +145,23 @@ impl Conn {
         };
         // Boxed: inline, this state would sit in every idle connection's task; one allocation per write
         // costs far less than the write's system call.
-        let written = Box::pin(within(limit, write)).await.unwrap_or_else(|| {
+        Box::pin(within(limit, write)).await.unwrap_or_else(|| {
             tracing::debug!("socket write timed out");
             Err(End::Gone)
-        });
-        // On failure the connection ends and stays closed to the hub.
-        if written.is_ok() {
-            self.on_socket(GatedSocket::end_write);
-        }
-        written
+        })
     }
 }
 
 /// Runs one connection from registration to close. `conn` is used in place, never moved into a local: an async
 /// fn keeps its arguments in its state, and a moved copy would take the same room again in every task.
-async fn run(
+pub(super) async fn run(
     app: Arc<App>,
     mut conn: Conn,
-    mailbox: Mailbox,
+    outbox: Outbox,
     session: Session,
     _permit: OwnedSemaphorePermit,
 ) {
-    let (user, registered) = match app.chat.connect(&session, mailbox).await {
+    let (user, registered) = match app.chat.connect(&session, outbox).await {
         Ok(connected) => connected,
         Err(error) => {
             let (code, reason) = match error {
@@ -305,7 +183,6 @@ async fn run(
     app.metrics.connections.inc();
     app.metrics.connections_opened.inc();
     let end = serve(&app, &mut conn, caller, hello).await;
-    conn.on_socket(GatedSocket::close);
     app.chat.disconnect(caller);
     app.metrics.connections.dec();
     if let End::Close(code, reason) = end {
@@ -371,7 +248,6 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller, hello: Utf8Bytes) -> 
     if let Err(end) = conn.write(hello).await {
         return end;
     }
-    conn.on_socket(GatedSocket::open);
     let quota = Quota::per_second(NonZeroU32::new(config.rate_per_sec).unwrap_or(NonZeroU32::MIN))
         .allow_burst(NonZeroU32::new(config.rate_burst).unwrap_or(NonZeroU32::MIN));
     // std's monotonic clock: governor's default (quanta) calibrates a clock per limiter, which costs
@@ -398,12 +274,11 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller, hello: Utf8Bytes) -> 
                 let text = match incoming {
                     None => return End::Gone,
                     Some(Ok(Message::Close(_))) => {
-                        conn.on_socket(GatedSocket::close);
                         // tungstenite has queued the echo of the client's close frame: send it.
                         let _ = within(conn.write_timeout, conn.socket.flush()).await;
                         return End::Gone;
                     }
-                    Some(Err(error)) => return classify_read_error(error),
+                    Some(Err(error)) => return End::from_read_error(error),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Binary(bytes))) => match Utf8Bytes::try_from(bytes) {
@@ -428,32 +303,13 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller, hello: Utf8Bytes) -> 
                     return End::Close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout");
                 }
                 if silent >= config.heartbeat() {
-                    conn.on_socket(GatedSocket::begin_write);
                     let ping = within(conn.write_timeout, conn.socket.send(Message::Ping(Default::default())));
                     if !matches!(ping.await, Some(Ok(()))) {
                         return End::Gone;
                     }
-                    conn.on_socket(GatedSocket::end_write);
                 }
             }
         }
-    }
-}
-
-fn classify_read_error(error: axum::Error) -> End {
-    use tungstenite::error::{CapacityError, Error as WsError};
-    tracing::debug!(%error, "socket read failed");
-    match error.into_inner().downcast::<WsError>() {
-        Ok(ws) => match *ws {
-            WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
-                End::Close(CLOSE_TOO_BIG, "frame too large")
-            }
-            WsError::Capacity(_) => End::Close(CLOSE_TOO_BIG, "frame too large"),
-            WsError::Utf8(_) => End::Close(CLOSE_INVALID_PAYLOAD, "text frame is not valid UTF-8"),
-            WsError::Protocol(_) => End::Close(1002, "protocol error"),
-            _ => End::Gone,
-        },
-        Err(_) => End::Gone,
     }
 }
 

@@ -1,5 +1,5 @@
 //! The cluster bus: several xindao nodes behind a load balancer, sharing a store and exchanging deliveries
-//! over Redis pub/sub (`cluster/redis.rs`) or NATS (`cluster/nats.rs`).
+//! over Redis pub/sub (`redis.rs`) or NATS (`nats.rs`).
 //!
 //! Every node delivers to its own connections directly and publishes the same delivery, tagged with its node
 //! id, for the others; it ignores its own echo. Presence is kept from announcements: each node says when a

@@ -1,0 +1,95 @@
+//! The shared state of a running server, how it is put together, and the order it is taken apart in.
+//!
+//! Assembly: the hub, then the bus (which delivers into the hub), then the store with the sink of the fan-out
+//! channel, then the fan-out task (which publishes the store's commits on the bus), then auth and chat on top.
+//! Teardown, once the connections have drained ([`crate::http::Server::run`]): the store commits what it
+//! accepted and closes, which closes the fan-out channel; fan-out pushes what is left in it; then the bus
+//! leaves the cluster, so the last commits' pushes still reach the other nodes.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Auth;
+use crate::bus::Bus;
+use crate::chat::{fanout, Chat};
+use crate::config::Config;
+use crate::error::Result;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Shared state of a running server: what every request and connection task reaches.
+pub struct App {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn Bus>,
+    pub hub: Arc<Hub>,
+    pub chat: Chat,
+    pub auth: Auth,
+    pub metrics: Metrics,
+    /// Cancelled when the server starts shutting down: connections close with 1001.
+    pub shutdown: CancellationToken,
+    /// The connection tasks, which shutdown waits for.
+    pub tracker: TaskTracker,
+    pub connection_slots: Arc<Semaphore>,
+}
+
+/// The fan-out task, which [`App::close`] waits for.
+pub struct Fanout(JoinHandle<()>);
+
+impl App {
+    /// Connects to the bus and opens the store (running migrations), then starts fan-out between them.
+    pub async fn open(config: Config) -> Result<(Arc<App>, Fanout)> {
+        let config = Arc::new(config);
+        let metrics = Metrics::default();
+        let hub = Arc::new(Hub::new(metrics.clone()));
+        let bus = crate::bus::open(&config, hub.clone()).await?;
+        let (sink, commits) = fanout::channel();
+        let store = match crate::store::open(&config, sink).await {
+            Ok(store) => store,
+            Err(error) => {
+                bus.shutdown().await;
+                return Err(error);
+            }
+        };
+        let fanout = Fanout(fanout::spawn(commits, bus.clone(), metrics.clone()));
+        let auth = Auth::new(store.clone(), config.clone())?;
+        let chat = Chat::new(store.clone(), bus.clone(), hub.clone(), config.clone());
+        if config.wechat_enabled() {
+            tracing::info!(
+                "WeChat login enabled (code2Session at {})",
+                config.wechat_api_base
+            );
+        }
+        if config.dev_login_enabled() {
+            tracing::warn!("DEVELOPMENT LOGIN IS ON: anyone can log in as any display name (POST /v1/login/dev)");
+        }
+        let app = Arc::new(App {
+            connection_slots: Arc::new(Semaphore::new(config.max_connections)),
+            config,
+            store,
+            bus,
+            hub,
+            chat,
+            auth,
+            metrics,
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        Ok((app, fanout))
+    }
+
+    /// Takes the server apart once its connections are gone: the store commits what it accepted and closes
+    /// (closing the fan-out channel), fan-out pushes the rest of the channel, then the bus shuts down.
+    pub async fn close(&self, fanout: Fanout) {
+        self.store.shutdown().await;
+        if let Err(error) = fanout.0.await {
+            tracing::error!(%error, "fan-out task failed");
+        }
+        self.bus.shutdown().await;
+    }
+}

@@ -1,0 +1,54 @@
+//! Fan-out: turns each committed message into a `message` push for the conversation's members.
+//!
+//! The store's writers only commit: they hand every committed batch to this task through a bounded channel
+//! (the [`CommitSink`]) before they answer the batch's senders, so a client never holds an ack whose push has
+//! not been handed over. This task runs on the runtime, takes the batches in commit order, encodes each
+//! message's event once for all its recipients and publishes it on the bus (which delivers locally through the
+//! hub and, on a cluster bus, to the other nodes). The sending connection is skipped: it has the ack.
+//!
+//! It ends when every sender of the channel is gone, i.e. once the store has shut down and committed what it
+//! accepted; the server then shuts the bus down, so the last commits' pushes still go out.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::bus::Bus;
+use crate::hub::Delivery;
+use crate::metrics::Metrics;
+use crate::protocol;
+use crate::store::{CommitSink, Committed};
+
+/// Committed batches the store may hand over before its writers wait for fan-out to catch up.
+const COMMIT_QUEUE: usize = 1024;
+
+/// The channel between the store's writers and fan-out.
+pub fn channel() -> (CommitSink, mpsc::Receiver<Vec<Committed>>) {
+    mpsc::channel(COMMIT_QUEUE)
+}
+
+/// Spawns the fan-out task on the current runtime; it ends once every sender of `commits` is gone and the
+/// channel is drained.
+pub fn spawn(
+    commits: mpsc::Receiver<Vec<Committed>>,
+    bus: Arc<dyn Bus>,
+    metrics: Metrics,
+) -> JoinHandle<()> {
+    tokio::spawn(run(commits, bus, metrics))
+}
+
+async fn run(mut commits: mpsc::Receiver<Vec<Committed>>, bus: Arc<dyn Bus>, metrics: Metrics) {
+    while let Some(batch) = commits.recv().await {
+        for Committed { message, origin } in batch {
+            metrics.messages_committed.inc();
+            let frame = protocol::event("message", &message);
+            bus.publish(Delivery::Conversation {
+                conversation_id: message.conversation_id,
+                frame,
+                skip_conn: origin,
+                skip_user: 0,
+            });
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The HTTP side: the [`Server`] that accepts connections, and the routes it serves.
+//!
+//! Every request starts here. `/v1/ws` upgrades to the WebSocket tunnel ([`crate::conn`]); the rest are plain
+//! HTTP handlers: login and logout (`session.rs`), health and metrics (`status.rs`) and the embedded web client
+//! (`web.rs`). Errors answer in the API's own JSON format ([`crate::error`]).
+
+mod server;
+mod session;
+mod status;
+mod web;
+
+pub use server::Server;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::de::DeserializeOwned;
+
+use crate::app::App;
+use crate::error::{Error, Result};
+
+/// Largest HTTP request body accepted.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// Every route of the server.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(status::healthz))
+        .route("/metrics", get(status::metrics))
+        .route("/v1/login/wechat", post(session::login_wechat))
+        .route("/v1/login/dev", post(session::login_dev))
+        .route("/v1/logout", post(session::logout))
+        .route("/v1/me", get(session::me))
+        .route("/v1/ws", get(crate::conn::upgrade))
+        .merge(web::routes())
+        .fallback(|| async { Error::NotFound("no such route") })
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(app)
+}
+
+/// Parses a JSON body into `T`, answering in the API's own error format instead of axum's plain text.
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::InvalidArgs(format!("invalid JSON body: {e}")))
+}

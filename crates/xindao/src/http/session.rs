@@ -1,0 +1,60 @@
+//! Login (WeChat `code2Session`, or the development login), logout, and the current user.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::body;
+use crate::app::App;
+use crate::auth::{bearer, Session};
+use crate::error::{Error, Result};
+
+/// The caller's session, from the `Authorization: Bearer` header.
+async fn session(app: &App, headers: &HeaderMap) -> Result<Session> {
+    let token = bearer(headers, None).ok_or(Error::Unauthorized)?;
+    app.auth.authenticate(&token).await
+}
+
+#[derive(Deserialize)]
+struct WeChatLogin {
+    code: String,
+}
+
+pub(super) async fn login_wechat(State(app): State<Arc<App>>, bytes: Bytes) -> Result<Response> {
+    let request: WeChatLogin = body(&bytes)?;
+    Ok(Json(app.auth.login_wechat(&request.code).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct DevLogin {
+    display_name: String,
+}
+
+pub(super) async fn login_dev(State(app): State<Arc<App>>, bytes: Bytes) -> Result<Response> {
+    let request: DevLogin = body(&bytes)?;
+    Ok(Json(app.auth.login_dev(&request.display_name).await?).into_response())
+}
+
+/// Revokes the session and closes every WebSocket opened with it.
+pub(super) async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response> {
+    let session = session(&app, &headers).await?;
+    app.auth.logout(&session).await?;
+    app.chat.end_session(session.token_hash);
+    Ok(Json(json!({})).into_response())
+}
+
+pub(super) async fn me(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response> {
+    let session = session(&app, &headers).await?;
+    let user = app
+        .store
+        .user(session.user_id)
+        .await?
+        .ok_or(Error::Unauthorized)?;
+    Ok(Json(json!({ "user": user })).into_response())
+}
