@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
+use serde_json::value::RawValue;
 
 use crate::auth::Session;
 use crate::error::{Error, Result};
@@ -81,9 +82,15 @@ async fn web(content_type: &'static str, body: &'static [u8]) -> Response {
         .into_response()
 }
 
-/// Parses a JSON body into `T`, answering in the API's own error format instead of axum's plain text.
+/// Parses a JSON body into `T`, answering in the API's own error format instead of axum's plain text:
+/// `bad_request` when the body is not a JSON object, `invalid_args` when the object's fields do not fit `T`.
 fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| Error::InvalidArgs(format!("invalid JSON body: {e}")))
+    let object: &RawValue = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| serde_json::from_str(text).ok())
+        .filter(|raw: &&RawValue| raw.get().starts_with('{'))
+        .ok_or_else(|| Error::BadRequest("the body must be a JSON object".into()))?;
+    serde_json::from_str(object.get()).map_err(|e| Error::InvalidArgs(format!("invalid body: {e}")))
 }
 
 async fn session(app: &App, headers: &HeaderMap) -> Result<Session> {
