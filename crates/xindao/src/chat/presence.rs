@@ -41,7 +41,11 @@ impl Chat {
     }
 
     /// Tells the other members' connections that the caller is typing.
-    pub(super) async fn typing(&self, caller: Caller, a: ConversationArgs) -> Result<Box<RawValue>> {
+    pub(super) async fn typing(
+        &self,
+        caller: Caller,
+        a: ConversationArgs,
+    ) -> Result<Box<RawValue>> {
         self.require_member(a.conversation_id, caller.user_id)
             .await?;
         let frame = protocol::event(

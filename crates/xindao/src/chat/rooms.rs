@@ -13,7 +13,9 @@ use crate::hub::Delivery;
 use crate::model::{ConversationId, Role, User, UserId};
 use crate::protocol::{
     self,
-    op::{ConversationArgs, DirectOpenArgs, LimitArgs, RoomCreateArgs, RoomMemberArgs, UserFindArgs},
+    op::{
+        ConversationArgs, DirectOpenArgs, LimitArgs, RoomCreateArgs, RoomMemberArgs, UserFindArgs,
+    },
 };
 use crate::validate;
 
@@ -43,12 +45,20 @@ impl Chat {
         raw(&json!({ "users": self.store.users_named(&name, 20).await? }))
     }
 
-    pub(super) async fn direct_open(&self, caller: Caller, a: DirectOpenArgs) -> Result<Box<RawValue>> {
+    pub(super) async fn direct_open(
+        &self,
+        caller: Caller,
+        a: DirectOpenArgs,
+    ) -> Result<Box<RawValue>> {
         let id = self.open_direct(caller.user_id, a.user_id).await?;
         self.conversation_reply(id, caller.user_id).await
     }
 
-    pub(super) async fn room_create(&self, caller: Caller, a: RoomCreateArgs) -> Result<Box<RawValue>> {
+    pub(super) async fn room_create(
+        &self,
+        caller: Caller,
+        a: RoomCreateArgs,
+    ) -> Result<Box<RawValue>> {
         let name = validate::name(&a.name, "name")?;
         let id = self
             .store
@@ -62,7 +72,11 @@ impl Chat {
         self.conversation_reply(id, caller.user_id).await
     }
 
-    pub(super) async fn room_join(&self, caller: Caller, a: ConversationArgs) -> Result<Box<RawValue>> {
+    pub(super) async fn room_join(
+        &self,
+        caller: Caller,
+        a: ConversationArgs,
+    ) -> Result<Box<RawValue>> {
         let user = caller.user_id;
         if self.store.join_room(a.conversation_id, user, None).await? {
             self.membership_changed(a.conversation_id, user, "joined", user);
@@ -70,7 +84,11 @@ impl Chat {
         self.conversation_reply(a.conversation_id, user).await
     }
 
-    pub(super) async fn room_add(&self, caller: Caller, a: RoomMemberArgs) -> Result<Box<RawValue>> {
+    pub(super) async fn room_add(
+        &self,
+        caller: Caller,
+        a: RoomMemberArgs,
+    ) -> Result<Box<RawValue>> {
         let by = caller.user_id;
         if self
             .store
@@ -82,7 +100,11 @@ impl Chat {
         raw(&json!({}))
     }
 
-    pub(super) async fn room_remove(&self, caller: Caller, a: RoomMemberArgs) -> Result<Box<RawValue>> {
+    pub(super) async fn room_remove(
+        &self,
+        caller: Caller,
+        a: RoomMemberArgs,
+    ) -> Result<Box<RawValue>> {
         let by = caller.user_id;
         if self
             .store
@@ -94,7 +116,11 @@ impl Chat {
         raw(&json!({}))
     }
 
-    pub(super) async fn room_leave(&self, caller: Caller, a: ConversationArgs) -> Result<Box<RawValue>> {
+    pub(super) async fn room_leave(
+        &self,
+        caller: Caller,
+        a: ConversationArgs,
+    ) -> Result<Box<RawValue>> {
         let user = caller.user_id;
         if self.store.leave_room(a.conversation_id, user, None).await? {
             self.membership_changed(a.conversation_id, user, "left", user);
@@ -102,7 +128,11 @@ impl Chat {
         raw(&json!({}))
     }
 
-    pub(super) async fn room_members(&self, caller: Caller, a: ConversationArgs) -> Result<Box<RawValue>> {
+    pub(super) async fn room_members(
+        &self,
+        caller: Caller,
+        a: ConversationArgs,
+    ) -> Result<Box<RawValue>> {
         self.require_member(a.conversation_id, caller.user_id)
             .await?;
         let members: Vec<MemberView> = self

@@ -209,7 +209,13 @@ mod tests {
 
     #[test]
     fn only_an_object_is_a_request() {
-        for frame in [r#"[5,"ping"]"#, r#"[5,"ping",{}]"#, "5", r#""ping""#, "null"] {
+        for frame in [
+            r#"[5,"ping"]"#,
+            r#"[5,"ping",{}]"#,
+            "5",
+            r#""ping""#,
+            "null",
+        ] {
             assert_eq!(code(frame), (None, "bad_request"), "{frame}");
         }
     }

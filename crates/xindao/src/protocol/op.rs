@@ -103,7 +103,8 @@ impl<'de> MapAccess<'de> for &mut OpFields<'de> {
             1 => "args",
             _ => return Ok(None),
         };
-        seed.deserialize(BorrowedStrDeserializer::new(key)).map(Some)
+        seed.deserialize(BorrowedStrDeserializer::new(key))
+            .map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(
@@ -314,14 +315,35 @@ mod tests {
     fn seqs_and_limits_are_in_range() {
         let history = |args: &str| code("history", Some(args));
         assert_eq!(history(r#"{"conversation_id":1,"before_seq":0}"#), "ok");
-        assert_eq!(history(r#"{"conversation_id":1,"before_seq":-1}"#), "invalid_args");
-        assert_eq!(history(r#"{"conversation_id":1,"after_seq":-5}"#), "invalid_args");
-        assert_eq!(history(r#"{"conversation_id":1,"limit":0}"#), "invalid_args");
-        assert_eq!(history(r#"{"conversation_id":1,"limit":-1}"#), "invalid_args");
+        assert_eq!(
+            history(r#"{"conversation_id":1,"before_seq":-1}"#),
+            "invalid_args"
+        );
+        assert_eq!(
+            history(r#"{"conversation_id":1,"after_seq":-5}"#),
+            "invalid_args"
+        );
+        assert_eq!(
+            history(r#"{"conversation_id":1,"limit":0}"#),
+            "invalid_args"
+        );
+        assert_eq!(
+            history(r#"{"conversation_id":1,"limit":-1}"#),
+            "invalid_args"
+        );
         assert_eq!(history(r#"{"conversation_id":1,"limit":1}"#), "ok");
-        assert_eq!(code("read", Some(r#"{"conversation_id":1,"seq":-1}"#)), "invalid_args");
-        assert_eq!(code("sync", Some(r#"{"cursors":{"1":-1}}"#)), "invalid_args");
-        assert_eq!(code("sync", Some(r#"{"cursors":{"1":0},"limit":0}"#)), "invalid_args");
+        assert_eq!(
+            code("read", Some(r#"{"conversation_id":1,"seq":-1}"#)),
+            "invalid_args"
+        );
+        assert_eq!(
+            code("sync", Some(r#"{"cursors":{"1":-1}}"#)),
+            "invalid_args"
+        );
+        assert_eq!(
+            code("sync", Some(r#"{"cursors":{"1":0},"limit":0}"#)),
+            "invalid_args"
+        );
         assert_eq!(code("rooms_public", Some(r#"{"limit":0}"#)), "invalid_args");
     }
 
