@@ -2,8 +2,8 @@
 //! the bus. Transport-agnostic: it takes decoded operations ([`Op`]) and returns results or errors.
 //!
 //! One file per group of operations, each operation a small function taking the caller and its typed
-//! arguments: [`messages`] (send, history, sync), [`rooms`] (conversations and membership), [`presence`]
-//! (presence, typing), [`read`] (read marks). [`session`] registers and ends connections; [`fanout`] turns
+//! arguments: `messages` (send, history, sync), `rooms` (conversations and membership), `presence`
+//! (presence, typing), `read` (read marks). `session` registers and ends connections; `fanout` turns
 //! committed messages into pushes.
 
 mod fanout;
