@@ -344,7 +344,8 @@ async fn answer(
             return conn.write(protocol::error_reply(id.as_ref(), &error)).await;
         }
     };
-    let handling = app.chat.handle(caller, &request.op, request.args);
+    let op_name = request.op.name();
+    let handling = app.chat.handle(caller, request.op);
     tokio::pin!(handling);
     let result = loop {
         tokio::select! {
@@ -352,22 +353,17 @@ async fn answer(
             outbound = conn.rx.recv() => conn.write_pushes(outbound).await?,
         }
     };
-    let op_label = if matches!(result, Err(Error::UnknownOp(_))) {
-        "-"
-    } else {
-        request.op.as_str()
-    };
     let reply = match &result {
         Ok(value) => protocol::ok_reply(&request.id, value),
         Err(error) => {
             if let Error::Internal(detail) = error {
-                tracing::error!(%detail, op = %request.op, "internal error");
+                tracing::error!(%detail, op = op_name, "internal error");
             }
             protocol::error_reply(Some(&request.id), error)
         }
     };
     let outcome = result.as_ref().map_or_else(|e| e.code(), |_| "ok");
     app.metrics
-        .record_request(op_label, outcome, started.elapsed().as_secs_f64());
+        .record_request(op_name, outcome, started.elapsed().as_secs_f64());
     conn.write(reply).await
 }

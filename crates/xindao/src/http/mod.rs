@@ -17,6 +17,7 @@ use axum::body::Bytes;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use crate::app::App;
 use crate::error::{Error, Result};
@@ -40,7 +41,13 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Parses a JSON body into `T`, answering in the API's own error format instead of axum's plain text.
+/// Parses a JSON body into `T`, answering in the API's own error format instead of axum's plain text:
+/// `bad_request` when the body is not a JSON object, `invalid_args` when the object's fields do not fit `T`.
 fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| Error::InvalidArgs(format!("invalid JSON body: {e}")))
+    let object: &RawValue = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| serde_json::from_str(text).ok())
+        .filter(|raw: &&RawValue| raw.get().starts_with('{'))
+        .ok_or_else(|| Error::BadRequest("the body must be a JSON object".into()))?;
+    serde_json::from_str(object.get()).map_err(|e| Error::InvalidArgs(format!("invalid body: {e}")))
 }

@@ -24,4 +24,5 @@ mod config;
 mod delivery;
 mod login;
 mod login_burst;
+mod protocol_edges;
 mod store_suite;

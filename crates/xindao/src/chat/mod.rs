@@ -1,0 +1,102 @@
+//! The chat service: every WebSocket operation, authorised against the store, with its pushes published on
+//! the bus. Transport-agnostic: it takes decoded operations ([`Op`]) and returns results or errors.
+//!
+//! One file per group of operations, each operation a small function taking the caller and its typed
+//! arguments: `messages` (send, history, sync), `rooms` (conversations and membership), `presence`
+//! (presence, typing), `read` (read marks). `session` registers and ends connections; `fanout` turns
+//! committed messages into pushes.
+
+pub mod fanout;
+mod messages;
+mod presence;
+mod read;
+mod rooms;
+mod session;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::json;
+use serde_json::value::{to_raw_value, RawValue};
+
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::hub::{ConnId, Hub};
+use crate::model::{now_millis, ConversationId, UserId};
+use crate::protocol::Op;
+use crate::store::Store;
+
+/// The caller of an operation: one connection of one user.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub user_id: UserId,
+    pub conn_id: ConnId,
+}
+
+pub struct Chat {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    hub: Arc<Hub>,
+    config: Arc<Config>,
+}
+
+impl Chat {
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        hub: Arc<Hub>,
+        config: Arc<Config>,
+    ) -> Chat {
+        Chat {
+            store,
+            bus,
+            hub,
+            config,
+        }
+    }
+
+    /// Runs one operation for `caller`.
+    pub async fn handle(&self, caller: Caller, op: Op) -> Result<Box<RawValue>> {
+        match op {
+            Op::Ping(_) => ping(),
+            Op::UserFind(args) => self.user_find(args).await,
+            Op::DirectOpen(args) => self.direct_open(caller, args).await,
+            Op::RoomCreate(args) => self.room_create(caller, args).await,
+            Op::RoomJoin(args) => self.room_join(caller, args).await,
+            Op::RoomAdd(args) => self.room_add(caller, args).await,
+            Op::RoomRemove(args) => self.room_remove(caller, args).await,
+            Op::RoomLeave(args) => self.room_leave(caller, args).await,
+            Op::RoomMembers(args) => self.room_members(caller, args).await,
+            Op::RoomsPublic(args) => self.rooms_public(args).await,
+            Op::Conversations(_) => self.conversations(caller).await,
+            Op::Send(args) => self.send(caller, args).await,
+            Op::History(args) => self.history(caller, args).await,
+            Op::Sync(args) => self.sync(caller, args).await,
+            Op::Read(args) => self.read(caller, args).await,
+            Op::Typing(args) => self.typing(caller, args).await,
+            Op::Presence(args) => self.presence(caller, args),
+        }
+    }
+
+    async fn require_member(&self, conversation: ConversationId, user: UserId) -> Result<()> {
+        if self.store.is_member(conversation, user).await? {
+            Ok(())
+        } else {
+            // Same answer for "absent" and "not yours": ids of other people's conversations stay private.
+            Err(Error::Forbidden(
+                "you are not a member of this conversation",
+            ))
+        }
+    }
+}
+
+/// The application heartbeat, for clients that cannot send WebSocket pings: answers the server time.
+fn ping() -> Result<Box<RawValue>> {
+    raw(&json!({ "ts": now_millis() }))
+}
+
+/// Encodes an operation's result.
+fn raw(value: &impl Serialize) -> Result<Box<RawValue>> {
+    to_raw_value(value).map_err(|e| Error::Internal(format!("encode result: {e}")))
+}

@@ -1,0 +1,371 @@
+//! The operations of the wire protocol, one variant each with its typed arguments (docs/protocol.md,
+//! "Operations"). Adding an operation means a variant here, a function in `chat/`, one arm in `Chat::handle`
+//! and a row in the protocol doc.
+//!
+//! The enum is tagged on the envelope's `op` with its `args` beside it, the way serde reads an adjacently
+//! tagged enum; [`Op::decode`] feeds it the two raw fields so the name is matched first and only that
+//! operation's arguments are parsed. Argument types reject what no operation means: negative seqs, a `limit`
+//! of 0, unknown fields.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::num::NonZeroUsize;
+
+use serde::de::value::{BorrowedStrDeserializer, StrDeserializer};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Unexpected, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::{Error, Result};
+use crate::model::{ConversationId, MessageKind, UserId, Visibility};
+
+/// One request's operation and its arguments.
+#[derive(Debug, Deserialize, strum::IntoStaticStr)]
+#[serde(tag = "op", content = "args", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Op {
+    Ping(NoArgs),
+    UserFind(UserFindArgs),
+    DirectOpen(DirectOpenArgs),
+    RoomCreate(RoomCreateArgs),
+    RoomJoin(ConversationArgs),
+    RoomAdd(RoomMemberArgs),
+    RoomRemove(RoomMemberArgs),
+    RoomLeave(ConversationArgs),
+    RoomMembers(ConversationArgs),
+    RoomsPublic(LimitArgs),
+    Conversations(LimitArgs),
+    Send(SendArgs),
+    History(HistoryArgs),
+    Sync(SyncArgs),
+    Read(ReadArgs),
+    Typing(ConversationArgs),
+    Presence(PresenceArgs),
+}
+
+impl Op {
+    /// The operation's wire name (`"send"`), e.g. for metrics.
+    pub fn name(&self) -> &'static str {
+        self.into()
+    }
+
+    /// Decodes an operation from the envelope's raw `op` (a JSON string) and `args` (absent or `null`: `{}`).
+    /// `unknown_op` when the name is none of ours, `invalid_args` when the arguments do not fit it.
+    pub fn decode(name: &RawValue, args: Option<&RawValue>) -> Result<Op> {
+        let mut fields = OpFields {
+            name,
+            args: args.filter(|args| args.get() != "null"),
+            next: 0,
+            unknown_name: false,
+        };
+        Op::deserialize(&mut fields).map_err(|e| {
+            if fields.unknown_name {
+                let name: String = serde_json::from_str(name.get()).unwrap_or_default();
+                Error::UnknownOp(name.chars().take(64).collect())
+            } else {
+                Error::InvalidArgs(format!("invalid args: {e}"))
+            }
+        })
+    }
+}
+
+/// The `op` and `args` of an envelope presented to serde as a two-entry map, name first.
+struct OpFields<'a> {
+    name: &'a RawValue,
+    args: Option<&'a RawValue>,
+    next: u8,
+    /// Set when the name matched no variant, to tell `unknown_op` from `invalid_args`.
+    unknown_name: bool,
+}
+
+impl<'de> Deserializer<'de> for &mut OpFields<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_map(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+impl<'de> MapAccess<'de> for &mut OpFields<'de> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        let key = match self.next {
+            0 => "op",
+            1 => "args",
+            _ => return Ok(None),
+        };
+        seed.deserialize(BorrowedStrDeserializer::new(key))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.next += 1;
+        if self.next == 1 {
+            let name = seed.deserialize(self.name);
+            self.unknown_name = name.is_err();
+            return name;
+        }
+        match self.args {
+            // serde_json reads a struct from an array too; arguments are named, so only an object will do.
+            Some(args) if !args.get().starts_with('{') => {
+                Err(de::Error::custom("`args` must be a JSON object"))
+            }
+            Some(args) => seed.deserialize(args),
+            None => seed.deserialize(&mut serde_json::Deserializer::from_str("{}")),
+        }
+    }
+}
+
+// ---- Argument types ----
+
+/// Arguments of an operation that takes none; whatever object is sent is ignored.
+#[derive(Debug, Deserialize)]
+pub struct NoArgs {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationArgs {
+    pub conversation_id: ConversationId,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserFindArgs {
+    pub display_name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectOpenArgs {
+    pub user_id: UserId,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomCreateArgs {
+    pub name: String,
+    #[serde(default)]
+    pub visibility: Visibility,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomMemberArgs {
+    pub conversation_id: ConversationId,
+    pub user_id: UserId,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitArgs {
+    pub limit: Option<NonZeroUsize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendArgs {
+    pub conversation_id: Option<ConversationId>,
+    pub to_user: Option<UserId>,
+    pub cmid: String,
+    #[serde(default)]
+    pub kind: SentKind,
+    #[serde(default)]
+    pub content: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryArgs {
+    pub conversation_id: ConversationId,
+    pub before_seq: Option<Seq>,
+    pub after_seq: Option<Seq>,
+    pub limit: Option<NonZeroUsize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncArgs {
+    /// Last seq seen per conversation; the keys are conversation ids as JSON object keys (strings).
+    #[serde(default)]
+    pub cursors: HashMap<String, Seq>,
+    pub limit: Option<NonZeroUsize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadArgs {
+    pub conversation_id: ConversationId,
+    pub seq: Seq,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceArgs {
+    pub user_ids: Vec<UserId>,
+}
+
+/// A seq given by a client (a cursor, a bound, a read mark): an integer >= 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seq(pub i64);
+
+impl<'de> Deserialize<'de> for Seq {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Seq, D::Error> {
+        let seq = i64::deserialize(deserializer)?;
+        if seq < 0 {
+            return Err(de::Error::invalid_value(
+                Unexpected::Signed(seq),
+                &"a seq >= 0",
+            ));
+        }
+        Ok(Seq(seq))
+    }
+}
+
+/// The `kind` of a sent message as named by the client. A name the server does not know is well-formed
+/// arguments but a bad message, so `send` answers it with `invalid_message`; a `kind` that is not a string is
+/// `invalid_args`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SentKind {
+    Known(MessageKind),
+    Unknown(String),
+}
+
+impl Default for SentKind {
+    fn default() -> Self {
+        SentKind::Known(MessageKind::default())
+    }
+}
+
+impl<'de> Deserialize<'de> for SentKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<SentKind, D::Error> {
+        struct KindVisitor;
+        impl Visitor<'_> for KindVisitor {
+            type Value = SentKind;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a message kind name")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<SentKind, E> {
+                Ok(
+                    match MessageKind::deserialize(StrDeserializer::<E>::new(name)) {
+                        Ok(kind) => SentKind::Known(kind),
+                        Err(_) => SentKind::Unknown(name.chars().take(64).collect()),
+                    },
+                )
+            }
+        }
+        deserializer.deserialize_str(KindVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(name: &str, args: Option<&str>) -> Result<Op> {
+        let name = serde_json::to_string(name).unwrap();
+        let name: &RawValue = serde_json::from_str(&name).unwrap();
+        let args: Option<&RawValue> = args.map(|a| serde_json::from_str(a).unwrap());
+        Op::decode(name, args)
+    }
+
+    fn code(name: &str, args: Option<&str>) -> &'static str {
+        decode(name, args).map_or_else(|e| e.code(), |_| "ok")
+    }
+
+    #[test]
+    fn names_round_trip() {
+        let op = decode("room_members", Some(r#"{"conversation_id":5}"#)).unwrap();
+        assert_eq!(op.name(), "room_members");
+        assert!(matches!(
+            op,
+            Op::RoomMembers(ConversationArgs { conversation_id: 5 })
+        ));
+        let op = decode("rooms_public", None).unwrap();
+        assert_eq!(op.name(), "rooms_public");
+        assert_eq!(decode("ping", Some("null")).unwrap().name(), "ping");
+    }
+
+    #[test]
+    fn unknown_names_and_bad_args_are_told_apart() {
+        assert_eq!(code("fly", None), "unknown_op");
+        assert_eq!(code("fly", Some(r#"{"x":1}"#)), "unknown_op");
+        assert_eq!(code("fly", Some("[]")), "unknown_op");
+        assert_eq!(code("Send", None), "unknown_op");
+        assert_eq!(code("send", None), "invalid_args");
+        assert_eq!(code("ping", Some("[]")), "invalid_args");
+        assert_eq!(code("ping", Some("5")), "invalid_args");
+        assert_eq!(code("ping", Some(r#"{"anything":1}"#)), "ok");
+        assert_eq!(code("typing", Some("[5]")), "invalid_args");
+        assert_eq!(code("typing", Some(r#"{"conversation_id":5}"#)), "ok");
+    }
+
+    #[test]
+    fn seqs_and_limits_are_in_range() {
+        let history = |args: &str| code("history", Some(args));
+        assert_eq!(history(r#"{"conversation_id":1,"before_seq":0}"#), "ok");
+        assert_eq!(
+            history(r#"{"conversation_id":1,"before_seq":-1}"#),
+            "invalid_args"
+        );
+        assert_eq!(
+            history(r#"{"conversation_id":1,"after_seq":-5}"#),
+            "invalid_args"
+        );
+        assert_eq!(
+            history(r#"{"conversation_id":1,"limit":0}"#),
+            "invalid_args"
+        );
+        assert_eq!(
+            history(r#"{"conversation_id":1,"limit":-1}"#),
+            "invalid_args"
+        );
+        assert_eq!(history(r#"{"conversation_id":1,"limit":1}"#), "ok");
+        assert_eq!(
+            code("read", Some(r#"{"conversation_id":1,"seq":-1}"#)),
+            "invalid_args"
+        );
+        assert_eq!(
+            code("sync", Some(r#"{"cursors":{"1":-1}}"#)),
+            "invalid_args"
+        );
+        assert_eq!(
+            code("sync", Some(r#"{"cursors":{"1":0},"limit":0}"#)),
+            "invalid_args"
+        );
+        assert_eq!(code("rooms_public", Some(r#"{"limit":0}"#)), "invalid_args");
+    }
+
+    #[test]
+    fn kinds() {
+        let kind = |args: &str| match decode("send", Some(args)) {
+            Ok(Op::Send(send)) => Ok(send.kind),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.code()),
+        };
+        assert_eq!(
+            kind(r#"{"cmid":"c"}"#),
+            Ok(SentKind::Known(MessageKind::Text))
+        );
+        assert_eq!(
+            kind(r#"{"cmid":"c","kind":"custom"}"#),
+            Ok(SentKind::Known(MessageKind::Custom))
+        );
+        assert_eq!(
+            kind(r#"{"cmid":"c","kind":"video"}"#),
+            Ok(SentKind::Unknown("video".into()))
+        );
+        assert_eq!(kind(r#"{"cmid":"c","kind":5}"#), Err("invalid_args"));
+    }
+}
