@@ -367,14 +367,16 @@ impl Chat {
         // The store checks membership inside the commit and pushes through its commit hook, in seq order.
         let appended = self
             .store
-            .append(NewMessage {
-                conversation_id,
-                sender_id: caller.user_id,
-                cmid: a.cmid,
-                kind: a.kind,
-                content: a.content,
-                origin: caller.conn_id,
-            })
+            .append(
+                NewMessage {
+                    conversation_id,
+                    sender_id: caller.user_id,
+                    cmid: a.cmid,
+                    kind: a.kind,
+                    content: a.content,
+                },
+                caller.conn_id,
+            )
             .await?;
         // The hot path: serialise the ack straight from the message, without an intermediate JSON tree.
         #[derive(Serialize)]
@@ -444,7 +446,7 @@ fn fit_page(mut page: Page, keep_newest: bool, budget: &mut usize) -> Page {
 pub fn commit_hook(
     bus: Arc<dyn Bus>,
     metrics: crate::metrics::Metrics,
-) -> crate::store::CommitHook {
+) -> Arc<dyn Fn(&Message, u64) + Send + Sync> {
     Arc::new(move |message: &Message, origin: u64| {
         metrics.messages_committed.inc();
         let frame = protocol::event("message", message);

@@ -16,6 +16,7 @@ pub mod mailbox;
 pub mod metrics;
 pub mod model;
 pub mod protocol;
+pub mod rules;
 pub mod server;
 pub mod store;
 pub mod transport;

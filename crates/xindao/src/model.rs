@@ -121,8 +121,6 @@ pub struct NewMessage {
     pub cmid: String,
     pub kind: MessageKind,
     pub content: serde_json::Value,
-    /// The connection that sent it (it gets the reply instead of a push); 0 for none.
-    pub origin: u64,
 }
 
 /// What `append` did: stored a new message, or found the sender's earlier one with the same cmid.

@@ -76,14 +76,24 @@ impl Server {
         let metrics = Metrics::default();
         let hub = Arc::new(Hub::new(metrics.clone()));
         let bus = crate::bus::open(&config, hub.clone()).await?;
-        let store =
-            match crate::store::open(&config, commit_hook(bus.clone(), metrics.clone())).await {
-                Ok(store) => store,
-                Err(error) => {
-                    bus.shutdown().await;
-                    return Err(error);
+        // Interim consumer of the store's committed batches: the old commit hook, per message.
+        let (sink, mut committed) =
+            tokio::sync::mpsc::channel::<Vec<crate::store::Committed>>(1024);
+        let hook = commit_hook(bus.clone(), metrics.clone());
+        tokio::spawn(async move {
+            while let Some(batch) = committed.recv().await {
+                for c in &batch {
+                    hook(&c.message, c.origin);
                 }
-            };
+            }
+        });
+        let store = match crate::store::open(&config, sink).await {
+            Ok(store) => store,
+            Err(error) => {
+                bus.shutdown().await;
+                return Err(error);
+            }
+        };
         let auth = Auth::new(store.clone(), config.clone())?;
         let chat = Chat::new(store.clone(), bus.clone(), hub.clone(), config.clone());
         if config.wechat_enabled() {

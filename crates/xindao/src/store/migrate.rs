@@ -1,0 +1,213 @@
+//! Schema migrations: `.sql` files per backend under `crates/xindao/migrations/`, embedded in the binary and
+//! applied in version order by one runner at start.
+//!
+//! Each backend keeps the version marker its earlier, hand-written runner kept, so databases created before
+//! the files existed open without a step of their own: SQLite records the applied version in
+//! `PRAGMA user_version`, PostgreSQL one row per applied version in `xindao_schema` (and takes an advisory
+//! lock, so that of several nodes starting at once exactly one migrates). Each migration runs in one
+//! transaction with its marker. (refinery was considered: its releases that accept rusqlite 0.37 need Rust
+//! 1.92 against our 1.85, it keeps its own history table, so existing databases would need it seeded, and it
+//! does not lock out concurrent nodes.)
+
+use std::future::Future;
+
+use crate::error::Result;
+
+/// One schema change: `migrations/<backend>/NNNN_name.sql`.
+pub(crate) struct Migration {
+    pub version: i64,
+    /// The file's path under `migrations/`.
+    pub file: &'static str,
+    pub sql: &'static str,
+}
+
+macro_rules! migration {
+    ($version:literal, $file:literal) => {
+        Migration {
+            version: $version,
+            file: $file,
+            sql: include_str!(concat!("../../migrations/", $file)),
+        }
+    };
+}
+
+/// The SQLite migrations, in order.
+pub(crate) const SQLITE: &[Migration] = &[
+    migration!(1, "sqlite/0001_initial.sql"),
+    migration!(2, "sqlite/0002_messages_cmid_first.sql"),
+];
+
+/// The PostgreSQL migrations, in order.
+pub(crate) const POSTGRES: &[Migration] = &[migration!(1, "postgres/0001_initial.sql")];
+
+/// A database whose schema the runner brings up to date.
+pub(crate) trait Schema {
+    /// The last version applied (0 for an empty database).
+    fn version(&mut self) -> impl Future<Output = Result<i64>> + Send;
+    /// Applies one migration and records its version, in one transaction.
+    fn apply(&mut self, migration: &Migration) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Applies every migration newer than the database's version, in order. A database newer than this binary
+/// is left as it is (an older node of a cluster being upgraded keeps working).
+pub(crate) async fn run(schema: &mut impl Schema, migrations: &[Migration]) -> Result<()> {
+    let current = schema.version().await?;
+    let known = migrations.last().map_or(0, |m| m.version);
+    if current > known {
+        tracing::warn!(current, known, "database schema is newer than this server");
+    }
+    for migration in migrations.iter().filter(|m| m.version > current) {
+        schema.apply(migration).await?;
+        tracing::info!(
+            version = migration.version,
+            file = migration.file,
+            "applied migration"
+        );
+    }
+    Ok(())
+}
+
+/// SQLite: the version is `PRAGMA user_version`.
+pub(crate) struct Sqlite<'a>(pub &'a mut rusqlite::Connection);
+
+impl Schema for Sqlite<'_> {
+    fn version(&mut self) -> impl Future<Output = Result<i64>> + Send {
+        let version = self
+            .0
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(super::sqlite::map_sqlite);
+        std::future::ready(version)
+    }
+
+    fn apply(&mut self, migration: &Migration) -> impl Future<Output = Result<()>> + Send {
+        let applied = (|| {
+            let tx = self.0.transaction()?;
+            tx.execute_batch(migration.sql)?;
+            tx.pragma_update(None, "user_version", migration.version)?;
+            tx.commit()
+        })()
+        .map_err(super::sqlite::map_sqlite);
+        std::future::ready(applied)
+    }
+}
+
+/// PostgreSQL: the versions are rows of `xindao_schema`.
+pub(crate) struct Postgres<'a>(pub &'a mut tokio_postgres::Client);
+
+impl Schema for Postgres<'_> {
+    async fn version(&mut self) -> Result<i64> {
+        let client = &mut *self.0;
+        client
+            .batch_execute("CREATE TABLE IF NOT EXISTS xindao_schema (version BIGINT NOT NULL)")
+            .await
+            .map_err(super::postgres::map_pg)?;
+        let row = client
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM xindao_schema", &[])
+            .await
+            .map_err(super::postgres::map_pg)?;
+        row.try_get(0).map_err(super::postgres::map_pg)
+    }
+
+    async fn apply(&mut self, migration: &Migration) -> Result<()> {
+        let tx = self
+            .0
+            .transaction()
+            .await
+            .map_err(super::postgres::map_pg)?;
+        tx.batch_execute(migration.sql)
+            .await
+            .map_err(super::postgres::map_pg)?;
+        tx.execute(
+            "INSERT INTO xindao_schema (version) VALUES ($1)",
+            &[&migration.version],
+        )
+        .await
+        .map_err(super::postgres::map_pg)?;
+        tx.commit().await.map_err(super::postgres::map_pg)
+    }
+}
+
+/// Arbitrary constant naming xindao's migration lock on PostgreSQL.
+const POSTGRES_LOCK: i64 = 0x7869_6e64_616f;
+
+/// Migrates a PostgreSQL database, holding the advisory lock that makes concurrent nodes take turns.
+pub(crate) async fn postgres(client: &mut tokio_postgres::Client) -> Result<()> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&POSTGRES_LOCK])
+        .await
+        .map_err(super::postgres::map_pg)?;
+    let outcome = run(&mut Postgres(client), POSTGRES).await;
+    // Unlock even after a failure; the session ends with the connection anyway.
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&POSTGRES_LOCK])
+        .await
+        .map_err(super::postgres::map_pg);
+    outcome.and(unlocked.map(|_| ()))
+}
+
+/// Migrates a SQLite database.
+pub(crate) async fn sqlite(conn: &mut rusqlite::Connection) -> Result<()> {
+    run(&mut Sqlite(conn), SQLITE).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    #[test]
+    fn versions_follow_one_another_from_one() {
+        for migrations in [SQLITE, POSTGRES] {
+            for (index, migration) in migrations.iter().enumerate() {
+                assert_eq!(migration.version, index as i64 + 1, "{}", migration.file);
+                let number = format!("{:04}_", migration.version);
+                assert!(migration.file.contains(&number), "{}", migration.file);
+                assert!(!migration.sql.trim().is_empty());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_migrates_once_and_resumes_from_user_version() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        // The schema as today's runner left it at version 1 (the file is that runner's first migration).
+        conn.execute_batch(SQLITE[0].sql).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, dev_name, display_name, created_at) VALUES (5, 'ann', 'ann', 1);
+             INSERT INTO conversations (id, kind, name, visibility, owner_id, last_seq, last_ts, created_at)
+                 VALUES (9, 'room', 'r', 'public', 5, 1, 1, 1);
+             INSERT INTO messages (id, conversation_id, seq, sender_id, cmid, kind, content, created_at)
+                 VALUES (3, 9, 1, 5, 'c', 'text', '\"hi\"', 1);",
+        )
+        .unwrap();
+        sqlite(&mut conn).await.unwrap();
+        sqlite(&mut conn).await.unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
+        let kept: (i64, String) = conn
+            .query_row("SELECT id, cmid FROM messages WHERE seq = 1", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(kept, (3, "c".to_string()));
+    }
+
+    #[test]
+    fn failing_migration_is_an_error() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let broken = [Migration {
+            version: 1,
+            file: "broken.sql",
+            sql: "CREATE TABLE t (x); NOT SQL",
+        }];
+        let outcome = futures_util::FutureExt::now_or_never(run(&mut Sqlite(&mut conn), &broken));
+        assert!(matches!(outcome, Some(Err(Error::Internal(_)))));
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 0, "nothing of a failed migration is kept");
+    }
+}
