@@ -167,47 +167,58 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn sqlite_migrates_once_and_resumes_from_user_version() {
-        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
-        // The schema as today's runner left it at version 1 (the file is that runner's first migration).
-        conn.execute_batch(SQLITE[0].sql).unwrap();
-        conn.pragma_update(None, "user_version", 1).unwrap();
-        conn.execute_batch(
-            "INSERT INTO users (id, dev_name, display_name, created_at) VALUES (5, 'ann', 'ann', 1);
-             INSERT INTO conversations (id, kind, name, visibility, owner_id, last_seq, last_ts, created_at)
-                 VALUES (9, 'room', 'r', 'public', 5, 1, 1, 1);
-             INSERT INTO messages (id, conversation_id, seq, sender_id, cmid, kind, content, created_at)
-                 VALUES (3, 9, 1, 5, 'c', 'text', '\"hi\"', 1);",
-        )
-        .unwrap();
-        sqlite(&mut conn).await.unwrap();
-        sqlite(&mut conn).await.unwrap();
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(version, 2);
-        let kept: (i64, String) = conn
-            .query_row("SELECT id, cmid FROM messages WHERE seq = 1", [], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
-            .unwrap();
-        assert_eq!(kept, (3, "c".to_string()));
+    /// A database that only records what was applied, failing at `fail_at`.
+    struct Fake {
+        version: i64,
+        applied: Vec<i64>,
+        fail_at: Option<i64>,
+    }
+
+    impl Schema for Fake {
+        async fn version(&mut self) -> Result<i64> {
+            Ok(self.version)
+        }
+        async fn apply(&mut self, migration: &Migration) -> Result<()> {
+            if self.fail_at == Some(migration.version) {
+                return Err(Error::Internal("broken".into()));
+            }
+            self.applied.push(migration.version);
+            self.version = migration.version;
+            Ok(())
+        }
+    }
+
+    fn fake(version: i64, fail_at: Option<i64>) -> Fake {
+        Fake {
+            version,
+            applied: Vec::new(),
+            fail_at,
+        }
+    }
+
+    fn run_now(schema: &mut Fake) -> Result<()> {
+        futures_util::FutureExt::now_or_never(run(schema, SQLITE)).expect("no waiting")
     }
 
     #[test]
-    fn failing_migration_is_an_error() {
-        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
-        let broken = [Migration {
-            version: 1,
-            file: "broken.sql",
-            sql: "CREATE TABLE t (x); NOT SQL",
-        }];
-        let outcome = futures_util::FutureExt::now_or_never(run(&mut Sqlite(&mut conn), &broken));
-        assert!(matches!(outcome, Some(Err(Error::Internal(_)))));
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(version, 0, "nothing of a failed migration is kept");
+    fn applies_what_is_newer_than_the_marker_in_order() {
+        let mut empty = fake(0, None);
+        run_now(&mut empty).unwrap();
+        assert_eq!(empty.applied, vec![1, 2]);
+        run_now(&mut empty).unwrap();
+        assert_eq!(empty.applied, vec![1, 2], "nothing twice");
+        let mut at_one = fake(1, None);
+        run_now(&mut at_one).unwrap();
+        assert_eq!(at_one.applied, vec![2]);
+        let mut newer = fake(7, None);
+        run_now(&mut newer).unwrap();
+        assert!(newer.applied.is_empty());
+    }
+
+    #[test]
+    fn stops_at_a_failing_migration() {
+        let mut schema = fake(0, Some(2));
+        assert!(matches!(run_now(&mut schema), Err(Error::Internal(_))));
+        assert_eq!((schema.applied, schema.version), (vec![1], 1));
     }
 }

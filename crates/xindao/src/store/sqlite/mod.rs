@@ -7,6 +7,7 @@
 
 mod batched_wal;
 mod checkpoint;
+mod connections;
 mod pcache;
 mod reads;
 mod rooms;
@@ -15,13 +16,13 @@ mod users;
 mod writer;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 use super::group_commit::AppendQueue;
 use super::{CommitSink, GroupCommit, LoginIdentity, SessionInfo, Store};
@@ -32,8 +33,6 @@ use crate::rules::{self, SessionTouch};
 
 const READERS: usize = 4;
 const APPEND_QUEUE: usize = 16 * 1024;
-/// Bytes the WAL file is cut back to when the log starts over.
-const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// How to open the SQLite store.
 #[derive(Debug, Clone, Copy)]
@@ -74,7 +73,7 @@ pub(crate) fn map_sqlite(error: rusqlite::Error) -> Error {
     }
 }
 
-fn open_connection(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+pub(super) fn open_connection(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     configure(Connection::open_with_flags(path, flags)?)
 }
 
@@ -105,15 +104,6 @@ fn configure(conn: Connection) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// A permit of `slots`, for a blocking call to hold until its work is done.
-async fn take_slot(slots: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit> {
-    slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| Error::Unavailable("store closed".into()))
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) `data_dir/xindao.db`, migrates it and starts the group-commit thread.
     pub async fn open(data_dir: &Path, options: SqliteOptions, sink: CommitSink) -> Result<Self> {
@@ -122,46 +112,11 @@ impl SqliteStore {
         })?;
         let path = data_dir.join("xindao.db");
         let mut writer = open_writer(&path).map_err(map_sqlite)?;
-        writer
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(map_sqlite)?;
-        // A load burst can outrun the checkpointer and grow the WAL; the file shrinks back when it restarts.
-        writer
-            .pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
-            .map_err(map_sqlite)?;
-        let sync_mode = match options.synchronous {
-            SqliteSync::Normal => "NORMAL",
-            SqliteSync::Full => "FULL",
-        };
-        writer
-            .pragma_update(None, "synchronous", sync_mode)
-            .map_err(map_sqlite)?;
+        let sync_mode = connections::set_up_writer(&writer, options.synchronous)?;
         super::migrate::sqlite(&mut writer).await?;
-        // Negative: a size in KiB rather than in pages. SQLite allocates the cache as it fills.
-        writer
-            .pragma_update(None, "cache_size", -((options.cache_mb * 1024) as i64))
-            .map_err(map_sqlite)?;
+        connections::limit_writer(&writer, options.cache_mb, options.max_db_mb)?;
         checkpoint::take_over(&writer);
-        if let Some(mb) = options.max_db_mb {
-            let page_size: u64 = writer
-                .query_row("PRAGMA page_size", [], |row| row.get(0))
-                .map_err(map_sqlite)?;
-            let pages = (mb * 1024 * 1024 / page_size.max(512)).max(1);
-            writer
-                .pragma_update(None, "max_page_count", pages)
-                .map_err(map_sqlite)?;
-        }
-        let readers = (0..READERS)
-            .map(|_| {
-                open_connection(
-                    &path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .map(Mutex::new)
-            })
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(map_sqlite)?
-            .into();
+        let readers = connections::open_readers(&path, READERS)?;
         let writer = Arc::new(Mutex::new(writer));
         let (appends, mut receivers) = AppendQueue::sharded(APPEND_QUEUE, 1);
         let jobs = receivers
@@ -180,59 +135,6 @@ impl SqliteStore {
             checkpoint: Mutex::new(Some(nudge)),
             threads: Mutex::new(vec![handle, checkpointer]),
         })
-    }
-
-    async fn read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let slot = take_slot(&self.read_slots).await?;
-        let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            // A quick read may hold one reader on an async thread for a moment: take whichever is free.
-            match readers.iter().find_map(|reader| reader.try_lock()) {
-                Some(reader) => f(&reader),
-                None => f(&readers[index].lock()),
-            }
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("store task failed: {e}")))?
-        .map_err(map_sqlite)
-    }
-
-    /// For point lookups (microseconds): runs on the calling thread when a reader is free, saving the two
-    /// thread hand-offs of the blocking pool on hot paths (every upgrade, every `to_user` send).
-    async fn read_quick<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T> {
-        if let Some(reader) = self.readers.iter().find_map(|reader| reader.try_lock()) {
-            return f(&reader).map_err(map_sqlite);
-        }
-        self.read(f).await
-    }
-
-    async fn write<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let slot = take_slot(&self.write_slot).await?;
-        let writer = self.writer.clone();
-        let checkpoint = self.checkpoint.lock().clone();
-        tokio::task::spawn_blocking(move || {
-            // Held until the work is done, even if the caller stops waiting for it.
-            let _slot = slot;
-            let mut writer = writer.lock();
-            let outcome = f(&mut writer);
-            if let Some(checkpoint) = checkpoint {
-                checkpoint.after_write(&writer);
-            }
-            outcome
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("store task failed: {e}")))?
     }
 }
 
