@@ -442,11 +442,11 @@ fn fit_page(mut page: Page, keep_newest: bool, budget: &mut usize) -> Page {
     page
 }
 
-/// The commit hook given to the store: every committed message becomes one encoded `message` push.
-pub fn commit_hook(
-    bus: Arc<dyn Bus>,
-    metrics: crate::metrics::Metrics,
-) -> Arc<dyn Fn(&Message, u64) + Send + Sync> {
+/// Called for every committed message with the connection that sent it.
+pub type CommitHook = Arc<dyn Fn(&Message, u64) + Send + Sync>;
+
+/// The commit hook fed from the store's commit sink: every committed message becomes one encoded `message` push.
+pub fn commit_hook(bus: Arc<dyn Bus>, metrics: crate::metrics::Metrics) -> CommitHook {
     Arc::new(move |message: &Message, origin: u64| {
         metrics.messages_committed.inc();
         let frame = protocol::event("message", message);

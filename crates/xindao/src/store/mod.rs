@@ -75,8 +75,9 @@ pub struct Committed {
 }
 
 /// Where a store's writers hand each committed batch (new messages only, duplicates left out), in commit
-/// order. Bounded: a writer waits (blocking_send on the SQLite thread, send().await on PostgreSQL) when
-/// fan-out falls behind. A batch is handed over before its appenders get their replies.
+/// order. Bounded: a writer waits when fan-out falls behind (`send().await`: on SQLite that blocks its
+/// dedicated commit thread, on PostgreSQL it suspends the writer task). A batch is handed over before its
+/// appenders get their replies.
 pub type CommitSink = tokio::sync::mpsc::Sender<Vec<Committed>>;
 
 /// A user found or created by a login.

@@ -19,7 +19,7 @@ pub(super) async fn members(
             &[&conversation],
         )
         .await?;
-    rows::all(&found, |row| member(row))
+    rows::all(&found, member)
 }
 
 pub(super) async fn is_member(
@@ -108,7 +108,7 @@ pub(super) async fn public_rooms(store: &PostgresStore, limit: usize) -> Result<
             &[&(limit as i64)],
         )
         .await?;
-    rows::all(&found, |row| public_room(row))
+    rows::all(&found, public_room)
 }
 
 /// One page of a conversation's messages, in ascending seq order.

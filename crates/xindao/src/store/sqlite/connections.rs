@@ -62,7 +62,7 @@ pub(super) fn open_readers(path: &Path, count: usize) -> Result<Arc<[Mutex<Conne
     let readers: Arc<[Mutex<Connection>]> = (0..count)
         .map(|_| {
             open_connection(
-                &path,
+                path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
             .map(Mutex::new)
