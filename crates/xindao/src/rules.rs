@@ -107,6 +107,25 @@ pub fn may_open_direct(user: UserId, peer: UserId) -> Result<()> {
     Ok(())
 }
 
+/// The refusal for someone who names a conversation they are not a member of (to send, read or mark it).
+pub fn not_a_member() -> Error {
+    Error::Forbidden("you are not a member of this conversation")
+}
+
+/// A conversation the caller cannot see: `forbidden` when it exists, `not_found` when it does not.
+pub fn unseen_conversation(exists: bool) -> Error {
+    if exists {
+        not_a_member()
+    } else {
+        no_such_conversation()
+    }
+}
+
+/// The answer for a conversation id that names nothing.
+pub fn no_such_conversation() -> Error {
+    Error::NotFound("no such conversation")
+}
+
 /// What to do with a session found by its token at `now`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionTouch {
@@ -291,6 +310,21 @@ mod tests {
                 "conflict",
                 "a direct conversation needs two different users".to_string()
             )
+        );
+    }
+
+    #[test]
+    fn conversations_one_cannot_see() {
+        let as_client = |error: Error| (error.code(), error.to_string());
+        let not_member = (
+            "forbidden",
+            "you are not a member of this conversation".to_string(),
+        );
+        assert_eq!(as_client(not_a_member()), not_member);
+        assert_eq!(as_client(unseen_conversation(true)), not_member);
+        assert_eq!(
+            as_client(unseen_conversation(false)),
+            ("not_found", "no such conversation".to_string())
         );
     }
 

@@ -3,8 +3,9 @@
 
 use super::rows::{self, map_pg};
 use super::PostgresStore;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::*;
+use crate::rules;
 use crate::store::rows::{history_filter, history_page, member, public_room, MESSAGE_COLUMNS};
 
 /// The members of a conversation, longest-standing first.
@@ -56,13 +57,7 @@ pub(super) async fn conversation_for(
         )
         .await?
         .is_some();
-    if exists {
-        Err(Error::Forbidden(
-            "you are not a member of this conversation",
-        ))
-    } else {
-        Err(Error::NotFound("no such conversation"))
-    }
+    Err(rules::unseen_conversation(exists))
 }
 
 /// All conversations of `user`, most recent activity first.
@@ -150,8 +145,6 @@ pub(super) async fn mark_read(
             &[&conversation, &user, &seq],
         )
         .await?
-        .ok_or(Error::Forbidden(
-            "you are not a member of this conversation",
-        ))?;
+        .ok_or_else(rules::not_a_member)?;
     row.try_get(0).map_err(map_pg)
 }

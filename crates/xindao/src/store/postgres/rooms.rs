@@ -99,7 +99,7 @@ async fn lock_room(
         .map_err(map_pg)?
         .map(|row| room_facts(&row).map_err(map_pg))
         .transpose()?
-        .ok_or(Error::NotFound("no such conversation"))
+        .ok_or_else(rules::no_such_conversation)
 }
 
 async fn exists(

@@ -17,6 +17,7 @@ use super::map_pg;
 use super::rows::message;
 use crate::error::{Error, Result};
 use crate::model::{now_millis, Message, NewMessage};
+use crate::rules;
 use crate::store::group_commit::{AppendJob, CommitBatch, Stored};
 use crate::store::rows::MESSAGE_COLUMNS;
 
@@ -208,9 +209,7 @@ async fn settle(tx: &Transaction<'_>, new: &NewMessage, rows: &[Row], now: i64) 
     Ok(if is_member(tx, new).await? {
         Settled::MembershipChanged
     } else {
-        Settled::Done(Err(Error::Forbidden(
-            "you are not a member of this conversation",
-        )))
+        Settled::Done(Err(rules::not_a_member()))
     })
 }
 

@@ -266,15 +266,12 @@ impl Store for SqliteStore {
             .await?;
         match found {
             Some(conversation) => Ok(conversation),
-            None if self
-                .read(move |conn| reads::conversation_exists(conn, conversation))
-                .await? =>
-            {
-                Err(Error::Forbidden(
-                    "you are not a member of this conversation",
-                ))
+            None => {
+                let exists = self
+                    .read(move |conn| reads::conversation_exists(conn, conversation))
+                    .await?;
+                Err(rules::unseen_conversation(exists))
             }
-            None => Err(Error::NotFound("no such conversation")),
         }
     }
 
@@ -311,9 +308,7 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             reads::mark_read(conn, conversation, user, seq)
                 .map_err(map_sqlite)?
-                .ok_or(Error::Forbidden(
-                    "you are not a member of this conversation",
-                ))
+                .ok_or_else(rules::not_a_member)
         })
         .await
     }

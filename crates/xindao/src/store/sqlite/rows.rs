@@ -3,9 +3,9 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::map_sqlite;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::*;
-use crate::rules::RoomFacts;
+use crate::rules::{self, RoomFacts};
 use crate::store::rows::{self, Columns, CONVERSATION_HEAD, MESSAGE_COLUMNS, ROOM_FACTS};
 
 impl Columns for Row<'_> {
@@ -100,7 +100,7 @@ pub(super) fn room_facts(conn: &Connection, conversation: ConversationId) -> Res
             .optional()
     })
     .map_err(map_sqlite)?
-    .ok_or(Error::NotFound("no such conversation"))
+    .ok_or_else(rules::no_such_conversation)
 }
 
 pub(super) fn member_exists(

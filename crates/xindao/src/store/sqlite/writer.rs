@@ -16,6 +16,7 @@ use super::map_sqlite;
 use super::rows::message_by_cmid;
 use crate::error::{Error, Result};
 use crate::model::{now_millis, NewMessage};
+use crate::rules;
 use crate::store::group_commit::{self, AppendJob, CommitBatch, GroupCommit, Stored};
 use crate::store::CommitSink;
 
@@ -156,9 +157,7 @@ fn append_one(
         return Ok(
             match message_by_cmid(tx, new.sender_id, &new.cmid).map_err(map_sqlite)? {
                 Some(message) => Ok(Stored::Duplicate(message)),
-                None => Err(Error::Forbidden(
-                    "you are not a member of this conversation",
-                )),
+                None => Err(rules::not_a_member()),
             },
         );
     };
