@@ -35,6 +35,7 @@ pub mod validate;
 
 pub mod auth;
 
+pub mod rules;
 pub mod store;
 
 pub mod bus;

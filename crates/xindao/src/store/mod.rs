@@ -1,15 +1,35 @@
 //! The storage seam: one trait, implemented by the embedded SQLite store and by PostgreSQL (for clusters).
 //!
 //! The store is the source of truth for users, sessions, conversations, membership, messages and read state.
-//! It enforces the invariants that must hold under concurrency: per-conversation seq allocated in the same
-//! transaction as the insert, idempotency by (sender, cmid), membership checked inside the write, read markers
-//! that only move forward.
+//! Each backend implements storage only; the rules (who may join, add, remove, leave; when a session slides)
+//! live in [`crate::rules`], and the group-commit loop in front of appends in [`group_commit`], once for both.
+//!
+//! # Checks made inside the writing transaction, and why
+//! A check read outside the write could be stale by the time the write commits (another request, or on
+//! PostgreSQL another node, changing the same rows in between). These are therefore made inside the
+//! transaction that writes, on facts read in it:
+//! - **Membership at append**: the sender must be a member when the message takes its seq; checked in the
+//!   batch's transaction (SQLite: the one writer connection; PostgreSQL: under the conversation's row lock), so
+//!   a message is never stored after its sender left or was removed.
+//! - **Room rules at join, add, leave and remove** ([`crate::rules::may_join`], [`crate::rules::may_leave`]):
+//!   the room's visibility and owner, the adder's membership and the added user's existence are read in the
+//!   membership change's transaction (PostgreSQL: `FOR UPDATE` on the room), so two concurrent changes, e.g.
+//!   an ownership hand-over and an add, cannot both pass on the same old facts.
+//! - **Ownership hand-over** ([`crate::rules::ownership_passes`]): the heir is chosen in the transaction that
+//!   removes the owner.
+//! - Per-conversation seq (allocated with the insert), idempotency by (sender, cmid), read markers that only
+//!   move forward: enforced by the same statements that write.
+//!
+//! Session expiry ([`crate::rules::touch_session`]) is decided on a read and written without a transaction:
+//! two racing extensions write nearly the same expiry, and the later one wins.
 
-pub(crate) mod append_queue;
+pub(crate) mod group_commit;
+pub(crate) mod migrate;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
-pub use append_queue::GroupCommit;
+pub use group_commit::GroupCommit;
 
 use std::sync::Arc;
 
@@ -29,16 +49,19 @@ pub async fn open(config: &Config, sink: CommitSink) -> Result<Arc<dyn Store>> {
         StoreConfig::Postgres { url } => Arc::new(
             postgres::PostgresStore::open(url, config.postgres_pool_size, commit, sink).await?,
         ),
-        StoreConfig::Sqlite => Arc::new(sqlite::SqliteStore::open(
-            &config.data_dir,
-            sqlite::SqliteOptions {
-                synchronous: config.sqlite_synchronous,
-                commit,
-                max_db_mb: config.sqlite_max_db_mb,
-                cache_mb: config.sqlite_cache_mb,
-            },
-            sink,
-        )?),
+        StoreConfig::Sqlite => Arc::new(
+            sqlite::SqliteStore::open(
+                &config.data_dir,
+                sqlite::SqliteOptions {
+                    synchronous: config.sqlite_synchronous,
+                    commit,
+                    max_db_mb: config.sqlite_max_db_mb,
+                    cache_mb: config.sqlite_cache_mb,
+                },
+                sink,
+            )
+            .await?,
+        ),
     })
 }
 

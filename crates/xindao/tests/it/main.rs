@@ -25,4 +25,5 @@ mod delivery;
 mod login;
 mod login_burst;
 mod protocol_edges;
+mod store_migrate;
 mod store_suite;

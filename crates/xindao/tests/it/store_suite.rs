@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
+use parking_lot::Mutex;
 use serde_json::json;
 use services::TestDb;
 use tokio::sync::mpsc;
@@ -20,42 +20,43 @@ use xindao::store::sqlite::{SqliteOptions, SqliteStore};
 use xindao::store::{CommitSink, Committed, ExternalId, GroupCommit, LoginIdentity, Store};
 use xindao::Error;
 
-/// Commits the store handed to its sink: (conversation, seq, origin), in order. A store hands a batch over
-/// before it answers the batch's appends, so a look after an append sees it.
-#[derive(Clone)]
-struct Hooked(Arc<Mutex<Recorded>>);
-
-struct Recorded {
-    commits: mpsc::Receiver<Vec<Committed>>,
-    seen: Vec<Seen>,
+/// The committed batches a store handed over, as (conversation, seq, origin). A batch is handed over before
+/// its appends return, so whatever a finished append committed is already in the channel.
+struct Recorder {
+    batches: Mutex<mpsc::Receiver<Vec<Committed>>>,
+    seen: Mutex<Vec<(i64, i64, u64)>>,
 }
 
-/// One commit as the sink saw it: (conversation, seq, origin).
-type Seen = (i64, i64, u64);
+type Hooked = Arc<Recorder>;
 
-impl Hooked {
-    fn lock(&self) -> MappedMutexGuard<'_, Vec<Seen>> {
-        MutexGuard::map(self.0.lock(), |recorded| {
-            while let Ok(batch) = recorded.commits.try_recv() {
-                recorded.seen.extend(
-                    batch
-                        .iter()
-                        .map(|c| (c.message.conversation_id, c.message.seq, c.origin)),
-                );
-            }
-            &mut recorded.seen
-        })
+impl Recorder {
+    fn seen(&self) -> Vec<(i64, i64, u64)> {
+        let mut seen = self.seen.lock();
+        while let Ok(batch) = self.batches.lock().try_recv() {
+            assert!(!batch.is_empty(), "no empty batches");
+            seen.extend(
+                batch
+                    .iter()
+                    .map(|c| (c.message.conversation_id, c.message.seq, c.origin)),
+            );
+        }
+        seen.clone()
+    }
+
+    fn clear(&self) {
+        self.seen();
+        self.seen.lock().clear();
     }
 }
 
-/// A sink that holds every commit of a test until looked at.
+/// A sink with room for every batch a test commits (nothing drains it meanwhile).
 fn recorder() -> (CommitSink, Hooked) {
-    let (sink, commits) = mpsc::channel(1 << 16);
-    let seen = Vec::new();
-    (
-        sink,
-        Hooked(Arc::new(Mutex::new(Recorded { commits, seen }))),
-    )
+    let (sink, batches) = mpsc::channel(100_000);
+    let recorder = Recorder {
+        batches: Mutex::new(batches),
+        seen: Mutex::default(),
+    };
+    (sink, Arc::new(recorder))
 }
 
 async fn dev_user(store: &dyn Store, name: &str) -> User {
@@ -70,9 +71,6 @@ async fn dev_user(store: &dyn Store, name: &str) -> User {
         .await
         .unwrap()
 }
-
-/// The connection every test append comes from.
-const ORIGIN: u64 = 7;
 
 fn new_message(conversation_id: i64, sender_id: i64, cmid: &str) -> NewMessage {
     NewMessage {
@@ -228,28 +226,28 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
     );
 
     // Appends: gap-free seq, idempotent cmid, membership checked, hook after commit, own messages read.
-    hooked.lock().clear();
+    hooked.clear();
     let first = s
-        .append(new_message(public, alice.id, "a-1"), ORIGIN)
+        .append(new_message(public, alice.id, "a-1"), 7)
         .await
         .unwrap();
     assert_eq!((first.message.seq, first.duplicate), (1, false));
     let second = s
-        .append(new_message(public, bob.id, "b-1"), ORIGIN)
+        .append(new_message(public, bob.id, "b-1"), 7)
         .await
         .unwrap();
     assert_eq!(second.message.seq, 2);
     let again = s
-        .append(new_message(public, alice.id, "a-1"), ORIGIN)
+        .append(new_message(public, alice.id, "a-1"), 7)
         .await
         .unwrap();
     assert!(again.duplicate);
     assert_eq!(again.message, first.message);
     assert!(matches!(
-        s.append(new_message(public, carol.id, "c-1"), ORIGIN).await,
+        s.append(new_message(public, carol.id, "c-1"), 7).await,
         Err(Error::Forbidden(_))
     ));
-    assert_eq!(*hooked.lock(), vec![(public, 1, 7), (public, 2, 7)]);
+    assert_eq!(hooked.seen(), vec![(public, 1, 7), (public, 2, 7)]);
     let lobby = s.conversation_for(public, bob.id).await.unwrap();
     assert_eq!((lobby.last_seq, lobby.read_seq, lobby.unread), (2, 2, 0));
     assert_eq!(
@@ -260,7 +258,7 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
     assert_eq!((of_alice.read_seq, of_alice.unread), (1, 1));
     // Activity is ordered by millisecond timestamps: make this one strictly the latest.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    s.append(new_message(direct, bob.id, "b-d1"), ORIGIN)
+    s.append(new_message(direct, bob.id, "b-d1"), 7)
         .await
         .unwrap();
     let ordered: Vec<i64> = s
@@ -285,14 +283,14 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
     assert!(none.is_empty(), "a user in no conversation: {none:?}");
 
     // Concurrent appends into one room: one total order, hooks in seq order.
-    hooked.lock().clear();
+    hooked.clear();
     let mut tasks = Vec::new();
     for (t, sender) in [alice.id, bob.id, alice.id, bob.id].into_iter().enumerate() {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..25 {
                 store
-                    .append(new_message(public, sender, &format!("c{t}-{i}")), ORIGIN)
+                    .append(new_message(public, sender, &format!("c{t}-{i}")), 7)
                     .await
                     .unwrap();
             }
@@ -301,7 +299,7 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
     for task in tasks {
         task.await.unwrap();
     }
-    let seqs: Vec<i64> = hooked.lock().iter().map(|&(_, seq, _)| seq).collect();
+    let seqs: Vec<i64> = hooked.seen().iter().map(|&(_, seq, _)| seq).collect();
     assert_eq!(seqs, (3..=102).collect::<Vec<_>>(), "hooks in seq order");
 
     // History pages both ways.
@@ -343,7 +341,9 @@ fn commit() -> GroupCommit {
 async fn store_suite_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let (hook, hooked) = recorder();
-    let store = SqliteStore::open(dir.path(), sqlite_options(), hook).unwrap();
+    let store = SqliteStore::open(dir.path(), sqlite_options(), hook)
+        .await
+        .unwrap();
     suite(Arc::new(store), hooked).await;
 }
 
@@ -362,12 +362,8 @@ async fn before_migration_2(store: &dyn Store) -> (ConversationId, Message, Mess
     let alice = dev_user(store, "alice").await;
     let bob = dev_user(store, "bob").await;
     let (direct, _) = store.open_direct(alice.id, bob.id).await.unwrap();
-    let first = store
-        .append(new_message(direct, alice.id, "c-1"), ORIGIN)
-        .await;
-    let second = store
-        .append(new_message(direct, bob.id, "c-1"), ORIGIN)
-        .await;
+    let first = store.append(new_message(direct, alice.id, "c-1"), 7).await;
+    let second = store.append(new_message(direct, bob.id, "c-1"), 7).await;
     (direct, first.unwrap().message, second.unwrap().message)
 }
 
@@ -392,13 +388,13 @@ async fn check_after_migration_2(
         ]
     );
     let again = store
-        .append(new_message(direct, first.sender_id, "c-1"), ORIGIN)
+        .append(new_message(direct, first.sender_id, "c-1"), 7)
         .await
         .unwrap();
     assert!(again.duplicate);
     assert_eq!(again.message.id, first.id);
     let next = store
-        .append(new_message(direct, first.sender_id, "c-2"), ORIGIN)
+        .append(new_message(direct, first.sender_id, "c-2"), 7)
         .await
         .unwrap();
     assert!(!next.duplicate);
@@ -411,7 +407,9 @@ async fn check_after_migration_2(
 async fn sqlite_migration_2_keeps_messages_and_dedupe() {
     let dir = tempfile::tempdir().unwrap();
     let (direct, first, second) = {
-        let store = SqliteStore::open(dir.path(), sqlite_options(), recorder().0).unwrap();
+        let store = SqliteStore::open(dir.path(), sqlite_options(), recorder().0)
+            .await
+            .unwrap();
         let before = before_migration_2(&store).await;
         store.shutdown().await;
         before
@@ -432,7 +430,9 @@ async fn sqlite_migration_2_keeps_messages_and_dedupe() {
         )
         .unwrap();
     }
-    let store = SqliteStore::open(dir.path(), sqlite_options(), recorder().0).unwrap();
+    let store = SqliteStore::open(dir.path(), sqlite_options(), recorder().0)
+        .await
+        .unwrap();
     check_after_migration_2(&store, direct, &first, &second).await;
     store.shutdown().await;
     let db = rusqlite::Connection::open(dir.path().join("xindao.db")).unwrap();
@@ -501,7 +501,7 @@ async fn postgres_nodes_share_one_order_and_one_copy_per_cmid() {
                 // Tasks 0/1 and 2/3 race on the same cmids from different nodes.
                 let cmid = format!("k{}-{i}", node / 2);
                 let appended = store
-                    .append(new_message(room, owner.id, &cmid), ORIGIN)
+                    .append(new_message(room, owner.id, &cmid), 7)
                     .await
                     .unwrap();
                 out.push((
@@ -539,7 +539,7 @@ async fn postgres_nodes_share_one_order_and_one_copy_per_cmid() {
     );
     let last = a.conversation_for(room, owner.id).await.unwrap().last_seq;
     assert_eq!(last, (2 * EACH) as i64);
-    let hooks = hooked_a.lock().len() + hooked_b.lock().len();
+    let hooks = hooked_a.seen().len() + hooked_b.seen().len();
     assert_eq!(
         hooks,
         2 * EACH,
@@ -589,7 +589,7 @@ async fn postgres_cmid_raced_across_rooms_leaves_no_gap() {
             let mut out = Vec::new();
             for i in 0..EACH {
                 let appended = racer
-                    .append(new_message(room, owner.id, &format!("r{i}")), ORIGIN)
+                    .append(new_message(room, owner.id, &format!("r{i}")), 7)
                     .await
                     .unwrap();
                 out.push((format!("r{i}"), appended.message.id, appended.duplicate));
@@ -603,7 +603,7 @@ async fn postgres_cmid_raced_across_rooms_leaves_no_gap() {
                 for i in 0..EACH {
                     let cmid = format!("f{node}-{filler}-{i}");
                     let appended = store
-                        .append(new_message(room, owner.id, &cmid), ORIGIN)
+                        .append(new_message(room, owner.id, &cmid), 7)
                         .await
                         .unwrap();
                     assert!(!appended.duplicate);

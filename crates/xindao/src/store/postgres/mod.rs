@@ -5,9 +5,10 @@
 //! When the database cannot be reached, calls fail with `unavailable` (nothing was committed) and succeed
 //! again once it is back.
 
+mod reads;
 mod rooms;
 mod rows;
-mod schema;
+mod users;
 mod writer;
 
 use std::time::Duration;
@@ -18,13 +19,13 @@ use parking_lot::Mutex;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-use rows::{conversation_from_row, display_name_for_openid, user_from_row, CONVERSATION_SELECT};
-pub(crate) use rows::{map_pg, message_from_row, MESSAGE_COLUMNS};
+pub(crate) use rows::map_pg;
 
-use super::append_queue::AppendQueue;
-use super::{CommitSink, ExternalId, GroupCommit, LoginIdentity, SessionInfo, Store};
+use super::group_commit::{self, AppendQueue};
+use super::{CommitSink, GroupCommit, LoginIdentity, SessionInfo, Store};
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::rules::{self, SessionTouch};
 
 const APPEND_QUEUE: usize = 16 * 1024;
 /// Group-commit writers per node, each with its own connection and its share of the conversations: one
@@ -76,13 +77,16 @@ impl PostgresStore {
             .get()
             .await
             .map_err(|e| Error::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
-        schema::migrate(&mut client).await.map_err(map_pg)?;
+        super::migrate::postgres(&mut client).await?;
         drop(client);
         let writers = (pool_size / POOL_PER_WRITER).clamp(1, WRITERS_MAX);
         let (appends, receivers) = AppendQueue::sharded(APPEND_QUEUE, writers);
         let tasks = receivers
             .into_iter()
-            .map(|rx| tokio::spawn(writer::run(pool.clone(), rx, commit, sink.clone())))
+            .map(|jobs| {
+                let backend = writer::PgBatch { pool: pool.clone() };
+                tokio::spawn(group_commit::run(backend, jobs, commit, sink.clone()))
+            })
             .collect();
         tracing::info!(writers, "opened PostgreSQL store");
         Ok(PostgresStore {
@@ -113,54 +117,15 @@ impl PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     async fn upsert_user(&self, identity: LoginIdentity) -> Result<User> {
-        let now = now_millis();
-        let row = match &identity.external_id {
-            ExternalId::WeChat { openid } => {
-                self.query_opt(
-                    "INSERT INTO users (openid, unionid, session_key, display_name, created_at)
-                     VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (openid) DO UPDATE SET session_key = excluded.session_key,
-                        unionid = COALESCE(excluded.unionid, users.unionid)
-                     RETURNING id, display_name",
-                    &[
-                        openid,
-                        &identity.unionid,
-                        &identity.session_key,
-                        &display_name_for_openid(openid),
-                        &now,
-                    ],
-                )
-                .await?
-            }
-            ExternalId::Dev { display_name } => {
-                self.query_opt(
-                    "INSERT INTO users (dev_name, display_name, created_at) VALUES ($1, $1, $2)
-                     ON CONFLICT (dev_name) DO UPDATE SET dev_name = excluded.dev_name
-                     RETURNING id, display_name",
-                    &[display_name, &now],
-                )
-                .await?
-            }
-        };
-        row.map(|row| user_from_row(&row))
-            .ok_or_else(|| Error::Internal("upsert returned no row".into()))
+        users::upsert(self, identity).await
     }
 
     async fn user(&self, id: UserId) -> Result<Option<User>> {
-        let row = self
-            .query_opt("SELECT id, display_name FROM users WHERE id = $1", &[&id])
-            .await?;
-        Ok(row.as_ref().map(user_from_row))
+        users::by_id(self, id).await
     }
 
     async fn users_named(&self, display_name: &str, limit: usize) -> Result<Vec<User>> {
-        let rows = self
-            .query(
-                "SELECT id, display_name FROM users WHERE display_name = $1 ORDER BY id LIMIT $2",
-                &[&display_name, &(limit as i64)],
-            )
-            .await?;
-        Ok(rows.iter().map(user_from_row).collect())
+        users::named(self, display_name, limit).await
     }
 
     async fn create_session(
@@ -169,14 +134,7 @@ impl Store for PostgresStore {
         user_id: UserId,
         expires_at: Millis,
     ) -> Result<()> {
-        let now = now_millis();
-        self.query(
-            "INSERT INTO sessions (token_hash, user_id, created_at, extended_at, expires_at)
-             VALUES ($1, $2, $3, $3, $4)",
-            &[&&token_hash[..], &user_id, &now, &expires_at],
-        )
-        .await
-        .map(|_| ())
+        users::create_session(self, &token_hash, user_id, expires_at).await
     }
 
     async fn touch_session(
@@ -185,45 +143,26 @@ impl Store for PostgresStore {
         now: Millis,
         ttl_ms: i64,
     ) -> Result<Option<SessionInfo>> {
-        let Some(row) = self
-            .query_opt(
-                "SELECT user_id, extended_at, expires_at FROM sessions WHERE token_hash = $1",
-                &[&&token_hash[..]],
-            )
-            .await?
+        let Some((user_id, extended_at, expires_at)) = users::session(self, &token_hash).await?
         else {
             return Ok(None);
         };
-        let (user_id, extended_at, expires_at): (i64, i64, i64) =
-            (row.get(0), row.get(1), row.get(2));
-        if expires_at <= now {
-            return Ok(None);
-        }
-        if now - extended_at < ttl_ms / 10 {
-            return Ok(Some(SessionInfo {
-                user_id,
-                expires_at,
-            }));
-        }
-        let new_expiry = now + ttl_ms;
-        self.query(
-            "UPDATE sessions SET extended_at = $2, expires_at = $3 WHERE token_hash = $1",
-            &[&&token_hash[..], &now, &new_expiry],
-        )
-        .await?;
+        let expires_at = match rules::touch_session(extended_at, expires_at, now, ttl_ms) {
+            SessionTouch::Expired => return Ok(None),
+            SessionTouch::Valid { expires_at } => expires_at,
+            SessionTouch::Extend { expires_at } => {
+                users::extend_session(self, &token_hash, now, expires_at).await?;
+                expires_at
+            }
+        };
         Ok(Some(SessionInfo {
             user_id,
-            expires_at: new_expiry,
+            expires_at,
         }))
     }
 
     async fn revoke_session(&self, token_hash: [u8; 32]) -> Result<()> {
-        self.query(
-            "DELETE FROM sessions WHERE token_hash = $1",
-            &[&&token_hash[..]],
-        )
-        .await
-        .map(|_| ())
+        users::revoke_session(self, &token_hash).await
     }
 
     async fn open_direct(&self, user: UserId, peer: UserId) -> Result<(ConversationId, bool)> {
@@ -258,38 +197,11 @@ impl Store for PostgresStore {
     }
 
     async fn members(&self, conversation: ConversationId) -> Result<Vec<Member>> {
-        let rows = self
-            .query(
-                "SELECT u.id, u.display_name, m.role, m.read_seq FROM members m JOIN users u ON u.id = m.user_id
-                 WHERE m.conversation_id = $1 ORDER BY m.joined_at, u.id",
-                &[&conversation],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let role: String = row.get(2);
-                Member {
-                    user: user_from_row(row),
-                    role: if role == "owner" {
-                        Role::Owner
-                    } else {
-                        Role::Member
-                    },
-                    read_seq: row.get(3),
-                }
-            })
-            .collect())
+        reads::members(self, conversation).await
     }
 
     async fn is_member(&self, conversation: ConversationId, user: UserId) -> Result<bool> {
-        Ok(self
-            .query_opt(
-                "SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2",
-                &[&conversation, &user],
-            )
-            .await?
-            .is_some())
+        reads::is_member(self, conversation, user).await
     }
 
     async fn conversation_for(
@@ -297,65 +209,19 @@ impl Store for PostgresStore {
         conversation: ConversationId,
         user: UserId,
     ) -> Result<Conversation> {
-        let sql = format!("{CONVERSATION_SELECT} WHERE m.user_id = $1 AND c.id = $2");
-        if let Some(row) = self.query_opt(&sql, &[&user, &conversation]).await? {
-            return Ok(conversation_from_row(&row));
-        }
-        let exists = self
-            .query_opt(
-                "SELECT 1 FROM conversations WHERE id = $1",
-                &[&conversation],
-            )
-            .await?
-            .is_some();
-        if exists {
-            Err(Error::Forbidden(
-                "you are not a member of this conversation",
-            ))
-        } else {
-            Err(Error::NotFound("no such conversation"))
-        }
+        reads::conversation_for(self, conversation, user).await
     }
 
     async fn conversations_of(&self, user: UserId) -> Result<Vec<Conversation>> {
-        let sql = format!(
-            "{CONVERSATION_SELECT} WHERE m.user_id = $1 ORDER BY c.last_ts DESC, c.id DESC"
-        );
-        let rows = self.query(&sql, &[&user]).await?;
-        Ok(rows.iter().map(conversation_from_row).collect())
+        reads::conversations_of(self, user).await
     }
 
     async fn connection_state(&self, user: UserId) -> Result<Option<(User, Vec<ConversationId>)>> {
-        // One round trip: a connect is latency the user waits for.
-        let row = self
-            .query_opt(
-                "SELECT u.id, u.display_name,
-                        COALESCE(array_agg(m.conversation_id) FILTER (WHERE m.conversation_id IS NOT NULL), '{}')
-                 FROM users u LEFT JOIN members m ON m.user_id = u.id
-                 WHERE u.id = $1 GROUP BY u.id, u.display_name",
-                &[&user],
-            )
-            .await?;
-        Ok(row.map(|row| (user_from_row(&row), row.get(2))))
+        reads::connection_state(self, user).await
     }
 
     async fn public_rooms(&self, limit: usize) -> Result<Vec<PublicRoom>> {
-        let rows = self
-            .query(
-                "SELECT c.id, c.name, (SELECT COUNT(*) FROM members m WHERE m.conversation_id = c.id)
-                 FROM conversations c WHERE c.kind = 'room' AND c.visibility = 'public'
-                 ORDER BY c.last_ts DESC LIMIT $1",
-                &[&(limit as i64)],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|row| PublicRoom {
-                id: row.get(0),
-                name: row.get(1),
-                members: row.get(2),
-            })
-            .collect())
+        reads::public_rooms(self, limit).await
     }
 
     async fn append(&self, message: NewMessage, origin: u64) -> Result<Appended> {
@@ -368,41 +234,11 @@ impl Store for PostgresStore {
         range: Range,
         limit: usize,
     ) -> Result<Page> {
-        let fetch = limit as i64 + 1;
-        let (sql, bound) = match range {
-            Range::Latest => ("seq > $2 ORDER BY seq DESC", 0),
-            Range::Before(seq) => ("seq < $2 ORDER BY seq DESC", seq),
-            Range::After(seq) => ("seq > $2 ORDER BY seq ASC", seq),
-        };
-        let rows = self
-            .query(
-                &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND {sql} LIMIT $3"
-                ),
-                &[&conversation, &bound, &fetch],
-            )
-            .await?;
-        let mut messages: Vec<Message> = rows.iter().map(message_from_row).collect();
-        let has_more = messages.len() > limit;
-        messages.truncate(limit);
-        if !matches!(range, Range::After(_)) {
-            messages.reverse();
-        }
-        Ok(Page { messages, has_more })
+        reads::history(self, conversation, range, limit).await
     }
 
     async fn mark_read(&self, conversation: ConversationId, user: UserId, seq: i64) -> Result<i64> {
-        self.query_opt(
-            "UPDATE members SET read_seq = GREATEST(read_seq,
-                LEAST($3, (SELECT last_seq FROM conversations WHERE id = $1)))
-             WHERE conversation_id = $1 AND user_id = $2 RETURNING read_seq",
-            &[&conversation, &user, &seq],
-        )
-        .await?
-        .map(|row| row.get(0))
-        .ok_or(Error::Forbidden(
-            "you are not a member of this conversation",
-        ))
+        reads::mark_read(self, conversation, user, seq).await
     }
 
     async fn healthy(&self) -> bool {

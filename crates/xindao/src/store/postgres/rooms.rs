@@ -4,17 +4,15 @@
 use super::{map_pg, PostgresStore};
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::rules::{self, Joiner, RoomFacts};
+use crate::store::rows::{room_facts, visibility_name, ROOM_FACTS};
 
 pub(super) async fn open_direct(
     store: &PostgresStore,
     user: UserId,
     peer: UserId,
 ) -> Result<(ConversationId, bool)> {
-    if user == peer {
-        return Err(Error::Conflict(
-            "a direct conversation needs two different users",
-        ));
-    }
+    rules::may_open_direct(user, peer)?;
     let (lo, hi) = (user.min(peer), user.max(peer));
     // Sending with `to_user` opens the conversation on every send: answer that with one read.
     const FIND: &str = "SELECT id FROM conversations WHERE direct_lo = $1 AND direct_hi = $2";
@@ -66,10 +64,7 @@ pub(super) async fn create_room(
     name: &str,
     visibility: Visibility,
 ) -> Result<ConversationId> {
-    let visibility = match visibility {
-        Visibility::Public => "public",
-        Visibility::Invite => "invite",
-    };
+    let visibility = visibility_name(visibility);
     let now = now_millis();
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(map_pg)?;
@@ -92,29 +87,19 @@ pub(super) async fn create_room(
     Ok(id)
 }
 
-/// Room facts needed to authorise membership changes, read under the room's row lock.
-struct RoomInfo {
-    kind: String,
-    visibility: Option<String>,
-    owner_id: Option<i64>,
-}
-
+/// What the room rules decide on, read under the room's row lock (held until the transaction ends, so no
+/// other node changes the room's owner or visibility before this change commits).
 async fn lock_room(
     tx: &deadpool_postgres::Transaction<'_>,
     conversation: ConversationId,
-) -> Result<RoomInfo> {
-    tx.query_opt(
-        "SELECT kind, visibility, owner_id FROM conversations WHERE id = $1 FOR UPDATE",
-        &[&conversation],
-    )
-    .await
-    .map_err(map_pg)?
-    .map(|row| RoomInfo {
-        kind: row.get(0),
-        visibility: row.get(1),
-        owner_id: row.get(2),
-    })
-    .ok_or(Error::NotFound("no such conversation"))
+) -> Result<RoomFacts> {
+    let sql = format!("SELECT {ROOM_FACTS} FROM conversations WHERE id = $1 FOR UPDATE");
+    tx.query_opt(&sql, &[&conversation])
+        .await
+        .map_err(map_pg)?
+        .map(|row| room_facts(&row).map_err(map_pg))
+        .transpose()?
+        .ok_or_else(rules::no_such_conversation)
 }
 
 async fn exists(
@@ -134,30 +119,20 @@ pub(super) async fn join_room(
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(map_pg)?;
     let room = lock_room(&tx, conversation).await?;
-    if room.kind != "room" {
-        return Err(Error::Forbidden(
-            "direct conversations have exactly two members",
-        ));
-    }
-    let invite_only = room.visibility.as_deref() == Some("invite");
-    match by {
-        None if invite_only => return Err(Error::Forbidden("this room is invite-only")),
-        None => {}
-        Some(adder) => {
-            let member_sql = "SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2";
-            if !exists(&tx, member_sql, &[&conversation, &adder]).await? {
-                return Err(Error::Forbidden("you are not a member of this room"));
-            }
-            if invite_only && room.owner_id != Some(adder) {
-                return Err(Error::Forbidden(
-                    "only the owner adds members to an invite-only room",
-                ));
-            }
-            if !exists(&tx, "SELECT 1 FROM users WHERE id = $1", &[&user]).await? {
-                return Err(Error::NotFound("no such user"));
-            }
-        }
-    }
+    let joiner = match by {
+        None => Joiner::Themselves,
+        Some(adder) => Joiner::AddedBy {
+            adder,
+            adder_is_member: exists(
+                &tx,
+                "SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2",
+                &[&conversation, &adder],
+            )
+            .await?,
+            user_exists: exists(&tx, "SELECT 1 FROM users WHERE id = $1", &[&user]).await?,
+        },
+    };
+    rules::may_join(&room, joiner)?;
     let added = tx
         .execute(
             "INSERT INTO members (conversation_id, user_id, role, joined_at) VALUES ($1, $2, 'member', $3)
@@ -179,26 +154,16 @@ pub(super) async fn leave_room(
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(map_pg)?;
     let room = lock_room(&tx, conversation).await?;
-    if room.kind != "room" {
-        return Err(Error::Forbidden("you cannot leave a direct conversation"));
-    }
-    if let Some(remover) = by {
-        if room.owner_id != Some(remover) {
-            return Err(Error::Forbidden("only the owner removes members"));
-        }
-        if remover == user {
-            return Err(Error::Conflict("the owner leaves with room_leave"));
-        }
-    }
+    rules::may_leave(&room, user, by)?;
     let removed = tx
         .execute(
             "DELETE FROM members WHERE conversation_id = $1 AND user_id = $2",
             &[&conversation, &user],
         )
         .await
-        .map_err(map_pg)?;
-    if removed > 0 && room.owner_id == Some(user) {
-        // Ownership passes to the longest-standing member; an empty room keeps no owner.
+        .map_err(map_pg)?
+        > 0;
+    if rules::ownership_passes(&room, user, removed) {
         let heir: Option<i64> = tx
             .query_opt(
                 "SELECT user_id FROM members WHERE conversation_id = $1 ORDER BY joined_at, user_id LIMIT 1",
@@ -223,5 +188,5 @@ pub(super) async fn leave_room(
         }
     }
     tx.commit().await.map_err(map_pg)?;
-    Ok(removed > 0)
+    Ok(removed)
 }

@@ -1,13 +1,12 @@
-//! Mapping between PostgreSQL rows and errors and the domain types.
+//! tokio-postgres's side of the shared row mapping, and how PostgreSQL errors map to ours.
 
-use sha2::{Digest, Sha256};
 use tokio_postgres::Row;
 
 use crate::error::Error;
 use crate::model::*;
+use crate::store::rows::{self, Columns, CONVERSATION_HEAD};
 
-pub(crate) const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, seq, sender_id, cmid, kind, content, created_at";
+type Pg<T> = Result<T, tokio_postgres::Error>;
 
 /// Connection trouble, an operator shutting the database down, resource exhaustion or a rollback mean "cannot
 /// take writes now"; anything else (a constraint we did not expect, bad SQL) is a bug.
@@ -26,78 +25,55 @@ pub(crate) fn map_pg(error: tokio_postgres::Error) -> Error {
     }
 }
 
-pub(crate) fn message_from_row(row: &Row) -> Message {
-    message_at(row, 0)
-}
-
-/// Reads the eight message columns starting at `at`.
-pub(super) fn message_at(row: &Row, at: usize) -> Message {
-    let kind: String = row.get(at + 5);
-    let raw: String = row.get(at + 6);
-    Message {
-        id: row.get(at),
-        conversation_id: row.get(at + 1),
-        seq: row.get(at + 2),
-        sender_id: row.get(at + 3),
-        cmid: row.get(at + 4),
-        kind: MessageKind::from_stored(&kind),
-        content: serde_json::from_str(&raw).unwrap_or(serde_json::Value::Null),
-        ts: row.get(at + 7),
+impl Columns for Row {
+    type Error = tokio_postgres::Error;
+    fn int(&self, at: usize) -> Pg<i64> {
+        self.try_get(at)
+    }
+    fn int_opt(&self, at: usize) -> Pg<Option<i64>> {
+        self.try_get(at)
+    }
+    fn text(&self, at: usize) -> Pg<String> {
+        self.try_get(at)
+    }
+    fn text_opt(&self, at: usize) -> Pg<Option<String>> {
+        self.try_get(at)
     }
 }
 
-pub(super) fn user_from_row(row: &Row) -> User {
-    User {
-        id: row.get(0),
-        display_name: row.get(1),
-    }
+/// Maps every row with `read`.
+pub(super) fn all<T>(rows: &[Row], read: impl Fn(&Row) -> Pg<T>) -> crate::error::Result<Vec<T>> {
+    rows.iter().map(|row| read(row).map_err(map_pg)).collect()
+}
+
+pub(super) fn message(row: &Row) -> Pg<Message> {
+    rows::message_at(row, 0)
+}
+
+pub(super) fn user(row: &Row) -> Pg<User> {
+    rows::user_at(row, 0)
 }
 
 /// One conversation as a member sees it, with its peer and last message, in one query.
-pub(super) const CONVERSATION_SELECT: &str =
-    "SELECT c.id, c.kind, c.name, c.visibility, c.owner_id, c.last_seq,
-        m.read_seq, p.id, p.display_name,
-        lm.id, lm.conversation_id, lm.seq, lm.sender_id, lm.cmid, lm.kind, lm.content, lm.created_at
-    FROM members m JOIN conversations c ON c.id = m.conversation_id
-    LEFT JOIN users p ON c.kind = 'direct'
-        AND p.id = CASE WHEN c.direct_lo = m.user_id THEN c.direct_hi ELSE c.direct_lo END
-    LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq";
-
-pub(super) fn conversation_from_row(row: &Row) -> Conversation {
-    let kind: String = row.get(1);
-    let visibility: Option<String> = row.get(3);
-    let last_seq: i64 = row.get(5);
-    let read_seq: i64 = row.get(6);
-    let peer_id: Option<i64> = row.get(7);
-    let last_id: Option<i64> = row.get(9);
-    Conversation {
-        id: row.get(0),
-        kind: if kind == "direct" {
-            ConversationKind::Direct
-        } else {
-            ConversationKind::Room
-        },
-        name: row.get(2),
-        visibility: visibility.map(|v| {
-            if v == "invite" {
-                Visibility::Invite
-            } else {
-                Visibility::Public
-            }
-        }),
-        owner_id: row.get(4),
-        peer: peer_id.map(|id| User {
-            id,
-            display_name: row.get(8),
-        }),
-        last_seq,
-        read_seq,
-        unread: (last_seq - read_seq).max(0),
-        last_message: last_id.map(|_| message_at(row, 9)),
-    }
+pub(super) fn conversation_select() -> String {
+    format!(
+        "SELECT {CONVERSATION_HEAD}, p.id, p.display_name,
+            lm.id, lm.conversation_id, lm.seq, lm.sender_id, lm.cmid, lm.kind, lm.content, lm.created_at
+        FROM members m JOIN conversations c ON c.id = m.conversation_id
+        LEFT JOIN users p ON c.kind = 'direct'
+            AND p.id = CASE WHEN c.direct_lo = m.user_id THEN c.direct_hi ELSE c.direct_lo END
+        LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq"
+    )
 }
 
-pub(super) fn display_name_for_openid(openid: &str) -> String {
-    let digest = Sha256::digest(openid.as_bytes());
-    format!("wx_{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2])
+/// Reads a row of [`conversation_select`].
+pub(super) fn conversation(row: &Row) -> Pg<Conversation> {
+    let mut conversation = rows::conversation_head(row)?;
+    if row.int_opt(7)?.is_some() {
+        conversation.peer = Some(rows::user_at(row, 7)?);
+    }
+    if row.int_opt(9)?.is_some() {
+        conversation.last_message = Some(rows::message_at(row, 9)?);
+    }
+    Ok(conversation)
 }

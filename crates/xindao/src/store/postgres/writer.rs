@@ -1,23 +1,25 @@
-//! Group commit on PostgreSQL: one task per node commits every batch of waiting sends in one transaction.
+//! The PostgreSQL side of group commit: up to four tasks per node run the shared loop
+//! ([`group_commit::run`]), each committing every batch of waiting sends in one transaction.
 //!
 //! Several nodes write to one conversation at once; `UPDATE conversations SET last_seq = last_seq + 1`
 //! inside the transaction serialises them on the row lock, so seqs stay gap-free and totally ordered. A
 //! batch locks its conversations up front in id order, so two nodes' batches can never deadlock on them.
-//! Each batch goes to fan-out after the commit, in batch order, so one node's pushes leave in seq order. A
-//! batch's appends go to PostgreSQL pipelined, one round trip for all of them; the rare message that needs a
-//! second look (a cmid another node committed meanwhile) sends the batch back to be run one message at a time.
+//! Membership is checked by the statement that takes the seq, under that lock. A batch's appends go to
+//! PostgreSQL pipelined, one round trip for all of them; the rare message that needs a second look (a cmid
+//! another node committed meanwhile) sends the batch back to be run one message at a time.
 
 use deadpool_postgres::Pool;
 use deadpool_postgres::Transaction;
-use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::{map_pg, message_from_row, MESSAGE_COLUMNS};
+use super::map_pg;
+use super::rows::message;
 use crate::error::{Error, Result};
-use crate::model::{now_millis, Appended, Message, NewMessage};
-use crate::store::append_queue::{AppendJob, GroupCommit};
-use crate::store::{CommitSink, Committed};
+use crate::model::{now_millis, Message, NewMessage};
+use crate::rules;
+use crate::store::group_commit::{AppendJob, CommitBatch, Stored};
+use crate::store::rows::MESSAGE_COLUMNS;
 
 type Pg<T> = std::result::Result<T, tokio_postgres::Error>;
 
@@ -30,29 +32,18 @@ const ATTEMPTS: usize = 3;
 /// cmid then finds it.
 const BATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Runs until every sender of `jobs` is gone.
-pub(super) async fn run(
-    pool: Pool,
-    mut jobs: mpsc::Receiver<AppendJob>,
-    commit: GroupCommit,
-    sink: CommitSink,
-) {
-    let mut batch = Vec::with_capacity(commit.batch_max);
-    while jobs.recv_many(&mut batch, commit.batch_max).await > 0 {
-        if commit.should_linger(batch.len()) {
-            tokio::time::sleep(commit.linger).await;
-            while batch.len() < commit.batch_max {
-                match jobs.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-        }
+/// Commits batches through the pool (a connection per batch, prepared statements cached per connection).
+pub(super) struct PgBatch {
+    pub pool: Pool,
+}
+
+impl CommitBatch for PgBatch {
+    async fn commit(&mut self, batch: &[AppendJob]) -> Result<Vec<Result<Stored>>> {
         let mut attempt = 1;
         let mut mode = Mode::Pipelined;
         let outcome = loop {
             let attempt_result =
-                tokio::time::timeout(BATCH_TIMEOUT, commit_batch(&pool, &batch, mode))
+                tokio::time::timeout(BATCH_TIMEOUT, commit_batch(&self.pool, batch, mode))
                     .await
                     .unwrap_or_else(|_| {
                         Err(Failed::Other(Error::Unavailable(
@@ -71,38 +62,11 @@ pub(super) async fn run(
                 Ok(results) => break Ok(results),
             }
         };
-        match outcome {
-            Ok(results) => {
-                // Handed to fan-out before anyone hears of the commit (a closed sink: fan-out is gone).
-                let committed: Vec<Committed> = batch
-                    .iter()
-                    .zip(&results)
-                    .filter_map(|(job, result)| match result {
-                        Ok(appended) if !appended.duplicate => Some(Committed {
-                            message: appended.message.clone(),
-                            origin: job.origin,
-                        }),
-                        _ => None,
-                    })
-                    .collect();
-                if !committed.is_empty() {
-                    let _ = sink.send(committed).await;
-                }
-                for (job, result) in batch.drain(..).zip(results) {
-                    let _ = job.reply.send(result);
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, size = batch.len(), "append batch failed; nothing of it was committed");
-                let message = error.to_string();
-                for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(match &error {
-                        Error::Internal(_) => Error::Internal(message.clone()),
-                        _ => Error::Unavailable(message.clone()),
-                    }));
-                }
-            }
-        }
+        // Nothing of a failed batch was committed (or, after a timeout, it may land; a retry finds it).
+        outcome.map_err(|error| match &error {
+            Error::Internal(_) => Error::Internal(error.to_string()),
+            _ => Error::Unavailable(error.to_string()),
+        })
     }
 }
 
@@ -141,7 +105,7 @@ async fn commit_batch(
     pool: &Pool,
     batch: &[AppendJob],
     mode: Mode,
-) -> std::result::Result<Vec<Result<Appended>>, Failed> {
+) -> std::result::Result<Vec<Result<Stored>>, Failed> {
     let mut client = pool
         .get()
         .await
@@ -183,7 +147,7 @@ async fn append_pipelined(
     tx: &Transaction<'_>,
     batch: &[AppendJob],
     now: i64,
-) -> std::result::Result<Option<Vec<Result<Appended>>>, Failed> {
+) -> std::result::Result<Option<Vec<Result<Stored>>>, Failed> {
     let statement = tx.prepare_cached(APPEND_IN_ONE).await?;
     let contents: Vec<String> = batch
         .iter()
@@ -220,7 +184,7 @@ async fn append_pipelined(
 /// What [`APPEND_IN_ONE`]'s answer means for one message.
 enum Settled {
     /// Inserted, a retry of a stored cmid (answered with the original), or refused: not a member.
-    Done(Result<Appended>),
+    Done(Result<Stored>),
     /// A seq was taken but nothing inserted: another writer committed the same cmid meanwhile.
     SeqTaken,
     /// Nothing taken, yet the sender is a member now: membership changed between the statements.
@@ -228,29 +192,24 @@ enum Settled {
 }
 
 async fn settle(tx: &Transaction<'_>, new: &NewMessage, rows: &[Row], now: i64) -> Pg<Settled> {
-    let (id, seq, taken): (Option<i64>, Option<i64>, Option<i64>) =
-        rows.first().map_or((None, None, None), |row| {
-            (row.get(0), row.get(1), row.get(2))
-        });
+    let (id, seq, taken): (Option<i64>, Option<i64>, Option<i64>) = match rows.first() {
+        Some(row) => (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?),
+        None => (None, None, None),
+    };
     if let (Some(id), Some(seq)) = (id, seq) {
-        return Ok(Settled::Done(Ok(appended(new, id, seq, now))));
+        return Ok(Settled::Done(Ok(Stored::New { id, seq, ts: now })));
     }
     if taken.is_some() {
         return Ok(Settled::SeqTaken);
     }
     // Nothing taken: a retry of a stored cmid, or a sender who is not a member.
     if let Some(message) = find_by_cmid(tx, new).await? {
-        return Ok(Settled::Done(Ok(Appended {
-            message,
-            duplicate: true,
-        })));
+        return Ok(Settled::Done(Ok(Stored::Duplicate(message))));
     }
     Ok(if is_member(tx, new).await? {
         Settled::MembershipChanged
     } else {
-        Settled::Done(Err(Error::Forbidden(
-            "you are not a member of this conversation",
-        )))
+        Settled::Done(Err(rules::not_a_member()))
     })
 }
 
@@ -273,7 +232,7 @@ async fn query(tx: &Transaction<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) 
 async fn find_by_cmid(tx: &Transaction<'_>, new: &NewMessage) -> Pg<Option<Message>> {
     let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = $1 AND cmid = $2");
     let rows = query(tx, &sql, &[&new.sender_id, &new.cmid]).await?;
-    Ok(rows.first().map(message_from_row))
+    rows.first().map(message).transpose()
 }
 
 /// The common append in one round trip: if the cmid is new and the sender a member, take the next seq, insert
@@ -307,7 +266,7 @@ async fn append_one(
     tx: &Transaction<'_>,
     new: &NewMessage,
     now: i64,
-) -> std::result::Result<Result<Appended>, Failed> {
+) -> std::result::Result<Result<Stored>, Failed> {
     let kind = new.kind.as_str();
     let content = new.content.to_string();
     for _ in 0..APPEND_ATTEMPTS {
@@ -336,28 +295,12 @@ async fn append_one(
     )))
 }
 
-fn appended(new: &NewMessage, id: i64, seq: i64, now: i64) -> Appended {
-    Appended {
-        message: Message {
-            id,
-            conversation_id: new.conversation_id,
-            seq,
-            sender_id: new.sender_id,
-            cmid: new.cmid.clone(),
-            kind: new.kind,
-            content: new.content.clone(),
-            ts: now,
-        },
-        duplicate: false,
-    }
-}
-
 /// Another node committed the same cmid between our lookup and our insert (ON CONFLICT waited for it). Gives
 /// the seq back (we still hold the row lock, so nobody took a later one) and answers with the winner's message.
 async fn lost_cmid_race(
     tx: &Transaction<'_>,
     new: &NewMessage,
-) -> std::result::Result<Result<Appended>, Failed> {
+) -> std::result::Result<Result<Stored>, Failed> {
     query(
         tx,
         "UPDATE conversations SET last_seq = last_seq - 1 WHERE id = $1",
@@ -365,10 +308,7 @@ async fn lost_cmid_race(
     )
     .await?;
     match find_by_cmid(tx, new).await? {
-        Some(message) => Ok(Ok(Appended {
-            message,
-            duplicate: true,
-        })),
+        Some(message) => Ok(Ok(Stored::Duplicate(message))),
         None => Err(Failed::Other(Error::Internal(
             "cmid conflict without a winner".into(),
         ))),

@@ -6,35 +6,31 @@
 //! of their own (`checkpoint.rs`), so no commit waits for the disk.
 
 mod checkpoint;
+mod connections;
+mod reads;
 mod rooms;
 mod rows;
-mod schema;
+mod users;
 mod writer;
 
-use rows::*;
-
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::Semaphore;
 
-use super::append_queue::AppendQueue;
-use super::{CommitSink, ExternalId, GroupCommit, LoginIdentity, SessionInfo, Store};
+use super::group_commit::AppendQueue;
+use super::{CommitSink, GroupCommit, LoginIdentity, SessionInfo, Store};
 use crate::config::SqliteSync;
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::rules::{self, SessionTouch};
 
 const READERS: usize = 4;
 const APPEND_QUEUE: usize = 16 * 1024;
-/// Bytes the WAL file is cut back to when the log starts over.
-const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
-
-pub(crate) const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, seq, sender_id, cmid, kind, content, created_at";
 
 /// How to open the SQLite store.
 #[derive(Debug, Clone, Copy)]
@@ -75,23 +71,7 @@ pub(crate) fn map_sqlite(error: rusqlite::Error) -> Error {
     }
 }
 
-pub(crate) fn read_message(row: &Row) -> rusqlite::Result<Message> {
-    let kind: String = row.get(5)?;
-    let raw: String = row.get(6)?;
-    let kind = MessageKind::from_stored(&kind);
-    Ok(Message {
-        id: row.get(0)?,
-        conversation_id: row.get(1)?,
-        seq: row.get(2)?,
-        sender_id: row.get(3)?,
-        cmid: row.get(4)?,
-        kind,
-        content: serde_json::from_str(&raw).unwrap_or(serde_json::Value::Null),
-        ts: row.get(7)?,
-    })
-}
-
-fn open_connection(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+pub(super) fn open_connection(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     configure(Connection::open_with_flags(path, flags)?)
 }
 
@@ -115,74 +95,26 @@ fn configure(conn: Connection) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// A permit of `slots`, for a blocking call to hold until its work is done.
-async fn take_slot(slots: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit> {
-    slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| Error::Unavailable("store closed".into()))
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) `data_dir/xindao.db`, migrates it and starts the group-commit thread.
-    pub fn open(data_dir: &Path, options: SqliteOptions, sink: CommitSink) -> Result<Self> {
+    pub async fn open(data_dir: &Path, options: SqliteOptions, sink: CommitSink) -> Result<Self> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             Error::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
         })?;
         let path = data_dir.join("xindao.db");
         let mut writer = open_writer(&path).map_err(map_sqlite)?;
-        writer
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(map_sqlite)?;
-        // A load burst can outrun the checkpointer and grow the WAL; the file shrinks back when it restarts.
-        writer
-            .pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
-            .map_err(map_sqlite)?;
-        let sync_mode = match options.synchronous {
-            SqliteSync::Normal => "NORMAL",
-            SqliteSync::Full => "FULL",
-        };
-        writer
-            .pragma_update(None, "synchronous", sync_mode)
-            .map_err(map_sqlite)?;
-        schema::migrate(&mut writer).map_err(map_sqlite)?;
-        // Negative: a size in KiB rather than in pages. SQLite allocates the cache as it fills.
-        writer
-            .pragma_update(None, "cache_size", -((options.cache_mb * 1024) as i64))
-            .map_err(map_sqlite)?;
+        let sync_mode = connections::set_up_writer(&writer, options.synchronous)?;
+        super::migrate::sqlite(&mut writer).await?;
+        connections::limit_writer(&writer, options.cache_mb, options.max_db_mb)?;
         checkpoint::take_over(&writer);
-        if let Some(mb) = options.max_db_mb {
-            let page_size: u64 = writer
-                .query_row("PRAGMA page_size", [], |row| row.get(0))
-                .map_err(map_sqlite)?;
-            let pages = (mb * 1024 * 1024 / page_size.max(512)).max(1);
-            writer
-                .pragma_update(None, "max_page_count", pages)
-                .map_err(map_sqlite)?;
-        }
-        let readers = (0..READERS)
-            .map(|_| {
-                open_connection(
-                    &path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .map(Mutex::new)
-            })
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(map_sqlite)?
-            .into();
+        let readers = connections::open_readers(&path, READERS)?;
         let writer = Arc::new(Mutex::new(writer));
-        let (appends, rx) = AppendQueue::new(APPEND_QUEUE);
+        let (appends, mut receivers) = AppendQueue::sharded(APPEND_QUEUE, 1);
+        let jobs = receivers
+            .pop()
+            .ok_or_else(|| Error::Internal("no append queue".into()))?;
         let (nudge, checkpointer) = checkpoint::start(&path, writer.clone())?;
-        let thread_writer = writer.clone();
-        let handle = std::thread::Builder::new()
-            .name("xindao-commit".into())
-            .spawn({
-                let nudge = nudge.clone();
-                move || writer::run(thread_writer, rx, options.commit, sink, nudge)
-            })
-            .map_err(|e| Error::Internal(format!("cannot start commit thread: {e}")))?;
+        let handle = writer::start(writer.clone(), jobs, options.commit, sink, nudge.clone())?;
         tracing::info!(path = %path.display(), synchronous = sync_mode, "opened SQLite store");
         Ok(SqliteStore {
             writer,
@@ -195,124 +127,23 @@ impl SqliteStore {
             threads: Mutex::new(vec![handle, checkpointer]),
         })
     }
-
-    async fn read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let slot = take_slot(&self.read_slots).await?;
-        let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            // A quick read may hold one reader on an async thread for a moment: take whichever is free.
-            match readers.iter().find_map(|reader| reader.try_lock()) {
-                Some(reader) => f(&reader),
-                None => f(&readers[index].lock()),
-            }
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("store task failed: {e}")))?
-        .map_err(map_sqlite)
-    }
-
-    /// For point lookups (microseconds): runs on the calling thread when a reader is free, saving the two
-    /// thread hand-offs of the blocking pool on hot paths (every upgrade, every `to_user` send).
-    async fn read_quick<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T> {
-        if let Some(reader) = self.readers.iter().find_map(|reader| reader.try_lock()) {
-            return f(&reader).map_err(map_sqlite);
-        }
-        self.read(f).await
-    }
-
-    async fn write<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let slot = take_slot(&self.write_slot).await?;
-        let writer = self.writer.clone();
-        let checkpoint = self.checkpoint.lock().clone();
-        tokio::task::spawn_blocking(move || {
-            // Held until the work is done, even if the caller stops waiting for it.
-            let _slot = slot;
-            let mut writer = writer.lock();
-            let outcome = f(&mut writer);
-            if let Some(checkpoint) = checkpoint {
-                checkpoint.after_write(&writer);
-            }
-            outcome
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("store task failed: {e}")))?
-    }
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn upsert_user(&self, identity: LoginIdentity) -> Result<User> {
-        self.write(move |conn| {
-            let now = now_millis();
-            let row = match &identity.external_id {
-                ExternalId::WeChat { openid } => conn.query_row(
-                    "INSERT INTO users (openid, unionid, session_key, display_name, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (openid) DO UPDATE SET session_key = excluded.session_key,
-                        unionid = COALESCE(excluded.unionid, users.unionid)
-                     RETURNING id, display_name",
-                    params![
-                        openid,
-                        identity.unionid,
-                        identity.session_key,
-                        display_name_for_openid(openid),
-                        now
-                    ],
-                    |row| {
-                        Ok(User {
-                            id: row.get(0)?,
-                            display_name: row.get(1)?,
-                        })
-                    },
-                ),
-                ExternalId::Dev { display_name } => conn.query_row(
-                    "INSERT INTO users (dev_name, display_name, created_at) VALUES (?1, ?1, ?2)
-                     ON CONFLICT (dev_name) DO UPDATE SET dev_name = excluded.dev_name
-                     RETURNING id, display_name",
-                    params![display_name, now],
-                    |row| {
-                        Ok(User {
-                            id: row.get(0)?,
-                            display_name: row.get(1)?,
-                        })
-                    },
-                ),
-            };
-            row.map_err(map_sqlite)
-        })
-        .await
+        self.write(move |conn| users::upsert(conn, &identity).map_err(map_sqlite))
+            .await
     }
 
     async fn user(&self, id: UserId) -> Result<Option<User>> {
-        self.read_quick(move |conn| load_user(conn, id)).await
+        self.read_quick(move |conn| rows::load_user(conn, id)).await
     }
 
     async fn users_named(&self, display_name: &str, limit: usize) -> Result<Vec<User>> {
         let name = display_name.to_string();
-        self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT id, display_name FROM users WHERE display_name = ?1 ORDER BY id LIMIT ?2",
-            )?
-            .query_map(params![name, limit as i64], |row| {
-                Ok(User {
-                    id: row.get(0)?,
-                    display_name: row.get(1)?,
-                })
-            })?
-            .collect()
-        })
-        .await
+        self.read(move |conn| users::named(conn, &name, limit))
+            .await
     }
 
     async fn create_session(
@@ -322,14 +153,7 @@ impl Store for SqliteStore {
         expires_at: Millis,
     ) -> Result<()> {
         self.write(move |conn| {
-            let now = now_millis();
-            conn.execute(
-                "INSERT INTO sessions (token_hash, user_id, created_at, extended_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?3, ?4)",
-                params![&token_hash[..], user_id, now, expires_at],
-            )
-            .map(|_| ())
-            .map_err(map_sqlite)
+            users::create_session(conn, &token_hash, user_id, expires_at).map_err(map_sqlite)
         })
         .await
     }
@@ -341,114 +165,45 @@ impl Store for SqliteStore {
         ttl_ms: i64,
     ) -> Result<Option<SessionInfo>> {
         let found = self
-            .read_quick(move |conn| {
-                conn.prepare_cached(
-                    "SELECT user_id, extended_at, expires_at FROM sessions WHERE token_hash = ?1",
-                )?
-                .query_row([&token_hash[..]], |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, i64>(1)?,
-                        row.get::<_, i64>(2)?,
-                    ))
-                })
-                .optional()
-            })
+            .read_quick(move |conn| users::session(conn, &token_hash))
             .await?;
         let Some((user_id, extended_at, expires_at)) = found else {
             return Ok(None);
         };
-        if expires_at <= now {
-            return Ok(None);
-        }
-        if now - extended_at < ttl_ms / 10 {
-            return Ok(Some(SessionInfo {
-                user_id,
-                expires_at,
-            }));
-        }
-        let new_expiry = now + ttl_ms;
-        self.write(move |conn| {
-            conn.execute(
-                "UPDATE sessions SET extended_at = ?2, expires_at = ?3 WHERE token_hash = ?1",
-                params![&token_hash[..], now, new_expiry],
-            )
-            .map_err(map_sqlite)
-        })
-        .await?;
+        let expires_at = match rules::touch_session(extended_at, expires_at, now, ttl_ms) {
+            SessionTouch::Expired => return Ok(None),
+            SessionTouch::Valid { expires_at } => expires_at,
+            SessionTouch::Extend { expires_at } => {
+                self.write(move |conn| {
+                    users::extend_session(conn, &token_hash, now, expires_at).map_err(map_sqlite)
+                })
+                .await?;
+                expires_at
+            }
+        };
         Ok(Some(SessionInfo {
             user_id,
-            expires_at: new_expiry,
+            expires_at,
         }))
     }
 
     async fn revoke_session(&self, token_hash: [u8; 32]) -> Result<()> {
-        self.write(move |conn| {
-            conn.execute(
-                "DELETE FROM sessions WHERE token_hash = ?1",
-                [&token_hash[..]],
-            )
-            .map(|_| ())
-            .map_err(map_sqlite)
-        })
-        .await
+        self.write(move |conn| users::revoke_session(conn, &token_hash).map_err(map_sqlite))
+            .await
     }
 
     async fn open_direct(&self, user: UserId, peer: UserId) -> Result<(ConversationId, bool)> {
-        if user == peer {
-            return Err(Error::Conflict(
-                "a direct conversation needs two different users",
-            ));
-        }
+        rules::may_open_direct(user, peer)?;
         let (lo, hi) = (user.min(peer), user.max(peer));
         // Sending with `to_user` opens the conversation on every send: answer that from a reader.
-        let existing = self
-            .read_quick(move |conn| {
-                conn.prepare_cached(
-                    "SELECT id FROM conversations WHERE direct_lo = ?1 AND direct_hi = ?2",
-                )?
-                .query_row(params![lo, hi], |row| row.get(0))
-                .optional()
-            })
-            .await?;
-        if let Some(id) = existing {
+        if let Some(id) = self
+            .read_quick(move |conn| rooms::find_direct(conn, lo, hi))
+            .await?
+        {
             return Ok((id, false));
         }
-        self.write(move |conn| {
-            if load_user(conn, peer).map_err(map_sqlite)?.is_none() {
-                return Err(Error::NotFound("no such user"));
-            }
-            let tx = conn.transaction().map_err(map_sqlite)?;
-            let existing: Option<i64> = tx
-                .query_row(
-                    "SELECT id FROM conversations WHERE direct_lo = ?1 AND direct_hi = ?2",
-                    params![lo, hi],
-                    |row| row.get(0),
-                )
-                .optional()
-                .map_err(map_sqlite)?;
-            if let Some(id) = existing {
-                return Ok((id, false));
-            }
-            let now = now_millis();
-            tx.execute(
-                "INSERT INTO conversations (kind, direct_lo, direct_hi, last_ts, created_at)
-                 VALUES ('direct', ?1, ?2, ?3, ?3)",
-                params![lo, hi, now],
-            )
-            .map_err(map_sqlite)?;
-            let id = tx.last_insert_rowid();
-            for member in [lo, hi] {
-                tx.execute(
-                    "INSERT INTO members (conversation_id, user_id, role, joined_at) VALUES (?1, ?2, 'member', ?3)",
-                    params![id, member, now],
-                )
-                .map_err(map_sqlite)?;
-            }
-            tx.commit().map_err(map_sqlite)?;
-            Ok((id, true))
-        })
-        .await
+        self.write(move |conn| rooms::open_direct(conn, user, peer))
+            .await
     }
 
     async fn create_room(
@@ -483,32 +238,13 @@ impl Store for SqliteStore {
     }
 
     async fn members(&self, conversation: ConversationId) -> Result<Vec<Member>> {
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT u.id, u.display_name, m.role, m.read_seq FROM members m JOIN users u ON u.id = m.user_id
-                 WHERE m.conversation_id = ?1 ORDER BY m.joined_at, u.id",
-            )?;
-            let rows = stmt.query_map([conversation], |row| {
-                let role: String = row.get(2)?;
-                Ok(Member {
-                    user: User { id: row.get(0)?, display_name: row.get(1)? },
-                    role: if role == "owner" { Role::Owner } else { Role::Member },
-                    read_seq: row.get(3)?,
-                })
-            })?;
-            rows.collect()
-        })
-        .await
+        self.read(move |conn| rooms::members(conn, conversation))
+            .await
     }
 
     async fn is_member(&self, conversation: ConversationId, user: UserId) -> Result<bool> {
-        self.read_quick(move |conn| {
-            conn.prepare_cached(
-                "SELECT 1 FROM members WHERE conversation_id = ?1 AND user_id = ?2",
-            )?
-            .exists(params![conversation, user])
-        })
-        .await
+        self.read_quick(move |conn| reads::is_member(conn, conversation, user))
+            .await
     }
 
     async fn conversation_for(
@@ -517,78 +253,32 @@ impl Store for SqliteStore {
         user: UserId,
     ) -> Result<Conversation> {
         let found = self
-            .read(move |conn| {
-                let row = conn
-                    .prepare_cached(&format!(
-                        "{CONVERSATION_SELECT} WHERE m.user_id = ?1 AND c.id = ?2"
-                    ))?
-                    .query_row(params![user, conversation], conversation_row)
-                    .optional()?;
-                match row {
-                    Some(row) => complete_conversation(conn, user, row).map(Some),
-                    None => Ok(None),
-                }
-            })
+            .read(move |conn| reads::conversation_for(conn, conversation, user))
             .await?;
         match found {
             Some(conversation) => Ok(conversation),
-            None if self
-                .read(move |conn| {
-                    conn.prepare_cached("SELECT 1 FROM conversations WHERE id = ?1")?
-                        .exists([conversation])
-                })
-                .await? =>
-            {
-                Err(Error::Forbidden(
-                    "you are not a member of this conversation",
-                ))
+            None => {
+                let exists = self
+                    .read(move |conn| reads::conversation_exists(conn, conversation))
+                    .await?;
+                Err(rules::unseen_conversation(exists))
             }
-            None => Err(Error::NotFound("no such conversation")),
         }
     }
 
     async fn conversations_of(&self, user: UserId) -> Result<Vec<Conversation>> {
-        self.read(move |conn| {
-            let rows: Vec<_> = conn
-                .prepare_cached(&format!(
-                    "{CONVERSATION_SELECT} WHERE m.user_id = ?1 ORDER BY c.last_ts DESC, c.id DESC"
-                ))?
-                .query_map([user], conversation_row)?
-                .collect::<rusqlite::Result<_>>()?;
-            rows.into_iter()
-                .map(|row| complete_conversation(conn, user, row))
-                .collect()
-        })
-        .await
+        self.read(move |conn| reads::conversations_of(conn, user))
+            .await
     }
 
     async fn connection_state(&self, user: UserId) -> Result<Option<(User, Vec<ConversationId>)>> {
-        self.read_quick(move |conn| {
-            let Some(found) = load_user(conn, user)? else {
-                return Ok(None);
-            };
-            let conversations = conn
-                .prepare_cached("SELECT conversation_id FROM members WHERE user_id = ?1")?
-                .query_map([user], |row| row.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(Some((found, conversations)))
-        })
-        .await
+        self.read_quick(move |conn| reads::connection_state(conn, user))
+            .await
     }
 
     async fn public_rooms(&self, limit: usize) -> Result<Vec<PublicRoom>> {
-        self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT c.id, c.name, (SELECT COUNT(*) FROM members m WHERE m.conversation_id = c.id)
-                 FROM conversations c WHERE c.kind = 'room' AND c.visibility = 'public'
-                 ORDER BY c.last_ts DESC LIMIT ?1",
-            )?
-            .query_map([limit as i64], |row| {
-                Ok(PublicRoom { id: row.get(0)?, name: row.get(1)?, members: row.get(2)? })
-            })?
-            .collect()
-        })
-        .await
+        self.read(move |conn| reads::public_rooms(conn, limit))
+            .await
     }
 
     async fn append(&self, message: NewMessage, origin: u64) -> Result<Appended> {
@@ -601,47 +291,18 @@ impl Store for SqliteStore {
         range: Range,
         limit: usize,
     ) -> Result<Page> {
-        self.read(move |conn| {
-            let fetch = limit as i64 + 1;
-            let (sql, bound) = match range {
-                Range::Latest => ("seq > ?2 ORDER BY seq DESC", 0),
-                Range::Before(seq) => ("seq < ?2 ORDER BY seq DESC", seq),
-                Range::After(seq) => ("seq > ?2 ORDER BY seq ASC", seq),
-            };
-            let mut messages: Vec<Message> = conn
-                .prepare_cached(&format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND {sql} LIMIT ?3"
-                ))?
-                .query_map(params![conversation, bound, fetch], read_message)?
-                .collect::<rusqlite::Result<_>>()?;
-            let has_more = messages.len() > limit;
-            messages.truncate(limit);
-            if !matches!(range, Range::After(_)) {
-                messages.reverse();
-            }
-            Ok(Page { messages, has_more })
-        })
-        .await
+        self.read(move |conn| reads::history(conn, conversation, range, limit))
+            .await
     }
 
     async fn mark_read(&self, conversation: ConversationId, user: UserId, seq: i64) -> Result<i64> {
         self.write(move |conn| {
-            conn.query_row(
-                "UPDATE members SET read_seq = MAX(read_seq,
-                    MIN(?3, (SELECT last_seq FROM conversations WHERE id = ?1)))
-                 WHERE conversation_id = ?1 AND user_id = ?2 RETURNING read_seq",
-                params![conversation, user, seq],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(map_sqlite)?
-            .ok_or(Error::Forbidden(
-                "you are not a member of this conversation",
-            ))
+            reads::mark_read(conn, conversation, user, seq)
+                .map_err(map_sqlite)?
+                .ok_or_else(rules::not_a_member)
         })
         .await
     }
-
     async fn healthy(&self) -> bool {
         self.appends.is_open()
             && self

@@ -1,11 +1,58 @@
-//! Room and membership writes of the SQLite store, each one transaction on the writer connection.
+//! Conversation and membership writes of the SQLite store, each one transaction on the writer connection
+//! (SQLite's only writer, so the facts a rule reads cannot change before the write commits).
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::map_sqlite;
-use super::rows::{load_user, member_exists, room_info};
+use super::rows::{load_user, member_exists, room_facts};
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::rules::{self, Joiner};
+use crate::store::rows::{self as shared, visibility_name};
+
+/// The direct conversation of the pair `lo < hi`, if it exists.
+pub(super) fn find_direct(
+    conn: &Connection,
+    lo: UserId,
+    hi: UserId,
+) -> rusqlite::Result<Option<ConversationId>> {
+    conn.prepare_cached("SELECT id FROM conversations WHERE direct_lo = ?1 AND direct_hi = ?2")?
+        .query_row(params![lo, hi], |row| row.get(0))
+        .optional()
+}
+
+/// Creates the direct conversation of `user` and `peer` unless it exists; true when created.
+pub(super) fn open_direct(
+    conn: &mut Connection,
+    user: UserId,
+    peer: UserId,
+) -> Result<(ConversationId, bool)> {
+    let (lo, hi) = (user.min(peer), user.max(peer));
+    if load_user(conn, peer).map_err(map_sqlite)?.is_none() {
+        return Err(Error::NotFound("no such user"));
+    }
+    let tx = conn.transaction().map_err(map_sqlite)?;
+    if let Some(id) = find_direct(&tx, lo, hi).map_err(map_sqlite)? {
+        return Ok((id, false));
+    }
+    let now = now_millis();
+    tx.execute(
+        "INSERT INTO conversations (kind, direct_lo, direct_hi, last_ts, created_at)
+         VALUES ('direct', ?1, ?2, ?3, ?3)",
+        params![lo, hi, now],
+    )
+    .map_err(map_sqlite)?;
+    let id = tx.last_insert_rowid();
+    for member in [lo, hi] {
+        tx.execute(
+            "INSERT INTO members (conversation_id, user_id, role, joined_at) VALUES (?1, ?2, 'member', ?3)",
+            params![id, member, now],
+        )
+        .map_err(map_sqlite)?;
+    }
+    tx.commit().map_err(map_sqlite)?;
+    Ok((id, true))
+}
 
 /// Creates a room owned by `owner`.
 pub(super) fn create_room(
@@ -15,29 +62,24 @@ pub(super) fn create_room(
     visibility: Visibility,
 ) -> Result<ConversationId> {
     let now = now_millis();
-    let visibility = match visibility {
-        Visibility::Public => "public",
-        Visibility::Invite => "invite",
-    };
     let tx = conn.transaction().map_err(map_sqlite)?;
     tx.execute(
         "INSERT INTO conversations (kind, name, visibility, owner_id, last_ts, created_at)
-             VALUES ('room', ?1, ?2, ?3, ?4, ?4)",
-        params![name, visibility, owner, now],
+         VALUES ('room', ?1, ?2, ?3, ?4, ?4)",
+        params![name, visibility_name(visibility), owner, now],
     )
     .map_err(map_sqlite)?;
     let id = tx.last_insert_rowid();
     tx.execute(
-            "INSERT INTO members (conversation_id, user_id, role, joined_at) VALUES (?1, ?2, 'owner', ?3)",
-            params![id, owner, now],
-        )
-        .map_err(map_sqlite)?;
+        "INSERT INTO members (conversation_id, user_id, role, joined_at) VALUES (?1, ?2, 'owner', ?3)",
+        params![id, owner, now],
+    )
+    .map_err(map_sqlite)?;
     tx.commit().map_err(map_sqlite)?;
     Ok(id)
 }
 
-/// Adds `user` to a room: self-join (`by` = None) for public rooms, or added by a member (the owner
-/// for invite-only rooms). Returns false when the user already was a member.
+/// Adds `user` to a room if [`rules::may_join`] allows it. Returns false when they already were a member.
 pub(super) fn join_room(
     conn: &mut Connection,
     conversation: ConversationId,
@@ -45,34 +87,20 @@ pub(super) fn join_room(
     by: Option<UserId>,
 ) -> Result<bool> {
     let tx = conn.transaction().map_err(map_sqlite)?;
-    let room = room_info(&tx, conversation)?;
-    if room.kind != "room" {
-        return Err(Error::Forbidden(
-            "direct conversations have exactly two members",
-        ));
-    }
-    let invite_only = room.visibility.as_deref() == Some("invite");
-    match by {
-        None if invite_only => return Err(Error::Forbidden("this room is invite-only")),
-        None => {}
-        Some(adder) => {
-            if !member_exists(&tx, conversation, adder)? {
-                return Err(Error::Forbidden("you are not a member of this room"));
-            }
-            if invite_only && room.owner_id != Some(adder) {
-                return Err(Error::Forbidden(
-                    "only the owner adds members to an invite-only room",
-                ));
-            }
-            if load_user(&tx, user).map_err(map_sqlite)?.is_none() {
-                return Err(Error::NotFound("no such user"));
-            }
-        }
-    }
+    let room = room_facts(&tx, conversation)?;
+    let joiner = match by {
+        None => Joiner::Themselves,
+        Some(adder) => Joiner::AddedBy {
+            adder,
+            adder_is_member: member_exists(&tx, conversation, adder).map_err(map_sqlite)?,
+            user_exists: load_user(&tx, user).map_err(map_sqlite)?.is_some(),
+        },
+    };
+    rules::may_join(&room, joiner)?;
     let added = tx
         .execute(
             "INSERT OR IGNORE INTO members (conversation_id, user_id, role, joined_at)
-                 VALUES (?1, ?2, 'member', ?3)",
+             VALUES (?1, ?2, 'member', ?3)",
             params![conversation, user, now_millis()],
         )
         .map_err(map_sqlite)?;
@@ -80,8 +108,8 @@ pub(super) fn join_room(
     Ok(added > 0)
 }
 
-/// Removes `user` from a room (`by` = None: they leave; else the owner removes them). Ownership passes
-/// to the longest-standing member when the owner leaves.
+/// Removes `user` from a room if [`rules::may_leave`] allows it, passing ownership on as
+/// [`rules::ownership_passes`] says. Returns false when they were not a member.
 pub(super) fn leave_room(
     conn: &mut Connection,
     conversation: ConversationId,
@@ -89,34 +117,24 @@ pub(super) fn leave_room(
     by: Option<UserId>,
 ) -> Result<bool> {
     let tx = conn.transaction().map_err(map_sqlite)?;
-    let room = room_info(&tx, conversation)?;
-    if room.kind != "room" {
-        return Err(Error::Forbidden("you cannot leave a direct conversation"));
-    }
-    if let Some(remover) = by {
-        if room.owner_id != Some(remover) {
-            return Err(Error::Forbidden("only the owner removes members"));
-        }
-        if remover == user {
-            return Err(Error::Conflict("the owner leaves with room_leave"));
-        }
-    }
+    let room = room_facts(&tx, conversation)?;
+    rules::may_leave(&room, user, by)?;
     let removed = tx
         .execute(
             "DELETE FROM members WHERE conversation_id = ?1 AND user_id = ?2",
             params![conversation, user],
         )
-        .map_err(map_sqlite)?;
-    if removed > 0 && room.owner_id == Some(user) {
-        // Ownership passes to the longest-standing member; an empty room keeps no owner.
+        .map_err(map_sqlite)?
+        > 0;
+    if rules::ownership_passes(&room, user, removed) {
         let heir: Option<i64> = tx
-                .query_row(
-                    "SELECT user_id FROM members WHERE conversation_id = ?1 ORDER BY joined_at, user_id LIMIT 1",
-                    [conversation],
-                    |row| row.get(0),
-                )
-                .optional()
-                .map_err(map_sqlite)?;
+            .query_row(
+                "SELECT user_id FROM members WHERE conversation_id = ?1 ORDER BY joined_at, user_id LIMIT 1",
+                [conversation],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(map_sqlite)?;
         tx.execute(
             "UPDATE conversations SET owner_id = ?2 WHERE id = ?1",
             params![conversation, heir],
@@ -131,5 +149,18 @@ pub(super) fn leave_room(
         }
     }
     tx.commit().map_err(map_sqlite)?;
-    Ok(removed > 0)
+    Ok(removed)
+}
+
+/// The members of a conversation, longest-standing first.
+pub(super) fn members(
+    conn: &Connection,
+    conversation: ConversationId,
+) -> rusqlite::Result<Vec<Member>> {
+    conn.prepare_cached(
+        "SELECT u.id, u.display_name, m.role, m.read_seq FROM members m JOIN users u ON u.id = m.user_id
+         WHERE m.conversation_id = ?1 ORDER BY m.joined_at, u.id",
+    )?
+    .query_map([conversation], |row| shared::member(row))?
+    .collect()
 }

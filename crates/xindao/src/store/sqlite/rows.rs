@@ -1,61 +1,70 @@
-//! Row mapping and small queries shared by the SQLite store's reads and writes.
+//! rusqlite's side of the shared row mapping, and the small lookups the SQLite store's reads and writes share.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use sha2::{Digest, Sha256};
 
-use super::{map_sqlite, read_message, MESSAGE_COLUMNS};
-use crate::error::{Error, Result};
+use super::map_sqlite;
+use crate::error::Result;
 use crate::model::*;
+use crate::rules::{self, RoomFacts};
+use crate::store::rows::{self, Columns, CONVERSATION_HEAD, MESSAGE_COLUMNS, ROOM_FACTS};
 
-pub(super) fn display_name_for_openid(openid: &str) -> String {
-    let digest = Sha256::digest(openid.as_bytes());
-    format!("wx_{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2])
+impl Columns for Row<'_> {
+    type Error = rusqlite::Error;
+    fn int(&self, at: usize) -> rusqlite::Result<i64> {
+        self.get(at)
+    }
+    fn int_opt(&self, at: usize) -> rusqlite::Result<Option<i64>> {
+        self.get(at)
+    }
+    fn text(&self, at: usize) -> rusqlite::Result<String> {
+        self.get(at)
+    }
+    fn text_opt(&self, at: usize) -> rusqlite::Result<Option<String>> {
+        self.get(at)
+    }
 }
 
-pub(super) fn conversation_row(row: &Row) -> rusqlite::Result<(Conversation, Option<(i64, i64)>)> {
-    let kind: String = row.get(1)?;
-    let visibility: Option<String> = row.get(3)?;
-    let last_seq: i64 = row.get(5)?;
-    let read_seq: i64 = row.get(6)?;
-    let lo: Option<i64> = row.get(7)?;
-    let hi: Option<i64> = row.get(8)?;
-    Ok((
-        Conversation {
-            id: row.get(0)?,
-            kind: if kind == "direct" {
-                ConversationKind::Direct
-            } else {
-                ConversationKind::Room
-            },
-            name: row.get(2)?,
-            visibility: visibility.map(|v| {
-                if v == "invite" {
-                    Visibility::Invite
-                } else {
-                    Visibility::Public
-                }
-            }),
-            owner_id: row.get(4)?,
-            peer: None,
-            last_seq,
-            read_seq,
-            unread: (last_seq - read_seq).max(0),
-            last_message: None,
-        },
-        lo.zip(hi),
-    ))
+pub(super) fn read_message(row: &Row<'_>) -> rusqlite::Result<Message> {
+    rows::message_at(row, 0)
 }
 
-pub(super) const CONVERSATION_SELECT: &str =
-    "SELECT c.id, c.kind, c.name, c.visibility, c.owner_id, c.last_seq, m.read_seq,
-        c.direct_lo, c.direct_hi
-    FROM members m JOIN conversations c ON c.id = m.conversation_id";
+pub(super) fn read_user(row: &Row) -> rusqlite::Result<User> {
+    rows::user_at(row, 0)
+}
+
+/// The sender's message with this cmid, if any.
+pub(super) fn message_by_cmid(
+    conn: &Connection,
+    sender: UserId,
+    cmid: &str,
+) -> rusqlite::Result<Option<Message>> {
+    conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ?1 AND cmid = ?2"
+    ))?
+    .query_row(params![sender, cmid], read_message)
+    .optional()
+}
+
+/// A conversation as its member `m` sees it, and the pair of a direct one (to find the peer).
+pub(super) fn conversation_select() -> String {
+    format!(
+        "SELECT {CONVERSATION_HEAD}, c.direct_lo, c.direct_hi
+         FROM members m JOIN conversations c ON c.id = m.conversation_id"
+    )
+}
+
+pub(super) type ConversationRow = (Conversation, Option<(i64, i64)>);
+
+pub(super) fn conversation_row(row: &Row) -> rusqlite::Result<ConversationRow> {
+    let pair = row.get::<_, Option<i64>>(7)?.zip(row.get(8)?);
+    Ok((rows::conversation_head(row)?, pair))
+}
 
 /// Fills in the peer of a direct conversation and the last message.
 pub(super) fn complete_conversation(
     conn: &Connection,
     user: UserId,
-    (mut conversation, pair): (Conversation, Option<(i64, i64)>),
+    (mut conversation, pair): ConversationRow,
 ) -> rusqlite::Result<Conversation> {
     if let Some((lo, hi)) = pair {
         let peer_id = if lo == user { hi } else { lo };
@@ -77,44 +86,28 @@ pub(super) fn complete_conversation(
 
 pub(super) fn load_user(conn: &Connection, id: UserId) -> rusqlite::Result<Option<User>> {
     conn.prepare_cached("SELECT id, display_name FROM users WHERE id = ?1")?
-        .query_row([id], |row| {
-            Ok(User {
-                id: row.get(0)?,
-                display_name: row.get(1)?,
-            })
-        })
+        .query_row([id], read_user)
         .optional()
 }
 
-/// Room facts needed to authorise membership changes.
-pub(super) struct RoomInfo {
-    pub kind: String,
-    pub visibility: Option<String>,
-    pub owner_id: Option<i64>,
-}
-
-pub(super) fn room_info(conn: &Connection, conversation: ConversationId) -> Result<RoomInfo> {
-    conn.prepare_cached("SELECT kind, visibility, owner_id FROM conversations WHERE id = ?1")
-        .and_then(|mut stmt| {
-            stmt.query_row([conversation], |row| {
-                Ok(RoomInfo {
-                    kind: row.get(0)?,
-                    visibility: row.get(1)?,
-                    owner_id: row.get(2)?,
-                })
-            })
+/// What the room rules decide on; `NotFound` for an unknown conversation.
+pub(super) fn room_facts(conn: &Connection, conversation: ConversationId) -> Result<RoomFacts> {
+    conn.prepare_cached(&format!(
+        "SELECT {ROOM_FACTS} FROM conversations WHERE id = ?1"
+    ))
+    .and_then(|mut stmt| {
+        stmt.query_row([conversation], |row| rows::room_facts(row))
             .optional()
-        })
-        .map_err(map_sqlite)?
-        .ok_or(Error::NotFound("no such conversation"))
+    })
+    .map_err(map_sqlite)?
+    .ok_or_else(rules::no_such_conversation)
 }
 
 pub(super) fn member_exists(
     conn: &Connection,
     conversation: ConversationId,
     user: UserId,
-) -> Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM members WHERE conversation_id = ?1 AND user_id = ?2")
-        .and_then(|mut stmt| stmt.exists(params![conversation, user]))
-        .map_err(map_sqlite)
+) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM members WHERE conversation_id = ?1 AND user_id = ?2")?
+        .exists(params![conversation, user])
 }

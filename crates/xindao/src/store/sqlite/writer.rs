@@ -1,90 +1,79 @@
-//! Group commit: one thread owns message appends, committing every batch of waiting sends in one transaction.
-//!
-//! Under light load a batch is one message and nothing waits for a timer; under heavy load batches grow on
-//! their own, so one commit (and, with `synchronous = FULL`, one fsync) serves many sends. Replies and commit
-//! hand-offs to fan-out run only after the batch has committed, in seq order.
+//! The SQLite side of group commit: a dedicated thread owns message appends and runs the shared loop
+//! ([`group_commit::run`]) on a current-thread runtime, committing each batch in one `IMMEDIATE` transaction
+//! on the writer connection. This thread is SQLite's only writer of messages, so the seq it reads cannot race
+//! another append, and membership is checked by the same statement that takes the seq.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
-use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Transaction};
 use tokio::sync::mpsc;
 
 use super::checkpoint::Nudge;
-use super::{map_sqlite, read_message, MESSAGE_COLUMNS};
+use super::map_sqlite;
+use super::rows::message_by_cmid;
 use crate::error::{Error, Result};
-use crate::model::{now_millis, Appended, Message, NewMessage};
-use crate::store::append_queue::{AppendJob, GroupCommit};
-use crate::store::{CommitSink, Committed};
+use crate::model::{now_millis, NewMessage};
+use crate::rules;
+use crate::store::group_commit::{self, AppendJob, CommitBatch, GroupCommit, Stored};
+use crate::store::CommitSink;
 
-/// Runs until every sender of `jobs` is gone, then returns (after committing what it had).
-pub(super) fn run(
+/// Starts the commit thread; it ends once every sender of `jobs` is gone and what it had is committed.
+pub(super) fn start(
     conn: Arc<Mutex<Connection>>,
-    mut jobs: mpsc::Receiver<AppendJob>,
+    jobs: mpsc::Receiver<AppendJob>,
     commit: GroupCommit,
     sink: CommitSink,
     checkpoint: Nudge,
-) {
-    let mut batch = Vec::with_capacity(commit.batch_max);
-    let take_waiting = |batch: &mut Vec<AppendJob>, jobs: &mut mpsc::Receiver<AppendJob>| {
-        while batch.len() < commit.batch_max {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-    };
-    while let Some(first) = jobs.blocking_recv() {
-        batch.push(first);
-        take_waiting(&mut batch, &mut jobs);
-        if commit.should_linger(batch.len()) {
-            std::thread::sleep(commit.linger);
-            take_waiting(&mut batch, &mut jobs);
-        }
+) -> Result<std::thread::JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start commit runtime: {e}")))?;
+    std::thread::Builder::new()
+        .name("xindao-commit".into())
+        .spawn(move || {
+            let backend = SqliteBatch { conn, checkpoint };
+            runtime.block_on(group_commit::run(backend, jobs, commit, sink));
+        })
+        .map_err(|e| Error::Internal(format!("cannot start commit thread: {e}")))
+}
+
+struct SqliteBatch {
+    conn: Arc<Mutex<Connection>>,
+    checkpoint: Nudge,
+}
+
+impl CommitBatch for SqliteBatch {
+    /// Runs on this thread, without yielding: there is nothing else for it to do meanwhile.
+    fn commit(
+        &mut self,
+        batch: &[AppendJob],
+    ) -> impl Future<Output = Result<Vec<Result<Stored>>>> + Send {
         let outcome = {
-            let mut conn = conn.lock();
-            let outcome = commit_batch(&mut conn, &batch);
-            checkpoint.after_write(&conn);
+            let mut conn = self.conn.lock();
+            let outcome = commit_batch(&mut conn, batch);
+            self.checkpoint.after_write(&conn);
             outcome
         };
-        match outcome {
-            Ok(results) => {
-                // Handed to fan-out before anyone hears of the commit (a closed sink: fan-out is gone).
-                let committed: Vec<Committed> = batch
-                    .iter()
-                    .zip(&results)
-                    .filter_map(|(job, result)| match result {
-                        Ok(appended) if !appended.duplicate => Some(Committed {
-                            message: appended.message.clone(),
-                            origin: job.origin,
-                        }),
-                        _ => None,
-                    })
-                    .collect();
-                if !committed.is_empty() {
-                    let _ = sink.blocking_send(committed);
-                }
-                for (job, result) in batch.drain(..).zip(results) {
-                    let _ = job.reply.send(result);
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, size = batch.len(), "append batch failed; nothing of it was committed");
-                let message = match &error {
-                    Error::Unavailable(detail) => detail.clone(),
-                    other => other.to_string(),
-                };
-                for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(Error::Unavailable(message.clone())));
-                }
-            }
-        }
+        // Nothing of a failed batch was committed: every appender may retry.
+        std::future::ready(outcome.map_err(|error| match error {
+            Error::Unavailable(detail) => Error::Unavailable(detail),
+            other => Error::Unavailable(other.to_string()),
+        }))
+    }
+
+    /// The thread is this writer's alone: sleeping it is exact to the microsecond, unlike tokio's timer.
+    fn linger(&mut self, linger: Duration) -> impl Future<Output = ()> + Send {
+        std::thread::sleep(linger);
+        std::future::ready(())
     }
 }
 
-/// Runs every job of the batch in one transaction. Per-job refusals (not a member) do not abort the batch;
-/// a database failure aborts all of it, so nothing is acked that was not committed.
-fn commit_batch(conn: &mut Connection, batch: &[AppendJob]) -> Result<Vec<Result<Appended>>> {
+/// Runs every append of the batch in one transaction. Per-message refusals (not a member) do not abort the
+/// batch; a database failure aborts all of it, so nothing is acked that was not committed.
+fn commit_batch(conn: &mut Connection, batch: &[AppendJob]) -> Result<Vec<Result<Stored>>> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(map_sqlite)?;
@@ -109,11 +98,10 @@ struct AppendStatements<'tx> {
 }
 
 impl<'tx> AppendStatements<'tx> {
-    fn prepare(tx: &'tx rusqlite::Transaction) -> rusqlite::Result<Self> {
+    fn prepare(tx: &'tx Transaction) -> rusqlite::Result<Self> {
         Ok(AppendStatements {
-            // This thread is SQLite's only writer, so the seq read here cannot race another append. Plain
-            // statements on purpose: `INSERT .. RETURNING` builds an ephemeral table (a b-tree opened and
-            // closed) per message.
+            // Plain statements on purpose: `INSERT .. RETURNING` builds an ephemeral table (a b-tree opened
+            // and closed) per message.
             next_seq: tx.prepare_cached(
                 "SELECT c.last_seq + 1 FROM conversations c
                  WHERE c.id = ?1 AND EXISTS (SELECT 1 FROM members m WHERE m.conversation_id = ?1 AND m.user_id = ?2)",
@@ -134,13 +122,11 @@ impl<'tx> AppendStatements<'tx> {
 
 /// The outer `Result` is a database failure; the inner one is this message's own outcome.
 fn append_one(
-    tx: &rusqlite::Transaction,
+    tx: &Transaction,
     statements: &mut AppendStatements,
     new: &NewMessage,
     now: i64,
-) -> Result<Result<Appended>> {
-    let content = new.content.to_string();
-    let kind = new.kind.as_str();
+) -> Result<Result<Stored>> {
     let next_seq: Option<i64> = statements
         .next_seq
         .query_row(params![new.conversation_id, new.sender_id], |row| {
@@ -157,8 +143,8 @@ fn append_one(
                     seq,
                     new.sender_id,
                     new.cmid,
-                    kind,
-                    content,
+                    new.kind.as_str(),
+                    new.content.to_string(),
                     now
                 ])
                 .map_err(map_sqlite)?;
@@ -168,24 +154,12 @@ fn append_one(
     };
     let Some((id, seq)) = inserted else {
         // Nothing inserted: either this cmid was already used (answer with the original) or not a member.
-        let existing = tx
-            .prepare_cached(&format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ?1 AND cmid = ?2"
-            ))
-            .and_then(|mut stmt| {
-                stmt.query_row(params![new.sender_id, new.cmid], read_message)
-                    .optional()
-            })
-            .map_err(map_sqlite)?;
-        return Ok(match existing {
-            Some(message) => Ok(Appended {
-                message,
-                duplicate: true,
-            }),
-            None => Err(Error::Forbidden(
-                "you are not a member of this conversation",
-            )),
-        });
+        return Ok(
+            match message_by_cmid(tx, new.sender_id, &new.cmid).map_err(map_sqlite)? {
+                Some(message) => Ok(Stored::Duplicate(message)),
+                None => Err(rules::not_a_member()),
+            },
+        );
     };
     statements
         .bump_conversation
@@ -195,17 +169,5 @@ fn append_one(
         .mark_own_read
         .execute(params![new.conversation_id, new.sender_id, seq])
         .map_err(map_sqlite)?;
-    Ok(Ok(Appended {
-        message: Message {
-            id,
-            conversation_id: new.conversation_id,
-            seq,
-            sender_id: new.sender_id,
-            cmid: new.cmid.clone(),
-            kind: new.kind,
-            content: new.content.clone(),
-            ts: now,
-        },
-        duplicate: false,
-    }))
+    Ok(Ok(Stored::New { id, seq, ts: now }))
 }

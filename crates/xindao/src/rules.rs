@@ -1,0 +1,370 @@
+//! The rules of rooms and sessions, as plain functions of the facts they depend on.
+//!
+//! A store reads the facts inside its own transaction (under the room's row lock on PostgreSQL, on the single
+//! writer connection on SQLite), asks the rule, and applies the answer before committing: the rule is written
+//! once and the check cannot race the write it guards. The errors returned here are the ones clients see
+//! (docs/protocol.md), so their variants and texts are part of the protocol.
+
+use crate::error::{Error, Result};
+use crate::model::{ConversationKind, Millis, UserId, Visibility};
+
+/// What the room rules need to know about a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomFacts {
+    pub kind: ConversationKind,
+    /// `None` for direct conversations.
+    pub visibility: Option<Visibility>,
+    pub owner_id: Option<UserId>,
+}
+
+impl RoomFacts {
+    fn invite_only(&self) -> bool {
+        self.visibility == Some(Visibility::Invite)
+    }
+}
+
+/// Who asks for a user to join a room, with the facts about them that matter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joiner {
+    /// The user joins by themselves.
+    Themselves,
+    /// A member adds them.
+    AddedBy {
+        adder: UserId,
+        /// Whether the adder is a member of the room.
+        adder_is_member: bool,
+        /// Whether the user being added exists.
+        user_exists: bool,
+    },
+}
+
+/// Whether a user may join (or be added to) a room: anyone may join a public room; any member may add an
+/// existing user to a public room; only the owner adds to an invite-only room; direct conversations never
+/// change their two members.
+pub fn may_join(room: &RoomFacts, joiner: Joiner) -> Result<()> {
+    if room.kind != ConversationKind::Room {
+        return Err(Error::Forbidden(
+            "direct conversations have exactly two members",
+        ));
+    }
+    match joiner {
+        Joiner::Themselves if room.invite_only() => {
+            Err(Error::Forbidden("this room is invite-only"))
+        }
+        Joiner::Themselves => Ok(()),
+        Joiner::AddedBy {
+            adder,
+            adder_is_member,
+            user_exists,
+        } => {
+            if !adder_is_member {
+                return Err(Error::Forbidden("you are not a member of this room"));
+            }
+            if room.invite_only() && room.owner_id != Some(adder) {
+                return Err(Error::Forbidden(
+                    "only the owner adds members to an invite-only room",
+                ));
+            }
+            if !user_exists {
+                return Err(Error::NotFound("no such user"));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Whether `user` may leave a room (`remover` is `None`) or be removed from it by `remover`: only the owner
+/// removes others, and leaves with `room_leave` rather than by removing themselves. Nobody leaves a direct
+/// conversation.
+pub fn may_leave(room: &RoomFacts, user: UserId, remover: Option<UserId>) -> Result<()> {
+    if room.kind != ConversationKind::Room {
+        return Err(Error::Forbidden("you cannot leave a direct conversation"));
+    }
+    if let Some(remover) = remover {
+        if room.owner_id != Some(remover) {
+            return Err(Error::Forbidden("only the owner removes members"));
+        }
+        if remover == user {
+            return Err(Error::Conflict("the owner leaves with room_leave"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether ownership must pass on once `user` has left: it does when the owner leaves, to the
+/// longest-standing remaining member (earliest `joined_at`, then lowest user id); an empty room keeps no owner.
+pub fn ownership_passes(room: &RoomFacts, user: UserId, removed: bool) -> bool {
+    removed && room.owner_id == Some(user)
+}
+
+/// Whether two users may have a direct conversation: they must be two different users.
+pub fn may_open_direct(user: UserId, peer: UserId) -> Result<()> {
+    if user == peer {
+        return Err(Error::Conflict(
+            "a direct conversation needs two different users",
+        ));
+    }
+    Ok(())
+}
+
+/// The refusal for someone who names a conversation they are not a member of (to send, read or mark it).
+pub fn not_a_member() -> Error {
+    Error::Forbidden("you are not a member of this conversation")
+}
+
+/// A conversation the caller cannot see: `forbidden` when it exists, `not_found` when it does not.
+pub fn unseen_conversation(exists: bool) -> Error {
+    if exists {
+        not_a_member()
+    } else {
+        no_such_conversation()
+    }
+}
+
+/// The answer for a conversation id that names nothing.
+pub fn no_such_conversation() -> Error {
+    Error::NotFound("no such conversation")
+}
+
+/// What to do with a session found by its token at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionTouch {
+    /// Expired: as if it did not exist.
+    Expired,
+    /// Valid, and extended recently enough: no write.
+    Valid { expires_at: Millis },
+    /// Valid; store `extended_at = now` and the new expiry.
+    Extend { expires_at: Millis },
+}
+
+/// Sliding expiry without a write per call: a session is valid until `expires_at`, and a use extends it to
+/// `now + ttl_ms` only once the previous extension is at least a tenth of `ttl_ms` old.
+pub fn touch_session(
+    extended_at: Millis,
+    expires_at: Millis,
+    now: Millis,
+    ttl_ms: i64,
+) -> SessionTouch {
+    if expires_at <= now {
+        SessionTouch::Expired
+    } else if now - extended_at < ttl_ms / 10 {
+        SessionTouch::Valid { expires_at }
+    } else {
+        SessionTouch::Extend {
+            expires_at: now + ttl_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWNER: UserId = 1;
+    const MEMBER: UserId = 2;
+    const OTHER: UserId = 3;
+
+    fn room(visibility: Visibility) -> RoomFacts {
+        RoomFacts {
+            kind: ConversationKind::Room,
+            visibility: Some(visibility),
+            owner_id: Some(OWNER),
+        }
+    }
+
+    fn direct() -> RoomFacts {
+        RoomFacts {
+            kind: ConversationKind::Direct,
+            visibility: None,
+            owner_id: None,
+        }
+    }
+
+    fn added_by(adder: UserId, adder_is_member: bool, user_exists: bool) -> Joiner {
+        Joiner::AddedBy {
+            adder,
+            adder_is_member,
+            user_exists,
+        }
+    }
+
+    /// The error as a client sees it: (code, message).
+    fn refusal(result: Result<()>) -> (&'static str, String) {
+        let error = result.expect_err("refused");
+        (error.code(), error.to_string())
+    }
+
+    fn forbidden(message: &str) -> (&'static str, String) {
+        ("forbidden", message.to_string())
+    }
+
+    #[test]
+    fn joining_a_public_room() {
+        let public = room(Visibility::Public);
+        assert!(may_join(&public, Joiner::Themselves).is_ok());
+        assert!(may_join(&public, added_by(MEMBER, true, true)).is_ok());
+        assert!(may_join(&public, added_by(OWNER, true, true)).is_ok());
+        assert_eq!(
+            refusal(may_join(&public, added_by(OTHER, false, true))),
+            forbidden("you are not a member of this room")
+        );
+        assert_eq!(
+            refusal(may_join(&public, added_by(MEMBER, true, false))),
+            ("not_found", "no such user".to_string())
+        );
+    }
+
+    #[test]
+    fn joining_an_invite_only_room() {
+        let invite = room(Visibility::Invite);
+        assert_eq!(
+            refusal(may_join(&invite, Joiner::Themselves)),
+            forbidden("this room is invite-only")
+        );
+        assert!(may_join(&invite, added_by(OWNER, true, true)).is_ok());
+        assert_eq!(
+            refusal(may_join(&invite, added_by(MEMBER, true, true))),
+            forbidden("only the owner adds members to an invite-only room")
+        );
+        // Not being a member is reported before not being the owner, and both before an unknown user.
+        assert_eq!(
+            refusal(may_join(&invite, added_by(OTHER, false, false))),
+            forbidden("you are not a member of this room")
+        );
+        assert_eq!(
+            refusal(may_join(&invite, added_by(MEMBER, true, false))),
+            forbidden("only the owner adds members to an invite-only room")
+        );
+        assert_eq!(
+            refusal(may_join(&invite, added_by(OWNER, true, false))),
+            ("not_found", "no such user".to_string())
+        );
+    }
+
+    #[test]
+    fn nobody_joins_a_direct_conversation() {
+        let expected = forbidden("direct conversations have exactly two members");
+        assert_eq!(refusal(may_join(&direct(), Joiner::Themselves)), expected);
+        assert_eq!(
+            refusal(may_join(&direct(), added_by(MEMBER, true, true))),
+            expected
+        );
+    }
+
+    #[test]
+    fn leaving_and_removing() {
+        for visibility in [Visibility::Public, Visibility::Invite] {
+            let room = room(visibility);
+            assert!(may_leave(&room, MEMBER, None).is_ok());
+            assert!(may_leave(&room, OWNER, None).is_ok());
+            assert!(
+                may_leave(&room, OTHER, None).is_ok(),
+                "not a member: a no-op"
+            );
+            assert!(may_leave(&room, MEMBER, Some(OWNER)).is_ok());
+            assert_eq!(
+                refusal(may_leave(&room, OTHER, Some(MEMBER))),
+                forbidden("only the owner removes members")
+            );
+            assert_eq!(
+                refusal(may_leave(&room, MEMBER, Some(MEMBER))),
+                forbidden("only the owner removes members")
+            );
+            assert_eq!(
+                refusal(may_leave(&room, OWNER, Some(OWNER))),
+                ("conflict", "the owner leaves with room_leave".to_string())
+            );
+        }
+        let ownerless = RoomFacts {
+            owner_id: None,
+            ..room(Visibility::Public)
+        };
+        assert_eq!(
+            refusal(may_leave(&ownerless, MEMBER, Some(OWNER))),
+            forbidden("only the owner removes members")
+        );
+    }
+
+    #[test]
+    fn nobody_leaves_a_direct_conversation() {
+        let expected = forbidden("you cannot leave a direct conversation");
+        assert_eq!(refusal(may_leave(&direct(), MEMBER, None)), expected);
+        assert_eq!(refusal(may_leave(&direct(), MEMBER, Some(OWNER))), expected);
+    }
+
+    #[test]
+    fn ownership_passes_only_when_the_owner_left() {
+        let public = room(Visibility::Public);
+        assert!(ownership_passes(&public, OWNER, true));
+        assert!(!ownership_passes(&public, OWNER, false));
+        assert!(!ownership_passes(&public, MEMBER, true));
+        assert!(!ownership_passes(&direct(), OWNER, true));
+    }
+
+    #[test]
+    fn direct_conversations_need_two_users() {
+        assert!(may_open_direct(OWNER, MEMBER).is_ok());
+        assert_eq!(
+            refusal(may_open_direct(OWNER, OWNER)),
+            (
+                "conflict",
+                "a direct conversation needs two different users".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn conversations_one_cannot_see() {
+        let as_client = |error: Error| (error.code(), error.to_string());
+        let not_member = (
+            "forbidden",
+            "you are not a member of this conversation".to_string(),
+        );
+        assert_eq!(as_client(not_a_member()), not_member);
+        assert_eq!(as_client(unseen_conversation(true)), not_member);
+        assert_eq!(
+            as_client(unseen_conversation(false)),
+            ("not_found", "no such conversation".to_string())
+        );
+    }
+
+    #[test]
+    fn sessions_slide_without_a_write_per_use() {
+        let ttl = 1_000_000;
+        let (created, expires) = (0, 1_000_000);
+        assert_eq!(
+            touch_session(created, expires, 1_000, ttl),
+            SessionTouch::Valid {
+                expires_at: expires
+            }
+        );
+        assert_eq!(
+            touch_session(created, expires, 99_999, ttl),
+            SessionTouch::Valid {
+                expires_at: expires
+            },
+            "within a tenth of the ttl"
+        );
+        assert_eq!(
+            touch_session(created, expires, 100_000, ttl),
+            SessionTouch::Extend {
+                expires_at: 1_100_000
+            },
+            "a tenth of the ttl old"
+        );
+        assert_eq!(
+            touch_session(created, expires, 500_000, ttl),
+            SessionTouch::Extend {
+                expires_at: 1_500_000
+            }
+        );
+        assert_eq!(
+            touch_session(created, expires, expires, ttl),
+            SessionTouch::Expired
+        );
+        assert_eq!(
+            touch_session(created, expires, 1_600_000, ttl),
+            SessionTouch::Expired
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! Users and sessions in the PostgreSQL store: one statement each, on a pooled connection.
+
+use super::rows::{self, map_pg};
+use super::PostgresStore;
+use crate::error::{Error, Result};
+use crate::model::*;
+use crate::store::rows::display_name_for_openid;
+use crate::store::{ExternalId, LoginIdentity};
+
+/// Finds the user for a login identity, creating it on first login.
+pub(super) async fn upsert(store: &PostgresStore, identity: LoginIdentity) -> Result<User> {
+    let now = now_millis();
+    let row = match &identity.external_id {
+        ExternalId::WeChat { openid } => {
+            store
+                .query_opt(
+                    "INSERT INTO users (openid, unionid, session_key, display_name, created_at)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (openid) DO UPDATE SET session_key = excluded.session_key,
+                        unionid = COALESCE(excluded.unionid, users.unionid)
+                     RETURNING id, display_name",
+                    &[
+                        openid,
+                        &identity.unionid,
+                        &identity.session_key,
+                        &display_name_for_openid(openid),
+                        &now,
+                    ],
+                )
+                .await?
+        }
+        ExternalId::Dev { display_name } => {
+            store
+                .query_opt(
+                    "INSERT INTO users (dev_name, display_name, created_at) VALUES ($1, $1, $2)
+                     ON CONFLICT (dev_name) DO UPDATE SET dev_name = excluded.dev_name
+                     RETURNING id, display_name",
+                    &[display_name, &now],
+                )
+                .await?
+        }
+    };
+    let row = row.ok_or_else(|| Error::Internal("upsert returned no row".into()))?;
+    rows::user(&row).map_err(map_pg)
+}
+
+pub(super) async fn by_id(store: &PostgresStore, id: UserId) -> Result<Option<User>> {
+    let row = store
+        .query_opt("SELECT id, display_name FROM users WHERE id = $1", &[&id])
+        .await?;
+    row.as_ref().map(rows::user).transpose().map_err(map_pg)
+}
+
+/// Users whose display name is exactly `name` (at most `limit`).
+pub(super) async fn named(store: &PostgresStore, name: &str, limit: usize) -> Result<Vec<User>> {
+    let found = store
+        .query(
+            "SELECT id, display_name FROM users WHERE display_name = $1 ORDER BY id LIMIT $2",
+            &[&name, &(limit as i64)],
+        )
+        .await?;
+    rows::all(&found, rows::user)
+}
+
+pub(super) async fn create_session(
+    store: &PostgresStore,
+    token_hash: &[u8; 32],
+    user_id: UserId,
+    expires_at: Millis,
+) -> Result<()> {
+    store
+        .query(
+            "INSERT INTO sessions (token_hash, user_id, created_at, extended_at, expires_at)
+             VALUES ($1, $2, $3, $3, $4)",
+            &[&&token_hash[..], &user_id, &now_millis(), &expires_at],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// A session's `(user_id, extended_at, expires_at)`.
+pub(super) async fn session(
+    store: &PostgresStore,
+    token_hash: &[u8; 32],
+) -> Result<Option<(UserId, Millis, Millis)>> {
+    let Some(row) = store
+        .query_opt(
+            "SELECT user_id, extended_at, expires_at FROM sessions WHERE token_hash = $1",
+            &[&&token_hash[..]],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let read = || Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
+    read().map(Some).map_err(map_pg)
+}
+
+pub(super) async fn extend_session(
+    store: &PostgresStore,
+    token_hash: &[u8; 32],
+    now: Millis,
+    expires_at: Millis,
+) -> Result<()> {
+    store
+        .query(
+            "UPDATE sessions SET extended_at = $2, expires_at = $3 WHERE token_hash = $1",
+            &[&&token_hash[..], &now, &expires_at],
+        )
+        .await
+        .map(|_| ())
+}
+
+pub(super) async fn revoke_session(store: &PostgresStore, token_hash: &[u8; 32]) -> Result<()> {
+    store
+        .query(
+            "DELETE FROM sessions WHERE token_hash = $1",
+            &[&&token_hash[..]],
+        )
+        .await
+        .map(|_| ())
+}

@@ -1,0 +1,168 @@
+//! Row mapping shared by both backends: the message column list, how stored names read back as domain types,
+//! and the mapping of message, user and conversation rows, written once over [`Columns`] (the one thing that
+//! differs between rusqlite's and tokio-postgres's rows).
+
+use sha2::{Digest, Sha256};
+
+use crate::model::*;
+use crate::rules::RoomFacts;
+
+/// The columns of a message, in the order [`message_at`] reads them.
+pub(crate) const MESSAGE_COLUMNS: &str =
+    "id, conversation_id, seq, sender_id, cmid, kind, content, created_at";
+
+/// The display name a WeChat user starts with: `wx_` and six hex digits of the openid's SHA-256.
+pub(crate) fn display_name_for_openid(openid: &str) -> String {
+    let digest = Sha256::digest(openid.as_bytes());
+    format!("wx_{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2])
+}
+
+/// Typed access to a result row's columns by position.
+pub(crate) trait Columns {
+    type Error;
+    fn int(&self, at: usize) -> Result<i64, Self::Error>;
+    fn int_opt(&self, at: usize) -> Result<Option<i64>, Self::Error>;
+    fn text(&self, at: usize) -> Result<String, Self::Error>;
+    fn text_opt(&self, at: usize) -> Result<Option<String>, Self::Error>;
+}
+
+/// Reads the [`MESSAGE_COLUMNS`] starting at column `at`. Content that is not JSON reads as `null`.
+pub(crate) fn message_at<R: Columns>(row: &R, at: usize) -> Result<Message, R::Error> {
+    let kind = row.text(at + 5)?;
+    let raw = row.text(at + 6)?;
+    Ok(Message {
+        id: row.int(at)?,
+        conversation_id: row.int(at + 1)?,
+        seq: row.int(at + 2)?,
+        sender_id: row.int(at + 3)?,
+        cmid: row.text(at + 4)?,
+        kind: MessageKind::from_stored(&kind),
+        content: serde_json::from_str(&raw).unwrap_or(serde_json::Value::Null),
+        ts: row.int(at + 7)?,
+    })
+}
+
+/// Reads `id, display_name` starting at column `at`.
+pub(crate) fn user_at<R: Columns>(row: &R, at: usize) -> Result<User, R::Error> {
+    Ok(User {
+        id: row.int(at)?,
+        display_name: row.text(at + 1)?,
+    })
+}
+
+/// Reads `u.id, u.display_name, m.role, m.read_seq`.
+pub(crate) fn member<R: Columns>(row: &R) -> Result<Member, R::Error> {
+    Ok(Member {
+        user: user_at(row, 0)?,
+        role: role_from_stored(&row.text(2)?),
+        read_seq: row.int(3)?,
+    })
+}
+
+/// Reads `c.id, c.name, <member count>`.
+pub(crate) fn public_room<R: Columns>(row: &R) -> Result<PublicRoom, R::Error> {
+    Ok(PublicRoom {
+        id: row.int(0)?,
+        name: row.text(1)?,
+        members: row.int(2)?,
+    })
+}
+
+/// The columns [`conversation_head`] reads, for a conversation `c` joined with the member row `m`.
+pub(crate) const CONVERSATION_HEAD: &str =
+    "c.id, c.kind, c.name, c.visibility, c.owner_id, c.last_seq, m.read_seq";
+
+/// Reads [`CONVERSATION_HEAD`]; the peer and the last message are left for the caller to fill in.
+pub(crate) fn conversation_head<R: Columns>(row: &R) -> Result<Conversation, R::Error> {
+    let last_seq = row.int(5)?;
+    let read_seq = row.int(6)?;
+    Ok(Conversation {
+        id: row.int(0)?,
+        kind: kind_from_stored(&row.text(1)?),
+        name: row.text_opt(2)?,
+        visibility: row.text_opt(3)?.as_deref().map(visibility_from_stored),
+        owner_id: row.int_opt(4)?,
+        peer: None,
+        last_seq,
+        read_seq,
+        unread: (last_seq - read_seq).max(0),
+        last_message: None,
+    })
+}
+
+/// The columns [`room_facts`] reads from `conversations`.
+pub(crate) const ROOM_FACTS: &str = "kind, visibility, owner_id";
+
+/// Reads [`ROOM_FACTS`]: what the room rules decide on.
+pub(crate) fn room_facts<R: Columns>(row: &R) -> Result<RoomFacts, R::Error> {
+    Ok(RoomFacts {
+        kind: kind_from_stored(&row.text(0)?),
+        visibility: row.text_opt(1)?.as_deref().map(visibility_from_stored),
+        owner_id: row.int_opt(2)?,
+    })
+}
+
+fn kind_from_stored(kind: &str) -> ConversationKind {
+    if kind == "direct" {
+        ConversationKind::Direct
+    } else {
+        ConversationKind::Room
+    }
+}
+
+fn visibility_from_stored(visibility: &str) -> Visibility {
+    if visibility == "invite" {
+        Visibility::Invite
+    } else {
+        Visibility::Public
+    }
+}
+
+fn role_from_stored(role: &str) -> Role {
+    if role == "owner" {
+        Role::Owner
+    } else {
+        Role::Member
+    }
+}
+
+/// The name a visibility is stored under.
+pub(crate) fn visibility_name(visibility: Visibility) -> &'static str {
+    match visibility {
+        Visibility::Public => "public",
+        Visibility::Invite => "invite",
+    }
+}
+
+/// How a history page is selected: `seq <comparison> bound ORDER BY seq <order>`, then `limit + 1` rows (the
+/// extra one tells whether there are more).
+pub(crate) fn history_filter(range: Range) -> (&'static str, i64, &'static str) {
+    match range {
+        Range::Latest => (">", 0, "DESC"),
+        Range::Before(seq) => ("<", seq, "DESC"),
+        Range::After(seq) => (">", seq, "ASC"),
+    }
+}
+
+/// The page from the rows [`history_filter`] selected (at most `limit + 1`), in ascending seq order.
+pub(crate) fn history_page(mut messages: Vec<Message>, range: Range, limit: usize) -> Page {
+    let has_more = messages.len() > limit;
+    messages.truncate(limit);
+    if !matches!(range, Range::After(_)) {
+        messages.reverse();
+    }
+    Page { messages, has_more }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openid_names_are_stable() {
+        let name = display_name_for_openid("o-1");
+        assert_eq!(name, display_name_for_openid("o-1"));
+        assert!(name.starts_with("wx_") && name.len() == 9, "{name}");
+        assert_ne!(name, display_name_for_openid("o-2"));
+    }
+}

@@ -1,0 +1,120 @@
+//! Conversation lists, history pages and read markers in the SQLite store: the statements, run by the store
+//! on its reader connections (and the writer, for read markers).
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::rows::{
+    complete_conversation, conversation_row, conversation_select, load_user, read_message,
+};
+use crate::model::*;
+use crate::store::rows::{history_filter, history_page, public_room, MESSAGE_COLUMNS};
+
+/// The conversation as `user` sees it, `None` when they are not a member (or it does not exist).
+pub(super) fn conversation_for(
+    conn: &Connection,
+    conversation: ConversationId,
+    user: UserId,
+) -> rusqlite::Result<Option<Conversation>> {
+    let row = conn
+        .prepare_cached(&format!(
+            "{} WHERE m.user_id = ?1 AND c.id = ?2",
+            conversation_select()
+        ))?
+        .query_row(params![user, conversation], conversation_row)
+        .optional()?;
+    row.map(|row| complete_conversation(conn, user, row))
+        .transpose()
+}
+
+pub(super) fn conversation_exists(
+    conn: &Connection,
+    conversation: ConversationId,
+) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM conversations WHERE id = ?1")?
+        .exists([conversation])
+}
+
+/// All conversations of `user`, most recent activity first.
+pub(super) fn conversations_of(
+    conn: &Connection,
+    user: UserId,
+) -> rusqlite::Result<Vec<Conversation>> {
+    let rows: Vec<_> = conn
+        .prepare_cached(&format!(
+            "{} WHERE m.user_id = ?1 ORDER BY c.last_ts DESC, c.id DESC",
+            conversation_select()
+        ))?
+        .query_map([user], conversation_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    rows.into_iter()
+        .map(|row| complete_conversation(conn, user, row))
+        .collect()
+}
+
+/// The user and the ids of all their conversations.
+pub(super) fn connection_state(
+    conn: &Connection,
+    user: UserId,
+) -> rusqlite::Result<Option<(User, Vec<ConversationId>)>> {
+    let Some(found) = load_user(conn, user)? else {
+        return Ok(None);
+    };
+    let conversations = conn
+        .prepare_cached("SELECT conversation_id FROM members WHERE user_id = ?1")?
+        .query_map([user], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some((found, conversations)))
+}
+
+pub(super) fn is_member(
+    conn: &Connection,
+    conversation: ConversationId,
+    user: UserId,
+) -> rusqlite::Result<bool> {
+    super::rows::member_exists(conn, conversation, user)
+}
+
+pub(super) fn public_rooms(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<PublicRoom>> {
+    conn.prepare_cached(
+        "SELECT c.id, c.name, (SELECT COUNT(*) FROM members m WHERE m.conversation_id = c.id)
+         FROM conversations c WHERE c.kind = 'room' AND c.visibility = 'public'
+         ORDER BY c.last_ts DESC LIMIT ?1",
+    )?
+    .query_map([limit as i64], |row| public_room(row))?
+    .collect()
+}
+
+/// One page of a conversation's messages, in ascending seq order.
+pub(super) fn history(
+    conn: &Connection,
+    conversation: ConversationId,
+    range: Range,
+    limit: usize,
+) -> rusqlite::Result<Page> {
+    let (comparison, bound, order) = history_filter(range);
+    let messages = conn
+        .prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq {comparison} ?2
+             ORDER BY seq {order} LIMIT ?3"
+        ))?
+        .query_map(params![conversation, bound, limit as i64 + 1], read_message)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(history_page(messages, range, limit))
+}
+
+/// Moves the read marker forward to `seq` (capped at last_seq); `None` when `user` is not a member.
+pub(super) fn mark_read(
+    conn: &Connection,
+    conversation: ConversationId,
+    user: UserId,
+    seq: i64,
+) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "UPDATE members SET read_seq = MAX(read_seq,
+            MIN(?3, (SELECT last_seq FROM conversations WHERE id = ?1)))
+         WHERE conversation_id = ?1 AND user_id = ?2 RETURNING read_seq",
+        params![conversation, user, seq],
+        |row| row.get(0),
+    )
+    .optional()
+}

@@ -1,0 +1,96 @@
+//! Users and sessions in the SQLite store: the statements, run by the store on its reader or writer
+//! connections.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::rows::read_user;
+use crate::model::*;
+use crate::store::rows::display_name_for_openid;
+use crate::store::{ExternalId, LoginIdentity};
+
+/// Finds the user for a login identity, creating it on first login.
+pub(super) fn upsert(conn: &Connection, identity: &LoginIdentity) -> rusqlite::Result<User> {
+    let now = now_millis();
+    match &identity.external_id {
+        ExternalId::WeChat { openid } => conn.query_row(
+            "INSERT INTO users (openid, unionid, session_key, display_name, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (openid) DO UPDATE SET session_key = excluded.session_key,
+                unionid = COALESCE(excluded.unionid, users.unionid)
+             RETURNING id, display_name",
+            params![
+                openid,
+                identity.unionid,
+                identity.session_key,
+                display_name_for_openid(openid),
+                now
+            ],
+            read_user,
+        ),
+        ExternalId::Dev { display_name } => conn.query_row(
+            "INSERT INTO users (dev_name, display_name, created_at) VALUES (?1, ?1, ?2)
+             ON CONFLICT (dev_name) DO UPDATE SET dev_name = excluded.dev_name
+             RETURNING id, display_name",
+            params![display_name, now],
+            read_user,
+        ),
+    }
+}
+
+/// Users whose display name is exactly `name` (at most `limit`).
+pub(super) fn named(conn: &Connection, name: &str, limit: usize) -> rusqlite::Result<Vec<User>> {
+    conn.prepare_cached(
+        "SELECT id, display_name FROM users WHERE display_name = ?1 ORDER BY id LIMIT ?2",
+    )?
+    .query_map(params![name, limit as i64], read_user)?
+    .collect()
+}
+
+pub(super) fn create_session(
+    conn: &Connection,
+    token_hash: &[u8; 32],
+    user_id: UserId,
+    expires_at: Millis,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO sessions (token_hash, user_id, created_at, extended_at, expires_at)
+         VALUES (?1, ?2, ?3, ?3, ?4)",
+        params![&token_hash[..], user_id, now_millis(), expires_at],
+    )
+    .map(|_| ())
+}
+
+/// A session's `(user_id, extended_at, expires_at)`.
+pub(super) fn session(
+    conn: &Connection,
+    token_hash: &[u8; 32],
+) -> rusqlite::Result<Option<(UserId, Millis, Millis)>> {
+    conn.prepare_cached(
+        "SELECT user_id, extended_at, expires_at FROM sessions WHERE token_hash = ?1",
+    )?
+    .query_row([&token_hash[..]], |row| {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+    })
+    .optional()
+}
+
+pub(super) fn extend_session(
+    conn: &Connection,
+    token_hash: &[u8; 32],
+    now: Millis,
+    expires_at: Millis,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE sessions SET extended_at = ?2, expires_at = ?3 WHERE token_hash = ?1",
+        params![&token_hash[..], now, expires_at],
+    )
+    .map(|_| ())
+}
+
+pub(super) fn revoke_session(conn: &Connection, token_hash: &[u8; 32]) -> rusqlite::Result<()> {
+    conn.execute(
+        "DELETE FROM sessions WHERE token_hash = ?1",
+        [&token_hash[..]],
+    )
+    .map(|_| ())
+}
