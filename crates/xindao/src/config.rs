@@ -85,6 +85,12 @@ pub struct Config {
     pub bus_channel: String,
     /// This node's name on the bus (unset: random at each start).
     pub node_id: Option<String>,
+    /// Shared secret of the cluster's nodes (at least 32 bytes, the same on every node): every bus envelope
+    /// carries an HMAC-SHA256 under it, and a node drops what does not verify. Required with a redis:// or
+    /// nats:// bus. Prefer XINDAO_CLUSTER_SECRET or the file to a flag.
+    pub cluster_secret: Option<String>,
+    /// NATS credentials file (JWT + NKey seed, `.creds`) for a nats:// or tls:// bus.
+    pub nats_creds_file: Option<PathBuf>,
     /// A node not heard from for this long is gone, with its users' presence; heartbeats every third of it.
     pub presence_ttl_ms: u64,
     /// Durability of an ack on SQLite: "normal" or "full".
@@ -149,6 +155,8 @@ impl Default for Config {
             bus: "local".into(),
             bus_channel: "xindao".into(),
             node_id: None,
+            cluster_secret: None,
+            nats_creds_file: None,
             presence_ttl_ms: 15_000,
             sqlite_synchronous: SqliteSync::Normal,
             sqlite_max_db_mb: None,
@@ -227,10 +235,24 @@ impl Config {
         )?;
         check(
             self.bus == "local"
-                || ["redis://", "nats://"]
+                || BUS_SCHEMES
                     .iter()
                     .any(|scheme| self.bus.starts_with(scheme)),
-            "bus must be \"local\", redis://... or nats://...",
+            "bus must be \"local\", redis://, rediss://, nats:// or tls://...",
+        )?;
+        check(
+            self.bus == "local"
+                || self
+                    .cluster_secret
+                    .as_ref()
+                    .is_some_and(|s| s.len() >= CLUSTER_SECRET_MIN),
+            "a redis or nats bus needs cluster_secret: at least 32 bytes, the same on every node",
+        )?;
+        check(
+            self.nats_creds_file.is_none()
+                || self.bus.starts_with("nats://")
+                || self.bus.starts_with("tls://"),
+            "nats_creds_file goes with a nats:// or tls:// bus",
         )?;
         check(
             self.presence_ttl_ms >= 300,
@@ -313,6 +335,9 @@ impl Config {
         if shown.wechat_secret.is_some() {
             shown.wechat_secret = Some("********".into());
         }
+        if shown.cluster_secret.is_some() {
+            shown.cluster_secret = Some("********".into());
+        }
         shown.store = mask_url_password(&shown.store);
         shown.bus = mask_url_password(&shown.bus);
         toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
@@ -350,18 +375,49 @@ impl Config {
     }
 }
 
-/// `scheme://user:secret@host/...` -> `scheme://user:********@host/...`; anything else unchanged.
-fn mask_url_password(url: &str) -> String {
+/// The bus URL schemes: Redis (plain, TLS) and NATS (plain or TLS as the server asks, TLS required).
+pub const BUS_SCHEMES: [&str; 4] = ["redis://", "rediss://", "nats://", "tls://"];
+
+/// Fewest bytes of `cluster_secret`: 256 bits, the HMAC-SHA256 key size.
+pub const CLUSTER_SECRET_MIN: usize = 32;
+
+/// A URL fit for a log line or an error message: the password (`scheme://user:secret@host`), a NATS token
+/// (`nats://token@host`) and `password=`/`token=` query values become `********`; anything else unchanged.
+pub fn mask_url_password(url: &str) -> String {
+    const MASK: &str = "********";
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_string();
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:{MASK}@{host}"),
+            // A lone userinfo is a token on NATS, a user name elsewhere.
+            None if matches!(scheme, "nats" | "tls") => format!("{MASK}@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
     };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:********@{host}"),
-        None => url.to_string(),
-    }
+    let path = match path.split_once('?') {
+        Some((before, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _))
+                        if ["password", "pass", "token", "sslpassword"]
+                            .contains(&key.to_ascii_lowercase().as_str()) =>
+                    {
+                        format!("{key}={MASK}")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{before}?{}", query.join("&"))
+        }
+        None => path.to_string(),
+    };
+    format!("{scheme}://{authority}{path}")
 }
 
 /// Command-line overrides for `xindao serve` and `xindao config`; each flag also reads `XINDAO_<NAME>`
@@ -400,6 +456,14 @@ pub struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
+    /// Shared secret authenticating bus envelopes, >= 32 bytes (prefer XINDAO_CLUSTER_SECRET or the file).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_secret: Option<String>,
+    /// NATS credentials file (.creds: JWT and NKey seed).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_creds_file: Option<PathBuf>,
     /// Milliseconds after which a silent node's users count as offline.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -541,6 +605,7 @@ mod tests {
             Config {
                 store: store.into(),
                 bus: bus.into(),
+                cluster_secret: Some("0123456789abcdef0123456789abcdef".into()),
                 ..Config::default()
             }
             .validate()
@@ -578,5 +643,49 @@ mod tests {
         );
         assert_eq!(mask_url_password("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(mask_url_password("local"), "local");
+        assert_eq!(
+            mask_url_password("rediss://:p@ss:w0rd@redis:6380/0"),
+            "rediss://:********@redis:6380/0"
+        );
+        assert_eq!(
+            mask_url_password("nats://s3cret@nats:4222"),
+            "nats://********@nats:4222"
+        );
+        assert_eq!(
+            mask_url_password("postgres://u@h/db?sslmode=require&password=x"),
+            "postgres://u@h/db?sslmode=require&password=********"
+        );
+    }
+
+    #[test]
+    fn a_cluster_bus_needs_a_long_cluster_secret() {
+        let ok = |bus: &str, secret: Option<&str>| {
+            Config {
+                bus: bus.into(),
+                cluster_secret: secret.map(str::to_string),
+                ..Config::default()
+            }
+            .validate()
+            .is_ok()
+        };
+        let long = "0123456789abcdef0123456789abcdef";
+        assert!(ok("local", None));
+        assert!(ok("redis://h:6379", Some(long)));
+        assert!(ok("rediss://h:6380", Some(long)));
+        assert!(ok("tls://h:4222", Some(long)));
+        assert!(!ok("redis://h:6379", None));
+        assert!(!ok("nats://h:4222", Some(&long[..31])));
+    }
+
+    #[test]
+    fn the_cluster_secret_is_masked() {
+        let config = Config {
+            bus: "redis://:pw@h:6379".into(),
+            cluster_secret: Some("0123456789abcdef0123456789abcdef".into()),
+            ..Config::default()
+        };
+        let shown = config.to_toml_masked();
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+        assert!(!shown.contains(":pw@"), "{shown}");
     }
 }
