@@ -15,6 +15,7 @@
 mod auth;
 mod nats;
 mod redis;
+mod replay;
 mod wire;
 
 use std::collections::{HashMap, HashSet};

@@ -158,9 +158,12 @@ async fn publish_loop(
             Ok(Ok(())) => pending.clear(),
             outcome => {
                 // Keep the batch and send it again on a new connection: at least once, never silently lost.
+                // What arrived twice is dropped as a replay; what arrives after the replay window is dropped
+                // as stale: the resync sent once the publisher recovers covers it.
                 if let Ok(Err(error)) = outcome {
                     tracing::warn!(%error, "publishing on the Redis bus failed: reconnecting");
                 }
+                core.mark_lost();
                 connection = None;
             }
         }
