@@ -430,6 +430,22 @@ async fn a_cluster_bus_needs_a_secret_and_no_password_is_logged() {
         .to_string();
     assert!(!error.contains("hunter2"), "{error}");
     assert!(error.contains("********"), "{error}");
+    // A NATS credentials file that cannot be read stops the start, naming the file.
+    if services::bus_available(NATS_URL).await {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = common::test_config(dir.path().to_path_buf());
+        config.bus = NATS_URL.into();
+        config.bus_channel = channel();
+        config.cluster_secret = Some(CLUSTER_SECRET.into());
+        config.nats_creds_file = Some(dir.path().join("missing.creds"));
+        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+        let error = xindao::Server::with_listener(config, listener)
+            .await
+            .err()
+            .expect("a missing creds file")
+            .to_string();
+        assert!(error.contains("missing.creds"), "{error}");
+    }
     // NATS without auth accepts any user: the INFO line names the bus, masked.
     if services::bus_available(NATS_URL).await {
         let with_password = NATS_URL.replace("nats://", "nats://xindao:hunter2-nats@");
