@@ -96,6 +96,14 @@ pub struct Config {
     /// Redis channel / NATS subject the nodes of one cluster share.
     #[arg(long, default_value = "xindao")]
     pub bus_channel: String,
+    /// Shared secret of the cluster's nodes (at least 32 bytes, the same on every node): every bus envelope
+    /// carries an HMAC-SHA256 under it, and a node drops what does not verify. Required with a Redis or NATS
+    /// bus. Prefer XINDAO_CLUSTER_SECRET or the file to a flag.
+    #[arg(long)]
+    pub cluster_secret: Option<Secret>,
+    /// NATS credentials file (`.creds`: JWT and NKey seed) for a nats:// or tls:// bus.
+    #[arg(long)]
+    pub nats_creds_file: Option<PathBuf>,
     /// This node's name on the bus, shown in logs (unset: random at each start).
     #[arg(long)]
     pub node_id: Option<String>,
@@ -184,6 +192,9 @@ pub struct Config {
     #[arg(long, value_enum, default_value_t = LogFormat::default())]
     pub log_format: LogFormat,
 }
+
+/// Fewest bytes of `cluster_secret`: 256 bits, the HMAC-SHA256 key size.
+pub const CLUSTER_SECRET_MIN: usize = 32;
 
 impl Default for Config {
     /// The defaults in the clap attributes above, parsed as if no flag were given (no environment read).
@@ -275,6 +286,18 @@ impl Config {
                 self.wechat_appid.is_some() == self.wechat_secret.is_some(),
                 "wechat_appid and wechat_secret go together",
             ),
+            (
+                self.bus == BusConfig::Local
+                    || self
+                        .cluster_secret
+                        .as_ref()
+                        .is_some_and(|secret| secret.as_str().len() >= CLUSTER_SECRET_MIN),
+                "a redis or nats bus needs cluster_secret: at least 32 bytes, the same on every node",
+            ),
+            (
+                self.nats_creds_file.is_none() || matches!(self.bus, BusConfig::Nats { .. }),
+                "nats_creds_file goes with a nats:// or tls:// bus",
+            ),
         ];
         match checks.into_iter().find(|(ok, _)| !ok) {
             Some((_, what)) => Err(ConfigError::Invalid(what.into())),
@@ -306,6 +329,9 @@ impl Config {
         table.insert("bus".into(), self.bus.to_string().into());
         if self.wechat_secret.is_some() {
             table.insert("wechat_secret".into(), endpoint::MASK.into());
+        }
+        if self.cluster_secret.is_some() {
+            table.insert("cluster_secret".into(), endpoint::MASK.into());
         }
         toml::to_string(&table).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }

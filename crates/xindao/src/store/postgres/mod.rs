@@ -8,6 +8,7 @@
 mod reads;
 mod rooms;
 mod rows;
+mod tls;
 mod users;
 mod writer;
 
@@ -53,18 +54,19 @@ impl PostgresStore {
         commit: GroupCommit,
         sink: CommitSink,
     ) -> Result<Self> {
-        let mut pg: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| Error::Unavailable(format!("bad PostgreSQL URL: {e}")))?;
+        let tls::Target {
+            config: mut pg,
+            tls,
+        } = tls::target(url)?;
         pg.connect_timeout(CONNECT_TIMEOUT);
-        let manager = Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                // Verified: a connection the server closed is detected before it is handed out.
-                recycling_method: RecyclingMethod::Verified,
-            },
-        );
+        let manager_config = ManagerConfig {
+            // Verified: a connection the server closed is detected before it is handed out.
+            recycling_method: RecyclingMethod::Verified,
+        };
+        let manager = match tls {
+            Some(tls) => Manager::from_config(pg, tls, manager_config),
+            None => Manager::from_config(pg, NoTls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(2))
             .runtime(Runtime::Tokio1)
