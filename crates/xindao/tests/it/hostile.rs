@@ -322,7 +322,7 @@ async fn many_connections_of_one_user_are_refused_with_429() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_http_is_refused_with_400() {
+async fn garbage_http_is_refused_with_a_4xx() {
     let server = TestServer::start(|_| {}).await;
     let alice = server.login("alice").await;
     let upgrade = |version: &str, key: &str| {
@@ -342,6 +342,7 @@ async fn garbage_http_is_refused_with_400() {
         (b"POST /v1/login/dev HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(), "400"),
         (b"POST /v1/login/dev HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello".to_vec(), "400"),
         (b"POST /v1/login/dev HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n".to_vec(), "400"),
+        (body_of(70_000), "413"),
         (upgrade("13", "").into_bytes(), "400"),
         (upgrade("99", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n").into_bytes(), "400"),
     ];
@@ -354,4 +355,14 @@ async fn garbage_http_is_refused_with_400() {
         );
     }
     assert_serves(&server).await;
+}
+
+/// A dev login whose JSON body is `len` bytes long.
+fn body_of(len: usize) -> Vec<u8> {
+    let body = format!(r#"{{"display_name":"x","pad":"{}"}}"#, "p".repeat(len - 31));
+    let head = format!(
+        "POST /v1/login/dev HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    [head.into_bytes(), body.into_bytes()].concat()
 }
