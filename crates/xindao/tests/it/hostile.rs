@@ -30,13 +30,13 @@ async fn assert_serves(server: &TestServer) {
     )
     .await;
     assert!(health.starts_with("HTTP/1.1 200"), "healthz: {health}");
-    let name = format!("normal{}", rand_suffix());
+    let name = format!("normal{}", next_user_number());
     let login = server.login(&name).await;
     let mut client = server.connect(&login).await;
     assert_eq!(client.call("ping", json!({})).await["ok"], true);
 }
 
-fn rand_suffix() -> u64 {
+fn next_user_number() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
@@ -264,7 +264,7 @@ async fn half_open_sockets_do_not_stop_others_and_are_reaped_after_upgrade() {
     // Before the upgrade: sockets that connect and say nothing, or stop mid-request. (How long they are
     // held is the HTTP edge's limit, tested with it.)
     let mut parked = Vec::new();
-    for i in 0..60 {
+    for i in 0..32 {
         let mut stream = TcpStream::connect(server.addr).await.unwrap();
         if i % 2 == 1 {
             stream
