@@ -23,6 +23,7 @@ mod chat;
 mod cluster;
 mod config;
 mod delivery;
+mod hostile;
 mod login;
 mod login_burst;
 mod protocol_edges;
