@@ -35,10 +35,14 @@ macro_rules! migration {
 pub(crate) const SQLITE: &[Migration] = &[
     migration!(1, "sqlite/0001_initial.sql"),
     migration!(2, "sqlite/0002_messages_cmid_first.sql"),
+    migration!(3, "sqlite/0003_login_hardening.sql"),
 ];
 
 /// The PostgreSQL migrations, in order.
-pub(crate) const POSTGRES: &[Migration] = &[migration!(1, "postgres/0001_initial.sql")];
+pub(crate) const POSTGRES: &[Migration] = &[
+    migration!(1, "postgres/0001_initial.sql"),
+    migration!(2, "postgres/0002_login_hardening.sql"),
+];
 
 /// A database whose schema the runner brings up to date.
 pub(crate) trait Schema {

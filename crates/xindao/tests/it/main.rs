@@ -24,6 +24,7 @@ mod config;
 mod delivery;
 mod login;
 mod login_burst;
+mod login_hardening;
 mod protocol_edges;
 mod store_migrate;
 mod store_suite;

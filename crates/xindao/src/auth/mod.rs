@@ -1,16 +1,29 @@
 //! Login and sessions. Mini-programs have no cookies, so a login returns an opaque bearer token that
 //! authorises both HTTP calls and the WebSocket upgrade. Only the token's SHA-256 is stored.
+//!
+//! Browsers cannot set a header on a WebSocket: they trade the token for a single-use connect ticket
+//! (`POST /v1/ws/ticket`), which goes in the upgrade's URL instead of the token. Logins are rate-limited
+//! (`limits.rs`), WeChat's answer is read with bounds (`wechat.rs`), and expired sessions are deleted
+//! periodically (`housekeeping.rs`).
 
+mod housekeeping;
+mod limits;
+mod wechat;
+
+pub use housekeeping::{spawn_housekeeping, warn_dev_login};
+pub use limits::LoginLimits;
+
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::error::{Error, Result, WeChatError};
+use crate::error::{Error, Result};
 use crate::model::{now_millis, Millis, User, UserId};
 use crate::store::{ExternalId, LoginIdentity, Store};
 use crate::validate;
@@ -30,9 +43,25 @@ pub struct LoginResult {
     pub user: User,
 }
 
-/// Issues, checks and revokes sessions; talks to WeChat `code2Session`.
+/// How long a connect ticket is valid.
+pub const TICKET_TTL: Duration = Duration::from_secs(30);
+
+/// Expired sessions and tickets deleted per statement.
+const CLEANUP_BATCH: usize = 1000;
+
+/// What `POST /v1/ws/ticket` returns.
+#[derive(Debug, Serialize)]
+pub struct Ticket {
+    pub ticket: String,
+    /// Seconds.
+    pub expires_in: u64,
+}
+
+/// Issues, checks and revokes sessions and connect tickets; talks to WeChat `code2Session`; rate-limits
+/// logins.
 pub struct Auth {
     store: Arc<dyn Store>,
+    limits: LoginLimits,
     http: reqwest::Client,
     config: Arc<Config>,
 }
@@ -48,24 +77,11 @@ fn new_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-#[derive(Deserialize)]
-struct Code2Session {
-    #[serde(default)]
-    errcode: i64,
-    #[serde(default)]
-    errmsg: String,
-    openid: Option<String>,
-    session_key: Option<String>,
-    unionid: Option<String>,
-}
-
 impl Auth {
     pub fn new(store: Arc<dyn Store>, config: Arc<Config>) -> Result<Auth> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| Error::Internal(format!("http client: {e}")))?;
+        let http = wechat::client().map_err(|e| Error::Internal(format!("http client: {e}")))?;
         Ok(Auth {
+            limits: LoginLimits::new(&config),
             store,
             http,
             config,
@@ -73,7 +89,7 @@ impl Auth {
     }
 
     /// WeChat login: exchanges a `wx.login` code for the user's openid, then issues a session.
-    pub async fn login_wechat(&self, code: &str) -> Result<LoginResult> {
+    pub async fn login_wechat(&self, client: IpAddr, code: &str) -> Result<LoginResult> {
         let (Some(appid), Some(secret)) = (&self.config.wechat_appid, &self.config.wechat_secret)
         else {
             return Err(Error::NotFound(
@@ -85,50 +101,22 @@ impl Auth {
                 "`code` must be the string from wx.login".into(),
             ));
         }
-        let url = format!(
-            "{}/sns/jscode2session",
-            self.config.wechat_api_base.trim_end_matches('/')
-        );
-        let response = self
-            .http
-            .get(url)
-            .query(&[
-                ("appid", appid.as_str()),
-                ("secret", secret.as_str()),
-                ("js_code", code),
-                ("grant_type", "authorization_code"),
-            ])
-            .send()
-            .await
-            .map_err(|e| WeChatError::Transport(e.without_url().to_string()))?;
-        // WeChat answers JSON with a text/plain content type; read bytes and parse them ourselves.
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| WeChatError::Transport(e.without_url().to_string()))?;
-        let answer: Code2Session = serde_json::from_slice(&body)
-            .map_err(|e| WeChatError::Transport(format!("unreadable answer: {e}")))?;
-        let openid = match (answer.errcode, answer.openid) {
-            (0, Some(openid)) if !openid.is_empty() => openid,
-            (0, _) => return Err(WeChatError::Transport("answer has no openid".into()).into()),
-            (40029 | 40163, _) => return Err(WeChatError::InvalidCode(answer.errcode).into()),
-            (45011, _) => return Err(WeChatError::RateLimited.into()),
-            (40226, _) => return Err(WeChatError::UserBlocked.into()),
-            (-1, _) => return Err(WeChatError::Busy.into()),
-            (errcode, _) => {
-                return Err(WeChatError::Other {
-                    errcode,
-                    errmsg: answer.errmsg,
-                }
-                .into())
-            }
-        };
+        self.limits.check(client)?;
+        let identity = wechat::code2session(
+            &self.http,
+            &self.config.wechat_api_base,
+            appid,
+            secret.as_str(),
+            code,
+        )
+        .await?;
         let user = self
             .store
             .upsert_user(LoginIdentity {
-                external_id: ExternalId::WeChat { openid },
-                unionid: answer.unionid,
-                session_key: answer.session_key,
+                external_id: ExternalId::WeChat {
+                    openid: identity.openid,
+                },
+                unionid: identity.unionid,
             })
             .await?;
         tracing::info!(user = user.id, "WeChat login");
@@ -136,19 +124,19 @@ impl Auth {
     }
 
     /// Development login: a display name is a user. Only when enabled by configuration.
-    pub async fn login_dev(&self, display_name: &str) -> Result<LoginResult> {
+    pub async fn login_dev(&self, client: IpAddr, display_name: &str) -> Result<LoginResult> {
         if !self.config.dev_login_enabled() {
             return Err(Error::NotFound(
                 "development login is disabled on this server",
             ));
         }
         let display_name = validate::name(display_name, "display_name")?;
+        self.limits.check(client)?;
         let user = self
             .store
             .upsert_user(LoginIdentity {
                 external_id: ExternalId::Dev { display_name },
                 unionid: None,
-                session_key: None,
             })
             .await?;
         self.issue(user).await
@@ -172,7 +160,12 @@ impl Auth {
         if token.is_empty() || token.len() > 256 {
             return Err(Error::Unauthorized);
         }
-        let token_hash = hash_token(token);
+        self.check(hash_token(token)).await
+    }
+
+    /// Checks a session by its token's hash and slides its expiry (an open WebSocket re-checks its session
+    /// this way, which keeps it alive while the socket is).
+    pub async fn check(&self, token_hash: [u8; 32]) -> Result<Session> {
         let ttl_ms = self.config.session_ttl().as_millis() as i64;
         match self
             .store
@@ -191,10 +184,59 @@ impl Auth {
     pub async fn logout(&self, session: &Session) -> Result<()> {
         self.store.revoke_session(session.token_hash).await
     }
+
+    /// Issues a connect ticket for `session`: a single-use secret, valid for [`TICKET_TTL`], that opens one
+    /// WebSocket as this session (`GET /v1/ws?ticket=`) without the token in the URL. Kept in the store, so
+    /// any node of a cluster accepts it; one per session (a new one replaces the last), so tickets never
+    /// outnumber sessions.
+    pub async fn issue_ticket(&self, session: &Session) -> Result<Ticket> {
+        let ticket = new_token();
+        let expires_at = now_millis() + TICKET_TTL.as_millis() as i64;
+        self.store
+            .create_ticket(hash_token(&ticket), session.token_hash, expires_at)
+            .await?;
+        Ok(Ticket {
+            ticket,
+            expires_in: TICKET_TTL.as_secs(),
+        })
+    }
+
+    /// Redeems a connect ticket (once): the session it was issued for, if both are still valid.
+    pub async fn redeem_ticket(&self, ticket: &str) -> Result<Session> {
+        if ticket.is_empty() || ticket.len() > 256 {
+            return Err(Error::Unauthorized);
+        }
+        let token_hash = self
+            .store
+            .take_ticket(hash_token(ticket), now_millis())
+            .await?
+            .ok_or(Error::Unauthorized)?;
+        self.check(token_hash).await
+    }
+
+    /// Deletes expired sessions and tickets, in batches; returns how many.
+    pub async fn delete_expired(&self) -> Result<usize> {
+        let now = now_millis();
+        let mut deleted = 0;
+        loop {
+            let batch = self.store.delete_expired(now, CLEANUP_BATCH).await?;
+            deleted += batch;
+            if batch < CLEANUP_BATCH {
+                return Ok(deleted);
+            }
+            // Let logins and connects between batches (SQLite has one writer).
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Drops idle entries of the per-address login limiter.
+    pub fn forget_idle_clients(&self) {
+        self.limits.forget_idle();
+    }
 }
 
-/// The bearer token from `Authorization: Bearer …`, or from `?token=` for browsers (which cannot set headers
-/// on a WebSocket).
+/// The bearer token from `Authorization: Bearer …`, or from `?token=` (kept for older browser clients, which
+/// cannot set headers on a WebSocket; it ends up in proxies' access logs, hence connect tickets).
 pub fn bearer(headers: &axum::http::HeaderMap, query_token: Option<&str>) -> Option<String> {
     let from_header = headers
         .get(axum::http::header::AUTHORIZATION)
