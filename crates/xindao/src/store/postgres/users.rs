@@ -16,7 +16,7 @@ pub(super) async fn upsert(store: &PostgresStore, identity: LoginIdentity) -> Re
                 .query_opt(
                     "INSERT INTO users (openid, unionid, display_name, created_at)
                      VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (openid) DO UPDATE SET
+                     ON CONFLICT (openid) DO UPDATE SET session_key = NULL,
                         unionid = COALESCE(excluded.unionid, users.unionid)
                      RETURNING id, display_name",
                     &[

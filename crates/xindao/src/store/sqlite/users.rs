@@ -15,7 +15,7 @@ pub(super) fn upsert(conn: &Connection, identity: &LoginIdentity) -> rusqlite::R
         ExternalId::WeChat { openid } => conn.query_row(
             "INSERT INTO users (openid, unionid, display_name, created_at)
              VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (openid) DO UPDATE SET
+             ON CONFLICT (openid) DO UPDATE SET session_key = NULL,
                 unionid = COALESCE(excluded.unionid, users.unionid)
              RETURNING id, display_name",
             params![
