@@ -1,5 +1,5 @@
 //! Login rate limits: one per client address and one for the whole node, checked before a login does any work
-//! (a WeChat call, a user, a session).
+//! (a WeChat call, a user, a session); and one per session for connect tickets (each a store write).
 //!
 //! Without them one anonymous client turns each request into a `code2Session` call on the app's WeChat quota
 //! and a session row. The per-address limiter is keyed and bounded: keys whose bucket is full again are
@@ -28,11 +28,23 @@ const OVERFLOW: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
 type Instant = <MonotonicClock as Clock>::Instant;
 type PerAddress =
     RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, MonotonicClock, NoOpMiddleware<Instant>>;
+type PerSession = RateLimiter<
+    [u8; 32],
+    DefaultKeyedStateStore<[u8; 32]>,
+    MonotonicClock,
+    NoOpMiddleware<Instant>,
+>;
 type Global = RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<Instant>>;
+
+/// Connect tickets a session may take per minute (with a burst of as many): each is a store write, and a
+/// client reconnecting with backoff takes a few.
+pub const TICKETS_PER_MINUTE: u32 = 30;
 
 pub struct LoginLimits {
     per_address: PerAddress,
     global: Global,
+    /// Connect tickets per session (by token hash), bounded like `per_address`.
+    tickets: PerSession,
 }
 
 fn nonzero(n: u32) -> NonZeroU32 {
@@ -68,6 +80,10 @@ impl LoginLimits {
         LoginLimits {
             per_address: RateLimiter::dashmap_with_clock(per_address, MonotonicClock),
             global: RateLimiter::direct_with_clock(global, MonotonicClock),
+            tickets: RateLimiter::dashmap_with_clock(
+                Quota::per_minute(nonzero(TICKETS_PER_MINUTE)),
+                MonotonicClock,
+            ),
         }
     }
 
@@ -81,10 +97,22 @@ impl LoginLimits {
         self.global.check().map_err(refused)
     }
 
-    /// Drops the addresses whose allowance is full again (called every minute).
+    /// Takes one connect ticket from the session's allowance, or says when to retry.
+    pub fn check_ticket(&self, token_hash: [u8; 32]) -> Result<()> {
+        let key = if self.tickets.len() >= MAX_TRACKED {
+            [0; 32]
+        } else {
+            token_hash
+        };
+        self.tickets.check_key(&key).map_err(refused)
+    }
+
+    /// Drops the addresses and sessions whose allowance is full again (called every minute).
     pub fn forget_idle(&self) {
         self.per_address.retain_recent();
         self.per_address.shrink_to_fit();
+        self.tickets.retain_recent();
+        self.tickets.shrink_to_fit();
     }
 }
 

@@ -160,12 +160,12 @@ impl Auth {
         if token.is_empty() || token.len() > 256 {
             return Err(Error::Unauthorized);
         }
-        self.check(hash_token(token)).await
+        self.check_session(hash_token(token)).await
     }
 
     /// Checks a session by its token's hash and slides its expiry (an open WebSocket re-checks its session
     /// this way, which keeps it alive while the socket is).
-    pub async fn check(&self, token_hash: [u8; 32]) -> Result<Session> {
+    pub async fn check_session(&self, token_hash: [u8; 32]) -> Result<Session> {
         let ttl_ms = self.config.session_ttl().as_millis() as i64;
         match self
             .store
@@ -188,8 +188,10 @@ impl Auth {
     /// Issues a connect ticket for `session`: a single-use secret, valid for [`TICKET_TTL`], that opens one
     /// WebSocket as this session (`GET /v1/ws?ticket=`) without the token in the URL. Kept in the store, so
     /// any node of a cluster accepts it; one per session (a new one replaces the last), so tickets never
-    /// outnumber sessions.
+    /// outnumber sessions. Each is a store write: a session gets [`limits::TICKETS_PER_MINUTE`] (far above what
+    /// reconnecting with backoff takes), then `rate_limited`.
     pub async fn issue_ticket(&self, session: &Session) -> Result<Ticket> {
+        self.limits.check_ticket(session.token_hash)?;
         let ticket = new_token();
         let expires_at = now_millis() + TICKET_TTL.as_millis() as i64;
         self.store
@@ -211,7 +213,7 @@ impl Auth {
             .take_ticket(hash_token(ticket), now_millis())
             .await?
             .ok_or(Error::Unauthorized)?;
-        self.check(token_hash).await
+        self.check_session(token_hash).await
     }
 
     /// Deletes expired sessions and tickets, in batches; returns how many.

@@ -318,7 +318,7 @@ async fn serve(
                 }
                 if session_checked.elapsed() >= session_check_interval(config) {
                     session_checked = Instant::now();
-                    match app.auth.check(token_hash).await {
+                    match app.auth.check_session(token_hash).await {
                         Ok(_) => {}
                         Err(Error::Unauthorized) => {
                             return End::Close(CLOSE_SESSION_ENDED, "session expired: log in again")

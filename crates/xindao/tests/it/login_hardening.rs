@@ -283,6 +283,26 @@ async fn a_connect_ticket_opens_one_socket_once() {
         upgrade_status(server.addr, &format!("token={}", bob.token)).await,
         101
     );
+
+    // Each ticket is a store write: a session gets 30 a minute (one more every 2 s), then 429 `rate_limited`.
+    let carol = server.login("carol").await;
+    let mut issued = 0;
+    let refused = loop {
+        let (status, body) = ticket(&server, &carol.token).await;
+        if status != 200 || issued == 40 {
+            break (status, body);
+        }
+        issued += 1;
+    };
+    assert_eq!(
+        (refused.0, refused.1["error"]["code"].clone()),
+        (429, json!("rate_limited"))
+    );
+    assert!(
+        (30..40).contains(&issued),
+        "{issued} tickets before the limit"
+    );
+    assert_eq!(ticket(&server, &bob.token).await.0, 200, "per session");
 }
 
 /// Finding 7. Before: an open socket outlived its session's expiry. After: the connection re-checks its
