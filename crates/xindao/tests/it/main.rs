@@ -26,6 +26,7 @@ mod delivery;
 mod hostile;
 mod login;
 mod login_burst;
+mod login_hardening;
 mod protocol_edges;
 mod store_migrate;
 mod store_suite;

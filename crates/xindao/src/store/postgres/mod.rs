@@ -167,6 +167,23 @@ impl Store for PostgresStore {
         users::revoke_session(self, &token_hash).await
     }
 
+    async fn create_ticket(
+        &self,
+        ticket_hash: [u8; 32],
+        token_hash: [u8; 32],
+        expires_at: Millis,
+    ) -> Result<()> {
+        users::create_ticket(self, &ticket_hash, &token_hash, expires_at).await
+    }
+
+    async fn take_ticket(&self, ticket_hash: [u8; 32], now: Millis) -> Result<Option<[u8; 32]>> {
+        users::take_ticket(self, &ticket_hash, now).await
+    }
+
+    async fn delete_expired(&self, now: Millis, limit: usize) -> Result<usize> {
+        users::delete_expired(self, now, limit).await
+    }
+
     async fn open_direct(&self, user: UserId, peer: UserId) -> Result<(ConversationId, bool)> {
         rooms::open_direct(self, user, peer).await
     }
