@@ -17,7 +17,7 @@
 //! - [`bus`]: carries deliveries to every node that may hold a recipient (local, or a cluster over Redis
 //!   or NATS) and answers who is online.
 //! - [`hub`]: this node's connections and the conversations they follow; routes each delivery into the
-//!   recipients' bounded queues ([`hub::outbox`]), which their connection tasks write.
+//!   recipients' bounded queues ([`hub::outbox`](mod@hub::outbox)), which their connection tasks write.
 //!
 //! Around them: [`app`] (the shared state, its assembly and its ordered teardown), [`config`], [`model`]
 //! (the stored types), [`error`] (one error type, with its wire code and HTTP status) and [`metrics`]. The

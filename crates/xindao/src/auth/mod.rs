@@ -188,7 +188,7 @@ impl Auth {
     /// Issues a connect ticket for `session`: a single-use secret, valid for [`TICKET_TTL`], that opens one
     /// WebSocket as this session (`GET /v1/ws?ticket=`) without the token in the URL. Kept in the store, so
     /// any node of a cluster accepts it; one per session (a new one replaces the last), so tickets never
-    /// outnumber sessions. Each is a store write: a session gets [`limits::TICKETS_PER_MINUTE`] (far above what
+    /// outnumber sessions. Each is a store write: a session gets `TICKETS_PER_MINUTE` (far above what
     /// reconnecting with backoff takes), then `rate_limited`.
     pub async fn issue_ticket(&self, session: &Session) -> Result<Ticket> {
         self.limits.check_ticket(session.token_hash)?;

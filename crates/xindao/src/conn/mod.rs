@@ -2,7 +2,7 @@
 //!
 //! Every refusal (no or bad token, server full, too many connections of one user, shutting down) happens in
 //! [`upgrade`], as an HTTP error, before the upgrade. After it, one task per connection (`connection.rs`) is the
-//! only writer of its socket: it writes its replies and the pushes the hub queued for it ([`crate::hub::outbox`]).
+//! only writer of its socket: it writes its replies and the pushes the hub queued for it ([`crate::hub::outbox`](mod@crate::hub::outbox)).
 
 mod connection;
 

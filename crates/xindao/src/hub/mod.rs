@@ -2,7 +2,7 @@
 //!
 //! The hub knows which local users are online, which conversations they are members of (loaded at connect
 //! and kept current by membership deliveries) and who watches whose presence. It routes only: delivering
-//! never waits and never writes a socket. A push goes into each recipient's bounded queue ([`outbox`]), whose
+//! never waits and never writes a socket. A push goes into each recipient's bounded queue ([`outbox`](mod@outbox)), whose
 //! connection task writes it; a connection whose queue is full is evicted as a slow consumer (its task then
 //! closes it with 4009 and the client resyncs from the store). Frames are encoded once and shared.
 

@@ -2,7 +2,7 @@
 //!
 //! The store is the source of truth for users, sessions, conversations, membership, messages and read state.
 //! Each backend implements storage only; the rules (who may join, add, remove, leave; when a session slides)
-//! live in [`crate::rules`], and the group-commit loop in front of appends in [`group_commit`], once for both.
+//! live in [`crate::rules`], and the group-commit loop in front of appends in `group_commit.rs`, once for both.
 //!
 //! # Checks made inside the writing transaction, and why
 //! A check read outside the write could be stale by the time the write commits (another request, or on
