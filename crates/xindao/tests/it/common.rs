@@ -119,7 +119,7 @@ pub struct Login {
 /// The harness's HTTP client, one for every call: building one loads the system's CA certificates, which
 /// takes the runtime's thread for milliseconds (300 logins building their own starved the server beside them
 /// until connects timed out). It keeps no idle connections, so none outlives the test runtime that opened it.
-fn http() -> &'static reqwest::Client {
+pub fn http() -> &'static reqwest::Client {
     static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     HTTP.get_or_init(|| {
         reqwest::Client::builder()

@@ -21,6 +21,7 @@ mod bad_input;
 mod chat;
 mod cluster;
 mod config;
+mod conn_budget;
 mod delivery;
 mod login;
 mod login_burst;
