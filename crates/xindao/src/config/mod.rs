@@ -173,13 +173,22 @@ pub struct Config {
     /// Requests per second allowed per connection.
     #[arg(long, default_value_t = 20)]
     pub rate_per_sec: u32,
-    /// Burst of requests allowed per connection.
+    /// Burst of requests allowed per connection. Refused requests are counted too: a connection with more
+    /// than `rate_burst` refusals in a 10 s sliding window (a leaky bucket: `rate_burst` refusals, one drained
+    /// every 10 s / `rate_burst`) is closed with 4008.
     #[arg(long, default_value_t = 40)]
     pub rate_burst: u32,
     /// Pushes queued per connection before it is dropped as a slow consumer (4009).
     #[arg(long, default_value_t = 256)]
     pub outbound_queue: usize,
-    /// Milliseconds a socket write may take before the connection is dropped.
+    /// Bytes a connection may have outstanding: pushes queued for it plus replies and pushes written to its
+    /// socket and not yet taken by it. A push or reply that would go over it closes the connection as a slow
+    /// consumer (4009) at once, freeing them. Keep it above the largest reply (a 1 MiB history or sync page
+    /// plus one message). Worst-case memory per connection: about max_outstanding_bytes + max_frame_bytes +
+    /// 16 KiB, held at most write_timeout_ms (plus, while a request is answered, its reply: at most ~1 MiB).
+    #[arg(long, default_value_t = 2 * 1024 * 1024)]
+    pub max_outstanding_bytes: usize,
+    /// Milliseconds a socket may hold back what was written to it before the connection is dropped.
     #[arg(long, default_value_t = 10_000)]
     pub write_timeout_ms: u64,
     /// Open WebSockets allowed in this process (beyond it: HTTP 503 before upgrading).
@@ -276,6 +285,10 @@ impl Config {
                 "rate_per_sec and rate_burst must be >= 1",
             ),
             (self.outbound_queue >= 1, "outbound_queue must be >= 1"),
+            (
+                self.max_outstanding_bytes >= 2 * self.max_frame_bytes,
+                "max_outstanding_bytes must be >= 2 * max_frame_bytes",
+            ),
             (self.max_connections >= 1, "max_connections must be >= 1"),
             (
                 self.max_connections_per_user >= 1,

@@ -5,6 +5,7 @@
 //! only writer of its socket: it writes its replies and the pushes the hub queued for it ([`crate::hub::outbox`](mod@crate::hub::outbox)).
 
 mod connection;
+mod socket;
 
 use std::sync::Arc;
 
@@ -36,7 +37,8 @@ const READ_BUFFER: usize = 1024;
 /// Bytes of frames gathered before a socket write (a flush writes whatever is gathered).
 const WRITE_BUFFER: usize = 8 * 1024;
 
-/// Most bytes a connection may have written but not yet accepted by the socket.
+/// Least room in tungstenite's write buffer: it must hold a whole reply. What a connection may leave unsent
+/// is bounded by its byte budget (`max_outstanding_bytes`), checked before the buffer.
 const MAX_WRITE_BUFFER: usize = 4 * 1024 * 1024;
 
 /// The upgrade's query: a connect ticket (`POST /v1/ws/ticket`), or the token itself (older browser clients).
@@ -62,14 +64,18 @@ pub async fn upgrade(
             ws.read_buffer_size(READ_BUFFER)
                 // Pushes queued together go out in one write; the buffer grows only while writing.
                 .write_buffer_size(WRITE_BUFFER)
-                // Replies are bounded (history pages by bytes), so this cap is never reached by a
-                // well-behaved peer; it bounds memory when a peer stops reading.
-                .max_write_buffer_size(MAX_WRITE_BUFFER.max(frame_limit * 4))
+                // Replies are bounded (history pages by bytes) and what stays unsent by the byte budget,
+                // so this cap is only a backstop.
+                .max_write_buffer_size(
+                    MAX_WRITE_BUFFER.max(app.config.max_outstanding_bytes + frame_limit * 4),
+                )
                 .max_message_size(frame_limit)
                 .max_frame_size(frame_limit)
                 .on_upgrade(move |socket| {
-                    let (outbox, queue) = outbox(app.config.outbound_queue);
-                    let conn = connection::Conn::new(socket, queue, app.config.write_timeout());
+                    let config = &app.config;
+                    let (outbox, queue) =
+                        outbox(config.outbound_queue, config.max_outstanding_bytes);
+                    let conn = socket::Conn::new(socket, queue, config.write_timeout());
                     tracker.track_future(connection::run(app, conn, outbox, session, permit))
                 })
         }
@@ -114,9 +120,22 @@ enum End {
     Close(u16, &'static str),
     /// The peer closed or vanished.
     Gone,
+    /// Counted as a close with this code, but dropped without a close handshake: the socket is not taking
+    /// bytes, and the close frame would wait behind the ones the client is not reading.
+    Abort(u16, &'static str),
 }
 
 impl End {
+    /// The end a failed socket write calls for: a full write buffer means the client is not reading.
+    fn from_write_error(error: axum::Error) -> End {
+        match error.into_inner().downcast::<tungstenite::Error>() {
+            Ok(ws) if matches!(*ws, tungstenite::Error::WriteBufferFull(_)) => {
+                End::Abort(CLOSE_SLOW_CONSUMER, "slow consumer: write buffer full")
+            }
+            _ => End::Gone,
+        }
+    }
+
     /// The close a failed read calls for: a frame over the limit, bad UTF-8 or a protocol error is answered
     /// with its close code; anything else means the peer is gone.
     fn from_read_error(error: axum::Error) -> End {

@@ -22,6 +22,7 @@ mod bus_auth;
 mod chat;
 mod cluster;
 mod config;
+mod conn_budget;
 mod delivery;
 mod hostile;
 mod login;
