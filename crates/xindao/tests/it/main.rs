@@ -22,6 +22,8 @@ mod chat;
 mod cluster;
 mod config;
 mod delivery;
+mod edge;
+mod edge_access;
 mod login;
 mod login_burst;
 mod protocol_edges;
