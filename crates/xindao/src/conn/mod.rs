@@ -106,9 +106,12 @@ async fn admit(
     let per_ip = match peer {
         Some(Peer(peer)) => {
             let ip = client_ip(&app.config.trusted_proxies, peer, headers);
-            let guard = app.sockets_per_ip.try_acquire(ip).ok_or(
-                Error::TooManyConnections("too many connections from this address"),
-            )?;
+            let guard = app
+                .sockets_per_ip
+                .try_acquire(ip)
+                .ok_or(Error::TooManyConnections(
+                    "too many connections from this address",
+                ))?;
             Some(guard)
         }
         None => None,
@@ -219,7 +222,10 @@ mod tests {
             &[],
             &headers(Some("http://127.0.0.1:9999"), "127.0.0.1:8080")
         ));
-        assert!(!origin_allowed(&[], &headers(Some("null"), "chat.example.com")));
+        assert!(!origin_allowed(
+            &[],
+            &headers(Some("null"), "chat.example.com")
+        ));
         let allowed = vec!["https://app.example.com".to_string()];
         assert!(origin_allowed(
             &allowed,

@@ -34,9 +34,11 @@ fn raise_nofile_limit() -> Option<usize> {
         }
     }
     // None means unlimited.
-    Some(limit.current.map_or(usize::MAX, |n| {
-        usize::try_from(n).unwrap_or(usize::MAX)
-    }))
+    Some(
+        limit
+            .current
+            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+    )
 }
 
 /// Fits `max_connections` and `max_pending_connections` into the open-file limit, leaving the reserve;

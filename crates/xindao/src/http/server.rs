@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
 
-use crate::app::{App, Fanout};
 use super::accept::{self, Edge};
+use crate::app::{App, Fanout};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
@@ -77,7 +77,9 @@ impl Server {
 
     /// The admin listener's address (/metrics), if there is one.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().and_then(|admin| admin.local_addr().ok())
+        self.admin
+            .as_ref()
+            .and_then(|admin| admin.local_addr().ok())
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully.

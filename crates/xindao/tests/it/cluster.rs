@@ -399,7 +399,9 @@ async fn bus_restart_mid_burst(bus: &str, restart: impl FnOnce() -> Box<dyn std:
     let healthy = json!({ "status": "ok", "store": "ok", "bus": "ok" });
     assert_eq!(health(n0).await, (200, healthy.clone()));
     assert_eq!(
-        common::metric(admin0, "xindao_bus_connected").await.as_deref(),
+        common::metric(admin0, "xindao_bus_connected")
+            .await
+            .as_deref(),
         Some("1")
     );
     {
@@ -409,7 +411,9 @@ async fn bus_restart_mid_burst(bus: &str, restart: impl FnOnce() -> Box<dyn std:
         let down = json!({ "status": "ok", "store": "ok", "bus": "disconnected" });
         assert_eq!(until_health(n0, &down).await, (200, down));
         assert_eq!(
-            common::metric(admin0, "xindao_bus_connected").await.as_deref(),
+            common::metric(admin0, "xindao_bus_connected")
+                .await
+                .as_deref(),
             Some("0")
         );
         // Dropping the guard starts the service again.

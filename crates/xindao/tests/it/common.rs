@@ -65,7 +65,9 @@ impl TestServer {
             .await
             .unwrap();
         let addr = server.local_addr();
-        let admin = server.admin_addr().expect("tests configure an admin listener");
+        let admin = server
+            .admin_addr()
+            .expect("tests configure an admin listener");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;

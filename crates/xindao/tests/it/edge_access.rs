@@ -53,10 +53,20 @@ async fn websockets_per_address_are_capped_by_the_sockets_address() {
     let (status, _) = upgrade(server.addr, [127, 0, 0, 3], &alice.token, &forged).await;
     assert_eq!(status, 429);
     // Another address is not affected; a closed socket gives its place back.
-    assert_eq!(upgrade(server.addr, [127, 0, 0, 4], &alice.token, &[]).await.0, 101);
+    assert_eq!(
+        upgrade(server.addr, [127, 0, 0, 4], &alice.token, &[])
+            .await
+            .0,
+        101
+    );
     drop(open.pop());
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(upgrade(server.addr, [127, 0, 0, 3], &alice.token, &[]).await.0, 101);
+    assert_eq!(
+        upgrade(server.addr, [127, 0, 0, 3], &alice.token, &[])
+            .await
+            .0,
+        101
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,7 +87,10 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_capped() {
         assert_eq!(status, 101);
         open.push(client);
     }
-    assert_eq!(upgrade(server.addr, proxy, &alice.token, &client_a).await.0, 429);
+    assert_eq!(
+        upgrade(server.addr, proxy, &alice.token, &client_a).await.0,
+        429
+    );
     // Another client through the same proxy is counted on its own, and so is the proxy's own address.
     let (status, b) = upgrade(server.addr, proxy, &alice.token, &client_b).await;
     assert_eq!(status, 101);
@@ -157,7 +170,10 @@ async fn websocket_origins_are_checked_before_the_upgrade() {
     .await;
     let bob = listed.login("bob").await;
     let allowed = [("origin", "https://chat.example.com")];
-    assert_eq!(upgrade(listed.addr, from, &bob.token, &allowed).await.0, 101);
+    assert_eq!(
+        upgrade(listed.addr, from, &bob.token, &allowed).await.0,
+        101
+    );
     let own = format!("http://{}", listed.addr);
     let same = [("origin", own.as_str())];
     assert_eq!(

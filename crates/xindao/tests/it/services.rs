@@ -158,7 +158,9 @@ impl Node {
                     return;
                 }
             };
-            let admin = server.admin_addr().expect("tests configure an admin listener");
+            let admin = server
+                .admin_addr()
+                .expect("tests configure an admin listener");
             let _ = ready_tx.send(Ok(admin));
             let _ = server.run(std::future::pending()).await;
         });
