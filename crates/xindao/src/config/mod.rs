@@ -186,7 +186,8 @@ pub struct Config {
     #[arg(long, value_delimiter = ',')]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Milliseconds a client has to send a request's headers, counted from the accept or, on a kept-alive
-    /// connection, from the previous response: a slow (slowloris) or idle HTTP connection is closed.
+    /// connection, from the previous response: a slow (slowloris) or idle HTTP connection is closed. A whole
+    /// request, body included, must be read and answered within three times this (else 408).
     #[arg(long, default_value_t = 10_000)]
     pub http_header_timeout_ms: u64,
     /// Largest request head (request line and headers) in bytes, at least 8192; a larger one is answered

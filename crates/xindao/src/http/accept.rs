@@ -4,14 +4,17 @@
 //! `max_connections_per_ip` until it upgrades (then the WebSocket counts, see [`crate::conn`]); over either
 //! cap it is closed at once, before a byte is read. hyper serves each connection with a timer, so a client
 //! must send a request's headers within `http_header_timeout_ms` of the accept or, kept alive, of the previous
-//! response (slowloris and idle keep-alive sockets are closed), and the head is bounded by `max_header_bytes`
-//! (431). An accept that fails for want of descriptors backs off instead of spinning.
+//! response (slowloris and idle keep-alive sockets are closed), the head is bounded by `max_header_bytes`
+//! (431), and a whole request, body included, by three times that timeout (408). An accept that fails for want of descriptors
+//! backs off instead of spinning.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -35,6 +38,9 @@ pub(super) struct Edge {
     /// Proxies are not counted per address at accept: all their clients share their address.
     pub trusted_proxies: Vec<IpNet>,
     pub http: http1::Builder,
+    /// Longest a request may take, its body included (three header timeouts; a WebSocket is past its
+    /// upgrade well before): a client that trickles a body is answered 408 and the connection closed.
+    pub request_timeout: Duration,
     /// The public listener's figures (pending connections, refusals); None for the admin listener, so that
     /// a scrape does not count itself.
     pub metrics: Option<Metrics>,
@@ -59,6 +65,7 @@ impl Edge {
             per_ip: PerIp::new(max_per_ip),
             trusted_proxies,
             http,
+            request_timeout: header_timeout * 3,
             metrics,
         }
     }
@@ -155,9 +162,22 @@ async fn connection(
     admission: Admission,
     shutdown: CancellationToken,
 ) {
+    let request_timeout = edge.request_timeout;
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(Peer(peer));
-        tower::Service::call(&mut router.clone(), request)
+        let response = tower::Service::call(&mut router.clone(), request);
+        async move {
+            match tokio::time::timeout(request_timeout, response).await {
+                Ok(response) => response,
+                Err(_) => {
+                    let mut timed_out = StatusCode::REQUEST_TIMEOUT.into_response();
+                    timed_out
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    Ok(timed_out)
+                }
+            }
+        }
     });
     let conn = edge
         .http

@@ -18,13 +18,12 @@ pub fn reserve(config: &Config) -> usize {
     256 + store
 }
 
-/// Raises the soft open-file limit to the hard one and returns the limit now in force (None where it
-/// cannot be read).
-fn raise_nofile_limit() -> Option<usize> {
-    use rustix::process::{getrlimit, setrlimit, Resource};
+/// Raises the soft open-file limit to the hard one and returns the limit now in force.
+fn raise_nofile_limit() -> usize {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current != limit.maximum {
-        let raised = rustix::process::Rlimit {
+        let raised = Rlimit {
             current: limit.maximum,
             maximum: limit.maximum,
         };
@@ -33,27 +32,26 @@ fn raise_nofile_limit() -> Option<usize> {
             Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
         }
     }
-    // None means unlimited.
-    Some(
-        limit
-            .current
-            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)),
-    )
+    // None is unlimited.
+    limit
+        .current
+        .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// Fits `max_connections` and `max_pending_connections` into the open-file limit, leaving the reserve;
 /// lowers them with a warning when they do not fit, refuses to start when not even one of each fits.
 pub fn apply(config: &mut Config) -> Result<()> {
-    let Some(limit) = raise_nofile_limit() else {
-        return Ok(());
-    };
-    fit(config, limit)
+    fit(config, raise_nofile_limit())
 }
 
 fn fit(config: &mut Config, limit: usize) -> Result<()> {
     let reserve = reserve(config);
     let available = limit.saturating_sub(reserve);
-    if config.max_connections + config.max_pending_connections <= available {
+    if config
+        .max_connections
+        .saturating_add(config.max_pending_connections)
+        <= available
+    {
         return Ok(());
     }
     if available < 2 {
@@ -62,6 +60,7 @@ fn fit(config: &mut Config, limit: usize) -> Result<()> {
              store and listeners: raise it (ulimit -n, LimitNOFILE=)"
         )));
     }
+    // A quarter of the room for connections that have not upgraded yet, the rest for WebSockets.
     let pending = config.max_pending_connections.min((available / 4).max(1));
     let connections = config.max_connections.min(available - pending);
     tracing::warn!(

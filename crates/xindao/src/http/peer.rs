@@ -29,6 +29,9 @@ pub fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
 pub fn client_ip(trusted: &[IpNet], peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
     let mut client = peer.ip().to_canonical();
     if !is_trusted(trusted, client) {
+        if headers.contains_key("x-forwarded-for") {
+            warn_untrusted_forwarder(client);
+        }
         return client;
     }
     let entries: Vec<&str> = headers
@@ -47,6 +50,19 @@ pub fn client_ip(trusted: &[IpNet], peer: SocketAddr, headers: &HeaderMap) -> Ip
         }
     }
     client
+}
+
+/// Says once per process that a peer sent X-Forwarded-For without being a trusted proxy: behind a proxy that
+/// is not listed, every client shares the proxy's per-address cap.
+fn warn_untrusted_forwarder(peer: IpAddr) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            %peer,
+            "X-Forwarded-For ignored from a peer that is not in trusted_proxies: if it is your proxy, \
+             list it there, or all its clients share one address's connection cap"
+        );
+    }
 }
 
 /// Connections per address, capped.

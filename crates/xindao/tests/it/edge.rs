@@ -91,6 +91,22 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_body_is_answered_408_within_three_header_timeouts() {
+    let server = TestServer::start(|c| c.http_header_timeout_ms = 500).await;
+    let mut tcp = connect_from([127, 0, 0, 1], server.addr).await;
+    let head = "POST /v1/login/dev HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                Content-Length: 1000\r\n\r\n{";
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let (reply, closed) = until_closed(&mut tcp, Duration::from_secs(5))
+        .await
+        .expect("closed by the server");
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply:?}");
+    let held = closed - started;
+    assert!(held < Duration::from_millis(2500), "held {held:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_headers_are_answered_431() {
     let server = TestServer::start(|_| {}).await;
     let mut tcp = connect_from([127, 0, 0, 1], server.addr).await;
