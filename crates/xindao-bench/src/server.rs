@@ -117,6 +117,12 @@ impl Server {
                     "19900".into(),
                     "--max-connections-per-user".into(),
                     "100".into(),
+                    // Every load-generator connection comes from 127.0.0.1.
+                    "--max-connections-per-ip".into(),
+                    "1000000".into(),
+                    // No admin listener: two servers on one machine would both want 127.0.0.1:9090.
+                    "--admin-listen".into(),
+                    "".into(),
                     "--rate-per-sec".into(),
                     rate.clone(),
                     "--rate-burst".into(),

@@ -18,6 +18,7 @@ use crate::bus::Bus;
 use crate::chat::{fanout, Chat};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::http::peer::PerIp;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -35,7 +36,10 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// The connection tasks, which shutdown waits for.
     pub tracker: TaskTracker,
+    /// Open WebSockets: `max_connections` of them.
     pub connection_slots: Arc<Semaphore>,
+    /// Open WebSockets per client address: `max_connections_per_ip` each.
+    pub sockets_per_ip: PerIp,
 }
 
 /// The fan-out task, which [`App::close`] waits for.
@@ -74,6 +78,7 @@ impl App {
         auth::spawn_housekeeping(auth.clone(), config.clone(), shutdown.clone());
         let app = Arc::new(App {
             connection_slots: Arc::new(Semaphore::new(config.max_connections)),
+            sockets_per_ip: PerIp::new(config.max_connections_per_ip),
             config,
             store,
             bus,

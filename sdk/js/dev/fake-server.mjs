@@ -275,6 +275,8 @@ server.on('upgrade', (req, socket, head) => {
 const [host, port] = [listen.slice(0, listen.lastIndexOf(':')), Number(listen.slice(listen.lastIndexOf(':') + 1))];
 server.listen(port, host, () => {
   process.stdout.write('listening http://' + host + ':' + server.address().port + '\n');
+  // The real server's admin listener line (the fake has no /metrics; tests that read it need the real one).
+  if (opt('admin-listen', 'XINDAO_ADMIN_LISTEN', '127.0.0.1:9090') !== '') process.stdout.write('admin http://' + host + ':' + server.address().port + '\n');
 });
 process.on('SIGTERM', () => {
   for (const c of conns) c.ws.close(1001, 'shutting down');

@@ -197,6 +197,41 @@ pub struct Config {
     /// Open WebSockets allowed per user on this server (beyond it: HTTP 429 before upgrading).
     #[arg(long, default_value_t = 16)]
     pub max_connections_per_user: usize,
+    /// HTTP connections accepted but not upgraded to a WebSocket (yet) allowed at once: beyond it a new
+    /// connection is closed as soon as it is accepted. Every TCP connection counts from its accept: against
+    /// this cap until it upgrades, then against max_connections; together with a reserve for the store they
+    /// must fit the open-file limit (else max_connections is lowered at startup, with a warning).
+    #[arg(long, default_value_t = 1024)]
+    pub max_pending_connections: usize,
+    /// Connections allowed per client address, counted twice: HTTP connections not upgraded (beyond it:
+    /// closed at accept) and open WebSockets (beyond it: HTTP 429 before upgrading). The address is the
+    /// socket's peer, or the one X-Forwarded-For names when that peer is one of trusted_proxies.
+    #[arg(long, default_value_t = 64)]
+    pub max_connections_per_ip: usize,
+    /// Reverse proxies whose X-Forwarded-For header is believed, as CIDRs (comma-separated;
+    /// "10.0.0.7/32" for one address). Their own connections are not counted per address; the client
+    /// address of a request through them is the rightmost X-Forwarded-For entry that is not a trusted
+    /// proxy. Unset: X-Forwarded-For is ignored.
+    #[arg(long, value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Milliseconds a client has to send a request's headers, counted from the accept or, on a kept-alive
+    /// connection, from the previous response: a slow (slowloris) or idle HTTP connection is closed. A whole
+    /// request, body included, must be read and answered within three times this (else 408).
+    #[arg(long, default_value_t = 10_000)]
+    pub http_header_timeout_ms: u64,
+    /// Largest request head (request line and headers) in bytes, at least 8192; a larger one is answered
+    /// 431 and the connection closed.
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+    /// Address of the admin listener, which serves /metrics (and /healthz); "" for none. /metrics is not
+    /// served on `listen`: keep this address on loopback or a private network.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin_listen: AdminListen,
+    /// Origins (scheme://host[:port], comma-separated) whose web pages may open a WebSocket; others get
+    /// HTTP 403 before upgrading. Unset: only pages served from the host the request names (its Host
+    /// header). A request without Origin (mini-programs, native apps) is allowed.
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
     /// Most messages per group commit (SQLite, and per writer on PostgreSQL).
     #[arg(long, default_value_t = 512)]
     pub commit_batch_max: usize,
@@ -293,6 +328,22 @@ impl Config {
             (
                 self.max_connections_per_user >= 1,
                 "max_connections_per_user must be >= 1",
+            ),
+            (
+                self.max_pending_connections >= 1 && self.max_connections_per_ip >= 1,
+                "max_pending_connections and max_connections_per_ip must be >= 1",
+            ),
+            (
+                self.http_header_timeout_ms >= 100,
+                "http_header_timeout_ms must be >= 100",
+            ),
+            (
+                self.max_header_bytes >= 8192,
+                "max_header_bytes must be >= 8192",
+            ),
+            (
+                self.allowed_origins.iter().all(|o| o.contains("://")),
+                "allowed_origins must be scheme://host[:port] origins",
             ),
             (self.commit_batch_max >= 1, "commit_batch_max must be >= 1"),
             (
@@ -406,6 +457,40 @@ impl Config {
     pub fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.session_ttl_secs)
     }
+    pub fn http_header_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_header_timeout_ms)
+    }
+}
+
+/// A listen address that may be turned off: `""` (or `off`) for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AdminListen(pub Option<SocketAddr>);
+
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "" | "off" | "none" => Ok(AdminListen(None)),
+            addr => addr
+                .parse()
+                .map(|addr| AdminListen(Some(addr)))
+                .map_err(|_| format!("`{addr}` is not an address (host:port), nor \"\" for none")),
+        }
+    }
+}
+
+impl TryFrom<String> for AdminListen {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl From<AdminListen> for String {
+    fn from(listen: AdminListen) -> String {
+        listen.0.map(|addr| addr.to_string()).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -423,6 +508,22 @@ mod tests {
         assert_eq!(config.dev_login, DevLogin::Auto);
         assert_eq!(config.commit_linger_us, None);
         assert!(config.validate().is_ok());
+        assert_eq!(
+            config.admin_listen,
+            AdminListen(Some(SocketAddr::from(([127, 0, 0, 1], 9090))))
+        );
+    }
+
+    #[test]
+    fn the_admin_listener_can_be_turned_off_and_proxies_are_cidrs() {
+        let config: Config = toml::from_str(
+            "admin_listen = \"\"\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1/32\"]",
+        )
+        .unwrap();
+        assert_eq!(config.admin_listen, AdminListen(None));
+        assert_eq!(config.trusted_proxies.len(), 2);
+        assert!(toml::from_str::<Config>("trusted_proxies = [\"nonsense\"]").is_err());
+        assert!(toml::from_str::<Config>("admin_listen = \"localhost\"").is_err());
     }
 
     #[test]

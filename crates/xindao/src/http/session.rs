@@ -1,17 +1,19 @@
 //! Login (WeChat `code2Session`, or the development login), logout, the current user, and connect tickets.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::body;
+use super::peer::Peer;
 use crate::app::App;
 use crate::auth::{bearer, Session};
 use crate::error::{Error, Result};
@@ -22,10 +24,10 @@ async fn session(app: &App, headers: &HeaderMap) -> Result<Session> {
     app.auth.authenticate(&token).await
 }
 
-/// The address a login is counted against: the TCP peer. (Behind a reverse proxy every client shares the
-/// proxy's address until the proxy's `X-Forwarded-For` is trusted.)
-fn client_ip(peer: SocketAddr) -> IpAddr {
-    peer.ip()
+/// The address a login is counted against: the TCP peer, or the client a trusted proxy forwarded
+/// (`trusted_proxies`; behind an untrusted proxy every client shares the proxy's address).
+fn client_ip(app: &App, Peer(peer): Peer, headers: &HeaderMap) -> IpAddr {
+    super::peer::client_ip(&app.config.trusted_proxies, peer, headers)
 }
 
 #[derive(Deserialize)]
@@ -35,11 +37,14 @@ struct WeChatLogin {
 
 pub(super) async fn login_wechat(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response> {
     let request: WeChatLogin = body(&bytes)?;
-    let login = app.auth.login_wechat(client_ip(peer), &request.code);
+    let login = app
+        .auth
+        .login_wechat(client_ip(&app, peer, &headers), &request.code);
     Ok(Json(login.await?).into_response())
 }
 
@@ -50,11 +55,14 @@ struct DevLogin {
 
 pub(super) async fn login_dev(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response> {
     let request: DevLogin = body(&bytes)?;
-    let login = app.auth.login_dev(client_ip(peer), &request.display_name);
+    let login = app
+        .auth
+        .login_dev(client_ip(&app, peer, &headers), &request.display_name);
     Ok(Json(login.await?).into_response())
 }
 

@@ -48,6 +48,10 @@ impl Cluster {
     fn addr(&self, i: usize) -> SocketAddr {
         self.nodes[i].addr
     }
+
+    fn admin(&self, i: usize) -> SocketAddr {
+        self.nodes[i].admin
+    }
 }
 
 /// `GET /healthz`: status code and body.
@@ -376,6 +380,7 @@ async fn bus_restart_mid_burst(bus: &str, restart: impl FnOnce() -> Box<dyn std:
         return;
     };
     let (n0, n1) = (cluster.addr(0), cluster.addr(1));
+    let admin0 = cluster.admin(0);
     let owner = login(n0, "owner").await;
     let mut o = Client::connect(n0, &owner.token).await;
     let room = o.ok("room_create", json!({ "name": "restart" })).await["conversation"]["id"]
@@ -395,7 +400,9 @@ async fn bus_restart_mid_burst(bus: &str, restart: impl FnOnce() -> Box<dyn std:
     let healthy = json!({ "status": "ok", "store": "ok", "bus": "ok" });
     assert_eq!(health(n0).await, (200, healthy.clone()));
     assert_eq!(
-        common::metric(n0, "xindao_bus_connected").await.as_deref(),
+        common::metric(admin0, "xindao_bus_connected")
+            .await
+            .as_deref(),
         Some("1")
     );
     {
@@ -405,7 +412,9 @@ async fn bus_restart_mid_burst(bus: &str, restart: impl FnOnce() -> Box<dyn std:
         let down = json!({ "status": "ok", "store": "ok", "bus": "disconnected" });
         assert_eq!(until_health(n0, &down).await, (200, down));
         assert_eq!(
-            common::metric(n0, "xindao_bus_connected").await.as_deref(),
+            common::metric(admin0, "xindao_bus_connected")
+                .await
+                .as_deref(),
             Some("0")
         );
         // Dropping the guard starts the service again.

@@ -293,7 +293,7 @@ async fn dev_login_validates_names_and_sessions_survive_restart() {
     );
     let health = reqwest::get(server.url("/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
-    let metrics = reqwest::get(server.url("/metrics"))
+    let metrics = reqwest::get(format!("http://{}/metrics", server.admin))
         .await
         .unwrap()
         .text()

@@ -24,6 +24,8 @@ mod cluster;
 mod config;
 mod conn_budget;
 mod delivery;
+mod edge;
+mod edge_access;
 mod hostile;
 mod login;
 mod login_burst;
