@@ -10,18 +10,23 @@ use serde_json::value::RawValue;
 
 use crate::error::Result;
 use crate::hub::Delivery;
-use crate::model::{ConversationId, Role, User, UserId};
+use crate::model::{ActivityCursor, ConversationId, Role, User, UserId};
 use crate::protocol::{
     self,
     op::{
-        ConversationArgs, DirectOpenArgs, LimitArgs, RoomCreateArgs, RoomMemberArgs, UserFindArgs,
+        ConversationArgs, ConversationsArgs, DirectOpenArgs, LimitArgs, RoomCreateArgs,
+        RoomMemberArgs, UserFindArgs,
     },
 };
 use crate::validate;
 
+use super::paging::{decode_activity, encode_activity, fitting, REPLY_BYTES_MAX};
 use super::{raw, Caller, Chat};
 
 const PUBLIC_ROOMS_MAX: usize = 200;
+/// Conversations per `conversations` page: by default, and at most.
+const CONVERSATIONS_PAGE_DEFAULT: usize = 50;
+const CONVERSATIONS_PAGE_MAX: usize = 200;
 
 #[derive(Serialize)]
 struct MemberEvent {
@@ -40,8 +45,9 @@ struct MemberView {
 }
 
 impl Chat {
-    pub(super) async fn user_find(&self, a: UserFindArgs) -> Result<Box<RawValue>> {
+    pub(super) async fn user_find(&self, caller: Caller, a: UserFindArgs) -> Result<Box<RawValue>> {
         let name = validate::name(&a.display_name, "display_name")?;
+        self.lookups.check(caller.user_id)?;
         raw(&json!({ "users": self.store.users_named(&name, 20).await? }))
     }
 
@@ -90,6 +96,7 @@ impl Chat {
         a: RoomMemberArgs,
     ) -> Result<Box<RawValue>> {
         let by = caller.user_id;
+        self.room_adds.check(by)?;
         if self
             .store
             .join_room(a.conversation_id, a.user_id, Some(by))
@@ -155,16 +162,46 @@ impl Chat {
         raw(&json!({ "rooms": self.store.public_rooms(limit).await? }))
     }
 
-    pub(super) async fn conversations(&self, caller: Caller) -> Result<Box<RawValue>> {
-        raw(&json!({ "conversations": self.store.conversations_of(caller.user_id).await? }))
+    /// One page of the caller's conversations, most recent activity first, bounded by count and bytes.
+    pub(super) async fn conversations(
+        &self,
+        caller: Caller,
+        a: ConversationsArgs,
+    ) -> Result<Box<RawValue>> {
+        let limit = a
+            .limit
+            .map_or(CONVERSATIONS_PAGE_DEFAULT, NonZeroUsize::get)
+            .min(CONVERSATIONS_PAGE_MAX);
+        let cursor = a.cursor.as_deref().map(decode_activity).transpose()?;
+        let mut page = self
+            .store
+            .conversations_page(caller.user_id, cursor, limit + 1)
+            .await?;
+        let mut has_more = page.len() > limit;
+        page.truncate(limit);
+        let fit = fitting(&page, REPLY_BYTES_MAX);
+        if fit < page.len() {
+            page.truncate(fit);
+            has_more = true;
+        }
+        let next_cursor = page
+            .last()
+            .filter(|_| has_more)
+            .map(|last| encode_activity(ActivityCursor::after(last)));
+        raw(&json!({ "conversations": page, "has_more": has_more, "next_cursor": next_cursor }))
     }
 
     async fn conversation_reply(&self, id: ConversationId, user: UserId) -> Result<Box<RawValue>> {
         raw(&json!({ "conversation": self.store.conversation_for(id, user).await? }))
     }
 
-    /// The direct conversation of the pair, created (and routed to both) if needed.
+    /// The direct conversation of the pair, created (and routed to both) if needed. Opening one with someone
+    /// new is a user lookup (it tells whether the id exists): it counts against `lookups_per_min`.
     pub(super) async fn open_direct(&self, user: UserId, peer: UserId) -> Result<ConversationId> {
+        if let Some(id) = self.store.direct_between(user, peer).await? {
+            return Ok(id);
+        }
+        self.lookups.check(user)?;
         let (id, created) = self.store.open_direct(user, peer).await?;
         if created {
             for member in [user, peer] {

@@ -34,7 +34,7 @@ pub enum Op {
     RoomLeave(ConversationArgs),
     RoomMembers(ConversationArgs),
     RoomsPublic(LimitArgs),
-    Conversations(LimitArgs),
+    Conversations(ConversationsArgs),
     Send(SendArgs),
     History(HistoryArgs),
     Sync(SyncArgs),
@@ -175,6 +175,14 @@ pub struct LimitArgs {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct ConversationsArgs {
+    pub limit: Option<NonZeroUsize>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SendArgs {
     pub conversation_id: Option<ConversationId>,
     pub to_user: Option<UserId>,
@@ -201,6 +209,10 @@ pub struct SyncArgs {
     #[serde(default)]
     pub cursors: HashMap<String, Seq>,
     pub limit: Option<NonZeroUsize>,
+    /// Look only at conversations with an id above this one (the `next_after_id` of the previous reply).
+    pub after_id: Option<ConversationId>,
+    /// Look only at conversations with an id up to this one (so that `cursors` can be sent a slice at a time).
+    pub until_id: Option<ConversationId>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -345,6 +357,16 @@ mod tests {
             "invalid_args"
         );
         assert_eq!(code("rooms_public", Some(r#"{"limit":0}"#)), "invalid_args");
+        assert_eq!(code("conversations", Some(r#"{"limit":0}"#)), "invalid_args");
+        assert_eq!(code("conversations", Some(r#"{"cursor":5}"#)), "invalid_args");
+        assert_eq!(
+            code("conversations", Some(r#"{"limit":5,"cursor":"1.2"}"#)),
+            "ok"
+        );
+        assert_eq!(
+            code("sync", Some(r#"{"cursors":{},"after_id":3,"until_id":9}"#)),
+            "ok"
+        );
     }
 
     #[test]

@@ -70,7 +70,21 @@ pub(crate) fn public_room<R: Columns>(row: &R) -> Result<PublicRoom, R::Error> {
 
 /// The columns [`conversation_head`] reads, for a conversation `c` joined with the member row `m`.
 pub(crate) const CONVERSATION_HEAD: &str =
-    "c.id, c.kind, c.name, c.visibility, c.owner_id, c.last_seq, m.read_seq";
+    "c.id, c.kind, c.name, c.visibility, c.owner_id, c.last_seq, m.read_seq, c.last_ts";
+
+/// How many columns [`CONVERSATION_HEAD`] has.
+pub(crate) const CONVERSATION_HEAD_LEN: usize = 8;
+
+/// The `conversations` page filter and order, after `cursor` (most recent activity first). Row values
+/// compare lexicographically in both SQLite and PostgreSQL; `$ts` and `$id` are the backend's placeholders.
+pub(crate) fn activity_filter(ts: &str, id: &str) -> String {
+    format!("AND (c.last_ts, c.id) < ({ts}, {id}) ORDER BY c.last_ts DESC, c.id DESC")
+}
+
+/// The bounds of the filter for a first page: nothing is after them.
+pub(crate) fn activity_bound(cursor: Option<ActivityCursor>) -> (i64, i64) {
+    cursor.map_or((i64::MAX, i64::MAX), |c| (c.last_ts, c.id))
+}
 
 /// Reads [`CONVERSATION_HEAD`]; the peer and the last message are left for the caller to fill in.
 pub(crate) fn conversation_head<R: Columns>(row: &R) -> Result<Conversation, R::Error> {
@@ -87,6 +101,7 @@ pub(crate) fn conversation_head<R: Columns>(row: &R) -> Result<Conversation, R::
         read_seq,
         unread: (last_seq - read_seq).max(0),
         last_message: None,
+        last_ts: row.int(7)?,
     })
 }
 

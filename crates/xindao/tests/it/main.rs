@@ -25,5 +25,6 @@ mod delivery;
 mod login;
 mod login_burst;
 mod protocol_edges;
+mod store_caps;
 mod store_migrate;
 mod store_suite;

@@ -262,7 +262,7 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
         .await
         .unwrap();
     let ordered: Vec<i64> = s
-        .conversations_of(alice.id)
+        .conversations_page(alice.id, None, 100)
         .await
         .unwrap()
         .iter()
@@ -439,7 +439,7 @@ async fn sqlite_migration_2_keeps_messages_and_dedupe() {
     let version: i64 = db
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let key: Vec<String> = db
         .prepare(
             "SELECT ii.name FROM pragma_index_list('messages') il, pragma_index_info(il.name) ii
