@@ -137,10 +137,7 @@ impl Chat {
                         break;
                     }
                     budget = budget.saturating_sub(head);
-                    let page = self
-                        .store
-                        .history(id, Range::After(cursor), limit)
-                        .await?;
+                    let page = self.store.history(id, Range::After(cursor), limit).await?;
                     let page = fit_page(page, false, &mut budget, out.is_empty());
                     if page.messages.is_empty() {
                         stopped = true;

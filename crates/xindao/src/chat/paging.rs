@@ -90,7 +90,11 @@ mod tests {
         };
         assert_eq!(decode_activity(&encode_activity(cursor)).unwrap(), cursor);
         for bad in ["", "5", "a.b", "1.", ".1", "1.2.3"] {
-            assert_eq!(decode_activity(bad).unwrap_err().code(), "invalid_args", "{bad}");
+            assert_eq!(
+                decode_activity(bad).unwrap_err().code(),
+                "invalid_args",
+                "{bad}"
+            );
         }
     }
 

@@ -357,8 +357,14 @@ mod tests {
             "invalid_args"
         );
         assert_eq!(code("rooms_public", Some(r#"{"limit":0}"#)), "invalid_args");
-        assert_eq!(code("conversations", Some(r#"{"limit":0}"#)), "invalid_args");
-        assert_eq!(code("conversations", Some(r#"{"cursor":5}"#)), "invalid_args");
+        assert_eq!(
+            code("conversations", Some(r#"{"limit":0}"#)),
+            "invalid_args"
+        );
+        assert_eq!(
+            code("conversations", Some(r#"{"cursor":5}"#)),
+            "invalid_args"
+        );
         assert_eq!(
             code("conversations", Some(r#"{"limit":5,"cursor":"1.2"}"#)),
             "ok"

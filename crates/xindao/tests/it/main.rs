@@ -22,6 +22,7 @@ mod chat;
 mod cluster;
 mod config;
 mod delivery;
+mod lockout;
 mod login;
 mod login_burst;
 mod protocol_edges;

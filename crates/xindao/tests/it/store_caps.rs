@@ -78,7 +78,11 @@ async fn caps_suite(store: Arc<dyn Store>, other: Arc<dyn Store>) {
         .unwrap();
     let mut racers = Vec::new();
     for (i, &(room, by)) in rooms.iter().enumerate() {
-        let node = if i % 2 == 0 { store.clone() } else { other.clone() };
+        let node = if i % 2 == 0 {
+            store.clone()
+        } else {
+            other.clone()
+        };
         let victim = victim.id;
         racers.push(tokio::spawn(async move {
             node.join_room(room, victim, Some(by)).await
@@ -106,10 +110,23 @@ async fn caps_suite(store: Arc<dyn Store>, other: Arc<dyn Store>) {
         .map(|&(room, _)| room)
         .find(|room| !all.iter().any(|c| c.id == *room))
         .unwrap();
-    assert_eq!(code(s.join_room(spare, victim.id, None).await), "limit_reached");
-    assert_eq!(code(s.open_direct(victim.id, peer.id).await), "limit_reached");
-    assert_eq!(code(s.open_direct(peer.id, victim.id).await), "limit_reached");
-    let member_of = all.iter().find(|c| c.owner_id != Some(victim.id)).unwrap().id;
+    assert_eq!(
+        code(s.join_room(spare, victim.id, None).await),
+        "limit_reached"
+    );
+    assert_eq!(
+        code(s.open_direct(victim.id, peer.id).await),
+        "limit_reached"
+    );
+    assert_eq!(
+        code(s.open_direct(peer.id, victim.id).await),
+        "limit_reached"
+    );
+    let member_of = all
+        .iter()
+        .find(|c| c.owner_id != Some(victim.id))
+        .unwrap()
+        .id;
     assert!(!s.join_room(member_of, victim.id, None).await.unwrap());
     // Leaving is never capped, and frees a place.
     assert!(s.leave_room(member_of, victim.id, None).await.unwrap());

@@ -20,10 +20,7 @@ async fn check_membership_cap(
         .await
         .map_err(map_pg)?;
     let count: i64 = tx
-        .query_one(
-            "SELECT COUNT(*) FROM members WHERE user_id = $1",
-            &[&user],
-        )
+        .query_one("SELECT COUNT(*) FROM members WHERE user_id = $1", &[&user])
         .await
         .map_err(map_pg)?
         .get(0);
