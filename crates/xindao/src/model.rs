@@ -123,6 +123,14 @@ pub struct Member {
     pub user: User,
     pub role: Role,
     pub read_seq: i64,
+    pub joined_at: Millis,
+}
+
+/// Where a page of a room's members (longest-standing first) continues: after this member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberCursor {
+    pub joined_at: Millis,
+    pub user_id: UserId,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

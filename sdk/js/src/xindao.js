@@ -1239,8 +1239,18 @@ export class XindaoClient extends Emitter {
   removeFromRoom(conversationId, userId) {
     return this.request('room_remove', { conversation_id: conversationId, user_id: userId });
   }
+  /** Members of a conversation, longest-standing first: all of them (following the server's pages). */
   async roomMembers(conversationId) {
-    return (await this.request('room_members', { conversation_id: conversationId })).members;
+    const out = [];
+    let cursor = null;
+    do {
+      const args = { conversation_id: conversationId, limit: 1000 };
+      if (cursor) args.cursor = cursor;
+      const r = await this.request('room_members', args);
+      for (const m of r.members || []) out.push(m);
+      cursor = r.has_more && r.next_cursor ? r.next_cursor : null;
+    } while (cursor);
+    return out;
   }
   async publicRooms(opts = {}) {
     const args = {};

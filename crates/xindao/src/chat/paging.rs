@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::model::{ActivityCursor, Page};
+use crate::model::{ActivityCursor, MemberCursor, Page};
 
 /// Largest `history`, `sync` or `conversations` reply, in bytes of its items: big items make shorter pages. One
 /// item is always let through (a page must progress); no single item is near this size.
@@ -62,20 +62,38 @@ pub(super) fn fitting<T: Serialize>(items: &[T], mut budget: usize) -> usize {
     kept
 }
 
-/// The `next_cursor` of a `conversations` page: `"<last_ts>.<id>"` of its last conversation. Clients treat it
-/// as opaque.
-pub(super) fn encode_activity(cursor: ActivityCursor) -> String {
-    format!("{}.{}", cursor.last_ts, cursor.id)
+/// A `next_cursor`: the two numbers that order a list (a time, then an id) of its last item, as `"<time>.<id>"`.
+/// Clients treat it as opaque.
+fn encode_pair(time: i64, id: i64) -> String {
+    format!("{time}.{id}")
 }
 
-/// Reads a `cursor` argument of `conversations`; `invalid_args` when it is not one we gave.
-pub(super) fn decode_activity(cursor: &str) -> Result<ActivityCursor> {
+/// Reads a `cursor` argument; `invalid_args` when it is not one we gave.
+fn decode_pair(cursor: &str) -> Result<(i64, i64)> {
     let invalid = || Error::InvalidArgs("`cursor` is not a cursor this server gave".into());
-    let (ts, id) = cursor.split_once('.').ok_or_else(invalid)?;
-    Ok(ActivityCursor {
-        last_ts: ts.parse().map_err(|_| invalid())?,
-        id: id.parse().map_err(|_| invalid())?,
-    })
+    let (time, id) = cursor.split_once('.').ok_or_else(invalid)?;
+    Ok((
+        time.parse().map_err(|_| invalid())?,
+        id.parse().map_err(|_| invalid())?,
+    ))
+}
+
+/// The `next_cursor` of a `conversations` page.
+pub(super) fn encode_activity(cursor: ActivityCursor) -> String {
+    encode_pair(cursor.last_ts, cursor.id)
+}
+
+pub(super) fn decode_activity(cursor: &str) -> Result<ActivityCursor> {
+    decode_pair(cursor).map(|(last_ts, id)| ActivityCursor { last_ts, id })
+}
+
+/// The `next_cursor` of a `room_members` page.
+pub(super) fn encode_member(cursor: MemberCursor) -> String {
+    encode_pair(cursor.joined_at, cursor.user_id)
+}
+
+pub(super) fn decode_member(cursor: &str) -> Result<MemberCursor> {
+    decode_pair(cursor).map(|(joined_at, user_id)| MemberCursor { joined_at, user_id })
 }
 
 #[cfg(test)]

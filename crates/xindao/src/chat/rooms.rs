@@ -10,23 +10,28 @@ use serde_json::value::RawValue;
 
 use crate::error::Result;
 use crate::hub::Delivery;
-use crate::model::{ActivityCursor, ConversationId, Role, User, UserId};
+use crate::model::{ActivityCursor, ConversationId, MemberCursor, Role, User, UserId};
 use crate::protocol::{
     self,
     op::{
         ConversationArgs, ConversationsArgs, DirectOpenArgs, LimitArgs, RoomCreateArgs,
-        RoomMemberArgs, UserFindArgs,
+        RoomMemberArgs, RoomMembersArgs, UserFindArgs,
     },
 };
 use crate::validate;
 
-use super::paging::{decode_activity, encode_activity, fitting, REPLY_BYTES_MAX};
+use super::paging::{
+    decode_activity, decode_member, encode_activity, encode_member, fitting, REPLY_BYTES_MAX,
+};
 use super::{raw, Caller, Chat};
 
 const PUBLIC_ROOMS_MAX: usize = 200;
 /// Conversations per `conversations` page: by default, and at most.
 const CONVERSATIONS_PAGE_DEFAULT: usize = 50;
 const CONVERSATIONS_PAGE_MAX: usize = 200;
+/// Members per `room_members` page: by default, and at most (a member is at most a few hundred bytes).
+const MEMBERS_PAGE_DEFAULT: usize = 200;
+const MEMBERS_PAGE_MAX: usize = 1000;
 
 #[derive(Serialize)]
 struct MemberEvent {
@@ -138,14 +143,28 @@ impl Chat {
     pub(super) async fn room_members(
         &self,
         caller: Caller,
-        a: ConversationArgs,
+        a: RoomMembersArgs,
     ) -> Result<Box<RawValue>> {
         self.require_member(a.conversation_id, caller.user_id)
             .await?;
-        let members: Vec<MemberView> = self
+        let limit = a
+            .limit
+            .map_or(MEMBERS_PAGE_DEFAULT, NonZeroUsize::get)
+            .min(MEMBERS_PAGE_MAX);
+        let cursor = a.cursor.as_deref().map(decode_member).transpose()?;
+        let mut page = self
             .store
-            .members(a.conversation_id)
-            .await?
+            .members(a.conversation_id, cursor, limit + 1)
+            .await?;
+        let has_more = page.len() > limit;
+        page.truncate(limit);
+        let next_cursor = page.last().filter(|_| has_more).map(|last| {
+            encode_member(MemberCursor {
+                joined_at: last.joined_at,
+                user_id: last.user.id,
+            })
+        });
+        let members: Vec<MemberView> = page
             .into_iter()
             .map(|m| MemberView {
                 online: self.bus.is_online(m.user.id),
@@ -154,7 +173,7 @@ impl Chat {
                 read_seq: m.read_seq,
             })
             .collect();
-        raw(&json!({ "members": members }))
+        raw(&json!({ "members": members, "has_more": has_more, "next_cursor": next_cursor }))
     }
 
     pub(super) async fn rooms_public(&self, a: LimitArgs) -> Result<Box<RawValue>> {

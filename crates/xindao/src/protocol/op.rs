@@ -32,7 +32,7 @@ pub enum Op {
     RoomAdd(RoomMemberArgs),
     RoomRemove(RoomMemberArgs),
     RoomLeave(ConversationArgs),
-    RoomMembers(ConversationArgs),
+    RoomMembers(RoomMembersArgs),
     RoomsPublic(LimitArgs),
     Conversations(ConversationsArgs),
     Send(SendArgs),
@@ -175,6 +175,15 @@ pub struct LimitArgs {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RoomMembersArgs {
+    pub conversation_id: ConversationId,
+    pub limit: Option<NonZeroUsize>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConversationsArgs {
     pub limit: Option<NonZeroUsize>,
     /// The `next_cursor` of the previous page.
@@ -302,7 +311,11 @@ mod tests {
         assert_eq!(op.name(), "room_members");
         assert!(matches!(
             op,
-            Op::RoomMembers(ConversationArgs { conversation_id: 5 })
+            Op::RoomMembers(RoomMembersArgs {
+                conversation_id: 5,
+                limit: None,
+                cursor: None
+            })
         ));
         let op = decode("rooms_public", None).unwrap();
         assert_eq!(op.name(), "rooms_public");

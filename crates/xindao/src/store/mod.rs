@@ -158,7 +158,13 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         by: Option<UserId>,
     ) -> Result<bool>;
-    async fn members(&self, conversation: ConversationId) -> Result<Vec<Member>>;
+    /// A page of the members of a conversation, longest-standing first, after `cursor`, at most `limit`.
+    async fn members(
+        &self,
+        conversation: ConversationId,
+        cursor: Option<MemberCursor>,
+        limit: usize,
+    ) -> Result<Vec<Member>>;
     async fn is_member(&self, conversation: ConversationId, user: UserId) -> Result<bool>;
     /// The conversation as `user` sees it; `Forbidden` when not a member, `NotFound` when absent.
     async fn conversation_for(

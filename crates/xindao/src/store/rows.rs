@@ -50,12 +50,29 @@ pub(crate) fn user_at<R: Columns>(row: &R, at: usize) -> Result<User, R::Error> 
     })
 }
 
-/// Reads `u.id, u.display_name, m.role, m.read_seq`.
+/// The members of a conversation `$c`, longest-standing first, after `($ts, $id)`, at most `$limit`, in the
+/// columns [`member`] reads; `$...` are the backend's placeholders.
+pub(crate) fn members_page_sql(c: &str, ts: &str, id: &str, limit: &str) -> String {
+    format!(
+        "SELECT u.id, u.display_name, m.role, m.read_seq, m.joined_at
+         FROM members m JOIN users u ON u.id = m.user_id
+         WHERE m.conversation_id = {c} AND (m.joined_at, m.user_id) > ({ts}, {id})
+         ORDER BY m.joined_at, m.user_id LIMIT {limit}"
+    )
+}
+
+/// The bounds of [`members_page_sql`] for a first page: everything is after them.
+pub(crate) fn member_bound(cursor: Option<MemberCursor>) -> (i64, i64) {
+    cursor.map_or((i64::MIN, i64::MIN), |c| (c.joined_at, c.user_id))
+}
+
+/// Reads `u.id, u.display_name, m.role, m.read_seq, m.joined_at`.
 pub(crate) fn member<R: Columns>(row: &R) -> Result<Member, R::Error> {
     Ok(Member {
         user: user_at(row, 0)?,
         role: role_from_stored(&row.text(2)?),
         read_seq: row.int(3)?,
+        joined_at: row.int(4)?,
     })
 }
 

@@ -342,6 +342,47 @@ async fn paging_cursors() {
     assert_eq!(cut["has_more"], true);
     assert_eq!(cut["next_after_id"], rooms[0]);
     assert_eq!(cut["conversations"][0]["has_more"], true);
+
+    // room_members: pages of 2, longest-standing first.
+    let mut members = vec![alice.user_id];
+    for i in 0..4 {
+        let login = server.login(&format!("member{i}")).await;
+        client
+            .ok(
+                "room_add",
+                json!({ "conversation_id": rooms[0], "user_id": login.user_id }),
+            )
+            .await;
+        members.push(login.user_id);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut listed = Vec::new();
+    let mut cursor = Value::Null;
+    loop {
+        let mut args = json!({ "conversation_id": rooms[0], "limit": 2 });
+        if !cursor.is_null() {
+            args["cursor"] = cursor.clone();
+        }
+        let page = client.ok("room_members", args).await;
+        let got = page["members"].as_array().unwrap();
+        assert!(got.len() <= 2);
+        listed.extend(got.iter().map(|m| m["user"]["id"].as_i64().unwrap()));
+        if page["has_more"] == false {
+            assert!(page["next_cursor"].is_null());
+            break;
+        }
+        cursor = page["next_cursor"].clone();
+    }
+    assert_eq!(listed, members);
+    assert_eq!(
+        client
+            .err(
+                "room_members",
+                json!({ "conversation_id": rooms[0], "cursor": "x.y" })
+            )
+            .await,
+        "invalid_args"
+    );
     server.stop().await;
 }
 

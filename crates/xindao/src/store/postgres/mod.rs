@@ -204,8 +204,13 @@ impl Store for PostgresStore {
         rooms::leave_room(self, conversation, user, by).await
     }
 
-    async fn members(&self, conversation: ConversationId) -> Result<Vec<Member>> {
-        reads::members(self, conversation).await
+    async fn members(
+        &self,
+        conversation: ConversationId,
+        cursor: Option<MemberCursor>,
+        limit: usize,
+    ) -> Result<Vec<Member>> {
+        reads::members(self, conversation, cursor, limit).await
     }
 
     async fn is_member(&self, conversation: ConversationId, user: UserId) -> Result<bool> {

@@ -7,20 +7,22 @@ use crate::error::Result;
 use crate::model::*;
 use crate::rules;
 use crate::store::rows::{
-    activity_bound, activity_filter, history_filter, history_page, member, public_room,
-    MESSAGE_COLUMNS,
+    activity_bound, activity_filter, history_filter, history_page, member, member_bound,
+    members_page_sql, public_room, MESSAGE_COLUMNS,
 };
 
-/// The members of a conversation, longest-standing first.
+/// A page of the members of a conversation, longest-standing first.
 pub(super) async fn members(
     store: &PostgresStore,
     conversation: ConversationId,
+    cursor: Option<MemberCursor>,
+    limit: usize,
 ) -> Result<Vec<Member>> {
+    let (ts, id) = member_bound(cursor);
     let found = store
         .query(
-            "SELECT u.id, u.display_name, m.role, m.read_seq FROM members m JOIN users u ON u.id = m.user_id
-             WHERE m.conversation_id = $1 ORDER BY m.joined_at, u.id",
-            &[&conversation],
+            &members_page_sql("$1", "$2", "$3", "$4"),
+            &[&conversation, &ts, &id, &(limit as i64)],
         )
         .await?;
     rows::all(&found, member)

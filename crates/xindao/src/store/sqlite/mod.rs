@@ -248,8 +248,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn members(&self, conversation: ConversationId) -> Result<Vec<Member>> {
-        self.read(move |conn| rooms::members(conn, conversation))
+    async fn members(
+        &self,
+        conversation: ConversationId,
+        cursor: Option<MemberCursor>,
+        limit: usize,
+    ) -> Result<Vec<Member>> {
+        self.read(move |conn| rooms::members(conn, conversation, cursor, limit))
             .await
     }
 

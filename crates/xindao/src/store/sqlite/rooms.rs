@@ -185,15 +185,17 @@ pub(super) fn leave_room(
     Ok(removed)
 }
 
-/// The members of a conversation, longest-standing first.
+/// A page of the members of a conversation, longest-standing first.
 pub(super) fn members(
     conn: &Connection,
     conversation: ConversationId,
+    cursor: Option<MemberCursor>,
+    limit: usize,
 ) -> rusqlite::Result<Vec<Member>> {
-    conn.prepare_cached(
-        "SELECT u.id, u.display_name, m.role, m.read_seq FROM members m JOIN users u ON u.id = m.user_id
-         WHERE m.conversation_id = ?1 ORDER BY m.joined_at, u.id",
-    )?
-    .query_map([conversation], |row| shared::member(row))?
-    .collect()
+    let (ts, id) = shared::member_bound(cursor);
+    conn.prepare_cached(&shared::members_page_sql("?1", "?2", "?3", "?4"))?
+        .query_map(params![conversation, ts, id, limit as i64], |row| {
+            shared::member(row)
+        })?
+        .collect()
 }
