@@ -243,6 +243,7 @@ async fn rooms_full_of_big_messages_no_longer_break_sync_or_the_list() {
     let mut cursors = HashMap::new();
     let (received, calls, largest) = sync_range(&mut client, &mut cursors, 0, None).await;
     assert_eq!(received, 130);
+    eprintln!("sync of 130 x 16 KiB: {calls} calls, largest reply {largest} bytes");
     assert!(calls >= 3, "the budget splits it: {calls} calls");
     assert!(
         largest <= BUDGET + SLACK,
@@ -250,6 +251,7 @@ async fn rooms_full_of_big_messages_no_longer_break_sync_or_the_list() {
     );
     let (ids, pages, largest) = list_all(&mut client, 200).await;
     assert_eq!(ids.len(), 130);
+    eprintln!("conversations of 130 x 16 KiB: {pages} pages, largest {largest} bytes");
     assert!(pages >= 2, "the budget splits the list");
     assert!(largest <= BUDGET + SLACK, "largest page {largest} bytes");
     client.ok("ping", json!({})).await;
