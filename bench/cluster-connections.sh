@@ -50,6 +50,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Every node of one cluster shares this secret (bus envelopes are HMAC-sealed with it).
+export XINDAO_CLUSTER_SECRET="${XINDAO_CLUSTER_SECRET:-$(head -c 32 /dev/urandom | base64)}"
 urls=()
 : > "$OUT/nodes.txt"
 for i in $(seq "$NODES"); do

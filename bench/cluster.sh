@@ -27,6 +27,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Every node of one cluster shares this secret (bus envelopes are HMAC-sealed with it).
+export XINDAO_CLUSTER_SECRET="${XINDAO_CLUSTER_SECRET:-$(head -c 32 /dev/urandom | base64)}"
 urls=()
 for node in a b; do
   taskset -c 0 ./target/release/xindao serve --listen 127.0.0.1:0 --data-dir "$work/$node" \

@@ -1,21 +1,29 @@
 #!/usr/bin/env bash
 # Reproduce the whole xindao vs Socket.IO (and Mosquitto, for fan-out) comparison with one command:
 #
-#   bench/run.sh            # RUNS=3 by default; RUNS=1 bench/run.sh for a quick pass
+#   bench/run.sh                 # the headline: every server as users run it (default runtime, all cores,
+#                                # server and load generator unpinned); RUNS=3 by default, RUNS=1 for a quick pass
+#   PINNED=1 bench/run.sh        # the secondary table: server pinned to core 0, load generator to core 1
 #
-# Builds the release binaries, installs the Socket.IO peer (npm ci), runs the four scenarios against both
-# servers (server pinned to core 0, load generator to core 1; a fresh server for every scenario and run) and
-# the kernel's floor for one send (no server), then
-# writes summary.md and latency_vs_load.svg beside the raw directory. Raw JSON (and server logs) go to $OUT,
-# bench/results/local/raw/ by default (git ignores every run but bench/results/baseline/, the one that
-# docs/performance.md quotes). Every load goes to 127.0.0.0/8 only. Takes ~8 minutes per run on a 2-core machine.
+# Builds the release binaries, installs the Socket.IO peer (npm ci), runs the scenarios against every server (a
+# fresh server for every scenario and run) and the kernel's floor for one send (no server), then writes
+# summary.md and latency_vs_load.svg beside the raw directory. Raw JSON (and server logs) go to $OUT,
+# bench/results/local/raw/ (or local-pinned/raw/ with PINNED=1) by default; git ignores every run but
+# bench/results/baseline/, the one that docs/performance.md quotes. Every load goes to 127.0.0.0/8 only.
+# Takes ~8 minutes per run on a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS="${RUNS:-3}"
-OUT="${OUT:-bench/results/local/raw}"
-SERVER_CPU="${SERVER_CPU:-0}"
-GEN_CPU="${GEN_CPU:-1}"
+if [ -n "${PINNED:-}" ]; then
+  OUT="${OUT:-bench/results/local-pinned/raw}"
+  SERVER_CPU="${SERVER_CPU:-0}"
+  GEN_CPU="${GEN_CPU:-1}"
+else
+  OUT="${OUT:-bench/results/local/raw}"
+  SERVER_CPU="${SERVER_CPU:-}"
+  GEN_CPU="${GEN_CPU:-}"
+fi
 # NICE=-10 runs server and generator at a higher scheduling priority, for a machine shared with other work
 # (taskset pins the cores but does not reserve them). Empty: normal priority.
 NICE="${NICE:-}"

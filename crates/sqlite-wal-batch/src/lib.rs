@@ -5,8 +5,7 @@
 //! SQLite appends a frame to the write-ahead log with two `pwrite` calls: the 24-byte frame header, then the
 //! page. A commit of 40 frames costs 80 system calls, and as a 4,120-byte frame straddles two pages of the
 //! file, the kernel visits each file page about three times. In xindao's group-commit thread at 15,000 msg/s
-//! this VFS took `pwrite64` from 2.23 to 0.22 calls per message (BENCHMARKS.md, "2026-11-29 late", item 2;
-//! docs/decisions/sqlite-wal-batch.md).
+//! this VFS took `pwrite64` from 2.23 to 0.22 calls per message (docs/decisions/sqlite-wal-batch.md).
 //!
 //! # What it does
 //!

@@ -332,6 +332,9 @@ pub fn raise_nofile() -> u64 {
 
 /// Pin the calling thread (and the processes it spawns afterwards) to `cpus` (e.g. "1" or "1,2").
 pub fn pin_to(cpus: &str) -> Result<()> {
+    if cpus.trim().is_empty() {
+        return Ok(()); // unpinned: the scheduler places the thread
+    }
     // SAFETY: cpu_set_t is plain data; CPU_SET and sched_setaffinity get valid pointers.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();

@@ -1,7 +1,7 @@
 //! xindao-bench: a load generator that speaks xindao's protocol (and the Socket.IO peer's) with thousands of
 //! real WebSocket connections, and runs the same scenarios against both servers in one run.
 //!
-//! See BENCHMARKS.md and `bench/run.sh`.
+//! See docs/performance.md and `bench/run.sh`.
 
 mod client;
 mod connections;
@@ -45,7 +45,7 @@ struct Cli {
     #[arg(long, global = true, default_value = "1")]
     gen_cpu: String,
     /// Directory for JSON results and server logs.
-    #[arg(long, global = true, default_value = "bench/results/raw")]
+    #[arg(long, global = true, default_value = "bench/results/local/raw")]
     out: PathBuf,
     /// Repetitions of the scenario (a fresh server each time), for min/median/max.
     #[arg(long, global = true, default_value_t = 1)]

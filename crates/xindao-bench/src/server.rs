@@ -108,6 +108,11 @@ impl Server {
                     dir.display().to_string(),
                     "--dev-login".into(),
                     "true".into(),
+                    // The bench logs in thousands of users from one address.
+                    "--login-per-ip-per-minute".into(),
+                    "1000000".into(),
+                    "--login-per-second".into(),
+                    "1000000".into(),
                     "--max-connections".into(),
                     "19900".into(),
                     "--max-connections-per-user".into(),

@@ -41,7 +41,8 @@ pub enum Error {
     Internal(String),
 }
 
-/// Outcomes of a WeChat `code2Session` call that are not a session.
+/// Outcomes of a WeChat `code2Session` call that are not a session. WeChat's own `errmsg` and transport
+/// details are logged, never part of these messages (they reach the client).
 #[derive(Debug, thiserror::Error)]
 pub enum WeChatError {
     #[error("invalid or used login code (errcode {0})")]
@@ -52,10 +53,10 @@ pub enum WeChatError {
     UserBlocked,
     #[error("WeChat is busy, retry (errcode -1)")]
     Busy,
-    #[error("WeChat answered errcode {errcode}: {errmsg}")]
-    Other { errcode: i64, errmsg: String },
-    #[error("WeChat could not be reached or answered garbage: {0}")]
-    Transport(String),
+    #[error("WeChat refused the login (errcode {errcode})")]
+    Other { errcode: i64 },
+    #[error("WeChat could not be reached or gave an unreadable answer")]
+    Transport,
 }
 
 impl Error {
@@ -129,7 +130,15 @@ impl axum::response::IntoResponse for Error {
             tracing::error!(%detail, "internal error on HTTP API");
         }
         let body = serde_json::json!({ "error": self.to_json() });
-        (self.status(), axum::Json(body)).into_response()
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        if let Error::RateLimited { retry_after_ms } = self {
+            // Retry-After is in whole seconds: round up, so that a retry at that time is allowed.
+            let seconds = retry_after_ms.div_ceil(1000).max(1);
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

@@ -16,6 +16,12 @@ pub struct RequestLabels {
     pub outcome: String,
 }
 
+/// Why a cluster bus envelope was dropped (a bounded set: see `cluster::auth::Rejected`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BusRejectLabels {
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CloseLabels {
     pub code: u16,
@@ -36,6 +42,8 @@ pub struct Metrics {
     pub upgrades_refused: Counter,
     /// 1 while the bus reaches the other nodes (always, for the single-node bus); set at every scrape.
     pub bus_connected: Gauge,
+    /// Cluster bus envelopes dropped unapplied, by reason.
+    pub bus_rejected: Family<BusRejectLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -103,6 +111,12 @@ impl Default for Metrics {
             "1 while the cluster bus reaches the other nodes (always 1 on a single node)",
             bus_connected.clone(),
         );
+        let bus_rejected = Family::<BusRejectLabels, Counter>::default();
+        registry.register(
+            "bus_rejected",
+            "Cluster bus envelopes dropped unapplied (oversize, unsigned, bad_signature, malformed, stale, replayed)",
+            bus_rejected.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             connections,
@@ -115,6 +129,7 @@ impl Default for Metrics {
             slow_consumers,
             upgrades_refused,
             bus_connected,
+            bus_rejected,
         }
     }
 }

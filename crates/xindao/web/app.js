@@ -64,7 +64,12 @@ $('login-form').addEventListener('submit', async (ev) => {
     localStorage.setItem('xindao.session', JSON.stringify({ token: session.token, user: session.user }));
     await start(client);
   } catch (e) {
-    $('login-error').textContent = e.code === 'not_found' ? 'Development login is disabled on this server.' : 'Login failed: ' + (e.message || e.code);
+    $('login-error').textContent =
+      e.code === 'not_found'
+        ? 'Development login is disabled on this server.'
+        : e.code === 'rate_limited'
+          ? 'Too many logins from here: try again in a minute.'
+          : 'Login failed: ' + (e.message || e.code);
   } finally {
     $('login-button').disabled = false;
   }

@@ -108,8 +108,11 @@ function decodeData(d) {
 
 // ---- transports: each returns {send(text), close(), kind} and calls cb.open/text/close/error ----
 
-function openWebSocketTransport(WS, url, token, cb) {
-  const full = url + (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(token);
+// `credential` is `{ ticket }` (a single-use connect ticket from `POST /v1/ws/ticket`) or, for servers without
+// tickets, `{ token }`: browsers cannot set headers on a WebSocket, so it goes in the URL.
+function openWebSocketTransport(WS, url, credential, cb) {
+  const [name, value] = credential.ticket ? ['ticket', credential.ticket] : ['token', credential.token];
+  const full = url + (url.includes('?') ? '&' : '?') + name + '=' + encodeURIComponent(value);
   const ws = new WS(full);
   ws.onopen = () => cb.open();
   ws.onmessage = (ev) => cb.text(decodeData(ev.data));
@@ -520,13 +523,31 @@ class XindaoClient extends Emitter {
     }, this.options.connectTimeoutMs);
     try {
       if (this._wx && !this.options.WebSocket) this._conn = openWxTransport(this._wx, this.wsUrl, this.token, cb);
-      else if (this._WebSocket) this._conn = openWebSocketTransport(this._WebSocket, this.wsUrl, this.token, cb);
+      else if (this._WebSocket) this._openWithTicket(gen, cb);
       else throw new XindaoError('unsupported', 'no WebSocket: pass options.WebSocket (e.g. the `ws` package in Node 20)');
     } catch (e) {
       this.emit('error', e);
       const g = gen;
       setTimeout(() => g === this._gen && cb.close(1006, String(e.message || e)), 0);
     }
+  }
+
+  // The token never goes in a URL (proxies log URLs): trade it for a single-use connect ticket, valid 30 s, and
+  // open the socket with that. A server without tickets (404) gets the token in the URL, as before.
+  _openWithTicket(gen, cb) {
+    this._http('POST', '/v1/ws/ticket', {}).then(
+      (r) => {
+        if (gen !== this._gen) return;
+        this._conn = openWebSocketTransport(this._WebSocket, this.wsUrl, { ticket: r.ticket }, cb);
+      },
+      (e) => {
+        if (gen !== this._gen) return;
+        const code = e && e.code;
+        if (code === 'not_found') this._conn = openWebSocketTransport(this._WebSocket, this.wsUrl, { token: this.token }, cb);
+        else if (code === 'unauthorized') cb.close(4001, 'unauthorized');
+        else cb.close(1006, 'connect ticket: ' + ((e && e.message) || code));
+      },
+    );
   }
 
   _onSocketClosed(code, reason, opened) {

@@ -35,6 +35,22 @@ test('dev login, hello and the same user twice', async () => {
   assert.deepEqual(await a.me(), a.user);
 });
 
+test('the socket opens with a single-use connect ticket: the token is never in a URL', async () => {
+  const { default: WS } = await import('ws');
+  const urls = [];
+  class Recording extends WS {
+    constructor(url, ...rest) {
+      urls.push(String(url));
+      super(url, ...rest);
+    }
+  }
+  const a = await client('ticket-alice', { WebSocket: Recording });
+  assert.equal(a.state, 'open');
+  assert.equal(urls.length, 1);
+  assert.match(urls[0], /\/v1\/ws\?ticket=[A-Za-z0-9_-]{43}$/);
+  assert.ok(!urls[0].includes(a.token) && !urls[0].includes('token='), urls[0]);
+});
+
 test('1:1 chat: ack, push, typing, read marks, presence, unread counts', async () => {
   const a = await client('dm-alice');
   const b = await client('dm-bob');

@@ -29,7 +29,8 @@ export async function startServer(opts = {}) {
   const bin = xindaoBin();
   const dataDir = opts.dataDir || tempDataDir();
   const port = opts.port || 0;
-  const args = ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--dev-login', 'true'];
+  // Tests log in many users from 127.0.0.1: lift the login rate limits (they have tests of their own in Rust).
+  const args = ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--dev-login', 'true', '--login-per-ip-per-minute', '1000000', '--login-per-second', '1000000'];
   if (opts.heartbeatMs) args.push('--heartbeat-ms', String(opts.heartbeatMs));
   if (opts.idleTimeoutMs) args.push('--idle-timeout-ms', String(opts.idleTimeoutMs));
   args.push(...(opts.args || []));

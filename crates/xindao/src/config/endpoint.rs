@@ -70,9 +70,9 @@ impl From<StoreConfig> for String {
 pub enum BusConfig {
     /// One node: deliveries stay in this process.
     Local,
-    /// Redis pub/sub, `redis://[:password@]host:6379`.
+    /// Redis pub/sub, `redis://[:password@]host:6379` (`rediss://` for TLS).
     Redis { url: String },
-    /// NATS, `nats://[user:password@ | token@]host:4222`.
+    /// NATS, `nats://[user:password@ | token@]host:4222` (`tls://` to require TLS).
     Nats { url: String },
 }
 
@@ -81,13 +81,13 @@ impl FromStr for BusConfig {
     fn from_str(text: &str) -> Result<Self, String> {
         if text == "local" {
             Ok(BusConfig::Local)
-        } else if text.starts_with("redis://") {
+        } else if text.starts_with("redis://") || text.starts_with("rediss://") {
             Ok(BusConfig::Redis { url: text.into() })
-        } else if text.starts_with("nats://") {
+        } else if text.starts_with("nats://") || text.starts_with("tls://") {
             Ok(BusConfig::Nats { url: text.into() })
         } else {
             Err(format!(
-                "bus must be \"local\", redis://... or nats://..., not \"{}\"",
+                "bus must be \"local\", redis://, rediss://, nats:// or tls://..., not \"{}\"",
                 mask_url(text)
             ))
         }
@@ -208,14 +208,17 @@ pub fn mask_url(text: &str) -> String {
     };
     if url.password().is_some() {
         let _ = url.set_password(Some(MASK));
-    } else if scheme == "nats" && !url.username().is_empty() {
+    } else if matches!(scheme, "nats" | "tls") && !url.username().is_empty() {
         let _ = url.set_username(MASK);
     }
-    if url.query_pairs().any(|(key, _)| key == "password") {
+    let secret_key = |key: &str| {
+        ["password", "pass", "token", "sslpassword"].contains(&key.to_ascii_lowercase().as_str())
+    };
+    if url.query_pairs().any(|(key, _)| secret_key(&key)) {
         let pairs: Vec<(String, String)> = url
             .query_pairs()
             .map(|(key, value)| {
-                let value = if key == "password" {
+                let value = if secret_key(&key) {
                     MASK.into()
                 } else {
                     value.into_owned()

@@ -36,7 +36,8 @@ pub enum SqliteSync {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase", try_from = "BoolOrString")]
 pub enum DevLogin {
-    /// On when no WeChat credentials are configured, off otherwise.
+    /// On when no WeChat credentials are configured and the server listens on loopback only; off otherwise
+    /// (and the server refuses to start when that would leave a non-loopback server without any login).
     #[default]
     Auto,
     #[value(alias = "on", alias = "yes", alias = "1")]
@@ -98,6 +99,14 @@ pub struct Config {
     /// Redis channel / NATS subject the nodes of one cluster share.
     #[arg(long, default_value = "xindao")]
     pub bus_channel: String,
+    /// Shared secret of the cluster's nodes (at least 32 bytes, the same on every node): every bus envelope
+    /// carries an HMAC-SHA256 under it, and a node drops what does not verify. Required with a Redis or NATS
+    /// bus. Prefer XINDAO_CLUSTER_SECRET or the file to a flag.
+    #[arg(long)]
+    pub cluster_secret: Option<Secret>,
+    /// NATS credentials file (`.creds`: JWT and NKey seed) for a nats:// or tls:// bus.
+    #[arg(long)]
+    pub nats_creds_file: Option<PathBuf>,
     /// This node's name on the bus, shown in logs (unset: random at each start).
     #[arg(long)]
     pub node_id: Option<String>,
@@ -127,11 +136,22 @@ pub struct Config {
     /// Base URL of the WeChat API (tests point it at a local fake).
     #[arg(long, default_value = "https://api.weixin.qq.com")]
     pub wechat_api_base: String,
-    /// Development login (`POST /v1/login/dev`, display name -> user): "auto" (on exactly when WeChat is not
-    /// configured), "true" or "false".
+    /// Development login (`POST /v1/login/dev`: anyone who types a display name becomes that user, with its
+    /// history): "auto" (on exactly when WeChat is not configured and `listen` is a loopback address; a
+    /// non-loopback server without WeChat refuses to start), "true" (on anywhere, logged as a warning at
+    /// start and every five minutes) or "false".
     #[arg(long, value_enum, default_value_t = DevLogin::default())]
     pub dev_login: DevLogin,
-    /// A session expires this many seconds after its last use.
+    /// Logins (WeChat and development) allowed per client IP address per minute, with a burst of as many;
+    /// beyond it: HTTP 429 `rate_limited` with Retry-After. IPv6 clients count per /64.
+    #[arg(long, default_value_t = 30)]
+    pub login_per_ip_per_minute: u32,
+    /// Logins allowed per second on this node, from all clients together, with a burst of as many: bounds
+    /// the calls to WeChat's code2Session (its quota is per app) and the sessions created.
+    #[arg(long, default_value_t = 50)]
+    pub login_per_second: u32,
+    /// A session expires this many seconds after its last use (an HTTP call, a WebSocket upgrade, or an open
+    /// WebSocket: see docs/protocol.md). Expired sessions are deleted every few minutes.
     #[arg(long, default_value_t = 30 * 24 * 3600)]
     pub session_ttl_secs: u64,
     /// The server pings a connection that has been silent this many milliseconds.
@@ -201,6 +221,9 @@ pub struct Config {
     #[arg(long, value_enum, default_value_t = LogFormat::default())]
     pub log_format: LogFormat,
 }
+
+/// Fewest bytes of `cluster_secret`: 256 bits, the HMAC-SHA256 key size.
+pub const CLUSTER_SECRET_MIN: usize = 32;
 
 impl Default for Config {
     /// The defaults in the clap attributes above, parsed as if no flag were given (no environment read).
@@ -297,8 +320,24 @@ impl Config {
                 "session_ttl_secs must be >= 60",
             ),
             (
+                self.login_per_ip_per_minute >= 1 && self.login_per_second >= 1,
+                "login_per_ip_per_minute and login_per_second must be >= 1",
+            ),
+            (
                 self.wechat_appid.is_some() == self.wechat_secret.is_some(),
                 "wechat_appid and wechat_secret go together",
+            ),
+            (
+                self.bus == BusConfig::Local
+                    || self
+                        .cluster_secret
+                        .as_ref()
+                        .is_some_and(|secret| secret.as_str().len() >= CLUSTER_SECRET_MIN),
+                "a redis or nats bus needs cluster_secret: at least 32 bytes, the same on every node",
+            ),
+            (
+                self.nats_creds_file.is_none() || matches!(self.bus, BusConfig::Nats { .. }),
+                "nats_creds_file goes with a nats:// or tls:// bus",
             ),
         ];
         match checks.into_iter().find(|(ok, _)| !ok) {
@@ -312,13 +351,34 @@ impl Config {
         self.wechat_appid.is_some() && self.wechat_secret.is_some()
     }
 
+    /// Whether the server listens on loopback only (127.0.0.0/8 or ::1): nobody else can reach it.
+    pub fn listens_on_loopback(&self) -> bool {
+        self.listen.ip().is_loopback()
+    }
+
     /// Whether the development login is served, after resolving "auto".
     pub fn dev_login_enabled(&self) -> bool {
         match self.dev_login {
-            DevLogin::Auto => !self.wechat_enabled(),
+            DevLogin::Auto => !self.wechat_enabled() && self.listens_on_loopback(),
             DevLogin::True => true,
             DevLogin::False => false,
         }
+    }
+
+    /// Refuses the one setup that used to expose the development login by accident: "auto", no WeChat, and a
+    /// listen address others can reach. Checked at start (not in [`Config::load`], so that `xindao config`
+    /// still shows such a configuration).
+    pub fn check_login_exposure(&self) -> Result<(), ConfigError> {
+        if self.dev_login == DevLogin::Auto && !self.wechat_enabled() && !self.listens_on_loopback()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "no login is configured for {}, which is not a loopback address: configure WeChat login \
+                 (wechat_appid, wechat_secret), or set dev_login = \"true\" to serve the development login \
+                 (anyone can log in as any name) on purpose, or dev_login = \"false\"",
+                self.listen
+            )));
+        }
+        Ok(())
     }
 
     /// The configuration as TOML, with secrets masked (for `xindao config`).
@@ -331,6 +391,9 @@ impl Config {
         table.insert("bus".into(), self.bus.to_string().into());
         if self.wechat_secret.is_some() {
             table.insert("wechat_secret".into(), endpoint::MASK.into());
+        }
+        if self.cluster_secret.is_some() {
+            table.insert("cluster_secret".into(), endpoint::MASK.into());
         }
         toml::to_string(&table).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
@@ -422,5 +485,30 @@ mod tests {
         assert_eq!(parse("dev_login = \"off\"").unwrap(), DevLogin::False);
         assert_eq!(parse("dev_login = \"auto\"").unwrap(), DevLogin::Auto);
         assert!(parse("dev_login = \"maybe\"").is_err());
+    }
+
+    #[test]
+    fn auto_dev_login_is_on_only_on_loopback_without_wechat() {
+        let resolve = |listen: &str, dev_login, wechat: bool| {
+            let config = Config {
+                listen: listen.parse().unwrap(),
+                dev_login,
+                wechat_appid: wechat.then(|| "wxA".into()),
+                wechat_secret: wechat.then(|| "s".into()),
+                ..Config::default()
+            };
+            (
+                config.dev_login_enabled(),
+                config.check_login_exposure().is_ok(),
+            )
+        };
+        use DevLogin::*;
+        assert_eq!(resolve("127.0.0.1:8080", Auto, false), (true, true));
+        assert_eq!(resolve("[::1]:8080", Auto, false), (true, true));
+        assert_eq!(resolve("127.0.0.1:8080", Auto, true), (false, true));
+        assert_eq!(resolve("0.0.0.0:8080", Auto, false), (false, false));
+        assert_eq!(resolve("0.0.0.0:8080", Auto, true), (false, true));
+        assert_eq!(resolve("0.0.0.0:8080", True, false), (true, true));
+        assert_eq!(resolve("0.0.0.0:8080", False, false), (false, true));
     }
 }

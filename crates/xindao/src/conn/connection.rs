@@ -182,7 +182,7 @@ pub(super) async fn run(
     let hello = hello(&app.config, user, caller);
     app.metrics.connections.inc();
     app.metrics.connections_opened.inc();
-    let end = serve(&app, &mut conn, caller, hello).await;
+    let end = serve(&app, &mut conn, caller, session.token_hash, hello).await;
     app.chat.disconnect(caller);
     app.metrics.connections.dec();
     if let End::Close(code, reason) = end {
@@ -243,7 +243,20 @@ fn hello(config: &Config, user: User, caller: Caller) -> Utf8Bytes {
     )
 }
 
-async fn serve(app: &App, conn: &mut Conn, caller: Caller, hello: Utf8Bytes) -> End {
+/// How often an open connection re-checks its session: a tenth of the session's lifetime, the granularity at
+/// which a use extends it ([`crate::rules::touch_session`]), so the check keeps the session alive while the
+/// socket is open and costs one read per connection per `session_ttl / 10`.
+fn session_check_interval(config: &Config) -> Duration {
+    config.session_ttl() / 10
+}
+
+async fn serve(
+    app: &App,
+    conn: &mut Conn,
+    caller: Caller,
+    token_hash: [u8; 32],
+    hello: Utf8Bytes,
+) -> End {
     let config = &app.config;
     if let Err(end) = conn.write(hello).await {
         return end;
@@ -255,6 +268,7 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller, hello: Utf8Bytes) -> 
     let limiter = RateLimiter::direct_with_clock(quota, MonotonicClock);
     let mut refused_in_a_row = 0u32;
     let mut last_heard = Instant::now();
+    let mut session_checked = Instant::now();
     let mut heartbeat = tokio::time::interval(config.heartbeat() / 2);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Made once: a fresh `cancelled()` future per loop turn would lock the token's waiter list twice per push.
@@ -301,6 +315,17 @@ async fn serve(app: &App, conn: &mut Conn, caller: Caller, hello: Utf8Bytes) -> 
                 let silent = last_heard.elapsed();
                 if silent >= config.idle_timeout() {
                     return End::Close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout");
+                }
+                if session_checked.elapsed() >= session_check_interval(config) {
+                    session_checked = Instant::now();
+                    match app.auth.check_session(token_hash).await {
+                        Ok(_) => {}
+                        Err(Error::Unauthorized) => {
+                            return End::Close(CLOSE_SESSION_ENDED, "session expired: log in again")
+                        }
+                        // The store is unreachable: keep the connection, check again next time.
+                        Err(error) => tracing::debug!(%error, "cannot check the session"),
+                    }
                 }
                 if silent >= config.heartbeat() {
                     let ping = within(conn.write_timeout, conn.socket.send(Message::Ping(Default::default())));

@@ -39,8 +39,10 @@ const WRITE_BUFFER: usize = 8 * 1024;
 /// Most bytes a connection may have written but not yet accepted by the socket.
 const MAX_WRITE_BUFFER: usize = 4 * 1024 * 1024;
 
+/// The upgrade's query: a connect ticket (`POST /v1/ws/ticket`), or the token itself (older browser clients).
 #[derive(Deserialize)]
 pub struct WsQuery {
+    ticket: Option<String>,
     token: Option<String>,
 }
 
@@ -51,7 +53,7 @@ pub async fn upgrade(
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    match admit(&app, &headers, query.token.as_deref()).await {
+    match admit(&app, &headers, &query).await {
         Ok((session, permit)) => {
             let frame_limit = app.config.max_frame_bytes;
             let tracker = app.tracker.clone();
@@ -81,13 +83,18 @@ pub async fn upgrade(
 async fn admit(
     app: &App,
     headers: &HeaderMap,
-    query_token: Option<&str>,
+    query: &WsQuery,
 ) -> Result<(Session, OwnedSemaphorePermit), Error> {
     if app.shutdown.is_cancelled() {
         return Err(Error::Unavailable("server is shutting down".into()));
     }
-    let token = bearer(headers, query_token).ok_or(Error::Unauthorized)?;
-    let session = app.auth.authenticate(&token).await?;
+    let session = match &query.ticket {
+        Some(ticket) => app.auth.redeem_ticket(ticket).await?,
+        None => {
+            let token = bearer(headers, query.token.as_deref()).ok_or(Error::Unauthorized)?;
+            app.auth.authenticate(&token).await?
+        }
+    };
     let permit = app
         .connection_slots
         .clone()

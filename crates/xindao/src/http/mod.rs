@@ -1,7 +1,7 @@
 //! The HTTP side: the [`Server`] that accepts connections, and the routes it serves.
 //!
 //! Every request starts here. `/v1/ws` upgrades to the WebSocket tunnel ([`crate::conn`]); the rest are plain
-//! HTTP handlers: login and logout (`session.rs`), health and metrics (`status.rs`) and the embedded web client
+//! HTTP handlers: login, logout and connect tickets (`session.rs`), health and metrics (`status.rs`) and the embedded web client
 //! (`web.rs`). Errors answer in the API's own JSON format ([`crate::error`]).
 
 mod server;
@@ -35,6 +35,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/logout", post(session::logout))
         .route("/v1/me", get(session::me))
         .route("/v1/ws", get(crate::conn::upgrade))
+        .route("/v1/ws/ticket", post(session::ws_ticket))
         .merge(web::routes())
         .fallback(|| async { Error::NotFound("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))

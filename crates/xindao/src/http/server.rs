@@ -86,7 +86,8 @@ impl Server {
                 token.cancel();
             }
         });
-        let router = super::router(app.clone());
+        // With the peer's address, which the login rate limits count by.
+        let router = super::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener.tap_io(set_nodelay), router)
             .with_graceful_shutdown(token.clone().cancelled_owned())
             .await;

@@ -114,6 +114,11 @@ pub struct Registered {
 }
 
 impl Hub {
+    /// The server's metrics (the cluster bus counts what it drops there).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     pub fn new(metrics: Metrics) -> Hub {
         Hub {
             state: RwLock::new(State::default()),

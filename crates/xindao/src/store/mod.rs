@@ -92,8 +92,6 @@ pub struct LoginIdentity {
     pub external_id: ExternalId,
     /// WeChat unionid, when WeChat sends one.
     pub unionid: Option<String>,
-    /// WeChat session_key: kept server-side only.
-    pub session_key: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +131,18 @@ pub trait Store: Send + Sync + 'static {
         ttl_ms: i64,
     ) -> Result<Option<SessionInfo>>;
     async fn revoke_session(&self, token_hash: [u8; 32]) -> Result<()>;
+    /// Stores the connect ticket of a session, replacing the session's previous one.
+    async fn create_ticket(
+        &self,
+        ticket_hash: [u8; 32],
+        token_hash: [u8; 32],
+        expires_at: Millis,
+    ) -> Result<()>;
+    /// Deletes a connect ticket and returns its session's token hash, if the ticket existed and had not
+    /// expired at `now`: a ticket is redeemed once.
+    async fn take_ticket(&self, ticket_hash: [u8; 32], now: Millis) -> Result<Option<[u8; 32]>>;
+    /// Deletes up to `limit` sessions and up to `limit` tickets expired at `now`; returns how many in all.
+    async fn delete_expired(&self, now: Millis, limit: usize) -> Result<usize>;
 
     /// The one direct conversation of the pair, created if needed (then the flag is true). Fails with
     /// `NotFound` for an unknown peer and `Conflict` for a pair of one user.

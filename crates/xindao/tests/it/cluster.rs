@@ -38,6 +38,7 @@ impl Cluster {
             config.bus = bus.parse().unwrap();
             config.bus_channel = channel.clone();
             config.node_id = Some(format!("node{i}"));
+            config.cluster_secret = Some(services::CLUSTER_SECRET.into());
             config.presence_ttl_ms = 1500;
             nodes.push(Node::start(config).await);
         }

@@ -30,6 +30,9 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir,
         dev_login: DevLogin::True,
+        // Tests log in many users from 127.0.0.1; the login limits have tests of their own.
+        login_per_ip_per_minute: 1_000_000,
+        login_per_second: 1_000_000,
         rate_per_sec: 1000,
         rate_burst: 1000,
         log: "warn".into(),
@@ -119,7 +122,7 @@ pub struct Login {
 /// The harness's HTTP client, one for every call: building one loads the system's CA certificates, which
 /// takes the runtime's thread for milliseconds (300 logins building their own starved the server beside them
 /// until connects timed out). It keeps no idle connections, so none outlives the test runtime that opened it.
-fn http() -> &'static reqwest::Client {
+pub fn http() -> &'static reqwest::Client {
     static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     HTTP.get_or_init(|| {
         reqwest::Client::builder()

@@ -129,6 +129,10 @@ fn store_and_bus_are_parsed_at_load_and_their_secrets_masked() {
         &[
             ("XINDAO_STORE", "postgresql://xindao:pg-pass@db/xindao"),
             ("XINDAO_DEV_LOGIN", "true"),
+            (
+                "XINDAO_CLUSTER_SECRET",
+                "cluster-secret-of-at-least-32-bytes",
+            ),
         ],
     );
     assert!(
@@ -147,7 +151,9 @@ fn store_and_bus_are_parsed_at_load_and_their_secrets_masked() {
     );
     assert!(shown.contains("dev_login = \"true\""), "{shown}");
     assert!(
-        !shown.contains("pg-pass") && !shown.contains("token"),
+        !shown.contains("pg-pass")
+            && !shown.contains("token")
+            && !shown.contains("cluster-secret-of"),
         "{shown}"
     );
 

@@ -18,13 +18,16 @@ mod common;
 mod services;
 
 mod bad_input;
+mod bus_auth;
 mod chat;
 mod cluster;
 mod config;
 mod delivery;
+mod hostile;
 mod lockout;
 mod login;
 mod login_burst;
+mod login_hardening;
 mod protocol_edges;
 mod store_caps;
 mod store_migrate;

@@ -13,6 +13,8 @@ use xindao::{Config, Server};
 pub const PG_ADDR: &str = "127.0.0.1:5432";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const NATS_URL: &str = "nats://127.0.0.1:4222";
+/// The `cluster_secret` of test clusters.
+pub const CLUSTER_SECRET: &str = "test-cluster-secret-of-32-bytes-at-least";
 
 /// Says that a test is skipped, on the real stderr: the test harness captures `eprintln!` of passing
 /// tests, and a skip must never look like a pass.

@@ -35,7 +35,6 @@ async fn user(store: &dyn Store, name: &str) -> User {
                 display_name: name.into(),
             },
             unionid: None,
-            session_key: None,
         })
         .await
         .unwrap()

@@ -8,10 +8,17 @@
 //! When the bus connection drops, pushes may be missed: after resubscribing, the node tells every local
 //! connection to `resync` (they `sync` from the store, which holds everything committed), and a node that
 //! could not publish something asks every node to do the same.
+//!
+//! Nothing from the bus is trusted: every envelope is sealed under the shared `cluster_secret` and checked
+//! for freshness and replay (`cluster/auth.rs`) before it is applied.
 
+mod auth;
 mod nats;
 mod redis;
+mod replay;
 mod wire;
+#[cfg(test)]
+mod wire_props;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,19 +33,28 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::bus::{presence_frame, Bus};
-use crate::config::{BusConfig, Config};
+use crate::config::{mask_url, BusConfig, Config, CLUSTER_SECRET_MIN};
 use crate::error::{Error, Result};
 use crate::hub::{Delivery, Hub};
 use crate::model::UserId;
 use crate::protocol;
-use wire::{Envelope, Wire};
+use auth::Gate;
+use wire::Wire;
+
+pub use auth::{MAX_ENVELOPE_BYTES, REPLAY_WINDOW};
 
 /// Encoded messages waiting for the publisher; past this, publishing fails and the cluster resyncs.
 const PUBLISH_QUEUE: usize = 16 * 1024;
+/// Users per presence snapshot envelope (about 20 bytes each): bigger snapshots travel in chunks.
+pub const SNAPSHOT_CHUNK: usize = 16 * 1024;
+/// Most users one remote node's snapshot may name; the rest are ignored (with a warning).
+pub const SNAPSHOT_MAX_USERS: usize = 256 * 1024;
 
 struct RemoteNode {
     seen: Instant,
     users: HashSet<UserId>,
+    /// The chunks of a snapshot still arriving.
+    pending: HashSet<UserId>,
 }
 
 /// A change to what one remote node says about its users.
@@ -50,7 +66,7 @@ enum Update {
 
 /// What the Redis and NATS transports share: encoding, own-echo filtering, presence and resync.
 pub(crate) struct Core {
-    node: String,
+    gate: Gate,
     hub: Arc<Hub>,
     ttl: Duration,
     remote: Mutex<HashMap<String, RemoteNode>>,
@@ -59,15 +75,14 @@ pub(crate) struct Core {
     lost: AtomicBool,
     /// Whether the transport believes its connection is up.
     connected: AtomicBool,
+    /// Keeps the chunks of one snapshot together in the queue.
+    snapshot_lock: Mutex<()>,
 }
 
 impl Core {
     fn send(&self, body: Wire) {
-        let envelope = Envelope {
-            node: self.node.clone(),
-            body,
-        };
-        let Ok(bytes) = serde_json::to_vec(&envelope) else {
+        let Some(bytes) = self.gate.seal(body) else {
+            self.lost.store(true, Ordering::Relaxed);
             return;
         };
         if self.out.try_send(bytes).is_err() && !self.lost.swap(true, Ordering::Relaxed) {
@@ -81,16 +96,9 @@ impl Core {
 
     /// Handles one message from the bus.
     pub(crate) fn receive(&self, payload: &[u8]) {
-        let envelope: Envelope = match serde_json::from_slice(payload) {
-            Ok(envelope) => envelope,
-            Err(error) => {
-                tracing::warn!(%error, "unreadable cluster message ignored");
-                return;
-            }
-        };
-        if envelope.node == self.node {
+        let Some(envelope) = self.gate.open(payload) else {
             return;
-        }
+        };
         let wire = match envelope.body.into_delivery() {
             Ok(delivery) => return self.hub.deliver(&delivery),
             Err(wire) => wire,
@@ -99,9 +107,7 @@ impl Core {
             Wire::Presence { user_id, online } => {
                 self.update_node(&envelope.node, Update::One(user_id, online))
             }
-            Wire::Snapshot { users } => {
-                self.update_node(&envelope.node, Update::All(users.into_iter().collect()))
-            }
+            Wire::Snapshot { users, more } => self.snapshot_chunk(&envelope.node, users, more),
             Wire::Hello => {
                 self.update_node(&envelope.node, Update::Touch);
                 self.send_snapshot();
@@ -112,15 +118,37 @@ impl Core {
         }
     }
 
+    /// Gathers a snapshot's chunks; the last one replaces the node's user set.
+    fn snapshot_chunk(&self, node: &str, users: Vec<UserId>, more: bool) {
+        let complete = {
+            let mut remote = self.remote.lock();
+            let entry = remote
+                .entry(node.to_owned())
+                .or_insert_with(RemoteNode::new);
+            entry.seen = Instant::now();
+            let room = SNAPSHOT_MAX_USERS.saturating_sub(entry.pending.len());
+            if users.len() > room {
+                tracing::warn!(
+                    node,
+                    "snapshot names over {SNAPSHOT_MAX_USERS} users: the rest are ignored"
+                );
+            }
+            entry.pending.extend(users.into_iter().take(room));
+            (!more).then(|| std::mem::take(&mut entry.pending))
+        };
+        if let Some(users) = complete {
+            self.update_node(node, Update::All(users));
+        }
+    }
+
     /// Applies an update to a node's user set and tells watchers about users whose cluster-wide presence
     /// flipped (those not online here nor on a third node).
     fn update_node(&self, node: &str, update: Update) {
         let flipped: Vec<(UserId, bool)> = {
             let mut remote = self.remote.lock();
-            let entry = remote.entry(node.to_owned()).or_insert_with(|| RemoteNode {
-                seen: Instant::now(),
-                users: HashSet::new(),
-            });
+            let entry = remote
+                .entry(node.to_owned())
+                .or_insert_with(RemoteNode::new);
             entry.seen = Instant::now();
             let changed: Vec<(UserId, bool)> = match update {
                 Update::One(user, true) if entry.users.insert(user) => vec![(user, true)],
@@ -184,9 +212,21 @@ impl Core {
     }
 
     fn send_snapshot(&self) {
-        self.send(Wire::Snapshot {
-            users: self.hub.local_users(),
-        });
+        let users = self.hub.local_users();
+        let _together = self.snapshot_lock.lock();
+        let mut chunks = users.chunks(SNAPSHOT_CHUNK).peekable();
+        if chunks.peek().is_none() {
+            return self.send(Wire::Snapshot {
+                users: Vec::new(),
+                more: false,
+            });
+        }
+        while let Some(chunk) = chunks.next() {
+            self.send(Wire::Snapshot {
+                users: chunk.to_vec(),
+                more: chunks.peek().is_some(),
+            });
+        }
     }
 
     fn resync_local(&self, reason: &str) {
@@ -240,31 +280,67 @@ pub struct ClusterBus {
     tasks: TaskTracker,
 }
 
-/// Connects to the bus `config.bus` names (`redis://` or `nats://`) and starts its tasks.
+impl RemoteNode {
+    fn new() -> RemoteNode {
+        RemoteNode {
+            seen: Instant::now(),
+            users: HashSet::new(),
+            pending: HashSet::new(),
+        }
+    }
+}
+
+/// Connects to the bus `config.bus` names (`redis://`, `rediss://`, `nats://` or `tls://`) and starts its
+/// tasks. Refuses without a `cluster_secret` of at least [`CLUSTER_SECRET_MIN`] bytes.
 pub async fn open(config: &Config, hub: Arc<Hub>) -> Result<Arc<dyn Bus>> {
+    let secret = match &config.cluster_secret {
+        Some(secret) if secret.as_str().len() >= CLUSTER_SECRET_MIN => secret.as_str().as_bytes(),
+        _ => {
+            return Err(Error::Unavailable(format!(
+                "a cluster bus needs cluster_secret (XINDAO_CLUSTER_SECRET): at least \
+                 {CLUSTER_SECRET_MIN} bytes, the same on every node"
+            )))
+        }
+    };
     let node = match &config.node_id {
         Some(id) if !id.is_empty() => id.clone(),
         _ => format!("{:016x}", rand::random::<u64>()),
     };
     let (out, outgoing) = mpsc::channel(PUBLISH_QUEUE);
     let core = Arc::new(Core {
-        node: node.clone(),
+        gate: Gate::new(node.clone(), secret, hub.metrics().clone()),
         hub,
         ttl: Duration::from_millis(config.presence_ttl_ms),
         remote: Mutex::new(HashMap::new()),
         out,
         lost: AtomicBool::new(false),
         connected: AtomicBool::new(false),
+        snapshot_lock: Mutex::new(()),
     });
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     let channel = config.bus_channel.clone();
+    let shown = mask_url(&String::from(config.bus.clone()));
     match &config.bus {
         BusConfig::Redis { url } => {
-            redis::start(url, channel, core.clone(), outgoing, &cancel, &tasks).await?
+            redis::start(
+                url,
+                &shown,
+                channel,
+                core.clone(),
+                outgoing,
+                &cancel,
+                &tasks,
+            )
+            .await?
         }
         BusConfig::Nats { url } => {
-            nats::start(url, channel, core.clone(), outgoing, &cancel, &tasks).await?
+            let nats = nats::Target {
+                url,
+                shown: &shown,
+                creds: config.nats_creds_file.as_deref(),
+            };
+            nats::start(nats, channel, core.clone(), outgoing, &cancel, &tasks).await?
         }
         BusConfig::Local => {
             return Err(Error::Unavailable(
@@ -273,7 +349,7 @@ pub async fn open(config: &Config, hub: Arc<Hub>) -> Result<Arc<dyn Bus>> {
         }
     }
     tasks.spawn(heartbeat(core.clone(), cancel.clone()));
-    tracing::info!(node = %node, bus = %config.bus, "joined the cluster bus");
+    tracing::info!(node = %node, bus = %shown, "joined the cluster bus");
     Ok(Arc::new(ClusterBus {
         core,
         cancel,

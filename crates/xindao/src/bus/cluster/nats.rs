@@ -1,6 +1,9 @@
 //! The cluster bus over NATS core pub/sub. The client reconnects and resubscribes by itself; we watch its
-//! connection events to resync local clients once the subscription is back.
+//! connection events to resync local clients once the subscription is back. `tls://` requires TLS (the
+//! client verifies the server against the system's roots); credentials come from the URL (user:password or
+//! token) or a `.creds` file (JWT + NKey seed, `nats_creds_file`).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,16 +19,29 @@ use crate::error::{Error, Result};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Where and how to connect.
+pub(super) struct Target<'a> {
+    pub url: &'a str,
+    /// The URL for messages (password or token masked).
+    pub shown: &'a str,
+    pub creds: Option<&'a Path>,
+}
+
 pub(super) async fn start(
-    url: &str,
+    target: Target<'_>,
     channel: String,
     core: Arc<Core>,
     outgoing: mpsc::Receiver<Vec<u8>>,
     cancel: &CancellationToken,
     tasks: &TaskTracker,
 ) -> Result<()> {
+    let Target { url, shown, creds } = target;
+    let unavailable = |e: String| {
+        let e = e.replace(url, shown);
+        Error::Unavailable(format!("cannot reach the NATS bus at {shown}: {e}"))
+    };
     let (events_tx, events) = mpsc::unbounded_channel();
-    let options = async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new()
         .connection_timeout(CONNECT_TIMEOUT)
         .max_reconnects(None)
         .reconnect_delay_callback(|attempts| {
@@ -37,8 +53,17 @@ pub(super) async fn start(
                 let _ = events_tx.send(event);
             }
         });
-    let unavailable =
-        |e: String| Error::Unavailable(format!("cannot reach the NATS bus at {url}: {e}"));
+    if url.starts_with("tls://") {
+        options = options.require_tls(true);
+    }
+    if let Some(path) = creds {
+        options = options.credentials_file(path).await.map_err(|e| {
+            Error::Unavailable(format!(
+                "cannot read nats_creds_file {}: {e}",
+                path.display()
+            ))
+        })?;
+    }
     let client = tokio::time::timeout(CONNECT_TIMEOUT * 2, options.connect(url))
         .await
         .map_err(|_| unavailable("timed out".into()))?

@@ -1,5 +1,6 @@
 //! The cluster bus over Redis pub/sub: one subscriber connection and one publisher connection per node,
 //! each reconnecting with backoff. Redis keeps no state for us (presence travels as announcements).
+//! `rediss://` connects over TLS (rustls), verifying the server against the system's roots.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,16 +20,18 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Most messages sent in one pipeline.
 const PUBLISH_BATCH: usize = 256;
 
+/// Starts the subscriber and publisher for `url`; `shown` is the URL for messages (password masked).
 pub(super) async fn start(
     url: &str,
+    shown: &str,
     channel: String,
     core: Arc<Core>,
     outgoing: mpsc::Receiver<Vec<u8>>,
     cancel: &CancellationToken,
     tasks: &TaskTracker,
 ) -> Result<()> {
-    let client =
-        redis::Client::open(url).map_err(|e| Error::Unavailable(format!("bad Redis URL: {e}")))?;
+    let client = redis::Client::open(url)
+        .map_err(|e| Error::Unavailable(format!("bad Redis URL {shown}: {e}")))?;
     let (ready, subscribed) = oneshot::channel();
     tasks.spawn(subscribe_loop(
         client.clone(),
@@ -50,7 +53,7 @@ pub(super) async fn start(
         _ => {
             cancel.cancel();
             Err(Error::Unavailable(format!(
-                "cannot subscribe to the Redis bus at {url}"
+                "cannot subscribe to the Redis bus at {shown}"
             )))
         }
     }
@@ -155,9 +158,12 @@ async fn publish_loop(
             Ok(Ok(())) => pending.clear(),
             outcome => {
                 // Keep the batch and send it again on a new connection: at least once, never silently lost.
+                // What arrived twice is dropped as a replay; what arrives after the replay window is dropped
+                // as stale: the resync sent once the publisher recovers covers it.
                 if let Ok(Err(error)) = outcome {
                     tracing::warn!(%error, "publishing on the Redis bus failed: reconnecting");
                 }
+                core.mark_lost();
                 connection = None;
             }
         }

@@ -1,5 +1,6 @@
 //! What nodes say to each other over the bus: deliveries, presence announcements and node heartbeats,
-//! each tagged with the sending node so that a node can ignore its own echo.
+//! each tagged with the sending node (so that a node can ignore its own echo) and with the boot, counter
+//! and time that bound replays (checked in `auth.rs`, after the seal).
 
 use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
@@ -10,6 +11,12 @@ use crate::model::{ConversationId, UserId};
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Envelope {
     pub node: String,
+    /// Random per sending process.
+    pub boot: u64,
+    /// Counts the sending process's envelopes from 1.
+    pub seq: u64,
+    /// Sending time, milliseconds since the Unix epoch.
+    pub ts: u64,
     #[serde(flatten)]
     pub body: Wire,
 }
@@ -41,8 +48,11 @@ pub enum Wire {
         online: bool,
     },
     /// Heartbeat: every user online on the sender. A node silent for the presence TTL is considered gone.
+    /// A big snapshot travels in chunks: all but the last say `more`.
     Snapshot {
         users: Vec<UserId>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
     },
     /// A node (re)joined: everyone answers with a snapshot.
     Hello,

@@ -8,6 +8,7 @@
 mod reads;
 mod rooms;
 mod rows;
+mod tls;
 mod users;
 mod writer;
 
@@ -54,18 +55,19 @@ impl PostgresStore {
         commit: GroupCommit,
         sink: CommitSink,
     ) -> Result<Self> {
-        let mut pg: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| Error::Unavailable(format!("bad PostgreSQL URL: {e}")))?;
+        let tls::Target {
+            config: mut pg,
+            tls,
+        } = tls::target(url)?;
         pg.connect_timeout(CONNECT_TIMEOUT);
-        let manager = Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                // Verified: a connection the server closed is detected before it is handed out.
-                recycling_method: RecyclingMethod::Verified,
-            },
-        );
+        let manager_config = ManagerConfig {
+            // Verified: a connection the server closed is detected before it is handed out.
+            recycling_method: RecyclingMethod::Verified,
+        };
+        let manager = match tls {
+            Some(tls) => Manager::from_config(pg, tls, manager_config),
+            None => Manager::from_config(pg, NoTls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(2))
             .runtime(Runtime::Tokio1)
@@ -171,6 +173,23 @@ impl Store for PostgresStore {
 
     async fn revoke_session(&self, token_hash: [u8; 32]) -> Result<()> {
         users::revoke_session(self, &token_hash).await
+    }
+
+    async fn create_ticket(
+        &self,
+        ticket_hash: [u8; 32],
+        token_hash: [u8; 32],
+        expires_at: Millis,
+    ) -> Result<()> {
+        users::create_ticket(self, &ticket_hash, &token_hash, expires_at).await
+    }
+
+    async fn take_ticket(&self, ticket_hash: [u8; 32], now: Millis) -> Result<Option<[u8; 32]>> {
+        users::take_ticket(self, &ticket_hash, now).await
+    }
+
+    async fn delete_expired(&self, now: Millis, limit: usize) -> Result<usize> {
+        users::delete_expired(self, now, limit).await
     }
 
     async fn open_direct(&self, user: UserId, peer: UserId) -> Result<(ConversationId, bool)> {

@@ -12,7 +12,7 @@
 //! under a sustained load rarely happens (a transaction is nearly always open when a pass ends): the WAL then
 //! grows until the commit thread checkpoints itself past [`WAL_FRAMES_MAX`], and meanwhile every commit
 //! nudges the checkpointer into another short pass (at 15,000 1:1 msg/s, ~67 a second, two fsyncs each;
-//! BENCHMARKS.md lists what was tried against both). When a pass could not copy everything (frames committed
+//! docs/decisions/wal-checkpoints.md lists what was tried against both). When a pass could not copy everything (frames committed
 //! meanwhile, or held by a reader's snapshot), the checkpointer finishes while holding the writer.
 
 use std::cell::Cell;
@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 /// Frames in the WAL after which a checkpoint is due (~16 MiB; SQLite's own default is 1,000). Each checkpoint
 /// fsyncs the WAL and the database and writes every page changed since the last one once, however often it
 /// changed: a 1:1 load touches the same index leaves again and again, so 4,000 frames halve the checkpointer's
-/// CPU per message against 1,000 (paired runs at 20,000 and 25,000 msg/s, BENCHMARKS.md).
+/// CPU per message against 1,000 (paired runs at 20,000 and 25,000 msg/s, docs/decisions/wal-checkpoints.md).
 const CHECKPOINT_FRAMES: c_int = 4000;
 
 /// Frames past which the writing thread checkpoints itself, as SQLite would: the checkpointer is not keeping

@@ -200,6 +200,28 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn create_ticket(
+        &self,
+        ticket_hash: [u8; 32],
+        token_hash: [u8; 32],
+        expires_at: Millis,
+    ) -> Result<()> {
+        self.write(move |conn| {
+            users::create_ticket(conn, &ticket_hash, &token_hash, expires_at).map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn take_ticket(&self, ticket_hash: [u8; 32], now: Millis) -> Result<Option<[u8; 32]>> {
+        self.write(move |conn| users::take_ticket(conn, &ticket_hash, now).map_err(map_sqlite))
+            .await
+    }
+
+    async fn delete_expired(&self, now: Millis, limit: usize) -> Result<usize> {
+        self.write(move |conn| users::delete_expired(conn, now, limit).map_err(map_sqlite))
+            .await
+    }
+
     async fn open_direct(&self, user: UserId, peer: UserId) -> Result<(ConversationId, bool)> {
         rules::may_open_direct(user, peer)?;
         let (lo, hi) = (user.min(peer), user.max(peer));
