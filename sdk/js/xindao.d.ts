@@ -35,6 +35,8 @@ export interface Conversation {
   read_seq: number;
   unread: number;
   last_message: Message | null;
+  /** Time of the last message (or of the creation), ms since the epoch: what the list is ordered by. */
+  last_ts: number;
 }
 
 export interface Limits {
@@ -240,7 +242,10 @@ export declare class XindaoClient {
   send(target: SendTarget, content: unknown, opts?: SendOptions): Promise<SendAck>;
   sendTo(userId: number, content: unknown, opts?: SendOptions): Promise<SendAck>;
   history(conversationId: number, opts?: { beforeSeq?: number; afterSeq?: number; limit?: number }): Promise<{ messages: Message[]; has_more: boolean }>;
-  conversations(): Promise<Conversation[]>;
+  /** All conversations (following the server's pages), or the most recent `max`. */
+  conversations(opts?: { max?: number }): Promise<Conversation[]>;
+  /** One page; pass `next_cursor` back as `cursor`. */
+  conversationsPage(opts?: { limit?: number; cursor?: string }): Promise<{ conversations: Conversation[]; has_more: boolean; next_cursor: string | null }>;
   markRead(conversationId: number, seq: number): Promise<number>;
   typing(conversationId: number): Promise<boolean>;
   openDirect(userId: number): Promise<Conversation>;

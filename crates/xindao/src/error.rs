@@ -24,6 +24,9 @@ pub enum Error {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(&'static str),
+    /// A per-user cap (memberships, rooms owned) would be exceeded.
+    #[error("{0}")]
+    LimitReached(&'static str),
     #[error("too many requests, retry in {retry_after_ms} ms")]
     RateLimited { retry_after_ms: u64 },
     #[error("{0}")]
@@ -69,6 +72,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
+            Error::LimitReached(_) => "limit_reached",
             Error::RateLimited { .. } => "rate_limited",
             Error::TooManyConnections(_) | Error::ServerFull => "too_many_connections",
             Error::WeChat(WeChatError::InvalidCode(_)) => "invalid_code",
@@ -93,7 +97,7 @@ impl Error {
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) | Error::WeChat(WeChatError::UserBlocked) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Conflict(_) | Error::LimitReached(_) => StatusCode::CONFLICT,
             Error::RateLimited { .. }
             | Error::TooManyConnections(_)
             | Error::WeChat(WeChatError::RateLimited) => StatusCode::TOO_MANY_REQUESTS,

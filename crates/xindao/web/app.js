@@ -164,11 +164,14 @@ function unreadOf(c) {
   return Math.max(0, (c.last_seq || 0) - (c.read_seq || 0));
 }
 
+const CONVERSATIONS_SHOWN = 200;
+
 async function refreshConversations() {
   if (!S.client) return;
   let list;
   try {
-    list = await S.client.conversations();
+    // the most recent ones only: a user in thousands of conversations would otherwise fetch every page on every sync
+    list = await S.client.conversations({ max: CONVERSATIONS_SHOWN });
   } catch (_) {
     return; // offline: refreshed again on the next `synced`
   }
@@ -184,8 +187,11 @@ async function refreshConversations() {
     S.convs.set(c.id, c);
     if (c.peer) S.users.set(c.peer.id, c.peer.display_name);
   }
-  const ids = new Set(list.map((c) => c.id));
-  for (const id of [...S.convs.keys()]) if (!ids.has(id)) S.convs.delete(id);
+  // forget conversations we left, when the list is whole (a cut list says nothing of the older ones)
+  if (list.length < CONVERSATIONS_SHOWN) {
+    const ids = new Set(list.map((c) => c.id));
+    for (const id of [...S.convs.keys()]) if (!ids.has(id)) S.convs.delete(id);
+  }
   const peers = list.filter((c) => c.kind === 'direct' && c.peer).map((c) => c.peer.id);
   if (peers.length) {
     S.client.presence(peers).then(

@@ -10,6 +10,10 @@ const PROTOCOL_VERSION = 1;
 
 const STATES = Object.freeze(['connecting', 'open', 'reconnecting', 'closed']);
 
+// the server's largest `conversations` page; cursors sent per `sync` call (well under max_frame_bytes)
+const CONVERSATIONS_PAGE_MAX = 200;
+const SYNC_CURSORS_MAX = 1000;
+
 const DEFAULTS = {
   requestTimeoutMs: 15000, // one request on an open socket
   sendTimeoutMs: 30000, // a send() from the call to its ack, queued time included; 0 = no limit
@@ -1060,9 +1064,9 @@ class XindaoClient extends Emitter {
     this._preBaseline = this._preBaseline || [];
     const gen = this._gen;
     try {
-      const r = await this._request('conversations', {});
+      const all = await this._listConversations((args) => this._request('conversations', args), Infinity);
       if (gen !== this._gen) return;
-      for (const c of r.conversations || []) {
+      for (const c of all) {
         const st = this._conv(c.id, c.last_seq || 0);
         st.info = c;
       }
@@ -1071,7 +1075,7 @@ class XindaoClient extends Emitter {
       this._preBaseline = null;
       for (const m of early) this._ingestPush(m);
       this._saveCursorsSoon();
-      this.emit('synced', { conversations: r.conversations || [], initial: true });
+      this.emit('synced', { conversations: all, initial: true });
     } catch (e) {
       this._log('debug', 'baseline failed', e);
     }
@@ -1090,12 +1094,24 @@ class XindaoClient extends Emitter {
     try {
       do {
         this._syncAgain = false;
-        let more = true;
-        while (more) {
-          more = false;
-          const r = await this._request('sync', { cursors: this.cursors(), limit: this.options.syncLimit });
+        // The server walks our conversations by ascending id, a bounded slice per call, and says where to go on
+        // (`next_after_id`); we send the cursors of at most SYNC_CURSORS_MAX conversations at a time (all of them
+        // could pass max_frame_bytes) and bound the range with `until_id` when there are more.
+        let after = 0;
+        for (;;) {
+          const ids = [...this._convs.keys()].filter((id) => id > after).sort((x, y) => x - y);
+          const slice = ids.slice(0, SYNC_CURSORS_MAX);
+          const until = ids.length > SYNC_CURSORS_MAX ? slice[slice.length - 1] : null;
+          const cursors = {};
+          for (const id of slice) cursors[id] = this._convs.get(id).lastSeq;
+          const args = { cursors, limit: this.options.syncLimit, after_id: after };
+          if (until != null) args.until_id = until;
+          const r = await this._request('sync', args);
           if (gen !== this._gen) return;
-          for (const entry of r.conversations || []) {
+          const entries = r.conversations || [];
+          // servers before paged sync answer no `has_more`: then an entry with more means "call again"
+          const more = r.has_more !== undefined ? r.has_more : entries.some((e) => e.has_more);
+          for (const entry of entries) {
             const c = entry.conversation;
             let st = this._convs.get(c.id);
             if (!st) {
@@ -1112,8 +1128,13 @@ class XindaoClient extends Emitter {
             st.info = c;
             touched.set(c.id, c);
             this._ingest(c.id, entry.messages || []);
-            if (entry.has_more) more = true;
           }
+          if (more) {
+            if (typeof r.next_after_id === 'number') after = r.next_after_id;
+            continue;
+          }
+          if (until == null) break;
+          after = until;
         }
       } while (this._syncAgain);
     } catch (e) {
@@ -1241,19 +1262,54 @@ class XindaoClient extends Emitter {
   removeFromRoom(conversationId, userId) {
     return this.request('room_remove', { conversation_id: conversationId, user_id: userId });
   }
+  /** Members of a conversation, longest-standing first: all of them (following the server's pages). */
   async roomMembers(conversationId) {
-    return (await this.request('room_members', { conversation_id: conversationId })).members;
+    const out = [];
+    let cursor = null;
+    do {
+      const args = { conversation_id: conversationId, limit: 1000 };
+      if (cursor) args.cursor = cursor;
+      const r = await this.request('room_members', args);
+      for (const m of r.members || []) out.push(m);
+      cursor = r.has_more && r.next_cursor ? r.next_cursor : null;
+    } while (cursor);
+    return out;
   }
   async publicRooms(opts = {}) {
     const args = {};
     if (opts.limit) args.limit = opts.limit;
     return (await this.request('rooms_public', args)).rooms;
   }
-  /** Conversations with unread counts, most recent activity first. */
-  async conversations() {
-    const r = await this.request('conversations', {});
+  /** Conversations with unread counts, most recent activity first: all of them (the server answers in pages,
+   * followed here), or the most recent `opts.max`. */
+  async conversations(opts = {}) {
+    const all = await this._listConversations((args) => this.request('conversations', args), opts.max || Infinity);
+    for (const c of all) this._register(c);
+    return all;
+  }
+  /** One page of conversations, most recent activity first: `{conversations, has_more, next_cursor}`; pass
+   * `next_cursor` back as `opts.cursor` for the next page. `opts.limit`: default 50, at most 200. */
+  async conversationsPage(opts = {}) {
+    const args = {};
+    if (opts.limit) args.limit = opts.limit;
+    if (opts.cursor) args.cursor = opts.cursor;
+    const r = await this.request('conversations', args);
     for (const c of r.conversations || []) this._register(c);
-    return r.conversations || [];
+    return { conversations: r.conversations || [], has_more: !!r.has_more, next_cursor: r.next_cursor || null };
+  }
+
+  // follows `next_cursor` until `max` conversations or the end
+  async _listConversations(call, max) {
+    const out = [];
+    let cursor = null;
+    do {
+      const args = { limit: Math.min(CONVERSATIONS_PAGE_MAX, max - out.length) };
+      if (cursor) args.cursor = cursor;
+      const r = await call(args);
+      for (const c of r.conversations || []) out.push(c);
+      cursor = r.has_more && r.next_cursor ? r.next_cursor : null;
+    } while (cursor && out.length < max);
+    return out;
   }
   /** A page of history, ascending: {messages, has_more}. With no option: the latest page. */
   history(conversationId, opts = {}) {

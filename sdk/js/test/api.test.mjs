@@ -54,10 +54,12 @@ test('the socket opens with a single-use connect ticket: the token is never in a
 test('1:1 chat: ack, push, typing, read marks, presence, unread counts', async () => {
   const a = await client('dm-alice');
   const b = await client('dm-bob');
-  const pres = await a.presence([b.user.id]);
-  assert.deepEqual(pres, [{ user_id: b.user.id, online: true }]);
+  // presence is told only about users who share a conversation: a stranger reads as offline
+  assert.deepEqual(await a.presence([b.user.id]), [{ user_id: b.user.id, online: false }]);
 
   const ack = await a.sendTo(b.user.id, 'hello bob');
+  const pres = await a.presence([b.user.id]);
+  assert.deepEqual(pres, [{ user_id: b.user.id, online: true }]);
   assert.equal(ack.duplicate, false);
   const m1 = ack.message;
   assert.equal(m1.seq, 1);
@@ -159,4 +161,30 @@ test('same cmid twice: one message, the second ack says duplicate', async () => 
   const h = await a.history(room.id);
   assert.equal(h.messages.length, 1);
   assert.deepEqual(seqsOf(a.received, room.id), [1], 'delivered once');
+});
+
+test('conversations() follows the pages; conversationsPage() gives one; sync covers every conversation', async () => {
+  const a = await client('page-alice');
+  const ids = [];
+  // more than a default page of 50, and more than the 100 conversations one sync reply holds
+  for (let i = 0; i < 105; i++) ids.push((await a.createRoom('page-' + i)).id);
+  const all = await a.conversations();
+  assert.equal(all.length, 105);
+  assert.deepEqual(new Set(all.map((c) => c.id)), new Set(ids));
+  const first = await a.conversationsPage({ limit: 2 });
+  assert.equal(first.conversations.length, 2);
+  assert.equal(first.has_more, true);
+  const second = await a.conversationsPage({ limit: 2, cursor: first.next_cursor });
+  assert.equal(second.conversations.length, 2);
+  assert.notEqual(second.conversations[0].id, first.conversations[1].id);
+  assert.equal((await a.conversations({ max: 5 })).length, 5);
+
+  // messages in every room while a second device of the same user is away, then a sync on reconnect
+  const b = await client('page-alice');
+  // its baseline (every page of conversations) first: a client without one starts from the current ends
+  await waitFor(() => Object.keys(b.cursors()).length === ids.length, 10000, 'baseline');
+  b.pause();
+  for (const id of ids) await a.send(id, 'for the other device ' + id);
+  b.resume();
+  await waitFor(() => ids.every((id) => seqsOf(b.received, id).length === 1), 20000, 'every room synced');
 });

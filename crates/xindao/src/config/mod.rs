@@ -19,6 +19,8 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::rules;
+
 /// SQLite durability of an acknowledged message (see docs/protocol.md, "Delivery guarantees").
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -232,6 +234,21 @@ pub struct Config {
     /// header). A request without Origin (mini-programs, native apps) is allowed.
     #[arg(long, value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// Conversations (rooms and direct) one user may be in. Creating, joining, opening a direct conversation
+    /// or being added beyond it answers `limit_reached`; leaving is never capped.
+    #[arg(long, default_value_t = rules::MEMBERSHIPS_PER_USER_DEFAULT)]
+    pub max_memberships_per_user: u64,
+    /// Rooms one user may own; `room_create` beyond it answers `limit_reached`.
+    #[arg(long, default_value_t = rules::ROOMS_PER_OWNER_DEFAULT)]
+    pub max_rooms_per_owner: u64,
+    /// `room_add` requests per user per minute on this node (also the burst); beyond it: `rate_limited`.
+    #[arg(long, default_value_t = 60)]
+    pub room_adds_per_min: u32,
+    /// User lookups per user per minute on this node (also the burst): `user_find`, and `direct_open` or
+    /// `send` with `to_user` naming someone the caller has no direct conversation with yet. Beyond it:
+    /// `rate_limited`. User ids are sequential; this bounds how fast one account can probe them.
+    #[arg(long, default_value_t = 60)]
+    pub lookups_per_min: u32,
     /// Most messages per group commit (SQLite, and per writer on PostgreSQL).
     #[arg(long, default_value_t = 512)]
     pub commit_batch_max: usize,
@@ -347,6 +364,14 @@ impl Config {
             ),
             (self.commit_batch_max >= 1, "commit_batch_max must be >= 1"),
             (
+                self.max_memberships_per_user >= 1 && self.max_rooms_per_owner >= 1,
+                "max_memberships_per_user and max_rooms_per_owner must be >= 1",
+            ),
+            (
+                self.room_adds_per_min >= 1 && self.lookups_per_min >= 1,
+                "room_adds_per_min and lookups_per_min must be >= 1",
+            ),
+            (
                 (1..=65_536).contains(&self.sqlite_cache_mb),
                 "sqlite_cache_mb must be between 1 and 65536",
             ),
@@ -443,6 +468,14 @@ impl Config {
             .commit_linger_us
             .unwrap_or_else(|| self.store.default_commit_linger_us());
         Duration::from_micros(us)
+    }
+
+    /// The membership caps the stores enforce.
+    pub fn caps(&self) -> rules::Caps {
+        rules::Caps {
+            memberships_per_user: self.max_memberships_per_user,
+            rooms_per_owner: self.max_rooms_per_owner,
+        }
     }
 
     pub fn heartbeat(&self) -> Duration {

@@ -32,9 +32,9 @@ pub enum Op {
     RoomAdd(RoomMemberArgs),
     RoomRemove(RoomMemberArgs),
     RoomLeave(ConversationArgs),
-    RoomMembers(ConversationArgs),
+    RoomMembers(RoomMembersArgs),
     RoomsPublic(LimitArgs),
-    Conversations(LimitArgs),
+    Conversations(ConversationsArgs),
     Send(SendArgs),
     History(HistoryArgs),
     Sync(SyncArgs),
@@ -175,6 +175,23 @@ pub struct LimitArgs {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RoomMembersArgs {
+    pub conversation_id: ConversationId,
+    pub limit: Option<NonZeroUsize>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationsArgs {
+    pub limit: Option<NonZeroUsize>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SendArgs {
     pub conversation_id: Option<ConversationId>,
     pub to_user: Option<UserId>,
@@ -201,6 +218,10 @@ pub struct SyncArgs {
     #[serde(default)]
     pub cursors: HashMap<String, Seq>,
     pub limit: Option<NonZeroUsize>,
+    /// Look only at conversations with an id above this one (the `next_after_id` of the previous reply).
+    pub after_id: Option<ConversationId>,
+    /// Look only at conversations with an id up to this one (so that `cursors` can be sent a slice at a time).
+    pub until_id: Option<ConversationId>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,7 +311,11 @@ mod tests {
         assert_eq!(op.name(), "room_members");
         assert!(matches!(
             op,
-            Op::RoomMembers(ConversationArgs { conversation_id: 5 })
+            Op::RoomMembers(RoomMembersArgs {
+                conversation_id: 5,
+                limit: None,
+                cursor: None
+            })
         ));
         let op = decode("rooms_public", None).unwrap();
         assert_eq!(op.name(), "rooms_public");
@@ -345,6 +370,22 @@ mod tests {
             "invalid_args"
         );
         assert_eq!(code("rooms_public", Some(r#"{"limit":0}"#)), "invalid_args");
+        assert_eq!(
+            code("conversations", Some(r#"{"limit":0}"#)),
+            "invalid_args"
+        );
+        assert_eq!(
+            code("conversations", Some(r#"{"cursor":5}"#)),
+            "invalid_args"
+        );
+        assert_eq!(
+            code("conversations", Some(r#"{"limit":5,"cursor":"1.2"}"#)),
+            "ok"
+        );
+        assert_eq!(
+            code("sync", Some(r#"{"cursors":{},"after_id":3,"until_id":9}"#)),
+            "ok"
+        );
     }
 
     #[test]

@@ -15,6 +15,10 @@
 //!   the room's visibility and owner, the adder's membership and the added user's existence are read in the
 //!   membership change's transaction (PostgreSQL: `FOR UPDATE` on the room), so two concurrent changes, e.g.
 //!   an ownership hand-over and an add, cannot both pass on the same old facts.
+//! - **Caps** ([`crate::rules::may_gain_membership`], [`crate::rules::may_create_room`]): the user's
+//!   membership count and the owner's room count are read in the transaction that adds the membership or the
+//!   room (PostgreSQL: under the user's row lock, `FOR UPDATE` on `users`, so that adds to different rooms on
+//!   different nodes cannot both pass at cap - 1). Leaving is never capped.
 //! - **Ownership hand-over** ([`crate::rules::ownership_passes`]): the heir is chosen in the transaction that
 //!   removes the owner.
 //! - Per-conversation seq (allocated with the insert), idempotency by (sender, cmid), read markers that only
@@ -41,13 +45,16 @@ use crate::model::*;
 
 /// Opens the store `config.store` names; its writers hand each committed batch to `sink`.
 pub async fn open(config: &Config, sink: CommitSink) -> Result<Arc<dyn Store>> {
+    let caps = config.caps();
     let commit = GroupCommit {
         batch_max: config.commit_batch_max,
         linger: config.commit_linger(),
     };
     Ok(match &config.store {
         StoreConfig::Postgres { url } => Arc::new(
-            postgres::PostgresStore::open(url, config.postgres_pool_size, commit, sink).await?,
+            postgres::PostgresStore::open(url, config.postgres_pool_size, commit, sink)
+                .await?
+                .with_caps(caps),
         ),
         StoreConfig::Sqlite => Arc::new(
             sqlite::SqliteStore::open(
@@ -60,7 +67,8 @@ pub async fn open(config: &Config, sink: CommitSink) -> Result<Arc<dyn Store>> {
                 },
                 sink,
             )
-            .await?,
+            .await?
+            .with_caps(caps),
         ),
     })
 }
@@ -160,7 +168,13 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         by: Option<UserId>,
     ) -> Result<bool>;
-    async fn members(&self, conversation: ConversationId) -> Result<Vec<Member>>;
+    /// A page of the members of a conversation, longest-standing first, after `cursor`, at most `limit`.
+    async fn members(
+        &self,
+        conversation: ConversationId,
+        cursor: Option<MemberCursor>,
+        limit: usize,
+    ) -> Result<Vec<Member>>;
     async fn is_member(&self, conversation: ConversationId, user: UserId) -> Result<bool>;
     /// The conversation as `user` sees it; `Forbidden` when not a member, `NotFound` when absent.
     async fn conversation_for(
@@ -168,8 +182,27 @@ pub trait Store: Send + Sync + 'static {
         conversation: ConversationId,
         user: UserId,
     ) -> Result<Conversation>;
-    /// All conversations of `user`, most recent activity first.
-    async fn conversations_of(&self, user: UserId) -> Result<Vec<Conversation>>;
+    /// A page of the conversations of `user`, most recent activity first, after `cursor` (`None`: from the
+    /// most recent), at most `limit`.
+    async fn conversations_page(
+        &self,
+        user: UserId,
+        cursor: Option<ActivityCursor>,
+        limit: usize,
+    ) -> Result<Vec<Conversation>>;
+    /// The id and last seq of the conversations of `user` with `after < id <= until` (`None`: no upper bound),
+    /// ascending by id, at most `limit`: what `sync` scans, a slice at a time.
+    async fn sync_scan(
+        &self,
+        user: UserId,
+        after: ConversationId,
+        until: Option<ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<(ConversationId, i64)>>;
+    /// Those of `others` who share at least one conversation with `user` (`user` too, if listed).
+    async fn sharing_with(&self, user: UserId, others: &[UserId]) -> Result<Vec<UserId>>;
+    /// The direct conversation of the pair, if it exists.
+    async fn direct_between(&self, user: UserId, peer: UserId) -> Result<Option<ConversationId>>;
     /// What a new connection needs, in one read: the user (`None` if unknown) and the ids of all their
     /// conversations (to route pushes).
     async fn connection_state(&self, user: UserId) -> Result<Option<(User, Vec<ConversationId>)>>;

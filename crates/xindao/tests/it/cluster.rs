@@ -206,6 +206,12 @@ async fn chat_across_nodes(bus: &str) {
     b.ok("typing", json!({ "conversation_id": room })).await;
     assert_eq!(readers[2].event("typing").await["user_id"], bob.user_id);
     let dave = login(n0, "dave").await;
+    // Presence is told only about users who share a conversation with the watcher.
+    for watcher in [&mut c, &mut a] {
+        watcher
+            .ok("direct_open", json!({ "user_id": dave.user_id }))
+            .await;
+    }
     let watch = c
         .ok("presence", json!({ "user_ids": [dave.user_id] }))
         .await;

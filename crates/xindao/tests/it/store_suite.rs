@@ -256,7 +256,7 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
         .unwrap());
     assert!(!s.leave_room(public, carol.id, None).await.unwrap());
     assert!(s.leave_room(invite, alice.id, None).await.unwrap());
-    let members = s.members(invite).await.unwrap();
+    let members = s.members(invite, None, 1000).await.unwrap();
     assert_eq!(members.len(), 1);
     assert_eq!((members[0].user.id, members[0].role), (bob.id, Role::Owner));
     assert_eq!(
@@ -301,7 +301,7 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
         .await
         .unwrap();
     let ordered: Vec<i64> = s
-        .conversations_of(alice.id)
+        .conversations_page(alice.id, None, 100)
         .await
         .unwrap()
         .iter()
@@ -478,8 +478,8 @@ async fn sqlite_migration_2_keeps_messages_and_dedupe() {
     let version: i64 = db
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    // Migration 2, then the ones after it (3).
-    assert_eq!(version, 3);
+    // Migration 2, then the ones after it (3, 4).
+    assert_eq!(version, 4);
     let key: Vec<String> = db
         .prepare(
             "SELECT ii.name FROM pragma_index_list('messages') il, pragma_index_info(il.name) ii

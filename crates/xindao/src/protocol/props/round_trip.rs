@@ -78,9 +78,21 @@ fn valid_op() -> impl Strategy<Value = Valid> {
         member("room_add"),
         member("room_remove"),
         conversation("room_leave"),
-        conversation("room_members"),
+        (any::<i64>(), limit(), option::of(any::<String>())).prop_map(|(id, limit, cursor)| {
+            let args = object([
+                ("conversation_id", Some(json!(id))),
+                ("limit", limit),
+                ("cursor", cursor.map(Value::from)),
+            ]);
+            same("room_members", args)
+        }),
         limited("rooms_public"),
-        limited("conversations"),
+        (limit(), option::of(any::<String>())).prop_map(|(limit, cursor)| {
+            same(
+                "conversations",
+                object([("limit", limit), ("cursor", cursor.map(Value::from))]),
+            )
+        }),
         send(),
         (any::<i64>(), option::of(seq()), option::of(seq()), limit()).prop_map(
             |(id, before, after, limit)| {
@@ -95,16 +107,22 @@ fn valid_op() -> impl Strategy<Value = Valid> {
         ),
         (
             option::of(collection::hash_map(any::<String>(), seq(), 0..5)),
-            limit()
+            limit(),
+            option::of(any::<i64>()),
+            option::of(any::<i64>()),
         )
-            .prop_map(|(cursors, limit)| {
+            .prop_map(|(cursors, limit, after_id, until_id)| {
                 let sent = object([
                     ("cursors", cursors.as_ref().map(|c| json!(c))),
                     ("limit", limit.clone()),
+                    ("after_id", after_id.map(Value::from)),
+                    ("until_id", until_id.map(Value::from)),
                 ]);
                 let decoded = object([
                     ("cursors", Some(json!(cursors.unwrap_or_default()))),
                     ("limit", limit),
+                    ("after_id", after_id.map(Value::from)),
+                    ("until_id", until_id.map(Value::from)),
                 ]);
                 ("sync", sent, decoded)
             }),
@@ -162,13 +180,22 @@ fn args_of(op: &Op) -> Value {
         Op::UserFind(a) => json!({ "display_name": a.display_name }),
         Op::DirectOpen(a) => json!({ "user_id": a.user_id }),
         Op::RoomCreate(a) => json!({ "name": a.name, "visibility": a.visibility }),
-        Op::RoomJoin(a) | Op::RoomLeave(a) | Op::RoomMembers(a) | Op::Typing(a) => {
+        Op::RoomJoin(a) | Op::RoomLeave(a) | Op::Typing(a) => {
             json!({ "conversation_id": a.conversation_id })
         }
+        Op::RoomMembers(a) => object([
+            ("conversation_id", Some(json!(a.conversation_id))),
+            ("limit", limit(a.limit)),
+            ("cursor", a.cursor.clone().map(Value::from)),
+        ]),
         Op::RoomAdd(a) | Op::RoomRemove(a) => {
             json!({ "conversation_id": a.conversation_id, "user_id": a.user_id })
         }
-        Op::RoomsPublic(a) | Op::Conversations(a) => object([("limit", limit(a.limit))]),
+        Op::RoomsPublic(a) => object([("limit", limit(a.limit))]),
+        Op::Conversations(a) => object([
+            ("limit", limit(a.limit)),
+            ("cursor", a.cursor.clone().map(Value::from)),
+        ]),
         Op::Send(a) => object([
             ("conversation_id", a.conversation_id.map(Value::from)),
             ("to_user", a.to_user.map(Value::from)),
@@ -197,6 +224,8 @@ fn args_of(op: &Op) -> Value {
             object([
                 ("cursors", Some(Value::Object(cursors))),
                 ("limit", limit(a.limit)),
+                ("after_id", a.after_id.map(Value::from)),
+                ("until_id", a.until_id.map(Value::from)),
             ])
         }
         Op::Read(a) => json!({ "conversation_id": a.conversation_id, "seq": a.seq.0 }),

@@ -58,6 +58,7 @@ pub struct SqliteStore {
     checkpoint: Mutex<Option<checkpoint::Nudge>>,
     /// The commit thread, then the checkpointer (which ends when the commit thread does).
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    caps: rules::Caps,
 }
 
 /// Maps SQLite failures: a full disk or an I/O problem means "cannot take writes now", anything else is a bug.
@@ -125,7 +126,14 @@ impl SqliteStore {
             appends,
             checkpoint: Mutex::new(Some(nudge)),
             threads: Mutex::new(vec![handle, checkpointer]),
+            caps: rules::Caps::default(),
         })
+    }
+
+    /// Enforces these membership caps from now on (the default: [`rules::Caps::default`]).
+    pub fn with_caps(mut self, caps: rules::Caps) -> Self {
+        self.caps = caps;
+        self
     }
 }
 
@@ -224,7 +232,8 @@ impl Store for SqliteStore {
         {
             return Ok((id, false));
         }
-        self.write(move |conn| rooms::open_direct(conn, user, peer))
+        let caps = self.caps;
+        self.write(move |conn| rooms::open_direct(conn, user, peer, &caps))
             .await
     }
 
@@ -235,7 +244,8 @@ impl Store for SqliteStore {
         visibility: Visibility,
     ) -> Result<ConversationId> {
         let name = name.to_string();
-        self.write(move |conn| rooms::create_room(conn, owner, &name, visibility))
+        let caps = self.caps;
+        self.write(move |conn| rooms::create_room(conn, owner, &name, visibility, &caps))
             .await
     }
 
@@ -245,7 +255,8 @@ impl Store for SqliteStore {
         user: UserId,
         by: Option<UserId>,
     ) -> Result<bool> {
-        self.write(move |conn| rooms::join_room(conn, conversation, user, by))
+        let caps = self.caps;
+        self.write(move |conn| rooms::join_room(conn, conversation, user, by, &caps))
             .await
     }
 
@@ -259,8 +270,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn members(&self, conversation: ConversationId) -> Result<Vec<Member>> {
-        self.read(move |conn| rooms::members(conn, conversation))
+    async fn members(
+        &self,
+        conversation: ConversationId,
+        cursor: Option<MemberCursor>,
+        limit: usize,
+    ) -> Result<Vec<Member>> {
+        self.read(move |conn| rooms::members(conn, conversation, cursor, limit))
             .await
     }
 
@@ -288,8 +304,36 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn conversations_of(&self, user: UserId) -> Result<Vec<Conversation>> {
-        self.read(move |conn| reads::conversations_of(conn, user))
+    async fn conversations_page(
+        &self,
+        user: UserId,
+        cursor: Option<ActivityCursor>,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        self.read(move |conn| reads::conversations_page(conn, user, cursor, limit))
+            .await
+    }
+
+    async fn sync_scan(
+        &self,
+        user: UserId,
+        after: ConversationId,
+        until: Option<ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<(ConversationId, i64)>> {
+        self.read(move |conn| reads::sync_scan(conn, user, after, until, limit))
+            .await
+    }
+
+    async fn sharing_with(&self, user: UserId, others: &[UserId]) -> Result<Vec<UserId>> {
+        let others = others.to_vec();
+        self.read(move |conn| reads::sharing_with(conn, user, &others))
+            .await
+    }
+
+    async fn direct_between(&self, user: UserId, peer: UserId) -> Result<Option<ConversationId>> {
+        let (lo, hi) = (user.min(peer), user.max(peer));
+        self.read_quick(move |conn| rooms::find_direct(conn, lo, hi))
             .await
     }
 
