@@ -18,9 +18,9 @@ use crate::bus::Bus;
 use crate::chat::{fanout, Chat};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::http::peer::PerIp;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::peer::PerIp;
 use crate::store::Store;
 
 /// Shared state of a running server: what every request and connection task reaches.

@@ -19,7 +19,8 @@
 //! - [`hub`]: this node's connections and the conversations they follow; routes each delivery into the
 //!   recipients' bounded queues ([`hub::outbox`](mod@hub::outbox)), which their connection tasks write.
 //!
-//! Around them: [`app`] (the shared state, its assembly and its ordered teardown), [`config`], [`model`]
+//! Around them: [`app`] (the shared state, its assembly and its ordered teardown), [`config`], [`peer`] (who
+//! the client is, and connections per address), [`model`]
 //! (the stored types), [`error`] (one error type, with its wire code and HTTP status) and [`metrics`]. The
 //! `xindao` binary is a thin command line around [`Server`].
 
@@ -50,6 +51,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod model;
+pub mod peer;
 
 pub use config::Config;
 pub use error::{Error, Result};

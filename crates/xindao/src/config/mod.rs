@@ -4,11 +4,14 @@
 //! variable of each key (`XINDAO_HEARTBEAT_MS`) and the TOML file; layers, lowest first: defaults, file,
 //! environment, flags. `store` and `bus` are typed once here ([`StoreConfig`], [`BusConfig`]).
 
+mod check;
 mod cli;
 mod endpoint;
+mod kinds;
 
 pub use cli::{reference_markdown, Flags};
 pub use endpoint::{mask_url, BusConfig, QuietParser, Secret, StoreConfig};
+pub use kinds::{AdminListen, DevLogin, LogFormat, SqliteSync};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,59 +23,6 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::rules;
-
-/// SQLite durability of an acknowledged message (see docs/protocol.md, "Delivery guarantees").
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum SqliteSync {
-    /// WAL + synchronous=NORMAL: survives a crash of the process, not necessarily a power loss.
-    #[default]
-    Normal,
-    /// WAL + synchronous=FULL: every ack is fsynced, survives power loss.
-    Full,
-}
-
-/// Whether `POST /v1/login/dev` is served.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, clap::ValueEnum)]
-#[serde(rename_all = "lowercase", try_from = "BoolOrString")]
-pub enum DevLogin {
-    /// On when no WeChat credentials are configured and the server listens on loopback only; off otherwise
-    /// (and the server refuses to start when that would leave a non-loopback server without any login).
-    #[default]
-    Auto,
-    #[value(alias = "on", alias = "yes", alias = "1")]
-    True,
-    #[value(alias = "off", alias = "no", alias = "0")]
-    False,
-}
-
-/// TOML may say `dev_login = true`: accept booleans as well as the words.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum BoolOrString {
-    Bool(bool),
-    String(String),
-}
-
-impl TryFrom<BoolOrString> for DevLogin {
-    type Error = String;
-    fn try_from(value: BoolOrString) -> Result<Self, String> {
-        match value {
-            BoolOrString::Bool(true) => Ok(DevLogin::True),
-            BoolOrString::Bool(false) => Ok(DevLogin::False),
-            BoolOrString::String(s) => <DevLogin as clap::ValueEnum>::from_str(&s, true)
-                .map_err(|_| format!("dev_login must be auto, true or false, not `{s}`")),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
 
 /// The whole configuration of a server. `Config::default()` is the zero-configuration setup: the defaults
 /// below, written once in the clap attributes.
@@ -307,109 +257,6 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let checks = [
-            (
-                self.presence_ttl_ms >= 300,
-                "presence_ttl_ms must be >= 300",
-            ),
-            (
-                self.postgres_pool_size >= 2,
-                "postgres_pool_size must be >= 2",
-            ),
-            (
-                !self.bus_channel.is_empty(),
-                "bus_channel must not be empty",
-            ),
-            (self.heartbeat_ms >= 100, "heartbeat_ms must be >= 100"),
-            (
-                self.idle_timeout_ms > self.heartbeat_ms,
-                "idle_timeout_ms must exceed heartbeat_ms",
-            ),
-            (
-                self.max_frame_bytes >= 1024,
-                "max_frame_bytes must be >= 1024",
-            ),
-            (self.max_text_chars >= 1, "max_text_chars must be >= 1"),
-            (self.history_page_max >= 1, "history_page_max must be >= 1"),
-            (
-                self.rate_per_sec >= 1 && self.rate_burst >= 1,
-                "rate_per_sec and rate_burst must be >= 1",
-            ),
-            (self.outbound_queue >= 1, "outbound_queue must be >= 1"),
-            (
-                self.max_outstanding_bytes >= 2 * self.max_frame_bytes,
-                "max_outstanding_bytes must be >= 2 * max_frame_bytes",
-            ),
-            (self.max_connections >= 1, "max_connections must be >= 1"),
-            (
-                self.max_connections_per_user >= 1,
-                "max_connections_per_user must be >= 1",
-            ),
-            (
-                self.max_pending_connections >= 1 && self.max_connections_per_ip >= 1,
-                "max_pending_connections and max_connections_per_ip must be >= 1",
-            ),
-            (
-                self.http_header_timeout_ms >= 100,
-                "http_header_timeout_ms must be >= 100",
-            ),
-            (
-                self.max_header_bytes >= 8192,
-                "max_header_bytes must be >= 8192",
-            ),
-            (
-                self.allowed_origins.iter().all(|o| o.contains("://")),
-                "allowed_origins must be scheme://host[:port] origins",
-            ),
-            (self.commit_batch_max >= 1, "commit_batch_max must be >= 1"),
-            (
-                self.max_memberships_per_user >= 1 && self.max_rooms_per_owner >= 1,
-                "max_memberships_per_user and max_rooms_per_owner must be >= 1",
-            ),
-            (
-                self.room_adds_per_min >= 1 && self.lookups_per_min >= 1,
-                "room_adds_per_min and lookups_per_min must be >= 1",
-            ),
-            (
-                (1..=65_536).contains(&self.sqlite_cache_mb),
-                "sqlite_cache_mb must be between 1 and 65536",
-            ),
-            (
-                self.commit_linger_us.is_none_or(|us| us <= 100_000),
-                "commit_linger_us must be <= 100000",
-            ),
-            (
-                self.session_ttl_secs >= 60,
-                "session_ttl_secs must be >= 60",
-            ),
-            (
-                self.login_per_ip_per_minute >= 1 && self.login_per_second >= 1,
-                "login_per_ip_per_minute and login_per_second must be >= 1",
-            ),
-            (
-                self.wechat_appid.is_some() == self.wechat_secret.is_some(),
-                "wechat_appid and wechat_secret go together",
-            ),
-            (
-                self.bus == BusConfig::Local
-                    || self
-                        .cluster_secret
-                        .as_ref()
-                        .is_some_and(|secret| secret.as_str().len() >= CLUSTER_SECRET_MIN),
-                "a redis or nats bus needs cluster_secret: at least 32 bytes, the same on every node",
-            ),
-            (
-                self.nats_creds_file.is_none() || matches!(self.bus, BusConfig::Nats { .. }),
-                "nats_creds_file goes with a nats:// or tls:// bus",
-            ),
-        ];
-        match checks.into_iter().find(|(ok, _)| !ok) {
-            Some((_, what)) => Err(ConfigError::Invalid(what.into())),
-            None => Ok(()),
-        }
-    }
-
     /// Whether WeChat login is configured.
     pub fn wechat_enabled(&self) -> bool {
         self.wechat_appid.is_some() && self.wechat_secret.is_some()
@@ -495,134 +342,5 @@ impl Config {
     }
 }
 
-/// A listen address that may be turned off: `""` (or `off`) for none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct AdminListen(pub Option<SocketAddr>);
-
-impl std::str::FromStr for AdminListen {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text.trim() {
-            "" | "off" | "none" => Ok(AdminListen(None)),
-            addr => addr
-                .parse()
-                .map(|addr| AdminListen(Some(addr)))
-                .map_err(|_| format!("`{addr}` is not an address (host:port), nor \"\" for none")),
-        }
-    }
-}
-
-impl TryFrom<String> for AdminListen {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, String> {
-        text.parse()
-    }
-}
-
-impl From<AdminListen> for String {
-    fn from(listen: AdminListen) -> String {
-        listen.0.map(|addr| addr.to_string()).unwrap_or_default()
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_defaults_are_the_zero_configuration_setup() {
-        let config = Config::default();
-        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
-        assert_eq!(config.store, StoreConfig::Sqlite);
-        assert_eq!(config.bus, BusConfig::Local);
-        assert_eq!(config.session_ttl_secs, 30 * 24 * 3600);
-        assert_eq!(config.max_frame_bytes, 64 * 1024);
-        assert_eq!(config.dev_login, DevLogin::Auto);
-        assert_eq!(config.commit_linger_us, None);
-        assert!(config.validate().is_ok());
-        assert_eq!(
-            config.admin_listen,
-            AdminListen(Some(SocketAddr::from(([127, 0, 0, 1], 9090))))
-        );
-    }
-
-    #[test]
-    fn the_admin_listener_can_be_turned_off_and_proxies_are_cidrs() {
-        let config: Config = toml::from_str(
-            "admin_listen = \"\"\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1/32\"]",
-        )
-        .unwrap();
-        assert_eq!(config.admin_listen, AdminListen(None));
-        assert_eq!(config.trusted_proxies.len(), 2);
-        assert!(toml::from_str::<Config>("trusted_proxies = [\"nonsense\"]").is_err());
-        assert!(toml::from_str::<Config>("admin_listen = \"localhost\"").is_err());
-    }
-
-    #[test]
-    fn the_commit_linger_defaults_to_the_stores_own() {
-        let linger = |store: &str, set: Option<u64>| {
-            Config {
-                store: store.parse().unwrap(),
-                commit_linger_us: set,
-                ..Config::default()
-            }
-            .commit_linger()
-        };
-        assert_eq!(linger("sqlite", None), Duration::ZERO);
-        assert_eq!(linger("postgres://u@h/db", None), Duration::from_millis(1));
-        assert_eq!(linger("sqlite", Some(250)), Duration::from_micros(250));
-        assert_eq!(linger("postgres://u@h/db", Some(0)), Duration::ZERO);
-    }
-
-    #[test]
-    fn no_secret_in_debug_or_toml() {
-        let config = Config {
-            store: "postgres://u:pw1@h/db".parse().unwrap(),
-            bus: "nats://u:pw2@h:4222".parse().unwrap(),
-            wechat_appid: Some("wxA".into()),
-            wechat_secret: Some("pw3".into()),
-            ..Config::default()
-        };
-        for shown in [format!("{config:?}"), config.to_toml_masked()] {
-            assert!(!shown.contains("pw"), "{shown}");
-        }
-        assert!(config
-            .to_toml_masked()
-            .contains("wechat_secret = \"********\""));
-    }
-
-    #[test]
-    fn dev_login_reads_words_and_booleans() {
-        let parse = |toml: &str| toml::from_str::<Config>(toml).map(|c| c.dev_login);
-        assert_eq!(parse("dev_login = true").unwrap(), DevLogin::True);
-        assert_eq!(parse("dev_login = \"off\"").unwrap(), DevLogin::False);
-        assert_eq!(parse("dev_login = \"auto\"").unwrap(), DevLogin::Auto);
-        assert!(parse("dev_login = \"maybe\"").is_err());
-    }
-
-    #[test]
-    fn auto_dev_login_is_on_only_on_loopback_without_wechat() {
-        let resolve = |listen: &str, dev_login, wechat: bool| {
-            let config = Config {
-                listen: listen.parse().unwrap(),
-                dev_login,
-                wechat_appid: wechat.then(|| "wxA".into()),
-                wechat_secret: wechat.then(|| "s".into()),
-                ..Config::default()
-            };
-            (
-                config.dev_login_enabled(),
-                config.check_login_exposure().is_ok(),
-            )
-        };
-        use DevLogin::*;
-        assert_eq!(resolve("127.0.0.1:8080", Auto, false), (true, true));
-        assert_eq!(resolve("[::1]:8080", Auto, false), (true, true));
-        assert_eq!(resolve("127.0.0.1:8080", Auto, true), (false, true));
-        assert_eq!(resolve("0.0.0.0:8080", Auto, false), (false, false));
-        assert_eq!(resolve("0.0.0.0:8080", Auto, true), (false, true));
-        assert_eq!(resolve("0.0.0.0:8080", True, false), (true, true));
-        assert_eq!(resolve("0.0.0.0:8080", False, false), (false, true));
-    }
-}
+mod tests;

@@ -20,8 +20,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::app::App;
 use crate::auth::{bearer, Session};
 use crate::error::Error;
-use crate::http::peer::{client_ip, Peer, PerIpGuard};
 use crate::hub::outbox;
+use crate::peer::{client_ip, Peer, PerIpGuard};
 
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;

@@ -25,8 +25,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::peer::{is_trusted, Peer, PerIp, PerIpGuard};
 use crate::metrics::Metrics;
+use crate::peer::{is_trusted, Peer, PerIp, PerIpGuard};
 
 /// First and longest pause after a failed accept (EMFILE, ENFILE, ENOBUFS, ENOMEM).
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::from_secs(1));

@@ -9,7 +9,6 @@
 
 mod accept;
 mod fd_budget;
-pub mod peer;
 mod server;
 mod session;
 mod status;

@@ -13,10 +13,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body;
-use super::peer::Peer;
 use crate::app::App;
 use crate::auth::{bearer, Session};
 use crate::error::{Error, Result};
+use crate::peer::Peer;
 
 /// The caller's session, from the `Authorization: Bearer` header.
 async fn session(app: &App, headers: &HeaderMap) -> Result<Session> {
@@ -27,7 +27,7 @@ async fn session(app: &App, headers: &HeaderMap) -> Result<Session> {
 /// The address a login is counted against: the TCP peer, or the client a trusted proxy forwarded
 /// (`trusted_proxies`; behind an untrusted proxy every client shares the proxy's address).
 fn client_ip(app: &App, Peer(peer): Peer, headers: &HeaderMap) -> IpAddr {
-    super::peer::client_ip(&app.config.trusted_proxies, peer, headers)
+    crate::peer::client_ip(&app.config.trusted_proxies, peer, headers)
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,109 @@
+//! Validation of a loaded configuration: every bound a setting must respect, checked once at load, with a
+//! message naming the key.
+
+use super::{BusConfig, Config, ConfigError, CLUSTER_SECRET_MIN};
+
+impl Config {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let checks = [
+            (
+                self.presence_ttl_ms >= 300,
+                "presence_ttl_ms must be >= 300",
+            ),
+            (
+                self.postgres_pool_size >= 2,
+                "postgres_pool_size must be >= 2",
+            ),
+            (
+                !self.bus_channel.is_empty(),
+                "bus_channel must not be empty",
+            ),
+            (self.heartbeat_ms >= 100, "heartbeat_ms must be >= 100"),
+            (
+                self.idle_timeout_ms > self.heartbeat_ms,
+                "idle_timeout_ms must exceed heartbeat_ms",
+            ),
+            (
+                self.max_frame_bytes >= 1024,
+                "max_frame_bytes must be >= 1024",
+            ),
+            (self.max_text_chars >= 1, "max_text_chars must be >= 1"),
+            (self.history_page_max >= 1, "history_page_max must be >= 1"),
+            (
+                self.rate_per_sec >= 1 && self.rate_burst >= 1,
+                "rate_per_sec and rate_burst must be >= 1",
+            ),
+            (self.outbound_queue >= 1, "outbound_queue must be >= 1"),
+            (
+                self.max_outstanding_bytes >= 2 * self.max_frame_bytes,
+                "max_outstanding_bytes must be >= 2 * max_frame_bytes",
+            ),
+            (self.max_connections >= 1, "max_connections must be >= 1"),
+            (
+                self.max_connections_per_user >= 1,
+                "max_connections_per_user must be >= 1",
+            ),
+            (
+                self.max_pending_connections >= 1 && self.max_connections_per_ip >= 1,
+                "max_pending_connections and max_connections_per_ip must be >= 1",
+            ),
+            (
+                self.http_header_timeout_ms >= 100,
+                "http_header_timeout_ms must be >= 100",
+            ),
+            (
+                self.max_header_bytes >= 8192,
+                "max_header_bytes must be >= 8192",
+            ),
+            (
+                self.allowed_origins.iter().all(|o| o.contains("://")),
+                "allowed_origins must be scheme://host[:port] origins",
+            ),
+            (self.commit_batch_max >= 1, "commit_batch_max must be >= 1"),
+            (
+                self.max_memberships_per_user >= 1 && self.max_rooms_per_owner >= 1,
+                "max_memberships_per_user and max_rooms_per_owner must be >= 1",
+            ),
+            (
+                self.room_adds_per_min >= 1 && self.lookups_per_min >= 1,
+                "room_adds_per_min and lookups_per_min must be >= 1",
+            ),
+            (
+                (1..=65_536).contains(&self.sqlite_cache_mb),
+                "sqlite_cache_mb must be between 1 and 65536",
+            ),
+            (
+                self.commit_linger_us.is_none_or(|us| us <= 100_000),
+                "commit_linger_us must be <= 100000",
+            ),
+            (
+                self.session_ttl_secs >= 60,
+                "session_ttl_secs must be >= 60",
+            ),
+            (
+                self.login_per_ip_per_minute >= 1 && self.login_per_second >= 1,
+                "login_per_ip_per_minute and login_per_second must be >= 1",
+            ),
+            (
+                self.wechat_appid.is_some() == self.wechat_secret.is_some(),
+                "wechat_appid and wechat_secret go together",
+            ),
+            (
+                self.bus == BusConfig::Local
+                    || self
+                        .cluster_secret
+                        .as_ref()
+                        .is_some_and(|secret| secret.as_str().len() >= CLUSTER_SECRET_MIN),
+                "a redis or nats bus needs cluster_secret: at least 32 bytes, the same on every node",
+            ),
+            (
+                self.nats_creds_file.is_none() || matches!(self.bus, BusConfig::Nats { .. }),
+                "nats_creds_file goes with a nats:// or tls:// bus",
+            ),
+        ];
+        match checks.into_iter().find(|(ok, _)| !ok) {
+            Some((_, what)) => Err(ConfigError::Invalid(what.into())),
+            None => Ok(()),
+        }
+    }
+}
