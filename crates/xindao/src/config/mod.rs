@@ -179,7 +179,7 @@ pub struct Config {
     /// served on `listen`: keep this address on loopback or a private network.
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub admin_listen: AdminListen,
-    /// Origins (scheme://host[:port], comma-separated) whose web pages may open a WebSocket; others get
+    /// Origins (`scheme://host[:port]`, comma-separated) whose web pages may open a WebSocket; others get
     /// HTTP 403 before upgrading. Unset: only pages served from the host the request names (its Host
     /// header). A request without Origin (mini-programs, native apps) is allowed.
     #[arg(long, value_delimiter = ',')]
