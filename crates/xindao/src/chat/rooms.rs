@@ -207,6 +207,7 @@ impl Chat {
         self.bus.publish(Delivery::Conversation {
             conversation_id,
             frame: frame.clone(),
+            own: None,
             skip_conn: 0,
             skip_user: 0,
         });

@@ -68,6 +68,7 @@ fn to_conversation(
     Delivery::Conversation {
         conversation_id,
         frame: text("m"),
+        own: None,
         skip_conn,
         skip_user,
     }
