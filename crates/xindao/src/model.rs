@@ -104,6 +104,15 @@ pub struct Member {
     pub user: User,
     pub role: Role,
     pub read_seq: i64,
+    /// When they joined: members are listed in this order (then by user id).
+    pub joined_at: Millis,
+}
+
+/// Where a page of members starts: after the member who joined at `joined_at` with `user_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberCursor {
+    pub joined_at: Millis,
+    pub user_id: UserId,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -4,7 +4,7 @@
 //! One file per group of operations, each operation a small function taking the caller and its typed
 //! arguments: `messages` (send, history, sync), `rooms` (conversations and membership), `presence`
 //! (presence, typing), `read` (read marks). `session` registers and ends connections; `fanout` turns
-//! committed messages into pushes.
+//! committed messages into pushes; `summaries` coalesces the membership changes of big rooms.
 
 pub mod fanout;
 mod messages;
@@ -12,6 +12,7 @@ mod presence;
 mod read;
 mod rooms;
 mod session;
+mod summaries;
 
 use std::sync::Arc;
 
@@ -39,6 +40,7 @@ pub struct Chat {
     bus: Arc<dyn Bus>,
     hub: Arc<Hub>,
     config: Arc<Config>,
+    summaries: Arc<summaries::Summaries>,
 }
 
 impl Chat {
@@ -49,6 +51,7 @@ impl Chat {
         config: Arc<Config>,
     ) -> Chat {
         Chat {
+            summaries: summaries::Summaries::new(store.clone(), bus.clone()),
             store,
             bus,
             hub,

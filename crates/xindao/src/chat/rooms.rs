@@ -8,20 +8,25 @@ use serde::Serialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hub::Delivery;
-use crate::model::{ConversationId, Role, User, UserId};
+use crate::model::{ConversationId, MemberCursor, Role, User, UserId};
 use crate::protocol::{
     self,
     op::{
-        ConversationArgs, DirectOpenArgs, LimitArgs, RoomCreateArgs, RoomMemberArgs, UserFindArgs,
+        ConversationArgs, DirectOpenArgs, LimitArgs, RoomCreateArgs, RoomMemberArgs,
+        RoomMembersArgs, UserFindArgs,
     },
 };
 use crate::validate;
 
+use super::summaries::Change;
 use super::{raw, Caller, Chat};
 
 const PUBLIC_ROOMS_MAX: usize = 200;
+/// `room_members` page size when none is asked for, and the largest.
+const MEMBERS_PAGE_DEFAULT: usize = 500;
+const MEMBERS_PAGE_MAX: usize = 1000;
 
 #[derive(Serialize)]
 struct MemberEvent {
@@ -79,7 +84,8 @@ impl Chat {
     ) -> Result<Box<RawValue>> {
         let user = caller.user_id;
         if self.store.join_room(a.conversation_id, user, None).await? {
-            self.membership_changed(a.conversation_id, user, "joined", user);
+            self.membership_changed(a.conversation_id, user, "joined", user)
+                .await;
         }
         self.conversation_reply(a.conversation_id, user).await
     }
@@ -95,7 +101,8 @@ impl Chat {
             .join_room(a.conversation_id, a.user_id, Some(by))
             .await?
         {
-            self.membership_changed(a.conversation_id, a.user_id, "added", by);
+            self.membership_changed(a.conversation_id, a.user_id, "added", by)
+                .await;
         }
         raw(&json!({}))
     }
@@ -111,7 +118,8 @@ impl Chat {
             .leave_room(a.conversation_id, a.user_id, Some(by))
             .await?
         {
-            self.membership_changed(a.conversation_id, a.user_id, "removed", by);
+            self.membership_changed(a.conversation_id, a.user_id, "removed", by)
+                .await;
         }
         raw(&json!({}))
     }
@@ -123,7 +131,8 @@ impl Chat {
     ) -> Result<Box<RawValue>> {
         let user = caller.user_id;
         if self.store.leave_room(a.conversation_id, user, None).await? {
-            self.membership_changed(a.conversation_id, user, "left", user);
+            self.membership_changed(a.conversation_id, user, "left", user)
+                .await;
         }
         raw(&json!({}))
     }
@@ -131,14 +140,26 @@ impl Chat {
     pub(super) async fn room_members(
         &self,
         caller: Caller,
-        a: ConversationArgs,
+        a: RoomMembersArgs,
     ) -> Result<Box<RawValue>> {
         self.require_member(a.conversation_id, caller.user_id)
             .await?;
-        let members: Vec<MemberView> = self
+        let after = a.cursor.as_deref().map(parse_cursor).transpose()?;
+        let limit = a
+            .limit
+            .map_or(MEMBERS_PAGE_DEFAULT, NonZeroUsize::get)
+            .min(MEMBERS_PAGE_MAX);
+        let mut page = self
             .store
-            .members(a.conversation_id)
-            .await?
+            .members(a.conversation_id, after, limit + 1)
+            .await?;
+        let more = page.len() > limit;
+        page.truncate(limit);
+        let next_cursor = page
+            .last()
+            .filter(|_| more)
+            .map(|m| format!("{}.{}", m.joined_at, m.user.id));
+        let members: Vec<MemberView> = page
             .into_iter()
             .map(|m| MemberView {
                 online: self.bus.is_online(m.user.id),
@@ -147,7 +168,16 @@ impl Chat {
                 read_seq: m.read_seq,
             })
             .collect();
-        raw(&json!({ "members": members }))
+        #[derive(Serialize)]
+        struct MembersPage {
+            members: Vec<MemberView>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            next_cursor: Option<String>,
+        }
+        raw(&MembersPage {
+            members,
+            next_cursor,
+        })
     }
 
     pub(super) async fn rooms_public(&self, a: LimitArgs) -> Result<Box<RawValue>> {
@@ -178,9 +208,11 @@ impl Chat {
         Ok(id)
     }
 
-    /// Routes the conversation to (or away from) `user` and tells the members. The user's own connections
-    /// hear about it too, even when they were removed.
-    fn membership_changed(
+    /// Routes the conversation to (or away from) `user` and tells the members: each change as a `member`
+    /// push in a room of at most `room_member_events_max` members, in a bigger one a `members_changed`
+    /// summary within a second ([`super::summaries`]). The user's own connections get their `member` push
+    /// either way, even when they were removed.
+    async fn membership_changed(
         &self,
         conversation_id: ConversationId,
         user_id: UserId,
@@ -197,6 +229,12 @@ impl Chat {
                 by,
             },
         );
+        // A room whose size cannot be read now is treated as small: the change is told as before.
+        let big = self
+            .store
+            .member_count(conversation_id)
+            .await
+            .is_ok_and(|count| count > self.config.room_member_events_max as i64);
         if joined {
             self.bus.publish(Delivery::Membership {
                 conversation_id,
@@ -204,20 +242,46 @@ impl Chat {
                 member: true,
             });
         }
-        self.bus.publish(Delivery::Conversation {
-            conversation_id,
-            frame: frame.clone(),
-            own: None,
-            skip_conn: 0,
-            skip_user: 0,
-        });
+        if big {
+            self.summaries.record(
+                conversation_id,
+                Change {
+                    user_id,
+                    action,
+                    by,
+                },
+            );
+        } else {
+            self.bus.publish(Delivery::Conversation {
+                conversation_id,
+                frame: frame.clone(),
+                own: None,
+                skip_conn: 0,
+                skip_user: 0,
+            });
+        }
         if !joined {
             self.bus.publish(Delivery::Membership {
                 conversation_id,
                 user_id,
                 member: false,
             });
+        }
+        if big || !joined {
             self.bus.publish(Delivery::User { user_id, frame });
         }
     }
+}
+
+/// Reads a `room_members` cursor: `<joined_at>.<user_id>` of the last member of the previous page.
+fn parse_cursor(cursor: &str) -> Result<MemberCursor> {
+    cursor
+        .split_once('.')
+        .and_then(|(joined_at, user_id)| {
+            Some(MemberCursor {
+                joined_at: joined_at.parse().ok()?,
+                user_id: user_id.parse().ok()?,
+            })
+        })
+        .ok_or_else(|| Error::InvalidArgs("`cursor` is not one this server gave".into()))
 }

@@ -32,7 +32,7 @@ pub enum Op {
     RoomAdd(RoomMemberArgs),
     RoomRemove(RoomMemberArgs),
     RoomLeave(ConversationArgs),
-    RoomMembers(ConversationArgs),
+    RoomMembers(RoomMembersArgs),
     RoomsPublic(LimitArgs),
     Conversations(LimitArgs),
     Send(SendArgs),
@@ -138,6 +138,15 @@ pub struct NoArgs {}
 #[serde(deny_unknown_fields)]
 pub struct ConversationArgs {
     pub conversation_id: ConversationId,
+}
+
+/// `room_members`: one page of members, after the `cursor` of the previous page.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomMembersArgs {
+    pub conversation_id: ConversationId,
+    pub limit: Option<NonZeroUsize>,
+    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,7 +299,11 @@ mod tests {
         assert_eq!(op.name(), "room_members");
         assert!(matches!(
             op,
-            Op::RoomMembers(ConversationArgs { conversation_id: 5 })
+            Op::RoomMembers(RoomMembersArgs {
+                conversation_id: 5,
+                limit: None,
+                cursor: None
+            })
         ));
         let op = decode("rooms_public", None).unwrap();
         assert_eq!(op.name(), "rooms_public");

@@ -150,7 +150,15 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         by: Option<UserId>,
     ) -> Result<bool>;
-    async fn members(&self, conversation: ConversationId) -> Result<Vec<Member>>;
+    /// At most `limit` members in joining order (then user id), starting after `after`.
+    async fn members(
+        &self,
+        conversation: ConversationId,
+        after: Option<MemberCursor>,
+        limit: usize,
+    ) -> Result<Vec<Member>>;
+    /// How many members the conversation has.
+    async fn member_count(&self, conversation: ConversationId) -> Result<i64>;
     async fn is_member(&self, conversation: ConversationId, user: UserId) -> Result<bool>;
     /// The conversation as `user` sees it; `Forbidden` when not a member, `NotFound` when absent.
     async fn conversation_for(

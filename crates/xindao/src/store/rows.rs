@@ -50,12 +50,13 @@ pub(crate) fn user_at<R: Columns>(row: &R, at: usize) -> Result<User, R::Error> 
     })
 }
 
-/// Reads `u.id, u.display_name, m.role, m.read_seq`.
+/// Reads `u.id, u.display_name, m.role, m.read_seq, m.joined_at`.
 pub(crate) fn member<R: Columns>(row: &R) -> Result<Member, R::Error> {
     Ok(Member {
         user: user_at(row, 0)?,
         role: role_from_stored(&row.text(2)?),
         read_seq: row.int(3)?,
+        joined_at: row.int(4)?,
     })
 }
 

@@ -25,6 +25,7 @@ mod config;
 mod delivery;
 mod login;
 mod login_burst;
+mod membership;
 mod protocol_edges;
 mod store_migrate;
 mod store_suite;

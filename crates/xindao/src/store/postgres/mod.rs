@@ -198,8 +198,17 @@ impl Store for PostgresStore {
         rooms::leave_room(self, conversation, user, by).await
     }
 
-    async fn members(&self, conversation: ConversationId) -> Result<Vec<Member>> {
-        reads::members(self, conversation).await
+    async fn members(
+        &self,
+        conversation: ConversationId,
+        after: Option<MemberCursor>,
+        limit: usize,
+    ) -> Result<Vec<Member>> {
+        reads::members(self, conversation, after, limit).await
+    }
+
+    async fn member_count(&self, conversation: ConversationId) -> Result<i64> {
+        reads::member_count(self, conversation).await
     }
 
     async fn is_member(&self, conversation: ConversationId, user: UserId) -> Result<bool> {

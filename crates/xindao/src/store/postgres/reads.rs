@@ -8,19 +8,40 @@ use crate::model::*;
 use crate::rules;
 use crate::store::rows::{history_filter, history_page, member, public_room, MESSAGE_COLUMNS};
 
-/// The members of a conversation, longest-standing first.
+/// A page of the members of a conversation, longest-standing first, after `after`.
 pub(super) async fn members(
     store: &PostgresStore,
     conversation: ConversationId,
+    after: Option<MemberCursor>,
+    limit: usize,
 ) -> Result<Vec<Member>> {
+    let (joined_at, user_id) = after.map_or((i64::MIN, i64::MIN), |c| (c.joined_at, c.user_id));
     let found = store
         .query(
-            "SELECT u.id, u.display_name, m.role, m.read_seq FROM members m JOIN users u ON u.id = m.user_id
-             WHERE m.conversation_id = $1 ORDER BY m.joined_at, u.id",
-            &[&conversation],
+            "SELECT u.id, u.display_name, m.role, m.read_seq, m.joined_at FROM members m
+             JOIN users u ON u.id = m.user_id
+             WHERE m.conversation_id = $1 AND (m.joined_at, m.user_id) > ($2, $3)
+             ORDER BY m.joined_at, m.user_id LIMIT $4",
+            &[&conversation, &joined_at, &user_id, &(limit as i64)],
         )
         .await?;
     rows::all(&found, member)
+}
+
+pub(super) async fn member_count(
+    store: &PostgresStore,
+    conversation: ConversationId,
+) -> Result<i64> {
+    let found = store
+        .query_opt(
+            "SELECT COUNT(*) FROM members WHERE conversation_id = $1",
+            &[&conversation],
+        )
+        .await?;
+    match found {
+        Some(row) => row.try_get(0).map_err(map_pg),
+        None => Ok(0),
+    }
 }
 
 pub(super) async fn is_member(

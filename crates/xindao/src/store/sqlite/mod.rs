@@ -237,8 +237,18 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn members(&self, conversation: ConversationId) -> Result<Vec<Member>> {
-        self.read(move |conn| rooms::members(conn, conversation))
+    async fn members(
+        &self,
+        conversation: ConversationId,
+        after: Option<MemberCursor>,
+        limit: usize,
+    ) -> Result<Vec<Member>> {
+        self.read(move |conn| rooms::members(conn, conversation, after, limit))
+            .await
+    }
+
+    async fn member_count(&self, conversation: ConversationId) -> Result<i64> {
+        self.read_quick(move |conn| rooms::member_count(conn, conversation))
             .await
     }
 

@@ -152,15 +152,31 @@ pub(super) fn leave_room(
     Ok(removed)
 }
 
-/// The members of a conversation, longest-standing first.
+/// A page of the members of a conversation, longest-standing first, after `after`.
 pub(super) fn members(
     conn: &Connection,
     conversation: ConversationId,
+    after: Option<MemberCursor>,
+    limit: usize,
 ) -> rusqlite::Result<Vec<Member>> {
+    let (joined_at, user_id) = after.map_or((i64::MIN, i64::MIN), |c| (c.joined_at, c.user_id));
     conn.prepare_cached(
-        "SELECT u.id, u.display_name, m.role, m.read_seq FROM members m JOIN users u ON u.id = m.user_id
-         WHERE m.conversation_id = ?1 ORDER BY m.joined_at, u.id",
+        "SELECT u.id, u.display_name, m.role, m.read_seq, m.joined_at FROM members m
+         JOIN users u ON u.id = m.user_id
+         WHERE m.conversation_id = ?1 AND (m.joined_at, m.user_id) > (?2, ?3)
+         ORDER BY m.joined_at, m.user_id LIMIT ?4",
     )?
-    .query_map([conversation], |row| shared::member(row))?
+    .query_map(
+        params![conversation, joined_at, user_id, limit as i64],
+        |row| shared::member(row),
+    )?
     .collect()
+}
+
+pub(super) fn member_count(
+    conn: &Connection,
+    conversation: ConversationId,
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT COUNT(*) FROM members WHERE conversation_id = ?1")?
+        .query_row([conversation], |row| row.get(0))
 }
