@@ -41,6 +41,16 @@ class XindaoError extends Error {
 }
 
 /** A client message id: 1..64 chars of [A-Za-z0-9_.:-], unique per sender. */
+/**
+ * Fills in what a lean `message` push leaves out (docs/protocol.md, "Push shapes"): `kind` is absent when it
+ * is `text`. `cmid` stays absent on pushes of other users' messages (only the sender's devices get it). Reads
+ * both the lean and the older full shape; returns the same object.
+ */
+function normalizeMessage(m) {
+  if (m && typeof m === 'object' && m.kind === undefined) m.kind = 'text';
+  return m;
+}
+
 function newCmid() {
   let rnd = '';
   const c = globalThis.crypto;
@@ -172,7 +182,7 @@ function openWxTransport(wx, url, token, cb) {
 /**
  * The xindao client. See README.md and xindao.d.ts for the API.
  *
- * Events: `state`, `open`, `message`, `read`, `typing`, `presence`, `member`, `conversation`, `synced`,
+ * Events: `state`, `open`, `message`, `read`, `typing`, `presence`, `member`, `members_changed`, `conversation`, `synced`,
  * `resync`, `session_ended`, `error`, `event` (any push, raw).
  */
 class XindaoClient extends Emitter {
@@ -651,6 +661,7 @@ class XindaoClient extends Emitter {
   }
 
   _onPush(event, data) {
+    if (event === 'message') normalizeMessage(data);
     this.emit('event', { event, data });
     switch (event) {
       case 'hello':
@@ -681,6 +692,9 @@ class XindaoClient extends Emitter {
         }
         return;
       }
+      case 'members_changed':
+        // a big room's joins and leaves, summarised (at most one per room per second)
+        return this.emit('members_changed', data);
       case 'resync':
         this.emit('resync', data);
         return this._syncAll();
@@ -1220,8 +1234,16 @@ class XindaoClient extends Emitter {
   removeFromRoom(conversationId, userId) {
     return this.request('room_remove', { conversation_id: conversationId, user_id: userId });
   }
-  async roomMembers(conversationId) {
-    return (await this.request('room_members', { conversation_id: conversationId })).members;
+  /** The first page of members (up to 500 unless `opts.limit`): enough for any room that is not big. */
+  async roomMembers(conversationId, opts = {}) {
+    return (await this.roomMembersPage(conversationId, opts)).members;
+  }
+  /** One page of members; pass the answer's `next_cursor` as `opts.cursor` for the next (absent on the last). */
+  roomMembersPage(conversationId, opts = {}) {
+    const args = { conversation_id: conversationId };
+    if (opts.limit) args.limit = opts.limit;
+    if (opts.cursor) args.cursor = opts.cursor;
+    return this.request('room_members', args);
   }
   async publicRooms(opts = {}) {
     const args = {};
@@ -1280,4 +1302,4 @@ function createClient(options) {
   return new XindaoClient(options);
 }
 
-module.exports = { PROTOCOL_VERSION, STATES, XindaoError, newCmid, XindaoClient, createClient };
+module.exports = { PROTOCOL_VERSION, STATES, XindaoError, normalizeMessage, newCmid, XindaoClient, createClient };

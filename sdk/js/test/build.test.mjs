@@ -12,8 +12,8 @@ const repo = join(pkg, '..', '..');
 const require = createRequire(import.meta.url);
 
 test('the web page and the package import the ESM source itself (no copy to go stale)', () => {
-  const api = readFileSync(join(repo, 'crates', 'xindao', 'src', 'api.rs'), 'utf8');
-  assert.match(api, /include_bytes!\("\.\.\/\.\.\/\.\.\/sdk\/js\/src\/xindao\.js"\)/);
+  const web = readFileSync(join(repo, 'crates', 'xindao', 'src', 'http', 'web.rs'), 'utf8');
+  assert.match(web, /include_bytes!\("\.\.\/\.\.\/\.\.\/\.\.\/sdk\/js\/src\/xindao\.js"\)/);
   const p = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8'));
   assert.equal(p.exports['.'].import, './src/xindao.js');
   assert.ok(!existsSync(join(repo, 'crates', 'xindao', 'web', 'xindao.js')), 'no stale copy beside the web page');
