@@ -121,6 +121,27 @@ fn a_conversation_push_reaches_every_member_connection_but_the_skipped() {
 }
 
 #[test]
+fn the_senders_own_connections_get_their_variant_of_a_push() {
+    let hub = hub();
+    let mut a1 = connect(&hub, 1, &[10]);
+    let mut a2 = connect(&hub, 1, &[10]);
+    let mut b = connect(&hub, 2, &[10]);
+    hub.deliver(&Delivery::Conversation {
+        conversation_id: 10,
+        frame: text("lean"),
+        own: Some(OwnFrame {
+            user_id: 1,
+            frame: text("with cmid"),
+        }),
+        skip_conn: a1.id,
+        skip_user: 0,
+    });
+    assert!(a1.frames().is_empty(), "the sending connection is skipped");
+    assert_eq!(a2.frames(), ["with cmid"]);
+    assert_eq!(b.frames(), ["lean"]);
+}
+
+#[test]
 fn a_user_push_reaches_each_of_their_connections_only() {
     let hub = hub();
     let mut a1 = connect(&hub, 1, &[]);
