@@ -38,6 +38,8 @@ export interface Conversation {
   read_seq: number;
   unread: number;
   last_message: Message | null;
+  /** Time of the last message (or of the creation), ms since the epoch: what the list is ordered by. */
+  last_ts: number;
 }
 
 export interface Limits {
@@ -106,11 +108,6 @@ export interface MembersChangedEvent {
   left: number;
   /** the latest changes (at most 10), oldest first */
   recent: Array<{ user_id: number; action: MemberEvent['action']; by: number }>;
-}
-export interface RoomMembersPage {
-  members: RoomMember[];
-  /** present when more members follow: pass it as `cursor` */
-  next_cursor?: string;
 }
 export interface StateEvent {
   state: ConnectionState;
@@ -260,7 +257,10 @@ export declare class XindaoClient {
   send(target: SendTarget, content: unknown, opts?: SendOptions): Promise<SendAck>;
   sendTo(userId: number, content: unknown, opts?: SendOptions): Promise<SendAck>;
   history(conversationId: number, opts?: { beforeSeq?: number; afterSeq?: number; limit?: number }): Promise<{ messages: Message[]; has_more: boolean }>;
-  conversations(): Promise<Conversation[]>;
+  /** All conversations (following the server's pages), or the most recent `max`. */
+  conversations(opts?: { max?: number }): Promise<Conversation[]>;
+  /** One page; pass `next_cursor` back as `cursor`. */
+  conversationsPage(opts?: { limit?: number; cursor?: string }): Promise<{ conversations: Conversation[]; has_more: boolean; next_cursor: string | null }>;
   markRead(conversationId: number, seq: number): Promise<number>;
   typing(conversationId: number): Promise<boolean>;
   openDirect(userId: number): Promise<Conversation>;
@@ -269,9 +269,7 @@ export declare class XindaoClient {
   leaveRoom(conversationId: number): Promise<void>;
   addToRoom(conversationId: number, userId: number): Promise<{}>;
   removeFromRoom(conversationId: number, userId: number): Promise<{}>;
-  /** the first page of members (up to 500, or `opts.limit`) */
-  roomMembers(conversationId: number, opts?: { limit?: number }): Promise<RoomMember[]>;
-  roomMembersPage(conversationId: number, opts?: { limit?: number; cursor?: string }): Promise<RoomMembersPage>;
+  roomMembers(conversationId: number): Promise<RoomMember[]>;
   publicRooms(opts?: { limit?: number }): Promise<PublicRoom[]>;
   presence(userIds: number[]): Promise<Presence[]>;
 }

@@ -108,10 +108,21 @@ impl Server {
                     dir.display().to_string(),
                     "--dev-login".into(),
                     "true".into(),
+                    // The bench logs in thousands of users from one address.
+                    "--login-per-ip-per-minute".into(),
+                    "1000000".into(),
+                    "--login-per-second".into(),
+                    "1000000".into(),
                     "--max-connections".into(),
                     "19900".into(),
                     "--max-connections-per-user".into(),
                     "100".into(),
+                    // Every load-generator connection comes from 127.0.0.1.
+                    "--max-connections-per-ip".into(),
+                    "1000000".into(),
+                    // No admin listener: two servers on one machine would both want 127.0.0.1:9090.
+                    "--admin-listen".into(),
+                    "".into(),
                     "--rate-per-sec".into(),
                     rate.clone(),
                     "--rate-burst".into(),

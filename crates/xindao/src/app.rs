@@ -13,11 +13,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Auth;
+use crate::auth::{self, Auth};
 use crate::bus::Bus;
 use crate::chat::{fanout, Chat};
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::http::peer::PerIp;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -29,13 +30,16 @@ pub struct App {
     pub bus: Arc<dyn Bus>,
     pub hub: Arc<Hub>,
     pub chat: Chat,
-    pub auth: Auth,
+    pub auth: Arc<Auth>,
     pub metrics: Metrics,
     /// Cancelled when the server starts shutting down: connections close with 1001.
     pub shutdown: CancellationToken,
     /// The connection tasks, which shutdown waits for.
     pub tracker: TaskTracker,
+    /// Open WebSockets: `max_connections` of them.
     pub connection_slots: Arc<Semaphore>,
+    /// Open WebSockets per client address: `max_connections_per_ip` each.
+    pub sockets_per_ip: PerIp,
 }
 
 /// The fan-out task, which [`App::close`] waits for.
@@ -44,6 +48,10 @@ pub struct Fanout(JoinHandle<()>);
 impl App {
     /// Connects to the bus and opens the store (running migrations), then starts fan-out between them.
     pub async fn open(config: Config) -> Result<(Arc<App>, Fanout)> {
+        // A configuration error, shown as is (`InvalidArgs` displays its message alone).
+        config
+            .check_login_exposure()
+            .map_err(|e| Error::InvalidArgs(e.to_string()))?;
         let config = Arc::new(config);
         let metrics = Metrics::default();
         let hub = Arc::new(Hub::new(metrics.clone()));
@@ -57,7 +65,7 @@ impl App {
             }
         };
         let fanout = Fanout(fanout::spawn(commits, bus.clone(), metrics.clone()));
-        let auth = Auth::new(store.clone(), config.clone())?;
+        let auth = Arc::new(Auth::new(store.clone(), config.clone())?);
         let chat = Chat::new(store.clone(), bus.clone(), hub.clone(), config.clone());
         if config.wechat_enabled() {
             tracing::info!(
@@ -65,11 +73,12 @@ impl App {
                 config.wechat_api_base
             );
         }
-        if config.dev_login_enabled() {
-            tracing::warn!("DEVELOPMENT LOGIN IS ON: anyone can log in as any display name (POST /v1/login/dev)");
-        }
+        auth::warn_dev_login(&config);
+        let shutdown = CancellationToken::new();
+        auth::spawn_housekeeping(auth.clone(), config.clone(), shutdown.clone());
         let app = Arc::new(App {
             connection_slots: Arc::new(Semaphore::new(config.max_connections)),
+            sockets_per_ip: PerIp::new(config.max_connections_per_ip),
             config,
             store,
             bus,
@@ -77,7 +86,7 @@ impl App {
             chat,
             auth,
             metrics,
-            shutdown: CancellationToken::new(),
+            shutdown,
             tracker: TaskTracker::new(),
         });
         Ok((app, fanout))

@@ -24,6 +24,9 @@ pub enum Error {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(&'static str),
+    /// A per-user cap (memberships, rooms owned) would be exceeded.
+    #[error("{0}")]
+    LimitReached(&'static str),
     #[error("too many requests, retry in {retry_after_ms} ms")]
     RateLimited { retry_after_ms: u64 },
     #[error("{0}")]
@@ -38,7 +41,8 @@ pub enum Error {
     Internal(String),
 }
 
-/// Outcomes of a WeChat `code2Session` call that are not a session.
+/// Outcomes of a WeChat `code2Session` call that are not a session. WeChat's own `errmsg` and transport
+/// details are logged, never part of these messages (they reach the client).
 #[derive(Debug, thiserror::Error)]
 pub enum WeChatError {
     #[error("invalid or used login code (errcode {0})")]
@@ -49,10 +53,10 @@ pub enum WeChatError {
     UserBlocked,
     #[error("WeChat is busy, retry (errcode -1)")]
     Busy,
-    #[error("WeChat answered errcode {errcode}: {errmsg}")]
-    Other { errcode: i64, errmsg: String },
-    #[error("WeChat could not be reached or answered garbage: {0}")]
-    Transport(String),
+    #[error("WeChat refused the login (errcode {errcode})")]
+    Other { errcode: i64 },
+    #[error("WeChat could not be reached or gave an unreadable answer")]
+    Transport,
 }
 
 impl Error {
@@ -68,6 +72,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
+            Error::LimitReached(_) => "limit_reached",
             Error::RateLimited { .. } => "rate_limited",
             Error::TooManyConnections(_) | Error::ServerFull => "too_many_connections",
             Error::WeChat(WeChatError::InvalidCode(_)) => "invalid_code",
@@ -92,7 +97,7 @@ impl Error {
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) | Error::WeChat(WeChatError::UserBlocked) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Conflict(_) | Error::LimitReached(_) => StatusCode::CONFLICT,
             Error::RateLimited { .. }
             | Error::TooManyConnections(_)
             | Error::WeChat(WeChatError::RateLimited) => StatusCode::TOO_MANY_REQUESTS,
@@ -125,7 +130,15 @@ impl axum::response::IntoResponse for Error {
             tracing::error!(%detail, "internal error on HTTP API");
         }
         let body = serde_json::json!({ "error": self.to_json() });
-        (self.status(), axum::Json(body)).into_response()
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        if let Error::RateLimited { retry_after_ms } = self {
+            // Retry-After is in whole seconds: round up, so that a retry at that time is allowed.
+            let seconds = retry_after_ms.div_ceil(1000).max(1);
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

@@ -11,11 +11,13 @@
 //! - [`chat`]: each operation, authorised and validated ([`validate`]), against the [`store`]; pushes are
 //!   published on the [`bus`]. The store's writers hand every committed batch to fan-out
 //!   ([`chat::fanout`]), which encodes each message's push once and publishes it.
+//! - [`rules`]: who may join, add, remove, leave and hand over a room, and when a session expires: plain
+//!   functions, called by the stores inside the transaction that applies them (so they stay race-free).
 //! - [`store`]: the source of truth (SQLite embedded, or PostgreSQL for clusters), behind one trait.
 //! - [`bus`]: carries deliveries to every node that may hold a recipient (local, or a cluster over Redis
 //!   or NATS) and answers who is online.
 //! - [`hub`]: this node's connections and the conversations they follow; routes each delivery into the
-//!   recipients' bounded queues ([`hub::outbox`]), which their connection tasks write.
+//!   recipients' bounded queues ([`hub::outbox`](mod@hub::outbox)), which their connection tasks write.
 //!
 //! Around them: [`app`] (the shared state, its assembly and its ordered teardown), [`config`], [`model`]
 //! (the stored types), [`error`] (one error type, with its wire code and HTTP status) and [`metrics`]. The

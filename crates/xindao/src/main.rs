@@ -64,8 +64,13 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let server = Server::bind(config).await?;
         let addr = server.local_addr();
         tracing::info!(%addr, "xindao listening");
-        // One machine-readable line on stdout for scripts and tests that start the binary on port 0.
+        // Machine-readable lines on stdout for scripts and tests that start the binary on port 0: first the
+        // public address, then the admin one (/metrics) when there is one.
         println!("listening http://{addr}");
+        if let Some(admin) = server.admin_addr() {
+            tracing::info!(%admin, "admin listener (/metrics)");
+            println!("admin http://{admin}");
+        }
         server.run(shutdown_signal()).await?;
         Ok(())
     })

@@ -40,6 +40,10 @@ pub struct Metrics {
     pub pushes: Counter,
     pub slow_consumers: Counter,
     pub upgrades_refused: Counter,
+    /// TCP connections closed at accept: over max_pending_connections or max_connections_per_ip.
+    pub accepts_refused: Counter,
+    /// HTTP connections accepted and not (yet) upgraded.
+    pub pending_connections: Gauge,
     /// 1 while the bus reaches the other nodes (always, for the single-node bus); set at every scrape.
     pub bus_connected: Gauge,
     /// Cluster bus envelopes dropped unapplied, by reason.
@@ -105,6 +109,18 @@ impl Default for Metrics {
             "WebSocket upgrades refused before upgrading",
             upgrades_refused.clone(),
         );
+        let accepts_refused = Counter::default();
+        registry.register(
+            "accepts_refused",
+            "TCP connections closed as soon as accepted (max_pending_connections or max_connections_per_ip)",
+            accepts_refused.clone(),
+        );
+        let pending_connections = Gauge::default();
+        registry.register(
+            "pending_connections",
+            "HTTP connections accepted and not upgraded to a WebSocket",
+            pending_connections.clone(),
+        );
         let bus_connected = Gauge::default();
         registry.register(
             "bus_connected",
@@ -128,6 +144,8 @@ impl Default for Metrics {
             pushes,
             slow_consumers,
             upgrades_refused,
+            accepts_refused,
+            pending_connections,
             bus_connected,
             bus_rejected,
         }

@@ -97,6 +97,25 @@ pub struct Conversation {
     pub read_seq: i64,
     pub unread: i64,
     pub last_message: Option<Message>,
+    /// Time of the last message, or of the creation: what `conversations` orders by.
+    pub last_ts: Millis,
+}
+
+/// Where a page of `conversations` (most recent activity first) continues: after this conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActivityCursor {
+    pub last_ts: Millis,
+    pub id: ConversationId,
+}
+
+impl ActivityCursor {
+    /// The cursor just after `conversation`.
+    pub fn after(conversation: &Conversation) -> ActivityCursor {
+        ActivityCursor {
+            last_ts: conversation.last_ts,
+            id: conversation.id,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -104,11 +123,10 @@ pub struct Member {
     pub user: User,
     pub role: Role,
     pub read_seq: i64,
-    /// When they joined: members are listed in this order (then by user id).
     pub joined_at: Millis,
 }
 
-/// Where a page of members starts: after the member who joined at `joined_at` with `user_id`.
+/// Where a page of a room's members (longest-standing first) continues: after this member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemberCursor {
     pub joined_at: Millis,

@@ -126,6 +126,60 @@ pub fn no_such_conversation() -> Error {
     Error::NotFound("no such conversation")
 }
 
+/// How many conversations one user may be in, and how many rooms one user may own (config
+/// `max_memberships_per_user`, `max_rooms_per_owner`). Without them any room owner could add a victim to rooms
+/// without end (no consent is asked), and every list the victim reads would grow with them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    pub memberships_per_user: u64,
+    pub rooms_per_owner: u64,
+}
+
+/// Default of `max_memberships_per_user`.
+pub const MEMBERSHIPS_PER_USER_DEFAULT: u64 = 10_000;
+/// Default of `max_rooms_per_owner`.
+pub const ROOMS_PER_OWNER_DEFAULT: u64 = 1_000;
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            memberships_per_user: MEMBERSHIPS_PER_USER_DEFAULT,
+            rooms_per_owner: ROOMS_PER_OWNER_DEFAULT,
+        }
+    }
+}
+
+/// Whose membership a new conversation or member would add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Newcomer {
+    /// The caller: creating, joining or opening.
+    Caller,
+    /// Someone else: the user added to a room, or the peer of a new direct conversation.
+    Other,
+}
+
+/// Whether a user in `memberships` conversations may be in one more. Leaving is never capped, so a user over
+/// the cap (e.g. after an operator lowered it) can always get back under it.
+pub fn may_gain_membership(memberships: u64, caps: &Caps, who: Newcomer) -> Result<()> {
+    if memberships < caps.memberships_per_user {
+        return Ok(());
+    }
+    Err(Error::LimitReached(match who {
+        Newcomer::Caller => "you are in the maximum number of conversations: leave one first",
+        Newcomer::Other => "that user is in the maximum number of conversations",
+    }))
+}
+
+/// Whether a user who owns `owned` rooms may create another. Ownership passed on by a leaving owner is not
+/// capped (nobody chose it).
+pub fn may_create_room(owned: u64, caps: &Caps) -> Result<()> {
+    if owned < caps.rooms_per_owner {
+        Ok(())
+    } else {
+        Err(Error::LimitReached("you own the maximum number of rooms"))
+    }
+}
+
 /// What to do with a session found by its token at `now`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionTouch {
@@ -326,6 +380,39 @@ mod tests {
             as_client(unseen_conversation(false)),
             ("not_found", "no such conversation".to_string())
         );
+    }
+
+    #[test]
+    fn memberships_and_rooms_are_capped() {
+        let caps = Caps {
+            memberships_per_user: 3,
+            rooms_per_owner: 2,
+        };
+        assert!(may_gain_membership(0, &caps, Newcomer::Caller).is_ok());
+        assert!(may_gain_membership(2, &caps, Newcomer::Other).is_ok());
+        assert_eq!(
+            refusal(may_gain_membership(3, &caps, Newcomer::Caller)),
+            (
+                "limit_reached",
+                "you are in the maximum number of conversations: leave one first".to_string()
+            )
+        );
+        assert_eq!(
+            refusal(may_gain_membership(7, &caps, Newcomer::Other)),
+            (
+                "limit_reached",
+                "that user is in the maximum number of conversations".to_string()
+            )
+        );
+        assert!(may_create_room(1, &caps).is_ok());
+        assert_eq!(
+            refusal(may_create_room(2, &caps)),
+            (
+                "limit_reached",
+                "you own the maximum number of rooms".to_string()
+            )
+        );
+        assert_eq!(Caps::default().memberships_per_user, 10_000);
     }
 
     #[test]

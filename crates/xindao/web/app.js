@@ -64,7 +64,12 @@ $('login-form').addEventListener('submit', async (ev) => {
     localStorage.setItem('xindao.session', JSON.stringify({ token: session.token, user: session.user }));
     await start(client);
   } catch (e) {
-    $('login-error').textContent = e.code === 'not_found' ? 'Development login is disabled on this server.' : 'Login failed: ' + (e.message || e.code);
+    $('login-error').textContent =
+      e.code === 'not_found'
+        ? 'Development login is disabled on this server.'
+        : e.code === 'rate_limited'
+          ? 'Too many logins from here: try again in a minute.'
+          : 'Login failed: ' + (e.message || e.code);
   } finally {
     $('login-button').disabled = false;
   }
@@ -159,11 +164,14 @@ function unreadOf(c) {
   return Math.max(0, (c.last_seq || 0) - (c.read_seq || 0));
 }
 
+const CONVERSATIONS_SHOWN = 200;
+
 async function refreshConversations() {
   if (!S.client) return;
   let list;
   try {
-    list = await S.client.conversations();
+    // the most recent ones only: a user in thousands of conversations would otherwise fetch every page on every sync
+    list = await S.client.conversations({ max: CONVERSATIONS_SHOWN });
   } catch (_) {
     return; // offline: refreshed again on the next `synced`
   }
@@ -179,8 +187,11 @@ async function refreshConversations() {
     S.convs.set(c.id, c);
     if (c.peer) S.users.set(c.peer.id, c.peer.display_name);
   }
-  const ids = new Set(list.map((c) => c.id));
-  for (const id of [...S.convs.keys()]) if (!ids.has(id)) S.convs.delete(id);
+  // forget conversations we left, when the list is whole (a cut list says nothing of the older ones)
+  if (list.length < CONVERSATIONS_SHOWN) {
+    const ids = new Set(list.map((c) => c.id));
+    for (const id of [...S.convs.keys()]) if (!ids.has(id)) S.convs.delete(id);
+  }
   const peers = list.filter((c) => c.kind === 'direct' && c.peer).map((c) => c.peer.id);
   if (peers.length) {
     S.client.presence(peers).then(

@@ -10,6 +10,10 @@ const PROTOCOL_VERSION = 1;
 
 const STATES = Object.freeze(['connecting', 'open', 'reconnecting', 'closed']);
 
+// the server's largest `conversations` page; cursors sent per `sync` call (well under max_frame_bytes)
+const CONVERSATIONS_PAGE_MAX = 200;
+const SYNC_CURSORS_MAX = 1000;
+
 const DEFAULTS = {
   requestTimeoutMs: 15000, // one request on an open socket
   sendTimeoutMs: 30000, // a send() from the call to its ack, queued time included; 0 = no limit
@@ -40,7 +44,6 @@ class XindaoError extends Error {
   }
 }
 
-/** A client message id: 1..64 chars of [A-Za-z0-9_.:-], unique per sender. */
 /**
  * Fills in what a lean `message` push leaves out (docs/protocol.md, "Push shapes"): `kind` is absent when it
  * is `text`. `cmid` stays absent on pushes of other users' messages (only the sender's devices get it). Reads
@@ -51,6 +54,7 @@ function normalizeMessage(m) {
   return m;
 }
 
+/** A client message id: 1..64 chars of [A-Za-z0-9_.:-], unique per sender. */
 function newCmid() {
   let rnd = '';
   const c = globalThis.crypto;
@@ -114,8 +118,11 @@ function decodeData(d) {
 
 // ---- transports: each returns {send(text), close(), kind} and calls cb.open/text/close/error ----
 
-function openWebSocketTransport(WS, url, token, cb) {
-  const full = url + (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(token);
+// `credential` is `{ ticket }` (a single-use connect ticket from `POST /v1/ws/ticket`) or, for servers without
+// tickets, `{ token }`: browsers cannot set headers on a WebSocket, so it goes in the URL.
+function openWebSocketTransport(WS, url, credential, cb) {
+  const [name, value] = credential.ticket ? ['ticket', credential.ticket] : ['token', credential.token];
+  const full = url + (url.includes('?') ? '&' : '?') + name + '=' + encodeURIComponent(value);
   const ws = new WS(full);
   ws.onopen = () => cb.open();
   ws.onmessage = (ev) => cb.text(decodeData(ev.data));
@@ -526,13 +533,31 @@ class XindaoClient extends Emitter {
     }, this.options.connectTimeoutMs);
     try {
       if (this._wx && !this.options.WebSocket) this._conn = openWxTransport(this._wx, this.wsUrl, this.token, cb);
-      else if (this._WebSocket) this._conn = openWebSocketTransport(this._WebSocket, this.wsUrl, this.token, cb);
+      else if (this._WebSocket) this._openWithTicket(gen, cb);
       else throw new XindaoError('unsupported', 'no WebSocket: pass options.WebSocket (e.g. the `ws` package in Node 20)');
     } catch (e) {
       this.emit('error', e);
       const g = gen;
       setTimeout(() => g === this._gen && cb.close(1006, String(e.message || e)), 0);
     }
+  }
+
+  // The token never goes in a URL (proxies log URLs): trade it for a single-use connect ticket, valid 30 s, and
+  // open the socket with that. A server without tickets (404) gets the token in the URL, as before.
+  _openWithTicket(gen, cb) {
+    this._http('POST', '/v1/ws/ticket', {}).then(
+      (r) => {
+        if (gen !== this._gen) return;
+        this._conn = openWebSocketTransport(this._WebSocket, this.wsUrl, { ticket: r.ticket }, cb);
+      },
+      (e) => {
+        if (gen !== this._gen) return;
+        const code = e && e.code;
+        if (code === 'not_found') this._conn = openWebSocketTransport(this._WebSocket, this.wsUrl, { token: this.token }, cb);
+        else if (code === 'unauthorized') cb.close(4001, 'unauthorized');
+        else cb.close(1006, 'connect ticket: ' + ((e && e.message) || code));
+      },
+    );
   }
 
   _onSocketClosed(code, reason, opened) {
@@ -1053,9 +1078,9 @@ class XindaoClient extends Emitter {
     this._preBaseline = this._preBaseline || [];
     const gen = this._gen;
     try {
-      const r = await this._request('conversations', {});
+      const all = await this._listConversations((args) => this._request('conversations', args), Infinity);
       if (gen !== this._gen) return;
-      for (const c of r.conversations || []) {
+      for (const c of all) {
         const st = this._conv(c.id, c.last_seq || 0);
         st.info = c;
       }
@@ -1064,7 +1089,7 @@ class XindaoClient extends Emitter {
       this._preBaseline = null;
       for (const m of early) this._ingestPush(m);
       this._saveCursorsSoon();
-      this.emit('synced', { conversations: r.conversations || [], initial: true });
+      this.emit('synced', { conversations: all, initial: true });
     } catch (e) {
       this._log('debug', 'baseline failed', e);
     }
@@ -1083,12 +1108,24 @@ class XindaoClient extends Emitter {
     try {
       do {
         this._syncAgain = false;
-        let more = true;
-        while (more) {
-          more = false;
-          const r = await this._request('sync', { cursors: this.cursors(), limit: this.options.syncLimit });
+        // The server walks our conversations by ascending id, a bounded slice per call, and says where to go on
+        // (`next_after_id`); we send the cursors of at most SYNC_CURSORS_MAX conversations at a time (all of them
+        // could pass max_frame_bytes) and bound the range with `until_id` when there are more.
+        let after = 0;
+        for (;;) {
+          const ids = [...this._convs.keys()].filter((id) => id > after).sort((x, y) => x - y);
+          const slice = ids.slice(0, SYNC_CURSORS_MAX);
+          const until = ids.length > SYNC_CURSORS_MAX ? slice[slice.length - 1] : null;
+          const cursors = {};
+          for (const id of slice) cursors[id] = this._convs.get(id).lastSeq;
+          const args = { cursors, limit: this.options.syncLimit, after_id: after };
+          if (until != null) args.until_id = until;
+          const r = await this._request('sync', args);
           if (gen !== this._gen) return;
-          for (const entry of r.conversations || []) {
+          const entries = r.conversations || [];
+          // servers before paged sync answer no `has_more`: then an entry with more means "call again"
+          const more = r.has_more !== undefined ? r.has_more : entries.some((e) => e.has_more);
+          for (const entry of entries) {
             const c = entry.conversation;
             let st = this._convs.get(c.id);
             if (!st) {
@@ -1105,8 +1142,13 @@ class XindaoClient extends Emitter {
             st.info = c;
             touched.set(c.id, c);
             this._ingest(c.id, entry.messages || []);
-            if (entry.has_more) more = true;
           }
+          if (more) {
+            if (typeof r.next_after_id === 'number') after = r.next_after_id;
+            continue;
+          }
+          if (until == null) break;
+          after = until;
         }
       } while (this._syncAgain);
     } catch (e) {
@@ -1234,27 +1276,54 @@ class XindaoClient extends Emitter {
   removeFromRoom(conversationId, userId) {
     return this.request('room_remove', { conversation_id: conversationId, user_id: userId });
   }
-  /** The first page of members (up to 500 unless `opts.limit`): enough for any room that is not big. */
-  async roomMembers(conversationId, opts = {}) {
-    return (await this.roomMembersPage(conversationId, opts)).members;
-  }
-  /** One page of members; pass the answer's `next_cursor` as `opts.cursor` for the next (absent on the last). */
-  roomMembersPage(conversationId, opts = {}) {
-    const args = { conversation_id: conversationId };
-    if (opts.limit) args.limit = opts.limit;
-    if (opts.cursor) args.cursor = opts.cursor;
-    return this.request('room_members', args);
+  /** Members of a conversation, longest-standing first: all of them (following the server's pages). */
+  async roomMembers(conversationId) {
+    const out = [];
+    let cursor = null;
+    do {
+      const args = { conversation_id: conversationId, limit: 1000 };
+      if (cursor) args.cursor = cursor;
+      const r = await this.request('room_members', args);
+      for (const m of r.members || []) out.push(m);
+      cursor = r.has_more && r.next_cursor ? r.next_cursor : null;
+    } while (cursor);
+    return out;
   }
   async publicRooms(opts = {}) {
     const args = {};
     if (opts.limit) args.limit = opts.limit;
     return (await this.request('rooms_public', args)).rooms;
   }
-  /** Conversations with unread counts, most recent activity first. */
-  async conversations() {
-    const r = await this.request('conversations', {});
+  /** Conversations with unread counts, most recent activity first: all of them (the server answers in pages,
+   * followed here), or the most recent `opts.max`. */
+  async conversations(opts = {}) {
+    const all = await this._listConversations((args) => this.request('conversations', args), opts.max || Infinity);
+    for (const c of all) this._register(c);
+    return all;
+  }
+  /** One page of conversations, most recent activity first: `{conversations, has_more, next_cursor}`; pass
+   * `next_cursor` back as `opts.cursor` for the next page. `opts.limit`: default 50, at most 200. */
+  async conversationsPage(opts = {}) {
+    const args = {};
+    if (opts.limit) args.limit = opts.limit;
+    if (opts.cursor) args.cursor = opts.cursor;
+    const r = await this.request('conversations', args);
     for (const c of r.conversations || []) this._register(c);
-    return r.conversations || [];
+    return { conversations: r.conversations || [], has_more: !!r.has_more, next_cursor: r.next_cursor || null };
+  }
+
+  // follows `next_cursor` until `max` conversations or the end
+  async _listConversations(call, max) {
+    const out = [];
+    let cursor = null;
+    do {
+      const args = { limit: Math.min(CONVERSATIONS_PAGE_MAX, max - out.length) };
+      if (cursor) args.cursor = cursor;
+      const r = await call(args);
+      for (const c of r.conversations || []) out.push(c);
+      cursor = r.has_more && r.next_cursor ? r.next_cursor : null;
+    } while (cursor && out.length < max);
+    return out;
   }
   /** A page of history, ascending: {messages, has_more}. With no option: the latest page. */
   history(conversationId, opts = {}) {

@@ -123,8 +123,14 @@ const ops = {
     return { members: conv.members.map((m) => ({ user: pub(userById(m.user_id)), role: m.role, read_seq: m.read_seq, online: online(m.user_id) })) };
   },
   rooms_public: () => ({ rooms: db.convs.filter((x) => x.kind === 'room' && x.visibility === 'public').map((x) => ({ id: x.id, name: x.name, members: x.members.length })) }),
-  conversations(c) {
-    return { conversations: db.convs.filter((x) => member(x, c.user.id)).map((x) => convView(x, c.user.id)).sort((p, q) => ((q.last_message?.ts ?? 0) - (p.last_message?.ts ?? 0))) };
+  conversations(c, a) {
+    // paged like the real server: most recent first, `limit` (default 50, at most 200), `cursor` = offset here
+    const all = db.convs.filter((x) => member(x, c.user.id)).map((x) => convView(x, c.user.id)).sort((p, q) => ((q.last_message?.ts ?? 0) - (p.last_message?.ts ?? 0)));
+    const limit = Math.min(a.limit || 50, 200);
+    const from = a.cursor ? Number(a.cursor) : 0;
+    const page = all.slice(from, from + limit);
+    const more = from + limit < all.length;
+    return { conversations: page, has_more: more, next_cursor: more ? String(from + limit) : null };
   },
   send(c, a) {
     if (typeof a.cmid !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(a.cmid)) throw new E('invalid_message', 'bad cmid');
@@ -154,14 +160,22 @@ const ops = {
   },
   sync(c, a) {
     const limit = Math.min(a.limit || 100, 200);
+    // the real server's paging, simplified: ids in (after_id, until_id], at most 20 conversations per reply
+    const after = a.after_id || 0;
+    const mine = db.convs.filter((x) => member(x, c.user.id) && x.id > after && (a.until_id == null || x.id <= a.until_id)).sort((p, q) => p.id - q.id);
     const out = [];
-    for (const conv of db.convs.filter((x) => member(x, c.user.id))) {
+    let next = after;
+    let complete = true;
+    let stopped = false;
+    for (const conv of mine) {
       const cur = (a.cursors || {})[conv.id] || 0;
       const b = convMsgs(conv.id).filter((m) => m.seq > cur);
-      if (!b.length) continue;
-      out.push({ conversation: convView(conv, c.user.id), messages: b.slice(0, limit), has_more: b.length > limit });
+      if (b.length && out.length === 20) { stopped = true; break; }
+      if (b.length) out.push({ conversation: convView(conv, c.user.id), messages: b.slice(0, limit), has_more: b.length > limit });
+      complete = complete && b.length <= limit;
+      if (complete) next = conv.id;
     }
-    return { conversations: out };
+    return { conversations: out, has_more: stopped || !complete, next_after_id: next };
   },
   read(c, a) {
     const conv = getConv(a.conversation_id, c.user.id);
@@ -275,6 +289,8 @@ server.on('upgrade', (req, socket, head) => {
 const [host, port] = [listen.slice(0, listen.lastIndexOf(':')), Number(listen.slice(listen.lastIndexOf(':') + 1))];
 server.listen(port, host, () => {
   process.stdout.write('listening http://' + host + ':' + server.address().port + '\n');
+  // The real server's admin listener line (the fake has no /metrics; tests that read it need the real one).
+  if (opt('admin-listen', 'XINDAO_ADMIN_LISTEN', '127.0.0.1:9090') !== '') process.stdout.write('admin http://' + host + ':' + server.address().port + '\n');
 });
 process.on('SIGTERM', () => {
   for (const c of conns) c.ws.close(1001, 'shutting down');

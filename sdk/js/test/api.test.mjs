@@ -35,13 +35,31 @@ test('dev login, hello and the same user twice', async () => {
   assert.deepEqual(await a.me(), a.user);
 });
 
+test('the socket opens with a single-use connect ticket: the token is never in a URL', async () => {
+  const { default: WS } = await import('ws');
+  const urls = [];
+  class Recording extends WS {
+    constructor(url, ...rest) {
+      urls.push(String(url));
+      super(url, ...rest);
+    }
+  }
+  const a = await client('ticket-alice', { WebSocket: Recording });
+  assert.equal(a.state, 'open');
+  assert.equal(urls.length, 1);
+  assert.match(urls[0], /\/v1\/ws\?ticket=[A-Za-z0-9_-]{43}$/);
+  assert.ok(!urls[0].includes(a.token) && !urls[0].includes('token='), urls[0]);
+});
+
 test('1:1 chat: ack, push, typing, read marks, presence, unread counts', async () => {
   const a = await client('dm-alice');
   const b = await client('dm-bob');
-  const pres = await a.presence([b.user.id]);
-  assert.deepEqual(pres, [{ user_id: b.user.id, online: true }]);
+  // presence is told only about users who share a conversation: a stranger reads as offline
+  assert.deepEqual(await a.presence([b.user.id]), [{ user_id: b.user.id, online: false }]);
 
   const ack = await a.sendTo(b.user.id, 'hello bob');
+  const pres = await a.presence([b.user.id]);
+  assert.deepEqual(pres, [{ user_id: b.user.id, online: true }]);
   assert.equal(ack.duplicate, false);
   const m1 = ack.message;
   assert.equal(m1.seq, 1);
@@ -97,11 +115,13 @@ test('rooms: create, public list, join, members, member events, leave', async ()
   assert.equal((await joined).user_id, b.user.id);
   const members = await a.roomMembers(room.id);
   assert.deepEqual(members.map((m) => [m.user.id, m.role]).sort(), [[a.user.id, 'owner'], [b.user.id, 'member']].sort());
-  const page1 = await a.roomMembersPage(room.id, { limit: 1 });
+  const page1 = await a.request('room_members', { conversation_id: room.id, limit: 1 });
   assert.deepEqual(page1.members.map((m) => m.user.id), [a.user.id]);
-  const page2 = await a.roomMembersPage(room.id, { limit: 1, cursor: page1.next_cursor });
+  assert.equal(page1.has_more, true);
+  const page2 = await a.request('room_members', { conversation_id: room.id, limit: 1, cursor: page1.next_cursor });
   assert.deepEqual(page2.members.map((m) => m.user.id), [b.user.id]);
-  assert.equal(page2.next_cursor, undefined);
+  assert.equal(page2.has_more, false);
+  assert.equal(page2.next_cursor, null);
 
   for (let i = 1; i <= 5; i++) await a.send(room.id, 'room msg ' + i);
   await waitFor(() => seqsOf(b.received, room.id).length === 5, 5000, 'room messages');
@@ -196,4 +216,30 @@ test('a big room: joins come as members_changed summaries, own joins as member e
     await big.stop();
     big.cleanup();
   }
+});
+
+test('conversations() follows the pages; conversationsPage() gives one; sync covers every conversation', async () => {
+  const a = await client('page-alice');
+  const ids = [];
+  // more than a default page of 50, and more than the 100 conversations one sync reply holds
+  for (let i = 0; i < 105; i++) ids.push((await a.createRoom('page-' + i)).id);
+  const all = await a.conversations();
+  assert.equal(all.length, 105);
+  assert.deepEqual(new Set(all.map((c) => c.id)), new Set(ids));
+  const first = await a.conversationsPage({ limit: 2 });
+  assert.equal(first.conversations.length, 2);
+  assert.equal(first.has_more, true);
+  const second = await a.conversationsPage({ limit: 2, cursor: first.next_cursor });
+  assert.equal(second.conversations.length, 2);
+  assert.notEqual(second.conversations[0].id, first.conversations[1].id);
+  assert.equal((await a.conversations({ max: 5 })).length, 5);
+
+  // messages in every room while a second device of the same user is away, then a sync on reconnect
+  const b = await client('page-alice');
+  // its baseline (every page of conversations) first: a client without one starts from the current ends
+  await waitFor(() => Object.keys(b.cursors()).length === ids.length, 10000, 'baseline');
+  b.pause();
+  for (const id of ids) await a.send(id, 'for the other device ' + id);
+  b.resume();
+  await waitFor(() => ids.every((id) => seqsOf(b.received, id).length === 1), 20000, 'every room synced');
 });

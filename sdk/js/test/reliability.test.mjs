@@ -258,7 +258,7 @@ test('a server that stalls right after the hello still gets the outbox in call o
 });
 
 async function rateLimited(srv) {
-  const text = await (await fetch(srv.url + '/metrics')).text();
+  const text = await (await fetch(srv.adminUrl + '/metrics')).text();
   let total = 0;
   for (const m of text.matchAll(/^\w*requests_total\{[^}]*outcome="rate_limited"[^}]*\} (\d+)/gm)) total += Number(m[1]);
   return total;

@@ -21,17 +21,23 @@ export function tempDataDir(prefix = 'xindao-test-') {
 }
 
 /**
- * Start `xindao serve` and wait for its `listening http://HOST:PORT` line.
+ * Start `xindao serve` and wait for its `listening http://HOST:PORT` line (and `admin http://HOST:PORT`, the
+ * admin listener serving /metrics, on a port of its own unless opts.args sets --admin-listen).
+ * Every test client comes from 127.0.0.1, so the per-address connection cap is lifted.
  * opts: {dataDir, port (0 = any), heartbeatMs, idleTimeoutMs, args: [], env: {}, readyTimeoutMs}
- * Returns {url, port, dataDir, proc, stop(signal), kill(), restart(), stderr()}.
+ * Returns {url, adminUrl, port, dataDir, proc, stop(signal), kill(), restart(), stderr()}.
  */
 export async function startServer(opts = {}) {
   const bin = xindaoBin();
   const dataDir = opts.dataDir || tempDataDir();
   const port = opts.port || 0;
-  const args = ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--dev-login', 'true'];
+  // Tests log in many users from 127.0.0.1: lift the login rate limits (they have tests of their own in Rust).
+  const args = ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--dev-login', 'true', '--login-per-ip-per-minute', '1000000', '--login-per-second', '1000000'];
   if (opts.heartbeatMs) args.push('--heartbeat-ms', String(opts.heartbeatMs));
   if (opts.idleTimeoutMs) args.push('--idle-timeout-ms', String(opts.idleTimeoutMs));
+  const wantAdmin = !(opts.args || []).includes('--admin-listen');
+  if (wantAdmin) args.push('--admin-listen', '127.0.0.1:0');
+  args.push('--max-connections-per-ip', '100000');
   args.push(...(opts.args || []));
   const cmd = bin.endsWith('.mjs') || bin.endsWith('.js') ? process.execPath : bin;
   const cmdArgs = cmd === bin ? args : [bin, ...args];
@@ -46,6 +52,7 @@ export async function startServer(opts = {}) {
     if (process.env.XINDAO_TEST_LOG) process.stderr.write(d);
   });
   const exited = new Promise((res) => proc.on('exit', (code, signal) => res({ code, signal })));
+  let adminUrl = null;
   const url = await new Promise((res, rej) => {
     let out = '';
     const timer = setTimeout(() => {
@@ -55,8 +62,10 @@ export async function startServer(opts = {}) {
     proc.stdout.on('data', (d) => {
       out += d;
       const m = out.match(/^listening (http:\/\/\S+)\s*$/m);
-      if (m) {
+      const admin = out.match(/^admin (http:\/\/\S+)\s*$/m);
+      if (m && (admin || !wantAdmin)) {
         clearTimeout(timer);
+        adminUrl = admin ? admin[1] : null;
         res(m[1]);
       }
     });
@@ -68,6 +77,7 @@ export async function startServer(opts = {}) {
   const boundPort = Number(new URL(url).port);
   const srv = {
     url,
+    adminUrl,
     port: boundPort,
     dataDir,
     proc,

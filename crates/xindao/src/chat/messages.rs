@@ -1,5 +1,6 @@
 //! Messages: `send` (commit, then ack; the store's commit hook pushes it), `history` (one page either way) and
-//! `sync` (everything after the client's cursors), with replies bounded in bytes.
+//! `sync` (everything after the client's cursors, a bounded slice of conversations per call), with replies
+//! bounded in bytes (`paging`).
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -9,14 +10,17 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
-use crate::model::{ConversationId, Message, NewMessage, Page, Range};
+use crate::model::{ConversationId, Message, NewMessage, Range};
 use crate::protocol::op::{HistoryArgs, SendArgs, SentKind, SyncArgs};
 use crate::validate;
 
+use super::paging::{encoded_len, fit_page, REPLY_BYTES_MAX};
 use super::{raw, Caller, Chat};
 
-/// Largest history or sync reply, in bytes of messages: big messages make shorter pages.
-const REPLY_BYTES_MAX: usize = 1024 * 1024;
+/// Conversations looked at by one `sync` call, and the most it returns: a call's work is bounded however many
+/// conversations the caller is in.
+const SYNC_SCAN_MAX: usize = 1000;
+const SYNC_CONVERSATIONS_MAX: usize = 100;
 
 impl Chat {
     pub(super) async fn send(&self, caller: Caller, a: SendArgs) -> Result<Box<RawValue>> {
@@ -84,10 +88,14 @@ impl Chat {
             .history(a.conversation_id, range, self.page_limit(a.limit, 50))
             .await?;
         let mut budget = REPLY_BYTES_MAX;
-        let page = fit_page(page, !matches!(range, Range::After(_)), &mut budget);
+        let page = fit_page(page, !matches!(range, Range::After(_)), &mut budget, true);
         raw(&json!({ "messages": page.messages, "has_more": page.has_more }))
     }
 
+    /// The messages after the client's cursors, over the caller's conversations in ascending id order, a
+    /// bounded slice per call: at most [`SYNC_SCAN_MAX`] conversations looked at, [`SYNC_CONVERSATIONS_MAX`]
+    /// returned and [`REPLY_BYTES_MAX`] bytes. `has_more` says to call again with `after_id = next_after_id`
+    /// (and the cursors moved on by what came back): every conversation up to `next_after_id` is complete.
     pub(super) async fn sync(&self, caller: Caller, a: SyncArgs) -> Result<Box<RawValue>> {
         let mut cursors = HashMap::with_capacity(a.cursors.len());
         for (key, seq) in &a.cursors {
@@ -97,21 +105,57 @@ impl Chat {
             cursors.insert(id, seq.0);
         }
         let limit = self.page_limit(a.limit, 100);
+        let after = a.after_id.unwrap_or(0);
+        let scanned = self
+            .store
+            .sync_scan(caller.user_id, after, a.until_id, SYNC_SCAN_MAX + 1)
+            .await?;
         let mut budget = REPLY_BYTES_MAX;
         let mut out = Vec::new();
-        for conversation in self.store.conversations_of(caller.user_id).await? {
-            let cursor = cursors.get(&conversation.id).copied().unwrap_or(0);
-            if conversation.last_seq <= cursor {
-                continue;
+        // Every conversation up to `next_after` is complete for this client; `complete` until one is not.
+        let mut next_after = after;
+        let mut complete = true;
+        let mut stopped = false;
+        for &(id, last_seq) in scanned.iter().take(SYNC_SCAN_MAX) {
+            let cursor = cursors.get(&id).copied().unwrap_or(0);
+            let mut done = last_seq <= cursor;
+            if !done {
+                if out.len() == SYNC_CONVERSATIONS_MAX {
+                    stopped = true;
+                    break;
+                }
+                let conversation = match self.store.conversation_for(id, caller.user_id).await {
+                    Ok(conversation) => Some(conversation),
+                    // Left since the scan: nothing to deliver.
+                    Err(Error::Forbidden(_) | Error::NotFound(_)) => None,
+                    Err(e) => return Err(e),
+                };
+                if let Some(conversation) = conversation {
+                    let head = encoded_len(&conversation);
+                    if !out.is_empty() && head >= budget {
+                        stopped = true;
+                        break;
+                    }
+                    budget = budget.saturating_sub(head);
+                    let page = self.store.history(id, Range::After(cursor), limit).await?;
+                    let page = fit_page(page, false, &mut budget, out.is_empty());
+                    if page.messages.is_empty() {
+                        stopped = true;
+                        break;
+                    }
+                    done = !page.has_more;
+                    out.push(json!({ "conversation": conversation, "messages": page.messages, "has_more": page.has_more }));
+                } else {
+                    done = true;
+                }
             }
-            let page = self
-                .store
-                .history(conversation.id, Range::After(cursor), limit)
-                .await?;
-            let page = fit_page(page, false, &mut budget);
-            out.push(json!({ "conversation": conversation, "messages": page.messages, "has_more": page.has_more }));
+            complete &= done;
+            if complete {
+                next_after = id;
+            }
         }
-        raw(&json!({ "conversations": out }))
+        let has_more = stopped || !complete || scanned.len() > SYNC_SCAN_MAX;
+        raw(&json!({ "conversations": out, "has_more": has_more, "next_after_id": next_after }))
     }
 
     /// The page size asked for, or `default`, capped at `history_page_max`.
@@ -120,29 +164,4 @@ impl Chat {
             .map_or(default, NonZeroUsize::get)
             .clamp(1, self.config.history_page_max)
     }
-}
-
-/// Trims a page to the reply byte budget, keeping at least one message so that paging always progresses.
-/// `keep_newest` keeps the end of the page (paging backwards), otherwise its start. A trimmed page has more.
-fn fit_page(mut page: Page, keep_newest: bool, budget: &mut usize) -> Page {
-    if keep_newest {
-        page.messages.reverse();
-    }
-    let mut kept = 0;
-    for message in &page.messages {
-        let size = serde_json::to_string(message).map_or(0, |s| s.len());
-        if kept > 0 && size > *budget {
-            break;
-        }
-        *budget = budget.saturating_sub(size);
-        kept += 1;
-    }
-    if kept < page.messages.len() {
-        page.messages.truncate(kept);
-        page.has_more = true;
-    }
-    if keep_newest {
-        page.messages.reverse();
-    }
-    page
 }

@@ -4,10 +4,13 @@
 //! One file per group of operations, each operation a small function taking the caller and its typed
 //! arguments: `messages` (send, history, sync), `rooms` (conversations and membership), `presence`
 //! (presence, typing), `read` (read marks). `session` registers and ends connections; `fanout` turns
-//! committed messages into pushes; `summaries` coalesces the membership changes of big rooms.
+//! committed messages into pushes; `summaries` coalesces the membership changes of big rooms. `paging`
+//! bounds every reply and `limits` holds the per-user rate limits.
 
 pub mod fanout;
+mod limits;
 mod messages;
+mod paging;
 mod presence;
 mod read;
 mod rooms;
@@ -41,6 +44,8 @@ pub struct Chat {
     hub: Arc<Hub>,
     config: Arc<Config>,
     summaries: Arc<summaries::Summaries>,
+    room_adds: limits::PerUser,
+    lookups: limits::PerUser,
 }
 
 impl Chat {
@@ -52,6 +57,8 @@ impl Chat {
     ) -> Chat {
         Chat {
             summaries: summaries::Summaries::new(store.clone(), bus.clone()),
+            room_adds: limits::PerUser::per_minute(config.room_adds_per_min),
+            lookups: limits::PerUser::per_minute(config.lookups_per_min),
             store,
             bus,
             hub,
@@ -63,7 +70,7 @@ impl Chat {
     pub async fn handle(&self, caller: Caller, op: Op) -> Result<Box<RawValue>> {
         match op {
             Op::Ping(_) => ping(),
-            Op::UserFind(args) => self.user_find(args).await,
+            Op::UserFind(args) => self.user_find(caller, args).await,
             Op::DirectOpen(args) => self.direct_open(caller, args).await,
             Op::RoomCreate(args) => self.room_create(caller, args).await,
             Op::RoomJoin(args) => self.room_join(caller, args).await,
@@ -72,13 +79,13 @@ impl Chat {
             Op::RoomLeave(args) => self.room_leave(caller, args).await,
             Op::RoomMembers(args) => self.room_members(caller, args).await,
             Op::RoomsPublic(args) => self.rooms_public(args).await,
-            Op::Conversations(_) => self.conversations(caller).await,
+            Op::Conversations(args) => self.conversations(caller, args).await,
             Op::Send(args) => self.send(caller, args).await,
             Op::History(args) => self.history(caller, args).await,
             Op::Sync(args) => self.sync(caller, args).await,
             Op::Read(args) => self.read(caller, args).await,
             Op::Typing(args) => self.typing(caller, args).await,
-            Op::Presence(args) => self.presence(caller, args),
+            Op::Presence(args) => self.presence(caller, args).await,
         }
     }
 

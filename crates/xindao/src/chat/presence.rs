@@ -1,4 +1,8 @@
 //! Ephemeral state, never stored: `presence` (who is online, and a subscription to changes) and `typing`.
+//!
+//! Presence is told only about users who share a conversation with the watcher (checked when `presence` is
+//! asked): anyone else reads as offline and is not watched, so that presence cannot be used to follow a
+//! stranger's comings and goings.
 
 use std::collections::HashSet;
 
@@ -18,8 +22,9 @@ use super::{raw, Caller, Chat};
 const PRESENCE_WATCH_MAX: usize = 500;
 
 impl Chat {
-    /// Answers who of `user_ids` is online and subscribes this connection to exactly these users.
-    pub(super) fn presence(&self, caller: Caller, a: PresenceArgs) -> Result<Box<RawValue>> {
+    /// Answers who of `user_ids` is online and subscribes this connection to exactly those of them who share a
+    /// conversation with the caller; the others read as offline.
+    pub(super) async fn presence(&self, caller: Caller, a: PresenceArgs) -> Result<Box<RawValue>> {
         let mut seen = HashSet::new();
         let watched: Vec<UserId> = a
             .user_ids
@@ -31,11 +36,25 @@ impl Chat {
                 "at most {PRESENCE_WATCH_MAX} user_ids"
             )));
         }
+        let visible: HashSet<UserId> = self
+            .store
+            .sharing_with(caller.user_id, &watched)
+            .await?
+            .into_iter()
+            .collect();
+        let allowed: Vec<UserId> = watched
+            .iter()
+            .copied()
+            .filter(|id| visible.contains(id))
+            .collect();
         self.hub
-            .watch_presence(caller.user_id, caller.conn_id, &watched);
+            .watch_presence(caller.user_id, caller.conn_id, &allowed);
         let presence: Vec<_> = watched
             .iter()
-            .map(|&id| json!({ "user_id": id, "online": self.bus.is_online(id) }))
+            .map(|&id| {
+                let online = visible.contains(&id) && self.bus.is_online(id);
+                json!({ "user_id": id, "online": online })
+            })
             .collect();
         raw(&json!({ "presence": presence }))
     }

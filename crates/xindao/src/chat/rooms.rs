@@ -8,24 +8,30 @@ use serde::Serialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hub::Delivery;
-use crate::model::{ConversationId, MemberCursor, Role, User, UserId};
+use crate::model::{ActivityCursor, ConversationId, MemberCursor, Role, User, UserId};
 use crate::protocol::{
     self,
     op::{
-        ConversationArgs, DirectOpenArgs, LimitArgs, RoomCreateArgs, RoomMemberArgs,
-        RoomMembersArgs, UserFindArgs,
+        ConversationArgs, ConversationsArgs, DirectOpenArgs, LimitArgs, RoomCreateArgs,
+        RoomMemberArgs, RoomMembersArgs, UserFindArgs,
     },
 };
 use crate::validate;
 
+use super::paging::{
+    decode_activity, decode_member, encode_activity, encode_member, fitting, REPLY_BYTES_MAX,
+};
 use super::summaries::Change;
 use super::{raw, Caller, Chat};
 
 const PUBLIC_ROOMS_MAX: usize = 200;
-/// `room_members` page size when none is asked for, and the largest.
-const MEMBERS_PAGE_DEFAULT: usize = 500;
+/// Conversations per `conversations` page: by default, and at most.
+const CONVERSATIONS_PAGE_DEFAULT: usize = 50;
+const CONVERSATIONS_PAGE_MAX: usize = 200;
+/// Members per `room_members` page: by default, and at most (a member is at most a few hundred bytes).
+const MEMBERS_PAGE_DEFAULT: usize = 200;
 const MEMBERS_PAGE_MAX: usize = 1000;
 
 #[derive(Serialize)]
@@ -45,8 +51,9 @@ struct MemberView {
 }
 
 impl Chat {
-    pub(super) async fn user_find(&self, a: UserFindArgs) -> Result<Box<RawValue>> {
+    pub(super) async fn user_find(&self, caller: Caller, a: UserFindArgs) -> Result<Box<RawValue>> {
         let name = validate::name(&a.display_name, "display_name")?;
+        self.lookups.check(caller.user_id)?;
         raw(&json!({ "users": self.store.users_named(&name, 20).await? }))
     }
 
@@ -96,6 +103,7 @@ impl Chat {
         a: RoomMemberArgs,
     ) -> Result<Box<RawValue>> {
         let by = caller.user_id;
+        self.room_adds.check(by)?;
         if self
             .store
             .join_room(a.conversation_id, a.user_id, Some(by))
@@ -144,21 +152,23 @@ impl Chat {
     ) -> Result<Box<RawValue>> {
         self.require_member(a.conversation_id, caller.user_id)
             .await?;
-        let after = a.cursor.as_deref().map(parse_cursor).transpose()?;
         let limit = a
             .limit
             .map_or(MEMBERS_PAGE_DEFAULT, NonZeroUsize::get)
             .min(MEMBERS_PAGE_MAX);
+        let cursor = a.cursor.as_deref().map(decode_member).transpose()?;
         let mut page = self
             .store
-            .members(a.conversation_id, after, limit + 1)
+            .members(a.conversation_id, cursor, limit + 1)
             .await?;
-        let more = page.len() > limit;
+        let has_more = page.len() > limit;
         page.truncate(limit);
-        let next_cursor = page
-            .last()
-            .filter(|_| more)
-            .map(|m| format!("{}.{}", m.joined_at, m.user.id));
+        let next_cursor = page.last().filter(|_| has_more).map(|last| {
+            encode_member(MemberCursor {
+                joined_at: last.joined_at,
+                user_id: last.user.id,
+            })
+        });
         let members: Vec<MemberView> = page
             .into_iter()
             .map(|m| MemberView {
@@ -168,16 +178,7 @@ impl Chat {
                 read_seq: m.read_seq,
             })
             .collect();
-        #[derive(Serialize)]
-        struct MembersPage {
-            members: Vec<MemberView>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            next_cursor: Option<String>,
-        }
-        raw(&MembersPage {
-            members,
-            next_cursor,
-        })
+        raw(&json!({ "members": members, "has_more": has_more, "next_cursor": next_cursor }))
     }
 
     pub(super) async fn rooms_public(&self, a: LimitArgs) -> Result<Box<RawValue>> {
@@ -185,16 +186,46 @@ impl Chat {
         raw(&json!({ "rooms": self.store.public_rooms(limit).await? }))
     }
 
-    pub(super) async fn conversations(&self, caller: Caller) -> Result<Box<RawValue>> {
-        raw(&json!({ "conversations": self.store.conversations_of(caller.user_id).await? }))
+    /// One page of the caller's conversations, most recent activity first, bounded by count and bytes.
+    pub(super) async fn conversations(
+        &self,
+        caller: Caller,
+        a: ConversationsArgs,
+    ) -> Result<Box<RawValue>> {
+        let limit = a
+            .limit
+            .map_or(CONVERSATIONS_PAGE_DEFAULT, NonZeroUsize::get)
+            .min(CONVERSATIONS_PAGE_MAX);
+        let cursor = a.cursor.as_deref().map(decode_activity).transpose()?;
+        let mut page = self
+            .store
+            .conversations_page(caller.user_id, cursor, limit + 1)
+            .await?;
+        let mut has_more = page.len() > limit;
+        page.truncate(limit);
+        let fit = fitting(&page, REPLY_BYTES_MAX);
+        if fit < page.len() {
+            page.truncate(fit);
+            has_more = true;
+        }
+        let next_cursor = page
+            .last()
+            .filter(|_| has_more)
+            .map(|last| encode_activity(ActivityCursor::after(last)));
+        raw(&json!({ "conversations": page, "has_more": has_more, "next_cursor": next_cursor }))
     }
 
     async fn conversation_reply(&self, id: ConversationId, user: UserId) -> Result<Box<RawValue>> {
         raw(&json!({ "conversation": self.store.conversation_for(id, user).await? }))
     }
 
-    /// The direct conversation of the pair, created (and routed to both) if needed.
+    /// The direct conversation of the pair, created (and routed to both) if needed. Opening one with someone
+    /// new is a user lookup (it tells whether the id exists): it counts against `lookups_per_min`.
     pub(super) async fn open_direct(&self, user: UserId, peer: UserId) -> Result<ConversationId> {
+        if let Some(id) = self.store.direct_between(user, peer).await? {
+            return Ok(id);
+        }
+        self.lookups.check(user)?;
         let (id, created) = self.store.open_direct(user, peer).await?;
         if created {
             for member in [user, peer] {
@@ -271,17 +302,4 @@ impl Chat {
             self.bus.publish(Delivery::User { user_id, frame });
         }
     }
-}
-
-/// Reads a `room_members` cursor: `<joined_at>.<user_id>` of the last member of the previous page.
-fn parse_cursor(cursor: &str) -> Result<MemberCursor> {
-    cursor
-        .split_once('.')
-        .and_then(|(joined_at, user_id)| {
-            Some(MemberCursor {
-                joined_at: joined_at.parse().ok()?,
-                user_id: user_id.parse().ok()?,
-            })
-        })
-        .ok_or_else(|| Error::InvalidArgs("`cursor` is not one this server gave".into()))
 }

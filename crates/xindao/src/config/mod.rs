@@ -19,6 +19,8 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::rules;
+
 /// SQLite durability of an acknowledged message (see docs/protocol.md, "Delivery guarantees").
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -34,7 +36,8 @@ pub enum SqliteSync {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase", try_from = "BoolOrString")]
 pub enum DevLogin {
-    /// On when no WeChat credentials are configured, off otherwise.
+    /// On when no WeChat credentials are configured and the server listens on loopback only; off otherwise
+    /// (and the server refuses to start when that would leave a non-loopback server without any login).
     #[default]
     Auto,
     #[value(alias = "on", alias = "yes", alias = "1")]
@@ -133,11 +136,22 @@ pub struct Config {
     /// Base URL of the WeChat API (tests point it at a local fake).
     #[arg(long, default_value = "https://api.weixin.qq.com")]
     pub wechat_api_base: String,
-    /// Development login (`POST /v1/login/dev`, display name -> user): "auto" (on exactly when WeChat is not
-    /// configured), "true" or "false".
+    /// Development login (`POST /v1/login/dev`: anyone who types a display name becomes that user, with its
+    /// history): "auto" (on exactly when WeChat is not configured and `listen` is a loopback address; a
+    /// non-loopback server without WeChat refuses to start), "true" (on anywhere, logged as a warning at
+    /// start and every five minutes) or "false".
     #[arg(long, value_enum, default_value_t = DevLogin::default())]
     pub dev_login: DevLogin,
-    /// A session expires this many seconds after its last use.
+    /// Logins (WeChat and development) allowed per client IP address per minute, with a burst of as many;
+    /// beyond it: HTTP 429 `rate_limited` with Retry-After. IPv6 clients count per /64.
+    #[arg(long, default_value_t = 30)]
+    pub login_per_ip_per_minute: u32,
+    /// Logins allowed per second on this node, from all clients together, with a burst of as many: bounds
+    /// the calls to WeChat's code2Session (its quota is per app) and the sessions created.
+    #[arg(long, default_value_t = 50)]
+    pub login_per_second: u32,
+    /// A session expires this many seconds after its last use (an HTTP call, a WebSocket upgrade, or an open
+    /// WebSocket: see docs/protocol.md). Expired sessions are deleted every few minutes.
     #[arg(long, default_value_t = 30 * 24 * 3600)]
     pub session_ttl_secs: u64,
     /// The server pings a connection that has been silent this many milliseconds.
@@ -165,13 +179,22 @@ pub struct Config {
     /// Requests per second allowed per connection.
     #[arg(long, default_value_t = 20)]
     pub rate_per_sec: u32,
-    /// Burst of requests allowed per connection.
+    /// Burst of requests allowed per connection. Refused requests are counted too: a connection with more
+    /// than `rate_burst` refusals in a 10 s sliding window (a leaky bucket: `rate_burst` refusals, one drained
+    /// every 10 s / `rate_burst`) is closed with 4008.
     #[arg(long, default_value_t = 40)]
     pub rate_burst: u32,
     /// Pushes queued per connection before it is dropped as a slow consumer (4009).
     #[arg(long, default_value_t = 256)]
     pub outbound_queue: usize,
-    /// Milliseconds a socket write may take before the connection is dropped.
+    /// Bytes a connection may have outstanding: pushes queued for it plus replies and pushes written to its
+    /// socket and not yet taken by it. A push or reply that would go over it closes the connection as a slow
+    /// consumer (4009) at once, freeing them. Keep it above the largest reply (a 1 MiB history or sync page
+    /// plus one message). Worst-case memory per connection: about max_outstanding_bytes + max_frame_bytes +
+    /// 16 KiB, held at most write_timeout_ms (plus, while a request is answered, its reply: at most ~1 MiB).
+    #[arg(long, default_value_t = 2 * 1024 * 1024)]
+    pub max_outstanding_bytes: usize,
+    /// Milliseconds a socket may hold back what was written to it before the connection is dropped.
     #[arg(long, default_value_t = 10_000)]
     pub write_timeout_ms: u64,
     /// Open WebSockets allowed in this process (beyond it: HTTP 503 before upgrading).
@@ -180,6 +203,56 @@ pub struct Config {
     /// Open WebSockets allowed per user on this server (beyond it: HTTP 429 before upgrading).
     #[arg(long, default_value_t = 16)]
     pub max_connections_per_user: usize,
+    /// HTTP connections accepted but not upgraded to a WebSocket (yet) allowed at once: beyond it a new
+    /// connection is closed as soon as it is accepted. Every TCP connection counts from its accept: against
+    /// this cap until it upgrades, then against max_connections; together with a reserve for the store they
+    /// must fit the open-file limit (else max_connections is lowered at startup, with a warning).
+    #[arg(long, default_value_t = 1024)]
+    pub max_pending_connections: usize,
+    /// Connections allowed per client address, counted twice: HTTP connections not upgraded (beyond it:
+    /// closed at accept) and open WebSockets (beyond it: HTTP 429 before upgrading). The address is the
+    /// socket's peer, or the one X-Forwarded-For names when that peer is one of trusted_proxies.
+    #[arg(long, default_value_t = 64)]
+    pub max_connections_per_ip: usize,
+    /// Reverse proxies whose X-Forwarded-For header is believed, as CIDRs (comma-separated;
+    /// "10.0.0.7/32" for one address). Their own connections are not counted per address; the client
+    /// address of a request through them is the rightmost X-Forwarded-For entry that is not a trusted
+    /// proxy. Unset: X-Forwarded-For is ignored.
+    #[arg(long, value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Milliseconds a client has to send a request's headers, counted from the accept or, on a kept-alive
+    /// connection, from the previous response: a slow (slowloris) or idle HTTP connection is closed. A whole
+    /// request, body included, must be read and answered within three times this (else 408).
+    #[arg(long, default_value_t = 10_000)]
+    pub http_header_timeout_ms: u64,
+    /// Largest request head (request line and headers) in bytes, at least 8192; a larger one is answered
+    /// 431 and the connection closed.
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+    /// Address of the admin listener, which serves /metrics (and /healthz); "" for none. /metrics is not
+    /// served on `listen`: keep this address on loopback or a private network.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin_listen: AdminListen,
+    /// Origins (`scheme://host[:port]`, comma-separated) whose web pages may open a WebSocket; others get
+    /// HTTP 403 before upgrading. Unset: only pages served from the host the request names (its Host
+    /// header). A request without Origin (mini-programs, native apps) is allowed.
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Conversations (rooms and direct) one user may be in. Creating, joining, opening a direct conversation
+    /// or being added beyond it answers `limit_reached`; leaving is never capped.
+    #[arg(long, default_value_t = rules::MEMBERSHIPS_PER_USER_DEFAULT)]
+    pub max_memberships_per_user: u64,
+    /// Rooms one user may own; `room_create` beyond it answers `limit_reached`.
+    #[arg(long, default_value_t = rules::ROOMS_PER_OWNER_DEFAULT)]
+    pub max_rooms_per_owner: u64,
+    /// `room_add` requests per user per minute on this node (also the burst); beyond it: `rate_limited`.
+    #[arg(long, default_value_t = 60)]
+    pub room_adds_per_min: u32,
+    /// User lookups per user per minute on this node (also the burst): `user_find`, and `direct_open` or
+    /// `send` with `to_user` naming someone the caller has no direct conversation with yet. Beyond it:
+    /// `rate_limited`. User ids are sequential; this bounds how fast one account can probe them.
+    #[arg(long, default_value_t = 60)]
+    pub lookups_per_min: u32,
     /// Most messages per group commit (SQLite, and per writer on PostgreSQL).
     #[arg(long, default_value_t = 512)]
     pub commit_batch_max: usize,
@@ -268,12 +341,40 @@ impl Config {
                 "rate_per_sec and rate_burst must be >= 1",
             ),
             (self.outbound_queue >= 1, "outbound_queue must be >= 1"),
+            (
+                self.max_outstanding_bytes >= 2 * self.max_frame_bytes,
+                "max_outstanding_bytes must be >= 2 * max_frame_bytes",
+            ),
             (self.max_connections >= 1, "max_connections must be >= 1"),
             (
                 self.max_connections_per_user >= 1,
                 "max_connections_per_user must be >= 1",
             ),
+            (
+                self.max_pending_connections >= 1 && self.max_connections_per_ip >= 1,
+                "max_pending_connections and max_connections_per_ip must be >= 1",
+            ),
+            (
+                self.http_header_timeout_ms >= 100,
+                "http_header_timeout_ms must be >= 100",
+            ),
+            (
+                self.max_header_bytes >= 8192,
+                "max_header_bytes must be >= 8192",
+            ),
+            (
+                self.allowed_origins.iter().all(|o| o.contains("://")),
+                "allowed_origins must be scheme://host[:port] origins",
+            ),
             (self.commit_batch_max >= 1, "commit_batch_max must be >= 1"),
+            (
+                self.max_memberships_per_user >= 1 && self.max_rooms_per_owner >= 1,
+                "max_memberships_per_user and max_rooms_per_owner must be >= 1",
+            ),
+            (
+                self.room_adds_per_min >= 1 && self.lookups_per_min >= 1,
+                "room_adds_per_min and lookups_per_min must be >= 1",
+            ),
             (
                 (1..=65_536).contains(&self.sqlite_cache_mb),
                 "sqlite_cache_mb must be between 1 and 65536",
@@ -285,6 +386,10 @@ impl Config {
             (
                 self.session_ttl_secs >= 60,
                 "session_ttl_secs must be >= 60",
+            ),
+            (
+                self.login_per_ip_per_minute >= 1 && self.login_per_second >= 1,
+                "login_per_ip_per_minute and login_per_second must be >= 1",
             ),
             (
                 self.wechat_appid.is_some() == self.wechat_secret.is_some(),
@@ -314,13 +419,34 @@ impl Config {
         self.wechat_appid.is_some() && self.wechat_secret.is_some()
     }
 
+    /// Whether the server listens on loopback only (127.0.0.0/8 or ::1): nobody else can reach it.
+    pub fn listens_on_loopback(&self) -> bool {
+        self.listen.ip().is_loopback()
+    }
+
     /// Whether the development login is served, after resolving "auto".
     pub fn dev_login_enabled(&self) -> bool {
         match self.dev_login {
-            DevLogin::Auto => !self.wechat_enabled(),
+            DevLogin::Auto => !self.wechat_enabled() && self.listens_on_loopback(),
             DevLogin::True => true,
             DevLogin::False => false,
         }
+    }
+
+    /// Refuses the one setup that used to expose the development login by accident: "auto", no WeChat, and a
+    /// listen address others can reach. Checked at start (not in [`Config::load`], so that `xindao config`
+    /// still shows such a configuration).
+    pub fn check_login_exposure(&self) -> Result<(), ConfigError> {
+        if self.dev_login == DevLogin::Auto && !self.wechat_enabled() && !self.listens_on_loopback()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "no login is configured for {}, which is not a loopback address: configure WeChat login \
+                 (wechat_appid, wechat_secret), or set dev_login = \"true\" to serve the development login \
+                 (anyone can log in as any name) on purpose, or dev_login = \"false\"",
+                self.listen
+            )));
+        }
+        Ok(())
     }
 
     /// The configuration as TOML, with secrets masked (for `xindao config`).
@@ -348,6 +474,14 @@ impl Config {
         Duration::from_micros(us)
     }
 
+    /// The membership caps the stores enforce.
+    pub fn caps(&self) -> rules::Caps {
+        rules::Caps {
+            memberships_per_user: self.max_memberships_per_user,
+            rooms_per_owner: self.max_rooms_per_owner,
+        }
+    }
+
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms)
     }
@@ -359,6 +493,40 @@ impl Config {
     }
     pub fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.session_ttl_secs)
+    }
+    pub fn http_header_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_header_timeout_ms)
+    }
+}
+
+/// A listen address that may be turned off: `""` (or `off`) for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AdminListen(pub Option<SocketAddr>);
+
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "" | "off" | "none" => Ok(AdminListen(None)),
+            addr => addr
+                .parse()
+                .map(|addr| AdminListen(Some(addr)))
+                .map_err(|_| format!("`{addr}` is not an address (host:port), nor \"\" for none")),
+        }
+    }
+}
+
+impl TryFrom<String> for AdminListen {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl From<AdminListen> for String {
+    fn from(listen: AdminListen) -> String {
+        listen.0.map(|addr| addr.to_string()).unwrap_or_default()
     }
 }
 
@@ -377,6 +545,22 @@ mod tests {
         assert_eq!(config.dev_login, DevLogin::Auto);
         assert_eq!(config.commit_linger_us, None);
         assert!(config.validate().is_ok());
+        assert_eq!(
+            config.admin_listen,
+            AdminListen(Some(SocketAddr::from(([127, 0, 0, 1], 9090))))
+        );
+    }
+
+    #[test]
+    fn the_admin_listener_can_be_turned_off_and_proxies_are_cidrs() {
+        let config: Config = toml::from_str(
+            "admin_listen = \"\"\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1/32\"]",
+        )
+        .unwrap();
+        assert_eq!(config.admin_listen, AdminListen(None));
+        assert_eq!(config.trusted_proxies.len(), 2);
+        assert!(toml::from_str::<Config>("trusted_proxies = [\"nonsense\"]").is_err());
+        assert!(toml::from_str::<Config>("admin_listen = \"localhost\"").is_err());
     }
 
     #[test]
@@ -419,5 +603,30 @@ mod tests {
         assert_eq!(parse("dev_login = \"off\"").unwrap(), DevLogin::False);
         assert_eq!(parse("dev_login = \"auto\"").unwrap(), DevLogin::Auto);
         assert!(parse("dev_login = \"maybe\"").is_err());
+    }
+
+    #[test]
+    fn auto_dev_login_is_on_only_on_loopback_without_wechat() {
+        let resolve = |listen: &str, dev_login, wechat: bool| {
+            let config = Config {
+                listen: listen.parse().unwrap(),
+                dev_login,
+                wechat_appid: wechat.then(|| "wxA".into()),
+                wechat_secret: wechat.then(|| "s".into()),
+                ..Config::default()
+            };
+            (
+                config.dev_login_enabled(),
+                config.check_login_exposure().is_ok(),
+            )
+        };
+        use DevLogin::*;
+        assert_eq!(resolve("127.0.0.1:8080", Auto, false), (true, true));
+        assert_eq!(resolve("[::1]:8080", Auto, false), (true, true));
+        assert_eq!(resolve("127.0.0.1:8080", Auto, true), (false, true));
+        assert_eq!(resolve("0.0.0.0:8080", Auto, false), (false, false));
+        assert_eq!(resolve("0.0.0.0:8080", Auto, true), (false, true));
+        assert_eq!(resolve("0.0.0.0:8080", True, false), (true, true));
+        assert_eq!(resolve("0.0.0.0:8080", False, false), (false, true));
     }
 }

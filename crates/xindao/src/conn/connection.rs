@@ -2,13 +2,12 @@
 //!
 //! The task `select!`s over its socket, its bounded push queue, a heartbeat timer and server shutdown, which
 //! keeps an idle connection to a few kilobytes. Requests are answered one at a time in arrival order;
-//! pushes keep flowing while a request waits for the store. Writes are gathered: a reply and the pushes
-//! queued behind it, or up to [`WRITE_BATCH`] queued pushes, leave in one socket write and one flush.
+//! pushes keep flowing while a request waits for the store. Writes, bounded in time and bytes, are in
+//! `socket.rs`. Requests are rate-limited per connection, and so are the refusals: a client that keeps
+//! sending past its limit is closed with 4008 (a sliding window, [`FLOOD_WINDOW`]).
 
-use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -18,18 +17,19 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use serde_json::json;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 
+use super::socket::{within, Conn};
 use super::{
     End, CLOSE_FLOODING, CLOSE_GOING_AWAY, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_INTERNAL,
-    CLOSE_SESSION_ENDED, CLOSE_SLOW_CONSUMER,
+    CLOSE_SESSION_ENDED,
 };
 use crate::app::App;
 use crate::auth::Session;
 use crate::chat::Caller;
 use crate::config::Config;
 use crate::error::Error;
-use crate::hub::{Outbound, Outbox};
+use crate::hub::Outbox;
 use crate::metrics::CloseLabels;
 use crate::model::User;
 use crate::protocol::{self, PROTOCOL_VERSION};
@@ -37,120 +37,12 @@ use crate::protocol::{self, PROTOCOL_VERSION};
 /// How long a server-initiated close waits for the client's close frame.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A connection's request rate limiter.
+/// A connection's request rate limiter (and, over refusals, its flood detector).
 type Limiter =
     RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>;
 
-/// Most queued pushes written before one flush.
-const WRITE_BATCH: usize = 64;
-
-/// Runs `future` with a time limit, arming a timer only when it does not finish on its first poll: most
-/// socket writes complete at once, and a timer per write is a measurable cost in fan-out. The timer is
-/// boxed because a tokio `Sleep` is several hundred bytes, which every idle connection's task would carry.
-async fn within<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
-    let mut future = std::pin::pin!(future);
-    let first = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await;
-    let mut deadline = match first {
-        Poll::Ready(output) => return Some(output),
-        Poll::Pending => Box::pin(tokio::time::sleep(limit)),
-    };
-    std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
-        Poll::Ready(output) => Poll::Ready(Some(output)),
-        Poll::Pending => deadline.as_mut().poll(cx).map(|()| None),
-    })
-    .await
-}
-
-/// A connection's socket and the task's end of its push queue.
-pub(super) struct Conn {
-    socket: WebSocket,
-    rx: mpsc::Receiver<Outbound>,
-    write_timeout: Duration,
-}
-
-impl Conn {
-    pub(super) fn new(
-        socket: WebSocket,
-        rx: mpsc::Receiver<Outbound>,
-        write_timeout: Duration,
-    ) -> Conn {
-        Conn {
-            socket,
-            rx,
-            write_timeout,
-        }
-    }
-
-    /// Writes a reply (or greeting) and then whatever pushes are already queued, flushing once: a reply and
-    /// the pushes queued by then leave in one socket write.
-    async fn write(&mut self, reply: Utf8Bytes) -> Result<(), End> {
-        self.write_frames(Some(reply), None).await
-    }
-
-    /// Writes one queued push and whatever else is queued, then flushes once.
-    async fn write_pushes(&mut self, first: Option<Outbound>) -> Result<(), End> {
-        self.write_frames(None, Some(first)).await
-    }
-
-    /// The next queued push without waiting: `None` when the queue is empty, `Some(None)` when the hub
-    /// dropped our queue's sender.
-    fn next_queued(&mut self) -> Option<Option<Outbound>> {
-        match self.rx.try_recv() {
-            Ok(outbound) => Some(Some(outbound)),
-            Err(mpsc::error::TryRecvError::Empty) => None,
-            Err(mpsc::error::TryRecvError::Disconnected) => Some(None),
-        }
-    }
-
-    async fn write_frames(
-        &mut self,
-        reply: Option<Utf8Bytes>,
-        first_push: Option<Option<Outbound>>,
-    ) -> Result<(), End> {
-        let limit = self.write_timeout;
-        let write = async {
-            let mut written = 0;
-            if let Some(reply) = reply {
-                self.socket
-                    .feed(Message::Text(reply))
-                    .await
-                    .map_err(|error| {
-                        tracing::debug!(%error, "socket write failed");
-                        End::Gone
-                    })?;
-                written += 1;
-            }
-            let mut next = first_push.or_else(|| self.next_queued());
-            while let Some(outbound) = next.take() {
-                match outbound {
-                    // The hub dropped our queue's sender: we were evicted as a slow consumer.
-                    None => return Err(End::Close(CLOSE_SLOW_CONSUMER, "slow consumer: resync")),
-                    Some(Outbound::Close(code, reason)) => return Err(End::Close(code, reason)),
-                    Some(Outbound::Frame(frame)) => {
-                        if self.rx.is_closed() && self.rx.is_empty() {
-                            return Err(End::Close(CLOSE_SLOW_CONSUMER, "slow consumer: resync"));
-                        }
-                        self.socket
-                            .feed(Message::Text(frame))
-                            .await
-                            .map_err(|_| End::Gone)?;
-                        written += 1;
-                    }
-                }
-                if written < WRITE_BATCH {
-                    next = self.next_queued();
-                }
-            }
-            self.socket.flush().await.map_err(|_| End::Gone)
-        };
-        // Boxed: inline, this state would sit in every idle connection's task; one allocation per write
-        // costs far less than the write's system call.
-        Box::pin(within(limit, write)).await.unwrap_or_else(|| {
-            tracing::debug!("socket write timed out");
-            Err(End::Gone)
-        })
-    }
-}
+/// The sliding window of the flood close: more than `rate_burst` refused requests within it close with 4008.
+const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 
 /// Runs one connection from registration to close. `conn` is used in place, never moved into a local: an async
 /// fn keeps its arguments in its state, and a moved copy would take the same room again in every task.
@@ -182,15 +74,30 @@ pub(super) async fn run(
     let hello = hello(&app.config, user, caller);
     app.metrics.connections.inc();
     app.metrics.connections_opened.inc();
-    let end = serve(&app, &mut conn, caller, hello).await;
+    let end = serve(&app, &mut conn, caller, session.token_hash, hello).await;
     app.chat.disconnect(caller);
     app.metrics.connections.dec();
-    if let End::Close(code, reason) = end {
-        app.metrics
-            .closes
-            .get_or_create(&CloseLabels { code })
-            .inc();
-        Box::pin(close_gracefully(&mut conn.socket, code, reason)).await;
+    match end {
+        End::Close(code, reason) => {
+            app.metrics
+                .closes
+                .get_or_create(&CloseLabels { code })
+                .inc();
+            Box::pin(close_gracefully(&mut conn.socket, code, reason)).await;
+        }
+        End::Abort(code, reason) => {
+            app.metrics
+                .closes
+                .get_or_create(&CloseLabels { code })
+                .inc();
+            tracing::info!(
+                user = caller.user_id,
+                conn = caller.conn_id,
+                reason,
+                "connection dropped"
+            );
+        }
+        End::Gone => {}
     }
     tracing::debug!(
         user = caller.user_id,
@@ -238,79 +145,151 @@ fn hello(config: &Config, user: User, caller: Caller) -> Utf8Bytes {
                 "history_page_max": config.history_page_max,
                 "rate_per_sec": config.rate_per_sec,
                 "rate_burst": config.rate_burst,
+                "max_outstanding_bytes": config.max_outstanding_bytes,
             },
         }),
     )
 }
 
-async fn serve(app: &App, conn: &mut Conn, caller: Caller, hello: Utf8Bytes) -> End {
+/// How often an open connection re-checks its session: a tenth of the session's lifetime, the granularity at
+/// which a use extends it ([`crate::rules::touch_session`]), so the check keeps the session alive while the
+/// socket is open and costs one read per connection per `session_ttl / 10`.
+fn session_check_interval(config: &Config) -> Duration {
+    config.session_ttl() / 10
+}
+
+async fn serve(
+    app: &App,
+    conn: &mut Conn,
+    caller: Caller,
+    token_hash: [u8; 32],
+    hello: Utf8Bytes,
+) -> End {
     let config = &app.config;
     if let Err(end) = conn.write(hello).await {
         return end;
     }
-    let quota = Quota::per_second(NonZeroU32::new(config.rate_per_sec).unwrap_or(NonZeroU32::MIN))
-        .allow_burst(NonZeroU32::new(config.rate_burst).unwrap_or(NonZeroU32::MIN));
-    // std's monotonic clock: governor's default (quanta) calibrates a clock per limiter, which costs
-    // CPUID traps on every connect in a VM.
-    let limiter = RateLimiter::direct_with_clock(quota, MonotonicClock);
-    let mut refused_in_a_row = 0u32;
+    let limits = Limits::new(config);
     let mut last_heard = Instant::now();
+    let mut session_checked = Instant::now();
     let mut heartbeat = tokio::time::interval(config.heartbeat() / 2);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Made once: a fresh `cancelled()` future per loop turn would lock the token's waiter list twice per push.
     let shutdown = app.shutdown.cancelled();
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            biased;
-            _ = &mut shutdown => return End::Close(CLOSE_GOING_AWAY, "server restarting: reconnect"),
-            outbound = conn.rx.recv() => {
-                if let Err(end) = conn.write_pushes(outbound).await {
-                    return end;
-                }
+        // A frame the client sent while a write waited comes first; then a write the socket held back.
+        let incoming = if let Some(message) = conn.heard.take() {
+            last_heard = Instant::now();
+            Some(Ok(message))
+        } else if conn.stalled() {
+            if let Err(end) = conn.flush().await {
+                return end;
             }
-            incoming = conn.socket.recv() => {
-                last_heard = Instant::now();
-                let text = match incoming {
-                    None => return End::Gone,
-                    Some(Ok(Message::Close(_))) => {
-                        // tungstenite has queued the echo of the client's close frame: send it.
-                        let _ = within(conn.write_timeout, conn.socket.flush()).await;
-                        return End::Gone;
+            continue;
+        } else {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => return End::Close(CLOSE_GOING_AWAY, "server restarting: reconnect"),
+                outbound = conn.queue.recv() => {
+                    if let Err(end) = conn.write_pushes(outbound).await {
+                        return end;
                     }
-                    Some(Err(error)) => return End::from_read_error(error),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Binary(bytes))) => match Utf8Bytes::try_from(bytes) {
-                        Ok(text) => text,
-                        Err(_) => {
-                            let error = Error::BadRequest("binary frame is not UTF-8 JSON".into());
-                            if let Err(end) = conn.write(protocol::error_reply(None, &error)).await {
-                                return end;
+                    continue;
+                }
+                incoming = conn.socket.recv() => {
+                    last_heard = Instant::now();
+                    incoming
+                }
+                _ = heartbeat.tick() => {
+                    let silent = last_heard.elapsed();
+                    if silent >= config.idle_timeout() {
+                        return End::Close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout");
+                    }
+                    if session_checked.elapsed() >= session_check_interval(config) {
+                        session_checked = Instant::now();
+                        match app.auth.check_session(token_hash).await {
+                            Ok(_) => {}
+                            Err(Error::Unauthorized) => {
+                                return End::Close(CLOSE_SESSION_ENDED, "session expired: log in again")
                             }
-                            continue;
+                            // The store is unreachable: keep the connection, check again next time.
+                            Err(error) => tracing::debug!(%error, "cannot check the session"),
                         }
-                    },
-                };
-                // Boxed: a request's state (~1 KB) lives only while it is answered, not in every idle task.
-                if let Err(end) = Box::pin(answer(app, conn, caller, &limiter, &mut refused_in_a_row, &text)).await {
-                    return end;
-                }
-            }
-            _ = heartbeat.tick() => {
-                let silent = last_heard.elapsed();
-                if silent >= config.idle_timeout() {
-                    return End::Close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout");
-                }
-                if silent >= config.heartbeat() {
-                    let ping = within(conn.write_timeout, conn.socket.send(Message::Ping(Default::default())));
-                    if !matches!(ping.await, Some(Ok(()))) {
-                        return End::Gone;
                     }
+                    if silent >= config.heartbeat() {
+                        let ping = within(conn.write_timeout, conn.socket.send(Message::Ping(Default::default())));
+                        if !matches!(ping.await, Some(Ok(()))) {
+                            return End::Gone;
+                        }
+                    }
+                    continue;
                 }
             }
+        };
+        // Boxed: a request's state (~1 KB) lives only while it is answered, not in every idle task.
+        if let Err(end) = Box::pin(receive(app, conn, caller, &limits, incoming)).await {
+            return end;
         }
     }
+}
+
+/// A connection's request limits: the rate of requests, and the rate of refusals that counts as flooding.
+struct Limits {
+    requests: Limiter,
+    /// Refusals: a burst of `rate_burst`, one more every [`FLOOD_WINDOW`] / `rate_burst`. A refusal it does
+    /// not allow closes with 4008: one allowed request does not reset it, a steady excess exhausts it.
+    refusals: Limiter,
+}
+
+impl Limits {
+    fn new(config: &Config) -> Limits {
+        let burst = NonZeroU32::new(config.rate_burst).unwrap_or(NonZeroU32::MIN);
+        let rate = NonZeroU32::new(config.rate_per_sec).unwrap_or(NonZeroU32::MIN);
+        let refusal_period = (FLOOD_WINDOW / burst.get()).max(Duration::from_nanos(1));
+        let refusals = Quota::with_period(refusal_period)
+            .unwrap_or_else(|| Quota::per_second(burst))
+            .allow_burst(burst);
+        // std's monotonic clock: governor's default (quanta) calibrates a clock per limiter, which costs
+        // CPUID traps on every connect in a VM.
+        Limits {
+            requests: RateLimiter::direct_with_clock(
+                Quota::per_second(rate).allow_burst(burst),
+                MonotonicClock,
+            ),
+            refusals: RateLimiter::direct_with_clock(refusals, MonotonicClock),
+        }
+    }
+}
+
+/// Handles one frame the client sent: a request is answered; a close, an error or the end of the stream ends
+/// the connection.
+async fn receive(
+    app: &App,
+    conn: &mut Conn,
+    caller: Caller,
+    limits: &Limits,
+    incoming: Option<Result<Message, axum::Error>>,
+) -> Result<(), End> {
+    let text = match incoming {
+        None => return Err(End::Gone),
+        Some(Ok(Message::Close(_))) => {
+            // tungstenite has queued the echo of the client's close frame: send it.
+            let _ = within(conn.write_timeout, conn.socket.flush()).await;
+            return Err(End::Gone);
+        }
+        Some(Err(error)) => return Err(End::from_read_error(error)),
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Ok(()),
+        Some(Ok(Message::Text(text))) => text,
+        Some(Ok(Message::Binary(bytes))) => match Utf8Bytes::try_from(bytes) {
+            Ok(text) => text,
+            Err(_) => {
+                let error = Error::BadRequest("binary frame is not UTF-8 JSON".into());
+                return conn.write(protocol::error_reply(None, &error)).await;
+            }
+        },
+    };
+    answer(app, conn, caller, limits, &text).await
 }
 
 /// Decodes, rate-limits and runs one request, writing pushes while it waits, then writes its reply.
@@ -318,14 +297,12 @@ async fn answer(
     app: &App,
     conn: &mut Conn,
     caller: Caller,
-    limiter: &Limiter,
-    refused_in_a_row: &mut u32,
+    limits: &Limits,
     text: &str,
 ) -> Result<(), End> {
     let started = Instant::now();
-    if let Err(not_until) = limiter.check() {
-        *refused_in_a_row += 1;
-        if *refused_in_a_row > app.config.rate_burst {
+    if let Err(not_until) = limits.requests.check() {
+        if limits.refusals.check().is_err() {
             return Err(End::Close(CLOSE_FLOODING, "flooding"));
         }
         let wait = not_until.wait_time_from(MonotonicClock.now());
@@ -336,7 +313,6 @@ async fn answer(
         app.metrics.record_request("-", error.code(), 0.0);
         return conn.write(protocol::error_reply(id.as_ref(), &error)).await;
     }
-    *refused_in_a_row = 0;
     let request = match protocol::decode(text) {
         Ok(request) => request,
         Err((id, error)) => {
@@ -347,10 +323,12 @@ async fn answer(
     let op_name = request.op.name();
     let handling = app.chat.handle(caller, request.op);
     tokio::pin!(handling);
+    // Pushes are written meanwhile, unless the socket still holds back earlier bytes: then they wait in the
+    // queue, counted in the budget.
     let result = loop {
         tokio::select! {
             result = &mut handling => break result,
-            outbound = conn.rx.recv() => conn.write_pushes(outbound).await?,
+            outbound = conn.queue.recv(), if !conn.stalled() => conn.write_pushes(outbound).await?,
         }
     };
     let reply = match &result {

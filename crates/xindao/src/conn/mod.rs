@@ -1,16 +1,18 @@
 //! The tunnel: the authenticated WebSocket upgrade, and the task that then owns the connection.
 //!
-//! Every refusal (no or bad token, server full, too many connections of one user, shutting down) happens in
-//! [`upgrade`], as an HTTP error, before the upgrade. After it, one task per connection (`connection.rs`) is the
-//! only writer of its socket: it writes its replies and the pushes the hub queued for it ([`crate::hub::outbox`]).
+//! Every refusal (a web page of another origin, no or bad token, server full, too many connections of one user
+//! or one address, shutting down) happens in [`upgrade`], as an HTTP error, before the upgrade. After it, one task per
+//! connection (`connection.rs`) is the only writer of its socket: it writes its replies and the pushes the hub queued for it
+//! ([`crate::hub::outbox`](mod@crate::hub::outbox)).
 
 mod connection;
+mod socket;
 
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{Extension, Query, State};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
@@ -18,6 +20,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::app::App;
 use crate::auth::{bearer, Session};
 use crate::error::Error;
+use crate::http::peer::{client_ip, Peer, PerIpGuard};
 use crate::hub::outbox;
 
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -36,23 +39,28 @@ const READ_BUFFER: usize = 1024;
 /// Bytes of frames gathered before a socket write (a flush writes whatever is gathered).
 const WRITE_BUFFER: usize = 8 * 1024;
 
-/// Most bytes a connection may have written but not yet accepted by the socket.
+/// Least room in tungstenite's write buffer: it must hold a whole reply. What a connection may leave unsent
+/// is bounded by its byte budget (`max_outstanding_bytes`), checked before the buffer.
 const MAX_WRITE_BUFFER: usize = 4 * 1024 * 1024;
 
+/// The upgrade's query: a connect ticket (`POST /v1/ws/ticket`), or the token itself (older browser clients).
 #[derive(Deserialize)]
 pub struct WsQuery {
+    ticket: Option<String>,
     token: Option<String>,
 }
 
 /// `GET /v1/ws`: every refusal happens here, as an HTTP error, before the upgrade.
 pub async fn upgrade(
     State(app): State<Arc<App>>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    match admit(&app, &headers, query.token.as_deref()).await {
-        Ok((session, permit)) => {
+    let peer = peer.map(|Extension(peer)| peer);
+    match admit(&app, peer, &headers, &query).await {
+        Ok((session, permit, per_ip)) => {
             let frame_limit = app.config.max_frame_bytes;
             let tracker = app.tracker.clone();
             // Every socket's read buffer is zero-filled on its first read, so it is paid by every idle
@@ -60,15 +68,22 @@ pub async fn upgrade(
             ws.read_buffer_size(READ_BUFFER)
                 // Pushes queued together go out in one write; the buffer grows only while writing.
                 .write_buffer_size(WRITE_BUFFER)
-                // Replies are bounded (history pages by bytes), so this cap is never reached by a
-                // well-behaved peer; it bounds memory when a peer stops reading.
-                .max_write_buffer_size(MAX_WRITE_BUFFER.max(frame_limit * 4))
+                // Replies are bounded (history pages by bytes) and what stays unsent by the byte budget,
+                // so this cap is only a backstop.
+                .max_write_buffer_size(
+                    MAX_WRITE_BUFFER.max(app.config.max_outstanding_bytes + frame_limit * 4),
+                )
                 .max_message_size(frame_limit)
                 .max_frame_size(frame_limit)
                 .on_upgrade(move |socket| {
-                    let (outbox, queue) = outbox(app.config.outbound_queue);
-                    let conn = connection::Conn::new(socket, queue, app.config.write_timeout());
-                    tracker.track_future(connection::run(app, conn, outbox, session, permit))
+                    let config = &app.config;
+                    let (outbox, queue) =
+                        outbox(config.outbound_queue, config.max_outstanding_bytes);
+                    let conn = socket::Conn::new(socket, queue, config.write_timeout());
+                    tracker.track_future(async move {
+                        connection::run(app, conn, outbox, session, permit).await;
+                        drop(per_ip);
+                    })
                 })
         }
         Err(error) => {
@@ -80,25 +95,82 @@ pub async fn upgrade(
 
 async fn admit(
     app: &App,
+    peer: Option<Peer>,
     headers: &HeaderMap,
-    query_token: Option<&str>,
-) -> Result<(Session, OwnedSemaphorePermit), Error> {
+    query: &WsQuery,
+) -> Result<(Session, OwnedSemaphorePermit, Option<PerIpGuard>), Error> {
     if app.shutdown.is_cancelled() {
         return Err(Error::Unavailable("server is shutting down".into()));
     }
-    let token = bearer(headers, query_token).ok_or(Error::Unauthorized)?;
-    let session = app.auth.authenticate(&token).await?;
+    if !origin_allowed(&app.config.allowed_origins, headers) {
+        return Err(Error::Forbidden("this origin may not open a WebSocket"));
+    }
+    let session = match &query.ticket {
+        Some(ticket) => app.auth.redeem_ticket(ticket).await?,
+        None => {
+            let token = bearer(headers, query.token.as_deref()).ok_or(Error::Unauthorized)?;
+            app.auth.authenticate(&token).await?
+        }
+    };
     let permit = app
         .connection_slots
         .clone()
         .try_acquire_owned()
         .map_err(|_| Error::ServerFull)?;
+    let per_ip = match peer {
+        Some(Peer(peer)) => {
+            let ip = client_ip(&app.config.trusted_proxies, peer, headers);
+            let guard = app
+                .sockets_per_ip
+                .try_acquire(ip)
+                .ok_or(Error::TooManyConnections(
+                    "too many connections from this address",
+                ))?;
+            Some(guard)
+        }
+        None => None,
+    };
     if app.hub.connections_of(session.user_id) >= app.config.max_connections_per_user {
         return Err(Error::TooManyConnections(
             "too many connections for this user",
         ));
     }
-    Ok((session, permit))
+    Ok((session, permit, per_ip))
+}
+
+/// Whether a browser page of the request's `Origin` may open a WebSocket: any request without Origin
+/// (mini-programs and native clients send none); else an origin of `allowed` (`*` for any) or, when
+/// `allowed` is empty, the origin whose host[:port] is the request's Host (default ports ignored).
+fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let origin = origin.trim_end_matches('/');
+    if !allowed.is_empty() {
+        return allowed
+            .iter()
+            .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin));
+    }
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let without_default_port = |authority: &str| -> String {
+        let default = match scheme.to_ascii_lowercase().as_str() {
+            "https" | "wss" => ":443",
+            _ => ":80",
+        };
+        authority
+            .strip_suffix(default)
+            .unwrap_or(authority)
+            .to_ascii_lowercase()
+    };
+    without_default_port(authority) == without_default_port(host)
 }
 
 /// What ended a connection's loop.
@@ -107,9 +179,22 @@ enum End {
     Close(u16, &'static str),
     /// The peer closed or vanished.
     Gone,
+    /// Counted as a close with this code, but dropped without a close handshake: the socket is not taking
+    /// bytes, and the close frame would wait behind the ones the client is not reading.
+    Abort(u16, &'static str),
 }
 
 impl End {
+    /// The end a failed socket write calls for: a full write buffer means the client is not reading.
+    fn from_write_error(error: axum::Error) -> End {
+        match error.into_inner().downcast::<tungstenite::Error>() {
+            Ok(ws) if matches!(*ws, tungstenite::Error::WriteBufferFull(_)) => {
+                End::Abort(CLOSE_SLOW_CONSUMER, "slow consumer: write buffer full")
+            }
+            _ => End::Gone,
+        }
+    }
+
     /// The close a failed read calls for: a frame over the limit, bad UTF-8 or a protocol error is answered
     /// with its close code; anything else means the peer is gone.
     fn from_read_error(error: axum::Error) -> End {
@@ -129,5 +214,53 @@ impl End {
             },
             Err(_) => End::Gone,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, host.parse().unwrap());
+        if let Some(origin) = origin {
+            headers.insert(header::ORIGIN, origin.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn origins_default_to_the_requests_own_host() {
+        assert!(origin_allowed(&[], &headers(None, "chat.example.com")));
+        assert!(origin_allowed(
+            &[],
+            &headers(Some("https://chat.example.com"), "chat.example.com:443")
+        ));
+        assert!(origin_allowed(
+            &[],
+            &headers(Some("http://127.0.0.1:8080"), "127.0.0.1:8080")
+        ));
+        assert!(!origin_allowed(
+            &[],
+            &headers(Some("https://evil.example"), "chat.example.com")
+        ));
+        assert!(!origin_allowed(
+            &[],
+            &headers(Some("http://127.0.0.1:9999"), "127.0.0.1:8080")
+        ));
+        assert!(!origin_allowed(
+            &[],
+            &headers(Some("null"), "chat.example.com")
+        ));
+        let allowed = vec!["https://app.example.com".to_string()];
+        assert!(origin_allowed(
+            &allowed,
+            &headers(Some("https://APP.example.com"), "api.example.com")
+        ));
+        assert!(!origin_allowed(
+            &allowed,
+            &headers(Some("https://api.example.com"), "api.example.com")
+        ));
     }
 }

@@ -1,9 +1,15 @@
 //! The HTTP side: the [`Server`] that accepts connections, and the routes it serves.
 //!
 //! Every request starts here. `/v1/ws` upgrades to the WebSocket tunnel ([`crate::conn`]); the rest are plain
-//! HTTP handlers: login and logout (`session.rs`), health and metrics (`status.rs`) and the embedded web client
-//! (`web.rs`). Errors answer in the API's own JSON format ([`crate::error`]).
+//! HTTP handlers: login, logout and connect tickets (`session.rs`), health (`status.rs`) and the embedded web
+//! client (`web.rs`, with its security headers). Errors answer in the API's own JSON format ([`crate::error`]).
+//! /metrics is served only by the admin listener ([`admin_router`]), never on the public one. Below the routes,
+//! `accept.rs` bounds what a client may hold before authenticating, `peer.rs` says who the client is, and
+//! `fd_budget.rs` keeps the connection caps inside the open-file limit.
 
+mod accept;
+mod fd_budget;
+pub mod peer;
 mod server;
 mod session;
 mod status;
@@ -29,15 +35,27 @@ const BODY_LIMIT: usize = 64 * 1024;
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(status::healthz))
-        .route("/metrics", get(status::metrics))
         .route("/v1/login/wechat", post(session::login_wechat))
         .route("/v1/login/dev", post(session::login_dev))
         .route("/v1/logout", post(session::logout))
         .route("/v1/me", get(session::me))
         .route("/v1/ws", get(crate::conn::upgrade))
+        .route("/v1/ws/ticket", post(session::ws_ticket))
         .merge(web::routes())
         .fallback(|| async { Error::NotFound("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(app)
+}
+
+/// Connections the admin listener holds at once (it is for a scraper and an operator, not for clients).
+pub const ADMIN_MAX_CONNECTIONS: usize = 32;
+
+/// The admin listener's routes: /metrics for Prometheus, and /healthz.
+pub fn admin_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/metrics", get(status::metrics))
+        .route("/healthz", get(status::healthz))
+        .fallback(|| async { Error::NotFound("no such route") })
         .with_state(app)
 }
 

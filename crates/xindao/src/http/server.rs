@@ -1,4 +1,7 @@
-//! The server: binds a listener, serves the router until shutdown, then shuts down in order.
+//! The server: binds the public and admin listeners, serves them until shutdown, then shuts down in order.
+//!
+//! Startup fits the connection caps into the open-file limit (`fd_budget.rs`); each listener runs the accept
+//! loop of `accept.rs`, the admin one (/metrics) with small caps of its own.
 //!
 //! Shutdown order: stop accepting, close every WebSocket with 1001 once its current request is answered,
 //! wait for the connection tasks, then take the [`App`] apart (the store commits what it accepted and closes,
@@ -9,9 +12,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket};
 
+use super::accept::{self, Edge};
 use crate::app::{App, Fanout};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -32,20 +35,12 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(4096)
 }
 
-/// Turns Nagle's algorithm off on an accepted socket. Without TCP_NODELAY, a push written while the previous one
-/// is not yet acknowledged waits for the client's delayed ACK (up to 40 ms on Linux); writes are already
-/// gathered per connection, so every write is one the client should get now.
-fn set_nodelay(tcp: &mut TcpStream) {
-    if let Err(error) = tcp.set_nodelay(true) {
-        tracing::debug!(%error, "cannot set TCP_NODELAY");
-    }
-}
-
 /// A server bound to a listener, ready to run.
 pub struct Server {
     app: Arc<App>,
     fanout: Fanout,
     listener: TcpListener,
+    admin: Option<TcpListener>,
 }
 
 impl Server {
@@ -56,19 +51,35 @@ impl Server {
         Server::with_listener(config, listener).await
     }
 
-    /// Uses an already bound listener (tests and benchmarks bind port 0). Connects to the bus and the
-    /// store (running migrations) before returning.
-    pub async fn with_listener(config: Config, listener: TcpListener) -> Result<Server> {
+    /// Uses an already bound listener (tests and benchmarks bind port 0); binds `config.admin_listen`, fits
+    /// the connection caps into the open-file limit, and connects to the bus and the store (running
+    /// migrations) before returning.
+    pub async fn with_listener(mut config: Config, listener: TcpListener) -> Result<Server> {
+        super::fd_budget::apply(&mut config)?;
+        let admin = match config.admin_listen.0 {
+            Some(addr) => Some(listen(addr).map_err(|e| {
+                Error::Unavailable(format!("cannot listen on {addr} (admin_listen): {e}"))
+            })?),
+            None => None,
+        };
         let (app, fanout) = App::open(config).await?;
         Ok(Server {
             app,
             fanout,
             listener,
+            admin,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or(self.app.config.listen)
+    }
+
+    /// The admin listener's address (/metrics), if there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+            .as_ref()
+            .and_then(|admin| admin.local_addr().ok())
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully.
@@ -77,6 +88,7 @@ impl Server {
             app,
             fanout,
             listener,
+            admin,
         } = self;
         let token = app.shutdown.clone();
         tokio::spawn({
@@ -86,11 +98,44 @@ impl Server {
                 token.cancel();
             }
         });
-        let router = super::router(app.clone());
-        let served = axum::serve(listener.tap_io(set_nodelay), router)
-            .with_graceful_shutdown(token.clone().cancelled_owned())
-            .await;
-        let result = served.map_err(|e| Error::Internal(format!("server: {e}")));
+        let config = &app.config;
+        let edge = Arc::new(Edge::new(
+            config.max_pending_connections,
+            config.max_connections_per_ip,
+            config.trusted_proxies.clone(),
+            config.http_header_timeout(),
+            config.max_header_bytes,
+            Some(app.metrics.clone()),
+        ));
+        let public = accept::serve(
+            listener,
+            super::router(app.clone()),
+            edge,
+            token.clone(),
+            app.tracker.clone(),
+        );
+        let admin = admin.map(|admin| {
+            let edge = Arc::new(Edge::new(
+                super::ADMIN_MAX_CONNECTIONS,
+                super::ADMIN_MAX_CONNECTIONS,
+                Vec::new(),
+                config.http_header_timeout(),
+                config.max_header_bytes,
+                None,
+            ));
+            let router = super::admin_router(app.clone());
+            tokio::spawn(accept::serve(
+                admin,
+                router,
+                edge,
+                token.clone(),
+                app.tracker.clone(),
+            ))
+        });
+        public.await;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         token.cancel();
         tracing::info!(
             connections = app.hub.connection_count(),
@@ -105,6 +150,6 @@ impl Server {
         }
         app.close(fanout).await;
         tracing::info!("shutdown complete");
-        result
+        Ok(())
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! The hub knows which local users are online, which conversations they are members of (loaded at connect
 //! and kept current by membership deliveries) and who watches whose presence. It routes only: delivering
-//! never waits and never writes a socket. A push goes into each recipient's bounded queue ([`outbox`]), whose
-//! connection task writes it; a connection whose queue is full is evicted as a slow consumer (its task then
-//! closes it with 4009 and the client resyncs from the store). Frames are encoded once and shared.
+//! never waits and never writes a socket. A push goes into each recipient's bounded queue ([`outbox`](mod@outbox)), whose
+//! connection task writes it; a connection whose queue is full, or over its byte budget, is evicted as a slow
+//! consumer (its task then closes it with 4009 and the client resyncs from the store). Frames are encoded once and shared.
 
 pub mod outbox;
 #[cfg(test)]
@@ -19,7 +19,7 @@ use parking_lot::RwLock;
 
 use crate::metrics::Metrics;
 use crate::model::{ConversationId, UserId};
-pub use outbox::{outbox, Outbound, Outbox, Pushed};
+pub use outbox::{outbox, Budget, Outbound, Outbox, Pushed, Queue};
 
 /// Identifies one WebSocket connection on this node.
 pub type ConnId = u64;
@@ -319,7 +319,7 @@ impl Hub {
                 Pushed::Queued => {
                     self.metrics.pushes.inc();
                 }
-                Pushed::Full => evicted.push((user, conn_id)),
+                Pushed::Full | Pushed::OverBudget => evicted.push((user, conn_id)),
                 // The connection's task is gone; it unregisters itself.
                 Pushed::Closed => {}
             }

@@ -2,11 +2,16 @@
 //!
 //! Exactly one owner writes a socket: its connection task (`conn::connection`). The hub never touches sockets;
 //! it hands each recipient the frame it encoded once for the whole delivery (a shared `Utf8Bytes`, so a push
-//! is a reference count, not a copy) through a bounded queue. A full queue means the client stopped reading:
-//! the hub evicts it as a slow consumer and drops this sender, and the task closes with 4009.
+//! is a reference count, not a copy) through a bounded queue. The queue is bounded twice: in frames
+//! (`outbound_queue`) and, with the task's unsent writes, in bytes ([`Budget`], `max_outstanding_bytes`). A
+//! full queue or an exceeded budget means the client stopped reading: the hub evicts it as a slow consumer
+//! and drops this sender, and the task closes with 4009.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 /// What the hub hands to a connection's task.
 #[derive(Debug, Clone)]
@@ -24,34 +29,140 @@ pub enum Pushed {
     Queued,
     /// The queue is full: the connection is a slow consumer.
     Full,
+    /// The push would take the connection over its byte budget: a slow consumer, closed at once.
+    OverBudget,
     /// The connection's task is gone.
     Closed,
+}
+
+/// A connection's outstanding bytes: the pushes in its queue plus what its task has handed to the socket and
+/// the socket has not yet taken (tungstenite's write buffer holds no more than that). The hub adds a push's
+/// bytes when it queues it; the task adds a reply's bytes when it writes it and subtracts both once flushed.
+/// One atomic add per push: no lock, no allocation on the fan-out path.
+#[derive(Debug)]
+pub struct Budget {
+    outstanding: AtomicUsize,
+    max: usize,
+    /// Woken when a push was refused for the budget, so that a task waiting on its socket stops at once.
+    exceeded: Notify,
+}
+
+impl Budget {
+    fn new(max: usize) -> Budget {
+        Budget {
+            outstanding: AtomicUsize::new(0),
+            max,
+            exceeded: Notify::new(),
+        }
+    }
+
+    /// Bytes queued or written and not yet taken by the socket.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// Whether `bytes` more would go over the budget.
+    pub fn would_exceed(&self, bytes: usize) -> bool {
+        self.outstanding().saturating_add(bytes) > self.max
+    }
+
+    /// Counts `bytes` if they fit the budget; otherwise counts nothing, wakes the task, and returns false.
+    fn take(&self, bytes: usize) -> bool {
+        let before = self.outstanding.fetch_add(bytes, Ordering::Relaxed);
+        if before.saturating_add(bytes) <= self.max {
+            return true;
+        }
+        self.release(bytes);
+        self.exceeded.notify_one();
+        false
+    }
+
+    /// Counts `bytes` written by the task itself (a reply).
+    pub fn add(&self, bytes: usize) {
+        self.outstanding.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Uncounts `bytes` the socket has taken.
+    pub fn release(&self, bytes: usize) {
+        self.outstanding.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Completes once a push has been refused for the budget (at once if one was since the last call).
+    pub async fn exceeded(&self) {
+        self.exceeded.notified().await
+    }
 }
 
 /// The hub's end of a connection's queue.
 #[derive(Debug)]
 pub struct Outbox {
     tx: mpsc::Sender<Outbound>,
+    budget: Arc<Budget>,
 }
 
-/// A connection's queue of at most `capacity` pushes: the hub's end and the task's end.
-pub fn outbox(capacity: usize) -> (Outbox, mpsc::Receiver<Outbound>) {
+/// The task's end of a connection's queue, with the budget it shares with the hub.
+#[derive(Debug)]
+pub struct Queue {
+    rx: mpsc::Receiver<Outbound>,
+    pub budget: Arc<Budget>,
+}
+
+/// A connection's queue of at most `capacity` pushes and `max_bytes` outstanding bytes: the hub's end and the
+/// task's end.
+pub fn outbox(capacity: usize, max_bytes: usize) -> (Outbox, Queue) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
-    (Outbox { tx }, rx)
+    let budget = Arc::new(Budget::new(max_bytes));
+    (
+        Outbox {
+            tx,
+            budget: budget.clone(),
+        },
+        Queue { rx, budget },
+    )
 }
 
 impl Outbox {
-    /// Queues a push without waiting.
+    /// Queues a push without waiting, if it fits the queue and the byte budget.
     pub fn push(&self, frame: &Utf8Bytes) -> Pushed {
-        self.send(Outbound::Frame(frame.clone()))
+        let bytes = frame.len();
+        if !self.budget.take(bytes) {
+            return Pushed::OverBudget;
+        }
+        let pushed = self.send(Outbound::Frame(frame.clone()));
+        if pushed != Pushed::Queued {
+            self.budget.release(bytes);
+        }
+        pushed
     }
 
-    /// Queues `outbound` behind every push already queued, without waiting.
+    /// Queues `outbound` behind every push already queued, without waiting (not counted in the budget: a
+    /// close is a few bytes).
     pub fn send(&self, outbound: Outbound) -> Pushed {
         match self.tx.try_send(outbound) {
             Ok(()) => Pushed::Queued,
             Err(mpsc::error::TrySendError::Full(_)) => Pushed::Full,
             Err(mpsc::error::TrySendError::Closed(_)) => Pushed::Closed,
         }
+    }
+}
+
+impl Queue {
+    /// The next push, waiting for one; `None` once the hub dropped the sender and the queue is empty.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        self.rx.recv().await
+    }
+
+    /// The next push without waiting.
+    pub fn try_recv(&mut self) -> Result<Outbound, mpsc::error::TryRecvError> {
+        self.rx.try_recv()
+    }
+
+    /// Whether the hub dropped the sender (the connection was evicted).
+    pub fn is_closed(&self) -> bool {
+        self.rx.is_closed()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
     }
 }

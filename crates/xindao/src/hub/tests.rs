@@ -1,15 +1,13 @@
 //! The hub's routing, through its public interface: connections with real queues, no sockets.
 
-use axum::extract::ws::Utf8Bytes;
-use tokio::sync::mpsc;
-
 use super::*;
+use axum::extract::ws::Utf8Bytes;
 
 /// A registered connection: its id and the task's end of its queue.
 struct Conn {
     id: ConnId,
     user: UserId,
-    queue: mpsc::Receiver<Outbound>,
+    queue: Queue,
 }
 
 impl Conn {
@@ -47,7 +45,7 @@ fn connect_with(
     conversations: &[ConversationId],
     capacity: usize,
 ) -> Conn {
-    let (outbox, queue) = outbox(capacity);
+    let (outbox, queue) = outbox(capacity, usize::MAX);
     let registered = hub.register(user, token_hash, conversations, outbox);
     Conn {
         id: registered.conn_id,
@@ -78,7 +76,7 @@ fn to_conversation(
 fn register_counts_connections_and_unregister_reports_the_last() {
     let hub = hub();
     let first = connect(&hub, 1, &[]);
-    let (outbox, _queue) = outbox(4);
+    let (outbox, _queue) = outbox(4, usize::MAX);
     let second = hub.register(1, [1; 32], &[], outbox);
     assert!(!second.first_of_user);
     assert_ne!(first.id, second.conn_id);
@@ -96,7 +94,7 @@ fn register_counts_connections_and_unregister_reports_the_last() {
 #[test]
 fn a_first_connection_says_so() {
     let hub = hub();
-    let (outbox, _queue) = outbox(4);
+    let (outbox, _queue) = outbox(4, usize::MAX);
     assert!(hub.register(7, [7; 32], &[], outbox).first_of_user);
 }
 
@@ -259,6 +257,34 @@ fn a_full_queue_is_evicted_as_a_slow_consumer_and_the_rest_still_get_the_push() 
     assert_eq!(metrics.pushes.get(), 5);
     hub.deliver(&to_conversation(10, 0, 0));
     assert_eq!(metrics.slow_consumers.get(), 1, "evicted once");
+}
+
+#[tokio::test]
+async fn a_push_over_the_byte_budget_evicts_and_wakes_the_task() {
+    let metrics = Metrics::default();
+    let hub = Hub::new(metrics.clone());
+    // 100 frames of room, 2 bytes of budget: the frame count is not what stops it.
+    let (outbox, mut queue) = outbox(100, 2);
+    hub.register(1, [1; 32], &[10], outbox);
+    let mut fast = connect(&hub, 2, &[10]);
+    hub.deliver(&to_conversation(10, 0, 0));
+    hub.deliver(&to_conversation(10, 0, 0));
+    assert_eq!(queue.budget.outstanding(), 2, "two 1-byte pushes counted");
+    assert_eq!(hub.connections_of(1), 1);
+    hub.deliver(&to_conversation(10, 0, 0));
+    assert_eq!(hub.connections_of(1), 0, "the third byte is over budget");
+    assert_eq!(
+        queue.budget.outstanding(),
+        2,
+        "the refused push is not counted"
+    );
+    assert_eq!(fast.frames(), ["m", "m", "m"]);
+    assert_eq!(metrics.slow_consumers.get(), 1);
+    let woken =
+        tokio::time::timeout(std::time::Duration::from_secs(1), queue.budget.exceeded()).await;
+    assert!(woken.is_ok(), "the task is told at once");
+    while queue.try_recv().is_ok() {}
+    assert!(queue.is_closed());
 }
 
 #[test]

@@ -5,6 +5,8 @@
 //! frame as raw JSON, and only the arguments of the one operation named are parsed, straight into their type.
 
 pub mod op;
+#[cfg(test)]
+mod props;
 pub mod push;
 
 use std::fmt;

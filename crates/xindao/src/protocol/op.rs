@@ -34,7 +34,7 @@ pub enum Op {
     RoomLeave(ConversationArgs),
     RoomMembers(RoomMembersArgs),
     RoomsPublic(LimitArgs),
-    Conversations(LimitArgs),
+    Conversations(ConversationsArgs),
     Send(SendArgs),
     History(HistoryArgs),
     Sync(SyncArgs),
@@ -140,15 +140,6 @@ pub struct ConversationArgs {
     pub conversation_id: ConversationId,
 }
 
-/// `room_members`: one page of members, after the `cursor` of the previous page.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RoomMembersArgs {
-    pub conversation_id: ConversationId,
-    pub limit: Option<NonZeroUsize>,
-    pub cursor: Option<String>,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserFindArgs {
@@ -184,6 +175,23 @@ pub struct LimitArgs {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RoomMembersArgs {
+    pub conversation_id: ConversationId,
+    pub limit: Option<NonZeroUsize>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationsArgs {
+    pub limit: Option<NonZeroUsize>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SendArgs {
     pub conversation_id: Option<ConversationId>,
     pub to_user: Option<UserId>,
@@ -210,6 +218,10 @@ pub struct SyncArgs {
     #[serde(default)]
     pub cursors: HashMap<String, Seq>,
     pub limit: Option<NonZeroUsize>,
+    /// Look only at conversations with an id above this one (the `next_after_id` of the previous reply).
+    pub after_id: Option<ConversationId>,
+    /// Look only at conversations with an id up to this one (so that `cursors` can be sent a slice at a time).
+    pub until_id: Option<ConversationId>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -358,6 +370,22 @@ mod tests {
             "invalid_args"
         );
         assert_eq!(code("rooms_public", Some(r#"{"limit":0}"#)), "invalid_args");
+        assert_eq!(
+            code("conversations", Some(r#"{"limit":0}"#)),
+            "invalid_args"
+        );
+        assert_eq!(
+            code("conversations", Some(r#"{"cursor":5}"#)),
+            "invalid_args"
+        );
+        assert_eq!(
+            code("conversations", Some(r#"{"limit":5,"cursor":"1.2"}"#)),
+            "ok"
+        );
+        assert_eq!(
+            code("sync", Some(r#"{"cursors":{},"after_id":3,"until_id":9}"#)),
+            "ok"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! The store is the source of truth for users, sessions, conversations, membership, messages and read state.
 //! Each backend implements storage only; the rules (who may join, add, remove, leave; when a session slides)
-//! live in [`crate::rules`], and the group-commit loop in front of appends in [`group_commit`], once for both.
+//! live in [`crate::rules`], and the group-commit loop in front of appends in `group_commit.rs`, once for both.
 //!
 //! # Checks made inside the writing transaction, and why
 //! A check read outside the write could be stale by the time the write commits (another request, or on
@@ -15,6 +15,10 @@
 //!   the room's visibility and owner, the adder's membership and the added user's existence are read in the
 //!   membership change's transaction (PostgreSQL: `FOR UPDATE` on the room), so two concurrent changes, e.g.
 //!   an ownership hand-over and an add, cannot both pass on the same old facts.
+//! - **Caps** ([`crate::rules::may_gain_membership`], [`crate::rules::may_create_room`]): the user's
+//!   membership count and the owner's room count are read in the transaction that adds the membership or the
+//!   room (PostgreSQL: under the user's row lock, `FOR UPDATE` on `users`, so that adds to different rooms on
+//!   different nodes cannot both pass at cap - 1). Leaving is never capped.
 //! - **Ownership hand-over** ([`crate::rules::ownership_passes`]): the heir is chosen in the transaction that
 //!   removes the owner.
 //! - Per-conversation seq (allocated with the insert), idempotency by (sender, cmid), read markers that only
@@ -41,13 +45,16 @@ use crate::model::*;
 
 /// Opens the store `config.store` names; its writers hand each committed batch to `sink`.
 pub async fn open(config: &Config, sink: CommitSink) -> Result<Arc<dyn Store>> {
+    let caps = config.caps();
     let commit = GroupCommit {
         batch_max: config.commit_batch_max,
         linger: config.commit_linger(),
     };
     Ok(match &config.store {
         StoreConfig::Postgres { url } => Arc::new(
-            postgres::PostgresStore::open(url, config.postgres_pool_size, commit, sink).await?,
+            postgres::PostgresStore::open(url, config.postgres_pool_size, commit, sink)
+                .await?
+                .with_caps(caps),
         ),
         StoreConfig::Sqlite => Arc::new(
             sqlite::SqliteStore::open(
@@ -60,7 +67,8 @@ pub async fn open(config: &Config, sink: CommitSink) -> Result<Arc<dyn Store>> {
                 },
                 sink,
             )
-            .await?,
+            .await?
+            .with_caps(caps),
         ),
     })
 }
@@ -84,8 +92,6 @@ pub struct LoginIdentity {
     pub external_id: ExternalId,
     /// WeChat unionid, when WeChat sends one.
     pub unionid: Option<String>,
-    /// WeChat session_key: kept server-side only.
-    pub session_key: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +131,18 @@ pub trait Store: Send + Sync + 'static {
         ttl_ms: i64,
     ) -> Result<Option<SessionInfo>>;
     async fn revoke_session(&self, token_hash: [u8; 32]) -> Result<()>;
+    /// Stores the connect ticket of a session, replacing the session's previous one.
+    async fn create_ticket(
+        &self,
+        ticket_hash: [u8; 32],
+        token_hash: [u8; 32],
+        expires_at: Millis,
+    ) -> Result<()>;
+    /// Deletes a connect ticket and returns its session's token hash, if the ticket existed and had not
+    /// expired at `now`: a ticket is redeemed once.
+    async fn take_ticket(&self, ticket_hash: [u8; 32], now: Millis) -> Result<Option<[u8; 32]>>;
+    /// Deletes up to `limit` sessions and up to `limit` tickets expired at `now`; returns how many in all.
+    async fn delete_expired(&self, now: Millis, limit: usize) -> Result<usize>;
 
     /// The one direct conversation of the pair, created if needed (then the flag is true). Fails with
     /// `NotFound` for an unknown peer and `Conflict` for a pair of one user.
@@ -150,11 +168,11 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         by: Option<UserId>,
     ) -> Result<bool>;
-    /// At most `limit` members in joining order (then user id), starting after `after`.
+    /// A page of the members of a conversation, longest-standing first, after `cursor`, at most `limit`.
     async fn members(
         &self,
         conversation: ConversationId,
-        after: Option<MemberCursor>,
+        cursor: Option<MemberCursor>,
         limit: usize,
     ) -> Result<Vec<Member>>;
     /// How many members the conversation has.
@@ -166,8 +184,27 @@ pub trait Store: Send + Sync + 'static {
         conversation: ConversationId,
         user: UserId,
     ) -> Result<Conversation>;
-    /// All conversations of `user`, most recent activity first.
-    async fn conversations_of(&self, user: UserId) -> Result<Vec<Conversation>>;
+    /// A page of the conversations of `user`, most recent activity first, after `cursor` (`None`: from the
+    /// most recent), at most `limit`.
+    async fn conversations_page(
+        &self,
+        user: UserId,
+        cursor: Option<ActivityCursor>,
+        limit: usize,
+    ) -> Result<Vec<Conversation>>;
+    /// The id and last seq of the conversations of `user` with `after < id <= until` (`None`: no upper bound),
+    /// ascending by id, at most `limit`: what `sync` scans, a slice at a time.
+    async fn sync_scan(
+        &self,
+        user: UserId,
+        after: ConversationId,
+        until: Option<ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<(ConversationId, i64)>>;
+    /// Those of `others` who share at least one conversation with `user` (`user` too, if listed).
+    async fn sharing_with(&self, user: UserId, others: &[UserId]) -> Result<Vec<UserId>>;
+    /// The direct conversation of the pair, if it exists.
+    async fn direct_between(&self, user: UserId, peer: UserId) -> Result<Option<ConversationId>>;
     /// What a new connection needs, in one read: the user (`None` if unknown) and the ids of all their
     /// conversations (to route pushes).
     async fn connection_state(&self, user: UserId) -> Result<Option<(User, Vec<ConversationId>)>>;

@@ -50,6 +50,22 @@ pub(crate) fn user_at<R: Columns>(row: &R, at: usize) -> Result<User, R::Error> 
     })
 }
 
+/// The members of a conversation `$c`, longest-standing first, after `($ts, $id)`, at most `$limit`, in the
+/// columns [`member`] reads; `$...` are the backend's placeholders.
+pub(crate) fn members_page_sql(c: &str, ts: &str, id: &str, limit: &str) -> String {
+    format!(
+        "SELECT u.id, u.display_name, m.role, m.read_seq, m.joined_at
+         FROM members m JOIN users u ON u.id = m.user_id
+         WHERE m.conversation_id = {c} AND (m.joined_at, m.user_id) > ({ts}, {id})
+         ORDER BY m.joined_at, m.user_id LIMIT {limit}"
+    )
+}
+
+/// The bounds of [`members_page_sql`] for a first page: everything is after them.
+pub(crate) fn member_bound(cursor: Option<MemberCursor>) -> (i64, i64) {
+    cursor.map_or((i64::MIN, i64::MIN), |c| (c.joined_at, c.user_id))
+}
+
 /// Reads `u.id, u.display_name, m.role, m.read_seq, m.joined_at`.
 pub(crate) fn member<R: Columns>(row: &R) -> Result<Member, R::Error> {
     Ok(Member {
@@ -71,7 +87,21 @@ pub(crate) fn public_room<R: Columns>(row: &R) -> Result<PublicRoom, R::Error> {
 
 /// The columns [`conversation_head`] reads, for a conversation `c` joined with the member row `m`.
 pub(crate) const CONVERSATION_HEAD: &str =
-    "c.id, c.kind, c.name, c.visibility, c.owner_id, c.last_seq, m.read_seq";
+    "c.id, c.kind, c.name, c.visibility, c.owner_id, c.last_seq, m.read_seq, c.last_ts";
+
+/// How many columns [`CONVERSATION_HEAD`] has.
+pub(crate) const CONVERSATION_HEAD_LEN: usize = 8;
+
+/// The `conversations` page filter and order, after `cursor` (most recent activity first). Row values
+/// compare lexicographically in both SQLite and PostgreSQL; `$ts` and `$id` are the backend's placeholders.
+pub(crate) fn activity_filter(ts: &str, id: &str) -> String {
+    format!("AND (c.last_ts, c.id) < ({ts}, {id}) ORDER BY c.last_ts DESC, c.id DESC")
+}
+
+/// The bounds of the filter for a first page: nothing is after them.
+pub(crate) fn activity_bound(cursor: Option<ActivityCursor>) -> (i64, i64) {
+    cursor.map_or((i64::MAX, i64::MAX), |c| (c.last_ts, c.id))
+}
 
 /// Reads [`CONVERSATION_HEAD`]; the peer and the last message are left for the caller to fill in.
 pub(crate) fn conversation_head<R: Columns>(row: &R) -> Result<Conversation, R::Error> {
@@ -88,6 +118,7 @@ pub(crate) fn conversation_head<R: Columns>(row: &R) -> Result<Conversation, R::
         read_seq,
         unread: (last_seq - read_seq).max(0),
         last_message: None,
+        last_ts: row.int(7)?,
     })
 }
 

@@ -234,7 +234,7 @@ async fn slow_reader_is_dropped_with_4009_and_others_do_not_wait() {
 
 /// Reads the server's metrics to see whether a slow consumer was dropped.
 async fn server_dropped(server: &TestServer) -> bool {
-    metric(server.addr, "xindao_slow_consumers_total")
+    metric(server.admin, "xindao_slow_consumers_total")
         .await
         .is_some_and(|count| count != "0")
 }

@@ -310,6 +310,8 @@ async fn presence_and_typing() {
     let alice = server.login("alice").await;
     let bob = server.login("bob").await;
     let mut a = server.connect(&alice).await;
+    // Presence is told only about users who share a conversation with the watcher.
+    a.ok("direct_open", json!({ "user_id": bob.user_id })).await;
     let status = a.ok("presence", json!({ "user_ids": [bob.user_id] })).await;
     assert_eq!(
         status["presence"],

@@ -48,6 +48,10 @@ impl Cluster {
     fn addr(&self, i: usize) -> SocketAddr {
         self.nodes[i].addr
     }
+
+    fn admin(&self, i: usize) -> SocketAddr {
+        self.nodes[i].admin
+    }
 }
 
 /// `GET /healthz`: status code and body.
@@ -205,6 +209,12 @@ async fn chat_across_nodes(bus: &str) {
     b.ok("typing", json!({ "conversation_id": room })).await;
     assert_eq!(readers[2].event("typing").await["user_id"], bob.user_id);
     let dave = login(n0, "dave").await;
+    // Presence is told only about users who share a conversation with the watcher.
+    for watcher in [&mut c, &mut a] {
+        watcher
+            .ok("direct_open", json!({ "user_id": dave.user_id }))
+            .await;
+    }
     let watch = c
         .ok("presence", json!({ "user_ids": [dave.user_id] }))
         .await;
@@ -379,6 +389,7 @@ async fn bus_restart_mid_burst(bus: &str, restart: impl FnOnce() -> Box<dyn std:
         return;
     };
     let (n0, n1) = (cluster.addr(0), cluster.addr(1));
+    let admin0 = cluster.admin(0);
     let owner = login(n0, "owner").await;
     let mut o = Client::connect(n0, &owner.token).await;
     let room = o.ok("room_create", json!({ "name": "restart" })).await["conversation"]["id"]
@@ -398,7 +409,9 @@ async fn bus_restart_mid_burst(bus: &str, restart: impl FnOnce() -> Box<dyn std:
     let healthy = json!({ "status": "ok", "store": "ok", "bus": "ok" });
     assert_eq!(health(n0).await, (200, healthy.clone()));
     assert_eq!(
-        common::metric(n0, "xindao_bus_connected").await.as_deref(),
+        common::metric(admin0, "xindao_bus_connected")
+            .await
+            .as_deref(),
         Some("1")
     );
     {
@@ -408,7 +421,9 @@ async fn bus_restart_mid_burst(bus: &str, restart: impl FnOnce() -> Box<dyn std:
         let down = json!({ "status": "ok", "store": "ok", "bus": "disconnected" });
         assert_eq!(until_health(n0, &down).await, (200, down));
         assert_eq!(
-            common::metric(n0, "xindao_bus_connected").await.as_deref(),
+            common::metric(admin0, "xindao_bus_connected")
+                .await
+                .as_deref(),
             Some("0")
         );
         // Dropping the guard starts the service again.

@@ -19,6 +19,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// A running in-process server. Dropping it does not stop it; call `stop`.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The admin listener (/metrics).
+    pub admin: SocketAddr,
     pub config: Config,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<xindao::Result<()>>>,
@@ -30,8 +32,14 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir,
         dev_login: DevLogin::True,
+        // Tests log in many users from 127.0.0.1; the login limits have tests of their own.
+        login_per_ip_per_minute: 1_000_000,
+        login_per_second: 1_000_000,
         rate_per_sec: 1000,
         rate_burst: 1000,
+        // Every test client comes from 127.0.0.1: the per-address cap has tests of its own (edge.rs).
+        max_connections_per_ip: 100_000,
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
         log: "warn".into(),
         ..Config::default()
     }
@@ -60,12 +68,16 @@ impl TestServer {
             .await
             .unwrap();
         let addr = server.local_addr();
+        let admin = server
+            .admin_addr()
+            .expect("tests configure an admin listener");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
         TestServer {
             addr,
+            admin,
             config,
             stop: Some(stop),
             task: Some(task),
@@ -119,7 +131,7 @@ pub struct Login {
 /// The harness's HTTP client, one for every call: building one loads the system's CA certificates, which
 /// takes the runtime's thread for milliseconds (300 logins building their own starved the server beside them
 /// until connects timed out). It keeps no idle connections, so none outlives the test runtime that opened it.
-fn http() -> &'static reqwest::Client {
+pub fn http() -> &'static reqwest::Client {
     static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     HTTP.get_or_init(|| {
         reqwest::Client::builder()
@@ -129,10 +141,11 @@ fn http() -> &'static reqwest::Client {
     })
 }
 
-/// The value of the metric `name` (a sample without labels) in the server's `/metrics`, if it is there.
-pub async fn metric(addr: SocketAddr, name: &str) -> Option<String> {
+/// The value of the metric `name` (a sample without labels) in `/metrics` of the admin listener at `admin`, if
+/// it is there.
+pub async fn metric(admin: SocketAddr, name: &str) -> Option<String> {
     let text = http()
-        .get(format!("http://{addr}/metrics"))
+        .get(format!("http://{admin}/metrics"))
         .send()
         .await
         .unwrap()

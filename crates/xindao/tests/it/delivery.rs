@@ -164,7 +164,7 @@ async fn a_reader_that_falls_behind_gets_every_push_whole_and_in_order() {
         seqs,
         (first_seq..first_seq + MESSAGES as i64).collect::<Vec<_>>()
     );
-    let dropped = metric(server.addr, "xindao_slow_consumers_total").await;
+    let dropped = metric(server.admin, "xindao_slow_consumers_total").await;
     assert_eq!(dropped.as_deref(), Some("0"), "the reader was not dropped");
 }
 
@@ -306,6 +306,10 @@ fn start_binary(data_dir: &std::path::Path) -> Binary {
             "5000",
             "--rate-burst",
             "5000",
+            "--admin-listen",
+            "",
+            "--max-connections-per-ip",
+            "100000",
         ])
         .arg("--data-dir")
         .arg(data_dir)

@@ -12,8 +12,9 @@ use common::*;
 use serde_json::{json, Value};
 use xindao::config::DevLogin;
 
-/// A fake WeChat API: the code decides the answer, like the real one's success and error payloads.
-async fn fake_wechat() -> (SocketAddr, Arc<Mutex<Vec<Value>>>) {
+/// A fake WeChat API: the code decides the answer, like the real one's success and error payloads (and, for
+/// the bounds on reading it, a huge and a slow one).
+pub(crate) async fn fake_wechat() -> (SocketAddr, Arc<Mutex<Vec<Value>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     async fn jscode2session(
         State(seen): State<Arc<Mutex<Vec<Value>>>>,
@@ -35,6 +36,11 @@ async fn fake_wechat() -> (SocketAddr, Arc<Mutex<Vec<Value>>>) {
             "risky" => json!({ "errcode": 40226, "errmsg": "invalid user, rid: 4" }),
             "weird" => json!({ "errcode": 40013, "errmsg": "invalid appid" }),
             "garbage" => return (Default::default(), "<html>502 Bad Gateway</html>".into()),
+            "huge" => return (Default::default(), " ".repeat(8 << 20) + "{}"),
+            "slow" => {
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                json!({ "openid": "oSLOW" })
+            }
             _ => json!({ "errcode": 40029, "errmsg": "invalid code, rid: 5" }),
         };
         // WeChat labels its JSON as text/plain.
@@ -51,7 +57,7 @@ async fn fake_wechat() -> (SocketAddr, Arc<Mutex<Vec<Value>>>) {
     (addr, seen)
 }
 
-async fn wechat_server() -> (TestServer, Arc<Mutex<Vec<Value>>>) {
+pub(crate) async fn wechat_server() -> (TestServer, Arc<Mutex<Vec<Value>>>) {
     let (wechat, seen) = fake_wechat().await;
     let server = TestServer::start(|c| {
         c.wechat_appid = Some("wxAPPID".into());
@@ -63,7 +69,12 @@ async fn wechat_server() -> (TestServer, Arc<Mutex<Vec<Value>>>) {
     (server, seen)
 }
 
-async fn post(server: &TestServer, path: &str, body: Value, token: Option<&str>) -> (u16, Value) {
+pub(crate) async fn post(
+    server: &TestServer,
+    path: &str,
+    body: Value,
+    token: Option<&str>,
+) -> (u16, Value) {
     let mut request = reqwest::Client::new().post(server.url(path)).json(&body);
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -282,7 +293,7 @@ async fn dev_login_validates_names_and_sessions_survive_restart() {
     );
     let health = reqwest::get(server.url("/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
-    let metrics = reqwest::get(server.url("/metrics"))
+    let metrics = reqwest::get(format!("http://{}/metrics", server.admin))
         .await
         .unwrap()
         .text()

@@ -163,7 +163,8 @@ async fn room_members_come_in_pages() {
         .ok("room_members", json!({ "conversation_id": room }))
         .await;
     assert_eq!(ids(&all), everyone, "longest-standing first");
-    assert!(all.get("next_cursor").is_none());
+    assert_eq!(all["has_more"], false);
+    assert!(all["next_cursor"].is_null());
     assert_eq!(all["members"][0]["role"], "owner");
 
     let first = o
@@ -173,6 +174,7 @@ async fn room_members_come_in_pages() {
         )
         .await;
     assert_eq!(ids(&first), everyone[..4]);
+    assert_eq!(first["has_more"], true);
     let cursor = first["next_cursor"].as_str().unwrap();
     let second = o
         .ok(
@@ -181,8 +183,9 @@ async fn room_members_come_in_pages() {
         )
         .await;
     assert_eq!(ids(&second), everyone[4..]);
+    assert_eq!(second["has_more"], false);
     assert!(
-        second.get("next_cursor").is_none(),
+        second["next_cursor"].is_null(),
         "the last page has no cursor"
     );
     // A page that ends exactly at the end has no cursor either.
@@ -193,7 +196,8 @@ async fn room_members_come_in_pages() {
         )
         .await;
     assert_eq!(ids(&exact), everyone);
-    assert!(exact.get("next_cursor").is_none());
+    assert_eq!(exact["has_more"], false);
+    assert!(exact["next_cursor"].is_null());
 
     for bad in [json!("nope"), json!("1.x"), json!(5)] {
         assert_eq!(

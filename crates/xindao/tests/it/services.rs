@@ -135,6 +135,8 @@ impl Drop for TestDb {
 /// sockets are dropped without a close frame, nothing is flushed, no goodbye is said on the bus.
 pub struct Node {
     pub addr: SocketAddr,
+    /// The admin listener (/metrics).
+    pub admin: SocketAddr,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -158,12 +160,16 @@ impl Node {
                     return;
                 }
             };
-            let _ = ready_tx.send(Ok(()));
+            let admin = server
+                .admin_addr()
+                .expect("tests configure an admin listener");
+            let _ = ready_tx.send(Ok(admin));
             let _ = server.run(std::future::pending()).await;
         });
-        ready.await.unwrap().expect("node starts");
+        let admin = ready.await.unwrap().expect("node starts");
         Node {
             addr,
+            admin,
             runtime: Some(runtime),
         }
     }

@@ -66,7 +66,6 @@ async fn dev_user(store: &dyn Store, name: &str) -> User {
                 display_name: name.into(),
             },
             unionid: None,
-            session_key: None,
         })
         .await
         .unwrap()
@@ -97,7 +96,6 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
             openid: "o-1".into(),
         },
         unionid: Some("u-1".into()),
-        session_key: Some("k".into()),
     };
     let w1 = s.upsert_user(wx.clone()).await.unwrap();
     assert_eq!(s.upsert_user(wx).await.unwrap().id, w1.id);
@@ -138,6 +136,47 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
         .await
         .unwrap()
         .is_none());
+
+    // Connect tickets: one per session, redeemed once, not after expiry.
+    let session = [4u8; 32];
+    s.create_session(session, alice.id, t0 + 1_000_000)
+        .await
+        .unwrap();
+    s.create_ticket([10u8; 32], session, t0 + 30_000)
+        .await
+        .unwrap();
+    s.create_ticket([11u8; 32], session, t0 + 30_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.take_ticket([10u8; 32], t0).await.unwrap(),
+        None,
+        "a new ticket replaces the session's last"
+    );
+    assert_eq!(s.take_ticket([11u8; 32], t0).await.unwrap(), Some(session));
+    assert_eq!(s.take_ticket([11u8; 32], t0).await.unwrap(), None, "once");
+    s.create_ticket([12u8; 32], session, t0 + 30_000)
+        .await
+        .unwrap();
+    assert_eq!(s.take_ticket([12u8; 32], t0 + 30_000).await.unwrap(), None);
+
+    // Expired sessions and tickets are deleted, in batches; live ones stay.
+    for i in 0..5u8 {
+        s.create_session([100 + i; 32], alice.id, t0 + 10)
+            .await
+            .unwrap();
+    }
+    s.create_ticket([13u8; 32], [100; 32], t0 + 10)
+        .await
+        .unwrap();
+    assert_eq!(s.delete_expired(t0 + 10, 3).await.unwrap(), 3 + 1);
+    assert_eq!(s.delete_expired(t0 + 10, 3).await.unwrap(), 2);
+    assert_eq!(s.delete_expired(t0 + 10, 3).await.unwrap(), 0);
+    assert!(s
+        .touch_session(session, t0 + 10, 1_000_000)
+        .await
+        .unwrap()
+        .is_some());
 
     // Direct conversations: one per pair.
     assert!(matches!(
@@ -217,7 +256,7 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
         .unwrap());
     assert!(!s.leave_room(public, carol.id, None).await.unwrap());
     assert!(s.leave_room(invite, alice.id, None).await.unwrap());
-    let members = s.members(invite, None, 100).await.unwrap();
+    let members = s.members(invite, None, 1000).await.unwrap();
     assert_eq!(s.member_count(invite).await.unwrap(), 1);
     assert_eq!(members.len(), 1);
     assert_eq!((members[0].user.id, members[0].role), (bob.id, Role::Owner));
@@ -263,7 +302,7 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
         .await
         .unwrap();
     let ordered: Vec<i64> = s
-        .conversations_of(alice.id)
+        .conversations_page(alice.id, None, 100)
         .await
         .unwrap()
         .iter()
@@ -440,7 +479,8 @@ async fn sqlite_migration_2_keeps_messages_and_dedupe() {
     let version: i64 = db
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    // Migration 2, then the ones after it (3, 4).
+    assert_eq!(version, 4);
     let key: Vec<String> = db
         .prepare(
             "SELECT ii.name FROM pragma_index_list('messages') il, pragma_index_info(il.name) ii

@@ -17,6 +17,8 @@ mod nats;
 mod redis;
 mod replay;
 mod wire;
+#[cfg(test)]
+mod wire_props;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};

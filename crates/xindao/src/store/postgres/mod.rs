@@ -44,6 +44,7 @@ pub struct PostgresStore {
     pool: Pool,
     appends: AppendQueue,
     writer_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    caps: rules::Caps,
 }
 
 impl PostgresStore {
@@ -95,7 +96,14 @@ impl PostgresStore {
             pool,
             appends,
             writer_tasks: Mutex::new(tasks),
+            caps: rules::Caps::default(),
         })
+    }
+
+    /// Enforces these membership caps from now on (the default: [`rules::Caps::default`]).
+    pub fn with_caps(mut self, caps: rules::Caps) -> Self {
+        self.caps = caps;
+        self
     }
 
     async fn client(&self) -> Result<Object> {
@@ -167,6 +175,23 @@ impl Store for PostgresStore {
         users::revoke_session(self, &token_hash).await
     }
 
+    async fn create_ticket(
+        &self,
+        ticket_hash: [u8; 32],
+        token_hash: [u8; 32],
+        expires_at: Millis,
+    ) -> Result<()> {
+        users::create_ticket(self, &ticket_hash, &token_hash, expires_at).await
+    }
+
+    async fn take_ticket(&self, ticket_hash: [u8; 32], now: Millis) -> Result<Option<[u8; 32]>> {
+        users::take_ticket(self, &ticket_hash, now).await
+    }
+
+    async fn delete_expired(&self, now: Millis, limit: usize) -> Result<usize> {
+        users::delete_expired(self, now, limit).await
+    }
+
     async fn open_direct(&self, user: UserId, peer: UserId) -> Result<(ConversationId, bool)> {
         rooms::open_direct(self, user, peer).await
     }
@@ -201,10 +226,10 @@ impl Store for PostgresStore {
     async fn members(
         &self,
         conversation: ConversationId,
-        after: Option<MemberCursor>,
+        cursor: Option<MemberCursor>,
         limit: usize,
     ) -> Result<Vec<Member>> {
-        reads::members(self, conversation, after, limit).await
+        reads::members(self, conversation, cursor, limit).await
     }
 
     async fn member_count(&self, conversation: ConversationId) -> Result<i64> {
@@ -223,8 +248,38 @@ impl Store for PostgresStore {
         reads::conversation_for(self, conversation, user).await
     }
 
-    async fn conversations_of(&self, user: UserId) -> Result<Vec<Conversation>> {
-        reads::conversations_of(self, user).await
+    async fn conversations_page(
+        &self,
+        user: UserId,
+        cursor: Option<ActivityCursor>,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        reads::conversations_page(self, user, cursor, limit).await
+    }
+
+    async fn sync_scan(
+        &self,
+        user: UserId,
+        after: ConversationId,
+        until: Option<ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<(ConversationId, i64)>> {
+        reads::sync_scan(self, user, after, until, limit).await
+    }
+
+    async fn sharing_with(&self, user: UserId, others: &[UserId]) -> Result<Vec<UserId>> {
+        reads::sharing_with(self, user, others).await
+    }
+
+    async fn direct_between(&self, user: UserId, peer: UserId) -> Result<Option<ConversationId>> {
+        let (lo, hi) = (user.min(peer), user.max(peer));
+        let row = self
+            .query_opt(
+                "SELECT id FROM conversations WHERE direct_lo = $1 AND direct_hi = $2",
+                &[&lo, &hi],
+            )
+            .await?;
+        Ok(row.map(|row| row.get(0)))
     }
 
     async fn connection_state(&self, user: UserId) -> Result<Option<(User, Vec<ConversationId>)>> {

@@ -6,23 +6,23 @@ use super::PostgresStore;
 use crate::error::Result;
 use crate::model::*;
 use crate::rules;
-use crate::store::rows::{history_filter, history_page, member, public_room, MESSAGE_COLUMNS};
+use crate::store::rows::{
+    activity_bound, activity_filter, history_filter, history_page, member, member_bound,
+    members_page_sql, public_room, MESSAGE_COLUMNS,
+};
 
-/// A page of the members of a conversation, longest-standing first, after `after`.
+/// A page of the members of a conversation, longest-standing first.
 pub(super) async fn members(
     store: &PostgresStore,
     conversation: ConversationId,
-    after: Option<MemberCursor>,
+    cursor: Option<MemberCursor>,
     limit: usize,
 ) -> Result<Vec<Member>> {
-    let (joined_at, user_id) = after.map_or((i64::MIN, i64::MIN), |c| (c.joined_at, c.user_id));
+    let (ts, id) = member_bound(cursor);
     let found = store
         .query(
-            "SELECT u.id, u.display_name, m.role, m.read_seq, m.joined_at FROM members m
-             JOIN users u ON u.id = m.user_id
-             WHERE m.conversation_id = $1 AND (m.joined_at, m.user_id) > ($2, $3)
-             ORDER BY m.joined_at, m.user_id LIMIT $4",
-            &[&conversation, &joined_at, &user_id, &(limit as i64)],
+            &members_page_sql("$1", "$2", "$3", "$4"),
+            &[&conversation, &ts, &id, &(limit as i64)],
         )
         .await?;
     rows::all(&found, member)
@@ -81,17 +81,60 @@ pub(super) async fn conversation_for(
     Err(rules::unseen_conversation(exists))
 }
 
-/// All conversations of `user`, most recent activity first.
-pub(super) async fn conversations_of(
+/// A page of the conversations of `user`, most recent activity first, after `cursor`.
+pub(super) async fn conversations_page(
     store: &PostgresStore,
     user: UserId,
+    cursor: Option<ActivityCursor>,
+    limit: usize,
 ) -> Result<Vec<Conversation>> {
     let sql = format!(
-        "{} WHERE m.user_id = $1 ORDER BY c.last_ts DESC, c.id DESC",
-        rows::conversation_select()
+        "{} WHERE m.user_id = $1 {} LIMIT $4",
+        rows::conversation_select(),
+        activity_filter("$2", "$3")
     );
-    let found = store.query(&sql, &[&user]).await?;
+    let (ts, id) = activity_bound(cursor);
+    let found = store
+        .query(&sql, &[&user, &ts, &id, &(limit as i64)])
+        .await?;
     rows::all(&found, rows::conversation)
+}
+
+/// The id and last seq of the conversations of `user` in `(after, until]`, ascending, at most `limit`.
+pub(super) async fn sync_scan(
+    store: &PostgresStore,
+    user: UserId,
+    after: ConversationId,
+    until: Option<ConversationId>,
+    limit: usize,
+) -> Result<Vec<(ConversationId, i64)>> {
+    let found = store
+        .query(
+            "SELECT c.id, c.last_seq FROM members m JOIN conversations c ON c.id = m.conversation_id
+             WHERE m.user_id = $1 AND m.conversation_id > $2 AND m.conversation_id <= $3
+             ORDER BY m.conversation_id LIMIT $4",
+            &[&user, &after, &until.unwrap_or(i64::MAX), &(limit as i64)],
+        )
+        .await?;
+    rows::all(&found, |row| Ok((row.try_get(0)?, row.try_get(1)?)))
+}
+
+/// Those of `others` who share a conversation with `user`.
+pub(super) async fn sharing_with(
+    store: &PostgresStore,
+    user: UserId,
+    others: &[UserId],
+) -> Result<Vec<UserId>> {
+    let others = others.to_vec();
+    let found = store
+        .query(
+            "SELECT o.id FROM unnest($2::bigint[]) AS o(id) WHERE o.id = $1 OR EXISTS (
+                SELECT 1 FROM members mine JOIN members theirs ON theirs.conversation_id = mine.conversation_id
+                WHERE mine.user_id = $1 AND theirs.user_id = o.id)",
+            &[&user, &others],
+        )
+        .await?;
+    rows::all(&found, |row| row.try_get(0))
 }
 
 /// The user and the ids of all their conversations, in one round trip: a connect is latency the user waits for.

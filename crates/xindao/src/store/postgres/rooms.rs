@@ -4,14 +4,35 @@
 use super::{map_pg, PostgresStore};
 use crate::error::{Error, Result};
 use crate::model::*;
-use crate::rules::{self, Joiner, RoomFacts};
+use crate::rules::{self, Caps, Joiner, Newcomer, RoomFacts};
 use crate::store::rows::{room_facts, visibility_name, ROOM_FACTS};
+
+/// Locks `user`'s row until the transaction ends (so that no other membership of theirs is added meanwhile, on
+/// any node) and checks that they may be in one more conversation ([`rules::may_gain_membership`]). Users are
+/// locked in ascending id order where a transaction locks two.
+async fn check_membership_cap(
+    tx: &deadpool_postgres::Transaction<'_>,
+    user: UserId,
+    caps: &Caps,
+    who: Newcomer,
+) -> Result<()> {
+    tx.query_opt("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", &[&user])
+        .await
+        .map_err(map_pg)?;
+    let count: i64 = tx
+        .query_one("SELECT COUNT(*) FROM members WHERE user_id = $1", &[&user])
+        .await
+        .map_err(map_pg)?
+        .get(0);
+    rules::may_gain_membership(count.max(0) as u64, caps, who)
+}
 
 pub(super) async fn open_direct(
     store: &PostgresStore,
     user: UserId,
     peer: UserId,
 ) -> Result<(ConversationId, bool)> {
+    let caps = store.caps;
     rules::may_open_direct(user, peer)?;
     let (lo, hi) = (user.min(peer), user.max(peer));
     // Sending with `to_user` opens the conversation on every send: answer that with one read.
@@ -28,6 +49,14 @@ pub(super) async fn open_direct(
     }
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(map_pg)?;
+    for member in [lo, hi] {
+        let who = if member == user {
+            Newcomer::Caller
+        } else {
+            Newcomer::Other
+        };
+        check_membership_cap(&tx, member, &caps, who).await?;
+    }
     let now = now_millis();
     let created = tx
         .query_opt(
@@ -68,6 +97,16 @@ pub(super) async fn create_room(
     let now = now_millis();
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(map_pg)?;
+    check_membership_cap(&tx, owner, &store.caps, Newcomer::Caller).await?;
+    let owned: i64 = tx
+        .query_one(
+            "SELECT COUNT(*) FROM conversations WHERE owner_id = $1 AND kind = 'room'",
+            &[&owner],
+        )
+        .await
+        .map_err(map_pg)?
+        .get(0);
+    rules::may_create_room(owned.max(0) as u64, &store.caps)?;
     let id: i64 = tx
         .query_one(
             "INSERT INTO conversations (kind, name, visibility, owner_id, last_ts, created_at)
@@ -133,6 +172,21 @@ pub(super) async fn join_room(
         },
     };
     rules::may_join(&room, joiner)?;
+    let already = exists(
+        &tx,
+        "SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2",
+        &[&conversation, &user],
+    )
+    .await?;
+    if already {
+        return Ok(false);
+    }
+    let who = if by.is_some_and(|adder| adder != user) {
+        Newcomer::Other
+    } else {
+        Newcomer::Caller
+    };
+    check_membership_cap(&tx, user, &store.caps, who).await?;
     let added = tx
         .execute(
             "INSERT INTO members (conversation_id, user_id, role, joined_at) VALUES ($1, $2, 'member', $3)

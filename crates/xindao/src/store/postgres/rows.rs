@@ -4,7 +4,7 @@ use tokio_postgres::Row;
 
 use crate::error::Error;
 use crate::model::*;
-use crate::store::rows::{self, Columns, CONVERSATION_HEAD};
+use crate::store::rows::{self, Columns, CONVERSATION_HEAD, CONVERSATION_HEAD_LEN};
 
 type Pg<T> = Result<T, tokio_postgres::Error>;
 
@@ -69,11 +69,13 @@ pub(super) fn conversation_select() -> String {
 /// Reads a row of [`conversation_select`].
 pub(super) fn conversation(row: &Row) -> Pg<Conversation> {
     let mut conversation = rows::conversation_head(row)?;
-    if row.int_opt(7)?.is_some() {
-        conversation.peer = Some(rows::user_at(row, 7)?);
+    let peer = CONVERSATION_HEAD_LEN;
+    if row.int_opt(peer)?.is_some() {
+        conversation.peer = Some(rows::user_at(row, peer)?);
     }
-    if row.int_opt(9)?.is_some() {
-        conversation.last_message = Some(rows::message_at(row, 9)?);
+    let last = peer + 2;
+    if row.int_opt(last)?.is_some() {
+        conversation.last_message = Some(rows::message_at(row, last)?);
     }
     Ok(conversation)
 }

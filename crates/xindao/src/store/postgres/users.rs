@@ -14,15 +14,14 @@ pub(super) async fn upsert(store: &PostgresStore, identity: LoginIdentity) -> Re
         ExternalId::WeChat { openid } => {
             store
                 .query_opt(
-                    "INSERT INTO users (openid, unionid, session_key, display_name, created_at)
-                     VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (openid) DO UPDATE SET session_key = excluded.session_key,
+                    "INSERT INTO users (openid, unionid, display_name, created_at)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (openid) DO UPDATE SET session_key = NULL,
                         unionid = COALESCE(excluded.unionid, users.unionid)
                      RETURNING id, display_name",
                     &[
                         openid,
                         &identity.unionid,
-                        &identity.session_key,
                         &display_name_for_openid(openid),
                         &now,
                     ],
@@ -119,4 +118,66 @@ pub(super) async fn revoke_session(store: &PostgresStore, token_hash: &[u8; 32])
         )
         .await
         .map(|_| ())
+}
+
+pub(super) async fn create_ticket(
+    store: &PostgresStore,
+    ticket_hash: &[u8; 32],
+    token_hash: &[u8; 32],
+    expires_at: Millis,
+) -> Result<()> {
+    store
+        .query(
+            "INSERT INTO connect_tickets (token_hash, ticket_hash, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (token_hash) DO UPDATE SET ticket_hash = excluded.ticket_hash,
+                expires_at = excluded.expires_at",
+            &[&&token_hash[..], &&ticket_hash[..], &expires_at],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Deletes a ticket; its session's token hash if it had not expired at `now`.
+pub(super) async fn take_ticket(
+    store: &PostgresStore,
+    ticket_hash: &[u8; 32],
+    now: Millis,
+) -> Result<Option<[u8; 32]>> {
+    let Some(row) = store
+        .query_opt(
+            "DELETE FROM connect_tickets WHERE ticket_hash = $1 RETURNING token_hash, expires_at",
+            &[&&ticket_hash[..]],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let token_hash: Vec<u8> = row.try_get(0).map_err(map_pg)?;
+    let expires_at: Millis = row.try_get(1).map_err(map_pg)?;
+    Ok((expires_at > now)
+        .then(|| token_hash.try_into().ok())
+        .flatten())
+}
+
+/// Deletes up to `limit` expired sessions and up to `limit` expired tickets.
+pub(super) async fn delete_expired(
+    store: &PostgresStore,
+    now: Millis,
+    limit: usize,
+) -> Result<usize> {
+    let mut deleted = 0;
+    for table in ["sessions", "connect_tickets"] {
+        let rows = store
+            .query(
+                &format!(
+                    "DELETE FROM {table} WHERE token_hash IN
+                        (SELECT token_hash FROM {table} WHERE expires_at <= $1 LIMIT $2)
+                     RETURNING 1"
+                ),
+                &[&now, &(limit as i64)],
+            )
+            .await?;
+        deleted += rows.len();
+    }
+    Ok(deleted)
 }

@@ -58,6 +58,7 @@ pub struct SqliteStore {
     checkpoint: Mutex<Option<checkpoint::Nudge>>,
     /// The commit thread, then the checkpointer (which ends when the commit thread does).
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    caps: rules::Caps,
 }
 
 /// Maps SQLite failures: a full disk or an I/O problem means "cannot take writes now", anything else is a bug.
@@ -125,7 +126,14 @@ impl SqliteStore {
             appends,
             checkpoint: Mutex::new(Some(nudge)),
             threads: Mutex::new(vec![handle, checkpointer]),
+            caps: rules::Caps::default(),
         })
+    }
+
+    /// Enforces these membership caps from now on (the default: [`rules::Caps::default`]).
+    pub fn with_caps(mut self, caps: rules::Caps) -> Self {
+        self.caps = caps;
+        self
     }
 }
 
@@ -192,6 +200,28 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn create_ticket(
+        &self,
+        ticket_hash: [u8; 32],
+        token_hash: [u8; 32],
+        expires_at: Millis,
+    ) -> Result<()> {
+        self.write(move |conn| {
+            users::create_ticket(conn, &ticket_hash, &token_hash, expires_at).map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn take_ticket(&self, ticket_hash: [u8; 32], now: Millis) -> Result<Option<[u8; 32]>> {
+        self.write(move |conn| users::take_ticket(conn, &ticket_hash, now).map_err(map_sqlite))
+            .await
+    }
+
+    async fn delete_expired(&self, now: Millis, limit: usize) -> Result<usize> {
+        self.write(move |conn| users::delete_expired(conn, now, limit).map_err(map_sqlite))
+            .await
+    }
+
     async fn open_direct(&self, user: UserId, peer: UserId) -> Result<(ConversationId, bool)> {
         rules::may_open_direct(user, peer)?;
         let (lo, hi) = (user.min(peer), user.max(peer));
@@ -202,7 +232,8 @@ impl Store for SqliteStore {
         {
             return Ok((id, false));
         }
-        self.write(move |conn| rooms::open_direct(conn, user, peer))
+        let caps = self.caps;
+        self.write(move |conn| rooms::open_direct(conn, user, peer, &caps))
             .await
     }
 
@@ -213,7 +244,8 @@ impl Store for SqliteStore {
         visibility: Visibility,
     ) -> Result<ConversationId> {
         let name = name.to_string();
-        self.write(move |conn| rooms::create_room(conn, owner, &name, visibility))
+        let caps = self.caps;
+        self.write(move |conn| rooms::create_room(conn, owner, &name, visibility, &caps))
             .await
     }
 
@@ -223,7 +255,8 @@ impl Store for SqliteStore {
         user: UserId,
         by: Option<UserId>,
     ) -> Result<bool> {
-        self.write(move |conn| rooms::join_room(conn, conversation, user, by))
+        let caps = self.caps;
+        self.write(move |conn| rooms::join_room(conn, conversation, user, by, &caps))
             .await
     }
 
@@ -240,10 +273,10 @@ impl Store for SqliteStore {
     async fn members(
         &self,
         conversation: ConversationId,
-        after: Option<MemberCursor>,
+        cursor: Option<MemberCursor>,
         limit: usize,
     ) -> Result<Vec<Member>> {
-        self.read(move |conn| rooms::members(conn, conversation, after, limit))
+        self.read(move |conn| rooms::members(conn, conversation, cursor, limit))
             .await
     }
 
@@ -276,8 +309,36 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn conversations_of(&self, user: UserId) -> Result<Vec<Conversation>> {
-        self.read(move |conn| reads::conversations_of(conn, user))
+    async fn conversations_page(
+        &self,
+        user: UserId,
+        cursor: Option<ActivityCursor>,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        self.read(move |conn| reads::conversations_page(conn, user, cursor, limit))
+            .await
+    }
+
+    async fn sync_scan(
+        &self,
+        user: UserId,
+        after: ConversationId,
+        until: Option<ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<(ConversationId, i64)>> {
+        self.read(move |conn| reads::sync_scan(conn, user, after, until, limit))
+            .await
+    }
+
+    async fn sharing_with(&self, user: UserId, others: &[UserId]) -> Result<Vec<UserId>> {
+        let others = others.to_vec();
+        self.read(move |conn| reads::sharing_with(conn, user, &others))
+            .await
+    }
+
+    async fn direct_between(&self, user: UserId, peer: UserId) -> Result<Option<ConversationId>> {
+        let (lo, hi) = (user.min(peer), user.max(peer));
+        self.read_quick(move |conn| rooms::find_direct(conn, lo, hi))
             .await
     }
 

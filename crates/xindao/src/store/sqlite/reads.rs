@@ -7,7 +7,9 @@ use super::rows::{
     complete_conversation, conversation_row, conversation_select, load_user, read_message,
 };
 use crate::model::*;
-use crate::store::rows::{history_filter, history_page, public_room, MESSAGE_COLUMNS};
+use crate::store::rows::{
+    activity_bound, activity_filter, history_filter, history_page, public_room, MESSAGE_COLUMNS,
+};
 
 /// The conversation as `user` sees it, `None` when they are not a member (or it does not exist).
 pub(super) fn conversation_for(
@@ -34,21 +36,64 @@ pub(super) fn conversation_exists(
         .exists([conversation])
 }
 
-/// All conversations of `user`, most recent activity first.
-pub(super) fn conversations_of(
+/// A page of the conversations of `user`, most recent activity first, after `cursor`.
+pub(super) fn conversations_page(
     conn: &Connection,
     user: UserId,
+    cursor: Option<ActivityCursor>,
+    limit: usize,
 ) -> rusqlite::Result<Vec<Conversation>> {
+    let (ts, id) = activity_bound(cursor);
     let rows: Vec<_> = conn
         .prepare_cached(&format!(
-            "{} WHERE m.user_id = ?1 ORDER BY c.last_ts DESC, c.id DESC",
-            conversation_select()
+            "{} WHERE m.user_id = ?1 {} LIMIT ?4",
+            conversation_select(),
+            activity_filter("?2", "?3")
         ))?
-        .query_map([user], conversation_row)?
+        .query_map(params![user, ts, id, limit as i64], conversation_row)?
         .collect::<rusqlite::Result<_>>()?;
     rows.into_iter()
         .map(|row| complete_conversation(conn, user, row))
         .collect()
+}
+
+/// The id and last seq of the conversations of `user` in `(after, until]`, ascending, at most `limit`.
+pub(super) fn sync_scan(
+    conn: &Connection,
+    user: UserId,
+    after: ConversationId,
+    until: Option<ConversationId>,
+    limit: usize,
+) -> rusqlite::Result<Vec<(ConversationId, i64)>> {
+    conn.prepare_cached(
+        "SELECT c.id, c.last_seq FROM members m JOIN conversations c ON c.id = m.conversation_id
+         WHERE m.user_id = ?1 AND m.conversation_id > ?2 AND m.conversation_id <= ?3
+         ORDER BY m.conversation_id LIMIT ?4",
+    )?
+    .query_map(
+        params![user, after, until.unwrap_or(i64::MAX), limit as i64],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?
+    .collect()
+}
+
+/// Those of `others` who share a conversation with `user`.
+pub(super) fn sharing_with(
+    conn: &Connection,
+    user: UserId,
+    others: &[UserId],
+) -> rusqlite::Result<Vec<UserId>> {
+    let mut shared = Vec::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT 1 FROM members mine JOIN members theirs ON theirs.conversation_id = mine.conversation_id
+         WHERE mine.user_id = ?1 AND theirs.user_id = ?2 LIMIT 1",
+    )?;
+    for &other in others {
+        if other == user || stmt.exists(params![user, other])? {
+            shared.push(other);
+        }
+    }
+    Ok(shared)
 }
 
 /// The user and the ids of all their conversations.

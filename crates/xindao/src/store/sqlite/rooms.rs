@@ -7,7 +7,7 @@ use super::map_sqlite;
 use super::rows::{load_user, member_exists, room_facts};
 use crate::error::{Error, Result};
 use crate::model::*;
-use crate::rules::{self, Joiner};
+use crate::rules::{self, Caps, Joiner, Newcomer};
 use crate::store::rows::{self as shared, visibility_name};
 
 /// The direct conversation of the pair `lo < hi`, if it exists.
@@ -21,11 +21,25 @@ pub(super) fn find_direct(
         .optional()
 }
 
+/// How many conversations `user` is in.
+fn memberships(conn: &Connection, user: UserId) -> Result<u64> {
+    conn.prepare_cached("SELECT COUNT(*) FROM members WHERE user_id = ?1")
+        .and_then(|mut stmt| stmt.query_row([user], |row| row.get::<_, i64>(0)))
+        .map(|count| count.max(0) as u64)
+        .map_err(map_sqlite)
+}
+
+/// Whether `user` may be in one more conversation ([`rules::may_gain_membership`]).
+fn check_membership_cap(conn: &Connection, user: UserId, caps: &Caps, who: Newcomer) -> Result<()> {
+    rules::may_gain_membership(memberships(conn, user)?, caps, who)
+}
+
 /// Creates the direct conversation of `user` and `peer` unless it exists; true when created.
 pub(super) fn open_direct(
     conn: &mut Connection,
     user: UserId,
     peer: UserId,
+    caps: &Caps,
 ) -> Result<(ConversationId, bool)> {
     let (lo, hi) = (user.min(peer), user.max(peer));
     if load_user(conn, peer).map_err(map_sqlite)?.is_none() {
@@ -35,6 +49,8 @@ pub(super) fn open_direct(
     if let Some(id) = find_direct(&tx, lo, hi).map_err(map_sqlite)? {
         return Ok((id, false));
     }
+    check_membership_cap(&tx, user, caps, Newcomer::Caller)?;
+    check_membership_cap(&tx, peer, caps, Newcomer::Other)?;
     let now = now_millis();
     tx.execute(
         "INSERT INTO conversations (kind, direct_lo, direct_hi, last_ts, created_at)
@@ -60,9 +76,16 @@ pub(super) fn create_room(
     owner: UserId,
     name: &str,
     visibility: Visibility,
+    caps: &Caps,
 ) -> Result<ConversationId> {
     let now = now_millis();
     let tx = conn.transaction().map_err(map_sqlite)?;
+    let owned: i64 = tx
+        .prepare_cached("SELECT COUNT(*) FROM conversations WHERE owner_id = ?1 AND kind = 'room'")
+        .and_then(|mut stmt| stmt.query_row([owner], |row| row.get(0)))
+        .map_err(map_sqlite)?;
+    rules::may_create_room(owned.max(0) as u64, caps)?;
+    check_membership_cap(&tx, owner, caps, Newcomer::Caller)?;
     tx.execute(
         "INSERT INTO conversations (kind, name, visibility, owner_id, last_ts, created_at)
          VALUES ('room', ?1, ?2, ?3, ?4, ?4)",
@@ -85,6 +108,7 @@ pub(super) fn join_room(
     conversation: ConversationId,
     user: UserId,
     by: Option<UserId>,
+    caps: &Caps,
 ) -> Result<bool> {
     let tx = conn.transaction().map_err(map_sqlite)?;
     let room = room_facts(&tx, conversation)?;
@@ -97,6 +121,15 @@ pub(super) fn join_room(
         },
     };
     rules::may_join(&room, joiner)?;
+    if member_exists(&tx, conversation, user).map_err(map_sqlite)? {
+        return Ok(false);
+    }
+    let who = if by.is_some_and(|adder| adder != user) {
+        Newcomer::Other
+    } else {
+        Newcomer::Caller
+    };
+    check_membership_cap(&tx, user, caps, who)?;
     let added = tx
         .execute(
             "INSERT OR IGNORE INTO members (conversation_id, user_id, role, joined_at)
@@ -152,25 +185,19 @@ pub(super) fn leave_room(
     Ok(removed)
 }
 
-/// A page of the members of a conversation, longest-standing first, after `after`.
+/// A page of the members of a conversation, longest-standing first.
 pub(super) fn members(
     conn: &Connection,
     conversation: ConversationId,
-    after: Option<MemberCursor>,
+    cursor: Option<MemberCursor>,
     limit: usize,
 ) -> rusqlite::Result<Vec<Member>> {
-    let (joined_at, user_id) = after.map_or((i64::MIN, i64::MIN), |c| (c.joined_at, c.user_id));
-    conn.prepare_cached(
-        "SELECT u.id, u.display_name, m.role, m.read_seq, m.joined_at FROM members m
-         JOIN users u ON u.id = m.user_id
-         WHERE m.conversation_id = ?1 AND (m.joined_at, m.user_id) > (?2, ?3)
-         ORDER BY m.joined_at, m.user_id LIMIT ?4",
-    )?
-    .query_map(
-        params![conversation, joined_at, user_id, limit as i64],
-        |row| shared::member(row),
-    )?
-    .collect()
+    let (ts, id) = shared::member_bound(cursor);
+    conn.prepare_cached(&shared::members_page_sql("?1", "?2", "?3", "?4"))?
+        .query_map(params![conversation, ts, id, limit as i64], |row| {
+            shared::member(row)
+        })?
+        .collect()
 }
 
 pub(super) fn member_count(

@@ -6,7 +6,9 @@ use super::map_sqlite;
 use crate::error::Result;
 use crate::model::*;
 use crate::rules::{self, RoomFacts};
-use crate::store::rows::{self, Columns, CONVERSATION_HEAD, MESSAGE_COLUMNS, ROOM_FACTS};
+use crate::store::rows::{
+    self, Columns, CONVERSATION_HEAD, CONVERSATION_HEAD_LEN, MESSAGE_COLUMNS, ROOM_FACTS,
+};
 
 impl Columns for Row<'_> {
     type Error = rusqlite::Error;
@@ -56,7 +58,9 @@ pub(super) fn conversation_select() -> String {
 pub(super) type ConversationRow = (Conversation, Option<(i64, i64)>);
 
 pub(super) fn conversation_row(row: &Row) -> rusqlite::Result<ConversationRow> {
-    let pair = row.get::<_, Option<i64>>(7)?.zip(row.get(8)?);
+    let pair = row
+        .get::<_, Option<i64>>(CONVERSATION_HEAD_LEN)?
+        .zip(row.get(CONVERSATION_HEAD_LEN + 1)?);
     Ok((rows::conversation_head(row)?, pair))
 }
 

@@ -13,15 +13,14 @@ pub(super) fn upsert(conn: &Connection, identity: &LoginIdentity) -> rusqlite::R
     let now = now_millis();
     match &identity.external_id {
         ExternalId::WeChat { openid } => conn.query_row(
-            "INSERT INTO users (openid, unionid, session_key, display_name, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (openid) DO UPDATE SET session_key = excluded.session_key,
+            "INSERT INTO users (openid, unionid, display_name, created_at)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (openid) DO UPDATE SET session_key = NULL,
                 unionid = COALESCE(excluded.unionid, users.unionid)
              RETURNING id, display_name",
             params![
                 openid,
                 identity.unionid,
-                identity.session_key,
                 display_name_for_openid(openid),
                 now
             ],
@@ -93,4 +92,56 @@ pub(super) fn revoke_session(conn: &Connection, token_hash: &[u8; 32]) -> rusqli
         [&token_hash[..]],
     )
     .map(|_| ())
+}
+
+pub(super) fn create_ticket(
+    conn: &Connection,
+    ticket_hash: &[u8; 32],
+    token_hash: &[u8; 32],
+    expires_at: Millis,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO connect_tickets (token_hash, ticket_hash, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (token_hash) DO UPDATE SET ticket_hash = excluded.ticket_hash,
+            expires_at = excluded.expires_at",
+        params![&token_hash[..], &ticket_hash[..], expires_at],
+    )
+    .map(|_| ())
+}
+
+/// Deletes a ticket; its session's token hash if it had not expired at `now`.
+pub(super) fn take_ticket(
+    conn: &Connection,
+    ticket_hash: &[u8; 32],
+    now: Millis,
+) -> rusqlite::Result<Option<[u8; 32]>> {
+    let taken: Option<(Vec<u8>, Millis)> = conn
+        .query_row(
+            "DELETE FROM connect_tickets WHERE ticket_hash = ?1 RETURNING token_hash, expires_at",
+            [&ticket_hash[..]],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    Ok(taken
+        .filter(|(_, expires_at)| *expires_at > now)
+        .and_then(|(token_hash, _)| token_hash.try_into().ok()))
+}
+
+/// Deletes up to `limit` expired sessions and up to `limit` expired tickets.
+pub(super) fn delete_expired(
+    conn: &Connection,
+    now: Millis,
+    limit: usize,
+) -> rusqlite::Result<usize> {
+    let sessions = conn.execute(
+        "DELETE FROM sessions WHERE token_hash IN
+            (SELECT token_hash FROM sessions WHERE expires_at <= ?1 LIMIT ?2)",
+        params![now, limit as i64],
+    )?;
+    let tickets = conn.execute(
+        "DELETE FROM connect_tickets WHERE token_hash IN
+            (SELECT token_hash FROM connect_tickets WHERE expires_at <= ?1 LIMIT ?2)",
+        params![now, limit as i64],
+    )?;
+    Ok(sessions + tickets)
 }
