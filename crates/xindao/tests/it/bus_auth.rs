@@ -7,8 +7,7 @@
 use crate::common;
 use crate::services;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{login, metric, pushed_as, Client, TestServer};
@@ -20,35 +19,9 @@ use xindao::Config;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Everything the servers of this test binary log, at info and above.
-static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Installs the capturing subscriber (before any server installs the test one).
+/// The binary's captured logs (installed before any server starts, whichever test comes first).
 fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = Capture(buffer.clone());
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("info")
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .try_init();
-        buffer
-    })
-    .clone()
+    common::init_logging()
 }
 
 fn logged() -> String {
@@ -225,7 +198,7 @@ async fn forged_envelopes_are_dropped_and_counted(bus: &str) {
         ("replayed", 1),
     ] {
         assert_eq!(
-            until_rejected(server.addr, reason, count).await,
+            until_rejected(server.admin, reason, count).await,
             count,
             "{reason}"
         );
@@ -305,8 +278,8 @@ async fn only_nodes_sharing_the_secret_hear_each_other(bus: &str) {
         .await;
     assert!(history.to_string().contains("hi carol"), "{history}");
     // Each side counted the other's envelopes as badly sealed.
-    assert!(until_rejected(nodes[2].addr, "bad_signature", 1).await >= 1);
-    assert!(until_rejected(nodes[0].addr, "bad_signature", 1).await >= 1);
+    assert!(until_rejected(nodes[2].admin, "bad_signature", 1).await >= 1);
+    assert!(until_rejected(nodes[0].admin, "bad_signature", 1).await >= 1);
     for node in &mut nodes {
         node.stop().await;
     }

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -57,12 +58,7 @@ impl TestServer {
     }
 
     pub async fn start_with(config: Config) -> TestServer {
-        // Server logs in test output (shown for failing tests); XINDAO_TEST_LOG=debug for more.
-        let filter = std::env::var("XINDAO_TEST_LOG").unwrap_or_else(|_| "warn".into());
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .try_init();
+        init_logging();
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let server = Server::with_listener(config.clone(), listener)
             .await
@@ -413,4 +409,49 @@ pub async fn sync_all(
             }
         }
     }
+}
+
+/// Everything the servers of this test binary log at info and above (for tests that check what is logged).
+static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+#[derive(Clone)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the binary's one log subscriber (whichever test comes first): server logs go to the test output
+/// (shown for failing tests; XINDAO_TEST_LOG=debug for more) and, at info and above, into a buffer that every
+/// test can read. Returns that buffer.
+pub fn init_logging() -> Arc<Mutex<Vec<u8>>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{fmt, EnvFilter, Layer};
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = Capture(buffer.clone());
+        let filter = std::env::var("XINDAO_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        let _ = tracing_subscriber::registry()
+            .with(
+                fmt::layer()
+                    .with_test_writer()
+                    .with_filter(EnvFilter::new(filter)),
+            )
+            .with(
+                fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(move || writer.clone())
+                    .with_filter(EnvFilter::new("info")),
+            )
+            .try_init();
+        buffer
+    })
+    .clone()
 }

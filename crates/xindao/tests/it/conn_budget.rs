@@ -16,6 +16,8 @@ use crate::common::{connect_small_buffer, http, login, Client, Closed, TestServe
 struct Binary {
     child: Child,
     addr: SocketAddr,
+    /// The admin listener, which serves /metrics.
+    admin: SocketAddr,
 }
 
 impl Drop for Binary {
@@ -29,6 +31,12 @@ impl Binary {
     fn start(data_dir: &std::path::Path, flags: &[&str]) -> Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_xindao"))
             .args(["serve", "--listen", "127.0.0.1:0", "--dev-login", "true"])
+            .args([
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--max-connections-per-ip",
+                "100000",
+            ])
             .args(flags)
             .arg("--data-dir")
             .arg(data_dir)
@@ -37,17 +45,19 @@ impl Binary {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start xindao binary");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening http://")
-            .expect("listening line")
-            .parse()
-            .unwrap();
-        Binary { child, addr }
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut address = |prefix: &str| -> SocketAddr {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            line.trim()
+                .strip_prefix(prefix)
+                .expect("the address line")
+                .parse()
+                .unwrap()
+        };
+        let addr = address("listening http://");
+        let admin = address("admin http://");
+        Binary { child, addr, admin }
     }
 
     /// The server process's resident memory, in MiB.
@@ -147,7 +157,7 @@ async fn clients_that_never_read_big_pages_are_dropped_at_once_and_memory_stays_
             assert_eq!(reply["messages"].as_array().unwrap().len(), 45);
             pages += 1;
             peak = peak.max(server.rss_mib());
-            let closed = closes(server.addr, 4009).await;
+            let closed = closes(server.admin, 4009).await;
             if closed >= READERS_THAT_NEVER_READ as u64 {
                 return Instant::now();
             }
@@ -179,7 +189,7 @@ async fn clients_that_never_read_big_pages_are_dropped_at_once_and_memory_stays_
         assert!(end.is_ok(), "the dropped socket ends");
     }
     assert_eq!(
-        closes(server.addr, 4009).await,
+        closes(server.admin, 4009).await,
         READERS_THAT_NEVER_READ as u64
     );
 }
@@ -265,7 +275,7 @@ async fn twice_the_allowed_rate_is_closed_as_flooding_and_the_allowed_rate_never
         "closed after {closed_at:?}"
     );
     assert!(refused >= 10, "rate_burst refusals first: {refused}");
-    assert_eq!(closes(server.addr, 4008).await, 1);
+    assert_eq!(closes(server.admin, 4008).await, 1);
     steady.ok("ping", json!({})).await;
 }
 
