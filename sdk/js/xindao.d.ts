@@ -17,7 +17,10 @@ export interface Message {
   conversation_id: number;
   seq: number;
   sender_id: number;
-  cmid: string;
+  /** The sender's client message id: in replies, history and sync, and in pushes to the sender's own devices.
+   * Absent from pushes of another user's message (protocol v1 lean pushes). */
+  cmid?: string;
+  /** Always set by the SDK (a lean push leaves out the default `text`). */
   kind: 'text' | 'custom';
   /** A string for `text`, any JSON value for `custom`. Untrusted: render as text. */
   content: unknown;
@@ -96,6 +99,16 @@ export interface MemberEvent {
   action: 'joined' | 'added' | 'left' | 'removed';
   by: number;
 }
+/** A big room's membership changes, summarised (at most one per room per second). */
+export interface MembersChangedEvent {
+  conversation_id: number;
+  /** the room's size when the summary was made (absent if the server could not read it) */
+  members?: number;
+  joined: number;
+  left: number;
+  /** the latest changes (at most 10), oldest first */
+  recent: Array<{ user_id: number; action: MemberEvent['action']; by: number }>;
+}
 export interface StateEvent {
   state: ConnectionState;
   prev: ConnectionState;
@@ -125,7 +138,9 @@ export interface ClientEvents {
   read: ReadEvent;
   typing: TypingEvent;
   presence: Presence;
+  /** in a big room only for your own joins and leaves; the others' come as `members_changed` */
   member: MemberEvent;
+  members_changed: MembersChangedEvent;
   /** a conversation the client did not know about showed up */
   conversation: Partial<Conversation> & { id: number };
   synced: SyncedEvent;
@@ -261,3 +276,5 @@ export declare class XindaoClient {
 
 export declare function createClient(options?: ClientOptions): XindaoClient;
 export declare function newCmid(): string;
+/** Fills in what a lean `message` push leaves out (`kind: 'text'`); accepts the old and the new shape. */
+export declare function normalizeMessage<T extends Partial<Message>>(m: T): T & { kind: 'text' | 'custom' };

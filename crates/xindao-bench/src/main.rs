@@ -7,6 +7,7 @@ mod client;
 mod connections;
 mod direct;
 mod fanout;
+mod join_storm;
 mod mqtt;
 mod proto;
 mod send_floor;
@@ -64,6 +65,8 @@ enum Cmd {
     Direct(direct::Opts),
     /// N clients drop at once, messages arrive meanwhile, all reconnect and sync: time until all caught up.
     ReconnectStorm(storm::Opts),
+    /// N connected clients join one room at once: time until all joined, pushes sent (xindao only).
+    JoinStorm(join_storm::Opts),
     /// No server: one thread on the server's core writes a frame to each of N loopback sockets; the kernel's
     /// cost per send, the ceiling for fan-out deliveries per CPU-second with one write per delivery.
     SendFloor(send_floor::Opts),
@@ -79,6 +82,7 @@ impl Cmd {
             Cmd::Fanout(_) => "fanout",
             Cmd::Direct(_) => "direct",
             Cmd::ReconnectStorm(_) => "reconnect-storm",
+            Cmd::JoinStorm(_) => "join-storm",
             Cmd::SendFloor(_) => "send-floor",
             Cmd::Worker(_) => "worker",
         }
@@ -160,6 +164,10 @@ async fn run(cli: Cli) -> Result<()> {
                 eprintln!("{scenario}: skipping mosquitto ({})", proto::MQTT_ONLY);
                 continue;
             }
+            if matches!(cli.cmd, Cmd::JoinStorm(_)) && target != Target::Xindao {
+                eprintln!("join-storm: skipping {} (xindao only)", target.name());
+                continue;
+            }
             if matches!(cli.cmd, Cmd::ReconnectStorm(_)) && target != Target::Xindao {
                 eprintln!(
                     "reconnect-storm: skipping {} (the Socket.IO peer has no sync: missed events are lost)",
@@ -187,6 +195,7 @@ async fn run(cli: Cli) -> Result<()> {
                 Cmd::Fanout(o) => fanout::run(o, &server, run).await,
                 Cmd::Direct(o) => direct::run(o, &server, run).await,
                 Cmd::ReconnectStorm(o) => storm::run(o, &server, run).await,
+                Cmd::JoinStorm(o) => join_storm::run(o, &server, run).await,
                 Cmd::SendFloor(_) | Cmd::Worker(_) => unreachable!(),
             };
             let command = server.command.clone();

@@ -464,7 +464,7 @@ function renderMessages(stickToBottom) {
     list.append(
       h(
         'li',
-        { class: 'msg ' + (mine ? 'mine' : 'theirs'), dataset: { seq: String(m.seq), cmid: m.cmid, sender: String(m.sender_id) } },
+        { class: 'msg ' + (mine ? 'mine' : 'theirs'), dataset: { seq: String(m.seq), sender: String(m.sender_id), ...(m.cmid ? { cmid: m.cmid } : {}) } },
         showName ? h('div', { class: 'sender small' }, S.users.get(m.sender_id) || 'user ' + m.sender_id) : null,
         h('div', { class: 'bubble' }, h('span', { class: 'text' }, contentText(m))),
         h(

@@ -44,6 +44,16 @@ class XindaoError extends Error {
   }
 }
 
+/**
+ * Fills in what a lean `message` push leaves out (docs/protocol.md, "Push shapes"): `kind` is absent when it
+ * is `text`. `cmid` stays absent on pushes of other users' messages (only the sender's devices get it). Reads
+ * both the lean and the older full shape; returns the same object.
+ */
+function normalizeMessage(m) {
+  if (m && typeof m === 'object' && m.kind === undefined) m.kind = 'text';
+  return m;
+}
+
 /** A client message id: 1..64 chars of [A-Za-z0-9_.:-], unique per sender. */
 function newCmid() {
   let rnd = '';
@@ -179,7 +189,7 @@ function openWxTransport(wx, url, token, cb) {
 /**
  * The xindao client. See README.md and xindao.d.ts for the API.
  *
- * Events: `state`, `open`, `message`, `read`, `typing`, `presence`, `member`, `conversation`, `synced`,
+ * Events: `state`, `open`, `message`, `read`, `typing`, `presence`, `member`, `members_changed`, `conversation`, `synced`,
  * `resync`, `session_ended`, `error`, `event` (any push, raw).
  */
 class XindaoClient extends Emitter {
@@ -676,6 +686,7 @@ class XindaoClient extends Emitter {
   }
 
   _onPush(event, data) {
+    if (event === 'message') normalizeMessage(data);
     this.emit('event', { event, data });
     switch (event) {
       case 'hello':
@@ -706,6 +717,9 @@ class XindaoClient extends Emitter {
         }
         return;
       }
+      case 'members_changed':
+        // a big room's joins and leaves, summarised (at most one per room per second)
+        return this.emit('members_changed', data);
       case 'resync':
         this.emit('resync', data);
         return this._syncAll();
@@ -1357,4 +1371,4 @@ function createClient(options) {
   return new XindaoClient(options);
 }
 
-module.exports = { PROTOCOL_VERSION, STATES, XindaoError, newCmid, XindaoClient, createClient };
+module.exports = { PROTOCOL_VERSION, STATES, XindaoError, normalizeMessage, newCmid, XindaoClient, createClient };

@@ -42,6 +42,16 @@ export class XindaoError extends Error {
   }
 }
 
+/**
+ * Fills in what a lean `message` push leaves out (docs/protocol.md, "Push shapes"): `kind` is absent when it
+ * is `text`. `cmid` stays absent on pushes of other users' messages (only the sender's devices get it). Reads
+ * both the lean and the older full shape; returns the same object.
+ */
+export function normalizeMessage(m) {
+  if (m && typeof m === 'object' && m.kind === undefined) m.kind = 'text';
+  return m;
+}
+
 /** A client message id: 1..64 chars of [A-Za-z0-9_.:-], unique per sender. */
 export function newCmid() {
   let rnd = '';
@@ -177,7 +187,7 @@ function openWxTransport(wx, url, token, cb) {
 /**
  * The xindao client. See README.md and xindao.d.ts for the API.
  *
- * Events: `state`, `open`, `message`, `read`, `typing`, `presence`, `member`, `conversation`, `synced`,
+ * Events: `state`, `open`, `message`, `read`, `typing`, `presence`, `member`, `members_changed`, `conversation`, `synced`,
  * `resync`, `session_ended`, `error`, `event` (any push, raw).
  */
 export class XindaoClient extends Emitter {
@@ -674,6 +684,7 @@ export class XindaoClient extends Emitter {
   }
 
   _onPush(event, data) {
+    if (event === 'message') normalizeMessage(data);
     this.emit('event', { event, data });
     switch (event) {
       case 'hello':
@@ -704,6 +715,9 @@ export class XindaoClient extends Emitter {
         }
         return;
       }
+      case 'members_changed':
+        // a big room's joins and leaves, summarised (at most one per room per second)
+        return this.emit('members_changed', data);
       case 'resync':
         this.emit('resync', data);
         return this._syncAll();

@@ -3,7 +3,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../testlib/server.mjs';
 import { connectedClient, nextEvent, waitFor, seqsOf, range } from '../testlib/util.mjs';
-import { XindaoError } from '../src/xindao.js';
+import { XindaoError, normalizeMessage } from '../src/xindao.js';
 
 let srv;
 const clients = [];
@@ -67,6 +67,11 @@ test('1:1 chat: ack, push, typing, read marks, presence, unread counts', async (
   assert.equal(m1.sender_id, a.user.id);
   await waitFor(() => b.received.some((m) => m.id === m1.id), 5000, 'bob receives the message');
   assert.ok(a.received.some((m) => m.id === m1.id), 'own message delivered in order too');
+  // A lean push: no cmid for bob (it is alice's), and the SDK fills in the default kind.
+  const pushed = b.received.find((m) => m.id === m1.id);
+  assert.equal(pushed.cmid, undefined);
+  assert.equal(pushed.kind, 'text');
+  assert.deepEqual({ ...pushed, cmid: m1.cmid }, m1);
   const conv = m1.conversation_id;
 
   await a.send(conv, 'second');
@@ -110,6 +115,13 @@ test('rooms: create, public list, join, members, member events, leave', async ()
   assert.equal((await joined).user_id, b.user.id);
   const members = await a.roomMembers(room.id);
   assert.deepEqual(members.map((m) => [m.user.id, m.role]).sort(), [[a.user.id, 'owner'], [b.user.id, 'member']].sort());
+  const page1 = await a.request('room_members', { conversation_id: room.id, limit: 1 });
+  assert.deepEqual(page1.members.map((m) => m.user.id), [a.user.id]);
+  assert.equal(page1.has_more, true);
+  const page2 = await a.request('room_members', { conversation_id: room.id, limit: 1, cursor: page1.next_cursor });
+  assert.deepEqual(page2.members.map((m) => m.user.id), [b.user.id]);
+  assert.equal(page2.has_more, false);
+  assert.equal(page2.next_cursor, null);
 
   for (let i = 1; i <= 5; i++) await a.send(room.id, 'room msg ' + i);
   await waitFor(() => seqsOf(b.received, room.id).length === 5, 5000, 'room messages');
@@ -161,6 +173,49 @@ test('same cmid twice: one message, the second ack says duplicate', async () => 
   const h = await a.history(room.id);
   assert.equal(h.messages.length, 1);
   assert.deepEqual(seqsOf(a.received, room.id), [1], 'delivered once');
+});
+
+test('normalizeMessage reads the lean and the full push shapes', () => {
+  const full = { id: 1, conversation_id: 2, seq: 3, sender_id: 4, cmid: 'c-1', kind: 'custom', content: { a: 1 }, ts: 5 };
+  assert.deepEqual(normalizeMessage({ ...full }), full, 'the full shape is left as it is');
+  const lean = { id: 1, conversation_id: 2, seq: 3, sender_id: 4, content: 'hi', ts: 5 };
+  assert.deepEqual(normalizeMessage({ ...lean }), { ...lean, kind: 'text' });
+  assert.deepEqual(normalizeMessage({ ...lean, kind: 'text', cmid: 'c-2' }), { ...lean, kind: 'text', cmid: 'c-2' });
+});
+
+test('a big room: joins come as members_changed summaries, own joins as member events', async () => {
+  const big = await startServer({ args: ['--room-member-events-max', '2'] });
+  const local = [];
+  try {
+    const c = async (name) => {
+      const x = await connectedClient(big.url, name);
+      local.push(x);
+      return x;
+    };
+    const owner = await c('big-owner');
+    const room = await owner.createRoom('big-' + Date.now());
+    const ownJoin = [];
+    const summaries = [];
+    owner.on('members_changed', (e) => summaries.push(e));
+    owner.on('member', (e) => ownJoin.push(e));
+    const joiners = [];
+    for (let i = 0; i < 5; i++) {
+      const j = await c('big-joiner-' + i);
+      const mine = nextEvent(j, 'member', (m) => m.user_id === j.user.id && m.action === 'joined');
+      await j.joinRoom(room.id);
+      await mine;
+      joiners.push(j);
+    }
+    await waitFor(() => summaries.reduce((n, e) => n + e.joined, 0) === 4, 5000, 'joins above the threshold summarised');
+    assert.equal(ownJoin.length, 1, 'one member event: the join that kept the room at the threshold');
+    assert.equal(summaries[summaries.length - 1].members, 6);
+    const ack = await joiners[4].send(room.id, 'hello big room');
+    await waitFor(() => owner.received.some((m) => m.id === ack.message.id), 5000, 'messages still flow');
+  } finally {
+    for (const x of local) x.close();
+    await big.stop();
+    big.cleanup();
+  }
 });
 
 test('conversations() follows the pages; conversationsPage() gives one; sync covers every conversation', async () => {

@@ -3,7 +3,8 @@
 //! The store's writers only commit: they hand every committed batch to this task through a bounded channel
 //! (the [`CommitSink`]) before they answer the batch's senders, so a client never holds an ack whose push has
 //! not been handed over. This task runs on the runtime, takes the batches in commit order, encodes each
-//! message's event once for all its recipients and publishes it on the bus (which delivers locally through the
+//! message's push once for its sender's other connections (with the `cmid`) and once for everyone else
+//! (without: [`protocol::push`]) and publishes both in one delivery on the bus (which delivers locally through the
 //! hub and, on a cluster bus, to the other nodes). The sending connection is skipped: it has the ack.
 //!
 //! It ends when every sender of the channel is gone, i.e. once the store has shut down and committed what it
@@ -15,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::bus::Bus;
-use crate::hub::Delivery;
+use crate::hub::{Delivery, OwnFrame};
 use crate::metrics::Metrics;
 use crate::protocol;
 use crate::store::{CommitSink, Committed};
@@ -42,10 +43,14 @@ async fn run(mut commits: mpsc::Receiver<Vec<Committed>>, bus: Arc<dyn Bus>, met
     while let Some(batch) = commits.recv().await {
         for Committed { message, origin } in batch {
             metrics.messages_committed.inc();
-            let frame = protocol::event("message", &message);
+            let frames = protocol::push::message_frames(&message);
             bus.publish(Delivery::Conversation {
                 conversation_id: message.conversation_id,
-                frame,
+                frame: frames.others,
+                own: Some(OwnFrame {
+                    user_id: message.sender_id,
+                    frame: frames.sender,
+                }),
                 skip_conn: origin,
                 skip_user: 0,
             });

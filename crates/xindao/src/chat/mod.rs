@@ -4,7 +4,8 @@
 //! One file per group of operations, each operation a small function taking the caller and its typed
 //! arguments: `messages` (send, history, sync), `rooms` (conversations and membership), `presence`
 //! (presence, typing), `read` (read marks). `session` registers and ends connections; `fanout` turns
-//! committed messages into pushes. `paging` bounds every reply and `limits` holds the per-user rate limits.
+//! committed messages into pushes; `summaries` coalesces the membership changes of big rooms. `paging`
+//! bounds every reply and `limits` holds the per-user rate limits.
 
 pub mod fanout;
 mod limits;
@@ -14,6 +15,7 @@ mod presence;
 mod read;
 mod rooms;
 mod session;
+mod summaries;
 
 use std::sync::Arc;
 
@@ -41,6 +43,7 @@ pub struct Chat {
     bus: Arc<dyn Bus>,
     hub: Arc<Hub>,
     config: Arc<Config>,
+    summaries: Arc<summaries::Summaries>,
     room_adds: limits::PerUser,
     lookups: limits::PerUser,
 }
@@ -53,6 +56,7 @@ impl Chat {
         config: Arc<Config>,
     ) -> Chat {
         Chat {
+            summaries: summaries::Summaries::new(store.clone(), bus.clone()),
             room_adds: limits::PerUser::per_minute(config.room_adds_per_min),
             lookups: limits::PerUser::per_minute(config.lookups_per_min),
             store,

@@ -74,6 +74,7 @@ impl Chat {
         self.bus.publish(Delivery::Conversation {
             conversation_id: a.conversation_id,
             frame,
+            own: None,
             skip_conn: caller.conn_id,
             skip_user: caller.user_id,
         });

@@ -23,6 +23,7 @@ use crate::validate;
 use super::paging::{
     decode_activity, decode_member, encode_activity, encode_member, fitting, REPLY_BYTES_MAX,
 };
+use super::summaries::Change;
 use super::{raw, Caller, Chat};
 
 const PUBLIC_ROOMS_MAX: usize = 200;
@@ -90,7 +91,8 @@ impl Chat {
     ) -> Result<Box<RawValue>> {
         let user = caller.user_id;
         if self.store.join_room(a.conversation_id, user, None).await? {
-            self.membership_changed(a.conversation_id, user, "joined", user);
+            self.membership_changed(a.conversation_id, user, "joined", user)
+                .await;
         }
         self.conversation_reply(a.conversation_id, user).await
     }
@@ -107,7 +109,8 @@ impl Chat {
             .join_room(a.conversation_id, a.user_id, Some(by))
             .await?
         {
-            self.membership_changed(a.conversation_id, a.user_id, "added", by);
+            self.membership_changed(a.conversation_id, a.user_id, "added", by)
+                .await;
         }
         raw(&json!({}))
     }
@@ -123,7 +126,8 @@ impl Chat {
             .leave_room(a.conversation_id, a.user_id, Some(by))
             .await?
         {
-            self.membership_changed(a.conversation_id, a.user_id, "removed", by);
+            self.membership_changed(a.conversation_id, a.user_id, "removed", by)
+                .await;
         }
         raw(&json!({}))
     }
@@ -135,7 +139,8 @@ impl Chat {
     ) -> Result<Box<RawValue>> {
         let user = caller.user_id;
         if self.store.leave_room(a.conversation_id, user, None).await? {
-            self.membership_changed(a.conversation_id, user, "left", user);
+            self.membership_changed(a.conversation_id, user, "left", user)
+                .await;
         }
         raw(&json!({}))
     }
@@ -234,9 +239,11 @@ impl Chat {
         Ok(id)
     }
 
-    /// Routes the conversation to (or away from) `user` and tells the members. The user's own connections
-    /// hear about it too, even when they were removed.
-    fn membership_changed(
+    /// Routes the conversation to (or away from) `user` and tells the members: each change as a `member`
+    /// push in a room of at most `room_member_events_max` members, in a bigger one a `members_changed`
+    /// summary within a second ([`super::summaries`]). The user's own connections get their `member` push
+    /// either way, even when they were removed.
+    async fn membership_changed(
         &self,
         conversation_id: ConversationId,
         user_id: UserId,
@@ -253,6 +260,12 @@ impl Chat {
                 by,
             },
         );
+        // A room whose size cannot be read now is treated as small: the change is told as before.
+        let big = self
+            .store
+            .member_count(conversation_id)
+            .await
+            .is_ok_and(|count| count > self.config.room_member_events_max as i64);
         if joined {
             self.bus.publish(Delivery::Membership {
                 conversation_id,
@@ -260,18 +273,32 @@ impl Chat {
                 member: true,
             });
         }
-        self.bus.publish(Delivery::Conversation {
-            conversation_id,
-            frame: frame.clone(),
-            skip_conn: 0,
-            skip_user: 0,
-        });
+        if big {
+            self.summaries.record(
+                conversation_id,
+                Change {
+                    user_id,
+                    action,
+                    by,
+                },
+            );
+        } else {
+            self.bus.publish(Delivery::Conversation {
+                conversation_id,
+                frame: frame.clone(),
+                own: None,
+                skip_conn: 0,
+                skip_user: 0,
+            });
+        }
         if !joined {
             self.bus.publish(Delivery::Membership {
                 conversation_id,
                 user_id,
                 member: false,
             });
+        }
+        if big || !joined {
             self.bus.publish(Delivery::User { user_id, frame });
         }
     }

@@ -122,6 +122,10 @@ pub struct Config {
     /// Largest page of history or sync.
     #[arg(long, default_value_t = 200)]
     pub history_page_max: usize,
+    /// Rooms with more members than this get membership changes as a `members_changed` summary, at most one
+    /// per room per second, instead of a `member` push per change.
+    #[arg(long, default_value_t = 500)]
+    pub room_member_events_max: usize,
     /// Requests per second allowed per connection.
     #[arg(long, default_value_t = 20)]
     pub rate_per_sec: u32,

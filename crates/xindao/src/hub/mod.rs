@@ -29,9 +29,12 @@ pub type ConnId = u64;
 #[derive(Debug, Clone)]
 pub enum Delivery {
     /// To every local connection of every member of the conversation, except `skip_conn` and `skip_user`.
+    /// The connections of `own.user_id` get `own.frame` instead of `frame` (a message's sender's other
+    /// devices get its `cmid`, which nobody else needs).
     Conversation {
         conversation_id: ConversationId,
         frame: Utf8Bytes,
+        own: Option<OwnFrame>,
         skip_conn: ConnId,
         skip_user: UserId,
     },
@@ -47,6 +50,13 @@ pub enum Delivery {
     },
     /// Close every connection opened with this session (logout).
     EndSession { token_hash: [u8; 32] },
+}
+
+/// The variant of a conversation push that one member's own connections get.
+#[derive(Debug, Clone)]
+pub struct OwnFrame {
+    pub user_id: UserId,
+    pub frame: Utf8Bytes,
 }
 
 struct ConnSlot {
@@ -223,6 +233,7 @@ impl Hub {
 
     /// Delivers locally. Never waits; evicts connections whose queue is full.
     pub fn deliver(&self, delivery: &Delivery) {
+        let mut own = None;
         let (frame, recipients) = match delivery {
             Delivery::Membership {
                 conversation_id,
@@ -248,10 +259,14 @@ impl Hub {
             Delivery::Conversation {
                 conversation_id,
                 frame,
+                own: own_frame,
                 skip_conn,
                 skip_user,
             } => (
-                frame,
+                {
+                    own = own_frame.as_ref();
+                    frame
+                },
                 self.recipients(|state, add| {
                     let Some(members) = state.conversations.get(conversation_id) else {
                         return;
@@ -296,6 +311,10 @@ impl Hub {
         };
         let mut evicted = Vec::new();
         for (user, conn_id, outbox) in recipients {
+            let frame = match own {
+                Some(own) if own.user_id == user => &own.frame,
+                _ => frame,
+            };
             match outbox.push(frame) {
                 Pushed::Queued => {
                     self.metrics.pushes.inc();

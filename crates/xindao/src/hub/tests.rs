@@ -66,6 +66,7 @@ fn to_conversation(
     Delivery::Conversation {
         conversation_id,
         frame: text("m"),
+        own: None,
         skip_conn,
         skip_user,
     }
@@ -115,6 +116,27 @@ fn a_conversation_push_reaches_every_member_connection_but_the_skipped() {
         "skip_user"
     );
     assert_eq!(b.frames(), ["m"]);
+}
+
+#[test]
+fn the_senders_own_connections_get_their_variant_of_a_push() {
+    let hub = hub();
+    let mut a1 = connect(&hub, 1, &[10]);
+    let mut a2 = connect(&hub, 1, &[10]);
+    let mut b = connect(&hub, 2, &[10]);
+    hub.deliver(&Delivery::Conversation {
+        conversation_id: 10,
+        frame: text("lean"),
+        own: Some(OwnFrame {
+            user_id: 1,
+            frame: text("with cmid"),
+        }),
+        skip_conn: a1.id,
+        skip_user: 0,
+    });
+    assert!(a1.frames().is_empty(), "the sending connection is skipped");
+    assert_eq!(a2.frames(), ["with cmid"]);
+    assert_eq!(b.frames(), ["lean"]);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 pub mod op;
 #[cfg(test)]
 mod props;
+pub mod push;
 
 use std::fmt;
 

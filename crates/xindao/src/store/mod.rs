@@ -175,6 +175,8 @@ pub trait Store: Send + Sync + 'static {
         cursor: Option<MemberCursor>,
         limit: usize,
     ) -> Result<Vec<Member>>;
+    /// How many members the conversation has.
+    async fn member_count(&self, conversation: ConversationId) -> Result<i64>;
     async fn is_member(&self, conversation: ConversationId, user: UserId) -> Result<bool>;
     /// The conversation as `user` sees it; `Forbidden` when not a member, `NotFound` when absent.
     async fn conversation_for(

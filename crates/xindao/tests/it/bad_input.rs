@@ -209,13 +209,15 @@ async fn slow_reader_is_dropped_with_4009_and_others_do_not_wait() {
     let started = std::time::Instant::now();
     let mut fast_seen = 0;
     for i in 0..3000 {
-        a.ok(
-            "send",
-            json!({ "to_user": bob.user_id, "cmid": format!("b{i}"), "content": big }),
-        )
-        .await;
+        let acked = a
+            .ok(
+                "send",
+                json!({ "to_user": bob.user_id, "cmid": format!("b{i}"), "content": big }),
+            )
+            .await;
+        assert_eq!(acked["message"]["cmid"], format!("b{i}"));
         let message = fast.event("message").await;
-        assert_eq!(message["cmid"], format!("b{i}"));
+        assert_eq!(message, pushed_as(&acked["message"], false));
         fast_seen += 1;
         if i % 25 == 0 && server_dropped(&server).await {
             break;

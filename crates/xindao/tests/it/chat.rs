@@ -28,12 +28,18 @@ async fn direct_message_reaches_peer_and_senders_other_devices() {
     assert_eq!(ack["duplicate"], false);
 
     let pushed = bob_phone.event("message").await;
-    assert_eq!(&pushed, message, "bob gets exactly the acked message");
     assert_eq!(
-        &alice_web.event("message").await,
-        message,
-        "alice's other device gets it"
+        pushed,
+        pushed_as(message, false),
+        "bob gets exactly the acked message, without what only alice needs"
     );
+    assert!(pushed.get("cmid").is_none() && pushed.get("kind").is_none());
+    assert_eq!(
+        alice_web.event("message").await,
+        pushed_as(message, true),
+        "alice's other device gets it, with its cmid"
+    );
+    assert_eq!(pushed_as(message, true)["cmid"], "m1");
     alice_phone
         .no_event("message", Duration::from_millis(200))
         .await;
@@ -114,7 +120,7 @@ async fn room_fan_out_membership_and_permissions() {
     );
 
     let sent = o.say(room_id, "r1", "welcome").await;
-    assert_eq!(m.event("message").await, sent);
+    assert_eq!(m.event("message").await, pushed_as(&sent, false));
     x.no_event("message", Duration::from_millis(200)).await;
 
     let members = m
@@ -208,7 +214,10 @@ async fn resend_with_same_cmid_is_idempotent() {
             json!({ "to_user": bob.user_id, "cmid": "same", "content": "once" }),
         )
         .await;
-    assert_eq!(b.event("message").await, first["message"]);
+    assert_eq!(
+        b.event("message").await,
+        pushed_as(&first["message"], false)
+    );
     // A retry from another device of the same user, even after reconnecting, returns the original ack.
     let mut a2 = server.connect(&alice).await;
     let again = a2

@@ -354,6 +354,20 @@ impl Client {
     }
 }
 
+/// The `message` push an acked message makes (docs/protocol.md, "Push shapes"): no `kind` when it is `text`,
+/// and the `cmid` only for the sender's own connections.
+pub fn pushed_as(message: &Value, to_sender: bool) -> Value {
+    let mut pushed = message.clone();
+    let fields = pushed.as_object_mut().expect("a message is an object");
+    if fields.get("kind") == Some(&json!("text")) {
+        fields.remove("kind");
+    }
+    if !to_sender {
+        fields.remove("cmid");
+    }
+    pushed
+}
+
 /// A client whose socket has a tiny receive buffer, so that the server's writes back up quickly.
 pub async fn connect_small_buffer(addr: SocketAddr, token: &str) -> Client {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();

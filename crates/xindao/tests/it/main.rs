@@ -31,6 +31,7 @@ mod lockout;
 mod login;
 mod login_burst;
 mod login_hardening;
+mod membership;
 mod protocol_edges;
 mod store_caps;
 mod store_migrate;

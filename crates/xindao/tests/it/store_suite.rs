@@ -257,6 +257,7 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
     assert!(!s.leave_room(public, carol.id, None).await.unwrap());
     assert!(s.leave_room(invite, alice.id, None).await.unwrap());
     let members = s.members(invite, None, 1000).await.unwrap();
+    assert_eq!(s.member_count(invite).await.unwrap(), 1);
     assert_eq!(members.len(), 1);
     assert_eq!((members[0].user.id, members[0].role), (bob.id, Role::Owner));
     assert_eq!(

@@ -5,7 +5,7 @@
 use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::hub::Delivery;
+use crate::hub::{Delivery, OwnFrame};
 use crate::model::{ConversationId, UserId};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -25,9 +25,13 @@ pub struct Envelope {
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum Wire {
     /// A delivery for the hub of every other node. `skip_conn` is node-local and does not travel.
+    /// `own` is the variant for one member's connections (absent for most pushes; a node that predates it
+    /// ignores it and sends `frame` to everyone).
     Conversation {
         conversation_id: ConversationId,
         frame: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        own: Option<WireOwn>,
         skip_user: UserId,
     },
     User {
@@ -62,6 +66,13 @@ pub enum Wire {
     Resync,
 }
 
+/// The variant of a conversation push for one member's own connections.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WireOwn {
+    user_id: UserId,
+    frame: String,
+}
+
 impl Wire {
     /// The cluster form of a delivery; `None` for what stays on this node (presence watchers are told by
     /// each node from its own view of presence).
@@ -70,11 +81,16 @@ impl Wire {
             Delivery::Conversation {
                 conversation_id,
                 frame,
+                own,
                 skip_user,
                 ..
             } => Wire::Conversation {
                 conversation_id: *conversation_id,
                 frame: frame.as_str().to_owned(),
+                own: own.as_ref().map(|own| WireOwn {
+                    user_id: own.user_id,
+                    frame: own.frame.as_str().to_owned(),
+                }),
                 skip_user: *skip_user,
             },
             Delivery::User { user_id, frame } => Wire::User {
@@ -103,10 +119,15 @@ impl Wire {
             Wire::Conversation {
                 conversation_id,
                 frame,
+                own,
                 skip_user,
             } => Delivery::Conversation {
                 conversation_id,
                 frame: Utf8Bytes::from(frame),
+                own: own.map(|own| OwnFrame {
+                    user_id: own.user_id,
+                    frame: Utf8Bytes::from(own.frame),
+                }),
                 // Connection ids start at 1: 0 skips nobody.
                 skip_conn: 0,
                 skip_user,

@@ -232,6 +232,10 @@ impl Store for PostgresStore {
         reads::members(self, conversation, cursor, limit).await
     }
 
+    async fn member_count(&self, conversation: ConversationId) -> Result<i64> {
+        reads::member_count(self, conversation).await
+    }
+
     async fn is_member(&self, conversation: ConversationId, user: UserId) -> Result<bool> {
         reads::is_member(self, conversation, user).await
     }

@@ -28,6 +28,22 @@ pub(super) async fn members(
     rows::all(&found, member)
 }
 
+pub(super) async fn member_count(
+    store: &PostgresStore,
+    conversation: ConversationId,
+) -> Result<i64> {
+    let found = store
+        .query_opt(
+            "SELECT COUNT(*) FROM members WHERE conversation_id = $1",
+            &[&conversation],
+        )
+        .await?;
+    match found {
+        Some(row) => row.try_get(0).map_err(map_pg),
+        None => Ok(0),
+    }
+}
+
 pub(super) async fn is_member(
     store: &PostgresStore,
     conversation: ConversationId,

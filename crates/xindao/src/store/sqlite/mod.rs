@@ -280,6 +280,11 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn member_count(&self, conversation: ConversationId) -> Result<i64> {
+        self.read_quick(move |conn| rooms::member_count(conn, conversation))
+            .await
+    }
+
     async fn is_member(&self, conversation: ConversationId, user: UserId) -> Result<bool> {
         self.read_quick(move |conn| reads::is_member(conn, conversation, user))
             .await

@@ -199,3 +199,11 @@ pub(super) fn members(
         })?
         .collect()
 }
+
+pub(super) fn member_count(
+    conn: &Connection,
+    conversation: ConversationId,
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT COUNT(*) FROM members WHERE conversation_id = ?1")?
+        .query_row([conversation], |row| row.get(0))
+}
