@@ -60,7 +60,8 @@ for i in $(seq "$NODES"); do
     --store "$PG/$DB" --postgres-pool-size "$POOL"
     --bus redis://127.0.0.1:6379 --bus-channel "xindao-bench-$$" --node-id "$node"
     --dev-login true --max-connections "$MAX_CONN" --max-connections-per-user 100
-    --max-connections-per-ip 1000000 --admin-listen ""
+    --max-connections-per-ip 1000000 --admin-listen "" --room-adds-per-min 1000000 --lookups-per-min 1000000
+    --login-per-ip-per-minute 1000000 --login-per-second 1000000
     --rate-per-sec 1000000 --rate-burst 1000000 --log warn)
   echo "${cmd[*]}" >> "$OUT/nodes.txt"
   "${cmd[@]}" > "$work/$node.out" 2> "$work/$node.err" &

@@ -34,7 +34,8 @@ for node in a b; do
   taskset -c 0 ./target/release/xindao serve --listen 127.0.0.1:0 --data-dir "$work/$node" \
     --store "$PG/$DB" --bus redis://127.0.0.1:6379 --bus-channel "xindao-bench-$$" --node-id "$node" \
     --dev-login true --max-connections 19900 --max-connections-per-user 100 \
-    --max-connections-per-ip 1000000 --admin-listen "" \
+    --max-connections-per-ip 1000000 --admin-listen "" --room-adds-per-min 1000000 --lookups-per-min 1000000 \
+    --login-per-ip-per-minute 1000000 --login-per-second 1000000 \
     --rate-per-sec 1000000 --rate-burst 1000000 --log warn > "$work/$node.out" 2> "$work/$node.err" &
   pids+=($!)
   for _ in $(seq 100); do grep -q listening "$work/$node.out" && break; sleep 0.1; done

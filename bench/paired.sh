@@ -2,6 +2,7 @@
 # Paired comparison of two xindao binaries on the scenarios that decide a hot-path change: fan-out and 1:1.
 #
 #   bench/paired.sh OLD_BINARY NEW_BINARY            # RUNS=3 by default
+#   MODES=default bench/paired.sh OLD NEW                        # one runtime only (default or pinned)
 #   OLD_BENCH=path/to/old/xindao-bench bench/paired.sh OLD NEW   # when the old server predates flags the
 #                                                                # current harness passes (build it at OLD's commit)
 #
@@ -27,7 +28,7 @@ scenarios() { # bin dir server_cpu gen_cpu harness
 }
 
 for run in $(seq 1 "$RUNS"); do
-  for mode in default pinned; do
+  for mode in ${MODES:-default pinned}; do
     if [ "$mode" = default ]; then cpus=("" ""); else cpus=(0 1); fi
     for side in old new; do
       bin="$OLD"; harness="${OLD_BENCH:-./target/release/xindao-bench}"

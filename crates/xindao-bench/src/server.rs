@@ -120,6 +120,12 @@ impl Server {
                     // Every load-generator connection comes from 127.0.0.1.
                     "--max-connections-per-ip".into(),
                     "1000000".into(),
+                    // One owner adds thousands of members, and every pair opens a direct conversation:
+                    // the per-user limits are for people, not for a load generator's setup.
+                    "--room-adds-per-min".into(),
+                    "1000000".into(),
+                    "--lookups-per-min".into(),
+                    "1000000".into(),
                     // No admin listener: two servers on one machine would both want 127.0.0.1:9090.
                     "--admin-listen".into(),
                     "".into(),
