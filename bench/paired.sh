@@ -32,7 +32,7 @@ for run in $(seq 1 "$RUNS"); do
     if [ "$mode" = default ]; then cpus=("" ""); else cpus=(0 1); fi
     for side in old new; do
       bin="$OLD"; harness="${OLD_BENCH:-./target/release/xindao-bench}"
-      if [ "$side" = new ]; then bin="$NEW"; harness=./target/release/xindao-bench; fi
+      if [ "$side" = new ]; then bin="$NEW"; harness="${NEW_BENCH:-./target/release/xindao-bench}"; fi
       dir="$OUT/$side-$mode/run$run"
       mkdir -p "$dir"
       echo "== run $run, $mode runtime, $side ($bin)"
