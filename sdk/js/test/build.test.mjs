@@ -15,7 +15,7 @@ test('the web page and the package import the ESM source itself (no copy to go s
   const web = readFileSync(join(repo, 'crates', 'xindao', 'src', 'http', 'web.rs'), 'utf8');
   assert.match(web, /include_bytes!\("\.\.\/\.\.\/\.\.\/\.\.\/sdk\/js\/src\/xindao\.js"\)/);
   const p = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8'));
-  assert.equal(p.exports['.'].import, './src/xindao.js');
+  assert.equal(p.exports['.'].import.default, './src/xindao.js');
   assert.ok(!existsSync(join(repo, 'crates', 'xindao', 'web', 'xindao.js')), 'no stale copy beside the web page');
 });
 
