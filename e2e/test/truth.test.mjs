@@ -97,6 +97,7 @@ test('offline is shown within 5 s and recovered with nothing lost or doubled; an
   await alice.page.waitForSelector('#conn:not([data-state="open"])', { timeout: 5000 });
   const took = Date.now() - t0;
   assert.ok(took <= 5000, `offline shown after ${took} ms`);
+  console.log(`offline shown after ${took} ms`);
   await alice.page.waitForSelector('#chat-sub[data-online="unknown"]', { timeout: 2000 });
   await send(alice, 'offline 1');
   await send(alice, 'offline 2');

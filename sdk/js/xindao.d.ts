@@ -218,7 +218,7 @@ export interface ClientOptions {
   connectTimeoutMs?: number;
   /** connect()/ready() reject with `unreachable` after this long without an open connection (default 15000; 0 = wait). */
   readyTimeoutMs?: number;
-  /** The ping sent when the page becomes visible or the network changes: no answer within this = dead (default 4000). */
+  /** The ping sent when the page becomes visible or the network changes: no answer within this = dead (default 3000). */
   livenessTimeoutMs?: number;
   /** Application `ping` interval; default: the server's hello.heartbeat_ms, capped at 25000. */
   heartbeatMs?: number;

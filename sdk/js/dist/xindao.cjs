@@ -19,7 +19,7 @@ const DEFAULTS = {
   sendTimeoutMs: 30000, // a send() from the call to its ack, queued time included; 0 = no limit
   connectTimeoutMs: 10000, // socket open + hello
   readyTimeoutMs: 15000, // connect()/ready() reject with `unreachable` after this long without an open socket; 0 = wait
-  livenessTimeoutMs: 4000, // the ping sent when the page becomes visible or the network changes: no answer = dead
+  livenessTimeoutMs: 3000, // the ping sent when the page becomes visible or the network changes: no answer = dead
   heartbeatMs: 0, // 0 = use the server's hello.heartbeat_ms (capped at 25 s)
   heartbeatTimeoutMs: 0, // 0 = 2 x heartbeatMs: nothing received for this long = dead socket
   outboxMax: 200, // sends queued while disconnected or in flight; more are refused with `outbox_full`
@@ -149,6 +149,7 @@ const ERROR_TEXT = {
     network: '网络错误，请检查网络',
     unsupported: '当前环境不支持此功能',
     socket_error: '连接出错',
+    recall_window_passed: '已超过可撤回的时间',
     unknown: '出错了',
   },
   en: {
@@ -181,6 +182,7 @@ const ERROR_TEXT = {
     network: 'Network error: check your connection',
     unsupported: 'Not supported here',
     socket_error: 'Connection error',
+    recall_window_passed: 'Too late to recall this message',
     unknown: 'Something went wrong',
   },
 };
@@ -1174,11 +1176,9 @@ class XindaoClient extends Emitter {
     }
     // restored sends are older than any made since this client started: they go first, keeping call order
     this._outbox.unshift(...restored);
-    if (restored.length) {
-      this._log('info', 'outbox restored', { count: restored.length });
-      this._saveOutbox();
-      this._flushOutbox();
-    }
+    if (restored.length) this._log('info', 'outbox restored', { count: restored.length });
+    if (restored.length || this._outbox.length) this._saveOutbox(); // sends made before the user was known too
+    if (restored.length) this._flushOutbox();
   }
   _storedLimits() {
     const s = this.options.storage;
