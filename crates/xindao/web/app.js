@@ -1,10 +1,13 @@
 // xindao web chat, built on the SDK (/xindao.js): login, the session, the connection banner, the conversation
-// list (unread counts, also in the tab title), public rooms, room creation, and the SDK's events. The open
-// conversation lives in chat.js, people (profile, search, contacts, members) in people.js, strings in i18n.js.
+// list (unread counts, also in the tab title) and the SDK's events. The open conversation lives in chat.js (its
+// composer in composer.js), rooms in rooms.js, people (profile, search, contacts, members) in people.js, strings
+// in i18n.js.
 import { XindaoClient } from '/xindao.js';
 import { t, errText, lang, setLang, applyStatic } from '/i18n.js';
-import { $, h, S, rememberUser, avatarEl, convTitle, actionError, ok } from '/ui.js';
-import { openConversation, closeConversation, renderHeader, renderMessages, renderTyping, addMessages, applyState, markReadSoon, updateComposer, loadHistory } from '/chat.js';
+import { $, h, S, rememberUser, avatarEl, convTitle, actionError } from '/ui.js';
+import { openConversation, closeConversation, renderHeader, renderMessages, renderTyping, addMessages, applyState, markReadSoon, loadHistory } from '/chat.js';
+import { updateComposer } from '/composer.js';
+import { refreshPublicRooms, renderPublicRooms } from '/rooms.js';
 import { renderMe, onProfile, refreshContacts, renderContacts, loadMembers } from '/people.js';
 
 const storage = {
@@ -247,79 +250,6 @@ function renderConversations() {
   // unread count in the tab title
   document.title = (total > 0 ? '(' + (total > 99 ? '99+' : total) + ') ' : '') + t('title');
 }
-
-async function refreshPublicRooms() {
-  try {
-    S.publicRooms = await S.client.publicRooms({ limit: 50 });
-  } catch (_) {
-    return;
-  }
-  renderPublicRooms();
-}
-
-function renderPublicRooms() {
-  const ul = $('public-rooms');
-  ul.replaceChildren();
-  for (const r of S.publicRooms) {
-    const member = S.convs.has(r.id);
-    ul.append(
-      h(
-        'li',
-        { class: 'room-row', dataset: { id: String(r.id) } },
-        h('span', { class: 'room-name' }, '# ' + r.name),
-        h('span', { class: 'muted small' }, t('members', { n: r.members })),
-        member ? h('button', { class: 'ghost small', onclick: () => openConversation(r.id) }, t('open')) : h('button', { class: 'secondary small join', onclick: () => joinRoom(r.id) }, t('join')),
-      ),
-    );
-  }
-  if (!S.publicRooms.length) ul.append(h('li', { class: 'muted small pad' }, t('noPublicRooms')));
-}
-$('refresh-rooms').addEventListener('click', () => refreshPublicRooms());
-
-async function joinRoom(id) {
-  try {
-    const c = await S.client.joinRoom(id);
-    S.convs.set(c.id, c);
-    ok();
-    await refreshPublicRooms();
-    openConversation(c.id);
-  } catch (e) {
-    actionError(e);
-  }
-}
-
-$('new-room').addEventListener('submit', async (ev) => {
-  ev.preventDefault();
-  const name = $('new-room-input').value.trim();
-  if (!name) return;
-  try {
-    const c = await S.client.createRoom(name, { visibility: $('new-room-invite').checked ? 'invite' : 'public' });
-    S.convs.set(c.id, c);
-    $('new-room-input').value = '';
-    $('new-room-invite').checked = false;
-    ok();
-    renderConversations();
-    openConversation(c.id);
-    refreshPublicRooms();
-  } catch (e) {
-    actionError(e);
-  }
-});
-
-$('leave-room').addEventListener('click', async () => {
-  const id = S.activeId;
-  if (!id) return;
-  try {
-    await S.client.leaveRoom(id);
-    S.convs.delete(id);
-    S.msgs.delete(id);
-    ok();
-    closeConversation();
-    refreshPublicRooms();
-  } catch (e) {
-    actionError(e);
-  }
-});
 
 // ------------------------------------------------------------------ events from the SDK
 

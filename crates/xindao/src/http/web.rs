@@ -62,7 +62,7 @@ pub(super) fn routes() -> Router<Arc<App>> {
                 )
             }),
         )
-        // the page's other modules (strings, shared helpers, the conversation pane, people)
+        // the page's other modules (strings, shared helpers, the conversation and its composer, rooms, people)
         .route(
             "/i18n.js",
             get(|h: HeaderMap| script(h, include_bytes!("../../web/i18n.js"))),
@@ -74,6 +74,14 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route(
             "/chat.js",
             get(|h: HeaderMap| script(h, include_bytes!("../../web/chat.js"))),
+        )
+        .route(
+            "/composer.js",
+            get(|h: HeaderMap| script(h, include_bytes!("../../web/composer.js"))),
+        )
+        .route(
+            "/rooms.js",
+            get(|h: HeaderMap| script(h, include_bytes!("../../web/rooms.js"))),
         )
         .route(
             "/people.js",

@@ -132,6 +132,8 @@ async fn the_web_page_is_served_with_security_headers() {
         "/ui.js",
         "/chat.js",
         "/people.js",
+        "/composer.js",
+        "/rooms.js",
     ] {
         let response = reqwest::get(server.url(path)).await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
