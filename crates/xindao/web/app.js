@@ -98,7 +98,10 @@ async function start(client) {
     if (!S.publicRooms.length) refreshPublicRooms();
     if (S.activeId != null) loadHistory(S.activeId);
   });
-  client.on('conversation', () => refreshConversations());
+  client.on('conversation', () => {
+    refreshConversations();
+    refreshContacts(); // a new conversation may bring a new contact
+  });
   client.on('session_ended', () => endSession(t('session.ended')));
   // sends a reload left unsent: the SDK re-sends them from storage; show them as "Sending…" meanwhile
   for (const p of client.pendingSends()) if (p.conversation_id != null && p.kind === 'text') S.pending.set(p.cmid, { conversation_id: p.conversation_id, content: p.content, error: null });
@@ -256,7 +259,10 @@ function renderConversations() {
 function onMessage(m) {
   const id = m.conversation_id;
   const c = S.convs.get(id);
-  if (!c) refreshConversations();
+  if (!c) {
+    refreshConversations();
+    refreshContacts();
+  }
   else {
     c.last_seq = Math.max(c.last_seq || 0, m.seq);
     if (!c.last_message || c.last_message.seq < m.seq) c.last_message = m;
