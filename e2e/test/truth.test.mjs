@@ -286,6 +286,8 @@ test('profile, search by name, contacts, recall and delete-for-me through the pa
   await gina.page.click('.msg-menu button[data-action="recall"]');
   await gina.page.waitForSelector('#message-list li.tombstone:text-is("你撤回了一条消息")');
   await hank.page.waitForSelector('#message-list li.tombstone:text-is("gina 撤回了一条消息")');
+  await gina.page.waitForSelector('#conversations .conv-preview:text-is("你撤回了一条消息")');
+  await gina.page.waitForSelector(`#contacts li[data-id="${hank.id}"]`);
   assert.deepEqual(await texts(hank), ['找到你了']);
   // hank deletes the first one for himself: gone for him, still there for gina
   await hank.page.click('#message-list li.msg:has(.text:text-is("找到你了")) .menu-btn');

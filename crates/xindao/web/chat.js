@@ -45,6 +45,7 @@ export function applyState(ev) {
   }
   const c = S.convs.get(ev.conversation_id);
   if (c && c.last_message && c.last_message.seq === ev.seq) c.last_message = { ...c.last_message, state: ev.state, content: undefined };
+  S.hooks.renderConversations();
   if (ev.conversation_id === S.activeId) renderMessages(false);
 }
 

@@ -99,6 +99,7 @@ export async function startDirect(userId) {
     S.hooks.renderConversations();
     S.hooks.openConversation(c.id);
     S.hooks.refreshConversations();
+    refreshContacts();
   } catch (e) {
     actionError(e);
   }

@@ -70,7 +70,9 @@ export function avatarEl(user, opts = {}) {
   if (opts.room) return h('div', { class: cls }, '#', opts.dot ? h('span', { class: 'dot' }) : null);
   const name = user ? user.display_name : '?';
   const url = user && safeAvatar(user.avatar_url);
-  return h('div', { class: cls }, url ? h('img', { src: url, alt: '', referrerpolicy: 'no-referrer', loading: 'lazy' }) : initial(name), opts.dot ? h('span', { class: 'dot', title: t('online') }) : null);
+  // a picture that does not load falls back to the letter
+  const img = url ? h('img', { src: url, alt: '', referrerpolicy: 'no-referrer', loading: 'lazy', onerror: (ev) => ev.target.replaceWith(initial(name)) }) : null;
+  return h('div', { class: cls }, img || initial(name), opts.dot ? h('span', { class: 'dot', title: t('online') }) : null);
 }
 
 export function convTitle(c) {
