@@ -3,8 +3,10 @@
 // SKIPPED and passes, so this file runs unchanged before and after the server side is merged.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from '../testlib/server.mjs';
+import { execFileSync } from 'node:child_process';
+import { startServer, xindaoBin } from '../testlib/server.mjs';
 import { connectedClient, nextEvent, waitFor } from '../testlib/util.mjs';
+import { errorText } from '../src/xindao.js';
 
 const servers = [];
 const clients = [];
@@ -103,4 +105,48 @@ test('recall within the window leaves a tombstone everywhere; delete-for-me hide
   assert.equal((await hidden).state, 'hidden');
   const ha = await alice.history(conv.id, { limit: 10 });
   assert.equal(ha.messages.find((m) => m.seq === m2.seq).content, 'second');
+});
+
+test('recall after the window is refused with a readable reason; a room owner removes any message', async () => {
+  let help = '';
+  try {
+    help = execFileSync(xindaoBin(), ['serve', '--help'], { encoding: 'utf8' });
+  } catch (_) {
+    /* not the real binary */
+  }
+  if (!help.includes('--recall-window-secs')) {
+    console.log('SKIPPED: the server has no --recall-window-secs yet; merge the chat-server branch');
+    return;
+  }
+  const srv = await server({ args: ['--recall-window-secs', '1'] });
+  const owner = await client(srv.url, 'rm-owner');
+  const member = await client(srv.url, 'rm-member');
+  if (!(await serverHas(owner, 'contacts', {}))) return;
+  const room = await owner.createRoom('rm-' + Date.now());
+  await member.joinRoom(room.id);
+  const { message } = await member.send(room.id, 'too late to take back');
+  await new Promise((r) => setTimeout(r, 1300));
+  const late = await member.recall(room.id, message.seq).then(
+    () => null,
+    (e) => e,
+  );
+  assert.equal(late && late.code, 'recall_window_passed');
+  assert.equal(errorText(late, 'zh-CN'), '已超过可撤回的时间');
+  // the owner removes it: every member hears of it, history keeps a tombstone
+  const told = nextEvent(member, 'message_state', (s) => s.seq === message.seq, 5000);
+  await owner.removeMessage(room.id, message.seq);
+  const st = await told;
+  assert.equal(st.state, 'removed');
+  assert.equal(st.by, owner.user.id);
+  const h = await member.history(room.id, { limit: 10 });
+  const tomb = h.messages.find((m) => m.seq === message.seq);
+  assert.equal(tomb.state, 'removed');
+  assert.equal(tomb.content, undefined);
+  // a member cannot remove the owner's message
+  const { message: mine } = await owner.send(room.id, 'owner speaks');
+  const refused = await member.removeMessage(room.id, mine.seq).then(
+    () => null,
+    (e) => e,
+  );
+  assert.equal(refused && refused.code, 'forbidden');
 });
