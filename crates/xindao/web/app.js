@@ -74,7 +74,11 @@ async function start(client) {
     renderConversations();
     renderHeader();
   });
-  client.on('open', () => updateComposer());
+  client.on('open', () => {
+    updateComposer(); // the limits came with the hello
+    if (S.unreachableShown) actionError(null); // "cannot reach the server" is over
+    S.unreachableShown = false;
+  });
   client.on('message', onMessage);
   client.on('read', onRead);
   client.on('typing', onTyping);
@@ -121,6 +125,7 @@ async function start(client) {
     if (e.code === 'session_ended' || e.code === 'unauthorized') return; // endSession already ran
     if (e.code !== 'unreachable') throw e;
     actionError(e); // still retrying: the banner says so, the lists fill in on `synced`
+    S.unreachableShown = true;
     return;
   }
   await Promise.all([refreshConversations(), refreshPublicRooms(), refreshContacts()]);
