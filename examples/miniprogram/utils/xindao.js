@@ -634,11 +634,12 @@ class XindaoClient extends Emitter {
     if (this._state !== 'open' || this._aliveCheck) return;
     const gen = this._gen;
     const t = Math.min(this.options.livenessTimeoutMs, this._heartbeatTimeout());
-    const sent = Date.now();
     this._aliveCheck = true;
     this._request('ping', {}, { timeoutMs: t, urgent: true })
       .catch(() => {
-        if (gen === this._gen && this._state === 'open' && this._lastRx < sent + 1) this._dead('no answer to the ping after ' + why);
+        // frames already on their way when the ping left may still land after it: only silence for half the
+        // timeout proves the socket dead (a live socket carrying pushes is left alone)
+        if (gen === this._gen && this._state === 'open' && Date.now() - this._lastRx >= t / 2) this._dead('no answer to the ping after ' + why);
       })
       .finally(() => {
         this._aliveCheck = false;
