@@ -31,9 +31,11 @@ pub(crate) mod group_commit;
 pub(crate) mod migrate;
 pub mod postgres;
 mod rows;
+pub mod server_api;
 pub mod sqlite;
 
 pub use group_commit::GroupCommit;
+pub use server_api::ServerApiStore;
 
 use std::sync::Arc;
 
@@ -109,7 +111,7 @@ pub struct SessionInfo {
 
 /// Persistent state of xindao. All methods are safe to call concurrently.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ServerApiStore + Send + Sync + 'static {
     /// Finds the user for a login identity, creating it on first login.
     async fn upsert_user(&self, identity: LoginIdentity) -> Result<User>;
     async fn user(&self, id: UserId) -> Result<Option<User>>;
