@@ -33,6 +33,8 @@ mod login_burst;
 mod login_hardening;
 mod membership;
 mod protocol_edges;
+mod server_api;
+mod server_api_edges;
 mod store_caps;
 mod store_migrate;
 mod store_suite;

@@ -19,7 +19,6 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
-use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -157,33 +156,30 @@ async fn authenticate(State(app): State<Arc<App>>, mut request: Request, next: N
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let caller = match key_of(&app, request.headers()).await {
-        Ok(caller) => caller,
-        Err(error) => {
-            tracing::info!(target: "xindao::server_api", key = "-", %method, %path,
-                status = error.status().as_u16(), "server API call refused");
-            return error.into_response();
-        }
+    let refuse = |key: &str, error: Error| {
+        tracing::info!(target: "xindao::server_api", key, %method, %path,
+            status = error.status().as_u16(), "server API call refused");
+        error.into_response()
     };
-    let name = caller.name.clone();
-    request.extensions_mut().insert(caller);
+    let presented = bearer(request.headers(), None).unwrap_or_default();
+    let key = match keys::lookup(app.store.as_ref(), &presented).await {
+        Ok(Some(key)) => key,
+        Ok(None) => return refuse("-", Error::Unauthorized),
+        Err(error) => return refuse("-", error),
+    };
+    if let Err(error) = app.server_api.check_rate(key.id) {
+        return refuse(&key.name, error);
+    }
+    let name: Arc<str> = Arc::from(key.name.as_str());
+    request.extensions_mut().insert(Caller {
+        name: name.clone(),
+        scopes: Scopes::from_stored(&key.scopes),
+    });
     let response = next.run(request).await;
     tracing::info!(target: "xindao::server_api", key = %name, %method, %path,
         status = response.status().as_u16(), ms = started.elapsed().as_millis() as u64,
         "server API call");
     response
-}
-
-async fn key_of(app: &App, headers: &HeaderMap) -> Result<Caller> {
-    let presented = bearer(headers, None).ok_or(Error::Unauthorized)?;
-    let key = keys::lookup(app.store.as_ref(), &presented)
-        .await?
-        .ok_or(Error::Unauthorized)?;
-    app.server_api.check_rate(key.id)?;
-    Ok(Caller {
-        name: Arc::from(key.name.as_str()),
-        scopes: Scopes::from_stored(&key.scopes),
-    })
 }
 
 /// A JSON reply, as the chat service encoded it.
