@@ -7,6 +7,7 @@
 //! consumer (its task then closes it with 4009 and the client resyncs from the store). Frames are encoded once and shared.
 
 pub mod outbox;
+mod server_api;
 #[cfg(test)]
 mod tests;
 
@@ -20,6 +21,7 @@ use parking_lot::RwLock;
 use crate::metrics::Metrics;
 use crate::model::{ConversationId, UserId};
 pub use outbox::{outbox, Budget, ConnInfo, Outbound, Outbox, Pushed, Queue};
+pub use server_api::close_reason;
 
 /// Identifies one WebSocket connection on this node.
 pub type ConnId = u64;
@@ -52,15 +54,6 @@ pub enum Delivery {
     EndSession { token_hash: [u8; 32] },
     /// Close every connection of this user with `code` (server API: ban, disconnect).
     CloseUser { user_id: UserId, code: u16 },
-}
-
-/// The close reason sent with a server-API close code (docs/protocol.md, "Close codes").
-pub fn close_reason(code: u16) -> &'static str {
-    match code {
-        4003 => "banned",
-        4004 => "disconnected by the server",
-        _ => "closed by the server",
-    }
 }
 
 /// The variant of a conversation push that one member's own connections get.
@@ -405,49 +398,6 @@ impl Hub {
                 frame: frame.clone(),
             });
         }
-    }
-
-    /// The connections of `user` on this node, oldest first, with who is at the other end.
-    pub fn connections_info(&self, user: UserId) -> Vec<(ConnId, ConnInfo)> {
-        let state = self.state.read();
-        let mut found: Vec<(ConnId, ConnInfo)> = state
-            .users
-            .get(&user)
-            .map(|entry| {
-                entry
-                    .conns
-                    .iter()
-                    .map(|slot| (slot.id, slot.outbox.info().clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        found.sort_by_key(|(id, _)| *id);
-        found
-    }
-
-    /// Closes the connections of `user` on this node (only `conn`, if given) with `code`, once each has
-    /// written what was queued before; returns how many.
-    pub fn close_user(&self, user: UserId, conn: Option<ConnId>, code: u16) -> usize {
-        let recipients = self.recipients(|state, add| {
-            if let Some(entry) = state.users.get(&user) {
-                for slot in entry
-                    .conns
-                    .iter()
-                    .filter(|s| conn.is_none_or(|c| c == s.id))
-                {
-                    add(user, slot);
-                }
-            }
-        });
-        let closed = recipients.len();
-        let mut evicted = Vec::new();
-        for (user, conn_id, outbox) in recipients {
-            if outbox.send(Outbound::Close(code, close_reason(code))) != Pushed::Queued {
-                evicted.push((user, conn_id));
-            }
-        }
-        self.evict(evicted);
-        closed
     }
 
     /// Connections open on this node.

@@ -35,6 +35,7 @@ mod membership;
 mod protocol_edges;
 mod server_api;
 mod server_api_edges;
+mod server_api_moderation;
 mod store_caps;
 mod store_migrate;
 mod store_suite;

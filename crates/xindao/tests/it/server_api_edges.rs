@@ -59,6 +59,11 @@ async fn keys_scopes_and_bad_input_are_refused_in_json() {
         code(&server, "xdk_unknown", Method::GET, &path, None).await,
         (401, "unauthorized".into())
     );
+    let well_shaped = format!("xdk_{}", "A".repeat(43));
+    assert_eq!(
+        code(&server, &well_shaped, Method::GET, &path, None).await,
+        (401, "unauthorized".into())
+    );
     assert_eq!(
         code(&server, &bob.token, Method::GET, &path, None).await,
         (401, "unauthorized".into())

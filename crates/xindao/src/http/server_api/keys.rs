@@ -12,6 +12,9 @@ use crate::store::Store;
 /// Every key starts with this, so that a leaked one is recognisable (e.g. by secret scanners).
 pub const KEY_PREFIX: &str = "xdk_";
 
+/// A key's length: the prefix and 32 bytes in unpadded base64url.
+const KEY_LEN: usize = KEY_PREFIX.len() + 43;
+
 /// What a key may do. Each route needs one; a read-only route also accepts `read`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
 #[strum(serialize_all = "lowercase")]
@@ -123,7 +126,8 @@ pub async fn revoke(store: &dyn Store, name: &str) -> Result<()> {
 
 /// The live key `presented` is, if any (unknown and revoked keys are both `None`).
 pub(super) async fn lookup(store: &dyn Store, presented: &str) -> Result<Option<ApiKey>> {
-    if !presented.starts_with(KEY_PREFIX) || presented.len() > 128 {
+    // Anything not shaped like a key is refused without a store read.
+    if !presented.starts_with(KEY_PREFIX) || presented.len() != KEY_LEN {
         return Ok(None);
     }
     let key = store.api_key_by_hash(hash_token(presented)).await?;
@@ -147,7 +151,7 @@ mod tests {
     #[test]
     fn keys_are_prefixed_and_random() {
         let (a, b) = (new_key(), new_key());
-        assert!(a.starts_with(KEY_PREFIX) && a.len() == KEY_PREFIX.len() + 43);
+        assert!(a.starts_with(KEY_PREFIX) && a.len() == KEY_LEN);
         assert_ne!(a, b);
         assert!(check_name("backend-1.prod").is_ok());
         assert!(check_name("a b").is_err() && check_name("").is_err());
