@@ -3,6 +3,7 @@
 //! `xindao apikey` command against the same store. What a route changes is checked where a client sees it:
 //! on its WebSocket (`message`, `member`, `room_updated`, `room_archived`, `event` pushes, close codes).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use reqwest::Method;
@@ -10,17 +11,23 @@ use serde_json::{json, Value};
 
 use crate::common::{http, Client, TestServer};
 use crate::services::TestDb;
+use xindao::Config;
 
 /// Runs `xindao apikey ARGS` (the real binary) against the server's store; its stdout.
 pub async fn apikey(server: &TestServer, args: &[&str]) -> (bool, String) {
+    apikey_for(&server.config, args).await
+}
+
+/// Runs `xindao apikey ARGS` against the store `config` names.
+pub async fn apikey_for(config: &Config, args: &[&str]) -> (bool, String) {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_xindao"));
     command
         .arg("apikey")
         .args(args)
         .arg("--data-dir")
-        .arg(&server.config.data_dir)
+        .arg(&config.data_dir)
         .arg("--store")
-        .arg(String::from(server.config.store.clone()))
+        .arg(String::from(config.store.clone()))
         .env("RUST_BACKTRACE", "0");
     let output = command.output().await.expect("run xindao apikey");
     (
@@ -44,7 +51,20 @@ pub async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = http().request(method, server.url(path)).bearer_auth(key);
+    call_at(server.addr, key, method, path, body).await
+}
+
+/// One server API call to the node at `addr`.
+pub async fn call_at(
+    addr: SocketAddr,
+    key: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = http()
+        .request(method, format!("http://{addr}{path}"))
+        .bearer_auth(key);
     if let Some(body) = body {
         request = request.json(&body);
     }
