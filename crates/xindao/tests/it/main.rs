@@ -34,6 +34,7 @@ mod login_hardening;
 mod membership;
 mod protocol_edges;
 mod server_api;
+mod server_api_client;
 mod server_api_cluster;
 mod server_api_edges;
 mod server_api_moderation;

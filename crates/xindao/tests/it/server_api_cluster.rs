@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::cluster::SERIAL;
 use crate::common::{self, login, Client, Closed};
-use crate::server_api::{apikey_for, call_at};
+use crate::server_api_client::{apikey_for, call_at};
 use crate::services::{self, Node, TestDb, REDIS_URL};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

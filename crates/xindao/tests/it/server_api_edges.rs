@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::common::{self, http, TestServer};
-use crate::server_api::{apikey, call, new_key};
+use crate::server_api_client::{apikey, call, new_key};
 use crate::services::TestDb;
 
 async fn code(

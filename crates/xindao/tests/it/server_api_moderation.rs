@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::common::{http, Closed, TestServer};
-use crate::server_api::{fails, new_key, ok};
+use crate::server_api_client::{fails, new_key, ok};
 use crate::services::TestDb;
 
 /// Mute, events, sessions, archive and ban, on whichever store `server` runs.
