@@ -196,6 +196,11 @@ async fn keys_scopes_and_bad_input_are_refused_in_json() {
         (404, "not_found".into())
     );
 
+    assert_eq!(
+        code(&server, &users, Method::PUT, "/v1/server/users", None).await,
+        (405, "method_not_allowed".into())
+    );
+
     // Revoked: the next call is 401; the listing shows the key as revoked, never the key.
     let (ok, _) = apikey(&server, &["revoke", "--name", "users-only"]).await;
     assert!(ok);

@@ -148,6 +148,16 @@ pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
             delete(rooms::remove),
         )
         .route_layer(axum::middleware::from_fn_with_state(app, authenticate))
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// A known path with a method it does not take: `405 method_not_allowed`, in the API's JSON.
+async fn method_not_allowed() -> Response {
+    let body = serde_json::json!({ "error": {
+        "code": "method_not_allowed",
+        "message": "this route does not take this method",
+    }});
+    (axum::http::StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
 }
 
 /// Authenticates the key (`401` for a missing, unknown or revoked one), takes a token of its rate limit
