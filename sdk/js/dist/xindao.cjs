@@ -150,6 +150,11 @@ const ERROR_TEXT = {
     unsupported: '当前环境不支持此功能',
     socket_error: '连接出错',
     recall_window_passed: '已超过可撤回的时间',
+    banned: '此账号已被封禁',
+    muted: '你已被禁言',
+    body_too_large: '内容太大',
+    invalid_json: '请求格式有误',
+    insufficient_scope: '没有权限执行此操作',
     unknown: '出错了',
   },
   en: {
@@ -183,6 +188,11 @@ const ERROR_TEXT = {
     unsupported: 'Not supported here',
     socket_error: 'Connection error',
     recall_window_passed: 'Too late to recall this message',
+    banned: 'This account is banned',
+    muted: 'You are muted',
+    body_too_large: 'Too large',
+    invalid_json: 'The request was malformed',
+    insufficient_scope: 'You are not allowed to do that',
     unknown: 'Something went wrong',
   },
 };

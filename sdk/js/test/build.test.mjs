@@ -43,3 +43,12 @@ test('newCmid matches the protocol alphabet and is unique', () => {
   }
   assert.equal(seen.size, 1000);
 });
+
+test('every error code the server can send has a readable text in zh-CN and en', () => {
+  const rs = readFileSync(join(repo, 'crates', 'xindao', 'src', 'error.rs'), 'utf8');
+  const codes = [...rs.matchAll(/=> "([a-z_]+)"/g)].map((m) => m[1]);
+  assert.ok(codes.length > 15, 'codes read from error.rs');
+  for (const code of codes) {
+    for (const lang of ['zh-CN', 'en']) assert.ok(esm.ERROR_TEXT[lang][code], `${lang} text for ${code}`);
+  }
+});
