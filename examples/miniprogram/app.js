@@ -1,7 +1,7 @@
 // The SDK's CommonJS build, copied here by sdk/js/scripts/build.mjs (utils/xindao.js: do not edit).
 const { XindaoClient } = require('./utils/xindao.js');
 const config = require('./config.js');
-const { t } = require('./utils/i18n.js');
+const { t, errText } = require('./utils/i18n.js');
 
 const storage = {
   getItem: (k) => wx.getStorageSync(k) || null,
@@ -17,9 +17,10 @@ App({
     // onAppHide/onAppShow handling all live in it. `storage` keeps the delivery cursors and the outbox (unsent
     // messages are re-sent, once, after the app is killed and started again).
     this.client = new XindaoClient({ url: config.SERVER_URL, token: saved && saved.token, user: saved && saved.user, storage });
-    this.client.on('session_ended', () => {
+    this.client.on('session_ended', (ev) => {
       wx.removeStorageSync('xindao.session');
-      wx.showToast({ title: t('sessionEnded'), icon: 'none' });
+      // 4003: banned through the server API; otherwise the session ended (logout elsewhere, expiry)
+      wx.showToast({ title: ev && ev.code === 4003 ? errText({ code: 'banned' }) : t('sessionEnded'), icon: 'none' });
       wx.reLaunch({ url: '/pages/login/login' });
     });
     this.client.on('state', (s) => {

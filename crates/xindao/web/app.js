@@ -106,7 +106,7 @@ async function start(client) {
     refreshConversations();
     refreshContacts(); // a new conversation may bring a new contact
   });
-  client.on('session_ended', () => endSession(t('session.ended')));
+  client.on('session_ended', (ev) => endSession(ev.code === 4003 ? errText({ code: 'banned' }) : t('session.ended')));
   // sends a reload left unsent: the SDK re-sends them from storage; show them as "Sending…" meanwhile
   for (const p of client.pendingSends()) if (p.conversation_id != null && p.kind === 'text') S.pending.set(p.cmid, { conversation_id: p.conversation_id, content: p.content, error: null });
   renderConn({ state: client.state });

@@ -762,7 +762,8 @@ class XindaoClient extends Emitter {
     this._log('info', 'socket closed', { code, reason, opened, wasOpen });
     this._lastClose = (code ? code + ' ' : '') + (reason || (opened ? 'closed' : 'could not connect'));
     if (!this._wantOpen || this._paused) return;
-    if (code === 4001) return this._sessionEnded(code, reason);
+    // 4001: the session ended; 4003: the user was banned (server API). Reconnecting cannot help either.
+    if (code === 4001 || code === 4003) return this._sessionEnded(code, reason);
     this._scheduleReconnect(code, reason);
     if (!wasOpen && !this._checking) {
       // the upgrade may have been refused: a 401 means the session is over (browsers cannot see the status)
@@ -783,7 +784,7 @@ class XindaoClient extends Emitter {
     this._wantOpen = false;
     this._teardown();
     this._removeLifecycle();
-    const err = new XindaoError('session_ended', 'session ended (' + code + '): log in again');
+    const err = code === 4003 ? new XindaoError('banned', 'this account is banned (4003)') : new XindaoError('session_ended', 'session ended (' + code + '): log in again');
     for (const item of this._outbox.splice(0)) this._settleSend(item, err);
     for (const w of this._waiting.splice(0)) w.reject(err);
     this._settleWaiters(err);

@@ -185,7 +185,7 @@ export interface ClientEvents {
   conversation: Partial<Conversation> & { id: number };
   synced: SyncedEvent;
   resync: { reason: string };
-  /** close code 4001 or a refused token: log in again. The client does not reconnect. */
+  /** close code 4001 or a refused token: log in again; 4003: the user was banned. The client does not reconnect. */
   session_ended: { code: number; reason?: string };
   error: Error;
   /** every push, raw */

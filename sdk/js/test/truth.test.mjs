@@ -6,7 +6,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { XindaoClient, XindaoError, errorText, checkContent, textLength, pickLang } from '../src/xindao.js';
-import { startServer } from '../testlib/server.mjs';
+import { execFileSync } from 'node:child_process';
+import { startServer, xindaoBin } from '../testlib/server.mjs';
 import { connectedClient, nextEvent, waitFor, sleep } from '../testlib/util.mjs';
 
 const servers = [];
@@ -212,4 +213,25 @@ test('server errors keep their code and read out in zh-CN and en; a message move
   await bob.send(room.id, 'two');
   const r = await bobRead;
   assert.equal(r.seq, 2);
+});
+
+test('a ban through the server API (close 4003) ends the session at once, with a readable reason, no reconnect', async () => {
+  const srv = await server();
+  let key;
+  try {
+    key = execFileSync(xindaoBin(), ['apikey', 'create', '--name', 'ban-test', '--scopes', 'users', '--data-dir', srv.dataDir], { encoding: 'utf8' }).trim().split(/\s+/).pop();
+  } catch (_) {
+    console.log('SKIPPED: this server has no `xindao apikey` (server API)');
+    return;
+  }
+  const a = await client(srv.url, 'banned-a');
+  const ended = nextEvent(a, 'session_ended', () => true, 5000);
+  const r = await fetch(`${srv.url}/v1/server/users/${a.user.id}/ban`, { method: 'POST', headers: { Authorization: 'Bearer ' + key, 'Content-Type': 'application/json' }, body: '{}' });
+  assert.equal(r.status, 200, await r.text());
+  const e = await ended;
+  assert.equal(e.code, 4003);
+  assert.equal(a.state, 'closed');
+  assert.equal(errorText({ code: 'banned' }, 'zh-CN'), '此账号已被封禁');
+  await sleep(500);
+  assert.equal(a.state, 'closed', 'did not reconnect');
 });
