@@ -555,6 +555,7 @@ class XindaoClient extends Emitter {
   connect(opts = {}) {
     if (!this.token) return Promise.reject(new XindaoError('unauthorized', 'log in first (loginDev / loginWechat) or pass options.token'));
     this._restoreOutbox();
+    this._ended = null;
     if (!this._wantOpen) {
       this._wantOpen = true;
       this._paused = false;
@@ -782,6 +783,7 @@ class XindaoClient extends Emitter {
 
   _sessionEnded(code, reason) {
     this._wantOpen = false;
+    this._ended = code; // later sends fail at once (until connect() with a new login)
     this._teardown();
     this._removeLifecycle();
     const err = code === 4003 ? new XindaoError('banned', 'this account is banned (4003)') : new XindaoError('session_ended', 'session ended (' + code + '): log in again');
@@ -1120,6 +1122,10 @@ class XindaoClient extends Emitter {
       if (bad) {
         bad.cmid = args.cmid;
         return reject(bad);
+      }
+      if (this._ended) {
+        const code = this._ended === 4003 ? 'banned' : 'session_ended';
+        return reject(new XindaoError(code, 'the session ended (' + this._ended + '): log in again', { cmid: args.cmid }));
       }
       this._restoreOutbox();
       if (this._outbox.length >= this.options.outboxMax) {

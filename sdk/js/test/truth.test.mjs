@@ -231,7 +231,12 @@ test('a ban through the server API (close 4003) ends the session at once, with a
   const e = await ended;
   assert.equal(e.code, 4003);
   assert.equal(a.state, 'closed');
-  assert.equal(errorText({ code: 'banned' }, 'zh-CN'), '此账号已被封禁');
+  const err = await a.send(1, 'x').then(
+    () => null,
+    (x) => x,
+  );
+  assert.equal(err && err.code, 'banned', 'a send after the ban fails at once');
+  assert.equal(errorText(err, 'zh-CN'), '此账号已被封禁');
   await sleep(500);
   assert.equal(a.state, 'closed', 'did not reconnect');
 });
