@@ -203,6 +203,9 @@ pub struct Config {
     /// `rate_limited`. User ids are sequential; this bounds how fast one account can probe them.
     #[arg(long, default_value_t = 60)]
     pub lookups_per_min: u32,
+    /// Seconds after sending within which the sender may `recall` a message; later: `recall_window_passed`.
+    #[arg(long, default_value_t = 120)]
+    pub recall_window_secs: u64,
     /// Most messages per group commit (SQLite, and per writer on PostgreSQL).
     #[arg(long, default_value_t = 512)]
     pub commit_batch_max: usize,
