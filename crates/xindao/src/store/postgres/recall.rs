@@ -89,7 +89,8 @@ pub(super) async fn hide(
                 WHERE c.id = $2 AND m.user_id = $1),
              added AS (
                 INSERT INTO hidden_messages (user_id, conversation_id, seq, hidden_at)
-                SELECT $1, $2, $3, $4 FROM facts WHERE $3 BETWEEN 1 AND facts.last_seq
+                SELECT $1::bigint, $2::bigint, $3::bigint, $4::bigint FROM facts
+                WHERE $3::bigint BETWEEN 1 AND facts.last_seq
                 ON CONFLICT DO NOTHING RETURNING 1)
              SELECT (SELECT last_seq FROM facts), (SELECT COUNT(*) FROM added)",
             &[&user, &conversation, &seq, &now_millis()],
