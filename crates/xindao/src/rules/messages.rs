@@ -41,11 +41,11 @@ pub struct MessageFacts {
 }
 
 /// Whether `change` may be made, and the state it leaves: `Ok(None)` when the message already is a tombstone
-/// (recalled or removed: nothing to change, nothing to tell). `changer_is_member` is checked first, so that a
-/// stranger learns nothing about the conversation's messages; then a message that does not exist is
-/// `not_found`.
+/// (recalled or removed: nothing to change, nothing to tell). `room` is `None` for a conversation id that
+/// names nothing. Membership is checked first, so that a stranger learns nothing about the conversation (not
+/// even whether it exists) or its messages; then a message that does not exist is `not_found`.
 pub fn may_change_message(
-    room: &RoomFacts,
+    room: Option<&RoomFacts>,
     changer_is_member: bool,
     message: Option<&MessageFacts>,
     change: StateChange,
@@ -53,6 +53,7 @@ pub fn may_change_message(
     if change.by().is_some() && !changer_is_member {
         return Err(not_a_member());
     }
+    let room = room.ok_or_else(super::no_such_conversation)?;
     let message = message.ok_or_else(no_such_message)?;
     let state = match change {
         StateChange::Recall { by, .. } if by != message.sender_id => {
@@ -122,16 +123,16 @@ mod tests {
     #[test]
     fn the_sender_recalls_within_the_window_only() {
         let m = Some(&SENT_BY_2);
-        let ok = may_change_message(&ROOM, true, m, recall(2, 121_000));
+        let ok = may_change_message(Some(&ROOM), true, m, recall(2, 121_000));
         assert_eq!(ok.unwrap(), Some(MessageState::Recalled), "at the edge");
-        let late = may_change_message(&ROOM, true, m, recall(2, 121_001));
+        let late = may_change_message(Some(&ROOM), true, m, recall(2, 121_001));
         assert_eq!(code(late), "recall_window_passed");
         assert_eq!(
-            code(may_change_message(&ROOM, true, m, recall(3, 2_000))),
+            code(may_change_message(Some(&ROOM), true, m, recall(3, 2_000))),
             "forbidden"
         );
         assert_eq!(
-            code(may_change_message(&ROOM, false, m, recall(2, 2_000))),
+            code(may_change_message(Some(&ROOM), false, m, recall(2, 2_000))),
             "forbidden",
             "a sender who left"
         );
@@ -140,31 +141,45 @@ mod tests {
     #[test]
     fn only_a_rooms_owner_removes() {
         let m = Some(&SENT_BY_2);
-        let by_owner = may_change_message(&ROOM, true, m, StateChange::Remove { by: 1 });
+        let by_owner = may_change_message(Some(&ROOM), true, m, StateChange::Remove { by: 1 });
         assert_eq!(by_owner.unwrap(), Some(MessageState::Removed));
-        let by_sender = may_change_message(&ROOM, true, m, StateChange::Remove { by: 2 });
+        let by_sender = may_change_message(Some(&ROOM), true, m, StateChange::Remove { by: 2 });
         assert_eq!(code(by_sender), "forbidden");
-        let in_direct = may_change_message(&DIRECT, true, m, StateChange::Remove { by: 2 });
+        let in_direct = may_change_message(Some(&DIRECT), true, m, StateChange::Remove { by: 2 });
         assert_eq!(code(in_direct), "forbidden");
-        let server = may_change_message(&DIRECT, false, m, StateChange::RemoveByServer);
+        let server = may_change_message(Some(&DIRECT), false, m, StateChange::RemoveByServer);
         assert_eq!(server.unwrap(), Some(MessageState::Removed));
     }
 
     #[test]
     fn strangers_learn_nothing_and_tombstones_stay() {
         assert_eq!(
-            code(may_change_message(&ROOM, false, None, recall(2, 0))),
+            code(may_change_message(None, false, None, recall(2, 0))),
+            "forbidden",
+            "no such conversation, for a user"
+        );
+        assert_eq!(
+            code(may_change_message(
+                None,
+                false,
+                None,
+                StateChange::RemoveByServer
+            )),
+            "not_found"
+        );
+        assert_eq!(
+            code(may_change_message(Some(&ROOM), false, None, recall(2, 0))),
             "forbidden"
         );
         assert_eq!(
-            code(may_change_message(&ROOM, true, None, recall(2, 0))),
+            code(may_change_message(Some(&ROOM), true, None, recall(2, 0))),
             "not_found"
         );
         let gone = MessageFacts {
             state: Some(MessageState::Removed),
             ..SENT_BY_2
         };
-        let again = may_change_message(&ROOM, true, Some(&gone), recall(2, 1_000_000));
+        let again = may_change_message(Some(&ROOM), true, Some(&gone), recall(2, 1_000_000));
         assert_eq!(again.unwrap(), None, "already a tombstone, even late");
     }
 }

@@ -169,6 +169,11 @@ async fn a_rooms_owner_removes_any_message_and_nobody_else_does() {
     );
     assert_eq!(x.err("message_remove", target.clone()).await, "forbidden");
     assert_eq!(x.err("recall", target.clone()).await, "forbidden");
+    // An id that names no conversation reads like one the caller is not in.
+    for op in ["recall", "message_remove", "hide"] {
+        let nowhere = json!({ "conversation_id": 999_999, "seq": 1 });
+        assert_eq!(x.err(op, nowhere).await, "forbidden", "{op}");
+    }
     assert_eq!(
         o.err(
             "message_remove",

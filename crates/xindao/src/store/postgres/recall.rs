@@ -25,8 +25,7 @@ pub(super) async fn set_state(
         .await
         .map_err(map_pg)?
         .map(|row| room_facts(&row).map_err(map_pg))
-        .transpose()?
-        .ok_or_else(rules::no_such_conversation)?;
+        .transpose()?;
     let member = match change.by() {
         Some(by) => tx
             .query_opt(
@@ -56,7 +55,8 @@ pub(super) async fn set_state(
         })
         .transpose()
         .map_err(map_pg)?;
-    let Some(state) = rules::may_change_message(&room, member, facts.as_ref(), change)? else {
+    let Some(state) = rules::may_change_message(room.as_ref(), member, facts.as_ref(), change)?
+    else {
         return Ok(None);
     };
     let row = tx

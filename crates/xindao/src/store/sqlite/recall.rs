@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::map_sqlite;
 use super::rows::{member_exists, read_message, room_facts};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::*;
 use crate::rules::{self, MessageFacts, StateChange};
 use crate::store::rows::MESSAGE_COLUMNS;
@@ -18,7 +18,11 @@ pub(super) fn set_state(
     change: StateChange,
 ) -> Result<Option<Message>> {
     let tx = conn.transaction().map_err(map_sqlite)?;
-    let room = room_facts(&tx, conversation)?;
+    let room = match room_facts(&tx, conversation) {
+        Ok(room) => Some(room),
+        Err(Error::NotFound(_)) => None,
+        Err(e) => return Err(e),
+    };
     let member = match change.by() {
         Some(by) => member_exists(&tx, conversation, by).map_err(map_sqlite)?,
         None => false,
@@ -41,7 +45,8 @@ pub(super) fn set_state(
             .optional()
         })
         .map_err(map_sqlite)?;
-    let Some(state) = rules::may_change_message(&room, member, facts.as_ref(), change)? else {
+    let Some(state) = rules::may_change_message(room.as_ref(), member, facts.as_ref(), change)?
+    else {
         return Ok(None);
     };
     let tombstone = tx
