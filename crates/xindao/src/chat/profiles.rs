@@ -69,7 +69,7 @@ impl Chat {
         raw(&json!({ "user": user }))
     }
 
-    /// Applies a validated profile change and tells the user's connections and (up to [`PROFILE_PUSH_MAX`])
+    /// Applies a validated profile change and tells the user's connections and (up to 1,000)
     /// their online contacts with a `profile` push. For the server API as well as `profile_set`.
     pub async fn change_profile(&self, user_id: UserId, change: ProfileChange) -> Result<User> {
         let user = self.store.set_profile(user_id, change).await?;
