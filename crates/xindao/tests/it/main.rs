@@ -38,4 +38,5 @@ mod recall;
 mod store_caps;
 mod store_migrate;
 mod store_profiles;
+mod store_profiles_cost;
 mod store_suite;
