@@ -78,7 +78,14 @@ impl Chat {
             user_id,
             frame: frame.clone(),
         });
-        let contacts = self.store.contacts(user_id, 0, PROFILE_PUSH_MAX).await?;
+        // The change is committed: a failure to read the contacts now only costs them the push.
+        let contacts = match self.store.contacts(user_id, 0, PROFILE_PUSH_MAX).await {
+            Ok(contacts) => contacts,
+            Err(error) => {
+                tracing::warn!(%error, user_id, "profile push to contacts skipped");
+                Vec::new()
+            }
+        };
         for contact in contacts {
             if self.bus.is_online(contact.id) {
                 self.bus.publish(Delivery::User {
