@@ -214,6 +214,9 @@ pub struct Config {
     /// account is created (on first use).
     #[arg(long, default_value = "System")]
     pub system_display_name: String,
+    /// Seconds after sending within which the sender may `recall` a message; later: `recall_window_passed`.
+    #[arg(long, default_value_t = 120)]
+    pub recall_window_secs: u64,
     /// Most messages per group commit (SQLite, and per writer on PostgreSQL).
     #[arg(long, default_value_t = 512)]
     pub commit_batch_max: usize,
