@@ -212,6 +212,23 @@ pub struct Config {
     /// round trip and an fsync).
     #[arg(long)]
     pub commit_linger_us: Option<u64>,
+    /// Path prefix of the Wafer 2 compatible endpoints (e.g. "/weapp": `GET /weapp/login`, `/weapp/user`,
+    /// `/weapp/tunnel`), for mini-programs built on wafer2-client-sdk (docs/wafer.md). Unset: not served.
+    /// Needs WeChat login (wechat_appid, wechat_secret).
+    #[arg(long)]
+    pub wafer_prefix: Option<String>,
+    /// Path prefix of the Wafer 1 compatible endpoints (e.g. "/wafer1": `/wafer1/login`, `/wafer1/user`,
+    /// `/wafer1/tunnel`), for wafer-client-sdk 0.x. Unset: not served. Needs WeChat login.
+    #[arg(long)]
+    pub wafer1_prefix: Option<String>,
+    /// Base of the tunnel URLs handed to Wafer clients, e.g. "wss://chat.example.com" behind a TLS proxy.
+    /// Unset: "ws://" and the Host of the tunnel request.
+    #[arg(long)]
+    pub wafer_public_url: Option<String>,
+    /// Seconds between a Wafer client's pings (sent to it as `timeout:N` when its tunnel opens); a tunnel
+    /// silent for three of them is closed as a dead peer.
+    #[arg(long, default_value_t = 15)]
+    pub wafer_heartbeat_secs: u64,
     /// Log filter (RUST_LOG syntax), e.g. "info" or "xindao=debug,info".
     #[arg(long, default_value = "info")]
     pub log: String,
