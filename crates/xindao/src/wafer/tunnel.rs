@@ -179,6 +179,16 @@ async fn run(
     finish(&mut socket, end).await;
 }
 
+/// A frame over `max_frame_bytes` closes with 1009 (no `close` packet: the SDK reconnects); any other read
+/// error means the socket is gone.
+fn read_error(error: axum::Error) -> End {
+    use tungstenite::error::Error as WsError;
+    match error.into_inner().downcast::<WsError>() {
+        Ok(ws) if matches!(*ws, WsError::Capacity(_)) => End::Drop(1009, "frame too large"),
+        _ => End::Gone,
+    }
+}
+
 /// Closes the socket as `end` says, waiting briefly for the client's close frame.
 async fn finish(socket: &mut WebSocket, end: End) {
     let (code, reason) = match end {
@@ -269,7 +279,8 @@ impl Tunnel<'_> {
                             Ok(())
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
-                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => Err(End::Gone),
+                        Some(Err(error)) => Err(read_error(error)),
+                        Some(Ok(Message::Close(_))) | None => Err(End::Gone),
                     }
                 }
                 out = queue.recv() => match out {

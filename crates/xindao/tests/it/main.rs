@@ -36,3 +36,5 @@ mod protocol_edges;
 mod store_caps;
 mod store_migrate;
 mod store_suite;
+mod wafer;
+mod wafer_bad_input;
