@@ -44,7 +44,7 @@ const commands = {
   },
   open: () => {
     tunnel = new sdk.Tunnel(`${base}${prefix}/tunnel`);
-    for (const ev of ['connect', 'close', 'reconnecting', 'reconnect', 'error', 'people', 'speak']) {
+    for (const ev of ['connect', 'close', 'reconnecting', 'reconnect', 'error', 'people', 'speak', 'notice']) {
       tunnel.on(ev, (content) => emit({ ev, content: content === undefined ? null : content }));
     }
     tunnel.open();

@@ -229,6 +229,15 @@ pub struct Config {
     /// silent for three of them is closed as a dead peer.
     #[arg(long, default_value_t = 15)]
     pub wafer_heartbeat_secs: u64,
+    /// Tunnel-service mode: the `tunnelSignatureKey` shared with existing Wafer business servers, which then
+    /// use `<this server>/wafer-tunnel` as their `tunnelServerUrl` (docs/wafer.md). Unset: not served. Prefer
+    /// XINDAO_WAFER_TUNNEL_KEY or the file to a flag.
+    #[arg(long)]
+    pub wafer_tunnel_key: Option<Secret>,
+    /// The `tcId`s (md5 of a business server's `serverHost`) allowed to use the tunnel service,
+    /// comma-separated; empty: any that signs with wafer_tunnel_key.
+    #[arg(long, value_delimiter = ',')]
+    pub wafer_tunnel_tc_ids: Vec<String>,
     /// Log filter (RUST_LOG syntax), e.g. "info" or "xindao=debug,info".
     #[arg(long, default_value = "info")]
     pub log: String,
@@ -326,6 +335,9 @@ impl Config {
         }
         if self.cluster_secret.is_some() {
             table.insert("cluster_secret".into(), endpoint::MASK.into());
+        }
+        if self.wafer_tunnel_key.is_some() {
+            table.insert("wafer_tunnel_key".into(), endpoint::MASK.into());
         }
         toml::to_string(&table).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }

@@ -9,9 +9,14 @@
 //! URL's authorisation), rooms, store and hub. Files: `packet.rs` the wire format, `userinfo.rs` the
 //! encrypted profile, `session.rs` the HTTP endpoints, `room.rs` the live room and its `people`,
 //! `tunnel.rs` one tunnel's task.
+//!
+//! Tunnel-service mode (`wafer_tunnel_key`) serves existing Wafer business servers instead: `service.rs`
+//! (their API) and `service_tunnel.rs` (a tunnel and its callbacks to them).
 
 mod packet;
 mod room;
+mod service;
+mod service_tunnel;
 mod session;
 mod tunnel;
 mod userinfo;
@@ -111,7 +116,7 @@ pub fn routes(config: &Config) -> Router<Arc<App>> {
         (Generation::V2, &config.wafer_prefix),
         (Generation::V1, &config.wafer1_prefix),
     ];
-    let mut router = Router::new();
+    let mut router = service::routes(config);
     for (generation, prefix) in mounts {
         let Some(prefix) = prefix else { continue };
         let base = prefix.trim_end_matches('/').to_string();

@@ -38,3 +38,4 @@ mod store_migrate;
 mod store_suite;
 mod wafer;
 mod wafer_bad_input;
+mod wafer_service;
