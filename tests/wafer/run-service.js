@@ -1,7 +1,10 @@
 // Tunnel-service mode: an existing Wafer 2 business server on the unmodified wafer-node-sdk@1.4.5 (its own
 // login on MariaDB, the quickstart's chat logic: lib/business.js) uses xindao as its tunnel server, changing
 // only tunnelServerUrl and tunnelSignatureKey; two unmodified wafer2-client-sdk@2.1.0 mini-programs talk to
-// it. Prints every step passed. Without MariaDB on 127.0.0.1:3306 it prints SKIPPED and passes.
+// it. Then a Wafer 1 business server on the unmodified qcloud-weapp-server-sdk@0.8.2, logging users in through
+// xindao's replacement of the Wafer 1 auth service, with two wafer-client-sdk@0.8.4 mini-programs. Prints every
+// step passed. Without MariaDB on 127.0.0.1:3306 (Wafer 2 part) or port 80 on 127.0.0.3 (Wafer 1 part: its SDK
+// cannot call back another port) that part prints SKIPPED and passes.
 'use strict';
 
 const { fork } = require('node:child_process');
@@ -35,7 +38,8 @@ async function main() {
   const wechat = await startFakeWeChat({ appid: APPID, secret: SECRET });
   const { startServer } = await import('../../sdk/js/testlib/server.mjs');
   const server = await startServer({
-    args: ['--wafer-tunnel-key', KEY, '--wafer-heartbeat-secs', '2'],
+    args: ['--wafer-tunnel-key', KEY, '--wafer-heartbeat-secs', '2', '--wafer-auth', '--wechat-appid', APPID, '--wechat-api-base', wechat.url],
+    env: { XINDAO_WECHAT_SECRET: SECRET },
   });
   const tunnelServerUrl = `${server.url}/wafer-tunnel`;
   const business = new Client('business', fork(path.join(__dirname, 'lib', 'business.js'), [tunnelServerUrl, KEY, wechat.url, APPID, SECRET], { stdio: 'inherit' }));
@@ -132,6 +136,7 @@ async function main() {
     assert.equal(state.callbacks.filter((t) => t === 'close').length, 2);
     for (const c of [a, b, business]) assert.deepEqual(c.uncaught, [], `${c.name}: nothing thrown`);
     step(`close: callbacks seen by the business server ${JSON.stringify(state.callbacks.reduce((m, t) => ({ ...m, [t]: (m[t] || 0) + 1 }), {}))}, one close per tunnel`);
+    await runWafer1(server, wechat, tunnelServerUrl);
   } catch (e) {
     failed = true;
     console.error(`not ok - ${e.stack}`);
@@ -144,6 +149,81 @@ async function main() {
     wechat.close();
   }
   return failed ? 1 : 0;
+}
+
+async function runWafer1(server, wechat, tunnelServerUrl) {
+  const host = '127.0.0.3';
+  const business = new Client('business1', fork(path.join(__dirname, 'lib', 'business1.js'), [tunnelServerUrl, KEY, `${server.url}/wafer-auth`, host], { stdio: 'inherit' }));
+  const ready = await business.next((e) => e.ev === 'ready' || e.ev === 'failed', 20000);
+  if (ready.ev === 'failed') {
+    business.kill();
+    console.log(`SKIPPED: Wafer 1 business server: cannot listen on ${host}:80 (${ready.error})`);
+    return;
+  }
+  const pkg = 'wafer-client-sdk';
+  const step = (what) => console.log(`ok - qcloud-weapp-server-sdk@0.8.2 + ${pkg}@0.8.4 via xindao auth + tunnel service: ${what}`);
+  const run = crypto.randomBytes(4).toString('hex');
+  const base = `http://${host}`;
+  const a = await Client.spawn('Amy', pkg, base, '', wechat.url, `oAmy${run}`);
+  const b = await Client.spawn('Bill', pkg, base, '', wechat.url, `oBill${run}`);
+  try {
+    for (const c of [a, b]) {
+      const r = await c.cmd('login');
+      assert.ok(r.ok, `${c.name} login: ${r.error}`);
+    }
+    let r = await a.cmd('request', { path: '/user', login: true });
+    assert.ok(r.ok, r.error);
+    assert.equal(r.data.data.userInfo.nickName, 'Amy');
+    step('login and request({login: true}) through the business server and xindao’s qcloud.cam.id_skey / qcloud.cam.auth');
+
+    await a.cmd('breakSession');
+    const before = (await a.cmd('log')).log.length;
+    r = await a.cmd('request', { path: '/user', login: false });
+    assert.ok(r.ok, r.error);
+    assert.equal(r.data.data.userInfo.nickName, 'Amy');
+    const trail = (await a.cmd('log')).log.slice(before).filter(([, k]) => k === 'response').map(([, , t]) => new URL(t.split(' ')[2]).pathname);
+    assert.deepEqual(trail, ['/user', '/login', '/user']);
+    step('an invalid skey: the auth service answers 60011, the SDK re-logs in once and retries');
+
+    let [ma, mb] = [a.mark(), b.mark()];
+    await a.cmd('open');
+    await a.next((e) => e.ev === 'connect', 10000, ma);
+    await b.cmd('open');
+    await b.next((e) => e.ev === 'connect', 10000, mb);
+    const enter = await a.next(people('Bill', 'enter'), 10000, ma);
+    assert.equal(enter.content.total, 2);
+    await a.cmd('speak', { word: 'hi Bill' });
+    await b.next(spoke('Amy', 'hi Bill'), 10000, mb);
+    await b.cmd('speak', { word: 'hi Amy' });
+    await a.next(spoke('Bill', 'hi Amy'), 10000, ma);
+    step('tunnels (signed /get/wsurl answer checked by the SDK), people {total: 2}, speak both ways');
+
+    [ma, mb] = [a.mark(), b.mark()];
+    const sent = await business.cmd('broadcast', { type: 'notice', content: { text: 'v1 notice' } });
+    assert.ok(sent.ok, sent.error);
+    await a.next((e) => e.ev === 'notice' && e.content.text === 'v1 notice', 10000, ma);
+    await b.next((e) => e.ev === 'notice' && e.content.text === 'v1 notice', 10000, mb);
+    const closed = await business.cmd('closeTunnel', { nickName: 'Bill' });
+    assert.ok(closed.ok, closed.error);
+    await b.next((e) => e.ev === 'close', 10000, mb);
+    const left = await a.next(people('Bill', 'leave'), 10000, ma);
+    assert.equal(left.content.total, 1);
+    step('broadcast through /ws/push; closeTunnel closes Bill for good and Amy sees {total: 1, leave}');
+
+    ma = a.mark();
+    await a.cmd('close');
+    await a.next((e) => e.ev === 'close', 5000, ma);
+    await sleep(1500);
+    const state = await business.cmd('state');
+    assert.equal(state.connected, 0);
+    assert.equal(state.callbacks.filter((t) => t === 'close').length, 2);
+    for (const c of [a, b, business]) assert.deepEqual(c.uncaught, [], `${c.name}: nothing thrown`);
+    step(`close: one close callback per tunnel (${JSON.stringify(state.callbacks.reduce((m, t) => ({ ...m, [t]: (m[t] || 0) + 1 }), {}))})`);
+  } finally {
+    a.kill();
+    b.kill();
+    business.kill();
+  }
 }
 
 main().then((code) => process.exit(code));

@@ -101,6 +101,10 @@ impl Config {
                 "nats_creds_file goes with a nats:// or tls:// bus",
             ),
             (
+                !self.wafer_auth || self.wechat_enabled(),
+                "wafer_auth needs WeChat login (wechat_appid, wechat_secret)",
+            ),
+            (
                 (1..=300).contains(&self.wafer_heartbeat_secs),
                 "wafer_heartbeat_secs must be between 1 and 300",
             ),

@@ -238,6 +238,10 @@ pub struct Config {
     /// comma-separated; empty: any that signs with wafer_tunnel_key.
     #[arg(long, value_delimiter = ',')]
     pub wafer_tunnel_tc_ids: Vec<String>,
+    /// Serve `POST /wafer-auth`, a replacement for the Wafer 1 auth service (`AuthServerUrl` of
+    /// qcloud-weapp-server-sdk business servers), backed by WeChat login (needs wechat_appid, wechat_secret).
+    #[arg(long, default_value_t = false)]
+    pub wafer_auth: bool,
     /// Log filter (RUST_LOG syntax), e.g. "info" or "xindao=debug,info".
     #[arg(long, default_value = "info")]
     pub log: String,

@@ -11,8 +11,10 @@
 //! `tunnel.rs` one tunnel's task.
 //!
 //! Tunnel-service mode (`wafer_tunnel_key`) serves existing Wafer business servers instead: `service.rs`
-//! (their API) and `service_tunnel.rs` (a tunnel and its callbacks to them).
+//! (their API) and `service_tunnel.rs` (a tunnel and its callbacks to them); `auth_service.rs` replaces the
+//! Wafer 1 auth service those servers log their users in with (`wafer_auth`).
 
+mod auth_service;
 mod packet;
 mod room;
 mod service;
@@ -117,6 +119,9 @@ pub fn routes(config: &Config) -> Router<Arc<App>> {
         (Generation::V1, &config.wafer1_prefix),
     ];
     let mut router = service::routes(config);
+    if config.wafer_auth {
+        router = router.merge(auth_service::routes(shared.clone()));
+    }
     for (generation, prefix) in mounts {
         let Some(prefix) = prefix else { continue };
         let base = prefix.trim_end_matches('/').to_string();

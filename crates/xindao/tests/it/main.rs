@@ -37,5 +37,6 @@ mod store_caps;
 mod store_migrate;
 mod store_suite;
 mod wafer;
+mod wafer_auth;
 mod wafer_bad_input;
 mod wafer_service;
