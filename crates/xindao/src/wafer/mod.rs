@@ -92,7 +92,12 @@ impl Profiles {
 
     pub fn put(&self, user: UserId, mut profile: Map<String, Value>) -> Arc<Value> {
         profile.remove("watermark");
-        let profile = Arc::new(Value::Object(profile));
+        self.remember(user, Arc::new(Value::Object(profile)))
+    }
+
+    /// Keeps `profile` for `user` (also the stand-in of a user who never logged in through Wafer, so that a
+    /// room's messages do not cost a store read per recipient).
+    pub fn remember(&self, user: UserId, profile: Arc<Value>) -> Arc<Value> {
         let mut profiles = self.0.lock();
         if profiles.len() >= PROFILES_MAX && !profiles.contains_key(&user) {
             if let Some(&any) = profiles.keys().next() {

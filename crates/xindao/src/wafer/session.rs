@@ -164,11 +164,12 @@ pub async fn who(app: &App, shared: &Shared, user: UserId) -> Arc<Value> {
     if let Some(profile) = shared.profiles.get(user) {
         return profile;
     }
-    let name = match app.store.user(user).await {
-        Ok(Some(user)) => user.display_name,
-        _ => format!("user {user}"),
-    };
-    Arc::new(json!({ "nickName": name }))
+    match app.store.user(user).await {
+        Ok(Some(found)) => shared
+            .profiles
+            .remember(user, Arc::new(json!({ "nickName": found.display_name }))),
+        _ => Arc::new(json!({ "nickName": format!("user {user}") })),
+    }
 }
 
 /// `GET|POST <prefix>/user`: the caller's profile (Wafer 2 `{code: 0, data: userinfo}`, Wafer 1
