@@ -45,3 +45,7 @@ mod store_migrate;
 mod store_profiles;
 mod store_profiles_cost;
 mod store_suite;
+mod wafer;
+mod wafer_auth;
+mod wafer_bad_input;
+mod wafer_service;
