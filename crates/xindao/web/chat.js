@@ -204,6 +204,12 @@ export function renderMessages(stickToBottom) {
     );
   }
   flushSystem(null);
+  if (S.menuFor != null) {
+    const m = b.list.find((x) => x.seq === S.menuFor && !x.state);
+    const li = m && list.querySelector(`li.msg[data-seq="${m.seq}"]`);
+    if (li) li.append(menuFor(m));
+    else S.menuFor = null;
+  }
   for (const [cmid, p] of S.pending) {
     if (p.conversation_id !== id || b.list.some((m) => m.cmid === cmid && m.sender_id === S.me.id)) continue;
     list.append(
@@ -227,6 +233,7 @@ export function renderMessages(stickToBottom) {
 // ------------------------------------------------------------------ the message menu
 
 function closeMenu() {
+  S.menuFor = null;
   const m = document.querySelector('.msg-menu');
   if (m) m.remove();
 }
@@ -237,6 +244,11 @@ document.addEventListener('click', (ev) => {
 function openMenu(ev, m) {
   ev.stopPropagation();
   closeMenu();
+  S.menuFor = m.seq; // kept across re-renders (a push or a read mark re-renders the list)
+  ev.target.closest('li.msg').append(menuFor(m));
+}
+
+function menuFor(m) {
   const c = S.convs.get(m.conversation_id);
   const mine = m.sender_id === S.me.id;
   const items = [];
@@ -272,7 +284,7 @@ function openMenu(ev, m) {
       ),
     ),
   );
-  ev.target.closest('li.msg').append(menu);
+  return menu;
 }
 
 // ------------------------------------------------------------------ scrolling back
