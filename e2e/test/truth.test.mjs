@@ -212,7 +212,6 @@ test('zh-CN from the browser language, English by the switch; 375x667 without ho
   assert.equal(await wang.page.textContent('#logout'), '退出登录');
   assert.equal(await wang.page.title(), '信道');
   await noHorizontalOverflow(li, 'mobile list');
-  await li.page.screenshot({ path: join(docShots, 'mobile-zh-conversations.png') });
 
   await startChat(wang, li);
   await send(wang, '你好，李雷！周末一起去爬山吗？');
@@ -225,6 +224,10 @@ test('zh-CN from the browser language, English by the switch; 375x667 without ho
   await wang.page.waitForSelector('#message-list .read-mark:text-is("已读")');
   await noHorizontalOverflow(li, 'mobile chat');
   await li.page.screenshot({ path: join(docShots, 'mobile-zh-chat.png') });
+  await li.page.click('#back');
+  await li.page.waitForSelector('#conversations li.conv');
+  await noHorizontalOverflow(li, 'mobile list with a chat');
+  await li.page.screenshot({ path: join(docShots, 'mobile-zh-conversations.png') });
   await wang.page.fill('#new-room-input', '周末爬山');
   await wang.page.click('#new-room button[type=submit]');
   await wang.page.waitForSelector('#chat-title:text-is("# 周末爬山")');
