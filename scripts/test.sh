@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting and lints, the Rust tests (unit + integration against a real server),
 # the JS SDK tests and the browser end-to-end test (both against the real binary).
-# Needs: Rust (cargo), Node >= 20 with npm, and Chromium at /usr/bin/chromium (Debian: apt-get install chromium).
+# Needs: Rust (cargo), Node >= 20 with npm, and Chromium at /usr/bin/chromium (Debian: apt-get install chromium);
+# moto_server (pip install 'moto[server]') for the S3 media tests, which are skipped without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

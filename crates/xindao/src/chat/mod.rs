@@ -9,6 +9,7 @@
 
 pub mod fanout;
 mod limits;
+mod media;
 mod messages;
 mod paging;
 mod presence;
@@ -31,6 +32,8 @@ use crate::model::{now_millis, ConversationId, UserId};
 use crate::protocol::Op;
 use crate::store::Store;
 
+pub(crate) use limits::PerUser;
+
 /// The caller of an operation: one connection of one user.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
@@ -46,6 +49,8 @@ pub struct Chat {
     summaries: Arc<summaries::Summaries>,
     room_adds: limits::PerUser,
     lookups: limits::PerUser,
+    /// Signs media download URLs (`media_url`); `None` when `media_secret` was not resolved.
+    media_signer: Option<crate::media::Signer>,
 }
 
 impl Chat {
@@ -59,6 +64,7 @@ impl Chat {
             summaries: summaries::Summaries::new(store.clone(), bus.clone()),
             room_adds: limits::PerUser::per_minute(config.room_adds_per_min),
             lookups: limits::PerUser::per_minute(config.lookups_per_min),
+            media_signer: crate::media::Signer::from_config(&config).ok(),
             store,
             bus,
             hub,
@@ -86,6 +92,7 @@ impl Chat {
             Op::Read(args) => self.read(caller, args).await,
             Op::Typing(args) => self.typing(caller, args).await,
             Op::Presence(args) => self.presence(caller, args).await,
+            Op::MediaUrl(args) => self.media_url(caller, args).await,
         }
     }
 

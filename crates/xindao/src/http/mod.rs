@@ -41,6 +41,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/ws", get(crate::conn::upgrade))
         .route("/v1/ws/ticket", post(session::ws_ticket))
         .merge(web::routes())
+        .merge(crate::media::routes(&app))
         .fallback(|| async { Error::NotFound("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)

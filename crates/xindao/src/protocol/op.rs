@@ -41,6 +41,7 @@ pub enum Op {
     Read(ReadArgs),
     Typing(ConversationArgs),
     Presence(PresenceArgs),
+    MediaUrl(MediaUrlArgs),
 }
 
 impl Op {
@@ -200,6 +201,12 @@ pub struct SendArgs {
     pub kind: SentKind,
     #[serde(default)]
     pub content: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaUrlArgs {
+    pub media_id: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,7 +18,7 @@ use super::{decode, error_reply, RequestId};
 mod round_trip;
 
 /// Every operation of docs/protocol.md ("Operations").
-const OP_NAMES: [&str; 17] = [
+const OP_NAMES: [&str; 18] = [
     "ping",
     "user_find",
     "direct_open",
@@ -36,6 +36,7 @@ const OP_NAMES: [&str; 17] = [
     "read",
     "typing",
     "presence",
+    "media_url",
 ];
 
 /// Field names the decoders look for, so that generated objects hit them often.

@@ -7,6 +7,7 @@
 
 mod checkpoint;
 mod connections;
+mod media;
 mod reads;
 mod rooms;
 mod rows;
