@@ -53,6 +53,18 @@ pub fn adts(frames: usize) -> Vec<u8> {
     out
 }
 
+/// An MP3 recording (MPEG-1 layer III, 128 kbit/s, 44.1 kHz, mono) of `frames` frames of 1152 samples, as
+/// RecorderManager writes with `format: 'mp3'` (the frames are empty: only the container is read).
+pub fn mp3(frames: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..frames {
+        let mut frame = vec![0u8; 417];
+        frame[..4].copy_from_slice(&[0xFF, 0xFB, 0x90, 0xC0]);
+        out.extend_from_slice(&frame);
+    }
+    out
+}
+
 fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = 0xFFFF_FFFFu32;
     for &b in bytes {
@@ -152,6 +164,14 @@ async fn each_kind_answers_what_the_server_read_from_it() {
     );
     assert_eq!(voice["duration_ms"], 998, "{voice}");
     assert!(voice.get("width").is_none());
+    // 38 frames of 1152 samples at 44.1 kHz: 993 ms.
+    let mp3 = uploaded(&server, t, None, "rec.mp3", mp3(38)).await;
+    assert_eq!(
+        (mp3["kind"].as_str(), mp3["mime"].as_str()),
+        (Some("voice"), Some("audio/mpeg"))
+    );
+    let ms = mp3["duration_ms"].as_i64().unwrap();
+    assert!((960..=1000).contains(&ms), "{mp3}");
 
     let file = uploaded(
         &server,

@@ -208,8 +208,25 @@ async fn a_20_mb_upload_streams_through_bounded_memory() {
     let elapsed = started.elapsed();
     assert_eq!(response.status(), 200);
     let after = peak_rss_kib(pid).unwrap();
+    // An image is decoded whole (bounded by media_max_image_pixels): 6 megapixels, 18 MB as RGB.
+    let photo = crate::media::jpeg(3000, 2000);
+    let form = Form::new().part("file", Part::bytes(photo).file_name("photo.jpg"));
+    let response = http()
+        .post(format!("http://{addr}/v1/media?kind=image"))
+        .bearer_auth(&alice.token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let after_image = peak_rss_kib(pid).unwrap();
     let _ = child.kill();
     let _ = child.wait();
+    eprintln!(
+        "MEDIA-UPLOAD: a 3000x2000 JPEG raised the server's peak RSS to {after_image} KiB (+{} KiB)",
+        after_image.saturating_sub(after)
+    );
+    assert!(after_image.saturating_sub(after) < (3000 * 2000 * 4 + (32 << 20)) / 1024);
     let mb_per_s = 20.0 / elapsed.as_secs_f64();
     eprintln!(
         "MEDIA-UPLOAD: 20 MiB in {:.0} ms = {mb_per_s:.1} MiB/s; server peak RSS {} KiB before, {} KiB after (+{} KiB)",
