@@ -52,10 +52,25 @@ pub struct MediaService {
 impl MediaService {
     /// Opens the configured storage; `config.media_secret` is already resolved ([`sign::resolve_secret`]).
     pub fn open(config: Arc<Config>) -> Result<MediaService> {
+        let tmp_dir = config.data_dir.join("media").join("tmp");
+        // Uploads cut off by a previous stop: nothing refers to them.
+        if let Ok(entries) = std::fs::read_dir(&tmp_dir) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        if config.media_storage.trim() == "local"
+            && matches!(config.store, crate::config::StoreConfig::Postgres { .. })
+        {
+            tracing::warn!(
+                "media_storage is \"local\" with a PostgreSQL store: each node keeps (and serves) only the \
+                 media uploaded to it; use S3-compatible storage for a cluster"
+            );
+        }
         Ok(MediaService {
             storage: storage::open(&config)?,
             signer: Signer::from_config(&config)?,
-            tmp_dir: config.data_dir.join("media").join("tmp"),
+            tmp_dir,
             uploads: crate::chat::PerUser::per_minute(config.media_uploads_per_min),
             decode_slots: Arc::new(Semaphore::new(DECODE_SLOTS)),
             upload_slots: Arc::new(Semaphore::new(UPLOAD_SLOTS)),

@@ -241,3 +241,81 @@ async fn a_20_mb_upload_streams_through_bounded_memory() {
         after - before
     );
 }
+
+/// Sends a multipart upload over a raw socket, its body in `pieces` (each after its pause), and returns the
+/// answer's status code (the socket may still be sending when the server answers).
+async fn trickled_upload(
+    addr: std::net::SocketAddr,
+    token: &str,
+    pieces: Vec<(Duration, Vec<u8>)>,
+) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let head =
+        b"--xb\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.bin\"\r\n\r\n"
+            .to_vec();
+    let tail = b"\r\n--xb--\r\n".to_vec();
+    let length = head.len() + tail.len() + pieces.iter().map(|(_, p)| p.len()).sum::<usize>();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let request = format!(
+        "POST /v1/media HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary=xb\r\nContent-Length: {length}\r\n\r\n"
+    );
+    let writer = tokio::spawn(async move {
+        write.write_all(request.as_bytes()).await?;
+        write.write_all(&head).await?;
+        for (pause, piece) in pieces {
+            tokio::time::sleep(pause).await;
+            write.write_all(&piece).await?;
+        }
+        write.write_all(&tail).await?;
+        std::io::Result::Ok(write)
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let read = tokio::time::timeout(Duration::from_secs(15), read.read(&mut buf))
+            .await
+            .expect("an answer within 15 s")
+            .unwrap();
+        assert!(read > 0, "closed without an answer");
+        answer.extend_from_slice(&buf[..read]);
+    }
+    writer.abort();
+    let status = String::from_utf8_lossy(&answer);
+    status.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_uploads_have_their_own_deadline_and_stalled_ones_are_cut_off() {
+    let mut server = TestServer::start(|c| {
+        c.http_header_timeout_ms = 500;
+        c.media_upload_timeout_secs = 3;
+    })
+    .await;
+    let alice = server.login("alice").await;
+    let piece = |ms: u64| (Duration::from_millis(ms), vec![b'x'; 1024]);
+    // 2 s of trickling (12 pieces 170 ms apart): past three header timeouts (1.5 s, what any other request
+    // gets), within media_upload_timeout_secs: accepted.
+    let started = Instant::now();
+    let status = trickled_upload(
+        server.addr,
+        &alice.token,
+        (0..12).map(|_| piece(170)).collect(),
+    )
+    .await;
+    assert_eq!(status, 200, "a slow upload within its deadline");
+    assert!(started.elapsed() > Duration::from_millis(1500));
+    // Nothing for longer than the header timeout mid-body: cut off with 400.
+    let status = trickled_upload(server.addr, &alice.token, vec![piece(0), piece(2000)]).await;
+    assert_eq!(status, 400, "a stalled upload");
+    // Trickling past media_upload_timeout_secs: 408.
+    let status = trickled_upload(
+        server.addr,
+        &alice.token,
+        (0..25).map(|_| piece(200)).collect(),
+    )
+    .await;
+    assert_eq!(status, 408, "an upload past its deadline");
+    server.stop().await;
+}
