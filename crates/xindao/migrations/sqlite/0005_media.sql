@@ -1,5 +1,5 @@
 -- Uploaded media (images, voice, files): the metadata; the bytes live in media storage under storage_key.
-CREATE TABLE media (
+CREATE TABLE IF NOT EXISTS media (
     id           TEXT PRIMARY KEY,
     owner_id     INTEGER NOT NULL REFERENCES users(id),
     kind         TEXT NOT NULL CHECK (kind IN ('image', 'voice', 'file')),
@@ -16,9 +16,9 @@ CREATE TABLE media (
     created_at   INTEGER NOT NULL
 ) WITHOUT ROWID;
 -- The upload quota sums an owner's recent uploads.
-CREATE INDEX media_by_owner ON media(owner_id, created_at);
+CREATE INDEX IF NOT EXISTS media_by_owner ON media(owner_id, created_at);
 -- The conversations a medium was sent to: their members may download it.
-CREATE TABLE media_refs (
+CREATE TABLE IF NOT EXISTS media_refs (
     media_id        TEXT NOT NULL REFERENCES media(id),
     conversation_id INTEGER NOT NULL REFERENCES conversations(id),
     PRIMARY KEY (media_id, conversation_id)

@@ -327,3 +327,132 @@ async fn uploads_are_rate_limited_and_bounded_by_a_daily_quota() {
     assert_eq!(status, 200);
     server.stop().await;
 }
+
+fn mp4_box(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut out = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(body);
+    out
+}
+
+fn full_box(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    mp4_box(kind, &[&[0u8; 4][..], body].concat())
+}
+
+/// An M4A recording (AAC LC in an MP4 container, 44.1 kHz mono) of `frames` frames of 1024 samples, as iOS
+/// writes for RecorderManager's `aac` (the frames are filler: only the container is read).
+pub fn m4a(frames: u32) -> Vec<u8> {
+    let be = |v: u32| v.to_be_bytes();
+    let ftyp = mp4_box(b"ftyp", b"M4A \0\0\0\0M4A isommp42");
+    let matrix: Vec<u8> = [0x10000u32, 0, 0, 0, 0x10000, 0, 0, 0, 0x4000_0000]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect();
+    let ms = frames * 1024 * 1000 / 44100;
+    let mvhd = full_box(
+        b"mvhd",
+        &[
+            &be(0)[..],
+            &be(0),
+            &be(1000),
+            &be(ms),
+            &be(0x10000),
+            &[1, 0],
+            &[0; 10],
+            &matrix,
+            &[0; 24],
+            &be(2),
+        ]
+        .concat(),
+    );
+    let tkhd = full_box(
+        b"tkhd",
+        &[
+            &be(0)[..],
+            &be(0),
+            &be(1),
+            &be(0),
+            &be(ms),
+            &[0; 8],
+            &[0; 4],
+            &[1, 0, 0, 0],
+            &matrix,
+            &be(0),
+            &be(0),
+        ]
+        .concat(),
+    );
+    let mdhd = full_box(
+        b"mdhd",
+        &[
+            &be(0)[..],
+            &be(0),
+            &be(44100),
+            &be(frames * 1024),
+            &[0x55, 0xC4, 0, 0],
+        ]
+        .concat(),
+    );
+    let hdlr = full_box(b"hdlr", &[&be(0)[..], b"soun", &[0; 12], b"\0"].concat());
+    let smhd = full_box(b"smhd", &[0; 4]);
+    let dinf = mp4_box(
+        b"dinf",
+        &full_box(
+            b"dref",
+            &[&be(1)[..], &mp4_box(b"url ", &[0, 0, 0, 1])].concat(),
+        ),
+    );
+    // ES descriptor: decoder config (AAC, audio) with AudioSpecificConfig 0x12 0x08 (LC, 44.1 kHz, mono).
+    let esds = full_box(
+        b"esds",
+        &[
+            3, 25, 0, 1, 0, 4, 17, 0x40, 0x15, 0, 0, 0, 0, 0, 0xFA, 0, 0, 0, 0xFA, 0, 5, 2, 0x12,
+            0x08, 6, 1, 2,
+        ],
+    );
+    let mp4a = mp4_box(
+        b"mp4a",
+        &[
+            &[0u8; 6][..],
+            &[0, 1],
+            &[0; 8],
+            &[0, 1],
+            &[0, 16],
+            &[0; 4],
+            &be(44100 << 16),
+            &esds,
+        ]
+        .concat(),
+    );
+    let stsd = full_box(b"stsd", &[&be(1)[..], &mp4a].concat());
+    let stts = full_box(b"stts", &[&be(1)[..], &be(frames), &be(1024)].concat());
+    let stsc = full_box(b"stsc", &[&be(1)[..], &be(1), &be(frames), &be(1)].concat());
+    let sizes: Vec<u8> = (0..frames).flat_map(|_| be(6)).collect();
+    let stsz = full_box(b"stsz", &[&be(0)[..], &be(frames), &sizes].concat());
+    let build = |offset: u32| {
+        let stco = full_box(b"stco", &[&be(1)[..], &be(offset)].concat());
+        let stbl = mp4_box(b"stbl", &[&stsd[..], &stts, &stsc, &stsz, &stco].concat());
+        let minf = mp4_box(b"minf", &[&smhd[..], &dinf, &stbl].concat());
+        let mdia = mp4_box(b"mdia", &[&mdhd[..], &hdlr, &minf].concat());
+        let trak = mp4_box(b"trak", &[&tkhd[..], &mdia].concat());
+        mp4_box(b"moov", &[&mvhd[..], &trak].concat())
+    };
+    let moov_len = build(0).len() as u32;
+    let moov = build(ftyp.len() as u32 + moov_len + 8);
+    let mdat = mp4_box(b"mdat", &vec![0x21; frames as usize * 6]);
+    [ftyp, moov, mdat].concat()
+}
+
+#[tokio::test]
+async fn m4a_recordings_get_their_duration_from_the_container() {
+    let mut server = TestServer::start(|_| {}).await;
+    let alice = server.login("alice").await;
+    let voice = uploaded(&server, &alice.token, None, "rec.m4a", m4a(43)).await;
+    assert_eq!(
+        (voice["kind"].as_str(), voice["mime"].as_str()),
+        (Some("voice"), Some("audio/mp4")),
+        "{voice}"
+    );
+    assert_eq!(voice["duration_ms"], 998, "{voice}");
+    server.stop().await;
+}

@@ -142,7 +142,7 @@ async fn postgres_schema_of_the_old_runner_opens_as_it_is() {
 }
 
 /// How many migration files `backend` has (the list grows with features; the tests do not hard-code it).
-fn migrations(backend: &str) -> i64 {
+pub fn migrations(backend: &str) -> i64 {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("migrations")
         .join(backend);
