@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 use crate::model::{now_millis, ConversationId, MediaKind, MessageKind, UserId};
-use crate::protocol::op::MediaUrlArgs;
+use crate::protocol::op::{MediaUrlArgs, MEDIA_URL_BATCH_MAX};
 
 use super::{raw, Caller, Chat};
 
@@ -89,29 +89,65 @@ impl Chat {
     }
 
     /// `media_url`: signed URLs of a medium (and its thumbnail) for its owner or a member of a conversation
-    /// it was sent to; `forbidden` for anyone else and for an id that does not exist.
+    /// it was sent to; `forbidden` for anyone else and for an id that does not exist. With `media_ids`, the
+    /// URLs of each one the caller may see, keyed by id (the others are left out).
     pub(super) async fn media_url(&self, caller: Caller, a: MediaUrlArgs) -> Result<Box<RawValue>> {
-        let id = crate::media::parse_id(&a.media_id)?;
-        if !self.store.media_visible(id, caller.user_id).await? {
-            return Err(Error::Forbidden(
-                "you may not see this media (not yours, and not sent to a conversation of yours)",
-            ));
-        }
-        let media = self
-            .store
-            .media(id)
-            .await?
-            .ok_or(Error::NotFound("no such media"))?;
         let signer = self
             .media_signer
             .as_ref()
             .ok_or_else(|| Error::Unavailable("media URLs are not configured".into()))?;
         let now = (now_millis() / 1000) as u64;
-        let url = signer.sign(id, false, now);
-        let mut reply = json!({ "url": url.url, "expires_at": url.expires_at * 1000 });
-        if media.thumb_key.is_some() {
-            reply["thumb_url"] = signer.sign(id, true, now).url.into();
+        match (a.media_id, a.media_ids) {
+            (Some(id), None) => {
+                let urls = self.urls(caller.user_id, &id, signer, now).await?.ok_or(
+                    Error::Forbidden(
+                        "you may not see this media (not yours, and not sent to a conversation of yours)",
+                    ),
+                )?;
+                let mut reply = urls;
+                reply["expires_at"] = (signer.expires_at(now) * 1000).into();
+                raw(&reply)
+            }
+            (None, Some(ids)) => {
+                if ids.len() > MEDIA_URL_BATCH_MAX {
+                    return Err(Error::InvalidArgs(format!(
+                        "at most {MEDIA_URL_BATCH_MAX} media_ids"
+                    )));
+                }
+                let mut urls = serde_json::Map::new();
+                for id in ids {
+                    if let Some(found) = self.urls(caller.user_id, &id, signer, now).await? {
+                        urls.insert(id, found);
+                    }
+                }
+                let expires_at = signer.expires_at(now) * 1000;
+                raw(&json!({ "urls": urls, "expires_at": expires_at }))
+            }
+            _ => Err(Error::InvalidArgs(
+                "give exactly one of media_id and media_ids".into(),
+            )),
         }
-        raw(&reply)
+    }
+
+    /// `{"url", "thumb_url"?}` of medium `id` if `user` may see it.
+    async fn urls(
+        &self,
+        user: UserId,
+        id: &str,
+        signer: &crate::media::Signer,
+        now: u64,
+    ) -> Result<Option<Value>> {
+        let id = crate::media::parse_id(id)?;
+        if !self.store.media_visible(id, user).await? {
+            return Ok(None);
+        }
+        let Some(media) = self.store.media(id).await? else {
+            return Ok(None);
+        };
+        let mut urls = json!({ "url": signer.sign(id, false, now).url });
+        if media.thumb_key.is_some() {
+            urls["thumb_url"] = signer.sign(id, true, now).url.into();
+        }
+        Ok(Some(urls))
     }
 }

@@ -63,9 +63,14 @@ impl Signer {
     }
 
     /// A URL for medium `id` (its thumbnail when `thumb`) valid from `now` (unix seconds) for at least the TTL.
-    pub fn sign(&self, id: &str, thumb: bool, now: u64) -> SignedUrl {
+    /// When a URL signed at `now` expires (unix seconds): the TTL ahead, rounded up to a quarter of it.
+    pub fn expires_at(&self, now: u64) -> u64 {
         let step = (self.ttl_secs / 4).max(1);
-        let exp = (now + self.ttl_secs).div_ceil(step) * step;
+        (now + self.ttl_secs).div_ceil(step) * step
+    }
+
+    pub fn sign(&self, id: &str, thumb: bool, now: u64) -> SignedUrl {
+        let exp = self.expires_at(now);
         let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(self.mac(id, thumb, exp).finalize().into_bytes());
         let thumb = if thumb { "&thumb=1" } else { "" };

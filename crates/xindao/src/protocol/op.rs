@@ -206,8 +206,14 @@ pub struct SendArgs {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MediaUrlArgs {
-    pub media_id: String,
+    /// One medium...
+    pub media_id: Option<String>,
+    /// ...or up to [`MEDIA_URL_BATCH_MAX`] at once (a page of history).
+    pub media_ids: Option<Vec<String>>,
 }
+
+/// Most media ids in one `media_url`.
+pub const MEDIA_URL_BATCH_MAX: usize = 100;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -89,6 +89,27 @@ pub async fn image_message_and_download(server: &TestServer) {
         assert_eq!(code, "invalid_message", "{why}");
     }
 
+    // A page of history at once: the URLs of those the caller may see, keyed by id.
+    let batch = b
+        .ok(
+            "media_url",
+            json!({ "media_ids": [id, carol_id, "AAAAAAAAAAAAAAAAAAAAAA"] }),
+        )
+        .await;
+    let keys: Vec<&String> = batch["urls"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, vec![&id], "{batch}");
+    assert!(batch["urls"][&id]["thumb_url"].is_string());
+    assert_eq!(
+        b.err("media_url", json!({ "media_ids": vec![id.clone(); 101] }))
+            .await,
+        "invalid_args"
+    );
+    assert_eq!(
+        b.err("media_url", json!({ "media_id": id, "media_ids": [] }))
+            .await,
+        "invalid_args"
+    );
+
     // URLs: members of the conversation yes, others no.
     assert_eq!(
         c.err("media_url", json!({ "media_id": id })).await,

@@ -230,7 +230,10 @@ fn args_of(op: &Op) -> Value {
         }
         Op::Read(a) => json!({ "conversation_id": a.conversation_id, "seq": a.seq.0 }),
         Op::Presence(a) => json!({ "user_ids": a.user_ids }),
-        Op::MediaUrl(a) => json!({ "media_id": a.media_id }),
+        Op::MediaUrl(a) => object([
+            ("media_id", a.media_id.clone().map(Value::from)),
+            ("media_ids", a.media_ids.clone().map(Value::from)),
+        ]),
     }
 }
 
