@@ -233,5 +233,8 @@ pub struct Media {
     pub thumb_mime: Option<String>,
     #[serde(skip)]
     pub thumb_size: Option<i64>,
+    /// Served without a signed URL, to anyone with its id (avatars).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub public: bool,
     pub created_at: Millis,
 }

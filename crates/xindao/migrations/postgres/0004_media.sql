@@ -13,6 +13,8 @@ CREATE TABLE IF NOT EXISTS media (
     thumb_key    TEXT,
     thumb_mime   TEXT,
     thumb_size   BIGINT,
+    -- Served without a signature (avatars): `POST /v1/media?kind=image&public=1`.
+    public       BOOLEAN NOT NULL DEFAULT FALSE,
     created_at   BIGINT NOT NULL
 );
 -- The upload quota sums an owner's recent uploads.

@@ -13,6 +13,8 @@ CREATE TABLE IF NOT EXISTS media (
     thumb_key    TEXT,
     thumb_mime   TEXT,
     thumb_size   INTEGER,
+    -- Served without a signature (avatars): `POST /v1/media?kind=image&public=1`.
+    public       INTEGER NOT NULL DEFAULT 0,
     created_at   INTEGER NOT NULL
 ) WITHOUT ROWID;
 -- The upload quota sums an owner's recent uploads.

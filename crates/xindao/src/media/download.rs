@@ -1,4 +1,5 @@
-//! `GET /v1/media/{id}?exp=&sig=[&thumb=1]`: a medium through a signed URL (`sign.rs`), with `ETag`,
+//! `GET /v1/media/{id}?exp=&sig=[&thumb=1]`: a medium through a signed URL (`sign.rs`), or without one for a
+//! public image (an avatar, uploaded with `public=1`), with `ETag`,
 //! `Cache-Control` (private, until the URL expires; the bytes of an id never change) and single byte
 //! ranges (206, or 416 when out of bounds). Files are served as attachments and nothing is served for the
 //! browser to sniff or run: `nosniff` and a sandboxing CSP on every answer, since a stored file is
@@ -100,18 +101,31 @@ pub(crate) async fn download(
 ) -> Result<Response> {
     let id = super::parse_id(&id).map_err(|_| Error::NotFound("no such media"))?;
     let thumb = query.thumb.as_deref().is_some_and(|t| t == "1");
-    let (Some(exp), Some(sig)) = (query.exp, query.sig.as_deref()) else {
-        return Err(Error::Forbidden(
-            "a media URL needs exp and sig: ask media_url for one",
-        ));
-    };
     let now = (now_millis() / 1000) as u64;
-    app.media.signer.verify(id, thumb, exp, sig, now)?;
-    let media = app
-        .store
-        .media(id)
-        .await?
-        .ok_or(Error::NotFound("no such media"))?;
+    // Signed: valid until `exp`. Unsigned: only a public medium (an avatar), cacheable for a year.
+    let signed = match (query.exp, query.sig.as_deref()) {
+        (Some(exp), Some(sig)) => {
+            app.media.signer.verify(id, thumb, exp, sig, now)?;
+            Some(exp)
+        }
+        _ => None,
+    };
+    let media = app.store.media(id).await?;
+    let media = match (media, signed) {
+        (Some(media), Some(_)) => media,
+        (Some(media), None) if media.public => media,
+        // Absent or not public: the same answer, so that ids cannot be probed.
+        (_, None) => {
+            return Err(Error::Forbidden(
+                "a media URL needs exp and sig: ask media_url for one",
+            ))
+        }
+        (None, Some(_)) => return Err(Error::NotFound("no such media")),
+    };
+    let cache_control = match signed {
+        Some(exp) => format!("private, max-age={}, immutable", exp.saturating_sub(now)),
+        None => "public, max-age=31536000, immutable".to_string(),
+    };
     let (key, mime, size) = if thumb {
         match (&media.thumb_key, &media.thumb_mime, media.thumb_size) {
             (Some(key), Some(mime), Some(size)) => (key.clone(), mime.clone(), size as u64),
@@ -129,13 +143,7 @@ pub(crate) async fn download(
     let header =
         |v: &str| HeaderValue::from_str(v).map_err(|e| Error::Internal(format!("header: {e}")));
     out.insert(header::ETAG, header(&etag)?);
-    out.insert(
-        header::CACHE_CONTROL,
-        header(&format!(
-            "private, max-age={}, immutable",
-            exp.saturating_sub(now)
-        ))?,
-    );
+    out.insert(header::CACHE_CONTROL, header(&cache_control)?);
     out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     out.insert(
         header::X_CONTENT_TYPE_OPTIONS,

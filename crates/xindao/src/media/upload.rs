@@ -32,6 +32,8 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 #[derive(Deserialize)]
 pub(crate) struct UploadQuery {
     kind: Option<MediaKind>,
+    /// `1`: an image anyone with its id may fetch without a signed URL (an avatar).
+    public: Option<String>,
 }
 
 /// A scratch file, removed when dropped unless storage has taken it away.
@@ -65,6 +67,15 @@ pub(crate) async fn upload(
     let Query(query) =
         query.map_err(|_| Error::InvalidArgs("kind must be image, voice or file".into()))?;
     let declared = query.kind;
+    let public = match query.public.as_deref() {
+        None | Some("0" | "false") => false,
+        Some("1" | "true") if declared == Some(MediaKind::Image) => true,
+        Some(_) => {
+            return Err(Error::InvalidArgs(
+                "public=1 is for images (kind=image) only, e.g. avatars".into(),
+            ))
+        }
+    };
     // Refused before the body is read: a declared length over every limit, the rate, the quota.
     let body_max = media.max_any().saturating_add(super::FORM_OVERHEAD);
     let declared_len = headers
@@ -109,8 +120,14 @@ pub(crate) async fn upload(
     }
     let received =
         received.ok_or_else(|| Error::BadRequest("the form has no `file` field".into()))?;
-    let stored = store(&app, user, received).await?;
-    Ok(Json(json!({ "media": stored })).into_response())
+    let stored = store(&app, user, received, public).await?;
+    let mut answer = json!({ "media": stored });
+    if stored.public {
+        // Unsigned, non-expiring paths (relative to the server), e.g. for `avatar_url`.
+        answer["media"]["url"] = format!("/v1/media/{}", stored.id).into();
+        answer["media"]["thumb_url"] = format!("/v1/media/{}?thumb=1", stored.id).into();
+    }
+    Ok(Json(answer).into_response())
 }
 
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> Error {
@@ -254,7 +271,7 @@ fn typed_as(head: &[u8], declared: Option<MediaKind>) -> Result<(String, MediaKi
 }
 
 /// Measures the upload, moves it (and an image's thumbnail) into storage and records it.
-async fn store(app: &App, owner: UserId, received: Received) -> Result<Media> {
+async fn store(app: &App, owner: UserId, received: Received, public: bool) -> Result<Media> {
     let media = &app.media;
     let id = new_id();
     let mut record = Media {
@@ -271,6 +288,7 @@ async fn store(app: &App, owner: UserId, received: Received) -> Result<Media> {
         thumb_key: None,
         thumb_mime: None,
         thumb_size: None,
+        public,
         created_at: now_millis(),
     };
     let path = received.scratch.0.clone();

@@ -23,7 +23,7 @@ pub trait MediaStore: Send + Sync {
 /// The columns every backend selects, in [`media_columns`] order.
 pub(crate) const MEDIA_COLUMNS: &str =
     "id, owner_id, kind, mime, size, width, height, duration_ms, name, \
-     storage_key, thumb_key, thumb_mime, thumb_size, created_at";
+     storage_key, thumb_key, thumb_mime, thumb_size, created_at, public";
 
 /// The visibility query of both backends (`?1`/`$1` the media id, `?2`/`$2` the user).
 pub(crate) const MEDIA_VISIBLE_SQL: &str =

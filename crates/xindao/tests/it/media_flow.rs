@@ -307,3 +307,59 @@ async fn files_download_as_attachments_and_a_generated_key_survives_a_restart() 
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn public_images_are_served_without_a_signature_for_avatars() {
+    let mut server = TestServer::start(|_| {}).await;
+    let alice = server.login("alice").await;
+    let avatar = uploaded(
+        &server,
+        &alice.token,
+        Some("image&public=1"),
+        "me.png",
+        png(200, 100),
+    )
+    .await;
+    assert_eq!(avatar["public"], true);
+    let id = avatar["id"].as_str().unwrap();
+    assert_eq!(avatar["url"], format!("/v1/media/{id}"));
+    let response = http()
+        .get(server.url(avatar["url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(response.headers()["content-type"], "image/png");
+    let thumb = http()
+        .get(server.url(avatar["thumb_url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(thumb.status(), 200);
+
+    // Only images may be public; other media and unknown ids need a signed URL.
+    let (status, _) = crate::media::upload(
+        &server,
+        Some(&alice.token),
+        Some("file&public=1"),
+        "a.txt",
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let private = uploaded(&server, &alice.token, Some("image"), "p.png", png(10, 10)).await;
+    assert!(private.get("url").is_none() && private.get("public").is_none());
+    for id in [private["id"].as_str().unwrap(), "AAAAAAAAAAAAAAAAAAAAAA"] {
+        let response = http()
+            .get(server.url(&format!("/v1/media/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{id}");
+    }
+    server.stop().await;
+}

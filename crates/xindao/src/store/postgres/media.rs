@@ -24,6 +24,7 @@ fn read_media(row: &Row) -> Media {
         thumb_mime: row.get(11),
         thumb_size: row.get(12),
         created_at: row.get(13),
+        public: row.get(14),
     }
 }
 
@@ -33,7 +34,7 @@ impl MediaStore for PostgresStore {
         self.query(
             &format!(
                 "INSERT INTO media ({MEDIA_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
             ),
             &[
                 &m.id,
@@ -50,6 +51,7 @@ impl MediaStore for PostgresStore {
                 &m.thumb_mime,
                 &m.thumb_size,
                 &m.created_at,
+                &m.public,
             ],
         )
         .await

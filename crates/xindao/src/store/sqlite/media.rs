@@ -24,6 +24,7 @@ fn read_media(row: &Row<'_>) -> rusqlite::Result<Media> {
         thumb_mime: row.get(11)?,
         thumb_size: row.get(12)?,
         created_at: row.get(13)?,
+        public: row.get(14)?,
     })
 }
 
@@ -35,7 +36,7 @@ impl MediaStore for SqliteStore {
             conn.execute(
                 &format!(
                     "INSERT INTO media ({MEDIA_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
                 ),
                 params![
                     m.id,
@@ -51,7 +52,8 @@ impl MediaStore for SqliteStore {
                     m.thumb_key,
                     m.thumb_mime,
                     m.thumb_size,
-                    m.created_at
+                    m.created_at,
+                    m.public
                 ],
             )
             .map(|_| ())
