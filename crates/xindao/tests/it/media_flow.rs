@@ -137,6 +137,9 @@ pub async fn image_message_and_download(server: &TestServer) {
         .starts_with("private, max-age="));
     let etag = headers["etag"].to_str().unwrap().to_string();
     assert_eq!(full.bytes().await.unwrap().to_vec(), original);
+    let head = http().head(server.url(url)).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], original.len().to_string());
     let again = http()
         .get(server.url(url))
         .header("if-none-match", &etag)
