@@ -36,6 +36,9 @@ pub use storage::Storage;
 const DECODE_SLOTS: usize = 2;
 /// Uploads in progress at once on a node; beyond it `unavailable` (each holds a file and a small buffer).
 const UPLOAD_SLOTS: usize = 64;
+/// Uploads handed to storage at once on a node: an S3 upload holds up to two 5 MiB parts (or a whole file of
+/// up to 5 MiB), so this bounds that memory to ~40 MiB; the others wait their turn.
+const STORE_SLOTS: usize = 4;
 
 /// The media side of a running server: where the bytes go, how URLs are signed, and the upload limits.
 pub struct MediaService {
@@ -46,6 +49,7 @@ pub struct MediaService {
     uploads: crate::chat::PerUser,
     decode_slots: Arc<Semaphore>,
     upload_slots: Arc<Semaphore>,
+    store_slots: Arc<Semaphore>,
     config: Arc<Config>,
 }
 
@@ -74,6 +78,7 @@ impl MediaService {
             uploads: crate::chat::PerUser::per_minute(config.media_uploads_per_min),
             decode_slots: Arc::new(Semaphore::new(DECODE_SLOTS)),
             upload_slots: Arc::new(Semaphore::new(UPLOAD_SLOTS)),
+            store_slots: Arc::new(Semaphore::new(STORE_SLOTS)),
             config,
         })
     }

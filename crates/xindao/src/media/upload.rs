@@ -292,6 +292,11 @@ async fn store(app: &App, owner: UserId, received: Received, public: bool) -> Re
         created_at: now_millis(),
     };
     let path = received.scratch.0.clone();
+    let _storing = media
+        .store_slots
+        .acquire()
+        .await
+        .map_err(|_| Error::Unavailable("shutting down".into()))?;
     match received.kind {
         MediaKind::Image => {
             let _decoding = media
