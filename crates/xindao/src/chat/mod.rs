@@ -15,6 +15,7 @@ mod paging;
 mod presence;
 mod read;
 mod rooms;
+mod server_api;
 mod session;
 mod summaries;
 
@@ -23,6 +24,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::json;
 use serde_json::value::{to_raw_value, RawValue};
+
+pub use server_api::{found, EventTarget};
 
 use crate::bus::Bus;
 use crate::config::Config;

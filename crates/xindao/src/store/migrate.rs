@@ -37,7 +37,8 @@ pub(crate) const SQLITE: &[Migration] = &[
     migration!(2, "sqlite/0002_messages_cmid_first.sql"),
     migration!(3, "sqlite/0003_login_hardening.sql"),
     migration!(4, "sqlite/0004_rooms_by_owner.sql"),
-    migration!(5, "sqlite/0005_media.sql"),
+    migration!(5, "sqlite/0005_server_api.sql"),
+    migration!(6, "sqlite/0006_media.sql"),
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -45,7 +46,8 @@ pub(crate) const POSTGRES: &[Migration] = &[
     migration!(1, "postgres/0001_initial.sql"),
     migration!(2, "postgres/0002_login_hardening.sql"),
     migration!(3, "postgres/0003_rooms_by_owner.sql"),
-    migration!(4, "postgres/0004_media.sql"),
+    migration!(4, "postgres/0004_server_api.sql"),
+    migration!(5, "postgres/0005_media.sql"),
 ];
 
 /// A database whose schema the runner brings up to date.

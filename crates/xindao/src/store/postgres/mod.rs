@@ -9,6 +9,7 @@ mod media;
 mod reads;
 mod rooms;
 mod rows;
+mod server_api;
 mod tls;
 mod users;
 mod writer;

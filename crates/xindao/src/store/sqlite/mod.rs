@@ -11,6 +11,7 @@ mod media;
 mod reads;
 mod rooms;
 mod rows;
+mod server_api;
 mod users;
 mod writer;
 
