@@ -6,4 +6,9 @@ module.exports = {
   SERVER_URL: 'https://chat.example.com',
   // Show the development login (display name) next to the WeChat login; the server needs --dev-login true.
   DEV_LOGIN: true,
+  // Show the WeChat login button (the server needs --wechat-appid/--wechat-secret); hidden by itself after the
+  // server answers that WeChat login is not configured.
+  WECHAT_LOGIN: true,
+  // How long the login page waits for the connection before it says the server cannot be reached.
+  CONNECT_TIMEOUT_MS: 10000,
 };

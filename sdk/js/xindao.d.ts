@@ -1,4 +1,5 @@
 // Types for the xindao client SDK (wire protocol v1). Hand-written; see docs/protocol.md for the wire format.
+// ESM consumers get this file; CommonJS consumers get its copy dist/xindao.d.cts (scripts/build.mjs).
 //
 // SECURITY: `content`, display names and room names come from other users: render them as text, never as HTML.
 
@@ -10,6 +11,8 @@ export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
 export interface User {
   id: number;
   display_name: string;
+  /** https or a xindao media URL; absent when unset */
+  avatar_url?: string;
 }
 
 export interface Message {
@@ -25,6 +28,8 @@ export interface Message {
   /** A string for `text`, any JSON value for `custom`. Untrusted: render as text. */
   content: unknown;
   ts: number;
+  /** Absent for a normal message. A recalled/removed/hidden message keeps id, seq, sender and ts, not `content`. */
+  state?: 'recalled' | 'removed' | 'hidden';
 }
 
 export interface Conversation {
@@ -88,6 +93,33 @@ export interface ReadEvent {
   conversation_id: number;
   user_id: number;
   seq: number;
+  /** true when made by the SDK from a `message` (its sender has read up to it), not pushed by the server */
+  implied?: boolean;
+}
+export interface ProfileEvent {
+  user: User;
+}
+export interface MessageStateEvent {
+  conversation_id: number;
+  seq: number;
+  state: 'recalled' | 'removed' | 'hidden';
+  by: number;
+}
+export interface SendFailedEvent {
+  cmid: string;
+  args: PendingSend;
+  error: XindaoError;
+}
+/** A send not acknowledged yet, as pendingSends() lists it. */
+export interface PendingSend {
+  cmid: string;
+  conversation_id?: number;
+  to_user?: number;
+  kind: string;
+  content: unknown;
+  ts?: number;
+  /** restored from storage after a reload (its promise belongs to the page that was) */
+  restored?: boolean;
 }
 export interface TypingEvent {
   conversation_id: number;
@@ -135,7 +167,14 @@ export interface ClientEvents {
   /** Every message of every conversation the client tracks, once, in seq order per conversation (own messages
    * included, sent from here or from another device). */
   message: Message;
+  /** read marks: pushed ones, and `implied` ones made from each message (its sender read up to it) */
   read: ReadEvent;
+  /** a contact (or you, on another device) changed name or avatar */
+  profile: ProfileEvent;
+  /** a message was recalled, removed by the room owner, or hidden by you on another device */
+  message_state: MessageStateEvent;
+  /** a send restored from storage after a reload failed for good (its promise is gone with the old page) */
+  send_failed: SendFailedEvent;
   typing: TypingEvent;
   presence: Presence;
   /** in a big room only for your own joins and leaves; the others' come as `members_changed` */
@@ -145,7 +184,7 @@ export interface ClientEvents {
   conversation: Partial<Conversation> & { id: number };
   synced: SyncedEvent;
   resync: { reason: string };
-  /** close code 4001 or a refused token: log in again. The client does not reconnect. */
+  /** close code 4001 or a refused token: log in again; 4003: the user was banned. The client does not reconnect. */
   session_ended: { code: number; reason?: string };
   error: Error;
   /** every push, raw */
@@ -177,6 +216,10 @@ export interface ClientOptions {
   sendTimeoutMs?: number;
   /** Socket open + hello (default 10000). */
   connectTimeoutMs?: number;
+  /** connect()/ready() reject with `unreachable` after this long without an open connection (default 15000; 0 = wait). */
+  readyTimeoutMs?: number;
+  /** The ping sent when the page becomes visible or the network changes: no answer within this = dead (default 3000). */
+  livenessTimeoutMs?: number;
   /** Application `ping` interval; default: the server's hello.heartbeat_ms, capped at 25000. */
   heartbeatMs?: number;
   /** Nothing received for this long = dead socket, reconnect (default 2 x heartbeatMs). */
@@ -195,7 +238,8 @@ export interface ClientOptions {
   typingThrottleMs?: number;
   /** Install wx.onAppHide/onAppShow or visibilitychange/online hooks (default true). */
   lifecycle?: boolean;
-  /** Persist delivery cursors (localStorage, or a wx.getStorageSync/setStorageSync wrapper). */
+  /** Persist delivery cursors, the outbox and the server's limits (localStorage, or a wx.getStorageSync/
+   * setStorageSync wrapper, or anything with getItem/setItem in Node). */
   storage?: KeyValueStorage | null;
   log?: (level: string, message: string, data?: unknown) => void;
 }
@@ -208,6 +252,10 @@ export declare class XindaoError extends Error {
   retry_after_ms?: number;
   /** for send errors: the cmid (resending with it is safe) */
   cmid?: string;
+  /** message_too_long from the SDK's own check: the length (characters or bytes) and the limit */
+  chars?: number;
+  bytes?: number;
+  max?: number;
   constructor(code: string, message?: string, extra?: object);
 }
 
@@ -244,7 +292,14 @@ export declare class XindaoClient {
   me(): Promise<User>;
   logout(): Promise<void>;
 
-  connect(): Promise<Hello>;
+  /** Rejects with `unreachable` after `timeoutMs` (default readyTimeoutMs); the client keeps retrying. */
+  connect(opts?: { timeoutMs?: number }): Promise<Hello>;
+  /** Resolves once open; rejects with `unreachable` after `timeoutMs`, `not_connected` before connect(). */
+  ready(timeoutMs?: number): Promise<Hello>;
+  /** Ping the open socket now; no answer within livenessTimeoutMs = dead, reconnect. */
+  checkAlive(why?: string): void;
+  /** Unacknowledged sends, oldest first (restored ones included). */
+  pendingSends(): PendingSend[];
   close(): void;
   pause(): void;
   resume(): void;
@@ -272,9 +327,28 @@ export declare class XindaoClient {
   roomMembers(conversationId: number): Promise<RoomMember[]>;
   publicRooms(opts?: { limit?: number }): Promise<PublicRoom[]>;
   presence(userIds: number[]): Promise<Presence[]>;
+  setProfile(profile: { display_name?: string; avatar_url?: string }): Promise<User>;
+  /** Display-name prefix, at least 2 characters; at most 20 results. */
+  searchUsers(prefix: string, opts?: { limit?: number }): Promise<User[]>;
+  contacts(opts?: { limit?: number; cursor?: string }): Promise<{ users: User[]; has_more: boolean; next_cursor: string | null }>;
+  recall(conversationId: number, seq: number): Promise<{}>;
+  removeMessage(conversationId: number, seq: number): Promise<{}>;
+  hide(conversationId: number, seq: number): Promise<{}>;
 }
 
 export declare function createClient(options?: ClientOptions): XindaoClient;
 export declare function newCmid(): string;
 /** Fills in what a lean `message` push leaves out (`kind: 'text'`); accepts the old and the new shape. */
 export declare function normalizeMessage<T extends Partial<Message>>(m: T): T & { kind: 'text' | 'custom' };
+
+export type Lang = 'zh-CN' | 'en';
+/** Readable text for every error code, per language. */
+export declare const ERROR_TEXT: Record<Lang, Record<string, string>>;
+/** Readable text for an error (default zh-CN); the code stays on the error. */
+export declare function errorText(err: { code?: string; max?: number; chars?: number; bytes?: number; retry_after_ms?: number } | null | undefined, lang?: Lang): string;
+/** `zh-CN` for any Chinese locale, else `en`. */
+export declare function pickLang(locale?: string | null): Lang;
+/** Characters as the server counts them (code points). */
+export declare function textLength(text: string): number;
+/** The server's body checks: null when accepted, else the error it would answer. */
+export declare function checkContent(kind: string, content: unknown, limits?: Partial<Limits> | null): XindaoError | null;

@@ -1,46 +1,18 @@
-// xindao web chat, built on the SDK (/xindao.js). Every piece of user-supplied text (messages, names, room
-// names) is put into the page with textContent / text nodes: never innerHTML.
-import { XindaoClient, newCmid } from '/xindao.js';
-
-const $ = (id) => document.getElementById(id);
-
-/** Build an element. Children that are strings become text nodes (never parsed as HTML). */
-function h(tag, props, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(props || {})) {
-    if (v == null || v === false) continue;
-    if (k === 'class') el.className = v;
-    else if (k === 'dataset') Object.assign(el.dataset, v);
-    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
-    else if (k === 'text') el.textContent = v;
-    else el.setAttribute(k, v === true ? '' : String(v));
-  }
-  for (const c of children.flat()) {
-    if (c == null || c === false) continue;
-    el.append(typeof c === 'string' || typeof c === 'number' ? document.createTextNode(String(c)) : c);
-  }
-  return el;
-}
+// xindao web chat, built on the SDK (/xindao.js): login, the session, the connection banner, the conversation
+// list (unread counts, also in the tab title) and the SDK's events. The open conversation lives in chat.js (its
+// composer in composer.js), rooms in rooms.js, people (profile, search, contacts, members) in people.js, strings
+// in i18n.js.
+import { XindaoClient } from '/xindao.js';
+import { t, errText, lang, setLang, applyStatic } from '/i18n.js';
+import { $, h, S, rememberUser, avatarEl, convTitle, actionError } from '/ui.js';
+import { openConversation, closeConversation, renderHeader, renderMessages, renderTyping, addMessages, applyState, markReadSoon, loadHistory } from '/chat.js';
+import { updateComposer } from '/composer.js';
+import { refreshPublicRooms, renderPublicRooms } from '/rooms.js';
+import { renderMe, onProfile, refreshContacts, renderContacts, loadMembers } from '/people.js';
 
 const storage = {
   getItem: (k) => localStorage.getItem(k),
   setItem: (k, v) => localStorage.setItem(k, v),
-};
-
-const S = {
-  client: null,
-  me: null,
-  convs: new Map(), // id -> Conversation
-  activeId: null,
-  msgs: new Map(), // conversation id -> {list: Message[], seqs: Set, hasMore, loaded, loading}
-  pending: new Map(), // cmid -> {conversation_id, content, status, error}
-  users: new Map(), // user id -> display name
-  presence: new Map(), // user id -> online
-  typing: new Map(), // conversation id -> Map(user id -> until)
-  peerRead: new Map(), // conversation id -> Map(user id -> read seq)
-  readTimer: null,
-  readPendingId: null, // the conversation whose read mark waits on readTimer
-  publicRooms: [],
 };
 
 // ------------------------------------------------------------------ login / session
@@ -64,12 +36,7 @@ $('login-form').addEventListener('submit', async (ev) => {
     localStorage.setItem('xindao.session', JSON.stringify({ token: session.token, user: session.user }));
     await start(client);
   } catch (e) {
-    $('login-error').textContent =
-      e.code === 'not_found'
-        ? 'Development login is disabled on this server.'
-        : e.code === 'rate_limited'
-          ? 'Too many logins from here: try again in a minute.'
-          : 'Login failed: ' + (e.message || e.code);
+    $('login-error').textContent = e.code === 'not_found' ? t('login.devDisabled') : t('login.failed', { err: errText(e) });
   } finally {
     $('login-button').disabled = false;
   }
@@ -86,27 +53,31 @@ $('logout').addEventListener('click', async () => {
 
 function endSession(message) {
   localStorage.removeItem('xindao.session');
+  if (S.me) localStorage.removeItem('xindao.convs.' + S.me.id);
   if (S.client) S.client.close();
   S.client = null;
-  S.convs.clear();
-  S.msgs.clear();
-  S.pending.clear();
+  for (const m of [S.convs, S.msgs, S.pending, S.system, S.members]) m.clear();
   S.activeId = null;
+  document.title = t('title');
   showLogin(message);
 }
 
 async function start(client) {
   S.client = client;
   S.me = client.user;
-  S.users.set(S.me.id, S.me.display_name);
+  rememberUser(S.me);
   $('login').hidden = true;
   $('app').hidden = false;
-  $('me-name').textContent = S.me.display_name;
-  $('me-id').textContent = 'user id ' + S.me.id;
-  $('me-avatar').textContent = initial(S.me.display_name);
+  renderMe();
   client.on('state', (s) => {
     renderConn(s);
     renderConversations();
+    renderHeader();
+  });
+  client.on('open', () => {
+    updateComposer(); // the limits came with the hello
+    if (S.unreachableShown) actionError(null); // "cannot reach the server" is over
+    S.unreachableShown = false;
   });
   client.on('message', onMessage);
   client.on('read', onRead);
@@ -117,17 +88,70 @@ async function start(client) {
     renderHeader();
   });
   client.on('member', onMember);
-  client.on('synced', () => refreshConversations());
-  client.on('conversation', () => refreshConversations());
-  client.on('session_ended', () => endSession('Your session ended. Please log in again.'));
+  client.on('members_changed', (ev) => ev.recent.forEach((r) => onMember({ ...r, conversation_id: ev.conversation_id })));
+  client.on('profile', onProfile);
+  client.on('message_state', applyState);
+  client.on('send_failed', (f) => {
+    const p = S.pending.get(f.cmid);
+    if (p) p.error = f.error;
+    if (S.activeId != null) renderMessages(false);
+  });
+  client.on('synced', () => {
+    refreshConversations();
+    refreshContacts();
+    if (!S.publicRooms.length) refreshPublicRooms();
+    if (S.activeId != null) loadHistory(S.activeId);
+  });
+  client.on('conversation', () => {
+    refreshConversations();
+    refreshContacts(); // a new conversation may bring a new contact
+  });
+  client.on('session_ended', (ev) => endSession(ev.code === 4003 ? errText({ code: 'banned' }) : t('session.ended')));
+  // sends a reload left unsent: the SDK re-sends them from storage; show them as "Sending…" meanwhile
+  for (const p of client.pendingSends()) if (p.conversation_id != null && p.kind === 'text') S.pending.set(p.cmid, { conversation_id: p.conversation_id, content: p.content, error: null });
   renderConn({ state: client.state });
+  // the list as it was, until the server answers (a reload while offline still shows it), and the
+  // conversation that was open before the reload
+  for (const c of loadCachedConvs()) {
+    if (S.convs.has(c.id)) continue;
+    S.convs.set(c.id, c);
+    if (c.peer) rememberUser(c.peer);
+  }
+  renderConversations();
+  reopenLast();
   try {
-    await client.connect();
+    await client.connect({ timeoutMs: 10000 });
   } catch (e) {
     if (e.code === 'session_ended' || e.code === 'unauthorized') return; // endSession already ran
-    throw e;
+    if (e.code !== 'unreachable') throw e;
+    actionError(e); // still retrying: the banner says so, the lists fill in on `synced`
+    S.unreachableShown = true;
+    return;
   }
-  await Promise.all([refreshConversations(), refreshPublicRooms()]);
+  await Promise.all([refreshConversations(), refreshPublicRooms(), refreshContacts()]);
+  reopenLast();
+}
+
+function reopenLast() {
+  const last = Number(localStorage.getItem('xindao.active.' + S.me.id));
+  if (last && S.convs.has(last) && S.activeId == null) openConversation(last);
+}
+
+const convCacheKey = () => 'xindao.convs.' + S.me.id;
+function loadCachedConvs() {
+  try {
+    const list = JSON.parse(localStorage.getItem(convCacheKey()) || '[]');
+    return Array.isArray(list) ? list : [];
+  } catch (_) {
+    return [];
+  }
+}
+function saveCachedConvs(list) {
+  try {
+    localStorage.setItem(convCacheKey(), JSON.stringify(list.slice(0, 50).map(({ memberCount, ...c }) => c)));
+  } catch (_) {
+    /* storage full: the list comes from the server next time */
+  }
 }
 
 // ------------------------------------------------------------------ connection banner
@@ -137,26 +161,15 @@ function renderConn(s) {
   const state = s.state;
   el.dataset.state = state;
   let text = '';
-  if (state === 'connecting') text = 'Connecting…';
-  else if (state === 'open') text = 'Online';
-  else if (state === 'reconnecting') text = 'Connection lost: reconnecting' + (s.attempt ? ' (attempt ' + s.attempt + ')' : '') + '…';
-  else if (state === 'closed') text = s.reason === 'paused' ? 'Paused' : 'Offline';
+  if (state === 'connecting') text = t('conn.connecting');
+  else if (state === 'open') text = t('conn.open');
+  else if (state === 'reconnecting') text = s.attempt ? t('conn.reconnectingN', { n: s.attempt }) : t('conn.reconnecting');
+  else if (state === 'closed') text = t(s.reason === 'paused' ? 'conn.paused' : 'conn.closed');
   el.textContent = text;
   $('composer').classList.toggle('offline', state !== 'open');
 }
 
 // ------------------------------------------------------------------ conversations
-
-function initial(name) {
-  const s = String(name || '?').trim();
-  return s ? Array.from(s)[0].toUpperCase() : '?';
-}
-
-function convTitle(c) {
-  if (!c) return '';
-  if (c.kind === 'direct') return c.peer ? c.peer.display_name : 'Direct chat';
-  return '# ' + (c.name || 'room ' + c.id);
-}
 
 function unreadOf(c) {
   // the open conversation is being read (markReadSoon catches up on the server)
@@ -185,13 +198,14 @@ async function refreshConversations() {
       if (old.memberCount) c.memberCount = old.memberCount;
     }
     S.convs.set(c.id, c);
-    if (c.peer) S.users.set(c.peer.id, c.peer.display_name);
+    if (c.peer) rememberUser(c.peer);
   }
   // forget conversations we left, when the list is whole (a cut list says nothing of the older ones)
   if (list.length < CONVERSATIONS_SHOWN) {
     const ids = new Set(list.map((c) => c.id));
     for (const id of [...S.convs.keys()]) if (!ids.has(id)) S.convs.delete(id);
   }
+  saveCachedConvs(list);
   const peers = list.filter((c) => c.kind === 'direct' && c.peer).map((c) => c.peer.id);
   if (peers.length) {
     S.client.presence(peers).then(
@@ -208,346 +222,62 @@ async function refreshConversations() {
 }
 
 function sortedConvs() {
-  return [...S.convs.values()].sort((a, b) => {
-    const ta = a.last_message ? a.last_message.ts : 0;
-    const tb = b.last_message ? b.last_message.ts : 0;
-    return tb - ta || b.id - a.id;
-  });
+  const ts = (c) => (c.last_message ? c.last_message.ts : c.last_ts || 0);
+  return [...S.convs.values()].sort((a, b) => ts(b) - ts(a) || b.id - a.id);
 }
 
 function preview(m) {
   if (!m) return '';
-  const who = m.sender_id === S.me.id ? 'You: ' : '';
+  if (m.state === 'hidden') return '';
+  const who = m.sender_id === S.me.id ? t('you') : '';
+  if (m.state) return m.state === 'removed' ? t('sys.removedMsg') : m.sender_id === S.me.id ? t('sys.recalledMe') : t('sys.recalled', { who: S.users.get(m.sender_id)?.display_name || '' });
   return who + (m.kind === 'text' ? String(m.content) : '[' + m.kind + ']');
 }
 
 function renderConversations() {
   const ul = $('conversations');
   ul.replaceChildren();
+  let total = 0;
+  const live = S.client && S.client.state === 'open';
   for (const c of sortedConvs()) {
     const unread = unreadOf(c);
-    const online = c.kind === 'direct' && c.peer && S.client && S.client.state === 'open' && S.presence.get(c.peer.id);
+    total += unread;
+    const online = c.kind === 'direct' && c.peer && live && S.presence.get(c.peer.id);
+    const peer = c.peer ? S.users.get(c.peer.id) || c.peer : null;
     ul.append(
       h(
         'li',
-        {
-          class: 'conv' + (c.id === S.activeId ? ' active' : ''),
-          dataset: { id: String(c.id), kind: c.kind },
-          onclick: () => openConversation(c.id),
-        },
-        h('div', { class: 'avatar' + (c.kind === 'room' ? ' room' : '') }, c.kind === 'room' ? '#' : initial(convTitle(c)), online ? h('span', { class: 'dot', title: 'online' }) : null),
+        { class: 'conv' + (c.id === S.activeId ? ' active' : ''), dataset: { id: String(c.id), kind: c.kind }, onclick: () => openConversation(c.id) },
+        avatarEl(peer, { room: c.kind === 'room', dot: online }),
         h('div', { class: 'conv-text' }, h('div', { class: 'conv-title' }, convTitle(c)), h('div', { class: 'conv-preview muted small' }, preview(c.last_message))),
         unread > 0 ? h('span', { class: 'badge', 'aria-label': unread + ' unread' }, String(unread > 99 ? '99+' : unread)) : null,
       ),
     );
   }
-  if (!S.convs.size) ul.append(h('li', { class: 'muted small pad' }, 'No chats yet.'));
+  if (!S.convs.size) ul.append(h('li', { class: 'muted small pad' }, t('noChats')));
+  // unread count in the tab title
+  document.title = (total > 0 ? '(' + (total > 99 ? '99+' : total) + ') ' : '') + t('title');
 }
-
-async function refreshPublicRooms() {
-  try {
-    S.publicRooms = await S.client.publicRooms({ limit: 50 });
-  } catch (_) {
-    return;
-  }
-  const ul = $('public-rooms');
-  ul.replaceChildren();
-  for (const r of S.publicRooms) {
-    const member = S.convs.has(r.id);
-    ul.append(
-      h(
-        'li',
-        { class: 'room-row', dataset: { id: String(r.id) } },
-        h('span', { class: 'room-name' }, '# ' + r.name),
-        h('span', { class: 'muted small' }, r.members + (r.members === 1 ? ' member' : ' members')),
-        member
-          ? h('button', { class: 'ghost small', onclick: () => openConversation(r.id) }, 'Open')
-          : h('button', { class: 'secondary small join', onclick: () => joinRoom(r.id) }, 'Join'),
-      ),
-    );
-  }
-  if (!S.publicRooms.length) ul.append(h('li', { class: 'muted small pad' }, 'No public rooms.'));
-}
-$('refresh-rooms').addEventListener('click', () => refreshPublicRooms());
-
-async function joinRoom(id) {
-  try {
-    const c = await S.client.joinRoom(id);
-    S.convs.set(c.id, c);
-    await refreshPublicRooms();
-    openConversation(c.id);
-  } catch (e) {
-    actionError(e);
-  }
-}
-
-function actionError(e) {
-  $('action-error').textContent = e ? (e.code ? e.code + ': ' : '') + (e.message || '') : '';
-}
-
-$('new-chat').addEventListener('submit', async (ev) => {
-  ev.preventDefault();
-  const v = $('new-chat-input').value.trim();
-  if (!v) return;
-  actionError(null);
-  let userId = /^\d+$/.test(v) ? Number(v) : null;
-  if (userId == null) {
-    // the protocol has no user search: look among the people we already know (peers, room members)
-    const lower = v.toLowerCase();
-    for (const [id, name] of S.users) if (name.toLowerCase() === lower && id !== S.me.id) userId = id;
-    if (userId == null) return actionError({ code: 'not_found', message: 'no known user "' + v + '": ask for their user id' });
-  }
-  try {
-    const c = await S.client.openDirect(userId);
-    S.convs.set(c.id, c);
-    if (c.peer) S.users.set(c.peer.id, c.peer.display_name);
-    $('new-chat-input').value = '';
-    renderConversations();
-    openConversation(c.id);
-    refreshConversations();
-  } catch (e) {
-    actionError(e);
-  }
-});
-
-$('new-room').addEventListener('submit', async (ev) => {
-  ev.preventDefault();
-  const name = $('new-room-input').value.trim();
-  if (!name) return;
-  actionError(null);
-  try {
-    const c = await S.client.createRoom(name, { visibility: 'public' });
-    S.convs.set(c.id, c);
-    $('new-room-input').value = '';
-    renderConversations();
-    openConversation(c.id);
-    refreshPublicRooms();
-  } catch (e) {
-    actionError(e);
-  }
-});
-
-// ------------------------------------------------------------------ one conversation
-
-function bucket(id) {
-  let b = S.msgs.get(id);
-  if (!b) S.msgs.set(id, (b = { list: [], seqs: new Set(), hasMore: true, loaded: false, loading: false }));
-  return b;
-}
-
-function addMessages(id, msgs) {
-  const b = bucket(id);
-  let added = false;
-  for (const m of msgs) {
-    if (b.seqs.has(m.seq)) continue;
-    b.seqs.add(m.seq);
-    b.list.push(m);
-    added = true;
-  }
-  if (added) b.list.sort((x, y) => x.seq - y.seq);
-  return added;
-}
-
-async function openConversation(id) {
-  flushReadMark(id);
-  S.activeId = id;
-  document.body.classList.add('in-chat');
-  $('empty').hidden = true;
-  $('pane').hidden = false;
-  renderConversations();
-  renderHeader();
-  const b = bucket(id);
-  renderMessages(true);
-  if (!b.loaded) {
-    try {
-      const r = await S.client.history(id, { limit: 50 });
-      addMessages(id, r.messages);
-      b.hasMore = r.has_more;
-      b.loaded = true;
-    } catch (e) {
-      actionError(e);
-    }
-    if (S.activeId === id) renderMessages(true);
-  }
-  loadMembers(id);
-  markReadSoon();
-  $('composer-input').focus();
-}
-
-async function loadMembers(id) {
-  const c = S.convs.get(id);
-  if (!c) return;
-  try {
-    // room_members also tells where each member has read up to (read marks)
-    const members = await S.client.roomMembers(id);
-    const reads = S.peerRead.get(id) || new Map();
-    for (const m of members) {
-      S.users.set(m.user.id, m.user.display_name);
-      if (m.user.id !== S.me.id) reads.set(m.user.id, Math.max(reads.get(m.user.id) || 0, m.read_seq));
-      S.presence.set(m.user.id, m.online);
-    }
-    S.peerRead.set(id, reads);
-    c.memberCount = members.length;
-    if (S.activeId === id) {
-      renderHeader();
-      renderMessages(false);
-    }
-  } catch (_) {
-    /* direct conversations may not answer room_members: read marks then come from `read` events */
-  }
-}
-
-$('back').addEventListener('click', () => {
-  flushReadMark(null);
-  S.activeId = null;
-  document.body.classList.remove('in-chat');
-  $('pane').hidden = true;
-  $('empty').hidden = false;
-  renderConversations();
-});
-
-$('leave-room').addEventListener('click', async () => {
-  const id = S.activeId;
-  if (!id) return;
-  try {
-    await S.client.leaveRoom(id);
-    S.convs.delete(id);
-    S.msgs.delete(id);
-    $('back').click();
-    refreshPublicRooms();
-  } catch (e) {
-    actionError(e);
-  }
-});
-
-function renderHeader() {
-  const c = S.convs.get(S.activeId);
-  if (!c) return;
-  $('chat-title').textContent = convTitle(c);
-  let sub = '';
-  if (c.kind === 'direct' && c.peer) sub = (S.presence.get(c.peer.id) ? 'online' : 'offline') + ' · user id ' + c.peer.id;
-  else if (c.kind === 'room') sub = (c.memberCount ? c.memberCount + (c.memberCount === 1 ? ' member · ' : ' members · ') : '') + (c.visibility || 'public') + ' room';
-  $('chat-sub').textContent = sub;
-  $('chat-sub').dataset.online = c.kind === 'direct' && c.peer && S.presence.get(c.peer.id) ? 'true' : 'false';
-  $('leave-room').hidden = c.kind !== 'room';
-}
-
-function fmtTime(ts) {
-  const d = new Date(ts);
-  return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-}
-
-function contentText(m) {
-  return m.kind === 'text' ? String(m.content) : JSON.stringify(m.content);
-}
-
-function renderMessages(stickToBottom) {
-  const id = S.activeId;
-  if (id == null) return;
-  const box = $('messages');
-  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
-  const b = bucket(id);
-  const c = S.convs.get(id);
-  const list = $('message-list');
-  list.replaceChildren();
-  const reads = S.peerRead.get(id) || new Map();
-  // read mark: the last of my messages that some other member has read
-  let maxPeerRead = 0;
-  for (const v of reads.values()) maxPeerRead = Math.max(maxPeerRead, v);
-  let lastMineRead = null;
-  for (const m of b.list) if (m.sender_id === S.me.id && m.seq <= maxPeerRead) lastMineRead = m.seq;
-  let prevSender = null;
-  for (const m of b.list) {
-    const mine = m.sender_id === S.me.id;
-    const showName = !mine && c && c.kind === 'room' && prevSender !== m.sender_id;
-    prevSender = m.sender_id;
-    list.append(
-      h(
-        'li',
-        { class: 'msg ' + (mine ? 'mine' : 'theirs'), dataset: { seq: String(m.seq), sender: String(m.sender_id), ...(m.cmid ? { cmid: m.cmid } : {}) } },
-        showName ? h('div', { class: 'sender small' }, S.users.get(m.sender_id) || 'user ' + m.sender_id) : null,
-        h('div', { class: 'bubble' }, h('span', { class: 'text' }, contentText(m))),
-        h(
-          'div',
-          { class: 'meta small' },
-          fmtTime(m.ts),
-          mine && m.seq === lastMineRead ? h('span', { class: 'read-mark', title: 'read' }, ' · Read') : null,
-        ),
-      ),
-    );
-  }
-  for (const [cmid, p] of S.pending) {
-    if (p.conversation_id !== id || b.list.some((m) => m.cmid === cmid && m.sender_id === S.me.id)) continue;
-    list.append(
-      h(
-        'li',
-        { class: 'msg mine pending' + (p.error ? ' failed' : ''), dataset: { cmid } },
-        h('div', { class: 'bubble' }, h('span', { class: 'text' }, p.content)),
-        h(
-          'div',
-          { class: 'meta small' },
-          p.error ? 'Not sent (' + p.error + ') ' : 'Sending…',
-          p.error ? h('button', { class: 'ghost small', onclick: () => sendText(id, p.content, cmid) }, 'Retry') : null,
-        ),
-      ),
-    );
-  }
-  $('older').textContent = b.loaded ? (b.hasMore ? 'Scroll up for older messages' : 'Beginning of the conversation') : 'Loading…';
-  if (stickToBottom || atBottom) box.scrollTop = box.scrollHeight;
-}
-
-$('messages').addEventListener('scroll', async () => {
-  const box = $('messages');
-  const id = S.activeId;
-  if (id == null || box.scrollTop > 40) return;
-  const b = bucket(id);
-  if (!b.loaded || !b.hasMore || b.loading || !b.list.length) return;
-  b.loading = true;
-  const before = box.scrollHeight;
-  try {
-    const r = await S.client.history(id, { beforeSeq: b.list[0].seq, limit: 50 });
-    addMessages(id, r.messages);
-    b.hasMore = r.has_more;
-  } catch (_) {
-    /* offline: try again on the next scroll */
-  } finally {
-    b.loading = false;
-  }
-  if (S.activeId !== id) return;
-  renderMessages(false);
-  box.scrollTop = box.scrollHeight - before + box.scrollTop;
-});
-
-function renderTyping() {
-  const id = S.activeId;
-  const el = $('typing');
-  const now = Date.now();
-  const t = S.typing.get(id);
-  const names = [];
-  if (t) for (const [uid, until] of t) if (until > now) names.push(S.users.get(uid) || 'user ' + uid);
-  el.textContent = names.length ? names.join(', ') + (names.length > 1 ? ' are typing…' : ' is typing…') : '';
-}
-setInterval(renderTyping, 1000);
 
 // ------------------------------------------------------------------ events from the SDK
 
 function onMessage(m) {
   const id = m.conversation_id;
-  let c = S.convs.get(id);
+  const c = S.convs.get(id);
   if (!c) {
     refreshConversations();
-    c = null;
-  } else {
+    refreshContacts();
+  }
+  else {
     c.last_seq = Math.max(c.last_seq || 0, m.seq);
     if (!c.last_message || c.last_message.seq < m.seq) c.last_message = m;
-    if (m.sender_id === S.me.id) c.read_seq = Math.max(c.read_seq || 0, m.seq); // my own messages are read
   }
   if (m.sender_id === S.me.id) S.pending.delete(m.cmid);
   // the SDK delivers each conversation contiguously from where it started tracking it, and history pages
   // are contiguous suffixes, so the union stays gap-free
   addMessages(id, [m]);
-  const t = S.typing.get(id);
-  if (t) t.delete(m.sender_id);
+  const typing = S.typing.get(id);
+  if (typing) typing.delete(m.sender_id);
   if (id === S.activeId) {
     renderMessages(false);
     renderTyping();
@@ -556,6 +286,7 @@ function onMessage(m) {
   renderConversations();
 }
 
+// read marks, pushed or implied by a message (its sender has read up to it)
 function onRead(r) {
   const c = S.convs.get(r.conversation_id);
   if (r.user_id === S.me.id) {
@@ -565,109 +296,67 @@ function onRead(r) {
   }
   let reads = S.peerRead.get(r.conversation_id);
   if (!reads) S.peerRead.set(r.conversation_id, (reads = new Map()));
-  reads.set(r.user_id, Math.max(reads.get(r.user_id) || 0, r.seq));
+  if ((reads.get(r.user_id) || 0) >= r.seq) return;
+  reads.set(r.user_id, r.seq);
   if (r.conversation_id === S.activeId) renderMessages(false);
 }
 
-function onTyping(t) {
-  let m = S.typing.get(t.conversation_id);
-  if (!m) S.typing.set(t.conversation_id, (m = new Map()));
-  m.set(t.user_id, Date.now() + 4000);
-  if (t.conversation_id === S.activeId) renderTyping();
+function onTyping(ev) {
+  let m = S.typing.get(ev.conversation_id);
+  if (!m) S.typing.set(ev.conversation_id, (m = new Map()));
+  m.set(ev.user_id, Date.now() + 4000);
+  if (ev.conversation_id === S.activeId) renderTyping();
 }
 
 function onMember(ev) {
+  const id = ev.conversation_id;
+  // an "X joined / left" line after the conversation's latest message
+  const c = S.convs.get(id);
+  let lines = S.system.get(id);
+  if (!lines) S.system.set(id, (lines = []));
+  lines.push({ afterSeq: c ? c.last_seq || 0 : 0, ts: Date.now(), action: ev.action, user_id: ev.user_id, by: ev.by });
+  if (lines.length > 200) lines.shift();
   if (ev.user_id === S.me.id && (ev.action === 'removed' || ev.action === 'left')) {
-    S.convs.delete(ev.conversation_id);
-    if (S.activeId === ev.conversation_id) $('back').click();
+    S.convs.delete(id);
+    if (S.activeId === id) closeConversation();
     renderConversations();
   } else if (ev.user_id === S.me.id) {
     refreshConversations();
   }
-  if (ev.conversation_id === S.activeId) loadMembers(ev.conversation_id);
+  if (id === S.activeId) {
+    loadMembers(id);
+    renderMessages(false);
+  }
   refreshPublicRooms();
 }
 
-function markReadSoon() {
-  clearTimeout(S.readTimer);
-  // the conversation on screen now: switching away before the timer fires must not leave it unread
-  const id = S.activeId;
-  S.readPendingId = id;
-  S.readTimer = setTimeout(() => markReadNow(id), 150);
+// ------------------------------------------------------------------ language
+
+function renderAll() {
+  applyStatic();
+  $('lang').textContent = t('lang');
+  renderMe();
+  renderConversations();
+  renderPublicRooms();
+  renderContacts();
+  renderHeader();
+  renderMessages(false);
+  renderTyping();
+  if (S.client) renderConn({ state: S.client.state });
 }
-
-// Leaving a conversation with a read mark still pending: send it now, for the conversation that was seen.
-function flushReadMark(nextId) {
-  const id = S.readPendingId;
-  if (id == null || id === nextId) return;
-  clearTimeout(S.readTimer);
-  markReadNow(id);
-}
-
-function markReadNow(id) {
-  S.readPendingId = null;
-  const c = S.convs.get(id);
-  if (!c || document.visibilityState !== 'visible') return;
-  const seq = c.last_seq || 0;
-  if (seq > (c.read_seq || 0)) {
-    c.read_seq = seq;
-    renderConversations();
-    S.client.markRead(id, seq).catch(() => {
-      /* retried on the next message or visit */
-    });
-  }
-}
-document.addEventListener('visibilitychange', () => document.visibilityState === 'visible' && markReadSoon());
-
-// ------------------------------------------------------------------ composer
-
-function sendText(id, text, cmid) {
-  cmid = cmid || newCmid();
-  S.pending.set(cmid, { conversation_id: id, content: text, error: null });
-  renderMessages(true);
-  S.client.send(id, text, { cmid }).then(
-    (ack) => {
-      S.pending.delete(cmid);
-      addMessages(id, [ack.message]);
-      if (S.activeId === id) renderMessages(true);
-    },
-    (e) => {
-      const p = S.pending.get(cmid);
-      if (p) p.error = e.code || 'error';
-      if (S.activeId === id) renderMessages(false);
-    },
-  );
-}
-
-$('composer').addEventListener('submit', (ev) => {
-  ev.preventDefault();
-  const input = $('composer-input');
-  const text = input.value;
-  if (!text.trim() || S.activeId == null) return;
-  input.value = '';
-  autosize();
-  sendText(S.activeId, text);
+$('lang').addEventListener('click', () => {
+  setLang(lang === 'en' ? 'zh-CN' : 'en');
+  renderAll();
 });
 
-function autosize() {
-  const input = $('composer-input');
-  input.rows = Math.min(6, Math.max(1, input.value.split('\n').length));
-}
-
-$('composer-input').addEventListener('keydown', (ev) => {
-  if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
-    ev.preventDefault();
-    $('composer').requestSubmit();
-  }
-});
-$('composer-input').addEventListener('input', () => {
-  autosize();
-  if (S.activeId != null && S.client) S.client.typing(S.activeId);
-});
+Object.assign(S.hooks, { renderConversations, refreshConversations, openConversation, renderHeader, renderMessages, renderAll });
 
 // ------------------------------------------------------------------ boot
 
 (async function boot() {
+  applyStatic();
+  $('lang').textContent = t('lang');
+  document.title = t('title');
   let saved = null;
   try {
     saved = JSON.parse(localStorage.getItem('xindao.session') || 'null');
@@ -676,11 +365,11 @@ $('composer-input').addEventListener('input', () => {
   }
   if (!saved || !saved.token) return showLogin('');
   // sendTimeoutMs 0: while the page is open, unsent messages wait in the outbox (shown as "Sending…") for as
-  // long as the connection is down, and go out exactly once when it is back
+  // long as the connection is down, and go out exactly once when it is back; the outbox is in localStorage too
   const client = new XindaoClient({ storage, sendTimeoutMs: 0, token: saved.token, user: saved.user });
   try {
     await start(client);
   } catch (e) {
-    endSession('Could not connect: ' + (e.message || e.code));
+    endSession(t('session.cannotConnect', { err: errText(e) }));
   }
 })();

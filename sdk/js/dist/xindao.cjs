@@ -18,6 +18,8 @@ const DEFAULTS = {
   requestTimeoutMs: 15000, // one request on an open socket
   sendTimeoutMs: 30000, // a send() from the call to its ack, queued time included; 0 = no limit
   connectTimeoutMs: 10000, // socket open + hello
+  readyTimeoutMs: 15000, // connect()/ready() reject with `unreachable` after this long without an open socket; 0 = wait
+  livenessTimeoutMs: 3000, // the ping sent when the page becomes visible or the network changes: no answer = dead
   heartbeatMs: 0, // 0 = use the server's hello.heartbeat_ms (capped at 25 s)
   heartbeatTimeoutMs: 0, // 0 = 2 x heartbeatMs: nothing received for this long = dead socket
   outboxMax: 200, // sends queued while disconnected or in flight; more are refused with `outbox_full`
@@ -29,12 +31,12 @@ const DEFAULTS = {
   backgroundGraceMs: 3000, // mini-program: pause this long after onAppHide (chooseImage hides the app too)
   typingThrottleMs: 3000,
   lifecycle: true, // install wx.onAppHide/onAppShow or visibilitychange/online hooks
-  storage: null, // {getItem(key), setItem(key, value)}: persists delivery cursors across restarts
+  storage: null, // {getItem(key), setItem(key, value)}: persists delivery cursors and the outbox across restarts
   log: null, // function(level, message, data) for debugging
 };
 
 /** An error from the server (its `code`) or from the SDK (`timeout`, `not_connected`, `disconnected`,
- * `outbox_full`, `closed`, `session_ended`, `network`). */
+ * `outbox_full`, `closed`, `session_ended`, `network`, `unreachable`). `errorText(err, lang)` reads it out. */
 class XindaoError extends Error {
   constructor(code, message, extra) {
     super(message || code);
@@ -66,6 +68,154 @@ function newCmid() {
     for (let i = 0; i < 4; i++) rnd += Math.floor(Math.random() * 0x1000000).toString(16).padStart(6, '0');
   }
   return 'c-' + Date.now().toString(36) + '-' + rnd;
+}
+
+/** Characters of a text as the server counts them (Unicode code points, Rust's `chars().count()`). */
+function textLength(text) {
+  let n = 0;
+  for (const _ of String(text)) n++; // eslint-disable-line no-unused-vars
+  return n;
+}
+
+function utf8Length(s) {
+  if (typeof TextEncoder !== 'undefined') return new TextEncoder().encode(s).length;
+  let n = 0;
+  for (const ch of s) {
+    const c = ch.codePointAt(0);
+    n += c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+  }
+  return n;
+}
+
+// the server's rule (crates/xindao/src/validate.rs): no control characters but \n and \t, no bidi overrides
+const FORBIDDEN_TEXT = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069]/; // eslint-disable-line no-control-regex
+
+/**
+ * The server's message-body checks, done before sending (validate.rs, counted the same way): returns null when
+ * `content` would be accepted, else the XindaoError the server would answer (`invalid_message`,
+ * `message_too_long`, with `chars`/`bytes` and `max`). `limits`: `hello.limits`; without them only the shape is checked.
+ */
+function checkContent(kind, content, limits) {
+  const lim = limits || {};
+  if (kind === 'text' || kind == null) {
+    if (typeof content !== 'string') return new XindaoError('invalid_message', "a text message's content must be a string");
+    if (!content.trim()) return new XindaoError('invalid_message', 'message text is empty');
+    const chars = textLength(content);
+    if (lim.max_text_chars > 0 && chars > lim.max_text_chars) {
+      return new XindaoError('message_too_long', 'message text has ' + chars + ' characters, the limit is ' + lim.max_text_chars, { chars, max: lim.max_text_chars });
+    }
+    if (FORBIDDEN_TEXT.test(content)) return new XindaoError('invalid_message', 'message text contains control or bidi-override characters');
+    return null;
+  }
+  if (kind === 'custom') {
+    if (content == null) return new XindaoError('invalid_message', 'a custom message needs content');
+    const bytes = utf8Length(JSON.stringify(content));
+    if (lim.max_custom_bytes > 0 && bytes > lim.max_custom_bytes) {
+      return new XindaoError('message_too_long', 'custom content is ' + bytes + ' bytes, the limit is ' + lim.max_custom_bytes, { bytes, max: lim.max_custom_bytes });
+    }
+  }
+  return null; // other kinds (media) are the server's to check
+}
+
+/** Readable text for every error code, per language. The code stays on the error (for logs). */
+const ERROR_TEXT = {
+  'zh-CN': {
+    bad_request: '请求格式有误',
+    unknown_op: '服务器不支持此操作，请升级服务器',
+    invalid_args: '输入有误',
+    invalid_message: '消息内容无效（不能为空，不能含控制字符）',
+    message_too_long: '消息太长',
+    unauthorized: '登录已失效，请重新登录',
+    forbidden: '没有权限执行此操作',
+    not_found: '找不到该对象',
+    conflict: '操作冲突，请刷新后重试',
+    limit_reached: '已达到数量上限',
+    rate_limited: '操作太频繁，请稍后再试',
+    too_many_connections: '连接数过多，请稍后再试',
+    invalid_code: '微信登录凭证无效，请重试',
+    wechat_rate_limited: '微信登录太频繁，请稍后再试',
+    wechat_user_blocked: '微信判定此账号存在风险，无法登录',
+    wechat_busy: '微信繁忙，请重试',
+    wechat_error: '微信登录失败',
+    unavailable: '服务暂时不可用，请稍后再试',
+    internal: '服务器出错了，请稍后再试',
+    timeout: '请求超时，请检查网络',
+    not_connected: '未连接到服务器',
+    disconnected: '连接已断开',
+    unreachable: '无法连接服务器，请检查网络（仍在重试）',
+    outbox_full: '待发送的消息太多，请等网络恢复',
+    closed: '连接已关闭',
+    session_ended: '会话已结束，请重新登录',
+    network: '网络错误，请检查网络',
+    unsupported: '当前环境不支持此功能',
+    socket_error: '连接出错',
+    recall_window_passed: '已超过可撤回的时间',
+    banned: '此账号已被封禁',
+    muted: '你已被禁言',
+    body_too_large: '内容太大',
+    invalid_json: '请求格式有误',
+    insufficient_scope: '没有权限执行此操作',
+    unknown: '出错了',
+  },
+  en: {
+    bad_request: 'The request was malformed',
+    unknown_op: 'The server does not support this yet (upgrade the server)',
+    invalid_args: 'Invalid input',
+    invalid_message: 'Invalid message (empty, or with control characters)',
+    message_too_long: 'The message is too long',
+    unauthorized: 'Your session has expired: please log in again',
+    forbidden: 'You are not allowed to do that',
+    not_found: 'Not found',
+    conflict: 'That conflicts with a change made meanwhile: refresh and retry',
+    limit_reached: 'A limit has been reached',
+    rate_limited: 'Too many requests: wait a moment and retry',
+    too_many_connections: 'Too many connections: try again later',
+    invalid_code: 'The WeChat login code is invalid: try again',
+    wechat_rate_limited: 'Too many WeChat logins: try again later',
+    wechat_user_blocked: 'WeChat flags this account as high-risk',
+    wechat_busy: 'WeChat is busy: try again',
+    wechat_error: 'WeChat login failed',
+    unavailable: 'The service is unavailable: try again later',
+    internal: 'Server error: try again later',
+    timeout: 'Timed out: check your network',
+    not_connected: 'Not connected to the server',
+    disconnected: 'The connection was lost',
+    unreachable: 'Cannot reach the server: check your network (still retrying)',
+    outbox_full: 'Too many unsent messages: wait for the network',
+    closed: 'The connection is closed',
+    session_ended: 'Your session ended: please log in again',
+    network: 'Network error: check your connection',
+    unsupported: 'Not supported here',
+    socket_error: 'Connection error',
+    recall_window_passed: 'Too late to recall this message',
+    banned: 'This account is banned',
+    muted: 'You are muted',
+    body_too_large: 'Too large',
+    invalid_json: 'The request was malformed',
+    insufficient_scope: 'You are not allowed to do that',
+    unknown: 'Something went wrong',
+  },
+};
+
+/** `zh-CN` for any Chinese locale (zh, zh_CN, zh-Hans, zh-TW...), else `en`. */
+function pickLang(locale) {
+  return /^zh/i.test(String(locale || '')) ? 'zh-CN' : 'en';
+}
+
+/** Readable text for an error (`lang`: `zh-CN` or `en`, default `zh-CN`); unknown codes get a generic text.
+ * The code itself is kept on the error for logs; this text is for people. */
+function errorText(err, lang) {
+  const table = ERROR_TEXT[lang === 'en' ? 'en' : 'zh-CN'];
+  const code = (err && err.code) || 'unknown';
+  let text = table[code] || table.unknown;
+  if (code === 'message_too_long' && err && err.max) {
+    text += lang === 'en' ? ' (' + (err.chars || err.bytes) + ' / ' + err.max + ')' : '（' + (err.chars || err.bytes) + ' / ' + err.max + '）';
+  }
+  if (code === 'rate_limited' && err && err.retry_after_ms) {
+    const s = Math.ceil(err.retry_after_ms / 1000);
+    text += lang === 'en' ? ' (' + s + ' s)' : '（' + s + ' 秒）';
+  }
+  return text;
 }
 
 class Emitter {
@@ -399,13 +549,13 @@ class XindaoClient extends Emitter {
 
   // ---------------------------------------------------------------- connection
 
-  /** Connect (and keep reconnecting until close() or a 4001 close). Resolves on the first `open`. */
-  connect() {
+  /** Connect (and keep reconnecting until close() or a 4001 close). Resolves with the hello on the first `open`;
+   * rejects with `unreachable` when no connection opened within `opts.timeoutMs` (default `readyTimeoutMs`,
+   * 15 s; 0 = wait for ever): the client keeps trying in the background, `ready()` waits again. */
+  connect(opts = {}) {
     if (!this.token) return Promise.reject(new XindaoError('unauthorized', 'log in first (loginDev / loginWechat) or pass options.token'));
-    const p = new Promise((resolve, reject) => {
-      if (this._state === 'open') return resolve(this.hello);
-      this._openWaiters.push({ resolve, reject });
-    });
+    this._restoreOutbox();
+    this._ended = null;
     if (!this._wantOpen) {
       this._wantOpen = true;
       this._paused = false;
@@ -414,7 +564,36 @@ class XindaoClient extends Emitter {
       this._setState('connecting');
       this._openSocket();
     }
-    return p;
+    return this.ready(opts.timeoutMs);
+  }
+
+  /** Resolves with the hello once the connection is open (at once if it is); rejects with `unreachable` after
+   * `timeoutMs` (default `readyTimeoutMs`; 0 = no limit), with `not_connected` if connect() was never called,
+   * with `closed` / `session_ended` if the client stops. */
+  ready(timeoutMs) {
+    if (this._state === 'open') return Promise.resolve(this.hello);
+    if (!this._wantOpen) return Promise.reject(new XindaoError('not_connected', 'not connected: call connect() first'));
+    const ms = timeoutMs != null ? timeoutMs : this.options.readyTimeoutMs;
+    return new Promise((resolve, reject) => {
+      const w = { resolve, reject, timer: null };
+      if (ms > 0) {
+        w.timer = setTimeout(() => {
+          const i = this._openWaiters.indexOf(w);
+          if (i >= 0) this._openWaiters.splice(i, 1);
+          const last = this._lastClose ? ' (last attempt: ' + this._lastClose + ')' : '';
+          reject(new XindaoError('unreachable', 'server not reachable within ' + ms + ' ms' + last + '; still retrying', { retrying: true }));
+        }, ms);
+      }
+      this._openWaiters.push(w);
+    });
+  }
+
+  _settleWaiters(err, hello) {
+    for (const w of this._openWaiters.splice(0)) {
+      clearTimeout(w.timer);
+      if (err) w.reject(err);
+      else w.resolve(hello);
+    }
   }
 
   /** Close for good: no reconnect. Queued sends and waiting requests are rejected with `closed`. */
@@ -426,7 +605,7 @@ class XindaoClient extends Emitter {
     const err = new XindaoError('closed', 'client closed');
     for (const item of this._outbox.splice(0)) this._settleSend(item, err);
     for (const w of this._waiting.splice(0)) w.reject(err);
-    for (const w of this._openWaiters.splice(0)) w.reject(err);
+    this._settleWaiters(err);
     this._flushCursors();
     if (this._state !== 'closed') this._setState('closed', { reason: 'client' });
   }
@@ -457,14 +636,25 @@ class XindaoClient extends Emitter {
       this._openSocket();
       return;
     }
-    if (this._state === 'open') {
-      // the socket may have died while we were away: prove it is alive quickly
-      const gen = this._gen;
-      const t = Math.min(5000, this._heartbeatTimeout());
-      this._request('ping', {}, { timeoutMs: t, urgent: true }).catch(() => {
-        if (gen === this._gen && this._state === 'open' && Date.now() - this._lastRx >= t) this._dead('no answer after resume');
+    if (this._state === 'open') this.checkAlive('resume');
+  }
+
+  /** Prove the open socket is alive with an application ping now (called when the page becomes visible and
+   * when the network changes): no answer within `livenessTimeoutMs` (4 s) = dead, reconnect. */
+  checkAlive(why = 'check') {
+    if (this._state !== 'open' || this._aliveCheck) return;
+    const gen = this._gen;
+    const t = Math.min(this.options.livenessTimeoutMs, this._heartbeatTimeout());
+    this._aliveCheck = true;
+    this._request('ping', {}, { timeoutMs: t, urgent: true })
+      .catch(() => {
+        // frames already on their way when the ping left may still land after it: only silence for half the
+        // timeout proves the socket dead (a live socket carrying pushes is left alone)
+        if (gen === this._gen && this._state === 'open' && Date.now() - this._lastRx >= t / 2) this._dead('no answer to the ping after ' + why);
+      })
+      .finally(() => {
+        this._aliveCheck = false;
       });
-    }
   }
 
   _teardown() {
@@ -571,8 +761,10 @@ class XindaoClient extends Emitter {
     if (conn) conn.close();
     this._failInflight();
     this._log('info', 'socket closed', { code, reason, opened, wasOpen });
+    this._lastClose = (code ? code + ' ' : '') + (reason || (opened ? 'closed' : 'could not connect'));
     if (!this._wantOpen || this._paused) return;
-    if (code === 4001) return this._sessionEnded(code, reason);
+    // 4001: the session ended; 4003: the user was banned (server API). Reconnecting cannot help either.
+    if (code === 4001 || code === 4003) return this._sessionEnded(code, reason);
     this._scheduleReconnect(code, reason);
     if (!wasOpen && !this._checking) {
       // the upgrade may have been refused: a 401 means the session is over (browsers cannot see the status)
@@ -591,12 +783,13 @@ class XindaoClient extends Emitter {
 
   _sessionEnded(code, reason) {
     this._wantOpen = false;
+    this._ended = code; // later sends fail at once (until connect() with a new login)
     this._teardown();
     this._removeLifecycle();
-    const err = new XindaoError('session_ended', 'session ended (' + code + '): log in again');
+    const err = code === 4003 ? new XindaoError('banned', 'this account is banned (4003)') : new XindaoError('session_ended', 'session ended (' + code + '): log in again');
     for (const item of this._outbox.splice(0)) this._settleSend(item, err);
     for (const w of this._waiting.splice(0)) w.reject(err);
-    for (const w of this._openWaiters.splice(0)) w.reject(err);
+    this._settleWaiters(err);
     this._flushCursors();
     this._setState('closed', { code, reason: reason || 'session ended' });
     this.emit('session_ended', { code, reason });
@@ -717,6 +910,25 @@ class XindaoClient extends Emitter {
         }
         return;
       }
+      case 'profile': {
+        // a contact (or this user, from another device) changed their name or avatar
+        const u = data.user;
+        if (u && this.user && u.id === this.user.id) this.user = { ...this.user, ...u };
+        if (u) {
+          for (const st of this._convs.values()) if (st.info && st.info.peer && st.info.peer.id === u.id) st.info.peer = { ...st.info.peer, ...u };
+        }
+        return this.emit('profile', data);
+      }
+      case 'message_state': {
+        // recalled / removed / hidden: the message keeps its seq, loses its content (a tombstone)
+        const st = this._convs.get(data.conversation_id);
+        const lm = st && st.info && st.info.last_message;
+        if (lm && lm.seq === data.seq) {
+          lm.state = data.state;
+          delete lm.content;
+        }
+        return this.emit('message_state', data);
+      }
       case 'members_changed':
         // a big room's joins and leaves, summarised (at most one per room per second)
         return this.emit('members_changed', data);
@@ -739,6 +951,13 @@ class XindaoClient extends Emitter {
     this.hello = data;
     this.user = data.user;
     this.limits = data.limits || {};
+    if (this.options.storage && data.limits) {
+      try {
+        this.options.storage.setItem('xindao:limits', JSON.stringify(data.limits));
+      } catch (_) {
+        /* storage full: checks wait for the next hello */
+      }
+    }
     this._tokens = null; // a new connection has a full bucket
     this._unanswered = 0;
     this._holdUntil = 0;
@@ -747,6 +966,7 @@ class XindaoClient extends Emitter {
       this._baselined = false;
     }
     if (!this._baselined) this._loadCursors();
+    this._restoreOutbox(); // a client made with a token only learns its user here
     this._attempt = 0; // backoff resets on success
     const reconnect = this._state === 'reconnecting';
     this._setState('open', { reconnect });
@@ -762,7 +982,7 @@ class XindaoClient extends Emitter {
         .catch(() => {});
     }
     this.emit('open', data);
-    for (const w of this._openWaiters.splice(0)) w.resolve(data);
+    this._settleWaiters(null, data);
   }
 
   // ---------------------------------------------------------------- requests
@@ -897,20 +1117,96 @@ class XindaoClient extends Emitter {
       else args.conversation_id = target.conversationId;
     } else args.conversation_id = target;
     return new Promise((resolve, reject) => {
+      // the server's own checks, before anything is queued: a message it would refuse never waits in the outbox
+      const bad = checkContent(args.kind, content, this.limits || this._storedLimits());
+      if (bad) {
+        bad.cmid = args.cmid;
+        return reject(bad);
+      }
+      if (this._ended) {
+        const code = this._ended === 4003 ? 'banned' : 'session_ended';
+        return reject(new XindaoError(code, 'the session ended (' + this._ended + '): log in again', { cmid: args.cmid }));
+      }
+      this._restoreOutbox();
       if (this._outbox.length >= this.options.outboxMax) {
         return reject(new XindaoError('outbox_full', 'outbox full (' + this.options.outboxMax + ' unacknowledged sends)', { cmid: args.cmid }));
       }
-      // gen: the connection this item was queued on (every connection resends the outbox, in order)
-      const item = { cmid: args.cmid, args, resolve, reject, gen: null, reqId: null, timer: null };
-      const timeoutMs = opts.timeoutMs != null ? opts.timeoutMs : this.options.sendTimeoutMs;
-      if (timeoutMs > 0) {
-        item.timer = setTimeout(() => {
-          this._settleSend(item, new XindaoError('timeout', 'send not acknowledged within ' + timeoutMs + ' ms (it may still be delivered; resending with the same cmid is safe)', { cmid: item.cmid }));
-        }, timeoutMs);
-      }
-      this._outbox.push(item);
-      this._flushOutbox();
+      const item = { cmid: args.cmid, args, resolve, reject, gen: null, reqId: null, timer: null, ts: Date.now() };
+      this._queueSend(item, opts.timeoutMs != null ? opts.timeoutMs : this.options.sendTimeoutMs);
     });
+  }
+
+  _queueSend(item, timeoutMs) {
+    // gen: the connection this item was queued on (every connection resends the outbox, in order)
+    if (timeoutMs > 0) {
+      item.timer = setTimeout(() => {
+        this._settleSend(item, new XindaoError('timeout', 'send not acknowledged within ' + timeoutMs + ' ms (it may still be delivered; resending with the same cmid is safe)', { cmid: item.cmid }));
+      }, timeoutMs);
+    }
+    this._outbox.push(item);
+    this._saveOutbox();
+    this._flushOutbox();
+  }
+
+  /** The sends not yet acknowledged, oldest first (after a reload: the ones restored from storage too), for
+   * showing them as "sending": `[{cmid, conversation_id?, to_user?, kind, content, ts, restored}]`. */
+  pendingSends() {
+    this._restoreOutbox();
+    return this._outbox.map((it) => ({ ...it.args, ts: it.ts, restored: !!it.restored }));
+  }
+
+  // ---- the outbox in storage: written on every change, so a reload (or a killed app) loses no unsent message;
+  // the next client of the same user re-sends it with the same cmid, and the server's cmid dedup makes that once
+
+  _outboxKey() {
+    return 'xindao:outbox:' + (this.user ? this.user.id : '');
+  }
+  _saveOutbox() {
+    const s = this.options.storage;
+    if (!s || !this.user || this._outboxUser !== this.user.id) return;
+    try {
+      s.setItem(this._outboxKey(), JSON.stringify(this._outbox.map((it) => ({ args: it.args, ts: it.ts }))));
+    } catch (e) {
+      this._log('warn', 'outbox save failed', e);
+    }
+  }
+  _restoreOutbox() {
+    const s = this.options.storage;
+    if (!s || !this.user || this._outboxUser === this.user.id) return;
+    this._outboxUser = this.user.id;
+    let saved = [];
+    try {
+      const raw = s.getItem(this._outboxKey());
+      saved = raw ? (typeof raw === 'string' ? JSON.parse(raw) : raw) : [];
+    } catch (e) {
+      this._log('warn', 'outbox load failed', e);
+    }
+    if (!Array.isArray(saved)) saved = [];
+    const mine = new Set(this._outbox.map((it) => it.cmid));
+    const restored = [];
+    for (const x of saved) {
+      if (!x || !x.args || typeof x.args.cmid !== 'string' || mine.has(x.args.cmid)) continue;
+      const item = { cmid: x.args.cmid, args: x.args, gen: null, reqId: null, timer: null, ts: x.ts || Date.now(), restored: true };
+      // nobody awaits a restored send: its outcome comes as `message` (the ack, with its cmid) or `send_failed`
+      item.resolve = () => {};
+      item.reject = (err) => this.emit('send_failed', { cmid: item.cmid, args: item.args, error: err });
+      restored.push(item);
+    }
+    // restored sends are older than any made since this client started: they go first, keeping call order
+    this._outbox.unshift(...restored);
+    if (restored.length) this._log('info', 'outbox restored', { count: restored.length });
+    if (restored.length || this._outbox.length) this._saveOutbox(); // sends made before the user was known too
+    if (restored.length) this._flushOutbox();
+  }
+  _storedLimits() {
+    const s = this.options.storage;
+    if (!s) return null;
+    try {
+      const raw = s.getItem('xindao:limits');
+      return raw ? (typeof raw === 'string' ? JSON.parse(raw) : raw) : null;
+    } catch (_) {
+      return null;
+    }
   }
 
   /** Send to a user (opens the direct conversation if needed). */
@@ -923,6 +1219,7 @@ class XindaoClient extends Emitter {
     if (i < 0) return false;
     this._outbox.splice(i, 1);
     clearTimeout(item.timer);
+    this._saveOutbox();
     const q = this._throttleQ.findIndex((e) => e.item === item);
     if (q >= 0) this._throttleQ.splice(q, 1);
     if (item.reqId != null) {
@@ -1034,6 +1331,9 @@ class XindaoClient extends Emitter {
       }
       delivered = true;
       this.emit('message', m);
+      // a message means its sender has read the conversation up to it (the server moves the mark, no push)
+      if (this.user && m.sender_id === this.user.id && st.info) st.info.read_seq = Math.max(st.info.read_seq || 0, m.seq);
+      this.emit('read', { conversation_id: id, user_id: m.sender_id, seq: m.seq, implied: true });
     }
     if (delivered) this._saveCursorsSoon();
     if (st.pending.size > 0 && !this._syncing) this._fillGap(id);
@@ -1222,7 +1522,7 @@ class XindaoClient extends Emitter {
         if (typeof wxo.offAppShow === 'function') wxo.offAppShow(onShow);
       });
       if (typeof wxo.onNetworkStatusChange === 'function') {
-        const onNet = (r) => r && r.isConnected && this.resume();
+        const onNet = (r) => (r && r.isConnected ? this.resume() : this.checkAlive('network change'));
         wxo.onNetworkStatusChange(onNet);
         offs.push(() => typeof wxo.offNetworkStatusChange === 'function' && wxo.offNetworkStatusChange(onNet));
       }
@@ -1234,8 +1534,14 @@ class XindaoClient extends Emitter {
       offs.push(() => document.removeEventListener('visibilitychange', onVis));
       if (typeof window !== 'undefined' && typeof window.addEventListener === 'function') {
         const onOnline = () => this.resume();
+        // `offline` alone proves nothing (the server may be on this machine), but the socket may be dead: ping it
+        const onOffline = () => this.checkAlive('offline');
         window.addEventListener('online', onOnline);
-        offs.push(() => window.removeEventListener('online', onOnline));
+        window.addEventListener('offline', onOffline);
+        offs.push(() => {
+          window.removeEventListener('online', onOnline);
+          window.removeEventListener('offline', onOffline);
+        });
       }
     }
     this._lifecycleOff = () => offs.forEach((f) => f());
@@ -1358,6 +1664,45 @@ class XindaoClient extends Emitter {
     const r = await this.request('presence', { user_ids: this._presenceIds });
     return r.presence;
   }
+
+  // ---- profiles, people, recall (docs/protocol.md; servers without them answer `unknown_op`)
+
+  /** Set your own display name and/or avatar URL (https or a xindao media URL, at most 512 characters);
+   * resolves with the updated user. Contacts get a `profile` event. */
+  async setProfile(profile = {}) {
+    const args = {};
+    if (profile.display_name != null) args.display_name = profile.display_name;
+    if (profile.avatar_url != null) args.avatar_url = profile.avatar_url;
+    const r = await this.request('profile_set', args);
+    if (r.user && this.user && r.user.id === this.user.id) this.user = { ...this.user, ...r.user };
+    return r.user;
+  }
+  /** People whose display name starts with `prefix` (at least 2 characters; at most 20 results). */
+  async searchUsers(prefix, opts = {}) {
+    const args = { prefix };
+    if (opts.limit) args.limit = opts.limit;
+    return (await this.request('user_search', args)).users || [];
+  }
+  /** People you share a conversation with, one page: `{users, has_more, next_cursor}`. */
+  async contacts(opts = {}) {
+    const args = {};
+    if (opts.limit) args.limit = opts.limit;
+    if (opts.cursor) args.cursor = opts.cursor;
+    const r = await this.request('contacts', args);
+    return { users: r.users || [], has_more: !!r.has_more, next_cursor: r.next_cursor || null };
+  }
+  /** Recall your own message (within the server's `recall_window_secs`, 2 minutes by default). */
+  recall(conversationId, seq) {
+    return this.request('recall', { conversation_id: conversationId, seq });
+  }
+  /** A room owner removes any message of the room. */
+  removeMessage(conversationId, seq) {
+    return this.request('message_remove', { conversation_id: conversationId, seq });
+  }
+  /** Delete a message for yourself, on all your devices. */
+  hide(conversationId, seq) {
+    return this.request('hide', { conversation_id: conversationId, seq });
+  }
 }
 
 function httpError(status, data) {
@@ -1371,4 +1716,4 @@ function createClient(options) {
   return new XindaoClient(options);
 }
 
-module.exports = { PROTOCOL_VERSION, STATES, XindaoError, normalizeMessage, newCmid, XindaoClient, createClient };
+module.exports = { PROTOCOL_VERSION, STATES, XindaoError, normalizeMessage, newCmid, textLength, checkContent, ERROR_TEXT, pickLang, errorText, XindaoClient, createClient };

@@ -15,7 +15,7 @@ test('the web page and the package import the ESM source itself (no copy to go s
   const web = readFileSync(join(repo, 'crates', 'xindao', 'src', 'http', 'web.rs'), 'utf8');
   assert.match(web, /include_bytes!\("\.\.\/\.\.\/\.\.\/\.\.\/sdk\/js\/src\/xindao\.js"\)/);
   const p = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8'));
-  assert.equal(p.exports['.'].import, './src/xindao.js');
+  assert.equal(p.exports['.'].import.default, './src/xindao.js');
   assert.ok(!existsSync(join(repo, 'crates', 'xindao', 'web', 'xindao.js')), 'no stale copy beside the web page');
 });
 
@@ -42,4 +42,13 @@ test('newCmid matches the protocol alphabet and is unique', () => {
     seen.add(c);
   }
   assert.equal(seen.size, 1000);
+});
+
+test('every error code the server can send has a readable text in zh-CN and en', () => {
+  const rs = readFileSync(join(repo, 'crates', 'xindao', 'src', 'error.rs'), 'utf8');
+  const codes = [...rs.matchAll(/=> "([a-z_]+)"/g)].map((m) => m[1]);
+  assert.ok(codes.length > 15, 'codes read from error.rs');
+  for (const code of codes) {
+    for (const lang of ['zh-CN', 'en']) assert.ok(esm.ERROR_TEXT[lang][code], `${lang} text for ${code}`);
+  }
 });

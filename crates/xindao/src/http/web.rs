@@ -13,7 +13,9 @@ use crate::app::App;
 
 /// The page's policy; `connect-src` gets the WebSocket URLs of the request's own host appended (`'self'`
 /// covers ws:/wss: only in browsers that implement CSP level 3).
-const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+/// `img-src https:`: avatars are https URLs (WeChat's, or any the user sets); only images, never scripts.
+const CSP: &str =
+    "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; \
                    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; \
                    connect-src 'self'";
 
@@ -60,6 +62,31 @@ pub(super) fn routes() -> Router<Arc<App>> {
                 )
             }),
         )
+        // the page's other modules (strings, shared helpers, the conversation and its composer, rooms, people)
+        .route(
+            "/i18n.js",
+            get(|h: HeaderMap| script(h, include_bytes!("../../web/i18n.js"))),
+        )
+        .route(
+            "/ui.js",
+            get(|h: HeaderMap| script(h, include_bytes!("../../web/ui.js"))),
+        )
+        .route(
+            "/chat.js",
+            get(|h: HeaderMap| script(h, include_bytes!("../../web/chat.js"))),
+        )
+        .route(
+            "/composer.js",
+            get(|h: HeaderMap| script(h, include_bytes!("../../web/composer.js"))),
+        )
+        .route(
+            "/rooms.js",
+            get(|h: HeaderMap| script(h, include_bytes!("../../web/rooms.js"))),
+        )
+        .route(
+            "/people.js",
+            get(|h: HeaderMap| script(h, include_bytes!("../../web/people.js"))),
+        )
 }
 
 /// The Content-Security-Policy for a page requested with `headers`: [`CSP`], plus `ws://` and `wss://` of
@@ -79,6 +106,10 @@ fn content_security_policy(headers: &HeaderMap) -> HeaderValue {
         None => CSP.to_string(),
     };
     HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static(CSP))
+}
+
+async fn script(headers: HeaderMap, body: &'static [u8]) -> Response {
+    file(headers, "text/javascript; charset=utf-8", body).await
 }
 
 async fn file(headers: HeaderMap, content_type: &'static str, body: &'static [u8]) -> Response {

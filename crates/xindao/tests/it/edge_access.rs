@@ -123,7 +123,18 @@ async fn metrics_are_served_on_the_admin_listener_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_page_is_served_with_security_headers() {
     let server = TestServer::start(|_| {}).await;
-    for path in ["/", "/app.js", "/xindao.js", "/style.css"] {
+    for path in [
+        "/",
+        "/app.js",
+        "/xindao.js",
+        "/style.css",
+        "/i18n.js",
+        "/ui.js",
+        "/chat.js",
+        "/people.js",
+        "/composer.js",
+        "/rooms.js",
+    ] {
         let response = reqwest::get(server.url(path)).await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
         let header = |name: &str| {

@@ -1,25 +1,36 @@
+const { strings, t, errText } = require('../../utils/i18n.js');
 const app = getApp();
 
-const STATE_TEXT = { connecting: 'Connecting…', reconnecting: 'Reconnecting…', closed: 'Offline', open: '' };
-
 function title(c) {
-  if (c.kind === 'direct') return c.peer ? c.peer.display_name : 'Direct chat';
+  if (c.kind === 'direct') return c.peer ? c.peer.display_name : t('directChat');
   return '# ' + c.name;
 }
 
+function preview(m, me) {
+  if (!m) return '';
+  if (m.state === 'hidden') return '';
+  if (m.state === 'recalled') return m.sender_id === me.id ? t('recalledMe') : t('recalled', { name: '' });
+  if (m.state === 'removed') return t('removed');
+  return (m.sender_id === me.id ? t('you') : '') + (m.kind === 'text' ? m.content : '[' + m.kind + ']');
+}
+
 Page({
-  data: { items: [], rooms: [], me: {}, peerId: '', state: 'connecting', stateText: '' },
+  data: { s: strings(), items: [], rooms: [], me: {}, meText: '', query: '', results: [], roomName: '', invite: false, state: 'connecting', stateText: '', error: '' },
 
   onLoad() {
+    wx.setNavigationBarTitle({ title: t('chats') });
     const c = app.client;
+    const stateText = (st) => (st === 'open' ? '' : t(st === 'closed' ? 'offline' : st));
     this.offs = [
-      c.on('state', (s) => this.setData({ state: s.state, stateText: STATE_TEXT[s.state] })),
+      c.on('state', (s) => this.setData({ state: s.state, stateText: stateText(s.state) })),
       c.on('message', () => this.refreshSoon()),
       c.on('read', () => this.refreshSoon()),
       c.on('synced', () => this.refreshSoon()),
       c.on('member', () => this.refreshSoon()),
+      c.on('profile', () => this.refreshSoon()),
+      c.on('message_state', () => this.refreshSoon()),
     ];
-    this.setData({ me: c.user || {}, state: c.state, stateText: STATE_TEXT[c.state] });
+    this.setData({ state: c.state, stateText: stateText(c.state) });
   },
 
   onUnload() {
@@ -27,6 +38,8 @@ Page({
   },
 
   onShow() {
+    const me = app.client.user || {};
+    this.setData({ me, meText: t('me', { name: me.display_name, id: me.id }) });
     this.refresh();
   },
 
@@ -45,35 +58,72 @@ Page({
       const me = app.client.user || {};
       this.setData({
         items: convs.map((c) => {
-          const m = c.last_message;
-          const t = title(c);
-          return {
-            id: c.id,
-            kind: c.kind,
-            title: t,
-            initial: c.kind === 'room' ? '#' : t.slice(0, 1).toUpperCase(),
-            unread: c.unread,
-            preview: m ? (m.sender_id === me.id ? 'You: ' : '') + (m.kind === 'text' ? m.content : '[' + m.kind + ']') : '',
-          };
+          const name = title(c);
+          return { id: c.id, kind: c.kind, title: name, avatar: c.peer && c.peer.avatar_url, initial: c.kind === 'room' ? '#' : name.slice(0, 1).toUpperCase(), unread: c.unread, preview: preview(c.last_message, me) };
         }),
-        rooms: rooms.filter((r) => !convs.some((c) => c.id === r.id)),
+        rooms: rooms.filter((r) => !convs.some((c) => c.id === r.id)).map((r) => ({ ...r, membersText: t('members', { n: r.members }) })),
       });
     } catch (e) {
       // offline: the `synced` event after the reconnect refreshes again
     }
   },
 
-  onPeer(e) {
-    this.setData({ peerId: e.detail.value });
+  fail(e) {
+    const text = errText(e);
+    this.setData({ error: text });
+    wx.showToast({ title: text, icon: 'none' });
   },
 
-  async startChat() {
+  onQuery(e) {
+    this.setData({ query: e.detail.value });
+  },
+
+  /** A user id opens the chat; a name (2+ characters) searches display-name prefixes. */
+  async search() {
+    const q = this.data.query.trim();
+    if (!q) return;
+    this.setData({ error: '', results: [] });
+    if (/^\d+$/.test(q)) return this.chatWith(Number(q));
+    if (Array.from(q).length < 2) return this.setData({ error: t('tooShort') });
     try {
-      const conv = await app.client.openDirect(Number(this.data.peerId));
-      this.setData({ peerId: '' });
+      const me = app.client.user || {};
+      const users = (await app.client.searchUsers(q)).filter((u) => u.id !== me.id);
+      this.setData({ results: users.map((u) => ({ id: u.id, name: u.display_name, avatar: u.avatar_url || '', initial: u.display_name.slice(0, 1) })), error: users.length ? '' : t('searchNone', { q }) });
+    } catch (e) {
+      this.fail(e);
+    }
+  },
+
+  openResult(e) {
+    this.chatWith(Number(e.currentTarget.dataset.id));
+  },
+
+  async chatWith(userId) {
+    try {
+      const conv = await app.client.openDirect(userId);
+      this.setData({ query: '', results: [], error: '' });
       wx.navigateTo({ url: '/pages/chat/chat?id=' + conv.id });
     } catch (e) {
-      wx.showToast({ title: e.code || 'error', icon: 'none' });
+      this.fail(e);
+    }
+  },
+
+  onRoomName(e) {
+    this.setData({ roomName: e.detail.value });
+  },
+  onInvite(e) {
+    this.setData({ invite: !!e.detail.value });
+  },
+
+  async createRoom() {
+    const name = this.data.roomName.trim();
+    if (!name) return;
+    try {
+      const conv = await app.client.createRoom(name, { visibility: this.data.invite ? 'invite' : 'public' });
+      this.setData({ roomName: '', invite: false, error: '' });
+      wx.navigateTo({ url: '/pages/chat/chat?id=' + conv.id });
+    } catch (e) {
+      this.fail(e);
     }
   },
 
@@ -82,11 +132,15 @@ Page({
       const conv = await app.client.joinRoom(Number(e.currentTarget.dataset.id));
       wx.navigateTo({ url: '/pages/chat/chat?id=' + conv.id });
     } catch (err) {
-      wx.showToast({ title: err.code || 'error', icon: 'none' });
+      this.fail(err);
     }
   },
 
   open(e) {
     wx.navigateTo({ url: '/pages/chat/chat?id=' + e.currentTarget.dataset.id });
+  },
+
+  profile() {
+    wx.navigateTo({ url: '/pages/profile/profile' });
   },
 });

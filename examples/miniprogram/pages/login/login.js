@@ -1,10 +1,12 @@
 const config = require('../../config.js');
+const { strings, t, errText } = require('../../utils/i18n.js');
 const app = getApp();
 
 Page({
-  data: { devLogin: config.DEV_LOGIN, name: '', busy: false, error: '' },
+  data: { s: strings(), devLogin: config.DEV_LOGIN, wechat: config.WECHAT_LOGIN, name: '', busy: false, error: '' },
 
   onLoad() {
+    wx.setNavigationBarTitle({ title: t('loginTitle') });
     if (app.hasSession()) this.enter();
   },
 
@@ -15,32 +17,40 @@ Page({
   async wechatLogin() {
     // wx.login gives a one-time code; the server trades it for a session (code2Session). The WeChat
     // session_key never reaches the client.
-    await this.run(() => app.client.loginWechat());
+    await this.run(() => app.client.loginWechat(), 'wechat');
   },
 
   async devLogin() {
-    await this.run(() => app.client.loginDev(this.data.name.trim()));
+    await this.run(() => app.client.loginDev(this.data.name.trim()), 'dev');
   },
 
-  async run(login) {
+  async run(login, kind) {
     this.setData({ busy: true, error: '' });
     try {
       const session = await login();
       await app.startSession(session);
       this.enter();
     } catch (e) {
-      this.setData({ error: (e && e.code ? e.code + ': ' : '') + ((e && e.message) || 'login failed') });
+      // not_found from a login endpoint: that login is not enabled on this server (say so, hide the button)
+      if (e && e.code === 'not_found' && kind === 'wechat') this.setData({ wechat: false, error: t('wechatNotConfigured') });
+      else if (e && e.code === 'not_found' && kind === 'dev') this.setData({ error: t('devDisabled') });
+      else this.setData({ error: t('loginFailed', { err: errText(e) }) });
     } finally {
       this.setData({ busy: false });
     }
   },
 
   async enter() {
+    this.setData({ busy: true, error: '' });
     try {
-      await app.client.connect();
+      await app.client.connect({ timeoutMs: config.CONNECT_TIMEOUT_MS });
     } catch (e) {
-      return; // session_ended sends us back here
+      // unreachable: say so (the client keeps trying; tapping a login button tries again); session_ended: log in
+      if (e && e.code !== 'session_ended' && e.code !== 'closed') this.setData({ error: errText(e) });
+      this.setData({ busy: false });
+      return;
     }
+    this.setData({ busy: false });
     wx.redirectTo({ url: '/pages/conversations/conversations' });
   },
 });
