@@ -3,6 +3,7 @@
 # the JS SDK tests, the unmodified Wafer client SDKs (tests/wafer) and the browser end-to-end test (all
 # against the real binary).
 # Needs: Rust (cargo), Node >= 20 with npm, and Chromium at /usr/bin/chromium (Debian: apt-get install chromium).
+# moto_server (pip install 'moto[server]') for the S3 media tests, which are skipped without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -31,6 +31,8 @@ pub struct App {
     pub hub: Arc<Hub>,
     pub chat: Chat,
     pub auth: Arc<Auth>,
+    /// Media storage, URL signing and upload limits.
+    pub media: Arc<crate::media::MediaService>,
     pub metrics: Metrics,
     /// The server API's rate limits and system account (`/v1/server/...`).
     pub server_api: crate::http::server_api::ServerApi,
@@ -54,7 +56,10 @@ impl App {
         config
             .check_login_exposure()
             .map_err(|e| Error::InvalidArgs(e.to_string()))?;
+        let mut config = config;
+        crate::media::sign::resolve_secret(&mut config)?;
         let config = Arc::new(config);
+        let media = Arc::new(crate::media::MediaService::open(config.clone())?);
         let metrics = Metrics::default();
         let hub = Arc::new(Hub::new(metrics.clone()));
         let bus = crate::bus::open(&config, hub.clone()).await?;
@@ -88,6 +93,7 @@ impl App {
             hub,
             chat,
             auth,
+            media,
             metrics,
             shutdown,
             tracker: TaskTracker::new(),

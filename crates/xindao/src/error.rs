@@ -16,6 +16,12 @@ pub enum Error {
     InvalidMessage(String),
     #[error("{0}")]
     MessageTooLong(String),
+    /// An upload over its kind's size limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// An upload whose content is not of a type its kind accepts (read from its bytes).
+    #[error("{0}")]
+    UnsupportedMedia(String),
     #[error("missing, invalid or expired session")]
     Unauthorized,
     #[error("{0}")]
@@ -86,6 +92,8 @@ impl Error {
             Error::InvalidArgs(_) => "invalid_args",
             Error::InvalidMessage(_) => "invalid_message",
             Error::MessageTooLong(_) => "message_too_long",
+            Error::TooLarge(_) => "too_large",
+            Error::UnsupportedMedia(_) => "unsupported_media",
             Error::Unauthorized => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
@@ -117,7 +125,8 @@ impl Error {
             | Error::InvalidArgs(_)
             | Error::InvalidMessage(_)
             | Error::WeChat(WeChatError::InvalidCode(_)) => StatusCode::BAD_REQUEST,
-            Error::MessageTooLong(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::MessageTooLong(_) | Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_)
             | Error::RecallWindowPassed { .. }

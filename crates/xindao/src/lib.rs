@@ -48,6 +48,7 @@ pub mod bus;
 
 pub mod hub;
 
+pub mod media;
 pub mod wafer;
 
 // Around them.

@@ -46,13 +46,16 @@ pub enum Role {
     Member,
 }
 
-/// Message payload kinds: plain text, or app-defined JSON.
+/// Message payload kinds: plain text, app-defined JSON, or an uploaded medium (docs/protocol.md, "Media").
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageKind {
     #[default]
     Text,
     Custom,
+    Image,
+    Voice,
+    File,
 }
 
 impl MessageKind {
@@ -61,15 +64,20 @@ impl MessageKind {
         match self {
             MessageKind::Text => "text",
             MessageKind::Custom => "custom",
+            MessageKind::Image => "image",
+            MessageKind::Voice => "voice",
+            MessageKind::File => "file",
         }
     }
 
     /// Reads a stored name back; anything unknown is text.
     pub fn from_stored(name: &str) -> MessageKind {
-        if name == "custom" {
-            MessageKind::Custom
-        } else {
-            MessageKind::Text
+        match name {
+            "custom" => MessageKind::Custom,
+            "image" => MessageKind::Image,
+            "voice" => MessageKind::Voice,
+            "file" => MessageKind::File,
+            _ => MessageKind::Text,
         }
     }
 }
@@ -233,4 +241,63 @@ pub enum Range {
     Latest,
     Before(i64),
     After(i64),
+}
+
+/// What an upload is: a picture (dimensions, thumbnail), a voice recording (duration) or any file.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    Image,
+    Voice,
+    File,
+}
+
+impl MediaKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Image => "image",
+            MediaKind::Voice => "voice",
+            MediaKind::File => "file",
+        }
+    }
+
+    pub fn from_stored(name: &str) -> MediaKind {
+        match name {
+            "image" => MediaKind::Image,
+            "voice" => MediaKind::Voice,
+            _ => MediaKind::File,
+        }
+    }
+}
+
+/// An uploaded medium's metadata; its bytes are in media storage under `storage_key` (and its thumbnail,
+/// for images, under `thumb_key`). Serialised as the upload answer; the keys and owner stay on the server.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Media {
+    pub id: String,
+    #[serde(skip)]
+    pub owner_id: UserId,
+    pub kind: MediaKind,
+    pub mime: String,
+    pub size: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip)]
+    pub storage_key: String,
+    #[serde(skip)]
+    pub thumb_key: Option<String>,
+    #[serde(skip)]
+    pub thumb_mime: Option<String>,
+    #[serde(skip)]
+    pub thumb_size: Option<i64>,
+    /// Served without a signed URL, to anyone with its id (avatars).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub public: bool,
+    pub created_at: Millis,
 }

@@ -127,6 +127,8 @@ pub fn content(
             }
             Ok(())
         }
+        // Checked against the uploaded medium by `chat::media`.
+        MessageKind::Image | MessageKind::Voice | MessageKind::File => Ok(()),
         MessageKind::Custom => {
             if content.is_null() {
                 return Err(Error::InvalidMessage(

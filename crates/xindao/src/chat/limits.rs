@@ -25,13 +25,13 @@ type Keyed = RateLimiter<
 const SWEEP_EVERY: u64 = 4096;
 
 /// A token bucket per user: `per_minute` tokens a minute, bursts of `per_minute`.
-pub(super) struct PerUser {
+pub(crate) struct PerUser {
     limiter: Keyed,
     checks: AtomicU64,
 }
 
 impl PerUser {
-    pub(super) fn per_minute(per_minute: u32) -> PerUser {
+    pub(crate) fn per_minute(per_minute: u32) -> PerUser {
         let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
         PerUser {
             limiter: RateLimiter::dashmap_with_clock(Quota::per_minute(per_minute), MonotonicClock),
@@ -40,7 +40,7 @@ impl PerUser {
     }
 
     /// Takes one token of `user`'s bucket, or answers `rate_limited` with when to retry.
-    pub(super) fn check(&self, user: UserId) -> Result<()> {
+    pub(crate) fn check(&self, user: UserId) -> Result<()> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();

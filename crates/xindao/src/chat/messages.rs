@@ -29,7 +29,7 @@ impl Chat {
             SentKind::Known(kind) => kind,
             SentKind::Unknown(name) => {
                 return Err(Error::InvalidMessage(format!(
-                    "unknown message kind `{name}`: use text or custom"
+                    "unknown message kind `{name}`: use text, custom, image, voice or file"
                 )))
             }
         };
@@ -39,6 +39,14 @@ impl Chat {
             self.config.max_text_chars,
             self.config.max_custom_bytes,
         )?;
+        let media = super::media::media_kind(kind);
+        let content = match media {
+            Some(media) => {
+                self.media_content(caller.user_id, media, &a.content)
+                    .await?
+            }
+            None => a.content,
+        };
         let conversation_id = match (a.conversation_id, a.to_user) {
             (Some(id), None) => id,
             (None, Some(peer)) => self.open_direct(caller.user_id, peer).await?,
@@ -55,9 +63,14 @@ impl Chat {
             sender_id: caller.user_id,
             cmid: a.cmid,
             kind,
-            content: a.content,
+            content,
         };
         let appended = self.store.append(message, caller.conn_id).await?;
+        if media.is_some() {
+            // After the commit (the store checked membership); a retry with the same cmid repeats it.
+            self.media_sent(&appended.message.content, conversation_id)
+                .await?;
+        }
         // The hot path: serialise the ack straight from the message, without an intermediate JSON tree.
         #[derive(Serialize)]
         struct SendResult<'a> {

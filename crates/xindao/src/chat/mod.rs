@@ -10,6 +10,7 @@
 
 pub mod fanout;
 mod limits;
+mod media;
 mod messages;
 mod paging;
 mod presence;
@@ -37,6 +38,8 @@ use crate::model::{now_millis, ConversationId, UserId};
 use crate::protocol::Op;
 use crate::store::Store;
 
+pub(crate) use limits::PerUser;
+
 /// The caller of an operation: one connection of one user.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
@@ -53,6 +56,8 @@ pub struct Chat {
     room_adds: limits::PerUser,
     lookups: limits::PerUser,
     profile_sets: limits::PerUser,
+    /// Signs media download URLs (`media_url`); `None` when `media_secret` was not resolved.
+    media_signer: Option<crate::media::Signer>,
 }
 
 impl Chat {
@@ -67,6 +72,7 @@ impl Chat {
             room_adds: limits::PerUser::per_minute(config.room_adds_per_min),
             lookups: limits::PerUser::per_minute(config.lookups_per_min),
             profile_sets: limits::PerUser::per_minute(profiles::PROFILE_SETS_PER_MIN),
+            media_signer: crate::media::Signer::from_config(&config).ok(),
             store,
             bus,
             hub,
@@ -100,6 +106,7 @@ impl Chat {
             Op::Recall(args) => self.recall(caller, args).await,
             Op::MessageRemove(args) => self.message_remove(caller, args).await,
             Op::Hide(args) => self.hide(caller, args).await,
+            Op::MediaUrl(args) => self.media_url(caller, args).await,
         }
     }
 

@@ -41,6 +41,8 @@ pub(super) struct Edge {
     /// Longest a request may take, its body included (three header timeouts; a WebSocket is past its
     /// upgrade well before): a client that trickles a body is answered 408 and the connection closed.
     pub request_timeout: Duration,
+    /// Longest a media upload (`POST /v1/media`) may take: `media_upload_timeout_secs`.
+    pub upload_timeout: Duration,
     /// The public listener's figures (pending connections, refusals); None for the admin listener, so that
     /// a scrape does not count itself.
     pub metrics: Option<Metrics>,
@@ -66,6 +68,7 @@ impl Edge {
             trusted_proxies,
             http,
             request_timeout: header_timeout * 3,
+            upload_timeout: header_timeout * 3,
             metrics,
         }
     }
@@ -162,9 +165,14 @@ async fn connection(
     admission: Admission,
     shutdown: CancellationToken,
 ) {
-    let request_timeout = edge.request_timeout;
+    let (request_timeout, upload_timeout) = (edge.request_timeout, edge.upload_timeout);
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(Peer(peer));
+        let request_timeout = if request.uri().path() == "/v1/media" {
+            upload_timeout.max(request_timeout)
+        } else {
+            request_timeout
+        };
         let response = tower::Service::call(&mut router.clone(), request);
         async move {
             match tokio::time::timeout(request_timeout, response).await {

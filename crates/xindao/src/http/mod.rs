@@ -44,6 +44,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(server_api::routes(app.clone()))
         .merge(web::routes())
         .merge(crate::wafer::routes(&app.config))
+        .merge(crate::media::routes(&app))
         .fallback(|| async { Error::NotFound("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)

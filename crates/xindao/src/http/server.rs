@@ -99,14 +99,16 @@ impl Server {
             }
         });
         let config = &app.config;
-        let edge = Arc::new(Edge::new(
+        let mut edge = Edge::new(
             config.max_pending_connections,
             config.max_connections_per_ip,
             config.trusted_proxies.clone(),
             config.http_header_timeout(),
             config.max_header_bytes,
             Some(app.metrics.clone()),
-        ));
+        );
+        edge.upload_timeout = Duration::from_secs(config.media_upload_timeout_secs);
+        let edge = Arc::new(edge);
         let public = accept::serve(
             listener,
             super::router(app.clone()),

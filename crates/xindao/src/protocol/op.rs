@@ -47,6 +47,7 @@ pub enum Op {
     Recall(MessageRefArgs),
     MessageRemove(MessageRefArgs),
     Hide(MessageRefArgs),
+    MediaUrl(MediaUrlArgs),
 }
 
 impl Op {
@@ -207,6 +208,18 @@ pub struct SendArgs {
     #[serde(default)]
     pub content: serde_json::Value,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaUrlArgs {
+    /// One medium...
+    pub media_id: Option<String>,
+    /// ...or up to [`MEDIA_URL_BATCH_MAX`] at once (a page of history).
+    pub media_ids: Option<Vec<String>>,
+}
+
+/// Most media ids in one `media_url`.
+pub const MEDIA_URL_BATCH_MAX: usize = 100;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

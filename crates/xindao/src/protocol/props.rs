@@ -42,6 +42,7 @@ const OP_NAMES: &[&str] = &[
     "recall",
     "message_remove",
     "hide",
+    "media_url",
 ];
 
 /// Field names the decoders look for, so that generated objects hit them often.

@@ -36,6 +36,7 @@
 //! two racing extensions write nearly the same expiry, and the later one wins.
 
 pub(crate) mod group_commit;
+pub mod media;
 pub(crate) mod migrate;
 pub mod postgres;
 mod rows;
@@ -43,6 +44,7 @@ pub mod server_api;
 pub mod sqlite;
 
 pub use group_commit::GroupCommit;
+pub use media::MediaStore;
 pub use server_api::ServerApiStore;
 
 use std::sync::Arc;
@@ -120,7 +122,7 @@ pub struct SessionInfo {
 
 /// Persistent state of xindao. All methods are safe to call concurrently.
 #[async_trait]
-pub trait Store: ServerApiStore + Send + Sync + 'static {
+pub trait Store: MediaStore + ServerApiStore + Send + Sync + 'static {
     /// Finds the user for a login identity, creating it on first login.
     async fn upsert_user(&self, identity: LoginIdentity) -> Result<User>;
     async fn user(&self, id: UserId) -> Result<Option<User>>;

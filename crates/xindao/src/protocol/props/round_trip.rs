@@ -270,6 +270,10 @@ fn args_of(op: &Op) -> Value {
         Op::Recall(a) | Op::MessageRemove(a) | Op::Hide(a) => {
             json!({ "conversation_id": a.conversation_id, "seq": a.seq.0 })
         }
+        Op::MediaUrl(a) => object([
+            ("media_id", a.media_id.clone().map(Value::from)),
+            ("media_ids", a.media_ids.clone().map(Value::from)),
+        ]),
     }
 }
 

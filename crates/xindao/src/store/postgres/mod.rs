@@ -5,6 +5,7 @@
 //! When the database cannot be reached, calls fail with `unavailable` (nothing was committed) and succeed
 //! again once it is back.
 
+mod media;
 mod profiles;
 mod reads;
 mod recall;

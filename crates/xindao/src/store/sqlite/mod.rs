@@ -7,6 +7,7 @@
 
 mod checkpoint;
 mod connections;
+mod media;
 mod profiles;
 mod reads;
 mod recall;

@@ -1,0 +1,94 @@
+//! PostgreSQL side of [`MediaStore`]: the media table and the conversations each medium was sent to.
+
+use async_trait::async_trait;
+use tokio_postgres::Row;
+
+use super::PostgresStore;
+use crate::error::Result;
+use crate::model::{ConversationId, Media, MediaKind, Millis, UserId};
+use crate::store::media::{MediaStore, MEDIA_COLUMNS, MEDIA_VISIBLE_SQL};
+
+fn read_media(row: &Row) -> Media {
+    Media {
+        id: row.get(0),
+        owner_id: row.get(1),
+        kind: MediaKind::from_stored(row.get(2)),
+        mime: row.get(3),
+        size: row.get(4),
+        width: row.get(5),
+        height: row.get(6),
+        duration_ms: row.get(7),
+        name: row.get(8),
+        storage_key: row.get(9),
+        thumb_key: row.get(10),
+        thumb_mime: row.get(11),
+        thumb_size: row.get(12),
+        created_at: row.get(13),
+        public: row.get(14),
+    }
+}
+
+#[async_trait]
+impl MediaStore for PostgresStore {
+    async fn media_insert(&self, m: &Media) -> Result<()> {
+        self.query(
+            &format!(
+                "INSERT INTO media ({MEDIA_COLUMNS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            ),
+            &[
+                &m.id,
+                &m.owner_id,
+                &m.kind.as_str(),
+                &m.mime,
+                &m.size,
+                &m.width,
+                &m.height,
+                &m.duration_ms,
+                &m.name,
+                &m.storage_key,
+                &m.thumb_key,
+                &m.thumb_mime,
+                &m.thumb_size,
+                &m.created_at,
+                &m.public,
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn media(&self, id: &str) -> Result<Option<Media>> {
+        let row = self
+            .query_opt(
+                &format!("SELECT {MEDIA_COLUMNS} FROM media WHERE id = $1"),
+                &[&id],
+            )
+            .await?;
+        Ok(row.as_ref().map(read_media))
+    }
+
+    async fn media_uploaded_since(&self, owner: UserId, since: Millis) -> Result<i64> {
+        let row = self
+            .query_opt(
+                "SELECT COALESCE(SUM(size), 0)::BIGINT FROM media WHERE owner_id = $1 AND created_at >= $2",
+                &[&owner, &since],
+            )
+            .await?;
+        Ok(row.map_or(0, |row| row.get(0)))
+    }
+
+    async fn media_attach(&self, id: &str, conversation: ConversationId) -> Result<()> {
+        self.query(
+            "INSERT INTO media_refs (media_id, conversation_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&id, &conversation],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn media_visible(&self, id: &str, user: UserId) -> Result<bool> {
+        let row = self.query_opt(MEDIA_VISIBLE_SQL, &[&id, &user]).await?;
+        Ok(row.is_some_and(|row| row.get(0)))
+    }
+}
