@@ -51,6 +51,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod model;
+pub mod obs;
 pub mod peer;
 
 pub use config::Config;

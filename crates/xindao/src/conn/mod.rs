@@ -58,9 +58,14 @@ pub async fn upgrade(
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let started = std::time::Instant::now();
     let peer = peer.map(|Extension(peer)| peer);
     match admit(&app, peer, &headers, &query).await {
         Ok((session, permit, per_ip)) => {
+            let hops = crate::obs::hops::hops();
+            crate::obs::hops::observe(&hops.upgrade, started.elapsed());
+            // The upgrade request's span (its request id) is the parent of every line of the connection.
+            let span = tracing::Span::current();
             let frame_limit = app.config.max_frame_bytes;
             let tracker = app.tracker.clone();
             // Every socket's read buffer is zero-filled on its first read, so it is paid by every idle
@@ -80,10 +85,13 @@ pub async fn upgrade(
                     let (outbox, queue) =
                         outbox(config.outbound_queue, config.max_outstanding_bytes);
                     let conn = socket::Conn::new(socket, queue, config.write_timeout());
-                    tracker.track_future(async move {
-                        connection::run(app, conn, outbox, session, permit).await;
-                        drop(per_ip);
-                    })
+                    tracker.track_future(tracing::Instrument::instrument(
+                        async move {
+                            connection::run(app, conn, outbox, session, permit).await;
+                            drop(per_ip);
+                        },
+                        span,
+                    ))
                 })
         }
         Err(error) => {

@@ -43,6 +43,10 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(web::routes())
         .fallback(|| async { Error::NotFound("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::obs::request_id::layer,
+        ))
         .with_state(app)
 }
 

@@ -32,6 +32,7 @@ mod login;
 mod login_burst;
 mod login_hardening;
 mod membership;
+mod obs;
 mod protocol_edges;
 mod store_caps;
 mod store_migrate;
