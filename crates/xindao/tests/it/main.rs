@@ -32,6 +32,7 @@ mod login;
 mod login_burst;
 mod login_hardening;
 mod membership;
+mod metrics_where;
 mod obs;
 mod protocol_edges;
 mod store_caps;
