@@ -53,6 +53,7 @@ pub mod metrics;
 pub mod model;
 pub mod obs;
 pub mod peer;
+pub mod probe;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -34,6 +34,7 @@ mod login_hardening;
 mod membership;
 mod metrics_where;
 mod obs;
+mod probe;
 mod protocol_edges;
 mod store_caps;
 mod store_migrate;
