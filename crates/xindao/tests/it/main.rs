@@ -24,6 +24,7 @@ mod cluster;
 mod config;
 mod conn_budget;
 mod delivery;
+mod deploy_files;
 mod edge;
 mod edge_access;
 mod hostile;
