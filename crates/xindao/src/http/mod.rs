@@ -58,6 +58,7 @@ pub fn admin_router(app: Arc<App>) -> Router {
     Router::new()
         .route("/metrics", get(status::metrics))
         .route("/healthz", get(status::healthz))
+        .merge(crate::obs::admin::routes())
         .fallback(|| async { Error::NotFound("no such route") })
         .with_state(app)
 }

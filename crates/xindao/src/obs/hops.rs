@@ -33,6 +33,9 @@ pub struct CodeLabels {
     pub code: &'static str,
 }
 
+/// Node names seen by [`node_label`].
+static SEEN: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
+
 /// Time buckets from 50 µs to about 26 s (doubling).
 fn seconds() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
@@ -142,6 +145,13 @@ pub fn bus_received(node: &str, sent_ms: u64, now_ms: u64) {
         .observe(lag);
 }
 
+/// The names of the nodes heard on the bus since this process started (at most [`MAX_NODES`]).
+pub fn nodes_heard() -> Vec<String> {
+    let mut names: Vec<String> = SEEN.lock().iter().cloned().collect();
+    names.sort();
+    names
+}
+
 /// Observes `elapsed` in seconds.
 pub fn observe(histogram: &Histogram, elapsed: Duration) {
     histogram.observe(elapsed.as_secs_f64());
@@ -151,7 +161,6 @@ pub fn observe(histogram: &Histogram, elapsed: Duration) {
 /// seen, else `other`. Node names are random per start when `node_id` is unset, so a long-lived node that
 /// sees many restarts of its peers would otherwise grow a series per restart.
 pub fn node_label(name: &str) -> String {
-    static SEEN: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
     let name: String = name.chars().take(64).collect();
     let mut seen = SEEN.lock();
     if seen.contains(&name) {

@@ -6,6 +6,7 @@
 //! Why its own module: the delivery path (hub, fan-out, socket) is tuned for throughput elsewhere; what is
 //! measured here is a handful of `observe` calls there and the rest lives here.
 
+pub mod admin;
 pub mod hops;
 pub mod request_id;
 pub mod timing;

@@ -89,17 +89,18 @@ async fn exposition(admin: SocketAddr) -> Exposition {
 
 /// `count` users log in, connect, send to a shared room and to one another, and make a few errors.
 async fn workload(server: &TestServer, from: usize, count: usize) {
-    let owner = server.login("owner").await;
-    let mut o = server.connect(&owner).await;
-    let room = o.ok("room_create", json!({ "name": "load" })).await["conversation"]["id"]
-        .as_i64()
-        .unwrap();
     let addr = server.addr;
     let users: Vec<_> = stream::iter(from..from + count)
         .map(|i| async move { login(addr, &format!("user{i}")).await })
         .buffer_unordered(16)
         .collect()
         .await;
+    // Connected after the logins: a socket left unread through them would miss the heartbeat's pings.
+    let owner = server.login("owner").await;
+    let mut o = server.connect(&owner).await;
+    let room = o.ok("room_create", json!({ "name": "load" })).await["conversation"]["id"]
+        .as_i64()
+        .unwrap();
     for user in users.iter().step_by((count / 50).max(1)) {
         o.ok(
             "room_add",

@@ -221,3 +221,73 @@ async fn websocket_log_lines_name_the_upgrade_the_connection_and_the_request() {
         assert!(line.contains(part), "{part:?} not in {line}");
     }
 }
+
+/// The admin page and its probe button, on the admin listener only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_page_probes_from_the_server_for_its_own_page_only() {
+    let mut server = TestServer::start(|config| config.node_id = Some("node-adm".into())).await;
+    let admin = |path: &str| format!("http://{}{path}", server.admin);
+    let page = http().get(admin("/admin")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("script-src 'self'"));
+    assert!(page.text().await.unwrap().contains("Probe from the server"));
+    // Not on the public listener.
+    let public = http().get(server.url("/admin")).send().await.unwrap();
+    assert_eq!(public.status(), 404);
+    let status: serde_json::Value = http()
+        .get(admin("/admin/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["node"], "node-adm");
+
+    let target = json!({ "url": server.url("") });
+    // A cross-site page cannot make the node probe: no JSON content type, or another origin, is refused.
+    let form = http()
+        .post(admin("/admin/probe"))
+        .header("content-type", "text/plain")
+        .body(target.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 403);
+    let foreign = http()
+        .post(admin("/admin/probe"))
+        .header("origin", "https://evil.example")
+        .json(&target)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+    let bad = http()
+        .post(admin("/admin/probe"))
+        .json(&json!({ "url": "ftp://x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    let answer = http()
+        .post(admin("/admin/probe"))
+        .header("origin", format!("http://{}", server.admin))
+        .json(&target)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let report: serde_json::Value = answer.json().await.unwrap();
+    assert!(report["error"].is_null(), "{report}");
+    assert_eq!(report["node"], "node-adm");
+    assert!(report["verdict"].as_str().unwrap().starts_with("verdict: "));
+    assert!(report["text"]
+        .as_str()
+        .unwrap()
+        .contains("hops (ms, whole probe)"));
+    server.stop().await;
+}
