@@ -79,7 +79,7 @@ pub struct HttpAnswer {
     pub first_byte_ms: f64,
     pub total_ms: f64,
     pub server: ServerTiming,
-    /// The headers of [`REVEALING`] that the answer had.
+    /// The answer's headers that reveal proxies, caches and CDNs (`Server`, `Via`, `X-Cache`, CDN ids).
     pub headers: Vec<(String, String)>,
     #[serde(skip)]
     pub body: Vec<u8>,

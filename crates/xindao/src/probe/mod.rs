@@ -51,7 +51,7 @@ pub enum ProbeError {
 /// `xindao probe`'s arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProbeArgs {
-    /// The deployment: http(s):// or ws(s)://host[:port][/base], as a client reaches it.
+    /// The deployment, as a client reaches it: `https://host`, `wss://host:port/base`, `http://...`, `ws://...`.
     pub url: String,
     /// A session token to use instead of the development login.
     #[arg(long, env = "XINDAO_PROBE_TOKEN", hide_env_values = true)]
