@@ -53,11 +53,13 @@ fn probe(args: xindao::probe::ProbeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let report = runtime.block_on(xindao::probe::run(&args));
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let out = if args.json {
+        serde_json::to_string_pretty(&report)? + "\n"
     } else {
-        print!("{}", report.text());
-    }
+        report.text()
+    };
+    // A closed pipe (`| head`) is not an error of the probe.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes());
     if !report.ok() {
         std::process::exit(1);
     }

@@ -176,5 +176,6 @@ async fn probe(args: &ProbeArgs, report: &mut Report) -> Result<(), ProbeError> 
         }
     }
     exchange::close(socket).await;
+    report.step = "done";
     Ok(())
 }

@@ -62,6 +62,33 @@ async fn probe_against_the_server_directly() {
     assert_complete(&report);
     // Nothing slow in the way: the wait for answers is not seconds.
     assert!(hop(&report, "edge_wait") < 1000.0, "{}", report.text());
+
+    // A refused upgrade: the probe says where it stopped and why, and exits 1 from the command line.
+    let mut bad = args(format!("ws://{}", server.addr));
+    bad.token = Some("not-a-token".into());
+    let report = probe::run(&bad).await;
+    assert_eq!(report.upgrade_refused.as_ref().map(|r| r.0), Some(401));
+    assert!(
+        report
+            .verdict
+            .contains("failed at upgrade: the token was refused"),
+        "{}",
+        report.verdict
+    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_xindao"))
+        .args([
+            "probe",
+            "--json",
+            "-n",
+            "1",
+            &format!("ws://{}", server.addr),
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["step"], "done");
+    assert_eq!(json["upgrade"]["status"], 101);
     server.stop().await;
 }
 
