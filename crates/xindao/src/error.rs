@@ -37,6 +37,21 @@ pub enum Error {
     WeChat(#[from] WeChatError),
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// Server API: a body that is not JSON, or not a JSON object.
+    #[error("{0}")]
+    InvalidJson(String),
+    /// Server API: a request body over the limit.
+    #[error("the request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    /// Server API: the key lacks the scope a route needs.
+    #[error("this API key lacks the `{0}` scope")]
+    InsufficientScope(&'static str),
+    /// The user is banned (login refused).
+    #[error("this user is banned")]
+    Banned,
+    /// The sender is muted in this conversation.
+    #[error("you are muted in this conversation")]
+    Muted,
     #[error("internal error")]
     Internal(String),
 }
@@ -82,6 +97,11 @@ impl Error {
             Error::WeChat(_) => "wechat_error",
             Error::Unavailable(_) => "unavailable",
             Error::Internal(_) => "internal",
+            Error::InvalidJson(_) => "invalid_json",
+            Error::BodyTooLarge(_) => "body_too_large",
+            Error::InsufficientScope(_) => "insufficient_scope",
+            Error::Banned => "banned",
+            Error::Muted => "muted",
         }
     }
 
@@ -106,6 +126,9 @@ impl Error {
             }
             Error::WeChat(_) => StatusCode::BAD_GATEWAY,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            Error::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::InsufficientScope(_) | Error::Banned | Error::Muted => StatusCode::FORBIDDEN,
         }
     }
 

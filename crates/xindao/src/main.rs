@@ -26,6 +26,38 @@ enum Command {
     /// Connect to a deployment as a client would and say which hop holds the time (DNS, TCP, TLS, proxy,
     /// upgrade, server, commit, network). Exit status 1 when a step fails.
     Probe(xindao::probe::ProbeArgs),
+    /// Manage the server API's keys in the configured store (docs/server-api.md).
+    Apikey {
+        #[command(subcommand)]
+        action: ApikeyAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApikeyAction {
+    /// Create a key and print it (the only time it is shown; only its SHA-256 is stored).
+    Create {
+        /// The key's name, shown in every log line of its calls: 1..=64 of [A-Za-z0-9_.-].
+        #[arg(long)]
+        name: String,
+        /// What it may do, comma-separated: messages, rooms, users, sessions, read.
+        #[arg(long)]
+        scopes: String,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// List the keys (name, scopes, created, revoked), never the keys themselves.
+    List {
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Revoke the key of this name: its next call answers 401.
+    Revoke {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        flags: Flags,
+    },
 }
 
 #[derive(clap::Args)]
@@ -42,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         Command::Config(ConfigArgs { markdown: true, .. }) => print!("{}", reference_markdown()),
         Command::Config(ConfigArgs { flags, .. }) => print!("{}", flags.load()?.to_toml_masked()),
         Command::Serve(flags) => serve(flags.load()?)?,
+        Command::Apikey { action } => apikey(action)?,
         Command::Probe(args) => probe(args)?,
     }
     Ok(())
@@ -64,6 +97,57 @@ fn probe(args: xindao::probe::ProbeArgs) -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// Runs an `apikey` command against the configured store (migrating it first, as the server does).
+fn apikey(action: ApikeyAction) -> anyhow::Result<()> {
+    use xindao::http::server_api::keys;
+    let flags = match &action {
+        ApikeyAction::Create { flags, .. }
+        | ApikeyAction::List { flags }
+        | ApikeyAction::Revoke { flags, .. } => flags,
+    };
+    let config = flags.load()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        // Nothing is appended: the commit sink is never used.
+        let (sink, _commits) = tokio::sync::mpsc::channel(1);
+        let store = xindao::store::open(&config, sink).await?;
+        let outcome: anyhow::Result<()> = async {
+            match action {
+                ApikeyAction::Create { name, scopes, .. } => {
+                    let (key, stored) = keys::create(store.as_ref(), &name, &scopes).await?;
+                    eprintln!(
+                        "created API key `{}` (scopes {}); it is shown once, store it now:",
+                        stored.name, stored.scopes
+                    );
+                    println!("{key}");
+                }
+                ApikeyAction::List { .. } => {
+                    for key in keys::list(store.as_ref()).await? {
+                        let state = match key.revoked_at {
+                            Some(at) => format!("revoked_at={at}"),
+                            None => "live".to_string(),
+                        };
+                        println!(
+                            "{}\tscopes={}\tcreated_at={}\t{state}",
+                            key.name, key.scopes, key.created_at
+                        );
+                    }
+                }
+                ApikeyAction::Revoke { name, .. } => {
+                    keys::revoke(store.as_ref(), &name).await?;
+                    eprintln!("revoked API key `{name}`");
+                }
+            }
+            Ok(())
+        }
+        .await;
+        store.shutdown().await;
+        outcome
+    })
 }
 
 fn init_logging(config: &Config) {

@@ -143,6 +143,10 @@ impl Auth {
     }
 
     async fn issue(&self, user: User) -> Result<LoginResult> {
+        // A user banned through the server API gets no session (and their old ones no longer authenticate).
+        if self.store.is_banned(user.id).await? {
+            return Err(Error::Banned);
+        }
         let token = new_token();
         let expires_at = now_millis() + self.config.session_ttl().as_millis() as i64;
         self.store

@@ -159,7 +159,7 @@ impl Chat {
     }
 
     /// The page size asked for, or `default`, capped at `history_page_max`.
-    fn page_limit(&self, asked: Option<NonZeroUsize>, default: usize) -> usize {
+    pub(super) fn page_limit(&self, asked: Option<NonZeroUsize>, default: usize) -> usize {
         asked
             .map_or(default, NonZeroUsize::get)
             .clamp(1, self.config.history_page_max)

@@ -14,6 +14,7 @@ mod paging;
 mod presence;
 mod read;
 mod rooms;
+mod server_api;
 mod session;
 mod summaries;
 
@@ -22,6 +23,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::json;
 use serde_json::value::{to_raw_value, RawValue};
+
+pub use server_api::{found, EventTarget};
 
 use crate::bus::Bus;
 use crate::config::Config;

@@ -203,6 +203,17 @@ pub struct Config {
     /// `rate_limited`. User ids are sequential; this bounds how fast one account can probe them.
     #[arg(long, default_value_t = 60)]
     pub lookups_per_min: u32,
+    /// Server API (`/v1/server/...`) requests per API key per second on this node; beyond it (and the burst):
+    /// `429 rate_limited`.
+    #[arg(long, default_value_t = 100)]
+    pub server_api_rate_per_sec: u32,
+    /// Server API requests one API key may make at once above its rate (the bucket's size).
+    #[arg(long, default_value_t = 200)]
+    pub server_api_burst: u32,
+    /// Display name of the system account, which sends the server API's system messages; given when the
+    /// account is created (on first use).
+    #[arg(long, default_value = "System")]
+    pub system_display_name: String,
     /// Most messages per group commit (SQLite, and per writer on PostgreSQL).
     #[arg(long, default_value_t = 512)]
     pub commit_batch_max: usize,

@@ -37,6 +37,7 @@ pub(crate) const SQLITE: &[Migration] = &[
     migration!(2, "sqlite/0002_messages_cmid_first.sql"),
     migration!(3, "sqlite/0003_login_hardening.sql"),
     migration!(4, "sqlite/0004_rooms_by_owner.sql"),
+    migration!(5, "sqlite/0005_server_api.sql"),
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -44,6 +45,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
     migration!(1, "postgres/0001_initial.sql"),
     migration!(2, "postgres/0002_login_hardening.sql"),
     migration!(3, "postgres/0003_rooms_by_owner.sql"),
+    migration!(4, "postgres/0004_server_api.sql"),
 ];
 
 /// A database whose schema the runner brings up to date.
@@ -210,12 +212,12 @@ mod tests {
     fn applies_what_is_newer_than_the_marker_in_order() {
         let mut empty = fake(0, None);
         run_now(&mut empty).unwrap();
-        assert_eq!(empty.applied, vec![1, 2, 3, 4]);
+        assert_eq!(empty.applied, vec![1, 2, 3, 4, 5]);
         run_now(&mut empty).unwrap();
-        assert_eq!(empty.applied, vec![1, 2, 3, 4], "nothing twice");
+        assert_eq!(empty.applied, vec![1, 2, 3, 4, 5], "nothing twice");
         let mut at_one = fake(1, None);
         run_now(&mut at_one).unwrap();
-        assert_eq!(at_one.applied, vec![2, 3, 4]);
+        assert_eq!(at_one.applied, vec![2, 3, 4, 5]);
         let mut newer = fake(7, None);
         run_now(&mut newer).unwrap();
         assert!(newer.applied.is_empty());

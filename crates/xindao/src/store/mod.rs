@@ -11,6 +11,8 @@
 //! - **Membership at append**: the sender must be a member when the message takes its seq; checked in the
 //!   batch's transaction (SQLite: the one writer connection; PostgreSQL: under the conversation's row lock), so
 //!   a message is never stored after its sender left or was removed.
+//!   The same statement refuses a member muted at the commit's time (server API), and lets the system account
+//!   send into any conversation that is not archived (docs/decisions/server-api-checks-in-the-append.md).
 //! - **Room rules at join, add, leave and remove** ([`crate::rules::may_join`], [`crate::rules::may_leave`]):
 //!   the room's visibility and owner, the adder's membership and the added user's existence are read in the
 //!   membership change's transaction (PostgreSQL: `FOR UPDATE` on the room), so two concurrent changes, e.g.
@@ -31,9 +33,11 @@ pub(crate) mod group_commit;
 pub(crate) mod migrate;
 pub mod postgres;
 mod rows;
+pub mod server_api;
 pub mod sqlite;
 
 pub use group_commit::GroupCommit;
+pub use server_api::ServerApiStore;
 
 use std::sync::Arc;
 
@@ -109,7 +113,7 @@ pub struct SessionInfo {
 
 /// Persistent state of xindao. All methods are safe to call concurrently.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ServerApiStore + Send + Sync + 'static {
     /// Finds the user for a login identity, creating it on first login.
     async fn upsert_user(&self, identity: LoginIdentity) -> Result<User>;
     async fn user(&self, id: UserId) -> Result<Option<User>>;

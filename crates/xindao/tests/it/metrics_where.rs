@@ -124,7 +124,13 @@ async fn metric_names_and_labels_are_stable_and_bounded_under_many_users() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(10_000);
-    let mut server = TestServer::start(|config| config.node_id = Some("m1".into())).await;
+    let mut server = TestServer::start(|config| {
+        config.node_id = Some("m1".into());
+        // One owner adds every connected user to a room, and each opens a direct chat.
+        config.room_adds_per_min = 100_000;
+        config.lookups_per_min = 100_000;
+    })
+    .await;
     workload(&server, 0, 20).await;
     let small = exposition(server.admin).await;
     let listed: BTreeMap<String, BTreeSet<String>> = METRICS

@@ -469,6 +469,19 @@ async fn sqlite_migration_2_keeps_messages_and_dedupe() {
              COMMIT;",
         )
         .unwrap();
+        // What later migrations added without `IF NOT EXISTS` (SQLite has none for columns) goes too.
+        db.execute_batch(
+            "DROP TABLE api_keys;
+             DROP INDEX users_by_external_id;
+             DROP INDEX users_by_system_name;
+             ALTER TABLE users DROP COLUMN external_id;
+             ALTER TABLE users DROP COLUMN custom;
+             ALTER TABLE users DROP COLUMN banned_at;
+             ALTER TABLE users DROP COLUMN system_name;
+             ALTER TABLE members DROP COLUMN muted_until;
+             ALTER TABLE conversations DROP COLUMN archived_at;",
+        )
+        .unwrap();
     }
     let store = SqliteStore::open(dir.path(), sqlite_options(), recorder().0)
         .await
@@ -479,8 +492,8 @@ async fn sqlite_migration_2_keeps_messages_and_dedupe() {
     let version: i64 = db
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    // Migration 2, then the ones after it (3, 4).
-    assert_eq!(version, 4);
+    // Migration 2, then the ones after it (3..5).
+    assert_eq!(version, 5);
     let key: Vec<String> = db
         .prepare(
             "SELECT ii.name FROM pragma_index_list('messages') il, pragma_index_info(il.name) ii

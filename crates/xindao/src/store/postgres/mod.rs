@@ -8,6 +8,7 @@
 mod reads;
 mod rooms;
 mod rows;
+mod server_api;
 mod tls;
 mod users;
 mod writer;

@@ -84,7 +84,9 @@ pub(super) async fn session(
 ) -> Result<Option<(UserId, Millis, Millis)>> {
     let Some(row) = store
         .query_opt(
-            "SELECT user_id, extended_at, expires_at FROM sessions WHERE token_hash = $1",
+            // A banned user's sessions do not authenticate (server API ban).
+            "SELECT s.user_id, s.extended_at, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = $1 AND u.banned_at IS NULL",
             &[&&token_hash[..]],
         )
         .await?

@@ -10,6 +10,7 @@ mod connections;
 mod reads;
 mod rooms;
 mod rows;
+mod server_api;
 mod users;
 mod writer;
 

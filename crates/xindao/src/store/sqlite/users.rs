@@ -65,7 +65,9 @@ pub(super) fn session(
     token_hash: &[u8; 32],
 ) -> rusqlite::Result<Option<(UserId, Millis, Millis)>> {
     conn.prepare_cached(
-        "SELECT user_id, extended_at, expires_at FROM sessions WHERE token_hash = ?1",
+        // A banned user's sessions do not authenticate (server API ban).
+        "SELECT s.user_id, s.extended_at, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.token_hash = ?1 AND u.banned_at IS NULL",
     )?
     .query_row([&token_hash[..]], |row| {
         Ok((row.get(0)?, row.get(1)?, row.get(2)?))
