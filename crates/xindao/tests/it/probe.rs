@@ -315,10 +315,11 @@ async fn probe_through_nginx_with_tls_as_deployed() {
     let mut server = server().await;
     let dir = tempfile::tempdir().unwrap();
     certificates(dir.path());
-    let port = {
+    let free_port = || {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
+    let (port, broken) = (free_port(), free_port());
     let prefix = dir.path().display();
     // docs/deploy.md's server block, on a free port, with files under the test's directory.
     let config = format!(
@@ -348,6 +349,16 @@ http {{
             proxy_buffering off;
             proxy_read_timeout 120s;
             proxy_send_timeout 120s;
+        }}
+    }}
+    # The common mistake: no HTTP/1.1 and no Upgrade/Connection headers towards xindao.
+    server {{
+        listen 127.0.0.1:{broken} ssl;
+        server_name localhost;
+        ssl_certificate     {prefix}/chain.pem;
+        ssl_certificate_key {prefix}/leaf.key;
+        location / {{
+            proxy_pass http://{upstream};
         }}
     }}
 }}
@@ -396,6 +407,17 @@ http {{
             .any(|(name, value)| name == "server" && value.starts_with("nginx")),
         "nginx shows itself: {:?}",
         upgrade.headers
+    );
+    // nginx without the upgrade headers: the probe stops at the upgrade and names the cause.
+    let mut misconfigured = args(format!("wss://localhost:{broken}"));
+    misconfigured.ca_file = Some(dir.path().join("ca.pem"));
+    let report = probe::run(&misconfigured).await;
+    println!("{}", report.text());
+    assert!(!report.ok());
+    assert!(
+        report.verdict.contains("does not pass WebSocket upgrades"),
+        "{}",
+        report.text()
     );
     // Without the test CA, the chain is not trusted: the probe stops at TLS and says so.
     let report = probe::run(&args(format!("wss://localhost:{port}"))).await;
