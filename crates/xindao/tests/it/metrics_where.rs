@@ -171,9 +171,18 @@ async fn metric_names_and_labels_are_stable_and_bounded_under_many_users() {
 
     workload(&server, 20, users).await;
     let large = exposition(server.admin).await;
+    // The hop families are process-wide (docs/decisions/hop-timing.md): tests running beside this one add
+    // their own error codes and nodes. Those are bounded by their vocabularies, checked apart.
+    const PROCESS_WIDE: &[&str] = &["xindao_errors", "xindao_bus_receive_lag_seconds"];
+    let errors = large.families.get("xindao_errors").map_or(0, |f| f.1);
+    assert!(
+        errors <= 40,
+        "{errors} error-code series: codes are a closed set"
+    );
     let grown: Vec<_> = large
         .families
         .iter()
+        .filter(|(name, _)| !PROCESS_WIDE.contains(&name.as_str()))
         .filter(|(name, (_, samples))| small.families[*name].1 != *samples)
         .map(|(name, (_, samples))| (name.clone(), small.families[name].1, *samples))
         .collect();
@@ -184,4 +193,84 @@ async fn metric_names_and_labels_are_stable_and_bounded_under_many_users() {
         large.samples
     );
     server.stop().await;
+}
+
+/// Two nodes on PostgreSQL and Redis: a message from one node to a user on the other fills the bus and
+/// PostgreSQL hops (publish, receive lag labelled by the sending node, pool wait, commit), and a reply's
+/// timing on PostgreSQL reports its commit wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bus_and_postgres_hops_are_measured_across_two_nodes() {
+    use crate::services::{Node, TestDb, REDIS_URL};
+    let _serial = crate::cluster::SERIAL.lock().await;
+    if !crate::services::bus_available(REDIS_URL).await {
+        return;
+    }
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let channel = format!("xindao-test-{:016x}", rand::random::<u64>());
+    let mut nodes = Vec::new();
+    for i in 0..2 {
+        let mut config = crate::common::test_config("unused-with-postgres".into());
+        config.store = db.url.parse().unwrap();
+        config.bus = REDIS_URL.parse().unwrap();
+        config.bus_channel = channel.clone();
+        config.node_id = Some(format!("hop-node{i}"));
+        config.cluster_secret = Some(crate::services::CLUSTER_SECRET.into());
+        nodes.push(Node::start(config).await);
+    }
+    let ann = login(nodes[0].addr, "ann").await;
+    let bob = login(nodes[1].addr, "bob").await;
+    let mut a = crate::common::Client::connect(nodes[0].addr, &ann.token).await;
+    let mut b = crate::common::Client::connect(nodes[1].addr, &bob.token).await;
+    let room = a.ok("room_create", json!({ "name": "hops" })).await["conversation"]["id"]
+        .as_i64()
+        .unwrap();
+    a.ok(
+        "room_add",
+        json!({ "conversation_id": room, "user_id": bob.user_id }),
+    )
+    .await;
+    a.send_raw(tokio_tungstenite::tungstenite::Message::text(
+        json!({ "id": 900, "op": "send", "timing": true,
+            "args": { "conversation_id": room, "cmid": "h2", "content": "timed" } })
+        .to_string(),
+    ))
+    .await;
+    let reply = loop {
+        let frame = a.next_frame().await.expect("replies");
+        if frame["id"] == 900 {
+            break frame;
+        }
+    };
+    assert_eq!(reply["timing"]["node"], "hop-node0", "{reply}");
+    assert!(
+        reply["timing"]["commit_us"].as_u64().unwrap() > 0,
+        "{reply}"
+    );
+    let pushed = b.event("message").await;
+    assert_eq!(pushed["conversation_id"], room);
+
+    let text = http()
+        .get(format!("http://{}/metrics", nodes[1].admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |prefix: &str| -> f64 {
+        text.lines()
+            .filter(|line| line.starts_with(prefix))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(
+        count("xindao_bus_receive_lag_seconds_count{node=\"hop-node0\"}") >= 1.0,
+        "{text}"
+    );
+    assert!(count("xindao_bus_publish_seconds_count") >= 1.0);
+    assert!(count("xindao_store_pool_wait_seconds_count") >= 1.0);
+    assert!(count("xindao_commit_batch_size_count") >= 1.0);
+    drop(nodes);
 }
