@@ -27,6 +27,9 @@ pub enum Error {
     /// A per-user cap (memberships, rooms owned) would be exceeded.
     #[error("{0}")]
     LimitReached(&'static str),
+    /// A recall asked for later than `recall_window_secs` after the message was sent.
+    #[error("a message can only be recalled within {window_secs} s of sending it")]
+    RecallWindowPassed { window_secs: i64 },
     #[error("too many requests, retry in {retry_after_ms} ms")]
     RateLimited { retry_after_ms: u64 },
     #[error("{0}")]
@@ -88,6 +91,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::LimitReached(_) => "limit_reached",
+            Error::RecallWindowPassed { .. } => "recall_window_passed",
             Error::RateLimited { .. } => "rate_limited",
             Error::TooManyConnections(_) | Error::ServerFull => "too_many_connections",
             Error::WeChat(WeChatError::InvalidCode(_)) => "invalid_code",
@@ -115,7 +119,9 @@ impl Error {
             | Error::WeChat(WeChatError::InvalidCode(_)) => StatusCode::BAD_REQUEST,
             Error::MessageTooLong(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) | Error::WeChat(WeChatError::UserBlocked) => StatusCode::FORBIDDEN,
+            Error::Forbidden(_)
+            | Error::RecallWindowPassed { .. }
+            | Error::WeChat(WeChatError::UserBlocked) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) | Error::LimitReached(_) => StatusCode::CONFLICT,
             Error::RateLimited { .. }

@@ -3,7 +3,8 @@
 //!
 //! One file per group of operations, each operation a small function taking the caller and its typed
 //! arguments: `messages` (send, history, sync), `rooms` (conversations and membership), `presence`
-//! (presence, typing), `read` (read marks). `session` registers and ends connections; `fanout` turns
+//! (presence, typing), `read` (read marks), `profiles` (profile_set, user_search, contacts), `recall`
+//! (recall, message_remove, hide). `session` registers and ends connections; `fanout` turns
 //! committed messages into pushes; `summaries` coalesces the membership changes of big rooms. `paging`
 //! bounds every reply and `limits` holds the per-user rate limits.
 
@@ -12,7 +13,9 @@ mod limits;
 mod messages;
 mod paging;
 mod presence;
+mod profiles;
 mod read;
+mod recall;
 mod rooms;
 mod server_api;
 mod session;
@@ -49,6 +52,7 @@ pub struct Chat {
     summaries: Arc<summaries::Summaries>,
     room_adds: limits::PerUser,
     lookups: limits::PerUser,
+    profile_sets: limits::PerUser,
 }
 
 impl Chat {
@@ -62,6 +66,7 @@ impl Chat {
             summaries: summaries::Summaries::new(store.clone(), bus.clone()),
             room_adds: limits::PerUser::per_minute(config.room_adds_per_min),
             lookups: limits::PerUser::per_minute(config.lookups_per_min),
+            profile_sets: limits::PerUser::per_minute(profiles::PROFILE_SETS_PER_MIN),
             store,
             bus,
             hub,
@@ -89,6 +94,12 @@ impl Chat {
             Op::Read(args) => self.read(caller, args).await,
             Op::Typing(args) => self.typing(caller, args).await,
             Op::Presence(args) => self.presence(caller, args).await,
+            Op::ProfileSet(args) => self.profile_set(caller, args).await,
+            Op::UserSearch(args) => self.user_search(caller, args).await,
+            Op::Contacts(args) => self.contacts(caller, args).await,
+            Op::Recall(args) => self.recall(caller, args).await,
+            Op::MessageRemove(args) => self.message_remove(caller, args).await,
+            Op::Hide(args) => self.hide(caller, args).await,
         }
     }
 

@@ -43,6 +43,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/ws/ticket", post(session::ws_ticket))
         .merge(server_api::routes(app.clone()))
         .merge(web::routes())
+        .merge(crate::wafer::routes(&app.config))
         .fallback(|| async { Error::NotFound("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(

@@ -35,6 +35,8 @@ pub struct UserRecord {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub system: bool,
     pub created_at: Millis,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
 }
 
 impl UserRecord {
@@ -43,6 +45,7 @@ impl UserRecord {
         User {
             id: self.id,
             display_name: self.display_name.clone(),
+            avatar_url: self.avatar_url.clone(),
         }
     }
 }

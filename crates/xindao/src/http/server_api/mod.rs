@@ -101,7 +101,7 @@ impl Caller {
     }
 }
 
-/// The routes, under `/v1/server`; every one goes through [`authenticate`].
+/// The routes, under `/v1/server`; every one goes through `authenticate`.
 pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
     Router::new()
         .route("/v1/server/messages", post(messages::send))

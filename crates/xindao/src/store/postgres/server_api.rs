@@ -15,7 +15,7 @@ type Pg<T> = std::result::Result<T, tokio_postgres::Error>;
 
 const KEY_COLUMNS: &str = "id, name, scopes, created_at, revoked_at";
 const USER_COLUMNS: &str =
-    "id, display_name, external_id, custom, banned_at, system_name, created_at";
+    "id, display_name, external_id, custom, banned_at, system_name, created_at, avatar_url";
 
 fn read_key(row: &Row) -> Pg<ApiKey> {
     Ok(ApiKey {
@@ -36,6 +36,7 @@ fn read_record(row: &Row) -> Pg<UserRecord> {
         banned: row.try_get::<_, Option<i64>>(4)?.is_some(),
         system: row.try_get::<_, Option<String>>(5)?.is_some(),
         created_at: row.try_get(6)?,
+        avatar_url: row.try_get(7)?,
     })
 }
 

@@ -18,7 +18,7 @@ pub(super) async fn upsert(store: &PostgresStore, identity: LoginIdentity) -> Re
                      VALUES ($1, $2, $3, $4)
                      ON CONFLICT (openid) DO UPDATE SET session_key = NULL,
                         unionid = COALESCE(excluded.unionid, users.unionid)
-                     RETURNING id, display_name",
+                     RETURNING id, display_name, avatar_url",
                     &[
                         openid,
                         &identity.unionid,
@@ -33,7 +33,7 @@ pub(super) async fn upsert(store: &PostgresStore, identity: LoginIdentity) -> Re
                 .query_opt(
                     "INSERT INTO users (dev_name, display_name, created_at) VALUES ($1, $1, $2)
                      ON CONFLICT (dev_name) DO UPDATE SET dev_name = excluded.dev_name
-                     RETURNING id, display_name",
+                     RETURNING id, display_name, avatar_url",
                     &[display_name, &now],
                 )
                 .await?
@@ -45,7 +45,10 @@ pub(super) async fn upsert(store: &PostgresStore, identity: LoginIdentity) -> Re
 
 pub(super) async fn by_id(store: &PostgresStore, id: UserId) -> Result<Option<User>> {
     let row = store
-        .query_opt("SELECT id, display_name FROM users WHERE id = $1", &[&id])
+        .query_opt(
+            "SELECT id, display_name, avatar_url FROM users WHERE id = $1",
+            &[&id],
+        )
         .await?;
     row.as_ref().map(rows::user).transpose().map_err(map_pg)
 }
@@ -54,7 +57,7 @@ pub(super) async fn by_id(store: &PostgresStore, id: UserId) -> Result<Option<Us
 pub(super) async fn named(store: &PostgresStore, name: &str, limit: usize) -> Result<Vec<User>> {
     let found = store
         .query(
-            "SELECT id, display_name FROM users WHERE display_name = $1 ORDER BY id LIMIT $2",
+            "SELECT id, display_name, avatar_url FROM users WHERE display_name = $1 ORDER BY id LIMIT $2",
             &[&name, &(limit as i64)],
         )
         .await?;

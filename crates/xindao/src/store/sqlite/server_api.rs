@@ -13,7 +13,7 @@ use crate::store::server_api::{
 
 const KEY_COLUMNS: &str = "id, name, scopes, created_at, revoked_at";
 const USER_COLUMNS: &str =
-    "id, display_name, external_id, custom, banned_at, system_name, created_at";
+    "id, display_name, external_id, custom, banned_at, system_name, created_at, avatar_url";
 
 fn read_key(row: &Row) -> rusqlite::Result<ApiKey> {
     Ok(ApiKey {
@@ -34,6 +34,7 @@ fn read_record(row: &Row) -> rusqlite::Result<UserRecord> {
         banned: row.get::<_, Option<i64>>(4)?.is_some(),
         system: row.get::<_, Option<String>>(5)?.is_some(),
         created_at: row.get(6)?,
+        avatar_url: row.get(7)?,
     })
 }
 
@@ -234,6 +235,7 @@ impl ServerApiStore for SqliteStore {
                     Ok(User {
                         id: row.get(0)?,
                         display_name: row.get(1)?,
+                        avatar_url: None,
                     })
                 },
             )
