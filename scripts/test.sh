@@ -22,6 +22,15 @@ step "cargo build (the binary the JS tests drive)"
 cargo build --workspace --bins
 export XINDAO_BIN="$PWD/target/debug/xindao"
 
+step "nginx for the probe's nginx test (optional: the test prints SKIPPED without it)"
+if [ ! -x /usr/sbin/nginx ] && ! command -v nginx >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light >/dev/null 2>&1 \
+      || DEBIAN_FRONTEND=noninteractive apt-get install -y nginx >/dev/null 2>&1 \
+      || echo "nginx could not be installed"
+  fi
+fi
+
 step "cargo test"
 cargo test --workspace
 

@@ -167,6 +167,7 @@ impl axum::response::IntoResponse for Error {
         if let Error::Internal(detail) = &self {
             tracing::error!(%detail, "internal error on HTTP API");
         }
+        crate::obs::hops::error(self.code());
         let body = serde_json::json!({ "error": self.to_json() });
         let mut response = (self.status(), axum::Json(body)).into_response();
         if let Error::RateLimited { retry_after_ms } = self {

@@ -57,7 +57,9 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod model;
+pub mod obs;
 pub mod peer;
+pub mod probe;
 
 pub use config::Config;
 pub use error::{Error, Result};

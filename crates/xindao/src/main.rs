@@ -23,6 +23,9 @@ enum Command {
     Serve(Flags),
     /// Print the effective configuration as TOML (secrets masked) and exit.
     Config(ConfigArgs),
+    /// Connect to a deployment as a client would and say which hop holds the time (DNS, TCP, TLS, proxy,
+    /// upgrade, server, commit, network). Exit status 1 when a step fails.
+    Probe(xindao::probe::ProbeArgs),
     /// Manage the server API's keys in the configured store (docs/server-api.md).
     Apikey {
         #[command(subcommand)]
@@ -72,6 +75,26 @@ fn main() -> anyhow::Result<()> {
         Command::Config(ConfigArgs { flags, .. }) => print!("{}", flags.load()?.to_toml_masked()),
         Command::Serve(flags) => serve(flags.load()?)?,
         Command::Apikey { action } => apikey(action)?,
+        Command::Probe(args) => probe(args)?,
+    }
+    Ok(())
+}
+
+/// `xindao probe`: prints the report (text or JSON); exits 1 when a step failed.
+fn probe(args: xindao::probe::ProbeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(xindao::probe::run(&args));
+    let out = if args.json {
+        serde_json::to_string_pretty(&report)? + "\n"
+    } else {
+        report.text()
+    };
+    // A closed pipe (`| head`) is not an error of the probe.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes());
+    if !report.ok() {
+        std::process::exit(1);
     }
     Ok(())
 }

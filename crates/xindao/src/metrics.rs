@@ -133,6 +133,7 @@ impl Default for Metrics {
             "Cluster bus envelopes dropped unapplied (oversize, unsigned, bad_signature, malformed, stale, replayed)",
             bus_rejected.clone(),
         );
+        crate::obs::hops::register(&mut registry);
         Metrics {
             registry: Arc::new(registry),
             connections,

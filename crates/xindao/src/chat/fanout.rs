@@ -43,6 +43,7 @@ async fn run(mut commits: mpsc::Receiver<Vec<Committed>>, bus: Arc<dyn Bus>, met
     while let Some(batch) = commits.recv().await {
         for Committed { message, origin } in batch {
             metrics.messages_committed.inc();
+            let started = std::time::Instant::now();
             let frames = protocol::push::message_frames(&message);
             bus.publish(Delivery::Conversation {
                 conversation_id: message.conversation_id,
@@ -54,6 +55,7 @@ async fn run(mut commits: mpsc::Receiver<Vec<Committed>>, bus: Arc<dyn Bus>, met
                 skip_conn: origin,
                 skip_user: 0,
             });
+            crate::obs::hops::observe(&crate::obs::hops::hops().fanout, started.elapsed());
         }
     }
 }

@@ -18,6 +18,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use serde_json::json;
 use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
 
 use super::socket::{within, Conn};
 use super::{
@@ -32,6 +33,8 @@ use crate::error::Error;
 use crate::hub::Outbox;
 use crate::metrics::CloseLabels;
 use crate::model::User;
+use crate::obs::hops::{self, hops};
+use crate::obs::timing::{self, ReplyTiming, Spent};
 use crate::protocol::{self, PROTOCOL_VERSION};
 
 /// How long a server-initiated close waits for the client's close frame.
@@ -74,7 +77,10 @@ pub(super) async fn run(
     let hello = hello(&app.config, user, caller);
     app.metrics.connections.inc();
     app.metrics.connections_opened.inc();
-    let end = serve(&app, &mut conn, caller, session.token_hash, hello).await;
+    let span = tracing::info_span!("ws", conn = caller.conn_id, user = caller.user_id);
+    let end = serve(&app, &mut conn, caller, session.token_hash, hello)
+        .instrument(span)
+        .await;
     app.chat.disconnect(caller);
     app.metrics.connections.dec();
     match end {
@@ -229,7 +235,8 @@ async fn serve(
             }
         };
         // Boxed: a request's state (~1 KB) lives only while it is answered, not in every idle task.
-        if let Err(end) = Box::pin(receive(app, conn, caller, &limits, incoming)).await {
+        if let Err(end) = Box::pin(receive(app, conn, caller, &limits, incoming, last_heard)).await
+        {
             return end;
         }
     }
@@ -271,6 +278,7 @@ async fn receive(
     caller: Caller,
     limits: &Limits,
     incoming: Option<Result<Message, axum::Error>>,
+    read_at: Instant,
 ) -> Result<(), End> {
     let text = match incoming {
         None => return Err(End::Gone),
@@ -290,7 +298,7 @@ async fn receive(
             }
         },
     };
-    answer(app, conn, caller, limits, &text).await
+    answer(app, conn, caller, limits, &text, read_at).await
 }
 
 /// Decodes, rate-limits and runs one request, writing pushes while it waits, then writes its reply.
@@ -300,6 +308,7 @@ async fn answer(
     caller: Caller,
     limits: &Limits,
     text: &str,
+    read_at: Instant,
 ) -> Result<(), End> {
     let started = Instant::now();
     if let Err(not_until) = limits.requests.check() {
@@ -312,17 +321,24 @@ async fn answer(
             retry_after_ms: wait.as_millis().max(1) as u64,
         };
         app.metrics.record_request("-", error.code(), 0.0);
+        hops::error(error.code());
         return conn.write(protocol::error_reply(id.as_ref(), &error)).await;
     }
     let request = match protocol::decode(text) {
         Ok(request) => request,
         Err((id, error)) => {
             app.metrics.record_request("-", error.code(), 0.0);
+            hops::error(error.code());
             return conn.write(protocol::error_reply(id.as_ref(), &error)).await;
         }
     };
     let op_name = request.op.name();
-    let handling = app.chat.handle(caller, request.op);
+    hops::observe(&hops().queued, started.saturating_duration_since(read_at));
+    // Every line about the request names it: the connection's span gives `conn`, this one the client's id.
+    let span = tracing::info_span!("req", id = %RequestIdField(&request.id), op = op_name);
+    let spent = Spent::new();
+    let handling =
+        timing::scope(spent.clone(), app.chat.handle(caller, request.op)).instrument(span.clone());
     tokio::pin!(handling);
     // Pushes are written meanwhile, unless the socket still holds back earlier bytes: then they wait in the
     // queue, counted in the budget.
@@ -332,17 +348,42 @@ async fn answer(
             outbound = conn.queue.recv(), if !conn.stalled() => conn.write_pushes(outbound).await?,
         }
     };
-    let reply = match &result {
+    let mut reply = match &result {
         Ok(value) => protocol::ok_reply(&request.id, value),
         Err(error) => {
             if let Error::Internal(detail) = error {
-                tracing::error!(%detail, op = op_name, "internal error");
+                span.in_scope(|| tracing::error!(%detail, "internal error"));
             }
+            hops::error(error.code());
             protocol::error_reply(Some(&request.id), error)
         }
     };
+    if request.timing {
+        let node = crate::obs::node_name(&app.config);
+        reply = ReplyTiming::new(read_at, started, &spent, node).attach(reply);
+    }
     let outcome = result.as_ref().map_or_else(|e| e.code(), |_| "ok");
+    span.in_scope(|| {
+        tracing::debug!(
+            outcome,
+            dur_us = started.elapsed().as_micros() as u64,
+            "ws request"
+        )
+    });
     app.metrics
         .record_request(op_name, outcome, started.elapsed().as_secs_f64());
     conn.write(reply).await
+}
+
+/// A request id as a log field: the number, or the string as the client sent it (JSON-quoted, so that it
+/// cannot forge other fields).
+struct RequestIdField<'a>(&'a protocol::RequestId);
+
+impl std::fmt::Display for RequestIdField<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            protocol::RequestId::Number(n) => write!(f, "{n}"),
+            protocol::RequestId::Text(text) => write!(f, "{text:?}"),
+        }
+    }
 }

@@ -62,9 +62,14 @@ pub async fn upgrade(
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let started = std::time::Instant::now();
     let peer = peer.map(|Extension(peer)| peer);
     match admit(&app, peer, &headers, &query).await {
         Ok((session, permit, per_ip)) => {
+            let hops = crate::obs::hops::hops();
+            crate::obs::hops::observe(&hops.upgrade, started.elapsed());
+            // The upgrade request's span (its request id) is the parent of every line of the connection.
+            let span = tracing::Span::current();
             let info = conn_info(&app, peer, &headers);
             let frame_limit = app.config.max_frame_bytes;
             let tracker = app.tracker.clone();
@@ -86,10 +91,13 @@ pub async fn upgrade(
                         outbox(config.outbound_queue, config.max_outstanding_bytes);
                     let outbox = outbox.with_info(info);
                     let conn = socket::Conn::new(socket, queue, config.write_timeout());
-                    tracker.track_future(async move {
-                        connection::run(app, conn, outbox, session, permit).await;
-                        drop(per_ip);
-                    })
+                    tracker.track_future(tracing::Instrument::instrument(
+                        async move {
+                            connection::run(app, conn, outbox, session, permit).await;
+                            drop(per_ip);
+                        },
+                        span,
+                    ))
                 })
         }
         Err(error) => {

@@ -47,6 +47,10 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::media::routes(&app))
         .fallback(|| async { Error::NotFound("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::obs::request_id::layer,
+        ))
         .with_state(app)
 }
 
@@ -58,6 +62,7 @@ pub fn admin_router(app: Arc<App>) -> Router {
     Router::new()
         .route("/metrics", get(status::metrics))
         .route("/healthz", get(status::healthz))
+        .merge(crate::obs::admin::routes())
         .fallback(|| async { Error::NotFound("no such route") })
         .with_state(app)
 }

@@ -34,6 +34,8 @@ pub enum RequestId {
 pub struct Request {
     pub id: RequestId,
     pub op: Op,
+    /// `"timing": true`: the reply carries the server's split of its time ([`crate::obs::timing`]).
+    pub timing: bool,
 }
 
 /// Decodes a frame. An error carries the request id when one could be read, so the reply can echo it:
@@ -56,7 +58,11 @@ pub fn decode(frame: &str) -> Result<Request, (Option<RequestId>, Error)> {
         return Err((Some(id), Error::BadRequest("`op` must be a string".into())));
     };
     match Op::decode(op, envelope.args) {
-        Ok(op) => Ok(Request { id, op }),
+        Ok(op) => Ok(Request {
+            id,
+            op,
+            timing: envelope.timing.is_some_and(|t| t.get() == "true"),
+        }),
         Err(error) => Err((Some(id), error)),
     }
 }
@@ -74,6 +80,7 @@ struct Envelope<'a> {
     id: Option<&'a RawValue>,
     op: Option<&'a RawValue>,
     args: Option<&'a RawValue>,
+    timing: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -82,6 +89,7 @@ enum EnvelopeField {
     Id,
     Op,
     Args,
+    Timing,
     #[serde(other)]
     Other,
 }
@@ -108,12 +116,14 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
             id: None,
             op: None,
             args: None,
+            timing: None,
         };
         while let Some(field) = map.next_key()? {
             let (slot, name) = match field {
                 EnvelopeField::Id => (&mut envelope.id, "id"),
                 EnvelopeField::Op => (&mut envelope.op, "op"),
                 EnvelopeField::Args => (&mut envelope.args, "args"),
+                EnvelopeField::Timing => (&mut envelope.timing, "timing"),
                 EnvelopeField::Other => {
                     map.next_value::<IgnoredAny>()?;
                     continue;

@@ -86,6 +86,9 @@ pub(crate) async fn run(
                 }
             }
         }
+        crate::obs::hops::hops()
+            .commit_batch
+            .observe(batch.len() as f64);
         match backend.commit(&batch).await {
             Ok(results) => {
                 let mut committed = Vec::with_capacity(batch.len());
@@ -185,6 +188,7 @@ impl AppendQueue {
         }
         .ok_or_else(closed)?;
         let (reply, answer) = oneshot::channel();
+        let started = std::time::Instant::now();
         sender
             .send(AppendJob {
                 message,
@@ -193,9 +197,13 @@ impl AppendQueue {
             })
             .await
             .map_err(|_| closed())?;
-        answer
+        let outcome = answer
             .await
-            .map_err(|_| Error::Unavailable("commit writer stopped".into()))?
+            .map_err(|_| Error::Unavailable("commit writer stopped".into()))?;
+        let waited = started.elapsed();
+        crate::obs::hops::observe(&crate::obs::hops::hops().commit_wait, waited);
+        crate::obs::timing::add_commit(waited);
+        outcome
     }
 
     pub fn is_open(&self) -> bool {

@@ -147,6 +147,7 @@ impl Gate {
             envelope.ts,
             now_ms(),
         )?;
+        crate::obs::hops::bus_received(&envelope.node, envelope.ts, now_ms());
         Ok(Some(envelope))
     }
 

@@ -151,12 +151,16 @@ async fn publish_loop(
         };
         // While disconnected the client buffers; whatever does not make it is covered by a cluster resync.
         core.note_possible_loss();
+        let started = std::time::Instant::now();
         if client
             .publish(subject.clone(), payload.into())
             .await
             .is_err()
         {
             core.mark_lost();
+        } else {
+            let hops = crate::obs::hops::hops();
+            crate::obs::hops::observe(&hops.bus_publish, started.elapsed());
         }
     }
 }

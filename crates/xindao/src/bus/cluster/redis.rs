@@ -154,8 +154,13 @@ async fn publish_loop(
         for payload in &pending {
             pipe.cmd("PUBLISH").arg(&channel).arg(payload).ignore();
         }
+        let started = std::time::Instant::now();
         match tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(conn)).await {
-            Ok(Ok(())) => pending.clear(),
+            Ok(Ok(())) => {
+                let hops = crate::obs::hops::hops();
+                crate::obs::hops::observe(&hops.bus_publish, started.elapsed());
+                pending.clear()
+            }
             outcome => {
                 // Keep the batch and send it again on a new connection: at least once, never silently lost.
                 // What arrived twice is dropped as a replay; what arrives after the replay window is dropped

@@ -111,14 +111,21 @@ impl PostgresStore {
     }
 
     async fn client(&self) -> Result<Object> {
-        self.pool
+        let started = std::time::Instant::now();
+        let client = self
+            .pool
             .get()
             .await
-            .map_err(|e| Error::Unavailable(format!("postgres: {e}")))
+            .map_err(|e| Error::Unavailable(format!("postgres: {e}")));
+        let waited = started.elapsed();
+        crate::obs::hops::observe(&crate::obs::hops::hops().pool_wait, waited);
+        crate::obs::timing::add_db(waited);
+        client
     }
 
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let client = self.client().await?;
+        let _timer = crate::obs::timing::DbTimer::start();
         let statement = client.prepare_cached(sql).await.map_err(map_pg)?;
         client.query(&statement, params).await.map_err(map_pg)
     }

@@ -106,10 +106,12 @@ async fn commit_batch(
     batch: &[AppendJob],
     mode: Mode,
 ) -> std::result::Result<Vec<Result<Stored>>, Failed> {
+    let started = std::time::Instant::now();
     let mut client = pool
         .get()
         .await
         .map_err(|e| Failed::Other(Error::Unavailable(format!("postgres: {e}"))))?;
+    crate::obs::hops::observe(&crate::obs::hops::hops().pool_wait, started.elapsed());
     let tx = client.transaction().await?;
     let mut conversations: Vec<i64> = batch.iter().map(|j| j.message.conversation_id).collect();
     conversations.sort_unstable();

@@ -87,6 +87,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
+        let _timer = crate::obs::timing::DbTimer::start();
         let slot = take_slot(&self.read_slots).await?;
         let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
         let readers = self.readers.clone();
@@ -110,6 +111,7 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
         if let Some(reader) = self.readers.iter().find_map(|reader| reader.try_lock()) {
+            let _timer = crate::obs::timing::DbTimer::start();
             return f(&reader).map_err(map_sqlite);
         }
         self.read(f).await
@@ -119,6 +121,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        let _timer = crate::obs::timing::DbTimer::start();
         let slot = take_slot(&self.write_slot).await?;
         let writer = self.writer.clone();
         let checkpoint = self.checkpoint.lock().clone();
