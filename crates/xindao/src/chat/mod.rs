@@ -10,6 +10,7 @@
 pub mod fanout;
 mod limits;
 mod messages;
+pub mod order;
 mod paging;
 mod presence;
 mod read;

@@ -33,6 +33,7 @@ mod login_burst;
 mod login_hardening;
 mod membership;
 mod protocol_edges;
+mod push_order;
 mod store_caps;
 mod store_migrate;
 mod store_suite;
