@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 #[tokio::test(flavor = "multi_thread")]
 async fn a_typing_push_never_overtakes_the_acked_message_before_it() {
     const FLOODERS: usize = 6;
-    const EACH: i64 = 150;
-    const ROUNDS: usize = 40;
+    const EACH: i64 = 300;
+    const ROUNDS: usize = 100;
     let server = TestServer::start(|_| {}).await;
     let owner = server.login("owner").await;
     let mut o = server.connect(&owner).await;
