@@ -11,9 +11,11 @@
 //! recipient the frame encoded once (a reference count), into the recipient's bounded queue.
 //!
 //! The shards are picked round-robin as connections open. One code path for every worker count (a runtime
-//! with one worker has one shard). Tokio's cooperative budget still bounds a shard's poll: once it is spent,
-//! the shard yields to the runtime and resumes where it was. A connection that panics ends alone (its panic
-//! is caught and logged), as a task's would.
+//! with one worker has one shard). A connection runs outside tokio's cooperative budget (one budget for a
+//! whole shard ran out part-way through a broadcast, and each connection after that point took its write for
+//! a stalled socket: a timer and a retry each); instead each connection yields every few turns of its loop
+//! (`Conn::turn`), so a client that keeps its socket full cannot hold up the rest of its shard. A connection
+//! that panics ends alone (its panic is caught and logged), as a task's would.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -67,6 +69,10 @@ impl Shards {
     /// Runs a connection in the next shard.
     pub fn run(&self, connection: impl Future<Output = ()> + Send + 'static) {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        // Outside tokio's budget: a budget shared by a whole shard would run out part-way through a
+        // broadcast and make the rest of its connections' writes look stalled (a timer and a retry each).
+        // Each connection yields on its own instead (`Conn::turn`).
+        let connection = tokio::task::unconstrained(connection);
         let connection: ConnFuture =
             Box::pin(AssertUnwindSafe(connection).catch_unwind().map(|outcome| {
                 if outcome.is_err() {
