@@ -15,8 +15,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{self, Auth};
 use crate::bus::Bus;
+use crate::chat::order::OrderedBus;
 use crate::chat::{fanout, Chat};
 use crate::config::Config;
+use crate::conn::shards::Shards;
 use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -38,8 +40,10 @@ pub struct App {
     pub server_api: crate::http::server_api::ServerApi,
     /// Cancelled when the server starts shutting down: connections close with 1001.
     pub shutdown: CancellationToken,
-    /// The connection tasks, which shutdown waits for.
+    /// The connections, which shutdown waits for.
     pub tracker: TaskTracker,
+    /// The tasks that run the connections and own their sockets, one per runtime worker.
+    pub shards: Shards,
     /// Open WebSockets: `max_connections` of them.
     pub connection_slots: Arc<Semaphore>,
     /// Open WebSockets per client address: `max_connections_per_ip` each.
@@ -63,7 +67,7 @@ impl App {
         let metrics = Metrics::default();
         let hub = Arc::new(Hub::new(metrics.clone()));
         let bus = crate::bus::open(&config, hub.clone()).await?;
-        let (sink, commits) = fanout::channel();
+        let (sink, commits, order) = fanout::channel();
         let store = match crate::store::open(&config, sink).await {
             Ok(store) => store,
             Err(error) => {
@@ -71,9 +75,16 @@ impl App {
                 return Err(error);
             }
         };
-        let fanout = Fanout(fanout::spawn(commits, bus.clone(), metrics.clone()));
+        let fanout = Fanout(fanout::spawn(
+            commits,
+            bus.clone(),
+            order.clone(),
+            metrics.clone(),
+        ));
         let auth = Arc::new(Auth::new(store.clone(), config.clone())?);
-        let chat = Chat::new(store.clone(), bus.clone(), hub.clone(), config.clone());
+        // The chat service's own pushes stay behind the commits handed to fan-out before them.
+        let ordered: Arc<dyn Bus> = Arc::new(OrderedBus::new(bus.clone(), order));
+        let chat = Chat::new(store.clone(), ordered, hub.clone(), config.clone());
         if config.wechat_enabled() {
             tracing::info!(
                 "WeChat login enabled (code2Session at {})",
@@ -97,6 +108,7 @@ impl App {
             metrics,
             shutdown,
             tracker: TaskTracker::new(),
+            shards: Shards::start(),
         });
         Ok((app, fanout))
     }

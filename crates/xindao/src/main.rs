@@ -114,7 +114,7 @@ fn apikey(action: ApikeyAction) -> anyhow::Result<()> {
     runtime.block_on(async move {
         // Nothing is appended: the commit sink is never used.
         let (sink, _commits) = tokio::sync::mpsc::channel(1);
-        let store = xindao::store::open(&config, sink).await?;
+        let store = xindao::store::open(&config, sink.into()).await?;
         let outcome: anyhow::Result<()> = async {
             match action {
                 ApikeyAction::Create { name, scopes, .. } => {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::order::Order;
 use crate::bus::Bus;
 use crate::hub::{Delivery, OwnFrame};
 use crate::metrics::Metrics;
@@ -24,9 +25,12 @@ use crate::store::{CommitSink, Committed};
 /// Committed batches the store may hand over before its writers wait for fan-out to catch up.
 const COMMIT_QUEUE: usize = 1024;
 
-/// The channel between the store's writers and fan-out.
-pub fn channel() -> (CommitSink, mpsc::Receiver<Vec<Committed>>) {
-    mpsc::channel(COMMIT_QUEUE)
+/// The channel between the store's writers and fan-out, and the order that keeps the chat service's own
+/// publishes behind it ([`super::order`]).
+pub fn channel() -> (CommitSink, mpsc::Receiver<Vec<Committed>>, Arc<Order>) {
+    let (tx, rx) = mpsc::channel(COMMIT_QUEUE);
+    let order = Arc::new(Order::default());
+    (CommitSink::counted(tx, order.handed.clone()), rx, order)
 }
 
 /// Spawns the fan-out task on the current runtime; it ends once every sender of `commits` is gone and the
@@ -34,13 +38,21 @@ pub fn channel() -> (CommitSink, mpsc::Receiver<Vec<Committed>>) {
 pub fn spawn(
     commits: mpsc::Receiver<Vec<Committed>>,
     bus: Arc<dyn Bus>,
+    order: Arc<Order>,
     metrics: Metrics,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(commits, bus, metrics))
+    tokio::spawn(run(commits, bus, order, metrics))
 }
 
-async fn run(mut commits: mpsc::Receiver<Vec<Committed>>, bus: Arc<dyn Bus>, metrics: Metrics) {
+async fn run(
+    mut commits: mpsc::Receiver<Vec<Committed>>,
+    bus: Arc<dyn Bus>,
+    order: Arc<Order>,
+    metrics: Metrics,
+) {
+    let mut count = 0;
     while let Some(batch) = commits.recv().await {
+        count += 1;
         for Committed { message, origin } in batch {
             metrics.messages_committed.inc();
             let started = std::time::Instant::now();
@@ -57,5 +69,7 @@ async fn run(mut commits: mpsc::Receiver<Vec<Committed>>, bus: Arc<dyn Bus>, met
             });
             crate::obs::hops::observe(&crate::obs::hops::hops().fanout, started.elapsed());
         }
+        order.delivered(&*bus, count);
     }
+    order.close(&*bus);
 }

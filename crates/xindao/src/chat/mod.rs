@@ -12,6 +12,7 @@ pub mod fanout;
 mod limits;
 mod media;
 mod messages;
+pub mod order;
 mod paging;
 mod presence;
 mod profiles;

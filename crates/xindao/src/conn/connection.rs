@@ -185,6 +185,8 @@ async fn serve(
     let shutdown = app.shutdown.cancelled();
     tokio::pin!(shutdown);
     loop {
+        // Its shard runs this future outside tokio's budget (`shards.rs`): give the others their turn.
+        conn.turn().await;
         // A frame the client sent while a write waited comes first; then a write the socket held back.
         let incoming = if let Some(message) = conn.heard.take() {
             last_heard = Instant::now();
@@ -343,6 +345,7 @@ async fn answer(
     // Pushes are written meanwhile, unless the socket still holds back earlier bytes: then they wait in the
     // queue, counted in the budget.
     let result = loop {
+        conn.turn().await;
         tokio::select! {
             result = &mut handling => break result,
             outbound = conn.queue.recv(), if !conn.stalled() => conn.write_pushes(outbound).await?,

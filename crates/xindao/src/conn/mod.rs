@@ -1,11 +1,13 @@
 //! The tunnel: the authenticated WebSocket upgrade, and the task that then owns the connection.
 //!
 //! Every refusal (a web page of another origin, no or bad token, server full, too many connections of one user
-//! or one address, shutting down) happens in [`upgrade`], as an HTTP error, before the upgrade. After it, one task per
+//! or one address, shutting down) happens in [`upgrade`], as an HTTP error, before the upgrade. After it, one future per
 //! connection (`connection.rs`) is the only writer of its socket: it writes its replies and the pushes the hub queued for it
-//! ([`crate::hub::outbox`](mod@crate::hub::outbox)).
+//! ([`crate::hub::outbox`](mod@crate::hub::outbox)). The node's connections are run by one task per runtime worker
+//! ([`shards`]), so that a delivery wakes one task per shard, not one per recipient.
 
 mod connection;
+pub mod shards;
 mod socket;
 
 use std::sync::Arc;
@@ -91,13 +93,18 @@ pub async fn upgrade(
                         outbox(config.outbound_queue, config.max_outstanding_bytes);
                     let outbox = outbox.with_info(info);
                     let conn = socket::Conn::new(socket, queue, config.write_timeout());
-                    tracker.track_future(tracing::Instrument::instrument(
-                        async move {
-                            connection::run(app, conn, outbox, session, permit).await;
-                            drop(per_ip);
-                        },
-                        span,
-                    ))
+                    // Run by one of the node's shards (`shards.rs`), which owns the socket from here on.
+                    let shards = app.clone();
+                    shards
+                        .shards
+                        .run(tracker.track_future(tracing::Instrument::instrument(
+                            async move {
+                                connection::run(app, conn, outbox, session, permit).await;
+                                drop(per_ip);
+                            },
+                            span,
+                        )));
+                    std::future::ready(())
                 })
         }
         Err(error) => {

@@ -26,6 +26,9 @@ use crate::hub::{Outbound, Queue};
 /// Most queued pushes written before one flush.
 const WRITE_BATCH: usize = 64;
 
+/// Turns of a connection's loops (a request, a batch of pushes, a heartbeat) before it yields to its shard.
+const TURNS_PER_YIELD: u8 = 16;
+
 const OVER_BUDGET: End = End::Abort(CLOSE_SLOW_CONSUMER, "slow consumer: over byte budget");
 
 const WRITE_TIMED_OUT: End = End::Abort(CLOSE_SLOW_CONSUMER, "slow consumer: write timed out");
@@ -58,6 +61,8 @@ pub(super) struct Conn {
     stalled_since: Option<Instant>,
     /// A frame the client sent while a flush waited: handled before the socket is read again.
     pub(super) heard: Option<Message>,
+    /// Turns of the task's loops since it last let its shard's other connections run.
+    turns: u8,
 }
 
 impl Conn {
@@ -69,6 +74,18 @@ impl Conn {
             unflushed: 0,
             stalled_since: None,
             heard: None,
+            turns: 0,
+        }
+    }
+
+    /// Counts one turn of the task's loops, yielding every [`TURNS_PER_YIELD`]th: a connection runs in its
+    /// shard outside tokio's cooperative budget, so a client that keeps its socket full must not keep the
+    /// shard's other connections waiting.
+    pub(super) async fn turn(&mut self) {
+        self.turns += 1;
+        if self.turns >= TURNS_PER_YIELD {
+            self.turns = 0;
+            tokio::task::yield_now().await;
         }
     }
 

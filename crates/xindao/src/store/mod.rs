@@ -94,9 +94,37 @@ pub struct Committed {
 }
 
 /// Where a store's writers hand each committed batch (new messages only, duplicates left out), in commit
-/// order. Bounded: a writer waits (blocking_send on the SQLite thread, send().await on PostgreSQL) when
-/// fan-out falls behind.
-pub type CommitSink = tokio::sync::mpsc::Sender<Vec<Committed>>;
+/// order. Bounded: a writer waits when fan-out falls behind. It counts the batches handed over, so that a push
+/// published after an ack can wait behind the batches handed over before it (`chat::order`).
+#[derive(Debug, Clone)]
+pub struct CommitSink {
+    tx: tokio::sync::mpsc::Sender<Vec<Committed>>,
+    handed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CommitSink {
+    /// A sink into `tx` that counts the batches it hands over in `handed`.
+    pub fn counted(
+        tx: tokio::sync::mpsc::Sender<Vec<Committed>>,
+        handed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> CommitSink {
+        CommitSink { tx, handed }
+    }
+
+    /// Hands a batch over, waiting while the channel is full; `Err` once fan-out is gone.
+    pub async fn send(&self, batch: Vec<Committed>) -> std::result::Result<(), Vec<Committed>> {
+        // Counted before it is in the channel: whoever sees the batch's ack sees the count.
+        self.handed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.tx.send(batch).await.map_err(|e| e.0)
+    }
+}
+
+impl From<tokio::sync::mpsc::Sender<Vec<Committed>>> for CommitSink {
+    fn from(tx: tokio::sync::mpsc::Sender<Vec<Committed>>) -> CommitSink {
+        CommitSink::counted(tx, Default::default())
+    }
+}
 
 /// A user found or created by a login.
 #[derive(Debug, Clone)]

@@ -41,6 +41,7 @@ mod obs;
 mod probe;
 mod profiles;
 mod protocol_edges;
+mod push_order;
 mod recall;
 mod server_api;
 mod server_api_client;

@@ -56,7 +56,7 @@ fn recorder() -> (CommitSink, Hooked) {
         batches: Mutex::new(batches),
         seen: Mutex::default(),
     };
-    (sink, Arc::new(recorder))
+    (sink.into(), Arc::new(recorder))
 }
 
 async fn dev_user(store: &dyn Store, name: &str) -> User {

@@ -57,8 +57,9 @@ impl PostgresStore {
         url: &str,
         pool_size: usize,
         commit: GroupCommit,
-        sink: CommitSink,
+        sink: impl Into<CommitSink>,
     ) -> Result<Self> {
+        let sink = sink.into();
         let tls::Target {
             config: mut pg,
             tls,

@@ -102,7 +102,12 @@ fn configure(conn: Connection) -> rusqlite::Result<Connection> {
 
 impl SqliteStore {
     /// Opens (creating if needed) `data_dir/xindao.db`, migrates it and starts the group-commit thread.
-    pub async fn open(data_dir: &Path, options: SqliteOptions, sink: CommitSink) -> Result<Self> {
+    pub async fn open(
+        data_dir: &Path,
+        options: SqliteOptions,
+        sink: impl Into<CommitSink>,
+    ) -> Result<Self> {
+        let sink = sink.into();
         std::fs::create_dir_all(data_dir).map_err(|e| {
             Error::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
         })?;
