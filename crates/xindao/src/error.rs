@@ -18,6 +18,15 @@ pub enum Error {
     MessageTooLong(String),
     #[error("missing, invalid or expired session")]
     Unauthorized,
+    /// A business JWT that does not verify (the reason says why).
+    #[error("invalid token: {0}")]
+    InvalidToken(&'static str),
+    /// A business JWT past its `exp`: get a fresh one.
+    #[error("token expired")]
+    TokenExpired,
+    /// The before-send hook refused the message; its reason code.
+    #[error("rejected: {0}")]
+    Rejected(String),
     #[error("{0}")]
     Forbidden(&'static str),
     #[error("{0}")]
@@ -69,6 +78,9 @@ impl Error {
             Error::InvalidMessage(_) => "invalid_message",
             Error::MessageTooLong(_) => "message_too_long",
             Error::Unauthorized => "unauthorized",
+            Error::InvalidToken(_) => "invalid_token",
+            Error::TokenExpired => "token_expired",
+            Error::Rejected(_) => "rejected",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
@@ -94,7 +106,10 @@ impl Error {
             | Error::InvalidMessage(_)
             | Error::WeChat(WeChatError::InvalidCode(_)) => StatusCode::BAD_REQUEST,
             Error::MessageTooLong(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::Unauthorized | Error::InvalidToken(_) | Error::TokenExpired => {
+                StatusCode::UNAUTHORIZED
+            }
+            Error::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Forbidden(_) | Error::WeChat(WeChatError::UserBlocked) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) | Error::LimitReached(_) => StatusCode::CONFLICT,
@@ -119,6 +134,9 @@ impl Error {
         let mut obj = serde_json::json!({ "code": self.code(), "message": message });
         if let Error::RateLimited { retry_after_ms } = self {
             obj["retry_after_ms"] = (*retry_after_ms).into();
+        }
+        if let Error::Rejected(reason) = self {
+            obj["reason"] = reason.clone().into();
         }
         obj
     }

@@ -8,6 +8,7 @@
 //! bounds every reply and `limits` holds the per-user rate limits.
 
 pub mod fanout;
+mod grants;
 mod limits;
 mod messages;
 mod paging;

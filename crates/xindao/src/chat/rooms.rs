@@ -243,7 +243,7 @@ impl Chat {
     /// push in a room of at most `room_member_events_max` members, in a bigger one a `members_changed`
     /// summary within a second ([`super::summaries`]). The user's own connections get their `member` push
     /// either way, even when they were removed.
-    async fn membership_changed(
+    pub(super) async fn membership_changed(
         &self,
         conversation_id: ConversationId,
         user_id: UserId,

@@ -97,6 +97,12 @@ impl Config {
                 "a redis or nats bus needs cluster_secret: at least 32 bytes, the same on every node",
             ),
             (
+                self.jwt_hs256_secret
+                    .as_ref()
+                    .is_none_or(|secret| secret.as_str().len() >= 32),
+                "jwt_hs256_secret must be at least 32 bytes",
+            ),
+            (
                 self.nats_creds_file.is_none() || matches!(self.bus, BusConfig::Nats { .. }),
                 "nats_creds_file goes with a nats:// or tls:// bus",
             ),

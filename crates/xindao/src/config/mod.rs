@@ -86,6 +86,24 @@ pub struct Config {
     /// Base URL of the WeChat API (tests point it at a local fake).
     #[arg(long, default_value = "https://api.weixin.qq.com")]
     pub wechat_api_base: String,
+    /// Shared secret (at least 32 bytes) with which the business backend signs HS256 connection tokens
+    /// (JWT, claims `sub`, `exp`, optional `nbf`, `name`, `rooms`); a client sends such a token where it
+    /// would send a session token. Prefer XINDAO_JWT_HS256_SECRET or the file to a flag.
+    #[arg(long)]
+    pub jwt_hs256_secret: Option<Secret>,
+    /// PEM file of the public key (Ed25519 for EdDSA, or RSA for RS256) that verifies connection tokens.
+    #[arg(long)]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// JWKS file (JSON `{"keys": [...]}`, Ed25519 or RSA keys with a `kid`) that verifies connection tokens
+    /// naming a `kid`.
+    #[arg(long)]
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// The `iss` a connection token must carry (unset: not checked).
+    #[arg(long)]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` a connection token must carry (unset: not checked).
+    #[arg(long)]
+    pub jwt_audience: Option<String>,
     /// Development login (`POST /v1/login/dev`: anyone who types a display name becomes that user, with its
     /// history): "auto" (on exactly when WeChat is not configured and `listen` is a loopback address; a
     /// non-loopback server without WeChat refuses to start), "true" (on anywhere, logged as a warning at
@@ -266,6 +284,13 @@ impl Config {
         self.wechat_appid.is_some() && self.wechat_secret.is_some()
     }
 
+    /// Whether business connection tokens (JWT) are configured.
+    pub fn jwt_enabled(&self) -> bool {
+        self.jwt_hs256_secret.is_some()
+            || self.jwt_public_key_file.is_some()
+            || self.jwt_jwks_file.is_some()
+    }
+
     /// Whether the server listens on loopback only (127.0.0.0/8 or ::1): nobody else can reach it.
     pub fn listens_on_loopback(&self) -> bool {
         self.listen.ip().is_loopback()
@@ -274,7 +299,9 @@ impl Config {
     /// Whether the development login is served, after resolving "auto".
     pub fn dev_login_enabled(&self) -> bool {
         match self.dev_login {
-            DevLogin::Auto => !self.wechat_enabled() && self.listens_on_loopback(),
+            DevLogin::Auto => {
+                !self.wechat_enabled() && !self.jwt_enabled() && self.listens_on_loopback()
+            }
             DevLogin::True => true,
             DevLogin::False => false,
         }
@@ -284,7 +311,10 @@ impl Config {
     /// listen address others can reach. Checked at start (not in [`Config::load`], so that `xindao config`
     /// still shows such a configuration).
     pub fn check_login_exposure(&self) -> Result<(), ConfigError> {
-        if self.dev_login == DevLogin::Auto && !self.wechat_enabled() && !self.listens_on_loopback()
+        if self.dev_login == DevLogin::Auto
+            && !self.wechat_enabled()
+            && !self.jwt_enabled()
+            && !self.listens_on_loopback()
         {
             return Err(ConfigError::Invalid(format!(
                 "no login is configured for {}, which is not a loopback address: configure WeChat login \
@@ -309,6 +339,9 @@ impl Config {
         }
         if self.cluster_secret.is_some() {
             table.insert("cluster_secret".into(), endpoint::MASK.into());
+        }
+        if self.jwt_hs256_secret.is_some() {
+            table.insert("jwt_hs256_secret".into(), endpoint::MASK.into());
         }
         toml::to_string(&table).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }

@@ -37,6 +37,7 @@ pub(crate) const SQLITE: &[Migration] = &[
     migration!(2, "sqlite/0002_messages_cmid_first.sql"),
     migration!(3, "sqlite/0003_login_hardening.sql"),
     migration!(4, "sqlite/0004_rooms_by_owner.sql"),
+    migration!(5, "sqlite/0005_users_external_id.sql"),
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -44,6 +45,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
     migration!(1, "postgres/0001_initial.sql"),
     migration!(2, "postgres/0002_login_hardening.sql"),
     migration!(3, "postgres/0003_rooms_by_owner.sql"),
+    migration!(4, "postgres/0004_users_external_id.sql"),
 ];
 
 /// A database whose schema the runner brings up to date.

@@ -96,8 +96,19 @@ pub struct LoginIdentity {
 
 #[derive(Debug, Clone)]
 pub enum ExternalId {
-    WeChat { openid: String },
-    Dev { display_name: String },
+    WeChat {
+        openid: String,
+    },
+    Dev {
+        display_name: String,
+    },
+    /// A business backend's user (a JWT's `sub`), with the display name its token carries (updated when
+    /// given; `default_name` on creation otherwise).
+    Business {
+        id: String,
+        display_name: Option<String>,
+        default_name: String,
+    },
 }
 
 /// A session row looked up by token hash.

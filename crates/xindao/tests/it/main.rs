@@ -27,6 +27,7 @@ mod delivery;
 mod edge;
 mod edge_access;
 mod hostile;
+mod jwt;
 mod lockout;
 mod login;
 mod login_burst;
