@@ -57,7 +57,8 @@ impl App {
         let hub = Arc::new(Hub::new(metrics.clone()));
         let bus = crate::bus::open(&config, hub.clone()).await?;
         let (sink, commits) = fanout::channel();
-        let store = match crate::store::open(&config, sink).await {
+        let outbox = crate::store::Outbox::from_config(&config);
+        let store = match crate::store::open(&config, sink, outbox.clone()).await {
             Ok(store) => store,
             Err(error) => {
                 bus.shutdown().await;
@@ -66,7 +67,16 @@ impl App {
         };
         let fanout = Fanout(fanout::spawn(commits, bus.clone(), metrics.clone()));
         let auth = Arc::new(Auth::new(store.clone(), config.clone())?);
-        let chat = Chat::new(store.clone(), bus.clone(), hub.clone(), config.clone());
+        let before_send = crate::webhooks::before_send::BeforeSend::from_config(
+            &config,
+            metrics.webhooks.clone(),
+        )?;
+        let chat = Chat::new(store.clone(), bus.clone(), hub.clone(), config.clone()).with_hooks(
+            crate::chat::Hooks {
+                outbox: outbox.clone(),
+                before_send,
+            },
+        );
         if config.wechat_enabled() {
             tracing::info!(
                 "WeChat login enabled (code2Session at {})",
@@ -76,6 +86,13 @@ impl App {
         auth::warn_dev_login(&config);
         let shutdown = CancellationToken::new();
         auth::spawn_housekeeping(auth.clone(), config.clone(), shutdown.clone());
+        crate::webhooks::worker::spawn(
+            store.clone(),
+            config.clone(),
+            outbox,
+            metrics.webhooks.clone(),
+            shutdown.clone(),
+        )?;
         let app = Arc::new(App {
             connection_slots: Arc::new(Semaphore::new(config.max_connections)),
             sockets_per_ip: PerIp::new(config.max_connections_per_ip),

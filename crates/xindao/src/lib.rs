@@ -45,6 +45,8 @@ pub mod bus;
 
 pub mod hub;
 
+pub mod webhooks;
+
 // Around them.
 pub mod app;
 pub mod config;

@@ -23,6 +23,35 @@ enum Command {
     Serve(Flags),
     /// Print the effective configuration as TOML (secrets masked) and exit.
     Config(ConfigArgs),
+    /// Webhook deliveries: `webhooks dead list` shows the dead-letter list, `webhooks dead redrive [--id N]`
+    /// puts deliveries back in the outbox.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// The dead-letter list (deliveries that failed for the whole retry window).
+    Dead {
+        #[command(subcommand)]
+        command: DeadCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadCommand {
+    /// Print the dead deliveries as JSON lines, oldest first (at most 1000).
+    List(Flags),
+    /// Put dead deliveries back in the outbox (all, or those given with --id), keeping their delivery ids.
+    Redrive {
+        /// A delivery id to redrive (repeatable); none: all.
+        #[arg(long = "id")]
+        ids: Vec<i64>,
+        #[command(flatten)]
+        flags: Flags,
+    },
 }
 
 #[derive(clap::Args)]
@@ -39,8 +68,32 @@ fn main() -> anyhow::Result<()> {
         Command::Config(ConfigArgs { markdown: true, .. }) => print!("{}", reference_markdown()),
         Command::Config(ConfigArgs { flags, .. }) => print!("{}", flags.load()?.to_toml_masked()),
         Command::Serve(flags) => serve(flags.load()?)?,
+        Command::Webhooks {
+            command: WebhooksCommand::Dead { command },
+        } => dead_letters(command)?,
     }
     Ok(())
+}
+
+fn dead_letters(command: DeadCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match command {
+            DeadCommand::List(flags) => {
+                for dead in xindao::webhooks::admin::dead_list(&flags.load()?).await? {
+                    println!("{}", serde_json::to_string(&dead)?);
+                }
+            }
+            DeadCommand::Redrive { ids, flags } => {
+                let ids = (!ids.is_empty()).then_some(ids);
+                let moved = xindao::webhooks::admin::redrive(&flags.load()?, ids).await?;
+                println!("redriven {moved}");
+            }
+        }
+        Ok(())
+    })
 }
 
 fn init_logging(config: &Config) {

@@ -48,6 +48,7 @@ pub struct Metrics {
     pub bus_connected: Gauge,
     /// Cluster bus envelopes dropped unapplied, by reason.
     pub bus_rejected: Family<BusRejectLabels, Counter>,
+    pub webhooks: crate::webhooks::WebhookMetrics,
 }
 
 impl Default for Metrics {
@@ -133,7 +134,9 @@ impl Default for Metrics {
             "Cluster bus envelopes dropped unapplied (oversize, unsigned, bad_signature, malformed, stale, replayed)",
             bus_rejected.clone(),
         );
+        let webhooks = crate::webhooks::WebhookMetrics::register(&mut registry);
         Metrics {
+            webhooks,
             registry: Arc::new(registry),
             connections,
             connections_opened,

@@ -50,12 +50,15 @@ impl Chat {
         };
         // The store checks membership inside the commit and hands the commit to fan-out (`fanout`), which
         // pushes it to everyone but this connection, in seq order.
+        let content = self
+            .before_send(conversation_id, caller.user_id, &a.cmid, kind, a.content)
+            .await?;
         let message = NewMessage {
             conversation_id,
             sender_id: caller.user_id,
             cmid: a.cmid,
             kind,
-            content: a.content,
+            content,
         };
         let appended = self.store.append(message, caller.conn_id).await?;
         // The hot path: serialise the ack straight from the message, without an intermediate JSON tree.

@@ -9,6 +9,7 @@
 
 pub mod fanout;
 mod grants;
+mod hooks;
 mod limits;
 mod messages;
 mod paging;
@@ -47,7 +48,10 @@ pub struct Chat {
     summaries: Arc<summaries::Summaries>,
     room_adds: limits::PerUser,
     lookups: limits::PerUser,
+    hooks: Arc<hooks::Hooks>,
 }
+
+pub use hooks::Hooks;
 
 impl Chat {
     pub fn new(
@@ -60,6 +64,7 @@ impl Chat {
             summaries: summaries::Summaries::new(store.clone(), bus.clone()),
             room_adds: limits::PerUser::per_minute(config.room_adds_per_min),
             lookups: limits::PerUser::per_minute(config.lookups_per_min),
+            hooks: Arc::default(),
             store,
             bus,
             hub,

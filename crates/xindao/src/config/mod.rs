@@ -8,10 +8,12 @@ mod check;
 mod cli;
 mod endpoint;
 mod kinds;
+mod webhooks;
 
 pub use cli::{reference_markdown, Flags};
 pub use endpoint::{mask_url, BusConfig, QuietParser, Secret, StoreConfig};
 pub use kinds::{AdminListen, DevLogin, LogFormat, SqliteSync};
+pub use webhooks::{BeforeSendFailure, WebhookEndpoint, Webhooks};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -230,6 +232,51 @@ pub struct Config {
     /// round trip and an fsync).
     #[arg(long)]
     pub commit_linger_us: Option<u64>,
+    /// Webhook endpoints: a TOML array of tables `{name, url, secret, events}` (in the environment or a flag,
+    /// the same list in JSON). `events` filters what each receives: names (`message.created`), prefixes
+    /// (`member.*`) or `*` (the default). Events are kept in an outbox in the transaction that commits them
+    /// and delivered signed (docs/webhooks.md). None by default: then nothing is kept.
+    #[arg(long, default_value = "[]")]
+    pub webhooks: Webhooks,
+    /// Seconds a webhook delivery is retried (exponential backoff with jitter, from 1 s up to 10 min between
+    /// attempts) before it is parked in the dead-letter list (`xindao webhooks dead list|redrive`).
+    #[arg(long, default_value_t = 24 * 3600)]
+    pub webhook_retry_secs: u64,
+    /// Milliseconds before the second attempt of a failed webhook delivery; each further wait doubles (up to
+    /// 10 minutes), with 50-100 % jitter.
+    #[arg(long, default_value_t = 1000)]
+    pub webhook_backoff_ms: u64,
+    /// Milliseconds a webhook receiver has to answer a delivery (else it counts as failed and is retried).
+    #[arg(long, default_value_t = 5000)]
+    pub webhook_timeout_ms: u64,
+    /// Most deliveries waiting in the outbox; beyond it new events are not kept (the metric
+    /// xindao_webhook_dropped_total and an error log say so) until it drains. Chat is never held back.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub webhook_outbox_max: u64,
+    /// Milliseconds a node's claim on the deliveries it is sending lasts: a node that dies holding some has
+    /// them sent by another after this.
+    #[arg(long, default_value_t = 30_000)]
+    pub webhook_lease_ms: u64,
+    /// Deliveries a node sends at once (to different conversations; one conversation's events go one at a
+    /// time, in order).
+    #[arg(long, default_value_t = 32)]
+    pub webhook_concurrency: usize,
+    /// URL of the before-send hook: each user message is POSTed to it before it commits, and the answer
+    /// accepts, rejects (`rejected` with the hook's reason) or replaces its content (docs/webhooks.md).
+    /// Unset: no hook.
+    #[arg(long)]
+    pub before_send_url: Option<String>,
+    /// Key of the `X-Xindao-Signature` header on before-send calls (same scheme as webhooks); unset: calls
+    /// are not signed.
+    #[arg(long)]
+    pub before_send_secret: Option<Secret>,
+    /// Milliseconds the before-send hook has to answer.
+    #[arg(long, default_value_t = 1000)]
+    pub before_send_timeout_ms: u64,
+    /// What a send does when the before-send hook fails (down, timeout, bad answer): "open" (sent as it is)
+    /// or "closed" (refused with `unavailable`).
+    #[arg(long, value_enum, default_value_t = BeforeSendFailure::default())]
+    pub before_send_failure: BeforeSendFailure,
     /// Log filter (RUST_LOG syntax), e.g. "info" or "xindao=debug,info".
     #[arg(long, default_value = "info")]
     pub log: String,
@@ -342,6 +389,16 @@ impl Config {
         }
         if self.jwt_hs256_secret.is_some() {
             table.insert("jwt_hs256_secret".into(), endpoint::MASK.into());
+        }
+        if self.before_send_secret.is_some() {
+            table.insert("before_send_secret".into(), endpoint::MASK.into());
+        }
+        if let Some(toml::Value::Array(endpoints)) = table.get_mut("webhooks") {
+            for endpoint in endpoints {
+                if let Some(fields) = endpoint.as_table_mut() {
+                    fields.insert("secret".into(), endpoint::MASK.into());
+                }
+            }
         }
         toml::to_string(&table).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }

@@ -38,6 +38,7 @@ pub(crate) const SQLITE: &[Migration] = &[
     migration!(3, "sqlite/0003_login_hardening.sql"),
     migration!(4, "sqlite/0004_rooms_by_owner.sql"),
     migration!(5, "sqlite/0005_users_external_id.sql"),
+    migration!(6, "sqlite/0006_webhook_outbox.sql"),
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -46,6 +47,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
     migration!(2, "postgres/0002_login_hardening.sql"),
     migration!(3, "postgres/0003_rooms_by_owner.sql"),
     migration!(4, "postgres/0004_users_external_id.sql"),
+    migration!(5, "postgres/0005_webhook_outbox.sql"),
 ];
 
 /// A database whose schema the runner brings up to date.

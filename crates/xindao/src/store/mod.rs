@@ -29,11 +29,13 @@
 
 pub(crate) mod group_commit;
 pub(crate) mod migrate;
+pub mod outbox;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
 
 pub use group_commit::GroupCommit;
+pub use outbox::{DeadRow, Outbox, OutboxEvent, OutboxRow};
 
 use std::sync::Arc;
 
@@ -44,7 +46,11 @@ use crate::error::Result;
 use crate::model::*;
 
 /// Opens the store `config.store` names; its writers hand each committed batch to `sink`.
-pub async fn open(config: &Config, sink: CommitSink) -> Result<Arc<dyn Store>> {
+pub async fn open(
+    config: &Config,
+    sink: CommitSink,
+    outbox: Arc<Outbox>,
+) -> Result<Arc<dyn Store>> {
     let caps = config.caps();
     let commit = GroupCommit {
         batch_max: config.commit_batch_max,
@@ -52,12 +58,18 @@ pub async fn open(config: &Config, sink: CommitSink) -> Result<Arc<dyn Store>> {
     };
     Ok(match &config.store {
         StoreConfig::Postgres { url } => Arc::new(
-            postgres::PostgresStore::open(url, config.postgres_pool_size, commit, sink)
-                .await?
-                .with_caps(caps),
+            postgres::PostgresStore::open_with_outbox(
+                url,
+                config.postgres_pool_size,
+                commit,
+                sink,
+                outbox,
+            )
+            .await?
+            .with_caps(caps),
         ),
         StoreConfig::Sqlite => Arc::new(
-            sqlite::SqliteStore::open(
+            sqlite::SqliteStore::open_with_outbox(
                 &config.data_dir,
                 sqlite::SqliteOptions {
                     synchronous: config.sqlite_synchronous,
@@ -66,6 +78,7 @@ pub async fn open(config: &Config, sink: CommitSink) -> Result<Arc<dyn Store>> {
                     cache_mb: config.sqlite_cache_mb,
                 },
                 sink,
+                outbox,
             )
             .await?
             .with_caps(caps),
@@ -234,6 +247,31 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Page>;
     /// Moves the read marker of `user` forward to `seq` (capped at last_seq); returns the marker after the call.
     async fn mark_read(&self, conversation: ConversationId, user: UserId, seq: i64) -> Result<i64>;
+
+    /// Writes webhook events in a transaction of their own (events that commit nothing else: a user's first
+    /// connection, their last one).
+    async fn webhook_enqueue(&self, events: Vec<OutboxEvent>) -> Result<()>;
+    /// Claims up to `limit` deliverable webhook rows for `node` until `now + lease_ms` (see
+    /// [`crate::webhooks`]): due, unclaimed or with an expired lease, the first of their endpoint and key.
+    async fn webhook_claim(
+        &self,
+        node: &str,
+        now: Millis,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>>;
+    /// Delivered rows: deleted.
+    async fn webhook_done(&self, ids: Vec<i64>) -> Result<()>;
+    /// A failed attempt: tried again at `next_at`.
+    async fn webhook_retry(&self, id: i64, next_at: Millis, error: String) -> Result<()>;
+    /// Out of retries: moved to the dead-letter list.
+    async fn webhook_bury(&self, id: i64, error: String) -> Result<()>;
+    /// The dead-letter list, oldest first.
+    async fn webhook_dead(&self, limit: usize) -> Result<Vec<DeadRow>>;
+    /// Puts dead deliveries (all, or `ids`) back in the outbox; returns how many.
+    async fn webhook_redrive(&self, ids: Option<Vec<i64>>) -> Result<usize>;
+    /// Rows in the outbox, and the creation time of the oldest.
+    async fn webhook_depth(&self) -> Result<(i64, Option<Millis>)>;
 
     /// Whether the store answers (for `/healthz`).
     async fn healthy(&self) -> bool;

@@ -37,3 +37,6 @@ mod protocol_edges;
 mod store_caps;
 mod store_migrate;
 mod store_suite;
+mod webhook_receiver;
+mod webhooks;
+mod webhooks_cluster;

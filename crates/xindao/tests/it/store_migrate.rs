@@ -88,8 +88,8 @@ async fn sqlite_database_of_the_old_runner_opens_as_it_is() {
     let version: i64 = db
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    // The old runner's two, then only the migrations that came after it (0003 to 0005), once.
-    assert_eq!(version, 5);
+    // The old runner's two, then only the migrations that came after it (0003 to 0006), once.
+    assert_eq!(version, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,6 +137,6 @@ async fn postgres_schema_of_the_old_runner_opens_as_it_is() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    // The old runner's one, then only the migrations that came after it (0002 to 0004), once.
-    assert_eq!(versions, vec![1, 2, 3, 4]);
+    // The old runner's one, then only the migrations that came after it (0002 to 0005), once.
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
 }
