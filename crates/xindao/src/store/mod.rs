@@ -251,15 +251,19 @@ pub trait Store: Send + Sync + 'static {
     /// Writes webhook events in a transaction of their own (events that commit nothing else: a user's first
     /// connection, their last one).
     async fn webhook_enqueue(&self, events: Vec<OutboxEvent>) -> Result<()>;
-    /// Claims up to `limit` deliverable webhook rows for `node` until `now + lease_ms` (see
-    /// [`crate::webhooks`]): due, unclaimed or with an expired lease, the first of their endpoint and key.
+    /// Claims for `node` until `now + lease_ms` up to `limit` deliverable webhook heads (due, unclaimed or
+    /// with an expired lease, the first of their endpoint and key), each with up to `run - 1` rows that
+    /// follow it (see [`crate::webhooks`]); in id order.
     async fn webhook_claim(
         &self,
         node: &str,
         now: Millis,
         lease_ms: i64,
         limit: usize,
+        run: usize,
     ) -> Result<Vec<OutboxRow>>;
+    /// Claimed rows given back unsent.
+    async fn webhook_release(&self, ids: Vec<i64>) -> Result<()>;
     /// Delivered rows: deleted.
     async fn webhook_done(&self, ids: Vec<i64>) -> Result<()>;
     /// A failed attempt: tried again at `next_at`.

@@ -25,6 +25,10 @@ use crate::store::{Outbox, OutboxRow, Store};
 const BACKOFF_MAX_MS: u64 = 10 * 60 * 1000;
 /// Sleep of an idle worker between two claims.
 const IDLE_POLL: Duration = Duration::from_millis(100);
+/// Rows of one conversation sent per claim, one after another.
+const RUN_MAX: usize = 64;
+/// How long a worker woken by a finished delivery waits for others to finish with it.
+const COALESCE: Duration = Duration::from_millis(2);
 /// How often the outbox's depth is measured.
 const DEPTH_EVERY: Duration = Duration::from_secs(1);
 /// Bytes of a failing receiver's answer kept as `last_error`.
@@ -107,103 +111,159 @@ enum Outcome {
     Failed(String),
 }
 
+/// What a run (claimed rows of one endpoint and key, in order) came to.
+struct Run {
+    delivered: Vec<OutboxRow>,
+    /// The first row that failed; nothing after it was tried.
+    failed: Option<(OutboxRow, String)>,
+    /// Rows not tried (behind a failure, or past the run's time budget).
+    untouched: Vec<i64>,
+}
+
+/// Splits claimed rows (in id order) into runs of one endpoint and key each, in id order within.
+fn runs(rows: Vec<OutboxRow>) -> Vec<Vec<OutboxRow>> {
+    let mut by_key: HashMap<(String, i64), Vec<OutboxRow>> = HashMap::new();
+    for row in rows {
+        by_key
+            .entry((row.endpoint.clone(), row.key))
+            .or_default()
+            .push(row);
+    }
+    by_key.into_values().collect()
+}
+
+/// Sends a run's rows one after another, stopping at the first failure or when `budget` is spent.
+async fn send_run(
+    http: reqwest::Client,
+    endpoint: Option<Arc<WebhookEndpoint>>,
+    run: Vec<OutboxRow>,
+    budget: Duration,
+) -> Run {
+    let started = tokio::time::Instant::now();
+    let mut result = Run {
+        delivered: Vec::new(),
+        failed: None,
+        untouched: Vec::new(),
+    };
+    let mut rows = run.into_iter();
+    for row in rows.by_ref() {
+        let outcome = match &endpoint {
+            Some(endpoint) => deliver(&http, endpoint, &row).await,
+            None => Outcome::Failed("endpoint no longer configured".into()),
+        };
+        match outcome {
+            Outcome::Delivered => result.delivered.push(row),
+            Outcome::Failed(error) => {
+                result.failed = Some((row, error));
+                break;
+            }
+        }
+        if started.elapsed() >= budget {
+            break;
+        }
+    }
+    result.untouched = rows.map(|row| row.id).collect();
+    result
+}
+
 impl Worker {
     async fn run(self, shutdown: CancellationToken) {
-        let mut inflight: JoinSet<(OutboxRow, Outcome)> = JoinSet::new();
+        let mut inflight: JoinSet<Run> = JoinSet::new();
         let mut depth_at = tokio::time::Instant::now();
         let concurrency = self.config.webhook_concurrency;
+        let lease = self.config.webhook_lease_ms as i64;
+        // A run stops well inside its lease, so no other node can take its key while it sends.
+        let run_budget = Duration::from_millis(self.config.webhook_lease_ms / 4);
         while !shutdown.is_cancelled() {
             if depth_at.elapsed() >= DEPTH_EVERY {
                 depth_at = tokio::time::Instant::now();
                 self.measure_depth().await;
             }
-            // Settle what finished first: a delivered row must be gone before its successor can be claimed.
-            let mut done = Vec::new();
-            while let Some(joined) = inflight.try_join_next() {
-                if let Ok((row, outcome)) = joined {
-                    self.settle(row, outcome, &mut done).await;
-                }
-            }
-            if !done.is_empty() {
-                if let Err(error) = self.store.webhook_done(done).await {
-                    tracing::warn!(%error, "cannot delete delivered webhooks (they will be sent again)");
-                }
-            }
+            // One claim per wake: a wake is a finished batch of runs, or the idle poll.
             let room = concurrency.saturating_sub(inflight.len());
-            let claimed = if room > 0 {
-                let lease = self.config.webhook_lease_ms as i64;
+            if room > 0 {
                 match self
                     .store
-                    .webhook_claim(&self.node, now_millis(), lease, room)
+                    .webhook_claim(&self.node, now_millis(), lease, room, RUN_MAX)
                     .await
                 {
-                    Ok(rows) => rows,
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot claim webhook deliveries");
-                        Vec::new()
-                    }
-                }
-            } else {
-                Vec::new()
-            };
-            let got = claimed.len();
-            for row in claimed {
-                let endpoint = self.endpoints.get(&row.endpoint).cloned();
-                let http = self.http.clone();
-                inflight.spawn(async move {
-                    let outcome = match endpoint {
-                        Some(endpoint) => deliver(&http, &endpoint, &row).await,
-                        None => Outcome::Failed("endpoint no longer configured".into()),
-                    };
-                    (row, outcome)
-                });
-            }
-            if got == 0 {
-                // Wake for the first finished delivery, or poll again after a while.
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(IDLE_POLL) => {}
-                    Some(Ok((row, outcome))) = inflight.join_next(), if !inflight.is_empty() => {
-                        let mut done = Vec::new();
-                        self.settle(row, outcome, &mut done).await;
-                        if !done.is_empty() {
-                            if let Err(error) = self.store.webhook_done(done).await {
-                                tracing::warn!(%error, "cannot delete delivered webhooks");
-                            }
+                    Ok(rows) => {
+                        for run in runs(rows) {
+                            let endpoint = self.endpoints.get(&run[0].endpoint).cloned();
+                            let http = self.http.clone();
+                            let store = self.store.clone();
+                            inflight.spawn(async move {
+                                let run = send_run(http, endpoint, run, run_budget).await;
+                                // Deleted at once, well inside the lease: a row still there when its
+                                // lease ends would be sent again.
+                                let ids: Vec<i64> = run.delivered.iter().map(|r| r.id).collect();
+                                if !ids.is_empty() {
+                                    if let Err(error) = store.webhook_done(ids).await {
+                                        tracing::warn!(%error, "cannot delete delivered webhooks (they will be sent again)");
+                                    }
+                                }
+                                run
+                            });
                         }
                     }
+                    Err(error) => tracing::warn!(?error, "cannot claim webhook deliveries"),
                 }
-            } else {
-                tokio::task::yield_now().await;
+            }
+            let mut finished = Vec::new();
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+                Some(joined) = inflight.join_next(), if !inflight.is_empty() => {
+                    finished.extend(joined.ok());
+                    // Let the runs finishing at about the same time settle together: one claim for all of
+                    // them instead of one each (a store write).
+                    tokio::time::sleep(COALESCE).await;
+                }
+            }
+            while let Some(joined) = inflight.try_join_next() {
+                finished.extend(joined.ok());
+            }
+            self.settle(finished).await;
+        }
+    }
+
+    /// Records what finished runs did (their delivered rows are already deleted): a failed one retried or
+    /// dead-lettered, the rows behind it given back.
+    async fn settle(&self, finished: Vec<Run>) {
+        let mut release = Vec::new();
+        for run in finished {
+            for row in &run.delivered {
+                self.metrics.delivered.inc();
+                let age = (now_millis() - row.created_at).max(0) as f64 / 1000.0;
+                self.metrics.delivery_seconds.observe(age);
+            }
+            release.extend(run.untouched);
+            if let Some((row, error)) = run.failed {
+                self.failed(row, error).await;
+            }
+        }
+        if !release.is_empty() {
+            if let Err(error) = self.store.webhook_release(release).await {
+                tracing::warn!(%error, "cannot give back webhook claims (freed after their lease)");
             }
         }
     }
 
-    async fn settle(&self, row: OutboxRow, outcome: Outcome, done: &mut Vec<i64>) {
-        match outcome {
-            Outcome::Delivered => {
-                self.metrics.delivered.inc();
-                let age = (now_millis() - row.created_at).max(0) as f64 / 1000.0;
-                self.metrics.delivery_seconds.observe(age);
-                done.push(row.id);
-            }
-            Outcome::Failed(error) => {
-                self.metrics.failures.inc();
-                let now = now_millis();
-                let delay = backoff_ms(self.config.webhook_backoff_ms, row.attempts) as Millis;
-                let window = self.config.webhook_retry_secs.saturating_mul(1000) as Millis;
-                let result = if now + delay - row.created_at > window {
-                    tracing::warn!(id = row.id, endpoint = %row.endpoint, %error, "webhook delivery dead-lettered");
-                    self.metrics.dead.inc();
-                    self.store.webhook_bury(row.id, error).await
-                } else {
-                    tracing::debug!(id = row.id, endpoint = %row.endpoint, %error, delay, "webhook delivery failed");
-                    self.store.webhook_retry(row.id, now + delay, error).await
-                };
-                if let Err(error) = result {
-                    tracing::warn!(%error, "cannot record a failed webhook delivery (retried after its lease)");
-                }
-            }
+    async fn failed(&self, row: OutboxRow, error: String) {
+        self.metrics.failures.inc();
+        let now = now_millis();
+        let delay = backoff_ms(self.config.webhook_backoff_ms, row.attempts) as Millis;
+        let window = self.config.webhook_retry_secs.saturating_mul(1000) as Millis;
+        let result = if now + delay - row.created_at > window {
+            tracing::warn!(id = row.id, endpoint = %row.endpoint, %error, "webhook delivery dead-lettered");
+            self.metrics.dead.inc();
+            self.store.webhook_bury(row.id, error).await
+        } else {
+            tracing::debug!(id = row.id, endpoint = %row.endpoint, %error, delay, "webhook delivery failed");
+            self.store.webhook_retry(row.id, now + delay, error).await
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "cannot record a failed webhook delivery (retried after its lease)");
         }
     }
 

@@ -18,6 +18,7 @@ mod common;
 mod services;
 
 mod bad_input;
+mod before_send;
 mod bus_auth;
 mod chat;
 mod cluster;

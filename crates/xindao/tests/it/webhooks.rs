@@ -245,3 +245,64 @@ async fn postgres_a_failing_receiver_ends_in_dead_letters_and_redrive_delivers()
         a_receiver_that_always_fails_ends_in_the_dead_letters(Some(&db)).await;
     }
 }
+
+/// Cost of keeping `message.created` for one endpoint on the append path, and how far behind delivery runs:
+/// 20 senders each send a burst of 200 into their own direct conversation; the time until every ack is back,
+/// without an endpoint and with one, alternated. A measurement, not a check (debug builds on a shared host
+/// vary): run with `cargo test -p xindao --test it webhooks::measure -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_append_cost_and_lag() {
+    let receiver = Receiver::start().await;
+    for round in 0..3 {
+        for with in [false, true] {
+            let url = receiver.url();
+            let server = server(None, |c| {
+                if with {
+                    c.webhooks = endpoint(url, &["message.created"]);
+                }
+            })
+            .await;
+            let before = receiver.delivered().len();
+            let mut senders = Vec::new();
+            for i in 0..20 {
+                let a = server.login(&format!("m-a{i}")).await;
+                let b = server.login(&format!("m-b{i}")).await;
+                let mut client = server.connect(&a).await;
+                let direct = client
+                    .ok("direct_open", json!({"user_id": b.user_id}))
+                    .await["conversation"]["id"]
+                    .as_i64()
+                    .unwrap();
+                senders.push((client, direct));
+            }
+            let started = std::time::Instant::now();
+            let tasks: Vec<_> = senders
+                .into_iter()
+                .map(|(mut client, direct)| {
+                    tokio::spawn(async move {
+                        client.send_burst(direct, "b", 200).await;
+                        for i in 0..200 {
+                            assert_eq!(client.reply(100 + i).await["ok"], true);
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            let acked = started.elapsed();
+            let mut delivered_in = Duration::ZERO;
+            if with {
+                receiver
+                    .wait_for(120, "4000 deliveries", |d| d.len() >= before + 4000)
+                    .await;
+                delivered_in = started.elapsed();
+            }
+            eprintln!(
+                "round {round} webhooks={with}: 4000 sends acked in {acked:?} ({:.0} msg/s); all delivered in {delivered_in:?}",
+                4000.0 / acked.as_secs_f64()
+            );
+        }
+    }
+}

@@ -335,8 +335,13 @@ impl Store for PostgresStore {
         now: Millis,
         lease_ms: i64,
         limit: usize,
+        run: usize,
     ) -> Result<Vec<super::OutboxRow>> {
-        self.outbox_claim(node, now, lease_ms, limit).await
+        self.outbox_claim(node, now, lease_ms, limit, run).await
+    }
+
+    async fn webhook_release(&self, ids: Vec<i64>) -> Result<()> {
+        self.outbox_release(ids).await
     }
 
     async fn webhook_done(&self, ids: Vec<i64>) -> Result<()> {

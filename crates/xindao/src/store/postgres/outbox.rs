@@ -13,6 +13,15 @@ use crate::store::outbox::{DeadRow, Outbox, OutboxEvent, OutboxRow};
 
 type Pg<T> = std::result::Result<T, tokio_postgres::Error>;
 
+/// [`map_pg`], keeping PostgreSQL's own message in the error (the worker logs it).
+fn pg_detail(error: tokio_postgres::Error) -> crate::Error {
+    let detail = error.as_db_error().map(|db| db.message().to_string());
+    match (map_pg(error), detail) {
+        (crate::Error::Internal(_), Some(detail)) => crate::Error::Internal(detail),
+        (other, _) => other,
+    }
+}
+
 /// Writes `events` for the endpoints that want them, in the caller's transaction: one statement.
 pub(super) async fn insert(
     tx: &impl GenericClient,
@@ -78,23 +87,67 @@ impl PostgresStore {
         now: Millis,
         lease_ms: i64,
         limit: usize,
+        run: usize,
     ) -> Result<Vec<OutboxRow>> {
-        let rows = self
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_detail)?;
+        let heads = tx
             .query(
-                "UPDATE webhook_outbox SET lease_until = $2 + $3, claimed_by = $1
+                "UPDATE webhook_outbox SET lease_until = $2::bigint + $3::bigint, claimed_by = $1
                  WHERE id IN (
                     SELECT o.id FROM webhook_outbox o
-                    WHERE o.next_at <= $2 AND o.lease_until <= $2
-                      AND NOT EXISTS (SELECT 1 FROM webhook_outbox p
-                                      WHERE p.endpoint = o.endpoint
-                                        AND p.ordering_key = o.ordering_key AND p.id < o.id)
+                    WHERE o.id IN (SELECT min(id) FROM webhook_outbox
+                                   GROUP BY endpoint, ordering_key)
+                      AND o.next_at <= $2 AND o.lease_until <= $2
                     ORDER BY o.id LIMIT $4
                     FOR UPDATE SKIP LOCKED)
                  RETURNING id, endpoint, ordering_key, event, data, created_at, attempts",
                 &[&node, &now, &lease_ms, &(limit as i64)],
             )
-            .await?;
-        rows.iter().map(row).collect::<Pg<_>>().map_err(map_pg)
+            .await
+            .map_err(pg_detail)?;
+        let mut claimed = heads
+            .iter()
+            .map(row)
+            .collect::<Pg<Vec<_>>>()
+            .map_err(pg_detail)?;
+        if run > 1 && !claimed.is_empty() {
+            // The heads' leases keep other nodes off these keys: their following rows are ours to send.
+            let endpoints: Vec<&str> = claimed.iter().map(|r| r.endpoint.as_str()).collect();
+            let keys: Vec<i64> = claimed.iter().map(|r| r.key).collect();
+            let ids: Vec<i64> = claimed.iter().map(|r| r.id).collect();
+            let follow = tx
+                .query(
+                    "UPDATE webhook_outbox SET lease_until = $2::bigint + $3::bigint, claimed_by = $1
+                     WHERE id IN (
+                        SELECT id FROM (
+                            SELECT o.id, row_number() OVER (PARTITION BY o.endpoint, o.ordering_key
+                                                            ORDER BY o.id) AS rn
+                            FROM webhook_outbox o
+                            JOIN UNNEST($4::text[], $5::bigint[], $6::bigint[]) AS g(endpoint, k, head)
+                              ON o.endpoint = g.endpoint AND o.ordering_key = g.k AND o.id > g.head
+                        ) t WHERE rn < $7)
+                     RETURNING id, endpoint, ordering_key, event, data, created_at, attempts",
+                    &[&node, &now, &lease_ms, &endpoints, &keys, &ids, &(run as i64)],
+                )
+                .await
+                .map_err(pg_detail)?;
+            for r in &follow {
+                claimed.push(row(r).map_err(pg_detail)?);
+            }
+        }
+        tx.commit().await.map_err(pg_detail)?;
+        claimed.sort_by_key(|r| r.id);
+        Ok(claimed)
+    }
+
+    pub(super) async fn outbox_release(&self, ids: Vec<i64>) -> Result<()> {
+        self.query(
+            "UPDATE webhook_outbox SET lease_until = 0, claimed_by = NULL WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .map(|_| ())
     }
 
     pub(super) async fn outbox_done(&self, ids: Vec<i64>) -> Result<()> {

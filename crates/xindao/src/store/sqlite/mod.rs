@@ -414,9 +414,17 @@ impl Store for SqliteStore {
         now: Millis,
         lease_ms: i64,
         limit: usize,
+        run: usize,
     ) -> Result<Vec<super::OutboxRow>> {
         let node = node.to_string();
-        self.write(move |conn| outbox::claim(conn, &node, now, lease_ms, limit).map_err(map_sqlite))
+        self.write(move |conn| {
+            outbox::claim(conn, &node, now, lease_ms, limit, run).map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn webhook_release(&self, ids: Vec<i64>) -> Result<()> {
+        self.write(move |conn| outbox::release(conn, &ids).map_err(map_sqlite))
             .await
     }
 

@@ -29,38 +29,82 @@ pub(super) fn insert(
     Ok(())
 }
 
-/// Claims up to `limit` deliverable rows: due, not claimed by a live lease, and the first of their endpoint
-/// and key (so each key's events go one at a time, in order).
+/// Claims up to `limit` deliverable heads (due, not under a live lease, the first row of their endpoint and
+/// key) and, behind each, up to `run - 1` following rows of the same endpoint and key: the head's lease
+/// keeps every other claimer off the whole key, so its rows can be sent one after another in order.
 pub(super) fn claim(
-    conn: &Connection,
+    conn: &mut Connection,
     node: &str,
     now: Millis,
     lease_ms: i64,
     limit: usize,
+    run: usize,
 ) -> rusqlite::Result<Vec<OutboxRow>> {
-    conn.prepare_cached(
-        "UPDATE webhook_outbox SET lease_until = ?2 + ?3, claimed_by = ?1
-         WHERE id IN (
-            SELECT o.id FROM webhook_outbox o
-            WHERE o.next_at <= ?2 AND o.lease_until <= ?2
-              AND NOT EXISTS (SELECT 1 FROM webhook_outbox p
-                              WHERE p.endpoint = o.endpoint AND p.ordering_key = o.ordering_key
-                                AND p.id < o.id)
-            ORDER BY o.id LIMIT ?4)
-         RETURNING id, endpoint, ordering_key, event, data, created_at, attempts",
-    )?
-    .query_map(params![node, now, lease_ms, limit as i64], |row| {
-        Ok(OutboxRow {
-            id: row.get(0)?,
-            endpoint: row.get(1)?,
-            key: row.get(2)?,
-            event: row.get(3)?,
-            data: row.get(4)?,
-            created_at: row.get(5)?,
-            attempts: row.get(6)?,
-        })
-    })?
-    .collect()
+    let tx = conn.transaction()?;
+    let mut claimed: Vec<OutboxRow> = tx
+        .prepare_cached(
+            "UPDATE webhook_outbox SET lease_until = ?2 + ?3, claimed_by = ?1
+             WHERE id IN (
+                SELECT o.id FROM webhook_outbox o
+                JOIN (SELECT min(id) AS id FROM webhook_outbox GROUP BY endpoint, ordering_key) h
+                  ON h.id = o.id
+                WHERE o.next_at <= ?2 AND o.lease_until <= ?2
+                ORDER BY o.id LIMIT ?4)
+             RETURNING id, endpoint, ordering_key, event, data, created_at, attempts",
+        )?
+        .query_map(params![node, now, lease_ms, limit as i64], read_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let heads: Vec<(String, i64, i64)> = claimed
+        .iter()
+        .map(|r| (r.endpoint.clone(), r.key, r.id))
+        .collect();
+    if run > 1 {
+        let mut follow = tx.prepare_cached(
+            "UPDATE webhook_outbox SET lease_until = ?2 + ?3, claimed_by = ?1
+             WHERE id IN (SELECT id FROM webhook_outbox
+                          WHERE endpoint = ?4 AND ordering_key = ?5 AND id > ?6
+                          ORDER BY id LIMIT ?7)
+             RETURNING id, endpoint, ordering_key, event, data, created_at, attempts",
+        )?;
+        for (endpoint, key, head) in heads {
+            let rows = follow.query_map(
+                params![node, now, lease_ms, endpoint, key, head, (run - 1) as i64],
+                read_row,
+            )?;
+            for row in rows {
+                claimed.push(row?);
+            }
+        }
+    }
+    tx.commit()?;
+    claimed.sort_by_key(|r| r.id);
+    Ok(claimed)
+}
+
+fn read_row(row: &rusqlite::Row) -> rusqlite::Result<OutboxRow> {
+    Ok(OutboxRow {
+        id: row.get(0)?,
+        endpoint: row.get(1)?,
+        key: row.get(2)?,
+        event: row.get(3)?,
+        data: row.get(4)?,
+        created_at: row.get(5)?,
+        attempts: row.get(6)?,
+    })
+}
+
+/// Gives claimed rows back unsent (behind a failed one, or a run cut short).
+pub(super) fn release(conn: &mut Connection, ids: &[i64]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut release = tx.prepare_cached(
+            "UPDATE webhook_outbox SET lease_until = 0, claimed_by = NULL WHERE id = ?1",
+        )?;
+        for id in ids {
+            release.execute([id])?;
+        }
+    }
+    tx.commit()
 }
 
 pub(super) fn done(conn: &mut Connection, ids: &[i64]) -> rusqlite::Result<()> {
