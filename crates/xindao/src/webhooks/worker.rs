@@ -71,6 +71,7 @@ pub fn spawn(
     }
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(config.webhook_timeout_ms))
+        .tcp_nodelay(true)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| crate::Error::Internal(format!("webhook http client: {e}")))?;

@@ -465,6 +465,10 @@ async fn sqlite_migration_2_keeps_messages_and_dedupe() {
              INSERT INTO old SELECT * FROM messages;
              DROP TABLE messages;
              ALTER TABLE old RENAME TO messages;
+             DROP INDEX users_by_external_id;
+             ALTER TABLE users DROP COLUMN external_id;
+             DROP TABLE webhook_outbox;
+             DROP TABLE webhook_dead;
              PRAGMA user_version = 1;
              COMMIT;",
         )
@@ -479,8 +483,8 @@ async fn sqlite_migration_2_keeps_messages_and_dedupe() {
     let version: i64 = db
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    // Migration 2, then the ones after it (3, 4).
-    assert_eq!(version, 4);
+    // Migration 2, then the ones after it (3 to 6).
+    assert_eq!(version, 6);
     let key: Vec<String> = db
         .prepare(
             "SELECT ii.name FROM pragma_index_list('messages') il, pragma_index_info(il.name) ii

@@ -90,6 +90,10 @@ impl Receiver {
             .route("/hook", post(hook))
             .with_state(self.shared.clone());
         self.task = Some(tokio::spawn(async move {
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(listener, app).await;
         }));
     }
