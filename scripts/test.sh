@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting and lints, the Rust tests (unit + integration against a real server),
-# the JS SDK tests and the browser end-to-end test (both against the real binary).
+# the JS SDK tests, the unmodified Wafer client SDKs (tests/wafer) and the browser end-to-end test (all
+# against the real binary).
 # Needs: Rust (cargo), Node >= 20 with npm, and Chromium at /usr/bin/chromium (Debian: apt-get install chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,9 @@ cargo test --workspace
 
 step "JS SDK tests (sdk/js)"
 (cd sdk/js && npm ci --no-audit --no-fund && npm test)
+
+step "Wafer client SDKs against standalone Wafer mode (tests/wafer)"
+(cd tests/wafer && npm ci --no-audit --no-fund && npm test)
 
 step "browser end-to-end test (e2e)"
 if [ ! -x /usr/bin/chromium ]; then

@@ -32,6 +32,8 @@ pub struct App {
     pub chat: Chat,
     pub auth: Arc<Auth>,
     pub metrics: Metrics,
+    /// The server API's rate limits and system account (`/v1/server/...`).
+    pub server_api: crate::http::server_api::ServerApi,
     /// Cancelled when the server starts shutting down: connections close with 1001.
     pub shutdown: CancellationToken,
     /// The connection tasks, which shutdown waits for.
@@ -95,6 +97,7 @@ impl App {
         )?;
         let app = Arc::new(App {
             connection_slots: Arc::new(Semaphore::new(config.max_connections)),
+            server_api: crate::http::server_api::ServerApi::new(&config),
             sockets_per_ip: PerIp::new(config.max_connections_per_ip),
             config,
             store,

@@ -36,6 +36,9 @@ pub enum Error {
     /// A per-user cap (memberships, rooms owned) would be exceeded.
     #[error("{0}")]
     LimitReached(&'static str),
+    /// A recall asked for later than `recall_window_secs` after the message was sent.
+    #[error("a message can only be recalled within {window_secs} s of sending it")]
+    RecallWindowPassed { window_secs: i64 },
     #[error("too many requests, retry in {retry_after_ms} ms")]
     RateLimited { retry_after_ms: u64 },
     #[error("{0}")]
@@ -46,6 +49,21 @@ pub enum Error {
     WeChat(#[from] WeChatError),
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// Server API: a body that is not JSON, or not a JSON object.
+    #[error("{0}")]
+    InvalidJson(String),
+    /// Server API: a request body over the limit.
+    #[error("the request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    /// Server API: the key lacks the scope a route needs.
+    #[error("this API key lacks the `{0}` scope")]
+    InsufficientScope(&'static str),
+    /// The user is banned (login refused).
+    #[error("this user is banned")]
+    Banned,
+    /// The sender is muted in this conversation.
+    #[error("you are muted in this conversation")]
+    Muted,
     #[error("internal error")]
     Internal(String),
 }
@@ -85,6 +103,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::LimitReached(_) => "limit_reached",
+            Error::RecallWindowPassed { .. } => "recall_window_passed",
             Error::RateLimited { .. } => "rate_limited",
             Error::TooManyConnections(_) | Error::ServerFull => "too_many_connections",
             Error::WeChat(WeChatError::InvalidCode(_)) => "invalid_code",
@@ -94,6 +113,11 @@ impl Error {
             Error::WeChat(_) => "wechat_error",
             Error::Unavailable(_) => "unavailable",
             Error::Internal(_) => "internal",
+            Error::InvalidJson(_) => "invalid_json",
+            Error::BodyTooLarge(_) => "body_too_large",
+            Error::InsufficientScope(_) => "insufficient_scope",
+            Error::Banned => "banned",
+            Error::Muted => "muted",
         }
     }
 
@@ -110,7 +134,9 @@ impl Error {
                 StatusCode::UNAUTHORIZED
             }
             Error::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Forbidden(_) | Error::WeChat(WeChatError::UserBlocked) => StatusCode::FORBIDDEN,
+            Error::Forbidden(_)
+            | Error::RecallWindowPassed { .. }
+            | Error::WeChat(WeChatError::UserBlocked) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) | Error::LimitReached(_) => StatusCode::CONFLICT,
             Error::RateLimited { .. }
@@ -121,6 +147,9 @@ impl Error {
             }
             Error::WeChat(_) => StatusCode::BAD_GATEWAY,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            Error::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::InsufficientScope(_) | Error::Banned | Error::Muted => StatusCode::FORBIDDEN,
         }
     }
 

@@ -19,6 +19,9 @@
 //! - [`hub`]: this node's connections and the conversations they follow; routes each delivery into the
 //!   recipients' bounded queues ([`hub::outbox`](mod@hub::outbox)), which their connection tasks write.
 //!
+//! Beside them, [`wafer`] serves Wafer's session and tunnel protocol on top of the same parts, for
+//! mini-programs built on Tencent's Wafer SDKs.
+//!
 //! Around them: [`app`] (the shared state, its assembly and its ordered teardown), [`config`], [`peer`] (who
 //! the client is, and connections per address), [`model`]
 //! (the stored types), [`error`] (one error type, with its wire code and HTTP status) and [`metrics`]. The
@@ -45,6 +48,7 @@ pub mod bus;
 
 pub mod hub;
 
+pub mod wafer;
 pub mod webhooks;
 
 // Around them.

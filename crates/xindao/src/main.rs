@@ -29,6 +29,11 @@ enum Command {
         #[command(subcommand)]
         command: WebhooksCommand,
     },
+    /// Manage the server API's keys in the configured store (docs/server-api.md).
+    Apikey {
+        #[command(subcommand)]
+        action: ApikeyAction,
+    },
 }
 
 #[derive(Subcommand)]
@@ -54,6 +59,33 @@ enum DeadCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum ApikeyAction {
+    /// Create a key and print it (the only time it is shown; only its SHA-256 is stored).
+    Create {
+        /// The key's name, shown in every log line of its calls: 1..=64 of [A-Za-z0-9_.-].
+        #[arg(long)]
+        name: String,
+        /// What it may do, comma-separated: messages, rooms, users, sessions, read.
+        #[arg(long)]
+        scopes: String,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// List the keys (name, scopes, created, revoked), never the keys themselves.
+    List {
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Revoke the key of this name: its next call answers 401.
+    Revoke {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        flags: Flags,
+    },
+}
+
 #[derive(clap::Args)]
 struct ConfigArgs {
     /// Print the reference of every key as Markdown (docs/configuration.md) instead.
@@ -71,6 +103,7 @@ fn main() -> anyhow::Result<()> {
         Command::Webhooks {
             command: WebhooksCommand::Dead { command },
         } => dead_letters(command)?,
+        Command::Apikey { action } => apikey(action)?,
     }
     Ok(())
 }
@@ -93,6 +126,57 @@ fn dead_letters(command: DeadCommand) -> anyhow::Result<()> {
             }
         }
         Ok(())
+    })
+}
+
+/// Runs an `apikey` command against the configured store (migrating it first, as the server does).
+fn apikey(action: ApikeyAction) -> anyhow::Result<()> {
+    use xindao::http::server_api::keys;
+    let flags = match &action {
+        ApikeyAction::Create { flags, .. }
+        | ApikeyAction::List { flags }
+        | ApikeyAction::Revoke { flags, .. } => flags,
+    };
+    let config = flags.load()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        // Nothing is appended: the commit sink is never used.
+        let (sink, _commits) = tokio::sync::mpsc::channel(1);
+        let store = xindao::store::open(&config, sink, Default::default()).await?;
+        let outcome: anyhow::Result<()> = async {
+            match action {
+                ApikeyAction::Create { name, scopes, .. } => {
+                    let (key, stored) = keys::create(store.as_ref(), &name, &scopes).await?;
+                    eprintln!(
+                        "created API key `{}` (scopes {}); it is shown once, store it now:",
+                        stored.name, stored.scopes
+                    );
+                    println!("{key}");
+                }
+                ApikeyAction::List { .. } => {
+                    for key in keys::list(store.as_ref()).await? {
+                        let state = match key.revoked_at {
+                            Some(at) => format!("revoked_at={at}"),
+                            None => "live".to_string(),
+                        };
+                        println!(
+                            "{}\tscopes={}\tcreated_at={}\t{state}",
+                            key.name, key.scopes, key.created_at
+                        );
+                    }
+                }
+                ApikeyAction::Revoke { name, .. } => {
+                    keys::revoke(store.as_ref(), &name).await?;
+                    eprintln!("revoked API key `{name}`");
+                }
+            }
+            Ok(())
+        }
+        .await;
+        store.shutdown().await;
+        outcome
     })
 }
 

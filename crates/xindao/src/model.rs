@@ -19,6 +19,9 @@ pub fn now_millis() -> Millis {
 pub struct User {
     pub id: UserId,
     pub display_name: String,
+    /// An https URL or a xindao media path (`/v1/media/...`); absent when the user has set none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -71,7 +74,8 @@ impl MessageKind {
     }
 }
 
-/// A committed message, exactly as clients see it.
+/// A committed message, exactly as clients see it. A tombstone (`state` set) keeps its id, seq, sender and
+/// time but has no content (`null` here, absent on the wire): seqs stay gap-free.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Message {
     pub id: i64,
@@ -80,8 +84,67 @@ pub struct Message {
     pub sender_id: UserId,
     pub cmid: String,
     pub kind: MessageKind,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub content: serde_json::Value,
     pub ts: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<MessageState>,
+}
+
+/// What became of a message after it was sent (docs/protocol.md, "Recall, remove, hide").
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageState {
+    /// Taken back by its sender within `recall_window_secs`: gone for everyone.
+    Recalled,
+    /// Removed by the room's owner (or the server API): gone for everyone.
+    Removed,
+    /// Deleted for one user only (their devices); the others still see it.
+    Hidden,
+}
+
+impl MessageState {
+    /// The name stored in the database (and used on the wire).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageState::Recalled => "recalled",
+            MessageState::Removed => "removed",
+            MessageState::Hidden => "hidden",
+        }
+    }
+
+    /// Reads a stored name back; `None` (a normal message) for anything else.
+    pub fn from_stored(name: &str) -> Option<MessageState> {
+        match name {
+            "recalled" => Some(MessageState::Recalled),
+            "removed" => Some(MessageState::Removed),
+            "hidden" => Some(MessageState::Hidden),
+            _ => None,
+        }
+    }
+}
+
+impl Message {
+    /// This message as a tombstone in `state`: no content.
+    pub fn tombstone(mut self, state: MessageState) -> Message {
+        self.erase(state);
+        self
+    }
+
+    /// Turns this message into its tombstone in `state`, in place.
+    pub fn erase(&mut self, state: MessageState) {
+        self.content = serde_json::Value::Null;
+        self.state = Some(state);
+    }
+}
+
+/// A change of a user's own profile; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileChange {
+    /// An already validated display name.
+    pub display_name: Option<String>,
+    /// `Some(None)` clears the avatar; `Some(Some(url))` sets an already validated URL.
+    pub avatar_url: Option<Option<String>>,
 }
 
 /// A conversation as seen by one member (read state and unread count are per member).

@@ -8,6 +8,10 @@
 use crate::error::{Error, Result};
 use crate::model::{ConversationKind, Millis, UserId, Visibility};
 
+#[path = "rules/messages.rs"]
+mod messages;
+pub use messages::{may_change_message, no_such_message, MessageFacts, StateChange};
+
 /// What the room rules need to know about a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoomFacts {

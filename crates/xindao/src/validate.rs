@@ -31,6 +31,53 @@ pub fn name(raw: &str, what: &str) -> Result<String> {
     Ok(trimmed.to_string())
 }
 
+/// Longest avatar URL, in bytes.
+pub const AVATAR_URL_MAX: usize = 512;
+
+/// The path prefix of media served by xindao: an avatar may name one relative to the server.
+pub const MEDIA_PATH_PREFIX: &str = "/v1/media/";
+
+/// An avatar URL: at most [`AVATAR_URL_MAX`] bytes of printable ASCII without spaces, quotes or angle
+/// brackets, and either an `https://` URL with a host and no credentials, or a xindao media path
+/// (`/v1/media/...`, no `..` segment). Anything else (http, `javascript:`, `data:`, other hosts' paths) could
+/// make every client that shows the avatar fetch or run what another user chose.
+pub fn avatar_url(raw: &str) -> Result<String> {
+    let refuse = |why: &str| Err(Error::InvalidArgs(format!("avatar_url {why}")));
+    if raw.len() > AVATAR_URL_MAX {
+        return refuse(&format!("is longer than {AVATAR_URL_MAX} bytes"));
+    }
+    if !raw
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b'<' | b'>' | b'\\' | b'`'))
+    {
+        return refuse(
+            "must be printable ASCII without spaces, quotes, backslashes or angle brackets",
+        );
+    }
+    if let Some(rest) = raw.strip_prefix(MEDIA_PATH_PREFIX) {
+        if rest.is_empty() || rest.split(['/', '?', '#']).any(|segment| segment == "..") {
+            return refuse("names no media");
+        }
+        return Ok(raw.to_string());
+    }
+    match url::Url::parse(raw) {
+        // The text as written must be `https://host...` (the parser would also take `https:///host`).
+        Ok(url)
+            if raw.starts_with("https://")
+                && !raw["https://".len()..].starts_with('/')
+                && url.scheme() == "https"
+                && url.host_str().is_some_and(|h| !h.is_empty())
+                && url.username().is_empty()
+                && url.password().is_none() =>
+        {
+            Ok(raw.to_string())
+        }
+        _ => refuse(&format!(
+            "must be an https:// URL or a xindao media path ({MEDIA_PATH_PREFIX}...)"
+        )),
+    }
+}
+
 /// A client message id: 1..=64 characters of `[A-Za-z0-9_.:-]`.
 pub fn cmid(raw: &str) -> Result<()> {
     let ok = !raw.is_empty()
@@ -120,6 +167,29 @@ mod tests {
         assert!(!ok("   "));
         assert!(!ok("12345678901"));
         assert!(ok("1234567890"));
+    }
+
+    #[test]
+    fn avatar_urls() {
+        assert!(avatar_url("https://cdn.example.com/a.png?x=1").is_ok());
+        assert!(avatar_url("/v1/media/abc123").is_ok());
+        for bad in [
+            "http://example.com/a.png",
+            "javascript:alert(1)",
+            "data:image/png;base64,AAAA",
+            "https://user:pw@example.com/a.png",
+            "https:///nohost",
+            "/v1/media/",
+            "/v1/media/../admin",
+            "/other/path",
+            "https://example.com/a b.png",
+            "https://example.com/\"onerror=\"x",
+            "https://例子.com/a.png",
+        ] {
+            assert!(avatar_url(bad).is_err(), "{bad}");
+        }
+        let long = format!("https://example.com/{}", "a".repeat(AVATAR_URL_MAX));
+        assert!(avatar_url(&long).is_err());
     }
 
     #[test]

@@ -225,6 +225,10 @@ impl super::Auth {
                 unionid: None,
             })
             .await?;
+        // A user banned through the server API gets no session from a token either.
+        if self.store.is_banned(user.id).await? {
+            return Err(Error::Banned);
+        }
         let expires_at = claims.exp.saturating_mul(1000);
         if let Err(error) = self
             .store

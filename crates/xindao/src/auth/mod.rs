@@ -13,6 +13,7 @@ mod wechat;
 
 pub use housekeeping::{spawn_housekeeping, warn_dev_login};
 pub use limits::LoginLimits;
+pub use wechat::WeChatIdentity;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -94,6 +95,14 @@ impl Auth {
 
     /// WeChat login: exchanges a `wx.login` code for the user's openid, then issues a session.
     pub async fn login_wechat(&self, client: IpAddr, code: &str) -> Result<LoginResult> {
+        let identity = self.code2session(client, code).await?;
+        self.login_identity(identity).await.map(|(login, _)| login)
+    }
+
+    /// The first half of a WeChat login: checks the code, counts the login against `client`'s limits and
+    /// calls `code2Session`. The Wafer login (`crate::wafer`) decrypts the user's profile with the answer's
+    /// `session_key` before [`Auth::login_identity`] issues the session.
+    pub async fn code2session(&self, client: IpAddr, code: &str) -> Result<WeChatIdentity> {
         let (Some(appid), Some(secret)) = (&self.config.wechat_appid, &self.config.wechat_secret)
         else {
             return Err(Error::NotFound(
@@ -106,14 +115,20 @@ impl Auth {
             ));
         }
         self.limits.check(client)?;
-        let identity = wechat::code2session(
+        Ok(wechat::code2session(
             &self.http,
             &self.config.wechat_api_base,
             appid,
             secret.as_str(),
             code,
         )
-        .await?;
+        .await?)
+    }
+
+    /// The second half of a WeChat login: the user of `identity` (created on first login) and a new session.
+    /// Also returns the openid (the identity is consumed).
+    pub async fn login_identity(&self, identity: WeChatIdentity) -> Result<(LoginResult, String)> {
+        let openid = identity.openid.clone();
         let user = self
             .store
             .upsert_user(LoginIdentity {
@@ -124,7 +139,7 @@ impl Auth {
             })
             .await?;
         tracing::info!(user = user.id, "WeChat login");
-        self.issue(user).await
+        Ok((self.issue(user).await?, openid))
     }
 
     /// Development login: a display name is a user. Only when enabled by configuration.
@@ -147,6 +162,10 @@ impl Auth {
     }
 
     async fn issue(&self, user: User) -> Result<LoginResult> {
+        // A user banned through the server API gets no session (and their old ones no longer authenticate).
+        if self.store.is_banned(user.id).await? {
+            return Err(Error::Banned);
+        }
         let token = new_token();
         let expires_at = now_millis() + self.config.session_ttl().as_millis() as i64;
         self.store

@@ -2,8 +2,9 @@
 //!
 //! The answer is read with a deadline and a size cap (a slow or huge answer must not hold a login or its
 //! memory), and WeChat's own `errmsg` never reaches the client: it is logged, and the client gets one of our
-//! error codes. The `session_key` WeChat sends is not kept: no feature needs it (it decrypts `wx.getUserInfo`
-//! payloads), and a stored key is one more secret to lose.
+//! error codes. The `session_key` WeChat sends is never stored: only the Wafer login (`crate::wafer`) uses it,
+//! in memory, to decrypt the `wx.getUserInfo` payload of the same request; a stored key is one more secret to
+//! lose.
 
 use std::time::Duration;
 
@@ -18,10 +19,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Largest answer read: a real one is about 150 bytes.
 const MAX_ANSWER_BYTES: usize = 16 * 1024;
 
-/// What the server keeps of a successful `code2Session`.
-pub(super) struct WeChatIdentity {
+/// A successful `code2Session`. `session_key` (base64, 16 bytes) lives only as long as the login request.
+pub struct WeChatIdentity {
     pub openid: String,
     pub unionid: Option<String>,
+    pub session_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -32,6 +34,7 @@ struct Code2Session {
     errmsg: String,
     openid: Option<String>,
     unionid: Option<String>,
+    session_key: Option<String>,
 }
 
 /// The HTTP client for WeChat, with its deadlines.
@@ -88,6 +91,7 @@ pub(super) async fn code2session(
         (0, Some(openid)) if !openid.is_empty() => Ok(WeChatIdentity {
             openid,
             unionid: answer.unionid,
+            session_key: answer.session_key,
         }),
         (0, _) => Err(transport("answer has no openid")),
         (errcode, _) => {

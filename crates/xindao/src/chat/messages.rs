@@ -88,7 +88,12 @@ impl Chat {
         };
         let page = self
             .store
-            .history(a.conversation_id, range, self.page_limit(a.limit, 50))
+            .history_for(
+                caller.user_id,
+                a.conversation_id,
+                range,
+                self.page_limit(a.limit, 50),
+            )
             .await?;
         let mut budget = REPLY_BYTES_MAX;
         let page = fit_page(page, !matches!(range, Range::After(_)), &mut budget, true);
@@ -140,7 +145,10 @@ impl Chat {
                         break;
                     }
                     budget = budget.saturating_sub(head);
-                    let page = self.store.history(id, Range::After(cursor), limit).await?;
+                    let page = self
+                        .store
+                        .history_for(caller.user_id, id, Range::After(cursor), limit)
+                        .await?;
                     let page = fit_page(page, false, &mut budget, out.is_empty());
                     if page.messages.is_empty() {
                         stopped = true;
@@ -162,7 +170,7 @@ impl Chat {
     }
 
     /// The page size asked for, or `default`, capped at `history_page_max`.
-    fn page_limit(&self, asked: Option<NonZeroUsize>, default: usize) -> usize {
+    pub(super) fn page_limit(&self, asked: Option<NonZeroUsize>, default: usize) -> usize {
         asked
             .map_or(default, NonZeroUsize::get)
             .clamp(1, self.config.history_page_max)

@@ -3,7 +3,8 @@
 //!
 //! One file per group of operations, each operation a small function taking the caller and its typed
 //! arguments: `messages` (send, history, sync), `rooms` (conversations and membership), `presence`
-//! (presence, typing), `read` (read marks). `session` registers and ends connections; `fanout` turns
+//! (presence, typing), `read` (read marks), `profiles` (profile_set, user_search, contacts), `recall`
+//! (recall, message_remove, hide). `session` registers and ends connections; `fanout` turns
 //! committed messages into pushes; `summaries` coalesces the membership changes of big rooms. `paging`
 //! bounds every reply and `limits` holds the per-user rate limits.
 
@@ -14,8 +15,11 @@ mod limits;
 mod messages;
 mod paging;
 mod presence;
+mod profiles;
 mod read;
+mod recall;
 mod rooms;
+mod server_api;
 mod session;
 mod summaries;
 
@@ -24,6 +28,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::json;
 use serde_json::value::{to_raw_value, RawValue};
+
+pub use server_api::{found, EventTarget};
 
 use crate::bus::Bus;
 use crate::config::Config;
@@ -49,6 +55,7 @@ pub struct Chat {
     room_adds: limits::PerUser,
     lookups: limits::PerUser,
     hooks: Arc<hooks::Hooks>,
+    profile_sets: limits::PerUser,
 }
 
 pub use hooks::Hooks;
@@ -65,6 +72,7 @@ impl Chat {
             room_adds: limits::PerUser::per_minute(config.room_adds_per_min),
             lookups: limits::PerUser::per_minute(config.lookups_per_min),
             hooks: Arc::default(),
+            profile_sets: limits::PerUser::per_minute(profiles::PROFILE_SETS_PER_MIN),
             store,
             bus,
             hub,
@@ -92,6 +100,12 @@ impl Chat {
             Op::Read(args) => self.read(caller, args).await,
             Op::Typing(args) => self.typing(caller, args).await,
             Op::Presence(args) => self.presence(caller, args).await,
+            Op::ProfileSet(args) => self.profile_set(caller, args).await,
+            Op::UserSearch(args) => self.user_search(caller, args).await,
+            Op::Contacts(args) => self.contacts(caller, args).await,
+            Op::Recall(args) => self.recall(caller, args).await,
+            Op::MessageRemove(args) => self.message_remove(caller, args).await,
+            Op::Hide(args) => self.hide(caller, args).await,
         }
     }
 

@@ -118,6 +118,29 @@ impl Config {
                 self.nats_creds_file.is_none() || matches!(self.bus, BusConfig::Nats { .. }),
                 "nats_creds_file goes with a nats:// or tls:// bus",
             ),
+            (
+                !self.wafer_auth || self.wechat_enabled(),
+                "wafer_auth needs WeChat login (wechat_appid, wechat_secret)",
+            ),
+            (
+                (1..=300).contains(&self.wafer_heartbeat_secs),
+                "wafer_heartbeat_secs must be between 1 and 300",
+            ),
+            (
+                [&self.wafer_prefix, &self.wafer1_prefix]
+                    .into_iter()
+                    .flatten()
+                    .all(|p| crate::wafer::prefix_ok(p))
+                    && (self.wafer_prefix.is_none() || self.wafer_prefix != self.wafer1_prefix),
+                "wafer_prefix and wafer1_prefix must differ, each \"/\" or a path like \"/weapp\" \
+                 (letters, digits, - and _) not under /v1",
+            ),
+            (
+                self.wafer_public_url.as_deref().is_none_or(|u| {
+                    (u.starts_with("ws://") || u.starts_with("wss://")) && !u.ends_with('/')
+                }),
+                "wafer_public_url must be ws://host[:port] or wss://host[:port] without a trailing /",
+            ),
         ];
         if let Some(problem) = self.webhooks.problem() {
             return Err(ConfigError::Invalid(problem));

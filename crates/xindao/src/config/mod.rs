@@ -223,6 +223,20 @@ pub struct Config {
     /// `rate_limited`. User ids are sequential; this bounds how fast one account can probe them.
     #[arg(long, default_value_t = 60)]
     pub lookups_per_min: u32,
+    /// Server API (`/v1/server/...`) requests per API key per second on this node; beyond it (and the burst):
+    /// `429 rate_limited`.
+    #[arg(long, default_value_t = 100)]
+    pub server_api_rate_per_sec: u32,
+    /// Server API requests one API key may make at once above its rate (the bucket's size).
+    #[arg(long, default_value_t = 200)]
+    pub server_api_burst: u32,
+    /// Display name of the system account, which sends the server API's system messages; given when the
+    /// account is created (on first use).
+    #[arg(long, default_value = "System")]
+    pub system_display_name: String,
+    /// Seconds after sending within which the sender may `recall` a message; later: `recall_window_passed`.
+    #[arg(long, default_value_t = 120)]
+    pub recall_window_secs: u64,
     /// Most messages per group commit (SQLite, and per writer on PostgreSQL).
     #[arg(long, default_value_t = 512)]
     pub commit_batch_max: usize,
@@ -277,6 +291,36 @@ pub struct Config {
     /// or "closed" (refused with `unavailable`).
     #[arg(long, value_enum, default_value_t = BeforeSendFailure::default())]
     pub before_send_failure: BeforeSendFailure,
+    /// Path prefix of the Wafer 2 compatible endpoints (e.g. "/weapp": `GET /weapp/login`, `/weapp/user`,
+    /// `/weapp/tunnel`), for mini-programs built on wafer2-client-sdk (docs/wafer.md). Unset: not served.
+    /// Needs WeChat login (wechat_appid, wechat_secret).
+    #[arg(long)]
+    pub wafer_prefix: Option<String>,
+    /// Path prefix of the Wafer 1 compatible endpoints (e.g. "/wafer1": `/wafer1/login`, `/wafer1/user`,
+    /// `/wafer1/tunnel`), for wafer-client-sdk 0.x. Unset: not served. Needs WeChat login.
+    #[arg(long)]
+    pub wafer1_prefix: Option<String>,
+    /// Base of the tunnel URLs handed to Wafer clients, e.g. "wss://chat.example.com" behind a TLS proxy.
+    /// Unset: "ws://" and the Host of the tunnel request.
+    #[arg(long)]
+    pub wafer_public_url: Option<String>,
+    /// Seconds between a Wafer client's pings (sent to it as `timeout:N` when its tunnel opens); a tunnel
+    /// silent for three of them is closed as a dead peer.
+    #[arg(long, default_value_t = 15)]
+    pub wafer_heartbeat_secs: u64,
+    /// Tunnel-service mode: the `tunnelSignatureKey` shared with existing Wafer business servers, which then
+    /// use `<this server>/wafer-tunnel` as their `tunnelServerUrl` (docs/wafer.md). Unset: not served. Prefer
+    /// XINDAO_WAFER_TUNNEL_KEY or the file to a flag.
+    #[arg(long)]
+    pub wafer_tunnel_key: Option<Secret>,
+    /// The `tcId`s (md5 of a business server's `serverHost`) allowed to use the tunnel service,
+    /// comma-separated; empty: any that signs with wafer_tunnel_key.
+    #[arg(long, value_delimiter = ',')]
+    pub wafer_tunnel_tc_ids: Vec<String>,
+    /// Serve `POST /wafer-auth`, a replacement for the Wafer 1 auth service (`AuthServerUrl` of
+    /// qcloud-weapp-server-sdk business servers), backed by WeChat login (needs wechat_appid, wechat_secret).
+    #[arg(long, default_value_t = false)]
+    pub wafer_auth: bool,
     /// Log filter (RUST_LOG syntax), e.g. "info" or "xindao=debug,info".
     #[arg(long, default_value = "info")]
     pub log: String,
@@ -399,6 +443,9 @@ impl Config {
                     fields.insert("secret".into(), endpoint::MASK.into());
                 }
             }
+        }
+        if self.wafer_tunnel_key.is_some() {
+            table.insert("wafer_tunnel_key".into(), endpoint::MASK.into());
         }
         toml::to_string(&table).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }

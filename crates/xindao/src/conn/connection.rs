@@ -146,6 +146,7 @@ fn hello(config: &Config, user: User, caller: Caller) -> Utf8Bytes {
                 "rate_per_sec": config.rate_per_sec,
                 "rate_burst": config.rate_burst,
                 "max_outstanding_bytes": config.max_outstanding_bytes,
+                "recall_window_secs": config.recall_window_secs,
             },
         }),
     )

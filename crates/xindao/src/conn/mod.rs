@@ -20,7 +20,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::app::App;
 use crate::auth::{bearer, Session};
 use crate::error::Error;
-use crate::hub::outbox;
+use crate::hub::outbox::{outbox, ConnInfo, USER_AGENT_MAX};
 use crate::peer::{client_ip, Peer, PerIpGuard};
 
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -29,6 +29,10 @@ pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_INTERNAL: u16 = 1011;
 pub const CLOSE_SESSION_ENDED: u16 = 4001;
+/// The user was banned through the server API.
+pub const CLOSE_BANNED: u16 = 4003;
+/// The server API disconnected the connection.
+pub const CLOSE_DISCONNECTED: u16 = 4004;
 pub const CLOSE_FLOODING: u16 = 4008;
 pub const CLOSE_SLOW_CONSUMER: u16 = 4009;
 pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4010;
@@ -61,6 +65,7 @@ pub async fn upgrade(
     let peer = peer.map(|Extension(peer)| peer);
     match admit(&app, peer, &headers, &query).await {
         Ok((session, permit, per_ip)) => {
+            let info = conn_info(&app, peer, &headers);
             let frame_limit = app.config.max_frame_bytes;
             let tracker = app.tracker.clone();
             // Every socket's read buffer is zero-filled on its first read, so it is paid by every idle
@@ -79,6 +84,7 @@ pub async fn upgrade(
                     let config = &app.config;
                     let (outbox, queue) =
                         outbox(config.outbound_queue, config.max_outstanding_bytes);
+                    let outbox = outbox.with_info(info);
                     let conn = socket::Conn::new(socket, queue, config.write_timeout());
                     tracker.track_future(async move {
                         connection::run(app, conn, outbox, session, permit).await;
@@ -90,6 +96,26 @@ pub async fn upgrade(
             app.metrics.upgrades_refused.inc();
             error.into_response()
         }
+    }
+}
+
+/// Who is connecting, for the server API's session list: the client's address and its user agent (cut to
+/// [`USER_AGENT_MAX`] bytes).
+fn conn_info(app: &App, peer: Option<Peer>, headers: &HeaderMap) -> ConnInfo {
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|agent| {
+            let mut end = agent.len().min(USER_AGENT_MAX);
+            while !agent.is_char_boundary(end) {
+                end -= 1;
+            }
+            Box::from(&agent[..end])
+        });
+    ConnInfo {
+        connected_at: crate::model::now_millis(),
+        address: peer.map(|Peer(peer)| client_ip(&app.config.trusted_proxies, peer, headers)),
+        user_agent,
     }
 }
 

@@ -10,6 +10,7 @@
 mod accept;
 mod fd_budget;
 mod server;
+pub mod server_api;
 mod session;
 mod status;
 mod web;
@@ -40,7 +41,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/me", get(session::me))
         .route("/v1/ws", get(crate::conn::upgrade))
         .route("/v1/ws/ticket", post(session::ws_ticket))
+        .merge(server_api::routes(app.clone()))
         .merge(web::routes())
+        .merge(crate::wafer::routes(&app.config))
         .fallback(|| async { Error::NotFound("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)

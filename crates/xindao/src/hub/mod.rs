@@ -7,6 +7,7 @@
 //! consumer (its task then closes it with 4009 and the client resyncs from the store). Frames are encoded once and shared.
 
 pub mod outbox;
+mod server_api;
 #[cfg(test)]
 mod tests;
 
@@ -19,7 +20,8 @@ use parking_lot::RwLock;
 
 use crate::metrics::Metrics;
 use crate::model::{ConversationId, UserId};
-pub use outbox::{outbox, Budget, Outbound, Outbox, Pushed, Queue};
+pub use outbox::{outbox, Budget, ConnInfo, Outbound, Outbox, Pushed, Queue};
+pub use server_api::close_reason;
 
 /// Identifies one WebSocket connection on this node.
 pub type ConnId = u64;
@@ -50,6 +52,8 @@ pub enum Delivery {
     },
     /// Close every connection opened with this session (logout).
     EndSession { token_hash: [u8; 32] },
+    /// Close every connection of this user with `code` (server API: ban, disconnect).
+    CloseUser { user_id: UserId, code: u16 },
 }
 
 /// The variant of a conversation push that one member's own connections get.
@@ -240,6 +244,10 @@ impl Hub {
                 user_id,
                 member,
             } => return self.set_membership(*conversation_id, *user_id, *member),
+            Delivery::CloseUser { user_id, code } => {
+                self.close_user(*user_id, None, *code);
+                return;
+            }
             Delivery::EndSession { token_hash } => {
                 let recipients = self.recipients(|state, add| {
                     for (user, entry) in &state.users {

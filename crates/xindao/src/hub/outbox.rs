@@ -98,7 +98,23 @@ impl Budget {
 pub struct Outbox {
     tx: mpsc::Sender<Outbound>,
     budget: Arc<Budget>,
+    info: Box<ConnInfo>,
 }
+
+/// Who is at the other end of a connection, for the server API's session list (`GET
+/// /v1/server/users/{id}/sessions`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// When the socket was admitted (ms since the epoch).
+    pub connected_at: crate::model::Millis,
+    /// The client's address (behind a trusted proxy, the one it forwarded).
+    pub address: Option<std::net::IpAddr>,
+    /// The upgrade's `User-Agent`, at most [`USER_AGENT_MAX`] bytes of it.
+    pub user_agent: Option<Box<str>>,
+}
+
+/// Bytes of a `User-Agent` kept per connection.
+pub const USER_AGENT_MAX: usize = 256;
 
 /// The task's end of a connection's queue, with the budget it shares with the hub.
 #[derive(Debug)]
@@ -116,12 +132,26 @@ pub fn outbox(capacity: usize, max_bytes: usize) -> (Outbox, Queue) {
         Outbox {
             tx,
             budget: budget.clone(),
+            info: Box::new(ConnInfo {
+                connected_at: crate::model::now_millis(),
+                ..ConnInfo::default()
+            }),
         },
         Queue { rx, budget },
     )
 }
 
 impl Outbox {
+    /// Describes the connection (its address and user agent).
+    pub fn with_info(mut self, info: ConnInfo) -> Outbox {
+        self.info = Box::new(info);
+        self
+    }
+
+    pub fn info(&self) -> &ConnInfo {
+        &self.info
+    }
+
     /// Queues a push without waiting, if it fits the queue and the byte budget.
     pub fn push(&self, frame: &Utf8Bytes) -> Pushed {
         let bytes = frame.len();

@@ -41,6 +41,12 @@ pub enum Op {
     Read(ReadArgs),
     Typing(ConversationArgs),
     Presence(PresenceArgs),
+    ProfileSet(ProfileSetArgs),
+    UserSearch(UserSearchArgs),
+    Contacts(ContactsArgs),
+    Recall(MessageRefArgs),
+    MessageRemove(MessageRefArgs),
+    Hide(MessageRefArgs),
 }
 
 impl Op {
@@ -235,6 +241,37 @@ pub struct ReadArgs {
 #[serde(deny_unknown_fields)]
 pub struct PresenceArgs {
     pub user_ids: Vec<UserId>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSetArgs {
+    pub display_name: Option<String>,
+    /// `""` clears the avatar.
+    pub avatar_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSearchArgs {
+    pub prefix: String,
+    pub limit: Option<NonZeroUsize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactsArgs {
+    pub limit: Option<NonZeroUsize>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One message: `recall`, `message_remove`, `hide`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRefArgs {
+    pub conversation_id: ConversationId,
+    pub seq: Seq,
 }
 
 /// A seq given by a client (a cursor, a bound, a read mark): an integer >= 0.

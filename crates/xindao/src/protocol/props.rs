@@ -18,7 +18,7 @@ use super::{decode, error_reply, RequestId};
 mod round_trip;
 
 /// Every operation of docs/protocol.md ("Operations").
-const OP_NAMES: [&str; 17] = [
+const OP_NAMES: &[&str] = &[
     "ping",
     "user_find",
     "direct_open",
@@ -36,10 +36,16 @@ const OP_NAMES: [&str; 17] = [
     "read",
     "typing",
     "presence",
+    "profile_set",
+    "user_search",
+    "contacts",
+    "recall",
+    "message_remove",
+    "hide",
 ];
 
 /// Field names the decoders look for, so that generated objects hit them often.
-const FIELD_NAMES: [&str; 18] = [
+const FIELD_NAMES: &[&str] = &[
     "id",
     "op",
     "args",
@@ -58,6 +64,8 @@ const FIELD_NAMES: [&str; 18] = [
     "visibility",
     "display_name",
     "user_ids",
+    "prefix",
+    "avatar_url",
 ];
 
 /// How long any single decode may take in these tests: far above the milliseconds it needs, far below a hang.
@@ -73,7 +81,7 @@ fn config() -> ProptestConfig {
 
 fn key() -> impl Strategy<Value = String> {
     prop_oneof![
-        3 => sample::select(FIELD_NAMES.as_slice()).prop_map(String::from),
+        3 => sample::select(FIELD_NAMES).prop_map(String::from),
         1 => any::<String>(),
     ]
 }
@@ -86,7 +94,7 @@ fn any_json() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
         any::<f64>().prop_map(Value::from),
-        sample::select(OP_NAMES.as_slice()).prop_map(Value::from),
+        sample::select(OP_NAMES).prop_map(Value::from),
         any::<String>().prop_map(Value::from),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
@@ -170,7 +178,7 @@ fn id_value() -> impl Strategy<Value = Value> {
 
 fn op_value() -> impl Strategy<Value = Value> {
     prop_oneof![
-        2 => sample::select(OP_NAMES.as_slice()).prop_map(Value::from),
+        2 => sample::select(OP_NAMES).prop_map(Value::from),
         1 => any::<String>().prop_map(Value::from),
         1 => any_json(),
     ]

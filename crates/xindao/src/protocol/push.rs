@@ -75,6 +75,7 @@ mod tests {
             kind,
             content,
             ts: 1_764_750_000_000,
+            state: None,
         }
     }
 

@@ -106,6 +106,7 @@ pub(crate) async fn run(
                                 kind: message.kind,
                                 content: message.content,
                                 ts,
+                                state: None,
                             };
                             committed.push(Committed {
                                 message: message.clone(),

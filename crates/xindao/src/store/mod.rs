@@ -11,6 +11,8 @@
 //! - **Membership at append**: the sender must be a member when the message takes its seq; checked in the
 //!   batch's transaction (SQLite: the one writer connection; PostgreSQL: under the conversation's row lock), so
 //!   a message is never stored after its sender left or was removed.
+//!   The same statement refuses a member muted at the commit's time (server API), and lets the system account
+//!   send into any conversation that is not archived (docs/decisions/server-api-checks-in-the-append.md).
 //! - **Room rules at join, add, leave and remove** ([`crate::rules::may_join`], [`crate::rules::may_leave`]):
 //!   the room's visibility and owner, the adder's membership and the added user's existence are read in the
 //!   membership change's transaction (PostgreSQL: `FOR UPDATE` on the room), so two concurrent changes, e.g.
@@ -24,6 +26,12 @@
 //! - Per-conversation seq (allocated with the insert), idempotency by (sender, cmid), read markers that only
 //!   move forward: enforced by the same statements that write.
 //!
+//! - **Recall and remove** ([`crate::rules::may_change_message`]): the changer's membership, the room's owner
+//!   and the message's sender, time and state are read in the transaction that writes the tombstone
+//!   (PostgreSQL: `FOR UPDATE` on the message row), so a recall and a remove of one message, or a recall racing
+//!   the sender's removal from the room, cannot both pass on old facts. Hiding checks membership and that the
+//!   seq names a message in the transaction that inserts the hidden mark.
+//!
 //! Session expiry ([`crate::rules::touch_session`]) is decided on a read and written without a transaction:
 //! two racing extensions write nearly the same expiry, and the later one wins.
 
@@ -32,10 +40,12 @@ pub(crate) mod migrate;
 pub mod outbox;
 pub mod postgres;
 mod rows;
+pub mod server_api;
 pub mod sqlite;
 
 pub use group_commit::GroupCommit;
 pub use outbox::{DeadRow, Outbox, OutboxEvent, OutboxRow};
+pub use server_api::ServerApiStore;
 
 use std::sync::Arc;
 
@@ -44,6 +54,7 @@ use async_trait::async_trait;
 use crate::config::{Config, StoreConfig};
 use crate::error::Result;
 use crate::model::*;
+pub use crate::rules::StateChange;
 
 /// Opens the store `config.store` names; its writers hand each committed batch to `sink`.
 pub async fn open(
@@ -133,7 +144,7 @@ pub struct SessionInfo {
 
 /// Persistent state of xindao. All methods are safe to call concurrently.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ServerApiStore + Send + Sync + 'static {
     /// Finds the user for a login identity, creating it on first login.
     async fn upsert_user(&self, identity: LoginIdentity) -> Result<User>;
     async fn user(&self, id: UserId) -> Result<Option<User>>;
@@ -276,6 +287,70 @@ pub trait Store: Send + Sync + 'static {
     async fn webhook_redrive(&self, ids: Option<Vec<i64>>) -> Result<usize>;
     /// Rows in the outbox, and the creation time of the oldest.
     async fn webhook_depth(&self) -> Result<(i64, Option<Millis>)>;
+    // ---- Profiles, search, contacts (store/*/profiles.rs) ----
+
+    /// Changes `user`'s profile (the fields already validated); returns the user after the change.
+    /// `NotFound` for an unknown user. Also what the server API calls to set a name or an avatar.
+    async fn set_profile(&self, user: UserId, change: ProfileChange) -> Result<User>;
+    /// Users whose display name starts with `prefix` (case-insensitive for ASCII), by name then id, at most
+    /// `limit`: a range scan of a name index, whatever the number of users.
+    async fn users_by_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<User>>;
+    /// The users who share at least one conversation with `user` (not `user`), ascending by id, with an id
+    /// above `after`, at most `limit`. Work per call: one index seek per conversation of `user` reading at most
+    /// `limit` members each (memberships are capped by `max_memberships_per_user`).
+    async fn contacts(&self, user: UserId, after: UserId, limit: usize) -> Result<Vec<User>>;
+
+    // ---- Recall, remove, hide (store/*/recall.rs) ----
+
+    /// Makes a message a tombstone (its content erased) if [`crate::rules::may_change_message`] allows it.
+    /// Returns the tombstone, or `None` when the message already was one (nothing changed). Also what the
+    /// server API calls to remove a message ([`StateChange::RemoveByServer`]).
+    async fn set_message_state(
+        &self,
+        conversation: ConversationId,
+        seq: i64,
+        change: StateChange,
+    ) -> Result<Option<Message>>;
+    /// Hides a message from `user` alone (delete-for-me, all their devices). `Forbidden` when not a member,
+    /// `NotFound` when the seq names no message. Returns false when it was hidden already.
+    async fn hide_message(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        seq: i64,
+    ) -> Result<bool>;
+    /// The seqs `user` hid in a conversation within `from..=to`, ascending.
+    async fn hidden_seqs(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<i64>>;
+
+    /// [`Store::history`] as `viewer` sees it: the messages they hid are their tombstones.
+    async fn history_for(
+        &self,
+        viewer: UserId,
+        conversation: ConversationId,
+        range: Range,
+        limit: usize,
+    ) -> Result<Page> {
+        let mut page = self.history(conversation, range, limit).await?;
+        if let (Some(first), Some(last)) = (page.messages.first(), page.messages.last()) {
+            let hidden = self
+                .hidden_seqs(viewer, conversation, first.seq, last.seq)
+                .await?;
+            if !hidden.is_empty() {
+                for message in &mut page.messages {
+                    if hidden.binary_search(&message.seq).is_ok() {
+                        message.erase(MessageState::Hidden);
+                    }
+                }
+            }
+        }
+        Ok(page)
+    }
 
     /// Whether the store answers (for `/healthz`).
     async fn healthy(&self) -> bool;

@@ -9,7 +9,13 @@ use crate::rules::RoomFacts;
 
 /// The columns of a message, in the order [`message_at`] reads them.
 pub(crate) const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, seq, sender_id, cmid, kind, content, created_at";
+    "id, conversation_id, seq, sender_id, cmid, kind, content, created_at, state";
+
+/// How many columns [`MESSAGE_COLUMNS`] has.
+pub(crate) const MESSAGE_COLUMNS_LEN: usize = 9;
+
+/// The columns of a user, in the order [`user_at`] reads them.
+pub(crate) const USER_COLUMNS: &str = "id, display_name, avatar_url";
 
 /// The display name a WeChat user starts with: `wx_` and six hex digits of the openid's SHA-256.
 pub(crate) fn display_name_for_openid(openid: &str) -> String {
@@ -26,11 +32,13 @@ pub(crate) trait Columns {
     fn text_opt(&self, at: usize) -> Result<Option<String>, Self::Error>;
 }
 
-/// Reads the [`MESSAGE_COLUMNS`] starting at column `at`. Content that is not JSON reads as `null`.
+/// Reads the [`MESSAGE_COLUMNS`] starting at column `at`. Content that is not JSON reads as `null`; a
+/// recalled or removed message reads as its tombstone.
 pub(crate) fn message_at<R: Columns>(row: &R, at: usize) -> Result<Message, R::Error> {
     let kind = row.text(at + 5)?;
     let raw = row.text(at + 6)?;
-    Ok(Message {
+    let state = row.text_opt(at + 8)?;
+    let message = Message {
         id: row.int(at)?,
         conversation_id: row.int(at + 1)?,
         seq: row.int(at + 2)?,
@@ -39,14 +47,20 @@ pub(crate) fn message_at<R: Columns>(row: &R, at: usize) -> Result<Message, R::E
         kind: MessageKind::from_stored(&kind),
         content: serde_json::from_str(&raw).unwrap_or(serde_json::Value::Null),
         ts: row.int(at + 7)?,
+        state: None,
+    };
+    Ok(match state.as_deref().and_then(MessageState::from_stored) {
+        Some(state) => message.tombstone(state),
+        None => message,
     })
 }
 
-/// Reads `id, display_name` starting at column `at`.
+/// Reads the [`USER_COLUMNS`] starting at column `at`.
 pub(crate) fn user_at<R: Columns>(row: &R, at: usize) -> Result<User, R::Error> {
     Ok(User {
         id: row.int(at)?,
         display_name: row.text(at + 1)?,
+        avatar_url: row.text_opt(at + 2)?,
     })
 }
 
@@ -54,7 +68,7 @@ pub(crate) fn user_at<R: Columns>(row: &R, at: usize) -> Result<User, R::Error> 
 /// columns [`member`] reads; `$...` are the backend's placeholders.
 pub(crate) fn members_page_sql(c: &str, ts: &str, id: &str, limit: &str) -> String {
     format!(
-        "SELECT u.id, u.display_name, m.role, m.read_seq, m.joined_at
+        "SELECT u.id, u.display_name, u.avatar_url, m.role, m.read_seq, m.joined_at
          FROM members m JOIN users u ON u.id = m.user_id
          WHERE m.conversation_id = {c} AND (m.joined_at, m.user_id) > ({ts}, {id})
          ORDER BY m.joined_at, m.user_id LIMIT {limit}"
@@ -66,13 +80,13 @@ pub(crate) fn member_bound(cursor: Option<MemberCursor>) -> (i64, i64) {
     cursor.map_or((i64::MIN, i64::MIN), |c| (c.joined_at, c.user_id))
 }
 
-/// Reads `u.id, u.display_name, m.role, m.read_seq, m.joined_at`.
+/// Reads `u.id, u.display_name, u.avatar_url, m.role, m.read_seq, m.joined_at`.
 pub(crate) fn member<R: Columns>(row: &R) -> Result<Member, R::Error> {
     Ok(Member {
         user: user_at(row, 0)?,
-        role: role_from_stored(&row.text(2)?),
-        read_seq: row.int(3)?,
-        joined_at: row.int(4)?,
+        role: role_from_stored(&row.text(3)?),
+        read_seq: row.int(4)?,
+        joined_at: row.int(5)?,
     })
 }
 

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use services::{Node, TestDb, NATS_URL, REDIS_URL};
 use tokio_tungstenite::tungstenite::Message;
 
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Cluster {
     nodes: Vec<Node>,

@@ -342,6 +342,17 @@ impl Client {
         }
     }
 
+    /// Sends a text message to a user (opening the direct conversation) and returns the acked message.
+    pub async fn say_to(&mut self, user_id: i64, cmid: &str, text: &str) -> Value {
+        let result = self
+            .ok(
+                "send",
+                json!({ "to_user": user_id, "cmid": cmid, "content": text }),
+            )
+            .await;
+        result["message"].clone()
+    }
+
     /// Sends a text message to a conversation and returns the acked message.
     pub async fn say(&mut self, conversation_id: i64, cmid: &str, text: &str) -> Value {
         let result = self

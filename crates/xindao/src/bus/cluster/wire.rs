@@ -46,6 +46,11 @@ pub enum Wire {
     EndSession {
         token_hash: [u8; 32],
     },
+    /// Close a user's connections (server API: ban, disconnect).
+    CloseUser {
+        user_id: UserId,
+        code: u16,
+    },
     /// The sender's first connection of this user opened, or its last one closed.
     Presence {
         user_id: UserId,
@@ -109,6 +114,10 @@ impl Wire {
             Delivery::EndSession { token_hash } => Wire::EndSession {
                 token_hash: *token_hash,
             },
+            Delivery::CloseUser { user_id, code } => Wire::CloseUser {
+                user_id: *user_id,
+                code: *code,
+            },
             Delivery::Watchers { .. } => return None,
         })
     }
@@ -146,6 +155,7 @@ impl Wire {
                 member,
             },
             Wire::EndSession { token_hash } => Delivery::EndSession { token_hash },
+            Wire::CloseUser { user_id, code } => Delivery::CloseUser { user_id, code },
             other => return Err(other),
         })
     }

@@ -131,7 +131,35 @@ fn valid_op() -> impl Strategy<Value = Valid> {
         conversation("typing"),
         collection::vec(any::<i64>(), 0..10)
             .prop_map(|ids| same("presence", json!({ "user_ids": ids }))),
+        (option::of(any::<String>()), option::of(any::<String>())).prop_map(|(name, url)| {
+            let args = object([
+                ("display_name", name.map(Value::from)),
+                ("avatar_url", url.map(Value::from)),
+            ]);
+            same("profile_set", args)
+        }),
+        (any::<String>(), limit()).prop_map(|(prefix, limit)| {
+            same(
+                "user_search",
+                object([("prefix", Some(json!(prefix))), ("limit", limit)]),
+            )
+        }),
+        (limit(), option::of(any::<String>())).prop_map(|(limit, cursor)| {
+            same(
+                "contacts",
+                object([("limit", limit), ("cursor", cursor.map(Value::from))]),
+            )
+        }),
+        message_ref("recall"),
+        message_ref("message_remove"),
+        message_ref("hide"),
     ]
+}
+
+fn message_ref(name: &'static str) -> BoxedStrategy<Valid> {
+    (any::<i64>(), seq())
+        .prop_map(move |(id, seq)| same(name, json!({ "conversation_id": id, "seq": seq })))
+        .boxed()
 }
 
 fn send() -> impl Strategy<Value = Valid> {
@@ -230,6 +258,18 @@ fn args_of(op: &Op) -> Value {
         }
         Op::Read(a) => json!({ "conversation_id": a.conversation_id, "seq": a.seq.0 }),
         Op::Presence(a) => json!({ "user_ids": a.user_ids }),
+        Op::ProfileSet(a) => object([
+            ("display_name", a.display_name.clone().map(Value::from)),
+            ("avatar_url", a.avatar_url.clone().map(Value::from)),
+        ]),
+        Op::UserSearch(a) => object([("prefix", Some(json!(a.prefix))), ("limit", limit(a.limit))]),
+        Op::Contacts(a) => object([
+            ("limit", limit(a.limit)),
+            ("cursor", a.cursor.clone().map(Value::from)),
+        ]),
+        Op::Recall(a) | Op::MessageRemove(a) | Op::Hide(a) => {
+            json!({ "conversation_id": a.conversation_id, "seq": a.seq.0 })
+        }
     }
 }
 

@@ -6,9 +6,12 @@
 //! again once it is back.
 
 mod outbox;
+mod profiles;
 mod reads;
+mod recall;
 mod rooms;
 mod rows;
+mod server_api;
 mod tls;
 mod users;
 mod writer;
@@ -24,7 +27,7 @@ use tokio_postgres::{NoTls, Row};
 pub(crate) use rows::map_pg;
 
 use super::group_commit::{self, AppendQueue};
-use super::{CommitSink, GroupCommit, LoginIdentity, SessionInfo, Store};
+use super::{CommitSink, GroupCommit, LoginIdentity, SessionInfo, StateChange, Store};
 use crate::error::{Error, Result};
 use crate::model::*;
 use crate::rules::{self, SessionTouch};
@@ -366,6 +369,46 @@ impl Store for PostgresStore {
 
     async fn webhook_depth(&self) -> Result<(i64, Option<Millis>)> {
         self.outbox_depth().await
+    }
+
+    async fn set_profile(&self, user: UserId, change: ProfileChange) -> Result<User> {
+        profiles::set_profile(self, user, change).await
+    }
+
+    async fn users_by_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<User>> {
+        profiles::by_prefix(self, prefix, limit).await
+    }
+
+    async fn contacts(&self, user: UserId, after: UserId, limit: usize) -> Result<Vec<User>> {
+        profiles::contacts(self, user, after, limit).await
+    }
+
+    async fn set_message_state(
+        &self,
+        conversation: ConversationId,
+        seq: i64,
+        change: StateChange,
+    ) -> Result<Option<Message>> {
+        recall::set_state(self, conversation, seq, change).await
+    }
+
+    async fn hide_message(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        seq: i64,
+    ) -> Result<bool> {
+        recall::hide(self, user, conversation, seq).await
+    }
+
+    async fn hidden_seqs(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<i64>> {
+        recall::hidden_seqs(self, user, conversation, from, to).await
     }
 
     async fn healthy(&self) -> bool {

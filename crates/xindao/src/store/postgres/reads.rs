@@ -144,17 +144,17 @@ pub(super) async fn connection_state(
 ) -> Result<Option<(User, Vec<ConversationId>)>> {
     let row = store
         .query_opt(
-            "SELECT u.id, u.display_name,
+            "SELECT u.id, u.display_name, u.avatar_url,
                     COALESCE(array_agg(m.conversation_id) FILTER (WHERE m.conversation_id IS NOT NULL), '{}')
              FROM users u LEFT JOIN members m ON m.user_id = u.id
-             WHERE u.id = $1 GROUP BY u.id, u.display_name",
+             WHERE u.id = $1 GROUP BY u.id, u.display_name, u.avatar_url",
             &[&user],
         )
         .await?;
     let Some(row) = row else {
         return Ok(None);
     };
-    let read = || Ok((rows::user(&row)?, row.try_get(2)?));
+    let read = || Ok((rows::user(&row)?, row.try_get(3)?));
     read().map(Some).map_err(map_pg)
 }
 

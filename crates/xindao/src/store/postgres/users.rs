@@ -18,7 +18,7 @@ pub(super) async fn upsert(store: &PostgresStore, identity: LoginIdentity) -> Re
                      VALUES ($1, $2, $3, $4)
                      ON CONFLICT (openid) DO UPDATE SET session_key = NULL,
                         unionid = COALESCE(excluded.unionid, users.unionid)
-                     RETURNING id, display_name",
+                     RETURNING id, display_name, avatar_url",
                     &[
                         openid,
                         &identity.unionid,
@@ -33,7 +33,7 @@ pub(super) async fn upsert(store: &PostgresStore, identity: LoginIdentity) -> Re
                 .query_opt(
                     "INSERT INTO users (dev_name, display_name, created_at) VALUES ($1, $1, $2)
                      ON CONFLICT (dev_name) DO UPDATE SET dev_name = excluded.dev_name
-                     RETURNING id, display_name",
+                     RETURNING id, display_name, avatar_url",
                     &[display_name, &now],
                 )
                 .await?
@@ -49,7 +49,7 @@ pub(super) async fn upsert(store: &PostgresStore, identity: LoginIdentity) -> Re
                      VALUES ($1, COALESCE($2, $3), $4)
                      ON CONFLICT (external_id) DO UPDATE
                         SET display_name = COALESCE($2, users.display_name)
-                     RETURNING id, display_name",
+                     RETURNING id, display_name, avatar_url",
                     &[id, display_name, default_name, &now],
                 )
                 .await?
@@ -61,7 +61,10 @@ pub(super) async fn upsert(store: &PostgresStore, identity: LoginIdentity) -> Re
 
 pub(super) async fn by_id(store: &PostgresStore, id: UserId) -> Result<Option<User>> {
     let row = store
-        .query_opt("SELECT id, display_name FROM users WHERE id = $1", &[&id])
+        .query_opt(
+            "SELECT id, display_name, avatar_url FROM users WHERE id = $1",
+            &[&id],
+        )
         .await?;
     row.as_ref().map(rows::user).transpose().map_err(map_pg)
 }
@@ -70,7 +73,7 @@ pub(super) async fn by_id(store: &PostgresStore, id: UserId) -> Result<Option<Us
 pub(super) async fn named(store: &PostgresStore, name: &str, limit: usize) -> Result<Vec<User>> {
     let found = store
         .query(
-            "SELECT id, display_name FROM users WHERE display_name = $1 ORDER BY id LIMIT $2",
+            "SELECT id, display_name, avatar_url FROM users WHERE display_name = $1 ORDER BY id LIMIT $2",
             &[&name, &(limit as i64)],
         )
         .await?;
@@ -100,7 +103,9 @@ pub(super) async fn session(
 ) -> Result<Option<(UserId, Millis, Millis)>> {
     let Some(row) = store
         .query_opt(
-            "SELECT user_id, extended_at, expires_at FROM sessions WHERE token_hash = $1",
+            // A banned user's sessions do not authenticate (server API ban).
+            "SELECT s.user_id, s.extended_at, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = $1 AND u.banned_at IS NULL",
             &[&&token_hash[..]],
         )
         .await?

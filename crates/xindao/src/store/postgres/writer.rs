@@ -214,21 +214,28 @@ async fn settle(tx: &Transaction<'_>, new: &NewMessage, rows: &[Row], now: i64) 
     if let Some(message) = find_by_cmid(tx, new).await? {
         return Ok(Settled::Done(Ok(Stored::Duplicate(message))));
     }
-    Ok(if is_member(tx, new).await? {
-        Settled::MembershipChanged
-    } else {
-        Settled::Done(Err(rules::not_a_member()))
+    Ok(match muted(tx, new, now).await? {
+        Some(false) => Settled::MembershipChanged,
+        Some(true) => Settled::Done(Err(Error::Muted)),
+        None => Settled::Done(Err(rules::not_a_member())),
     })
 }
 
-async fn is_member(tx: &Transaction<'_>, new: &NewMessage) -> Pg<bool> {
+/// Whether the sender is muted in the conversation at `now`; `None` when not a member.
+async fn muted(tx: &Transaction<'_>, new: &NewMessage, now: i64) -> Pg<Option<bool>> {
     let rows = query(
         tx,
-        "SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2",
+        "SELECT muted_until FROM members WHERE conversation_id = $1 AND user_id = $2",
         &[&new.conversation_id, &new.sender_id],
     )
     .await?;
-    Ok(!rows.is_empty())
+    rows.first()
+        .map(|row| {
+            Ok(row
+                .try_get::<_, Option<i64>>(0)?
+                .is_some_and(|until| until > now))
+        })
+        .transpose()
 }
 
 /// Runs a statement prepared once per pooled connection (appends are the hot path).
@@ -248,7 +255,13 @@ async fn find_by_cmid(tx: &Transaction<'_>, new: &NewMessage) -> Pg<Option<Messa
 /// an insert when another node committed the same cmid meanwhile).
 const APPEND_IN_ONE: &str = "
     WITH dup AS (SELECT 1 FROM messages WHERE sender_id = $2 AND cmid = $3),
-    member AS (SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2),
+    member AS (
+        SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2
+            AND (muted_until IS NULL OR muted_until <= $6)
+        UNION ALL
+        SELECT 1 FROM users WHERE id = $2 AND system_name IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM conversations WHERE id = $1 AND archived_at IS NOT NULL)
+    ),
     next AS (
         UPDATE conversations SET last_seq = last_seq + 1, last_ts = $6
         WHERE id = $1 AND EXISTS (SELECT 1 FROM member) AND NOT EXISTS (SELECT 1 FROM dup)

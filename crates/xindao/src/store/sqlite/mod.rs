@@ -8,9 +8,12 @@
 mod checkpoint;
 mod connections;
 mod outbox;
+mod profiles;
 mod reads;
+mod recall;
 mod rooms;
 mod rows;
+mod server_api;
 mod users;
 mod writer;
 
@@ -24,7 +27,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
 use super::group_commit::AppendQueue;
-use super::{CommitSink, GroupCommit, LoginIdentity, SessionInfo, Store};
+use super::{CommitSink, GroupCommit, LoginIdentity, SessionInfo, StateChange, Store};
 use crate::config::SqliteSync;
 use crate::error::{Error, Result};
 use crate::model::*;
@@ -454,6 +457,53 @@ impl Store for SqliteStore {
 
     async fn webhook_depth(&self) -> Result<(i64, Option<Millis>)> {
         self.read(outbox::depth).await
+    }
+
+    async fn set_profile(&self, user: UserId, change: ProfileChange) -> Result<User> {
+        self.write(move |conn| profiles::set_profile(conn, user, &change))
+            .await
+    }
+
+    async fn users_by_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<User>> {
+        let prefix = prefix.to_string();
+        self.read(move |conn| profiles::by_prefix(conn, &prefix, limit))
+            .await
+    }
+
+    async fn contacts(&self, user: UserId, after: UserId, limit: usize) -> Result<Vec<User>> {
+        self.read(move |conn| profiles::contacts(conn, user, after, limit))
+            .await
+    }
+
+    async fn set_message_state(
+        &self,
+        conversation: ConversationId,
+        seq: i64,
+        change: StateChange,
+    ) -> Result<Option<Message>> {
+        self.write(move |conn| recall::set_state(conn, conversation, seq, change))
+            .await
+    }
+
+    async fn hide_message(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        seq: i64,
+    ) -> Result<bool> {
+        self.write(move |conn| recall::hide(conn, user, conversation, seq))
+            .await
+    }
+
+    async fn hidden_seqs(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<i64>> {
+        self.read(move |conn| recall::hidden_seqs(conn, user, conversation, from, to))
+            .await
     }
 
     async fn healthy(&self) -> bool {

@@ -84,12 +84,32 @@ pub(super) fn complete_conversation(
                 read_message,
             )
             .optional()?;
+        if conversation.last_message.is_some()
+            && is_hidden(conn, user, conversation.id, conversation.last_seq)?
+        {
+            conversation.last_message = conversation
+                .last_message
+                .map(|m| m.tombstone(MessageState::Hidden));
+        }
     }
     Ok(conversation)
 }
 
+/// Whether `user` hid this message (delete-for-me).
+pub(super) fn is_hidden(
+    conn: &Connection,
+    user: UserId,
+    conversation: ConversationId,
+    seq: i64,
+) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT 1 FROM hidden_messages WHERE user_id = ?1 AND conversation_id = ?2 AND seq = ?3",
+    )?
+    .exists(params![user, conversation, seq])
+}
+
 pub(super) fn load_user(conn: &Connection, id: UserId) -> rusqlite::Result<Option<User>> {
-    conn.prepare_cached("SELECT id, display_name FROM users WHERE id = ?1")?
+    conn.prepare_cached("SELECT id, display_name, avatar_url FROM users WHERE id = ?1")?
         .query_row([id], read_user)
         .optional()
 }

@@ -17,7 +17,7 @@ pub(super) fn upsert(conn: &Connection, identity: &LoginIdentity) -> rusqlite::R
              VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (openid) DO UPDATE SET session_key = NULL,
                 unionid = COALESCE(excluded.unionid, users.unionid)
-             RETURNING id, display_name",
+             RETURNING id, display_name, avatar_url",
             params![
                 openid,
                 identity.unionid,
@@ -29,7 +29,7 @@ pub(super) fn upsert(conn: &Connection, identity: &LoginIdentity) -> rusqlite::R
         ExternalId::Dev { display_name } => conn.query_row(
             "INSERT INTO users (dev_name, display_name, created_at) VALUES (?1, ?1, ?2)
              ON CONFLICT (dev_name) DO UPDATE SET dev_name = excluded.dev_name
-             RETURNING id, display_name",
+             RETURNING id, display_name, avatar_url",
             params![display_name, now],
             read_user,
         ),
@@ -42,7 +42,7 @@ pub(super) fn upsert(conn: &Connection, identity: &LoginIdentity) -> rusqlite::R
              VALUES (?1, COALESCE(?2, ?3), ?4)
              ON CONFLICT (external_id) DO UPDATE
                 SET display_name = COALESCE(?2, users.display_name)
-             RETURNING id, display_name",
+             RETURNING id, display_name, avatar_url",
             params![id, display_name, default_name, now],
             read_user,
         ),
@@ -52,7 +52,7 @@ pub(super) fn upsert(conn: &Connection, identity: &LoginIdentity) -> rusqlite::R
 /// Users whose display name is exactly `name` (at most `limit`).
 pub(super) fn named(conn: &Connection, name: &str, limit: usize) -> rusqlite::Result<Vec<User>> {
     conn.prepare_cached(
-        "SELECT id, display_name FROM users WHERE display_name = ?1 ORDER BY id LIMIT ?2",
+        "SELECT id, display_name, avatar_url FROM users WHERE display_name = ?1 ORDER BY id LIMIT ?2",
     )?
     .query_map(params![name, limit as i64], read_user)?
     .collect()
@@ -78,7 +78,9 @@ pub(super) fn session(
     token_hash: &[u8; 32],
 ) -> rusqlite::Result<Option<(UserId, Millis, Millis)>> {
     conn.prepare_cached(
-        "SELECT user_id, extended_at, expires_at FROM sessions WHERE token_hash = ?1",
+        // A banned user's sessions do not authenticate (server API ban).
+        "SELECT s.user_id, s.extended_at, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.token_hash = ?1 AND u.banned_at IS NULL",
     )?
     .query_row([&token_hash[..]], |row| {
         Ok((row.get(0)?, row.get(1)?, row.get(2)?))

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::checkpoint::Nudge;
 use super::map_sqlite;
-use super::rows::message_by_cmid;
+use super::rows::{member_exists, message_by_cmid};
 use crate::error::{Error, Result};
 use crate::model::{now_millis, NewMessage};
 use crate::rules;
@@ -117,8 +117,12 @@ impl<'tx> AppendStatements<'tx> {
             // Plain statements on purpose: `INSERT .. RETURNING` builds an ephemeral table (a b-tree opened
             // and closed) per message.
             next_seq: tx.prepare_cached(
+                // A member who is not muted, or the system account (server API) in a live conversation.
                 "SELECT c.last_seq + 1 FROM conversations c
-                 WHERE c.id = ?1 AND EXISTS (SELECT 1 FROM members m WHERE m.conversation_id = ?1 AND m.user_id = ?2)",
+                 WHERE c.id = ?1 AND (EXISTS (SELECT 1 FROM members m WHERE m.conversation_id = ?1 AND m.user_id = ?2
+                        AND (m.muted_until IS NULL OR m.muted_until <= ?3))
+                    OR (c.archived_at IS NULL
+                        AND EXISTS (SELECT 1 FROM users u WHERE u.id = ?2 AND u.system_name IS NOT NULL)))",
             )?,
             insert: tx.prepare_cached(
                 "INSERT INTO messages (conversation_id, seq, sender_id, cmid, kind, content, created_at)
@@ -143,7 +147,7 @@ fn append_one(
 ) -> Result<Result<Stored>> {
     let next_seq: Option<i64> = statements
         .next_seq
-        .query_row(params![new.conversation_id, new.sender_id], |row| {
+        .query_row(params![new.conversation_id, new.sender_id, now], |row| {
             row.get(0)
         })
         .optional()
@@ -171,6 +175,12 @@ fn append_one(
         return Ok(
             match message_by_cmid(tx, new.sender_id, &new.cmid).map_err(map_sqlite)? {
                 Some(message) => Ok(Stored::Duplicate(message)),
+                // A member whose send took no seq is muted.
+                None if member_exists(tx, new.conversation_id, new.sender_id)
+                    .map_err(map_sqlite)? =>
+                {
+                    Err(Error::Muted)
+                }
                 None => Err(rules::not_a_member()),
             },
         );

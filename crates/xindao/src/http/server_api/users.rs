@@ -1,0 +1,236 @@
+//! Users a business backend manages: create, change (display name, its own `external_id`, `custom` JSON),
+//! look up by id or external id, ban and unban (a ban closes the user's sockets everywhere with 4003 and
+//! refuses their logins and sessions), and mute or unmute them in a conversation.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::keys::Scope;
+use super::{body, existing_conversation, existing_user, id, query, Caller};
+use crate::app::App;
+use crate::chat::found;
+use crate::config::Config;
+use crate::conn::CLOSE_BANNED;
+use crate::error::{Error, Result};
+use crate::hub::Delivery;
+use crate::model::{now_millis, ConversationId};
+use crate::store::server_api::{UserChange, UserRecord};
+use crate::validate;
+
+/// Characters of an `external_id`.
+const EXTERNAL_ID_MAX: usize = 128;
+/// The longest mute: ten years (a longer one is a ban).
+const MUTE_SECS_MAX: u64 = 10 * 365 * 24 * 3600;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UserBody {
+    display_name: Option<String>,
+    external_id: Option<String>,
+    custom: Option<serde_json::Value>,
+}
+
+impl UserBody {
+    /// The validated change: display name as for logins, external id 1..=128 characters without control
+    /// characters, custom JSON at most `max_custom_bytes`.
+    fn change(self, config: &Config) -> Result<UserChange> {
+        let display_name = self
+            .display_name
+            .map(|name| validate::name(&name, "display_name"))
+            .transpose()?;
+        if let Some(external_id) = &self.external_id {
+            let ok = !external_id.is_empty()
+                && external_id.chars().count() <= EXTERNAL_ID_MAX
+                && !external_id.chars().any(char::is_control);
+            if !ok {
+                return Err(Error::InvalidArgs(
+                    "external_id is 1..=128 characters without control characters".into(),
+                ));
+            }
+        }
+        let custom = self.custom.map(|custom| custom.to_string());
+        if let Some(custom) = &custom {
+            if custom.len() > config.max_custom_bytes {
+                return Err(Error::MessageTooLong(format!(
+                    "custom is {} bytes, more than max_custom_bytes ({})",
+                    custom.len(),
+                    config.max_custom_bytes
+                )));
+            }
+        }
+        Ok(UserChange {
+            display_name,
+            external_id: self.external_id,
+            custom,
+        })
+    }
+}
+
+fn user_reply(user: UserRecord) -> Response {
+    Json(json!({ "user": user })).into_response()
+}
+
+/// `POST /v1/server/users` (scope `users`).
+pub(super) async fn create(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    bytes: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    caller.require(Scope::Users)?;
+    let change = body::<UserBody>(bytes)?.change(&app.config)?;
+    if change.display_name.is_none() {
+        return Err(Error::InvalidArgs("display_name is required".into()));
+    }
+    Ok(user_reply(app.store.create_user(change).await?))
+}
+
+/// `GET /v1/server/users/{id}` (scope `users` or `read`).
+pub(super) async fn get(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(user): Path<String>,
+) -> Result<Response> {
+    caller.require_read(Scope::Users)?;
+    let user = id(&user, "user")?;
+    Ok(user_reply(existing_user(&app, user).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExternalQuery {
+    external_id: String,
+}
+
+/// `GET /v1/server/users?external_id=...` (scope `users` or `read`).
+pub(super) async fn by_external_id(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+) -> Result<Response> {
+    caller.require_read(Scope::Users)?;
+    let q: ExternalQuery = query(&uri)?;
+    let user = app.store.user_by_external_id(&q.external_id).await?;
+    Ok(user_reply(found(user, "no user with this external_id")?))
+}
+
+/// `PATCH /v1/server/users/{id}` (scope `users`).
+pub(super) async fn update(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(user): Path<String>,
+    bytes: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    caller.require(Scope::Users)?;
+    let user = id(&user, "user")?;
+    let change = body::<UserBody>(bytes)?.change(&app.config)?;
+    let updated = app.store.update_user(user, change).await?;
+    Ok(user_reply(found(updated, "no such user")?))
+}
+
+/// `POST /v1/server/users/{id}/ban` (scope `users`): refuses the user's logins and sessions from now on and
+/// closes their sockets on every node with 4003.
+pub(super) async fn ban(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(user): Path<String>,
+) -> Result<Response> {
+    caller.require(Scope::Users)?;
+    let user = id(&user, "user")?;
+    let banned = found(app.store.set_banned(user, true).await?, "no such user")?;
+    app.bus.publish(Delivery::CloseUser {
+        user_id: user,
+        code: CLOSE_BANNED,
+    });
+    tracing::info!(user, key = %caller.name, "user banned");
+    Ok(user_reply(banned))
+}
+
+/// `POST /v1/server/users/{id}/unban` (scope `users`).
+pub(super) async fn unban(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(user): Path<String>,
+) -> Result<Response> {
+    caller.require(Scope::Users)?;
+    let user = id(&user, "user")?;
+    let unbanned = found(app.store.set_banned(user, false).await?, "no such user")?;
+    Ok(user_reply(unbanned))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MuteBody {
+    conversation_id: ConversationId,
+    /// How long; absent: until unmuted.
+    duration_secs: Option<u64>,
+}
+
+/// `POST /v1/server/users/{id}/mute` (scope `users`): the member's `send` to the conversation answers
+/// `muted` until then.
+pub(super) async fn mute(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(user): Path<String>,
+    bytes: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    caller.require(Scope::Users)?;
+    let user = id(&user, "user")?;
+    let b: MuteBody = body(bytes)?;
+    let until = match b.duration_secs {
+        Some(secs) if secs == 0 || secs > MUTE_SECS_MAX => {
+            return Err(Error::InvalidArgs(format!(
+                "duration_secs is 1..={MUTE_SECS_MAX}"
+            )))
+        }
+        Some(secs) => now_millis() + (secs as i64) * 1000,
+        None => i64::MAX,
+    };
+    set_muted(&app, user, b.conversation_id, Some(until)).await?;
+    let until = (until != i64::MAX).then_some(until);
+    Ok(Json(json!({ "muted_until": until })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UnmuteBody {
+    conversation_id: ConversationId,
+}
+
+/// `POST /v1/server/users/{id}/unmute` (scope `users`).
+pub(super) async fn unmute(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(user): Path<String>,
+    bytes: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    caller.require(Scope::Users)?;
+    let user = id(&user, "user")?;
+    let b: UnmuteBody = body(bytes)?;
+    set_muted(&app, user, b.conversation_id, None).await?;
+    Ok(Json(json!({})).into_response())
+}
+
+/// 404 for an unknown user or conversation, 403 `forbidden` when the user is not a member.
+async fn set_muted(
+    app: &App,
+    user: i64,
+    conversation: ConversationId,
+    until: Option<i64>,
+) -> Result<()> {
+    existing_user(app, user).await?;
+    existing_conversation(app, conversation).await?;
+    match app.store.set_muted(conversation, user, until).await? {
+        true => Ok(()),
+        false => Err(Error::Forbidden(
+            "the user is not a member of this conversation",
+        )),
+    }
+}
