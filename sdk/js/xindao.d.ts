@@ -207,8 +207,13 @@ export interface ClientOptions {
   fetch?: typeof fetch;
   /** The `wx` object of a mini-program; detected automatically. Pass `null` to force browser mode. */
   wx?: any;
-  /** A token from an earlier login (e.g. kept in storage). */
+  /** A token from an earlier login (e.g. kept in storage), or a connection token (JWT) from your backend. */
   token?: string;
+  /** Fetches a fresh connection token (JWT) from your backend: called when there is none, before the token's
+   * exp (`tokenRefreshMarginMs`), and once when the server refuses the token it has. */
+  getToken?: () => Promise<string>;
+  /** How long before a JWT's exp `getToken` is called (default 30000). */
+  tokenRefreshMarginMs?: number;
   user?: User;
   /** Timeout of one request on an open socket (default 15000). */
   requestTimeoutMs?: number;

@@ -68,7 +68,8 @@ impl App {
         let hub = Arc::new(Hub::new(metrics.clone()));
         let bus = crate::bus::open(&config, hub.clone()).await?;
         let (sink, commits, order) = fanout::channel();
-        let store = match crate::store::open(&config, sink).await {
+        let outbox = crate::store::Outbox::from_config(&config);
+        let store = match crate::store::open(&config, sink, outbox.clone()).await {
             Ok(store) => store,
             Err(error) => {
                 bus.shutdown().await;
@@ -82,9 +83,18 @@ impl App {
             metrics.clone(),
         ));
         let auth = Arc::new(Auth::new(store.clone(), config.clone())?);
+        let before_send = crate::webhooks::before_send::BeforeSend::from_config(
+            &config,
+            metrics.webhooks.clone(),
+        )?;
         // The chat service's own pushes stay behind the commits handed to fan-out before them.
         let ordered: Arc<dyn Bus> = Arc::new(OrderedBus::new(bus.clone(), order));
-        let chat = Chat::new(store.clone(), ordered, hub.clone(), config.clone());
+        let chat = Chat::new(store.clone(), ordered, hub.clone(), config.clone()).with_hooks(
+            crate::chat::Hooks {
+                outbox: outbox.clone(),
+                before_send,
+            },
+        );
         if config.wechat_enabled() {
             tracing::info!(
                 "WeChat login enabled (code2Session at {})",
@@ -94,6 +104,13 @@ impl App {
         auth::warn_dev_login(&config);
         let shutdown = CancellationToken::new();
         auth::spawn_housekeeping(auth.clone(), config.clone(), shutdown.clone());
+        crate::webhooks::worker::spawn(
+            store.clone(),
+            config.clone(),
+            outbox,
+            metrics.webhooks.clone(),
+            shutdown.clone(),
+        )?;
         let app = Arc::new(App {
             connection_slots: Arc::new(Semaphore::new(config.max_connections)),
             server_api: crate::http::server_api::ServerApi::new(&config),

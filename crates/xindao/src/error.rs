@@ -24,6 +24,15 @@ pub enum Error {
     UnsupportedMedia(String),
     #[error("missing, invalid or expired session")]
     Unauthorized,
+    /// A business JWT that does not verify (the reason says why).
+    #[error("invalid token: {0}")]
+    InvalidToken(&'static str),
+    /// A business JWT past its `exp`: get a fresh one.
+    #[error("token expired")]
+    TokenExpired,
+    /// The before-send hook refused the message; its reason code.
+    #[error("rejected: {0}")]
+    Rejected(String),
     #[error("{0}")]
     Forbidden(&'static str),
     #[error("{0}")]
@@ -95,6 +104,9 @@ impl Error {
             Error::TooLarge(_) => "too_large",
             Error::UnsupportedMedia(_) => "unsupported_media",
             Error::Unauthorized => "unauthorized",
+            Error::InvalidToken(_) => "invalid_token",
+            Error::TokenExpired => "token_expired",
+            Error::Rejected(_) => "rejected",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
@@ -127,7 +139,10 @@ impl Error {
             | Error::WeChat(WeChatError::InvalidCode(_)) => StatusCode::BAD_REQUEST,
             Error::MessageTooLong(_) | Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::Unauthorized | Error::InvalidToken(_) | Error::TokenExpired => {
+                StatusCode::UNAUTHORIZED
+            }
+            Error::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Forbidden(_)
             | Error::RecallWindowPassed { .. }
             | Error::WeChat(WeChatError::UserBlocked) => StatusCode::FORBIDDEN,
@@ -157,6 +172,9 @@ impl Error {
         let mut obj = serde_json::json!({ "code": self.code(), "message": message });
         if let Error::RateLimited { retry_after_ms } = self {
             obj["retry_after_ms"] = (*retry_after_ms).into();
+        }
+        if let Error::Rejected(reason) = self {
+            obj["reason"] = reason.clone().into();
         }
         obj
     }

@@ -50,6 +50,7 @@ pub mod hub;
 
 pub mod media;
 pub mod wafer;
+pub mod webhooks;
 
 // Around them.
 pub mod app;

@@ -26,10 +26,39 @@ enum Command {
     /// Connect to a deployment as a client would and say which hop holds the time (DNS, TCP, TLS, proxy,
     /// upgrade, server, commit, network). Exit status 1 when a step fails.
     Probe(xindao::probe::ProbeArgs),
+    /// Webhook deliveries: `webhooks dead list` shows the dead-letter list, `webhooks dead redrive [--id N]`
+    /// puts deliveries back in the outbox.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// Manage the server API's keys in the configured store (docs/server-api.md).
     Apikey {
         #[command(subcommand)]
         action: ApikeyAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// The dead-letter list (deliveries that failed for the whole retry window).
+    Dead {
+        #[command(subcommand)]
+        command: DeadCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadCommand {
+    /// Print the dead deliveries as JSON lines, oldest first (at most 1000).
+    List(Flags),
+    /// Put dead deliveries back in the outbox (all, or those given with --id), keeping their delivery ids.
+    Redrive {
+        /// A delivery id to redrive (repeatable); none: all.
+        #[arg(long = "id")]
+        ids: Vec<i64>,
+        #[command(flatten)]
+        flags: Flags,
     },
 }
 
@@ -74,6 +103,9 @@ fn main() -> anyhow::Result<()> {
         Command::Config(ConfigArgs { markdown: true, .. }) => print!("{}", reference_markdown()),
         Command::Config(ConfigArgs { flags, .. }) => print!("{}", flags.load()?.to_toml_masked()),
         Command::Serve(flags) => serve(flags.load()?)?,
+        Command::Webhooks {
+            command: WebhooksCommand::Dead { command },
+        } => dead_letters(command)?,
         Command::Apikey { action } => apikey(action)?,
         Command::Probe(args) => probe(args)?,
     }
@@ -99,6 +131,27 @@ fn probe(args: xindao::probe::ProbeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn dead_letters(command: DeadCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match command {
+            DeadCommand::List(flags) => {
+                for dead in xindao::webhooks::admin::dead_list(&flags.load()?).await? {
+                    println!("{}", serde_json::to_string(&dead)?);
+                }
+            }
+            DeadCommand::Redrive { ids, flags } => {
+                let ids = (!ids.is_empty()).then_some(ids);
+                let moved = xindao::webhooks::admin::redrive(&flags.load()?, ids).await?;
+                println!("redriven {moved}");
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Runs an `apikey` command against the configured store (migrating it first, as the server does).
 fn apikey(action: ApikeyAction) -> anyhow::Result<()> {
     use xindao::http::server_api::keys;
@@ -114,7 +167,7 @@ fn apikey(action: ApikeyAction) -> anyhow::Result<()> {
     runtime.block_on(async move {
         // Nothing is appended: the commit sink is never used.
         let (sink, _commits) = tokio::sync::mpsc::channel(1);
-        let store = xindao::store::open(&config, sink.into()).await?;
+        let store = xindao::store::open(&config, sink.into(), Default::default()).await?;
         let outcome: anyhow::Result<()> = async {
             match action {
                 ApikeyAction::Create { name, scopes, .. } => {

@@ -48,6 +48,7 @@ pub struct Metrics {
     pub bus_connected: Gauge,
     /// Cluster bus envelopes dropped unapplied, by reason.
     pub bus_rejected: Family<BusRejectLabels, Counter>,
+    pub webhooks: crate::webhooks::WebhookMetrics,
 }
 
 impl Default for Metrics {
@@ -134,7 +135,9 @@ impl Default for Metrics {
             bus_rejected.clone(),
         );
         crate::obs::hops::register(&mut registry);
+        let webhooks = crate::webhooks::WebhookMetrics::register(&mut registry);
         Metrics {
+            webhooks,
             registry: Arc::new(registry),
             connections,
             connections_opened,

@@ -33,6 +33,8 @@ const DEFAULTS = {
   lifecycle: true, // install wx.onAppHide/onAppShow or visibilitychange/online hooks
   storage: null, // {getItem(key), setItem(key, value)}: persists delivery cursors and the outbox across restarts
   log: null, // function(level, message, data) for debugging
+  getToken: null, // async () => a fresh connection token (JWT) from your backend; see README "Tokens from your backend"
+  tokenRefreshMarginMs: 30000, // call getToken this long before the token's exp
 };
 
 /** An error from the server (its `code`) or from the SDK (`timeout`, `not_connected`, `disconnected`,
@@ -553,7 +555,7 @@ class XindaoClient extends Emitter {
    * rejects with `unreachable` when no connection opened within `opts.timeoutMs` (default `readyTimeoutMs`,
    * 15 s; 0 = wait for ever): the client keeps trying in the background, `ready()` waits again. */
   connect(opts = {}) {
-    if (!this.token) return Promise.reject(new XindaoError('unauthorized', 'log in first (loginDev / loginWechat) or pass options.token'));
+    if (!this.token && !this.options.getToken) return Promise.reject(new XindaoError('unauthorized', 'log in first (loginDev / loginWechat) or pass options.token / options.getToken'));
     this._restoreOutbox();
     this._ended = null;
     if (!this._wantOpen) {
@@ -659,6 +661,7 @@ class XindaoClient extends Emitter {
 
   _teardown() {
     this._gen++;
+    clearTimeout(this._tokenTimer);
     clearTimeout(this._reconnectTimer);
     clearTimeout(this._connectTimer);
     clearInterval(this._hbTimer);
@@ -721,15 +724,89 @@ class XindaoClient extends Emitter {
       this._log('info', 'connect timeout');
       cb.close(4000, 'connect timeout');
     }, this.options.connectTimeoutMs);
-    try {
-      if (this._wx && !this.options.WebSocket) this._conn = openWxTransport(this._wx, this.wsUrl, this.token, cb);
-      else if (this._WebSocket) this._openWithTicket(gen, cb);
-      else throw new XindaoError('unsupported', 'no WebSocket: pass options.WebSocket (e.g. the `ws` package in Node 20)');
-    } catch (e) {
+    const open = () => {
+      if (gen !== this._gen) return;
+      try {
+        if (this._wx && !this.options.WebSocket) this._conn = openWxTransport(this._wx, this.wsUrl, this.token, cb);
+        else if (this._WebSocket) this._openWithTicket(gen, cb);
+        else throw new XindaoError('unsupported', 'no WebSocket: pass options.WebSocket (e.g. the `ws` package in Node 20)');
+      } catch (e) {
+        this.emit('error', e);
+        const g = gen;
+        setTimeout(() => g === this._gen && cb.close(1006, String(e.message || e)), 0);
+      }
+    };
+    if (!this.options.getToken || (this.token && !this._tokenExpiring())) return open();
+    this._refreshToken().then(open, (e) => {
+      if (gen !== this._gen) return;
       this.emit('error', e);
-      const g = gen;
-      setTimeout(() => g === this._gen && cb.close(1006, String(e.message || e)), 0);
+      cb.close(1006, 'getToken failed: ' + String((e && e.message) || e));
+    });
+  }
+
+  // ---------------------------------------------------------------- tokens from the app's backend (getToken)
+
+  // The token's exp (ms) if it is a JWT, else null (an opaque session token).
+  _tokenExp() {
+    const t = this.token;
+    if (!t || t.split('.').length !== 3) return null;
+    try {
+      const b64 = t.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      const json = typeof atob === 'function' ? atob(b64 + '==='.slice((b64.length + 3) % 4)) : Buffer.from(b64, 'base64').toString('binary');
+      const exp = JSON.parse(json).exp;
+      return typeof exp === 'number' ? exp * 1000 : null;
+    } catch (_) {
+      return null;
     }
+  }
+
+  _tokenExpiring() {
+    const exp = this._tokenExp();
+    return exp != null && exp - Date.now() <= this.options.tokenRefreshMarginMs;
+  }
+
+  // Calls options.getToken once at a time; schedules the next call before the new token's exp.
+  _refreshToken() {
+    if (this._tokenPromise) return this._tokenPromise;
+    this._tokenPromise = Promise.resolve()
+      .then(() => this.options.getToken())
+      .then(
+        (token) => {
+          this._tokenPromise = null;
+          if (typeof token !== 'string' || !token) throw new XindaoError('unauthorized', 'getToken gave no token');
+          this.token = token;
+          this._tokenRefreshedAt = Date.now();
+          this._scheduleTokenRefresh();
+          return token;
+        },
+        (e) => {
+          this._tokenPromise = null;
+          throw e;
+        },
+      );
+    return this._tokenPromise;
+  }
+
+  _scheduleTokenRefresh() {
+    clearTimeout(this._tokenTimer);
+    this._tokenTimer = null;
+    const exp = this._tokenExp();
+    if (exp == null || !this._wantOpen) return;
+    const delay = Math.max(1000, exp - Date.now() - this.options.tokenRefreshMarginMs);
+    this._tokenTimer = setTimeout(() => {
+      this._tokenTimer = null;
+      if (this._wantOpen) this._refreshToken().catch((e) => this.emit('error', e));
+    }, delay);
+    if (this._tokenTimer && this._tokenTimer.unref) this._tokenTimer.unref();
+  }
+
+  // A refused token: with getToken, fetch a fresh one and reconnect (once per fresh token); else the session ended.
+  _tokenRefused(code, reason) {
+    const fresh = this._tokenRefreshedAt && Date.now() - this._tokenRefreshedAt < 2000;
+    if (!this.options.getToken || fresh) return this._sessionEnded(code, reason);
+    this._log('info', 'token refused: asking getToken for a fresh one', { reason });
+    this.token = null;
+    this._scheduleReconnect(code, reason);
   }
 
   // The token never goes in a URL (proxies log URLs): trade it for a single-use connect ticket, valid 30 s, and
@@ -744,7 +821,7 @@ class XindaoClient extends Emitter {
         if (gen !== this._gen) return;
         const code = e && e.code;
         if (code === 'not_found') this._conn = openWebSocketTransport(this._WebSocket, this.wsUrl, { token: this.token }, cb);
-        else if (code === 'unauthorized') cb.close(4001, 'unauthorized');
+        else if (code === 'unauthorized' || code === 'invalid_token' || code === 'token_expired') cb.close(4001, code);
         else cb.close(1006, 'connect ticket: ' + ((e && e.message) || code));
       },
     );
@@ -763,8 +840,9 @@ class XindaoClient extends Emitter {
     this._log('info', 'socket closed', { code, reason, opened, wasOpen });
     this._lastClose = (code ? code + ' ' : '') + (reason || (opened ? 'closed' : 'could not connect'));
     if (!this._wantOpen || this._paused) return;
-    // 4001: the session ended; 4003: the user was banned (server API). Reconnecting cannot help either.
-    if (code === 4001 || code === 4003) return this._sessionEnded(code, reason);
+    // 4001: the token was refused (a getToken app may get a fresh one); 4003: the user was banned (server API).
+    if (code === 4001) return this._tokenRefused(code, reason);
+    if (code === 4003) return this._sessionEnded(code, reason);
     this._scheduleReconnect(code, reason);
     if (!wasOpen && !this._checking) {
       // the upgrade may have been refused: a 401 means the session is over (browsers cannot see the status)
@@ -775,7 +853,12 @@ class XindaoClient extends Emitter {
         },
         (e) => {
           this._checking = false;
-          if (e && e.code === 'unauthorized' && this._wantOpen && this._state !== 'open') this._sessionEnded(4001, 'unauthorized');
+          const refused = e && (e.code === 'unauthorized' || e.code === 'invalid_token' || e.code === 'token_expired');
+          if (refused && this._wantOpen && this._state !== 'open') {
+            clearTimeout(this._reconnectTimer);
+            this._reconnectTimer = null;
+            this._tokenRefused(4001, e.code);
+          }
         },
       );
     }

@@ -7,6 +7,7 @@
 //! periodically (`housekeeping.rs`).
 
 mod housekeeping;
+pub mod jwt;
 mod limits;
 mod wechat;
 
@@ -65,6 +66,8 @@ pub struct Auth {
     limits: LoginLimits,
     http: reqwest::Client,
     config: Arc<Config>,
+    /// The keys business JWTs are checked with (`jwt.rs`), if configured.
+    jwt: Option<jwt::JwtKeys>,
 }
 
 /// SHA-256 of a token: what the store keeps instead of the token.
@@ -83,6 +86,7 @@ impl Auth {
         let http = wechat::client().map_err(|e| Error::Internal(format!("http client: {e}")))?;
         Ok(Auth {
             limits: LoginLimits::new(&config),
+            jwt: jwt::JwtKeys::load(&config)?,
             store,
             http,
             config,
@@ -176,6 +180,23 @@ impl Auth {
 
     /// Checks a bearer token and slides its expiry.
     pub async fn authenticate(&self, token: &str) -> Result<Session> {
+        Ok(self.resolve(token).await?.session)
+    }
+
+    /// Checks a bearer token: a session token, or a business JWT (`jwt.rs`), whose room grants come back
+    /// on its first use for the caller to apply.
+    pub async fn resolve(&self, token: &str) -> Result<jwt::Resolved> {
+        if jwt::looks_like_jwt(token) {
+            return self.resolve_jwt(token).await;
+        }
+        let session = self.authenticate_session(token).await?;
+        Ok(jwt::Resolved {
+            session,
+            grants: Vec::new(),
+        })
+    }
+
+    async fn authenticate_session(&self, token: &str) -> Result<Session> {
         if token.is_empty() || token.len() > 256 {
             return Err(Error::Unauthorized);
         }

@@ -58,6 +58,9 @@ impl Chat {
         };
         // The store checks membership inside the commit and hands the commit to fan-out (`fanout`), which
         // pushes it to everyone but this connection, in seq order.
+        let content = self
+            .before_send(conversation_id, caller.user_id, &a.cmid, kind, content)
+            .await?;
         let message = NewMessage {
             conversation_id,
             sender_id: caller.user_id,

@@ -9,6 +9,8 @@
 //! bounds every reply and `limits` holds the per-user rate limits.
 
 pub mod fanout;
+mod grants;
+mod hooks;
 mod limits;
 mod media;
 mod messages;
@@ -56,10 +58,13 @@ pub struct Chat {
     summaries: Arc<summaries::Summaries>,
     room_adds: limits::PerUser,
     lookups: limits::PerUser,
+    hooks: Arc<hooks::Hooks>,
     profile_sets: limits::PerUser,
     /// Signs media download URLs (`media_url`); `None` when `media_secret` was not resolved.
     media_signer: Option<crate::media::Signer>,
 }
+
+pub use hooks::Hooks;
 
 impl Chat {
     pub fn new(
@@ -72,6 +77,7 @@ impl Chat {
             summaries: summaries::Summaries::new(store.clone(), bus.clone()),
             room_adds: limits::PerUser::per_minute(config.room_adds_per_min),
             lookups: limits::PerUser::per_minute(config.lookups_per_min),
+            hooks: Arc::default(),
             profile_sets: limits::PerUser::per_minute(profiles::PROFILE_SETS_PER_MIN),
             media_signer: crate::media::Signer::from_config(&config).ok(),
             store,

@@ -27,6 +27,8 @@ impl Chat {
             skip_conn: caller.conn_id,
             skip_user: 0,
         });
+        self.emit_read(a.conversation_id, caller.user_id, read_seq)
+            .await;
         raw(&json!({ "read_seq": read_seq }))
     }
 }

@@ -81,6 +81,8 @@ impl Chat {
             user_id: caller.user_id,
             member: true,
         });
+        self.emit_room_created(id, caller.user_id, &name, a.visibility)
+            .await;
         self.conversation_reply(id, caller.user_id).await
     }
 
@@ -250,6 +252,7 @@ impl Chat {
         action: &'static str,
         by: UserId,
     ) {
+        self.emit_member(conversation_id, user_id, action, by).await;
         let joined = matches!(action, "joined" | "added");
         let frame = protocol::event(
             "member",

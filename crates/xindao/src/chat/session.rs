@@ -22,6 +22,7 @@ impl Chat {
                 .register(session.user_id, session.token_hash, &conversations, outbox);
         if registered.first_of_user {
             self.bus.local_presence(session.user_id, true);
+            self.emit_presence(session.user_id, true);
         }
         Ok((user, registered))
     }
@@ -30,6 +31,7 @@ impl Chat {
     pub fn disconnect(&self, caller: Caller) {
         if self.hub.unregister(caller.user_id, caller.conn_id) {
             self.bus.local_presence(caller.user_id, false);
+            self.emit_presence(caller.user_id, false);
         }
     }
 

@@ -97,6 +97,24 @@ impl Config {
                 "a redis or nats bus needs cluster_secret: at least 32 bytes, the same on every node",
             ),
             (
+                self.webhook_concurrency >= 1
+                    && self.webhook_lease_ms >= self.webhook_timeout_ms.saturating_add(1000),
+                "webhook_concurrency must be >= 1 and webhook_lease_ms >= webhook_timeout_ms + 1000 (a \
+                 claim must outlast the delivery it covers)",
+            ),
+            (
+                self.before_send_url.as_deref().is_none_or(|url| {
+                    url.starts_with("http://") || url.starts_with("https://")
+                }),
+                "before_send_url must be an http:// or https:// URL",
+            ),
+            (
+                self.jwt_hs256_secret
+                    .as_ref()
+                    .is_none_or(|secret| secret.as_str().len() >= 32),
+                "jwt_hs256_secret must be at least 32 bytes",
+            ),
+            (
                 self.nats_creds_file.is_none() || matches!(self.bus, BusConfig::Nats { .. }),
                 "nats_creds_file goes with a nats:// or tls:// bus",
             ),
@@ -124,6 +142,9 @@ impl Config {
                 "wafer_public_url must be ws://host[:port] or wss://host[:port] without a trailing /",
             ),
         ];
+        if let Some(problem) = self.webhooks.problem() {
+            return Err(ConfigError::Invalid(problem));
+        }
         match checks.into_iter().find(|(ok, _)| !ok) {
             Some((_, what)) => Err(ConfigError::Invalid(what.into())),
             None => Ok(()),

@@ -136,7 +136,7 @@ url_setting!(BusConfig);
 
 /// Parses a flag or environment value with `FromStr`, reporting the (masked) error without the raw value.
 #[derive(Clone)]
-pub struct QuietParser<T>(PhantomData<T>);
+pub struct QuietParser<T>(pub(crate) PhantomData<T>);
 
 impl<T> clap::builder::TypedValueParser for QuietParser<T>
 where

@@ -8,10 +8,12 @@ mod check;
 mod cli;
 mod endpoint;
 mod kinds;
+mod webhooks;
 
 pub use cli::{reference_markdown, Flags};
 pub use endpoint::{mask_url, BusConfig, QuietParser, Secret, StoreConfig};
 pub use kinds::{AdminListen, DevLogin, LogFormat, SqliteSync};
+pub use webhooks::{BeforeSendFailure, WebhookEndpoint, Webhooks};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -86,6 +88,24 @@ pub struct Config {
     /// Base URL of the WeChat API (tests point it at a local fake).
     #[arg(long, default_value = "https://api.weixin.qq.com")]
     pub wechat_api_base: String,
+    /// Shared secret (at least 32 bytes) with which the business backend signs HS256 connection tokens
+    /// (JWT, claims `sub`, `exp`, optional `nbf`, `name`, `rooms`); a client sends such a token where it
+    /// would send a session token. Prefer XINDAO_JWT_HS256_SECRET or the file to a flag.
+    #[arg(long)]
+    pub jwt_hs256_secret: Option<Secret>,
+    /// PEM file of the public key (Ed25519 for EdDSA, or RSA for RS256) that verifies connection tokens.
+    #[arg(long)]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// JWKS file (JSON `{"keys": [...]}`, Ed25519 or RSA keys with a `kid`) that verifies connection tokens
+    /// naming a `kid`.
+    #[arg(long)]
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// The `iss` a connection token must carry (unset: not checked).
+    #[arg(long)]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` a connection token must carry (unset: not checked).
+    #[arg(long)]
+    pub jwt_audience: Option<String>,
     /// Development login (`POST /v1/login/dev`: anyone who types a display name becomes that user, with its
     /// history): "auto" (on exactly when WeChat is not configured and `listen` is a loopback address; a
     /// non-loopback server without WeChat refuses to start), "true" (on anywhere, logged as a warning at
@@ -226,6 +246,51 @@ pub struct Config {
     /// round trip and an fsync).
     #[arg(long)]
     pub commit_linger_us: Option<u64>,
+    /// Webhook endpoints: a TOML array of tables `{name, url, secret, events}` (in the environment or a flag,
+    /// the same list in JSON). `events` filters what each receives: names (`message.created`), prefixes
+    /// (`member.*`) or `*` (the default). Events are kept in an outbox in the transaction that commits them
+    /// and delivered signed (docs/webhooks.md). None by default: then nothing is kept.
+    #[arg(long, default_value = "[]")]
+    pub webhooks: Webhooks,
+    /// Seconds a webhook delivery is retried (exponential backoff with jitter, from 1 s up to 10 min between
+    /// attempts) before it is parked in the dead-letter list (`xindao webhooks dead list|redrive`).
+    #[arg(long, default_value_t = 24 * 3600)]
+    pub webhook_retry_secs: u64,
+    /// Milliseconds before the second attempt of a failed webhook delivery; each further wait doubles (up to
+    /// 10 minutes), with 50-100 % jitter.
+    #[arg(long, default_value_t = 1000)]
+    pub webhook_backoff_ms: u64,
+    /// Milliseconds a webhook receiver has to answer a delivery (else it counts as failed and is retried).
+    #[arg(long, default_value_t = 5000)]
+    pub webhook_timeout_ms: u64,
+    /// Most deliveries waiting in the outbox; beyond it new events are not kept (the metric
+    /// xindao_webhook_dropped_total and an error log say so) until it drains. Chat is never held back.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub webhook_outbox_max: u64,
+    /// Milliseconds a node's claim on the deliveries it is sending lasts: a node that dies holding some has
+    /// them sent by another after this.
+    #[arg(long, default_value_t = 30_000)]
+    pub webhook_lease_ms: u64,
+    /// Deliveries a node sends at once (to different conversations; one conversation's events go one at a
+    /// time, in order).
+    #[arg(long, default_value_t = 32)]
+    pub webhook_concurrency: usize,
+    /// URL of the before-send hook: each user message is POSTed to it before it commits, and the answer
+    /// accepts, rejects (`rejected` with the hook's reason) or replaces its content (docs/webhooks.md).
+    /// Unset: no hook.
+    #[arg(long)]
+    pub before_send_url: Option<String>,
+    /// Key of the `X-Xindao-Signature` header on before-send calls (same scheme as webhooks); unset: calls
+    /// are not signed.
+    #[arg(long)]
+    pub before_send_secret: Option<Secret>,
+    /// Milliseconds the before-send hook has to answer.
+    #[arg(long, default_value_t = 1000)]
+    pub before_send_timeout_ms: u64,
+    /// What a send does when the before-send hook fails (down, timeout, bad answer): "open" (sent as it is)
+    /// or "closed" (refused with `unavailable`).
+    #[arg(long, value_enum, default_value_t = BeforeSendFailure::default())]
+    pub before_send_failure: BeforeSendFailure,
     /// Path prefix of the Wafer 2 compatible endpoints (e.g. "/weapp": `GET /weapp/login`, `/weapp/user`,
     /// `/weapp/tunnel`), for mini-programs built on wafer2-client-sdk (docs/wafer.md). Unset: not served.
     /// Needs WeChat login (wechat_appid, wechat_secret).
@@ -359,6 +424,13 @@ impl Config {
         self.wechat_appid.is_some() && self.wechat_secret.is_some()
     }
 
+    /// Whether business connection tokens (JWT) are configured.
+    pub fn jwt_enabled(&self) -> bool {
+        self.jwt_hs256_secret.is_some()
+            || self.jwt_public_key_file.is_some()
+            || self.jwt_jwks_file.is_some()
+    }
+
     /// Whether the server listens on loopback only (127.0.0.0/8 or ::1): nobody else can reach it.
     pub fn listens_on_loopback(&self) -> bool {
         self.listen.ip().is_loopback()
@@ -367,7 +439,9 @@ impl Config {
     /// Whether the development login is served, after resolving "auto".
     pub fn dev_login_enabled(&self) -> bool {
         match self.dev_login {
-            DevLogin::Auto => !self.wechat_enabled() && self.listens_on_loopback(),
+            DevLogin::Auto => {
+                !self.wechat_enabled() && !self.jwt_enabled() && self.listens_on_loopback()
+            }
             DevLogin::True => true,
             DevLogin::False => false,
         }
@@ -377,7 +451,10 @@ impl Config {
     /// listen address others can reach. Checked at start (not in [`Config::load`], so that `xindao config`
     /// still shows such a configuration).
     pub fn check_login_exposure(&self) -> Result<(), ConfigError> {
-        if self.dev_login == DevLogin::Auto && !self.wechat_enabled() && !self.listens_on_loopback()
+        if self.dev_login == DevLogin::Auto
+            && !self.wechat_enabled()
+            && !self.jwt_enabled()
+            && !self.listens_on_loopback()
         {
             return Err(ConfigError::Invalid(format!(
                 "no login is configured for {}, which is not a loopback address: configure WeChat login \
@@ -402,6 +479,19 @@ impl Config {
         }
         if self.cluster_secret.is_some() {
             table.insert("cluster_secret".into(), endpoint::MASK.into());
+        }
+        if self.jwt_hs256_secret.is_some() {
+            table.insert("jwt_hs256_secret".into(), endpoint::MASK.into());
+        }
+        if self.before_send_secret.is_some() {
+            table.insert("before_send_secret".into(), endpoint::MASK.into());
+        }
+        if let Some(toml::Value::Array(endpoints)) = table.get_mut("webhooks") {
+            for endpoint in endpoints {
+                if let Some(fields) = endpoint.as_table_mut() {
+                    fields.insert("secret".into(), endpoint::MASK.into());
+                }
+            }
         }
         if self.wafer_tunnel_key.is_some() {
             table.insert("wafer_tunnel_key".into(), endpoint::MASK.into());

@@ -150,7 +150,11 @@ async fn admit(
         Some(ticket) => app.auth.redeem_ticket(ticket).await?,
         None => {
             let token = bearer(headers, query.token.as_deref()).ok_or(Error::Unauthorized)?;
-            app.auth.authenticate(&token).await?
+            let resolved = app.auth.resolve(&token).await?;
+            app.chat
+                .apply_grants(resolved.session.user_id, &resolved.grants)
+                .await;
+            resolved.session
         }
     };
     let permit = app

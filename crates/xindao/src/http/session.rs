@@ -21,7 +21,11 @@ use crate::peer::Peer;
 /// The caller's session, from the `Authorization: Bearer` header.
 async fn session(app: &App, headers: &HeaderMap) -> Result<Session> {
     let token = bearer(headers, None).ok_or(Error::Unauthorized)?;
-    app.auth.authenticate(&token).await
+    let resolved = app.auth.resolve(&token).await?;
+    app.chat
+        .apply_grants(resolved.session.user_id, &resolved.grants)
+        .await;
+    Ok(resolved.session)
 }
 
 /// The address a login is counted against: the TCP peer, or the client a trusted proxy forwarded

@@ -40,6 +40,7 @@ pub(crate) const SQLITE: &[Migration] = &[
     migration!(5, "sqlite/0005_server_api.sql"),
     migration!(6, "sqlite/0006_profiles_and_recall.sql"),
     migration!(7, "sqlite/0007_media.sql"),
+    migration!(8, "sqlite/0008_webhook_outbox.sql"),
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -50,6 +51,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
     migration!(4, "postgres/0004_server_api.sql"),
     migration!(5, "postgres/0005_profiles_and_recall.sql"),
     migration!(6, "postgres/0006_media.sql"),
+    migration!(7, "postgres/0007_webhook_outbox.sql"),
 ];
 
 /// A database whose schema the runner brings up to date.

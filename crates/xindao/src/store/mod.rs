@@ -38,6 +38,7 @@
 pub(crate) mod group_commit;
 pub mod media;
 pub(crate) mod migrate;
+pub mod outbox;
 pub mod postgres;
 mod rows;
 pub mod server_api;
@@ -45,6 +46,7 @@ pub mod sqlite;
 
 pub use group_commit::GroupCommit;
 pub use media::MediaStore;
+pub use outbox::{DeadRow, Outbox, OutboxEvent, OutboxRow};
 pub use server_api::ServerApiStore;
 
 use std::sync::Arc;
@@ -57,7 +59,11 @@ use crate::model::*;
 pub use crate::rules::StateChange;
 
 /// Opens the store `config.store` names; its writers hand each committed batch to `sink`.
-pub async fn open(config: &Config, sink: CommitSink) -> Result<Arc<dyn Store>> {
+pub async fn open(
+    config: &Config,
+    sink: CommitSink,
+    outbox: Arc<Outbox>,
+) -> Result<Arc<dyn Store>> {
     let caps = config.caps();
     let commit = GroupCommit {
         batch_max: config.commit_batch_max,
@@ -65,12 +71,18 @@ pub async fn open(config: &Config, sink: CommitSink) -> Result<Arc<dyn Store>> {
     };
     Ok(match &config.store {
         StoreConfig::Postgres { url } => Arc::new(
-            postgres::PostgresStore::open(url, config.postgres_pool_size, commit, sink)
-                .await?
-                .with_caps(caps),
+            postgres::PostgresStore::open_with_outbox(
+                url,
+                config.postgres_pool_size,
+                commit,
+                sink,
+                outbox,
+            )
+            .await?
+            .with_caps(caps),
         ),
         StoreConfig::Sqlite => Arc::new(
-            sqlite::SqliteStore::open(
+            sqlite::SqliteStore::open_with_outbox(
                 &config.data_dir,
                 sqlite::SqliteOptions {
                     synchronous: config.sqlite_synchronous,
@@ -79,6 +91,7 @@ pub async fn open(config: &Config, sink: CommitSink) -> Result<Arc<dyn Store>> {
                     cache_mb: config.sqlite_cache_mb,
                 },
                 sink,
+                outbox,
             )
             .await?
             .with_caps(caps),
@@ -137,8 +150,19 @@ pub struct LoginIdentity {
 
 #[derive(Debug, Clone)]
 pub enum ExternalId {
-    WeChat { openid: String },
-    Dev { display_name: String },
+    WeChat {
+        openid: String,
+    },
+    Dev {
+        display_name: String,
+    },
+    /// A business backend's user (a JWT's `sub`), with the display name its token carries (updated when
+    /// given; `default_name` on creation otherwise).
+    Business {
+        id: String,
+        display_name: Option<String>,
+        default_name: String,
+    },
 }
 
 /// A session row looked up by token hash.
@@ -265,6 +289,34 @@ pub trait Store: MediaStore + ServerApiStore + Send + Sync + 'static {
     /// Moves the read marker of `user` forward to `seq` (capped at last_seq); returns the marker after the call.
     async fn mark_read(&self, conversation: ConversationId, user: UserId, seq: i64) -> Result<i64>;
 
+    /// Writes webhook events in a transaction of their own (events that commit nothing else: a user's first
+    /// connection, their last one).
+    async fn webhook_enqueue(&self, events: Vec<OutboxEvent>) -> Result<()>;
+    /// Claims for `node` until `now + lease_ms` up to `limit` deliverable webhook heads (due, unclaimed or
+    /// with an expired lease, the first of their endpoint and key), each with up to `run - 1` rows that
+    /// follow it (see [`crate::webhooks`]); in id order.
+    async fn webhook_claim(
+        &self,
+        node: &str,
+        now: Millis,
+        lease_ms: i64,
+        limit: usize,
+        run: usize,
+    ) -> Result<Vec<OutboxRow>>;
+    /// Claimed rows given back unsent.
+    async fn webhook_release(&self, ids: Vec<i64>) -> Result<()>;
+    /// Delivered rows: deleted.
+    async fn webhook_done(&self, ids: Vec<i64>) -> Result<()>;
+    /// A failed attempt: tried again at `next_at`.
+    async fn webhook_retry(&self, id: i64, next_at: Millis, error: String) -> Result<()>;
+    /// Out of retries: moved to the dead-letter list.
+    async fn webhook_bury(&self, id: i64, error: String) -> Result<()>;
+    /// The dead-letter list, oldest first.
+    async fn webhook_dead(&self, limit: usize) -> Result<Vec<DeadRow>>;
+    /// Puts dead deliveries (all, or `ids`) back in the outbox; returns how many.
+    async fn webhook_redrive(&self, ids: Option<Vec<i64>>) -> Result<usize>;
+    /// Rows in the outbox, and the creation time of the oldest.
+    async fn webhook_depth(&self) -> Result<(i64, Option<Millis>)>;
     // ---- Profiles, search, contacts (store/*/profiles.rs) ----
 
     /// Changes `user`'s profile (the fields already validated); returns the user after the change.

@@ -6,6 +6,7 @@
 //! again once it is back.
 
 mod media;
+mod outbox;
 mod profiles;
 mod reads;
 mod recall;
@@ -49,6 +50,7 @@ pub struct PostgresStore {
     appends: AppendQueue,
     writer_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     caps: rules::Caps,
+    outbox: std::sync::Arc<super::Outbox>,
 }
 
 impl PostgresStore {
@@ -59,7 +61,18 @@ impl PostgresStore {
         commit: GroupCommit,
         sink: impl Into<CommitSink>,
     ) -> Result<Self> {
-        let sink = sink.into();
+        Self::open_with_outbox(url, pool_size, commit, sink.into(), Default::default()).await
+    }
+
+    /// [`PostgresStore::open`], keeping webhook events for `outbox`'s endpoints (written in the transactions
+    /// that commit them).
+    pub async fn open_with_outbox(
+        url: &str,
+        pool_size: usize,
+        commit: GroupCommit,
+        sink: CommitSink,
+        outbox: std::sync::Arc<super::Outbox>,
+    ) -> Result<Self> {
         let tls::Target {
             config: mut pg,
             tls,
@@ -92,7 +105,10 @@ impl PostgresStore {
         let tasks = receivers
             .into_iter()
             .map(|jobs| {
-                let backend = writer::PgBatch { pool: pool.clone() };
+                let backend = writer::PgBatch {
+                    pool: pool.clone(),
+                    outbox: outbox.clone(),
+                };
                 tokio::spawn(group_commit::run(backend, jobs, commit, sink.clone()))
             })
             .collect();
@@ -102,6 +118,7 @@ impl PostgresStore {
             appends,
             writer_tasks: Mutex::new(tasks),
             caps: rules::Caps::default(),
+            outbox,
         })
     }
 
@@ -317,6 +334,49 @@ impl Store for PostgresStore {
 
     async fn mark_read(&self, conversation: ConversationId, user: UserId, seq: i64) -> Result<i64> {
         reads::mark_read(self, conversation, user, seq).await
+    }
+
+    async fn webhook_enqueue(&self, events: Vec<super::OutboxEvent>) -> Result<()> {
+        self.outbox_enqueue(events).await
+    }
+
+    async fn webhook_claim(
+        &self,
+        node: &str,
+        now: Millis,
+        lease_ms: i64,
+        limit: usize,
+        run: usize,
+    ) -> Result<Vec<super::OutboxRow>> {
+        self.outbox_claim(node, now, lease_ms, limit, run).await
+    }
+
+    async fn webhook_release(&self, ids: Vec<i64>) -> Result<()> {
+        self.outbox_release(ids).await
+    }
+
+    async fn webhook_done(&self, ids: Vec<i64>) -> Result<()> {
+        self.outbox_done(ids).await
+    }
+
+    async fn webhook_retry(&self, id: i64, next_at: Millis, error: String) -> Result<()> {
+        self.outbox_retry(id, next_at, error).await
+    }
+
+    async fn webhook_bury(&self, id: i64, error: String) -> Result<()> {
+        self.outbox_bury(id, error).await
+    }
+
+    async fn webhook_dead(&self, limit: usize) -> Result<Vec<super::DeadRow>> {
+        self.outbox_dead(limit).await
+    }
+
+    async fn webhook_redrive(&self, ids: Option<Vec<i64>>) -> Result<usize> {
+        self.outbox_redrive(ids).await
+    }
+
+    async fn webhook_depth(&self) -> Result<(i64, Option<Millis>)> {
+        self.outbox_depth().await
     }
 
     async fn set_profile(&self, user: UserId, change: ProfileChange) -> Result<User> {

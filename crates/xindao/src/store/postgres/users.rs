@@ -38,6 +38,22 @@ pub(super) async fn upsert(store: &PostgresStore, identity: LoginIdentity) -> Re
                 )
                 .await?
         }
+        ExternalId::Business {
+            id,
+            display_name,
+            default_name,
+        } => {
+            store
+                .query_opt(
+                    "INSERT INTO users (external_id, display_name, created_at)
+                     VALUES ($1, COALESCE($2, $3), $4)
+                     ON CONFLICT (external_id) DO UPDATE
+                        SET display_name = COALESCE($2, users.display_name)
+                     RETURNING id, display_name, avatar_url",
+                    &[id, display_name, default_name, &now],
+                )
+                .await?
+        }
     };
     let row = row.ok_or_else(|| Error::Internal("upsert returned no row".into()))?;
     rows::user(&row).map_err(map_pg)

@@ -35,6 +35,7 @@ const BATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Commits batches through the pool (a connection per batch, prepared statements cached per connection).
 pub(super) struct PgBatch {
     pub pool: Pool,
+    pub outbox: std::sync::Arc<crate::store::Outbox>,
 }
 
 impl CommitBatch for PgBatch {
@@ -42,14 +43,16 @@ impl CommitBatch for PgBatch {
         let mut attempt = 1;
         let mut mode = Mode::Pipelined;
         let outcome = loop {
-            let attempt_result =
-                tokio::time::timeout(BATCH_TIMEOUT, commit_batch(&self.pool, batch, mode))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Failed::Other(Error::Unavailable(
-                            "PostgreSQL did not answer in time".into(),
-                        )))
-                    });
+            let attempt_result = tokio::time::timeout(
+                BATCH_TIMEOUT,
+                commit_batch(&self.pool, batch, mode, &self.outbox),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failed::Other(Error::Unavailable(
+                    "PostgreSQL did not answer in time".into(),
+                )))
+            });
             match attempt_result {
                 // Rolled back: run the batch again with one message at a time.
                 Err(Failed::Unsettled) => {
@@ -105,6 +108,7 @@ async fn commit_batch(
     pool: &Pool,
     batch: &[AppendJob],
     mode: Mode,
+    outbox: &crate::store::Outbox,
 ) -> std::result::Result<Vec<Result<Stored>>, Failed> {
     let started = std::time::Instant::now();
     let mut client = pool
@@ -136,6 +140,10 @@ async fn commit_batch(
             results
         }
     };
+    if outbox.wants(crate::webhooks::MESSAGE_CREATED) {
+        let events = crate::webhooks::message_events(batch, &results);
+        super::outbox::insert(&tx, outbox, &events, now).await?;
+    }
     tx.commit().await?;
     Ok(results)
 }

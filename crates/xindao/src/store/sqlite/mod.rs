@@ -8,6 +8,7 @@
 mod checkpoint;
 mod connections;
 mod media;
+mod outbox;
 mod profiles;
 mod reads;
 mod recall;
@@ -63,6 +64,7 @@ pub struct SqliteStore {
     /// The commit thread, then the checkpointer (which ends when the commit thread does).
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     caps: rules::Caps,
+    outbox: Arc<super::Outbox>,
 }
 
 /// Maps SQLite failures: a full disk or an I/O problem means "cannot take writes now", anything else is a bug.
@@ -107,7 +109,17 @@ impl SqliteStore {
         options: SqliteOptions,
         sink: impl Into<CommitSink>,
     ) -> Result<Self> {
-        let sink = sink.into();
+        Self::open_with_outbox(data_dir, options, sink.into(), Arc::default()).await
+    }
+
+    /// [`SqliteStore::open`], keeping webhook events for `outbox`'s endpoints (written in the transactions
+    /// that commit them).
+    pub async fn open_with_outbox(
+        data_dir: &Path,
+        options: SqliteOptions,
+        sink: CommitSink,
+        outbox: Arc<super::Outbox>,
+    ) -> Result<Self> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             Error::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
         })?;
@@ -124,7 +136,14 @@ impl SqliteStore {
             .pop()
             .ok_or_else(|| Error::Internal("no append queue".into()))?;
         let (nudge, checkpointer) = checkpoint::start(&path, writer.clone())?;
-        let handle = writer::start(writer.clone(), jobs, options.commit, sink, nudge.clone())?;
+        let handle = writer::start(
+            writer.clone(),
+            jobs,
+            options.commit,
+            sink,
+            nudge.clone(),
+            outbox.clone(),
+        )?;
         tracing::info!(path = %path.display(), synchronous = sync_mode, "opened SQLite store");
         Ok(SqliteStore {
             writer,
@@ -136,6 +155,7 @@ impl SqliteStore {
             checkpoint: Mutex::new(Some(nudge)),
             threads: Mutex::new(vec![handle, checkpointer]),
             caps: rules::Caps::default(),
+            outbox,
         })
     }
 
@@ -382,6 +402,66 @@ impl Store for SqliteStore {
                 .ok_or_else(rules::not_a_member)
         })
         .await
+    }
+    async fn webhook_enqueue(&self, events: Vec<super::OutboxEvent>) -> Result<()> {
+        if !self.outbox.is_active() {
+            return Ok(());
+        }
+        let box_ = self.outbox.clone();
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(map_sqlite)?;
+            outbox::insert(&tx, &box_, &events, now_millis()).map_err(map_sqlite)?;
+            tx.commit().map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn webhook_claim(
+        &self,
+        node: &str,
+        now: Millis,
+        lease_ms: i64,
+        limit: usize,
+        run: usize,
+    ) -> Result<Vec<super::OutboxRow>> {
+        let node = node.to_string();
+        self.write(move |conn| {
+            outbox::claim(conn, &node, now, lease_ms, limit, run).map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn webhook_release(&self, ids: Vec<i64>) -> Result<()> {
+        self.write(move |conn| outbox::release(conn, &ids).map_err(map_sqlite))
+            .await
+    }
+
+    async fn webhook_done(&self, ids: Vec<i64>) -> Result<()> {
+        self.write(move |conn| outbox::done(conn, &ids).map_err(map_sqlite))
+            .await
+    }
+
+    async fn webhook_retry(&self, id: i64, next_at: Millis, error: String) -> Result<()> {
+        self.write(move |conn| outbox::retry(conn, id, next_at, &error).map_err(map_sqlite))
+            .await
+    }
+
+    async fn webhook_bury(&self, id: i64, error: String) -> Result<()> {
+        self.write(move |conn| outbox::bury(conn, id, &error, now_millis()).map_err(map_sqlite))
+            .await
+    }
+
+    async fn webhook_dead(&self, limit: usize) -> Result<Vec<super::DeadRow>> {
+        self.read(move |conn| outbox::dead(conn, limit)).await
+    }
+
+    async fn webhook_redrive(&self, ids: Option<Vec<i64>>) -> Result<usize> {
+        self.write(move |conn| outbox::redrive(conn, ids, now_millis()).map_err(map_sqlite))
+            .await
+    }
+
+    async fn webhook_depth(&self) -> Result<(i64, Option<Millis>)> {
+        self.read(outbox::depth).await
     }
 
     async fn set_profile(&self, user: UserId, change: ProfileChange) -> Result<User> {

@@ -33,6 +33,19 @@ pub(super) fn upsert(conn: &Connection, identity: &LoginIdentity) -> rusqlite::R
             params![display_name, now],
             read_user,
         ),
+        ExternalId::Business {
+            id,
+            display_name,
+            default_name,
+        } => conn.query_row(
+            "INSERT INTO users (external_id, display_name, created_at)
+             VALUES (?1, COALESCE(?2, ?3), ?4)
+             ON CONFLICT (external_id) DO UPDATE
+                SET display_name = COALESCE(?2, users.display_name)
+             RETURNING id, display_name, avatar_url",
+            params![id, display_name, default_name, now],
+            read_user,
+        ),
     }
 }
 

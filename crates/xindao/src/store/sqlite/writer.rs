@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::model::{now_millis, NewMessage};
 use crate::rules;
 use crate::store::group_commit::{self, AppendJob, CommitBatch, GroupCommit, Stored};
-use crate::store::CommitSink;
+use crate::store::{CommitSink, Outbox};
 
 /// Starts the commit thread; it ends once every sender of `jobs` is gone and what it had is committed.
 pub(super) fn start(
@@ -27,6 +27,7 @@ pub(super) fn start(
     commit: GroupCommit,
     sink: CommitSink,
     checkpoint: Nudge,
+    outbox: Arc<Outbox>,
 ) -> Result<std::thread::JoinHandle<()>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -34,7 +35,11 @@ pub(super) fn start(
     std::thread::Builder::new()
         .name("xindao-commit".into())
         .spawn(move || {
-            let backend = SqliteBatch { conn, checkpoint };
+            let backend = SqliteBatch {
+                conn,
+                checkpoint,
+                outbox,
+            };
             runtime.block_on(group_commit::run(backend, jobs, commit, sink));
         })
         .map_err(|e| Error::Internal(format!("cannot start commit thread: {e}")))
@@ -43,6 +48,7 @@ pub(super) fn start(
 struct SqliteBatch {
     conn: Arc<Mutex<Connection>>,
     checkpoint: Nudge,
+    outbox: Arc<Outbox>,
 }
 
 impl CommitBatch for SqliteBatch {
@@ -53,7 +59,7 @@ impl CommitBatch for SqliteBatch {
     ) -> impl Future<Output = Result<Vec<Result<Stored>>>> + Send {
         let outcome = {
             let mut conn = self.conn.lock();
-            let outcome = commit_batch(&mut conn, batch);
+            let outcome = commit_batch(&mut conn, batch, &self.outbox);
             self.checkpoint.after_write(&conn);
             outcome
         };
@@ -73,7 +79,11 @@ impl CommitBatch for SqliteBatch {
 
 /// Runs every append of the batch in one transaction. Per-message refusals (not a member) do not abort the
 /// batch; a database failure aborts all of it, so nothing is acked that was not committed.
-fn commit_batch(conn: &mut Connection, batch: &[AppendJob]) -> Result<Vec<Result<Stored>>> {
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &[AppendJob],
+    outbox: &Outbox,
+) -> Result<Vec<Result<Stored>>> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(map_sqlite)?;
@@ -84,6 +94,10 @@ fn commit_batch(conn: &mut Connection, batch: &[AppendJob]) -> Result<Vec<Result
         for job in batch {
             results.push(append_one(&tx, &mut statements, &job.message, now)?);
         }
+    }
+    if outbox.wants(crate::webhooks::MESSAGE_CREATED) {
+        let events = crate::webhooks::message_events(batch, &results);
+        super::outbox::insert(&tx, outbox, &events, now).map_err(map_sqlite)?;
     }
     tx.commit().map_err(map_sqlite)?;
     Ok(results)

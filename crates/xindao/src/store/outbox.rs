@@ -1,0 +1,163 @@
+//! The webhook outbox as the stores see it: which endpoints want an event (each endpoint's filter), and the
+//! rows the delivery worker ([`crate::webhooks`]) claims. A store writes an event's rows in the transaction
+//! that commits the event, and only for the endpoints whose filter takes it: with no endpoint configured
+//! nothing is written and nothing is serialised. The outbox is bounded: when the worker finds it at
+//! `webhook_outbox_max` rows it sets [`Outbox::set_full`], and new events are counted and logged as dropped
+//! (an alert), never holding chat back, until it drains.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::model::{ConversationId, Millis, UserId};
+
+/// The endpoints events are kept for, and whether the outbox is full.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// (endpoint name, event filter): `*`, an event name, or a prefix ending in `.*`.
+    endpoints: Vec<(String, Vec<String>)>,
+    full: AtomicBool,
+    dropped: AtomicU64,
+}
+
+/// One event to write to the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    pub event: &'static str,
+    /// Events of one key are delivered in order: the conversation id, or minus the user id for user events.
+    pub key: i64,
+    /// The event's `data`, as JSON.
+    pub data: String,
+}
+
+impl OutboxEvent {
+    /// An event of a conversation.
+    pub fn conversation(
+        event: &'static str,
+        conversation: ConversationId,
+        data: &impl Serialize,
+    ) -> OutboxEvent {
+        OutboxEvent {
+            event,
+            key: conversation,
+            data: serde_json::to_string(data).unwrap_or_else(|_| "{}".into()),
+        }
+    }
+
+    /// An event of a user (connected, disconnected).
+    pub fn user(event: &'static str, user: UserId, data: &impl Serialize) -> OutboxEvent {
+        OutboxEvent {
+            event,
+            key: -user,
+            data: serde_json::to_string(data).unwrap_or_else(|_| "{}".into()),
+        }
+    }
+}
+
+/// A claimed outbox row.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub endpoint: String,
+    pub key: i64,
+    pub event: String,
+    pub data: String,
+    pub created_at: Millis,
+    pub attempts: i64,
+}
+
+/// A dead-lettered delivery.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadRow {
+    pub id: i64,
+    pub endpoint: String,
+    pub event: String,
+    pub created_at: Millis,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub dead_at: Millis,
+}
+
+impl Outbox {
+    pub fn from_config(config: &Config) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            endpoints: config
+                .webhooks
+                .0
+                .iter()
+                .map(|e| (e.name.clone(), e.events.clone()))
+                .collect(),
+            ..Outbox::default()
+        })
+    }
+
+    /// Whether any endpoint is configured (else the stores write nothing).
+    pub fn is_active(&self) -> bool {
+        !self.endpoints.is_empty()
+    }
+
+    /// Whether some endpoint takes `event` (a cheap check before building its data).
+    pub fn wants(&self, event: &str) -> bool {
+        self.endpoints.iter().any(|(_, f)| matches(f, event))
+    }
+
+    /// The endpoints an event goes to; none while the outbox is full (then the event is counted as dropped).
+    pub fn targets<'a>(&'a self, event: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        let full = self.full.load(Ordering::Relaxed);
+        if full && self.wants(event) {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed);
+            if dropped % 1000 == 0 {
+                tracing::error!(
+                    event,
+                    dropped = dropped + 1,
+                    "webhook outbox full (webhook_outbox_max): event not kept for delivery"
+                );
+            }
+        }
+        self.endpoints
+            .iter()
+            .filter(move |(_, f)| !full && matches(f, event))
+            .map(|(name, _)| name.as_str())
+    }
+
+    pub fn set_full(&self, full: bool) {
+        self.full.store(full, Ordering::Relaxed);
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.full.load(Ordering::Relaxed)
+    }
+
+    /// Events not kept because the outbox was full, since start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether an endpoint's filter takes `event`.
+pub fn matches(filter: &[String], event: &str) -> bool {
+    filter.iter().any(|f| {
+        f == "*"
+            || f == event
+            || f.strip_suffix('*')
+                .is_some_and(|prefix| prefix.ends_with('.') && event.starts_with(prefix))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_take_names_prefixes_and_all() {
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(matches(&f(&["*"]), "message.created"));
+        assert!(matches(&f(&["member.*"]), "member.joined"));
+        assert!(!matches(&f(&["member.*"]), "message.created"));
+        assert!(matches(&f(&["read.moved", "x"]), "read.moved"));
+        assert!(!matches(&f(&["mem*"]), "member.joined"));
+        assert!(!matches(&f(&[]), "member.joined"));
+    }
+}

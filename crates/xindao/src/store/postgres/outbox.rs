@@ -1,0 +1,241 @@
+//! The webhook outbox in PostgreSQL, shared by the nodes of a cluster: rows are written in the transactions
+//! that commit their events, and each node claims deliverable rows with `FOR UPDATE SKIP LOCKED` and a lease,
+//! so a row is sent by one node at a time, and a node that dies holding claims has them taken by another
+//! once the lease runs out.
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+
+use super::{map_pg, PostgresStore};
+use crate::error::Result;
+use crate::model::{now_millis, Millis};
+use crate::store::outbox::{DeadRow, Outbox, OutboxEvent, OutboxRow};
+
+type Pg<T> = std::result::Result<T, tokio_postgres::Error>;
+
+/// [`map_pg`], keeping PostgreSQL's own message in the error (the worker logs it).
+fn pg_detail(error: tokio_postgres::Error) -> crate::Error {
+    let detail = error.as_db_error().map(|db| db.message().to_string());
+    match (map_pg(error), detail) {
+        (crate::Error::Internal(_), Some(detail)) => crate::Error::Internal(detail),
+        (other, _) => other,
+    }
+}
+
+/// Writes `events` for the endpoints that want them, in the caller's transaction: one statement.
+pub(super) async fn insert(
+    tx: &impl GenericClient,
+    outbox: &Outbox,
+    events: &[OutboxEvent],
+    now: Millis,
+) -> Pg<()> {
+    if !outbox.is_active() {
+        return Ok(());
+    }
+    let (mut endpoints, mut keys, mut names, mut datas) = (vec![], vec![], vec![], vec![]);
+    for event in events {
+        for endpoint in outbox.targets(event.event) {
+            endpoints.push(endpoint.to_string());
+            keys.push(event.key);
+            names.push(event.event.to_string());
+            datas.push(event.data.clone());
+        }
+    }
+    if endpoints.is_empty() {
+        return Ok(());
+    }
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO webhook_outbox (endpoint, ordering_key, event, data, created_at, next_at)
+             SELECT e, k, n, d, $5, $5
+             FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[]) AS t(e, k, n, d)",
+        )
+        .await?;
+    tx.execute(&statement, &[&endpoints, &keys, &names, &datas, &now])
+        .await
+        .map(|_| ())
+}
+
+fn row(row: &Row) -> Pg<OutboxRow> {
+    Ok(OutboxRow {
+        id: row.try_get(0)?,
+        endpoint: row.try_get(1)?,
+        key: row.try_get(2)?,
+        event: row.try_get(3)?,
+        data: row.try_get(4)?,
+        created_at: row.try_get(5)?,
+        attempts: row.try_get(6)?,
+    })
+}
+
+impl PostgresStore {
+    pub(super) async fn outbox_enqueue(&self, events: Vec<OutboxEvent>) -> Result<()> {
+        if !self.outbox.is_active() {
+            return Ok(());
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_pg)?;
+        insert(&tx, &self.outbox, &events, now_millis())
+            .await
+            .map_err(map_pg)?;
+        tx.commit().await.map_err(map_pg)
+    }
+
+    pub(super) async fn outbox_claim(
+        &self,
+        node: &str,
+        now: Millis,
+        lease_ms: i64,
+        limit: usize,
+        run: usize,
+    ) -> Result<Vec<OutboxRow>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_detail)?;
+        let heads = tx
+            .query(
+                "UPDATE webhook_outbox SET lease_until = $2::bigint + $3::bigint, claimed_by = $1
+                 WHERE id IN (
+                    SELECT o.id FROM webhook_outbox o
+                    WHERE o.id IN (SELECT min(id) FROM webhook_outbox
+                                   GROUP BY endpoint, ordering_key)
+                      AND o.next_at <= $2 AND o.lease_until <= $2
+                    ORDER BY o.id LIMIT $4
+                    FOR UPDATE SKIP LOCKED)
+                 RETURNING id, endpoint, ordering_key, event, data, created_at, attempts",
+                &[&node, &now, &lease_ms, &(limit as i64)],
+            )
+            .await
+            .map_err(pg_detail)?;
+        let mut claimed = heads
+            .iter()
+            .map(row)
+            .collect::<Pg<Vec<_>>>()
+            .map_err(pg_detail)?;
+        if run > 1 && !claimed.is_empty() {
+            // The heads' leases keep other nodes off these keys: their following rows are ours to send.
+            let endpoints: Vec<&str> = claimed.iter().map(|r| r.endpoint.as_str()).collect();
+            let keys: Vec<i64> = claimed.iter().map(|r| r.key).collect();
+            let ids: Vec<i64> = claimed.iter().map(|r| r.id).collect();
+            let follow = tx
+                .query(
+                    "UPDATE webhook_outbox SET lease_until = $2::bigint + $3::bigint, claimed_by = $1
+                     WHERE id IN (
+                        SELECT id FROM (
+                            SELECT o.id, row_number() OVER (PARTITION BY o.endpoint, o.ordering_key
+                                                            ORDER BY o.id) AS rn
+                            FROM webhook_outbox o
+                            JOIN UNNEST($4::text[], $5::bigint[], $6::bigint[]) AS g(endpoint, k, head)
+                              ON o.endpoint = g.endpoint AND o.ordering_key = g.k AND o.id > g.head
+                        ) t WHERE rn < $7)
+                     RETURNING id, endpoint, ordering_key, event, data, created_at, attempts",
+                    &[&node, &now, &lease_ms, &endpoints, &keys, &ids, &(run as i64)],
+                )
+                .await
+                .map_err(pg_detail)?;
+            for r in &follow {
+                claimed.push(row(r).map_err(pg_detail)?);
+            }
+        }
+        tx.commit().await.map_err(pg_detail)?;
+        claimed.sort_by_key(|r| r.id);
+        Ok(claimed)
+    }
+
+    pub(super) async fn outbox_release(&self, ids: Vec<i64>) -> Result<()> {
+        self.query(
+            "UPDATE webhook_outbox SET lease_until = 0, claimed_by = NULL WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub(super) async fn outbox_done(&self, ids: Vec<i64>) -> Result<()> {
+        self.query("DELETE FROM webhook_outbox WHERE id = ANY($1)", &[&ids])
+            .await
+            .map(|_| ())
+    }
+
+    pub(super) async fn outbox_retry(&self, id: i64, next_at: Millis, error: String) -> Result<()> {
+        self.query(
+            "UPDATE webhook_outbox SET attempts = attempts + 1, next_at = $2, lease_until = 0,
+                claimed_by = NULL, last_error = $3 WHERE id = $1",
+            &[&id, &next_at, &error],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub(super) async fn outbox_bury(&self, id: i64, error: String) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_pg)?;
+        tx.execute(
+            "INSERT INTO webhook_dead
+                (id, endpoint, ordering_key, event, data, created_at, attempts, last_error, dead_at)
+             SELECT id, endpoint, ordering_key, event, data, created_at, attempts + 1, $2, $3
+             FROM webhook_outbox WHERE id = $1
+             ON CONFLICT (id) DO NOTHING",
+            &[&id, &error, &now_millis()],
+        )
+        .await
+        .map_err(map_pg)?;
+        tx.execute("DELETE FROM webhook_outbox WHERE id = $1", &[&id])
+            .await
+            .map_err(map_pg)?;
+        tx.commit().await.map_err(map_pg)
+    }
+
+    pub(super) async fn outbox_dead(&self, limit: usize) -> Result<Vec<DeadRow>> {
+        let rows = self
+            .query(
+                "SELECT id, endpoint, event, created_at, attempts, last_error, dead_at
+                 FROM webhook_dead ORDER BY id LIMIT $1",
+                &[&(limit as i64)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeadRow {
+                    id: r.try_get(0)?,
+                    endpoint: r.try_get(1)?,
+                    event: r.try_get(2)?,
+                    created_at: r.try_get(3)?,
+                    attempts: r.try_get(4)?,
+                    last_error: r.try_get(5)?,
+                    dead_at: r.try_get(6)?,
+                })
+            })
+            .collect::<Pg<_>>()
+            .map_err(map_pg)
+    }
+
+    pub(super) async fn outbox_redrive(&self, ids: Option<Vec<i64>>) -> Result<usize> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_pg)?;
+        let now = now_millis();
+        let moved = tx
+            .execute(
+                "WITH moved AS (
+                    DELETE FROM webhook_dead WHERE $1::bigint[] IS NULL OR id = ANY($1)
+                    RETURNING id, endpoint, ordering_key, event, data)
+                 INSERT INTO webhook_outbox (id, endpoint, ordering_key, event, data, created_at, next_at)
+                 SELECT id, endpoint, ordering_key, event, data, $2, $2 FROM moved",
+                &[&ids, &now],
+            )
+            .await
+            .map_err(map_pg)?;
+        tx.commit().await.map_err(map_pg)?;
+        Ok(moved as usize)
+    }
+
+    pub(super) async fn outbox_depth(&self) -> Result<(i64, Option<Millis>)> {
+        let rows = self
+            .query("SELECT count(*), min(created_at) FROM webhook_outbox", &[])
+            .await?;
+        let first = rows.first().map(|r| (r.try_get(0), r.try_get(1)));
+        match first {
+            Some((Ok(count), Ok(oldest))) => Ok((count, oldest)),
+            _ => Ok((0, None)),
+        }
+    }
+}
