@@ -217,7 +217,7 @@ impl ServerApiStore for PostgresStore {
             .query_opt(
                 "INSERT INTO users (system_name, display_name, created_at) VALUES ($1, $2, $3)
                  ON CONFLICT (system_name) DO UPDATE SET system_name = excluded.system_name
-                 RETURNING id, display_name",
+                 RETURNING id, display_name, avatar_url",
                 &[&SYSTEM_ACCOUNT, &display_name, &now_millis()],
             )
             .await?
