@@ -50,6 +50,7 @@ mod server_api_client;
 mod server_api_cluster;
 mod server_api_edges;
 mod server_api_moderation;
+mod server_api_profiles;
 mod store_caps;
 mod store_migrate;
 mod store_profiles;

@@ -1,6 +1,7 @@
 //! Messages: send into a conversation as a user or as the system account (the client's `send` itself, so
 //! with the same idempotency by cmid, seq and pushes), read a conversation's history by seq range, and
-//! broadcast an ephemeral event to a user or a conversation.
+//! broadcast an ephemeral event to a user or a conversation, and remove a message (a tombstone, as a room
+//! owner's `message_remove`, with the same `message_state` push).
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::model::{ConversationId, Range, UserId};
 use crate::protocol::op::Seq;
 use crate::protocol::op::{SendArgs, SentKind};
+use crate::store::StateChange;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -174,4 +176,23 @@ pub(super) async fn event(
     };
     app.chat.server_event(target, &b.kind, &b.data);
     Ok(Json(json!({})).into_response())
+}
+
+/// `DELETE /v1/server/conversations/{id}/messages/{seq}` (scope `messages`): the message becomes a tombstone
+/// in state `removed` (content erased, seq kept) and every member's connections get a `message_state` push
+/// without `by`. `404 not_found` for an unknown conversation or seq; a message already recalled or removed
+/// answers 200 with `"changed": false` (nothing is pushed).
+pub(super) async fn remove(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path((conversation, seq)): Path<(String, String)>,
+) -> Result<Response> {
+    caller.require(Scope::Messages)?;
+    let conversation = id(&conversation, "conversation")?;
+    let seq = id(&seq, "message seq")?;
+    let changed = app
+        .chat
+        .change_message(conversation, seq, StateChange::RemoveByServer)
+        .await?;
+    Ok(Json(json!({ "changed": changed })).into_response())
 }

@@ -109,6 +109,10 @@ pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
             "/v1/server/conversations/{id}/messages",
             get(messages::history),
         )
+        .route(
+            "/v1/server/conversations/{id}/messages/{seq}",
+            delete(messages::remove),
+        )
         .route("/v1/server/events", post(messages::event))
         .route(
             "/v1/server/users",

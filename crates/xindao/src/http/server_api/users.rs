@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::conn::CLOSE_BANNED;
 use crate::error::{Error, Result};
 use crate::hub::Delivery;
-use crate::model::{now_millis, ConversationId};
+use crate::model::{now_millis, ConversationId, ProfileChange};
 use crate::store::server_api::{UserChange, UserRecord};
 use crate::validate;
 
@@ -36,9 +36,22 @@ pub(super) struct UserBody {
     display_name: Option<String>,
     external_id: Option<String>,
     custom: Option<serde_json::Value>,
+    /// As `profile_set`: an `https://` URL or a `/v1/media/...` path; `""` clears it.
+    avatar_url: Option<String>,
 }
 
 impl UserBody {
+    /// The validated avatar change, as `profile_set` validates it (`Some(None)` clears it).
+    fn avatar(&self) -> Result<Option<Option<String>>> {
+        self.avatar_url
+            .as_deref()
+            .map(|url| match url {
+                "" => Ok(None),
+                url => validate::avatar_url(url).map(Some),
+            })
+            .transpose()
+    }
+
     /// The validated change: display name as for logins, external id 1..=128 characters without control
     /// characters, custom JSON at most `max_custom_bytes`.
     fn change(self, config: &Config) -> Result<UserChange> {
@@ -85,11 +98,22 @@ pub(super) async fn create(
     bytes: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
     caller.require(Scope::Users)?;
-    let change = body::<UserBody>(bytes)?.change(&app.config)?;
+    let b = body::<UserBody>(bytes)?;
+    let avatar_url = b.avatar()?.flatten();
+    let change = b.change(&app.config)?;
     if change.display_name.is_none() {
         return Err(Error::InvalidArgs("display_name is required".into()));
     }
-    Ok(user_reply(app.store.create_user(change).await?))
+    let mut user = app.store.create_user(change).await?;
+    if avatar_url.is_some() {
+        // A new user has no connections nor contacts yet: nobody to push the profile to.
+        let profile = ProfileChange {
+            display_name: None,
+            avatar_url: Some(avatar_url),
+        };
+        user.avatar_url = app.store.set_profile(user.id, profile).await?.avatar_url;
+    }
+    Ok(user_reply(user))
 }
 
 /// `GET /v1/server/users/{id}` (scope `users` or `read`).
@@ -130,9 +154,25 @@ pub(super) async fn update(
 ) -> Result<Response> {
     caller.require(Scope::Users)?;
     let user = id(&user, "user")?;
-    let change = body::<UserBody>(bytes)?.change(&app.config)?;
-    let updated = app.store.update_user(user, change).await?;
-    Ok(user_reply(found(updated, "no such user")?))
+    let b = body::<UserBody>(bytes)?;
+    let avatar_url = b.avatar()?;
+    let change = b.change(&app.config)?;
+    let display_name = change.display_name.clone();
+    let before = existing_user(&app, user).await?;
+    let mut updated = found(app.store.update_user(user, change).await?, "no such user")?;
+    // A changed name or avatar is a profile change: written and pushed (`profile`) as `profile_set` does.
+    let renamed = display_name.is_some_and(|name| name != before.display_name);
+    let new_avatar = avatar_url.filter(|url| *url != before.avatar_url);
+    if renamed || new_avatar.is_some() {
+        let profile = ProfileChange {
+            display_name: renamed.then(|| updated.display_name.clone()),
+            avatar_url: new_avatar,
+        };
+        let user = app.chat.change_profile(user, profile).await?;
+        updated.display_name = user.display_name;
+        updated.avatar_url = user.avatar_url;
+    }
+    Ok(user_reply(updated))
 }
 
 /// `POST /v1/server/users/{id}/ban` (scope `users`): refuses the user's logins and sessions from now on and
