@@ -5,7 +5,7 @@
 //! a third connection before the push of a message whose ack its sender already held (the message still in
 //! the fan-out channel). [`OrderedBus`] is the bus the chat service publishes on: while fan-out has batches
 //! handed over and not yet delivered, a publish waits in a backlog tagged with the number of batches handed
-//! over so far, and fan-out delivers it right after the batch with that number ([`Order::delivered`]). When
+//! over so far, and fan-out delivers it right after the batch with that number (`Order::delivered`). When
 //! fan-out is idle (the common case) the publish goes straight to the bus, as before.
 //!
 //! Why a count is enough: every batch a request can depend on was counted ([`crate::store::CommitSink`]
