@@ -35,6 +35,16 @@ pub const METRICS: &[(&str, &[&str])] = &[
     ("xindao_store_pool_wait_seconds", &[]),
     ("xindao_upgrade_seconds", &[]),
     ("xindao_upgrades_refused", &[]),
+    ("xindao_webhook_delivered", &[]),
+    ("xindao_webhook_failures", &[]),
+    ("xindao_webhook_dead", &[]),
+    ("xindao_webhook_dropped", &[]),
+    ("xindao_webhook_outbox_depth", &[]),
+    ("xindao_webhook_lag_seconds", &[]),
+    ("xindao_webhook_delivery_seconds", &[]),
+    ("xindao_before_send_calls", &[]),
+    ("xindao_before_send_rejected", &[]),
+    ("xindao_before_send_failures", &[]),
 ];
 
 /// Families (from `# TYPE` lines) and, per family, the label keys and the number of samples.
