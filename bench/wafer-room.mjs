@@ -45,6 +45,8 @@ function fakeWeChat() {
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.end(JSON.stringify(c === 'c' && openid ? { openid, session_key: crypto.randomBytes(16).toString('base64') } : { errcode: 40029, errmsg: 'invalid code' }));
   });
+  // Longer than the server's idle HTTP connections live: Node's 5 s default races a reused idle connection (a 502).
+  srv.keepAliveTimeout = 600000;
   return new Promise((r) => srv.listen(0, '127.0.0.1', () => r({ url: `http://127.0.0.1:${srv.address().port}`, close: () => srv.close() })));
 }
 
