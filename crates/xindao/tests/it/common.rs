@@ -57,6 +57,15 @@ impl TestServer {
         server
     }
 
+    /// Starts a server on the PostgreSQL database `db` (no data directory).
+    pub async fn start_postgres(db: &crate::services::TestDb) -> TestServer {
+        TestServer::start(|config| {
+            config.store = db.url.parse().unwrap();
+            config.data_dir = PathBuf::from("unused-with-postgres");
+        })
+        .await
+    }
+
     pub async fn start_with(config: Config) -> TestServer {
         init_logging();
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();

@@ -4,8 +4,6 @@
 //! a client sees it: on its WebSocket (`message`, `member`, `room_updated` pushes). The moderation routes are in
 //! `server_api_moderation`, the refusals and limits in `server_api_edges`, a cluster in `server_api_cluster`.
 
-use std::path::PathBuf;
-
 use reqwest::Method;
 use serde_json::json;
 
@@ -410,11 +408,7 @@ async fn users_rooms_messages_and_history_on_postgres() {
     let Some(db) = TestDb::create().await else {
         return;
     };
-    let mut server = TestServer::start(|config| {
-        config.store = db.url.parse().unwrap();
-        config.data_dir = PathBuf::from("unused-with-postgres");
-    })
-    .await;
+    let mut server = TestServer::start_postgres(&db).await;
     every_route(&server).await;
     server.stop().await;
 }

@@ -3,8 +3,6 @@
 //! key's name, never the key); and an API send racing a client send on the same cmid (SQLite and
 //! PostgreSQL), which must make one message.
 
-use std::path::PathBuf;
-
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -343,11 +341,7 @@ async fn an_api_send_racing_a_client_send_on_one_cmid_makes_one_message_on_postg
     let Some(db) = TestDb::create().await else {
         return;
     };
-    let mut server = TestServer::start(|config| {
-        config.store = db.url.parse().unwrap();
-        config.data_dir = PathBuf::from("unused-with-postgres");
-    })
-    .await;
+    let mut server = TestServer::start_postgres(&db).await;
     cmid_race(&server).await;
     server.stop().await;
 }

@@ -2,8 +2,6 @@
 //! (a live socket closed with 4003, the next login and upgrade refused), ephemeral events, listing and closing
 //! a user's connections (4004), archiving a room. Each outcome is checked where a client meets it.
 
-use std::path::PathBuf;
-
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -318,11 +316,7 @@ async fn mute_events_sessions_archive_and_ban_on_postgres() {
     let Some(db) = TestDb::create().await else {
         return;
     };
-    let mut server = TestServer::start(|config| {
-        config.store = db.url.parse().unwrap();
-        config.data_dir = PathBuf::from("unused-with-postgres");
-    })
-    .await;
+    let mut server = TestServer::start_postgres(&db).await;
     moderation(&server).await;
     server.stop().await;
 }

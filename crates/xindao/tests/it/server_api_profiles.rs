@@ -4,7 +4,6 @@
 //! message a `removed` tombstone that members are told of (`message_state` without `by`) and that history
 //! returns, idempotently.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -292,11 +291,7 @@ async fn avatars_and_server_removal_on_postgres() {
     let Some(db) = TestDb::create().await else {
         return;
     };
-    let mut server = TestServer::start(|config| {
-        config.store = db.url.parse().unwrap();
-        config.data_dir = PathBuf::from("unused-with-postgres");
-    })
-    .await;
+    let mut server = TestServer::start_postgres(&db).await;
     both(&server).await;
     server.stop().await;
 }
