@@ -221,6 +221,40 @@ def direct(doc):
          "lost", "dups", "errors", "server CPU %", "generator CPU %", "saturated runs"], rows))
 
 
+def direct_closed(doc):
+    bt = by_target(doc)
+    base = [x["acked_per_s"] for x in bt.get("xindao", [])]
+    base_rtt = [x["rtt"]["p50_ms"] for x in bt.get("xindao", [])]
+    rows = []
+    for t, xs in bt.items():
+        if not xs:
+            continue
+        acked = [x["acked_per_s"] for x in xs]
+        rtt = [x["rtt"]["p50_ms"] for x in xs]
+        rows.append([NAMES.get(t, t), mmm(acked), mmm([x["acked_per_server_cpu_s"] for x in xs]),
+                     mmm(rtt, "{:.2f}"), mmm([x["rtt"]["p99_ms"] for x in xs], "{:.2f}"),
+                     mmm([x["delivery"]["p50_ms"] for x in xs], "{:.2f}"),
+                     "—" if t == "xindao" else ratio(base, acked),
+                     "—" if t == "xindao" else ratio(base_rtt, rtt),
+                     sum(x["dups"] + x["gaps"] + x["errors"] + x["closed_by_server"] for x in xs)])
+    return ("### direct-closed (1:1, closed loop: one message in flight per connection)\n\n" + runs_note(doc)
+            + "\n\n" + table(["server", "acked msg/s", "acked per server CPU-s", "round trip p50 ms",
+                               "round trip p99 ms", "peer receives p50 ms", "xindao / peer msg/s",
+                               "xindao / peer p50", "dups+gaps+errors"], rows))
+
+
+def join_storm(doc):
+    rows = []
+    for r in doc["runs"]:
+        x = r["result"]
+        rows.append([r["run"], x["n"], x["joined"], x["failed"], f"{x['all_joined_ms']:.0f}",
+                     x["pushes_queued"], f"{x['pushes_per_join']:.2f}", x["member_pushes_received"],
+                     x["members_changed_received"], f"{x['server_cpu_s']:.2f}"])
+    return "### join-storm (N live connections join one room at once; xindao only)\n\n" + runs_note(doc) + "\n\n" + table(
+        ["run", "clients", "joined", "failed", "all joined ms", "pushes queued", "pushes per join",
+         "member pushes received", "members_changed received", "server CPU s"], rows)
+
+
 def storm(doc):
     rows = []
     for r in doc["runs"]:
@@ -308,7 +342,7 @@ def main():
     parts = []
     machine = None
     for name, fn in [("connections", connections), ("fanout", fanout), ("direct", direct),
-                     ("reconnect-storm", storm), ("send-floor", send_floor)]:
+                     ("direct-closed", direct_closed), ("reconnect-storm", storm), ("join-storm", join_storm), ("send-floor", send_floor)]:
         doc = load(name)
         if doc is None:
             continue

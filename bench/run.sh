@@ -39,7 +39,7 @@ BENCH=("${PRIO[@]}" ./target/release/xindao-bench --runs "$RUNS" --out "$OUT" --
 
 # 1. idle connections up to the single-process limit (20,000 open files): RSS per connection, upgrade rate
 "${BENCH[@]}" --targets xindao,socketio connections --n 19800 --steps 5 --rate 20000
-# 2. rooms of 100, 1,000 and 10,000 members (10,000 members connected in all), 2 and 10 messages/s per room;
+# 2. rooms of 100, 1,000, 5,000 and 10,000 members (10,000 members connected in all), 2 and 10 messages/s per room;
 #    Mosquitto (MQTT topics, nothing persisted) too where it is installed
 FANOUT_TARGETS=xindao,socketio
 if [ -x "${MOSQUITTO:-/usr/sbin/mosquitto}" ]; then
@@ -47,12 +47,18 @@ if [ -x "${MOSQUITTO:-/usr/sbin/mosquitto}" ]; then
 else
   echo "run.sh: no mosquitto binary at ${MOSQUITTO:-/usr/sbin/mosquitto} (apt-get install mosquitto): fan-out without it" >&2
 fi
-"${BENCH[@]}" --mosquitto-bin "${MOSQUITTO:-/usr/sbin/mosquitto}" --targets "$FANOUT_TARGETS" fanout --sizes 100,1000,10000 --total 10000 --rates 2,10 --secs 5 --drain-secs 10
+"${BENCH[@]}" --mosquitto-bin "${MOSQUITTO:-/usr/sbin/mosquitto}" --targets "$FANOUT_TARGETS" fanout --sizes 100,1000,5000,10000 --total 10000 --rates 2,10 --secs 5 --drain-secs 10
 # 3. 1,000 pairs chatting 1:1, open-loop sweep of offered load up to saturation; the peer twice: in memory, and
 #    persisting to SQLite with group commit (the scenario is "with persistence on")
 "${BENCH[@]}" --targets xindao,socketio,socketio-sqlite direct --pairs 1000 --loads 1000,2500,4000,5500,7000,8500,10000,12500,15000,20000,30000 --step-secs 4
+# 3b. 100 pairs 1:1 in closed loop (one message in flight per connection): acked msg/s and round trip, the
+#     figures a chat user feels; the peer in memory and persisting
+"${BENCH[@]}" --targets xindao,socketio,socketio-sqlite direct-closed --pairs 100 --secs 8
 # 4. 10,000 clients drop and reconnect at once, each resyncs 30 missed messages (xindao only: Socket.IO has no sync)
 "${BENCH[@]}" --targets xindao reconnect-storm --n 10000 --rooms 100 --missed 30
+# 4b. 10,000 connected clients join one room at once over their live connections (xindao only): time until all
+#     joined and the pushes it cost (member events are coalesced above big_room_members)
+"${BENCH[@]}" --targets xindao join-storm --n 10000
 # 5. no server: the kernel's cost of one loopback send from the server's core, the ceiling for fan-out
 #    deliveries per CPU-second with one write per delivery
 "${BENCH[@]}" send-floor --n 9000 --rounds 20 --interval-ms 0,500 --send-cpu "$SERVER_CPU"

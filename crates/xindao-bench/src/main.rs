@@ -4,6 +4,7 @@
 //! See docs/performance.md and `bench/run.sh`.
 
 mod client;
+mod closed_loop;
 mod connections;
 mod direct;
 mod fanout;
@@ -63,6 +64,8 @@ enum Cmd {
     Fanout(fanout::Opts),
     /// M pairs chatting 1:1, open-loop sweep of offered load: committed msg/s, latency, loss, duplicates.
     Direct(direct::Opts),
+    /// M pairs chatting 1:1 in closed loop (one message in flight per connection): acked msg/s, round trip.
+    DirectClosed(closed_loop::Opts),
     /// N clients drop at once, messages arrive meanwhile, all reconnect and sync: time until all caught up.
     ReconnectStorm(storm::Opts),
     /// N connected clients join one room at once: time until all joined, pushes sent (xindao only).
@@ -81,6 +84,7 @@ impl Cmd {
             Cmd::Connections(_) => "connections",
             Cmd::Fanout(_) => "fanout",
             Cmd::Direct(_) => "direct",
+            Cmd::DirectClosed(_) => "direct-closed",
             Cmd::ReconnectStorm(_) => "reconnect-storm",
             Cmd::JoinStorm(_) => "join-storm",
             Cmd::SendFloor(_) => "send-floor",
@@ -194,6 +198,7 @@ async fn run(cli: Cli) -> Result<()> {
                 Cmd::Connections(o) => connections::run(o, &server, &cli.out).await,
                 Cmd::Fanout(o) => fanout::run(o, &server, run).await,
                 Cmd::Direct(o) => direct::run(o, &server, run).await,
+                Cmd::DirectClosed(o) => closed_loop::run(o, &server, run).await,
                 Cmd::ReconnectStorm(o) => storm::run(o, &server, run).await,
                 Cmd::JoinStorm(o) => join_storm::run(o, &server, run).await,
                 Cmd::SendFloor(_) | Cmd::Worker(_) => unreachable!(),
