@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Import graph of crates/xindao/src (usage: scripts/import_graph.py crates/xindao/src): which modules name which (crate:: paths and super::), and its cycles.
+"""Import graph of crates/xindao/src (usage: scripts/import_graph.py crates/xindao/src): which modules name which (crate:: paths and super::), and its cycles; exits 1 when there is a cycle.
 Levels: 'top' = first component (a directory is one unit); 'module' = the file's own module."""
 import os, re, sys, itertools
 root = sys.argv[1]
@@ -61,5 +61,9 @@ top = {(a[0], b[0]) for a, b in edges if a[0] != b[0]}
 print("top-level edges:")
 for a in sorted({a for a, _ in top}):
     print(f"  {a:9} -> {', '.join(sorted(b for x, b in top if x == a))}")
-print("top-level cycles:", sccs({m[0] for m in mods}, top) or "none")
-print("module-level cycles:", [sorted('::'.join(x) for x in c) for c in sccs(mods, edges)] or "none")
+top_cycles = sccs({m[0] for m in mods}, top)
+module_cycles = [sorted('::'.join(x) for x in c) for c in sccs(mods, edges)]
+print("top-level cycles:", top_cycles or "none")
+print("module-level cycles:", module_cycles or "none")
+# scripts/test.sh runs this: a new import circle fails the suite.
+sys.exit(1 if top_cycles or module_cycles else 0)

@@ -12,6 +12,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "no import circles between the server's modules (scripts/import_graph.py)"
+python3 scripts/import_graph.py crates/xindao/src > /dev/null || python3 scripts/import_graph.py crates/xindao/src
+
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 

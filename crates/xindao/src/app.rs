@@ -2,7 +2,7 @@
 //!
 //! Assembly: the hub, then the bus (which delivers into the hub), then the store with the sink of the fan-out
 //! channel, then the fan-out task (which publishes the store's commits on the bus), then auth and chat on top.
-//! Teardown, once the connections have drained ([`crate::http::Server::run`]): the store commits what it
+//! Teardown, once the connections have drained (`http::Server::run`): the store commits what it
 //! accepted and closes, which closes the fan-out channel; fan-out pushes what is left in it; then the bus
 //! leaves the cluster, so the last commits' pushes still reach the other nodes.
 
@@ -18,11 +18,11 @@ use crate::bus::Bus;
 use crate::chat::order::OrderedBus;
 use crate::chat::{fanout, Chat};
 use crate::config::Config;
-use crate::conn::shards::Shards;
 use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::peer::PerIp;
+use crate::shards::Shards;
 use crate::store::Store;
 
 /// Shared state of a running server: what every request and connection task reaches.
@@ -37,7 +37,7 @@ pub struct App {
     pub media: Arc<crate::media::MediaService>,
     pub metrics: Metrics,
     /// The server API's rate limits and system account (`/v1/server/...`).
-    pub server_api: crate::http::server_api::ServerApi,
+    pub server_api: crate::auth::server_api::ServerApi,
     /// Cancelled when the server starts shutting down: connections close with 1001.
     pub shutdown: CancellationToken,
     /// The connections, which shutdown waits for.
@@ -113,7 +113,7 @@ impl App {
         )?;
         let app = Arc::new(App {
             connection_slots: Arc::new(Semaphore::new(config.max_connections)),
-            server_api: crate::http::server_api::ServerApi::new(&config),
+            server_api: crate::auth::server_api::ServerApi::new(&config),
             sockets_per_ip: PerIp::new(config.max_connections_per_ip),
             config,
             store,

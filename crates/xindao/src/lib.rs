@@ -3,9 +3,11 @@
 //! The modules in the order a request meets them (data flows one way; none reaches back):
 //!
 //! - [`http`]: the [`Server`] (listen, accept, graceful shutdown) and the HTTP routes: login and logout
-//!   ([`auth`] issues and checks the bearer tokens), health, metrics, the embedded web client.
-//! - [`conn`]: `GET /v1/ws` is admitted and upgraded; then one task per connection owns its socket, the only
-//!   writer of it: it reads requests and writes their replies and the pushes queued for it.
+//!   ([`auth`] issues and checks the bearer tokens), the server API, media upload and download, health,
+//!   metrics, the admin page, the embedded web client.
+//! - [`conn`]: `GET /v1/ws` is admitted and upgraded; then the connection's future owns its socket, the only
+//!   writer of it: it reads requests and writes their replies and the pushes queued for it. The node's
+//!   [`shards`] (one task per runtime worker) poll those futures, so a delivery wakes one task per shard.
 //! - [`protocol`]: a frame becomes a request (envelope, operation, arguments); replies and events go back
 //!   out as JSON frames.
 //! - [`chat`]: each operation, authorised and validated ([`validate`]), against the [`store`]; pushes are
@@ -23,20 +25,26 @@
 //! mini-programs built on Tencent's Wafer SDKs.
 //!
 //! Around them: [`app`] (the shared state, its assembly and its ordered teardown), [`config`], [`peer`] (who
-//! the client is, and connections per address), [`model`]
-//! (the stored types), [`error`] (one error type, with its wire code and HTTP status) and [`metrics`]. The
-//! `xindao` binary is a thin command line around [`Server`].
+//! the client is, and connections per address), [`limits`] (per-user rate limits), [`media`] (uploaded
+//! files: checks, storage, signed URLs), [`webhooks`] (the outbox's delivery and the before-send hook),
+//! [`model`] (the stored types), [`error`] (one error type, with its wire code and HTTP status), [`obs`] and
+//! [`metrics`]. The `xindao` binary is a thin command line around [`Server`] (and [`probe`]).
+//!
+//! Imports only point down this list's layers: `scripts/import_graph.py` (run by the test suite) fails on any
+//! circle between modules.
 
 // In request order, as above (one per group, so that rustfmt keeps the order).
 pub mod http;
 pub use http::Server;
 
 pub mod conn;
+pub mod shards;
 
 pub mod protocol;
 
 pub mod chat;
 
+pub mod limits;
 pub mod validate;
 
 pub mod auth;

@@ -9,6 +9,7 @@
 mod housekeeping;
 pub mod jwt;
 mod limits;
+pub mod server_api;
 mod wechat;
 
 pub use housekeeping::{spawn_housekeeping, warn_dev_login};

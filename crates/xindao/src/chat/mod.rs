@@ -11,7 +11,7 @@
 pub mod fanout;
 mod grants;
 mod hooks;
-mod limits;
+
 mod media;
 mod messages;
 pub mod order;
@@ -41,8 +41,6 @@ use crate::model::{now_millis, ConversationId, UserId};
 use crate::protocol::Op;
 use crate::store::Store;
 
-pub(crate) use limits::PerUser;
-
 /// The caller of an operation: one connection of one user.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
@@ -56,10 +54,10 @@ pub struct Chat {
     hub: Arc<Hub>,
     config: Arc<Config>,
     summaries: Arc<summaries::Summaries>,
-    room_adds: limits::PerUser,
-    lookups: limits::PerUser,
+    room_adds: crate::limits::PerUser,
+    lookups: crate::limits::PerUser,
     hooks: Arc<hooks::Hooks>,
-    profile_sets: limits::PerUser,
+    profile_sets: crate::limits::PerUser,
     /// Signs media download URLs (`media_url`); `None` when `media_secret` was not resolved.
     media_signer: Option<crate::media::Signer>,
 }
@@ -75,10 +73,10 @@ impl Chat {
     ) -> Chat {
         Chat {
             summaries: summaries::Summaries::new(store.clone(), bus.clone()),
-            room_adds: limits::PerUser::per_minute(config.room_adds_per_min),
-            lookups: limits::PerUser::per_minute(config.lookups_per_min),
+            room_adds: crate::limits::PerUser::per_minute(config.room_adds_per_min),
+            lookups: crate::limits::PerUser::per_minute(config.lookups_per_min),
             hooks: Arc::default(),
-            profile_sets: limits::PerUser::per_minute(profiles::PROFILE_SETS_PER_MIN),
+            profile_sets: crate::limits::PerUser::per_minute(profiles::PROFILE_SETS_PER_MIN),
             media_signer: crate::media::Signer::from_config(&config).ok(),
             store,
             bus,

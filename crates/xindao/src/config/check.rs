@@ -130,7 +130,7 @@ impl Config {
                 [&self.wafer_prefix, &self.wafer1_prefix]
                     .into_iter()
                     .flatten()
-                    .all(|p| crate::wafer::prefix_ok(p))
+                    .all(|p| wafer_prefix_ok(p))
                     && (self.wafer_prefix.is_none() || self.wafer_prefix != self.wafer1_prefix),
                 "wafer_prefix and wafer1_prefix must differ, each \"/\" or a path like \"/weapp\" \
                  (letters, digits, - and _) not under /v1",
@@ -150,4 +150,21 @@ impl Config {
             None => Ok(()),
         }
     }
+}
+
+/// Whether `prefix` can be a Wafer prefix: "/" or `/segment[/segment]` of `[A-Za-z0-9_-]`, outside `/v1`.
+pub fn wafer_prefix_ok(prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    let Some(rest) = prefix.strip_prefix('/') else {
+        return false;
+    };
+    let segments_ok = rest.split('/').all(|segment| {
+        !segment.is_empty()
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    });
+    segments_ok && rest.split('/').next() != Some("v1")
 }

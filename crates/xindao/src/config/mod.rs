@@ -10,6 +10,7 @@ mod endpoint;
 mod kinds;
 mod webhooks;
 
+pub use check::wafer_prefix_ok;
 pub use cli::{reference_markdown, Flags};
 pub use endpoint::{mask_url, BusConfig, QuietParser, Secret, StoreConfig};
 pub use kinds::{AdminListen, DevLogin, LogFormat, SqliteSync};

@@ -4,10 +4,10 @@
 //! or one address, shutting down) happens in [`upgrade`], as an HTTP error, before the upgrade. After it, one future per
 //! connection (`connection.rs`) is the only writer of its socket: it writes its replies and the pushes the hub queued for it
 //! ([`crate::hub::outbox`](mod@crate::hub::outbox)). The node's connections are run by one task per runtime worker
-//! ([`shards`]), so that a delivery wakes one task per shard, not one per recipient.
+//! ([`crate::shards`]), so that a delivery wakes one task per shard, not one per recipient.
 
 mod connection;
-pub mod shards;
+
 mod socket;
 
 use std::sync::Arc;

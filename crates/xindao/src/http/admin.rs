@@ -110,9 +110,9 @@ async fn script() -> Response {
 /// What the page cannot read from /metrics: this node's name and the nodes heard on the bus.
 async fn status(State(app): State<Arc<App>>) -> Response {
     Json(json!({
-        "node": super::node_name(&app.config),
+        "node": crate::obs::node_name(&app.config),
         "bus_connected": app.bus.connected(),
-        "nodes_heard": super::hops::nodes_heard(),
+        "nodes_heard": crate::obs::hops::nodes_heard(),
         "connections": app.hub.connection_count(),
     }))
     .into_response()
@@ -140,7 +140,7 @@ async fn run_probe(app: &App, body: &Bytes) -> Response {
     let args = ProbeArgs {
         url: request.url,
         token: request.token,
-        name: format!("xindao-probe-{}", super::node_name(&app.config)),
+        name: format!("xindao-probe-{}", crate::obs::node_name(&app.config)),
         rounds: 3,
         proxy: None,
         ca_file: None,

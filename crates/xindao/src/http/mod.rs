@@ -8,7 +8,11 @@
 //! `fd_budget.rs` keeps the connection caps inside the open-file limit.
 
 mod accept;
+mod admin;
+mod error_response;
 mod fd_budget;
+mod media;
+mod request_id;
 mod server;
 pub mod server_api;
 mod session;
@@ -44,12 +48,12 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(server_api::routes(app.clone()))
         .merge(web::routes())
         .merge(crate::wafer::routes(&app.config))
-        .merge(crate::media::routes(&app))
+        .merge(media::routes(&app))
         .fallback(|| async { Error::NotFound("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
-            crate::obs::request_id::layer,
+            request_id::layer,
         ))
         .with_state(app)
 }
@@ -62,7 +66,7 @@ pub fn admin_router(app: Arc<App>) -> Router {
     Router::new()
         .route("/metrics", get(status::metrics))
         .route("/healthz", get(status::healthz))
-        .merge(crate::obs::admin::routes())
+        .merge(admin::routes())
         .fallback(|| async { Error::NotFound("no such route") })
         .with_state(app)
 }

@@ -4,7 +4,7 @@
 //! A proxy's `X-Request-Id` is kept when it is sane (1 to [`MAX_LEN`] characters of a URL-safe set), so that
 //! one id follows the request from the CDN or nginx to here; anything else (too long, control characters,
 //! spaces that could forge a log field) is replaced by a generated id. The same middleware sets
-//! `Server-Timing` ([`super::timing`]).
+//! `Server-Timing` ([`crate::obs::timing`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,8 +15,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
-use super::timing::{self, Spent};
 use crate::app::App;
+use crate::obs::timing::{self, Spent};
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -66,7 +66,7 @@ pub async fn layer(State(app): State<Arc<App>>, request: Request, next: Next) ->
     if let Ok(value) = HeaderValue::from_str(&id) {
         headers.insert(HEADER, value);
     }
-    let node = super::node_name(&app.config);
+    let node = crate::obs::node_name(&app.config);
     if let Ok(value) = HeaderValue::from_str(&timing::server_timing(handle, &spent, node)) {
         headers.insert(HeaderName::from_static("server-timing"), value);
     }

@@ -7,25 +7,19 @@
 //! from the container. The finished file moves into [`storage`] (local files or S3-compatible object
 //! storage) and its metadata into the store ([`crate::store::MediaStore`]). A `send` of kind image, voice or
 //! file names the medium and the server fills in what it knows (`chat::media`). Downloads
-//! (`GET /v1/media/{id}`, `download.rs`) go through URLs signed by [`sign::Signer`], handed out by the
+//! (`GET /v1/media/{id}`, `http::media`) go through URLs signed by [`sign::Signer`], handed out by the
 //! `media_url` operation to the owner and to members of a conversation the medium was sent to.
 
-pub(crate) mod download;
-mod probe;
+pub(crate) mod probe;
 pub mod sign;
 pub mod storage;
-pub(crate) mod upload;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
-use axum::Router;
 use base64::Engine;
 use tokio::sync::Semaphore;
 
-use crate::app::App;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::MediaKind;
@@ -45,12 +39,12 @@ pub struct MediaService {
     pub storage: Arc<dyn Storage>,
     pub signer: Signer,
     /// Scratch directory of uploads in progress (data_dir/media/tmp).
-    tmp_dir: PathBuf,
-    uploads: crate::chat::PerUser,
-    decode_slots: Arc<Semaphore>,
-    upload_slots: Arc<Semaphore>,
-    store_slots: Arc<Semaphore>,
-    config: Arc<Config>,
+    pub(crate) tmp_dir: PathBuf,
+    pub(crate) uploads: crate::limits::PerUser,
+    pub(crate) decode_slots: Arc<Semaphore>,
+    pub(crate) upload_slots: Arc<Semaphore>,
+    pub(crate) store_slots: Arc<Semaphore>,
+    pub(crate) config: Arc<Config>,
 }
 
 impl MediaService {
@@ -75,7 +69,7 @@ impl MediaService {
             storage: storage::open(&config)?,
             signer: Signer::from_config(&config)?,
             tmp_dir,
-            uploads: crate::chat::PerUser::per_minute(config.media_uploads_per_min),
+            uploads: crate::limits::PerUser::per_minute(config.media_uploads_per_min),
             decode_slots: Arc::new(Semaphore::new(DECODE_SLOTS)),
             upload_slots: Arc::new(Semaphore::new(UPLOAD_SLOTS)),
             store_slots: Arc::new(Semaphore::new(STORE_SLOTS)),
@@ -94,29 +88,13 @@ impl MediaService {
     }
 
     /// The largest upload of any kind (what the body limit of the upload route allows, plus the form).
-    fn max_any(&self) -> u64 {
+    pub(crate) fn max_any(&self) -> u64 {
         [MediaKind::Image, MediaKind::Voice, MediaKind::File]
             .into_iter()
             .map(|kind| self.max_bytes(kind))
             .max()
             .unwrap_or(0)
     }
-}
-
-/// Bytes of multipart framing and form fields allowed on top of the file itself.
-const FORM_OVERHEAD: u64 = 64 * 1024;
-
-/// The media routes: upload (bearer token) and download (signed URL).
-pub fn routes(app: &App) -> Router<Arc<App>> {
-    let body_max = app.media.max_any().saturating_add(FORM_OVERHEAD);
-    Router::new()
-        .route(
-            "/v1/media",
-            post(upload::upload).layer(DefaultBodyLimit::max(
-                usize::try_from(body_max).unwrap_or(usize::MAX),
-            )),
-        )
-        .route("/v1/media/{id}", get(download::download))
 }
 
 /// A new media id: 128 random bits, base64url (22 characters).

@@ -89,7 +89,7 @@ impl Schema for Sqlite<'_> {
         let version = self
             .0
             .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(super::sqlite::map_sqlite);
+            .map_err(super::backend_errors::map_sqlite);
         std::future::ready(version)
     }
 
@@ -100,7 +100,7 @@ impl Schema for Sqlite<'_> {
             tx.pragma_update(None, "user_version", migration.version)?;
             tx.commit()
         })()
-        .map_err(super::sqlite::map_sqlite);
+        .map_err(super::backend_errors::map_sqlite);
         std::future::ready(applied)
     }
 }
@@ -114,12 +114,12 @@ impl Schema for Postgres<'_> {
         client
             .batch_execute("CREATE TABLE IF NOT EXISTS xindao_schema (version BIGINT NOT NULL)")
             .await
-            .map_err(super::postgres::map_pg)?;
+            .map_err(super::backend_errors::map_pg)?;
         let row = client
             .query_one("SELECT COALESCE(MAX(version), 0) FROM xindao_schema", &[])
             .await
-            .map_err(super::postgres::map_pg)?;
-        row.try_get(0).map_err(super::postgres::map_pg)
+            .map_err(super::backend_errors::map_pg)?;
+        row.try_get(0).map_err(super::backend_errors::map_pg)
     }
 
     async fn apply(&mut self, migration: &Migration) -> Result<()> {
@@ -127,17 +127,17 @@ impl Schema for Postgres<'_> {
             .0
             .transaction()
             .await
-            .map_err(super::postgres::map_pg)?;
+            .map_err(super::backend_errors::map_pg)?;
         tx.batch_execute(migration.sql)
             .await
-            .map_err(super::postgres::map_pg)?;
+            .map_err(super::backend_errors::map_pg)?;
         tx.execute(
             "INSERT INTO xindao_schema (version) VALUES ($1)",
             &[&migration.version],
         )
         .await
-        .map_err(super::postgres::map_pg)?;
-        tx.commit().await.map_err(super::postgres::map_pg)
+        .map_err(super::backend_errors::map_pg)?;
+        tx.commit().await.map_err(super::backend_errors::map_pg)
     }
 }
 
@@ -149,13 +149,13 @@ pub(crate) async fn postgres(client: &mut tokio_postgres::Client) -> Result<()> 
     client
         .execute("SELECT pg_advisory_lock($1)", &[&POSTGRES_LOCK])
         .await
-        .map_err(super::postgres::map_pg)?;
+        .map_err(super::backend_errors::map_pg)?;
     let outcome = run(&mut Postgres(client), POSTGRES).await;
     // Unlock even after a failure; the session ends with the connection anyway.
     let unlocked = client
         .execute("SELECT pg_advisory_unlock($1)", &[&POSTGRES_LOCK])
         .await
-        .map_err(super::postgres::map_pg);
+        .map_err(super::backend_errors::map_pg);
     outcome.and(unlocked.map(|_| ()))
 }
 

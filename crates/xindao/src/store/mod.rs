@@ -35,6 +35,7 @@
 //! Session expiry ([`crate::rules::touch_session`]) is decided on a read and written without a transaction:
 //! two racing extensions write nearly the same expiry, and the later one wins.
 
+mod backend_errors;
 pub(crate) mod group_commit;
 pub mod media;
 pub(crate) mod migrate;

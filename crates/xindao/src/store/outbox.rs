@@ -1,5 +1,5 @@
 //! The webhook outbox as the stores see it: which endpoints want an event (each endpoint's filter), and the
-//! rows the delivery worker ([`crate::webhooks`]) claims. A store writes an event's rows in the transaction
+//! rows the delivery worker (`webhooks::worker`) claims. A store writes an event's rows in the transaction
 //! that commits the event, and only for the endpoints whose filter takes it: with no endpoint configured
 //! nothing is written and nothing is serialised. The outbox is bounded: when the worker finds it at
 //! `webhook_outbox_max` rows it sets [`Outbox::set_full`], and new events are counted and logged as dropped
@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::group_commit::{AppendJob, Stored};
 use crate::config::Config;
-use crate::model::{ConversationId, Millis, UserId};
+use crate::model::{ConversationId, MessageKind, Millis, UserId};
 
 /// The endpoints events are kept for, and whether the outbox is full.
 #[derive(Debug, Default)]
@@ -160,4 +161,51 @@ mod tests {
         assert!(!matches(&f(&["mem*"]), "member.joined"));
         assert!(!matches(&f(&[]), "member.joined"));
     }
+}
+
+/// The event a committed message writes to the outbox, in the commit's own transaction.
+pub const MESSAGE_CREATED: &str = "message.created";
+
+/// `message.created`: the committed message as clients see it.
+#[derive(Serialize)]
+struct MessageData<'a> {
+    id: i64,
+    conversation_id: ConversationId,
+    seq: i64,
+    sender_id: UserId,
+    cmid: &'a str,
+    kind: MessageKind,
+    content: &'a serde_json::Value,
+    ts: Millis,
+}
+
+/// The `message.created` events of a committed batch (new messages only), in commit order.
+pub(crate) fn message_events(
+    batch: &[AppendJob],
+    results: &[crate::Result<Stored>],
+) -> Vec<OutboxEvent> {
+    batch
+        .iter()
+        .zip(results)
+        .filter_map(|(job, result)| match result {
+            Ok(Stored::New { id, seq, ts }) => {
+                let m = &job.message;
+                Some(OutboxEvent::conversation(
+                    MESSAGE_CREATED,
+                    m.conversation_id,
+                    &MessageData {
+                        id: *id,
+                        conversation_id: m.conversation_id,
+                        seq: *seq,
+                        sender_id: m.sender_id,
+                        cmid: &m.cmid,
+                        kind: m.kind,
+                        content: &m.content,
+                        ts: *ts,
+                    },
+                ))
+            }
+            _ => None,
+        })
+        .collect()
 }

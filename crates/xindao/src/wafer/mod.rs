@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
@@ -51,22 +51,7 @@ pub enum Generation {
 /// The key Wafer 1's SDK looks for in every answer (its "session magic id").
 pub const MAGIC: &str = "F2C224D4-2BCE-4C64-AF9F-A6D872000D1A";
 
-/// Whether `prefix` can be a Wafer prefix: "/" or `/segment[/segment]` of `[A-Za-z0-9_-]`, outside `/v1`.
-pub fn prefix_ok(prefix: &str) -> bool {
-    if prefix == "/" {
-        return true;
-    }
-    let Some(rest) = prefix.strip_prefix('/') else {
-        return false;
-    };
-    let segments_ok = rest.split('/').all(|segment| {
-        !segment.is_empty()
-            && segment
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    });
-    segments_ok && rest.split('/').next() != Some("v1")
-}
+pub use crate::config::wafer_prefix_ok as prefix_ok;
 
 /// One configured prefix: its generation, its path and its live room.
 pub struct Mount {
@@ -114,6 +99,22 @@ pub struct Shared {
     pub profiles: Profiles,
 }
 
+/// The tunnel-service routes, when `wafer_tunnel_key` is set.
+fn tunnel_service_routes(config: &Config) -> Router<Arc<App>> {
+    let Some(key) = &config.wafer_tunnel_key else {
+        return Router::new();
+    };
+    let service = Arc::new(service::TunnelService::new(
+        key.as_str().to_string(),
+        config.wafer_tunnel_tc_ids.clone(),
+    ));
+    Router::new()
+        .route("/wafer-tunnel/get/wsurl", post(service::get_wsurl))
+        .route("/wafer-tunnel/ws/push", post(service::push))
+        .route("/wafer-tunnel/ws", get(service_tunnel::upgrade))
+        .layer(Extension(service))
+}
+
 /// The Wafer routes of the configured prefixes (none when neither is set).
 pub fn routes(config: &Config) -> Router<Arc<App>> {
     let shared = Arc::new(Shared {
@@ -123,7 +124,7 @@ pub fn routes(config: &Config) -> Router<Arc<App>> {
         (Generation::V2, &config.wafer_prefix),
         (Generation::V1, &config.wafer1_prefix),
     ];
-    let mut router = service::routes(config);
+    let mut router = tunnel_service_routes(config);
     if config.wafer_auth {
         router = router.merge(auth_service::routes(shared.clone()));
     }

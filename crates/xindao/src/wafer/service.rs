@@ -21,8 +21,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+
+use axum::{Extension, Json};
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -31,7 +31,6 @@ use tokio::sync::mpsc;
 
 use super::session::new_tunnel_id;
 use crate::app::App;
-use crate::config::Config;
 
 /// How long an issued tunnel id waits for its socket.
 pub const CONNECT_WITHIN: Duration = Duration::from_secs(60);
@@ -191,29 +190,13 @@ impl TunnelService {
     }
 }
 
-/// The tunnel-service routes, when `wafer_tunnel_key` is set.
-pub fn routes(config: &Config) -> Router<Arc<App>> {
-    let Some(key) = &config.wafer_tunnel_key else {
-        return Router::new();
-    };
-    let service = Arc::new(TunnelService::new(
-        key.as_str().to_string(),
-        config.wafer_tunnel_tc_ids.clone(),
-    ));
-    Router::new()
-        .route("/wafer-tunnel/get/wsurl", post(get_wsurl))
-        .route("/wafer-tunnel/ws/push", post(push))
-        .route("/wafer-tunnel/ws", get(super::service_tunnel::upgrade))
-        .layer(Extension(service))
-}
-
 #[derive(Deserialize)]
 struct WsUrl {
     #[serde(rename = "receiveUrl")]
     receive_url: String,
 }
 
-async fn get_wsurl(
+pub(super) async fn get_wsurl(
     State(app): State<Arc<App>>,
     Extension(service): Extension<Arc<TunnelService>>,
     headers: HeaderMap,
@@ -264,7 +247,10 @@ struct PushItem {
     content: Option<String>,
 }
 
-async fn push(Extension(service): Extension<Arc<TunnelService>>, body: Bytes) -> Response {
+pub(super) async fn push(
+    Extension(service): Extension<Arc<TunnelService>>,
+    body: Bytes,
+) -> Response {
     let data = match service.verify(&body) {
         Ok(data) => data,
         Err(refused) => return refused.into_response(),

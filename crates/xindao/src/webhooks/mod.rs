@@ -16,11 +16,9 @@ pub use metrics::WebhookMetrics;
 
 use serde::Serialize;
 
-use crate::model::{ConversationId, MessageKind, Millis, UserId};
-use crate::store::group_commit::{AppendJob, Stored};
-use crate::store::OutboxEvent;
+use crate::model::{ConversationId, Millis, UserId};
 
-pub const MESSAGE_CREATED: &str = "message.created";
+pub use crate::store::outbox::MESSAGE_CREATED;
 pub const ROOM_CREATED: &str = "room.created";
 pub const READ_MOVED: &str = "read.moved";
 pub const USER_CONNECTED: &str = "user.connected";
@@ -34,50 +32,6 @@ pub fn member_event(action: &str) -> &'static str {
         "added" => "member.added",
         _ => "member.removed",
     }
-}
-
-/// `message.created`: the committed message as clients see it.
-#[derive(Serialize)]
-struct MessageData<'a> {
-    id: i64,
-    conversation_id: ConversationId,
-    seq: i64,
-    sender_id: UserId,
-    cmid: &'a str,
-    kind: MessageKind,
-    content: &'a serde_json::Value,
-    ts: Millis,
-}
-
-/// The `message.created` events of a committed batch (new messages only), in commit order.
-pub(crate) fn message_events(
-    batch: &[AppendJob],
-    results: &[crate::Result<Stored>],
-) -> Vec<OutboxEvent> {
-    batch
-        .iter()
-        .zip(results)
-        .filter_map(|(job, result)| match result {
-            Ok(Stored::New { id, seq, ts }) => {
-                let m = &job.message;
-                Some(OutboxEvent::conversation(
-                    MESSAGE_CREATED,
-                    m.conversation_id,
-                    &MessageData {
-                        id: *id,
-                        conversation_id: m.conversation_id,
-                        seq: *seq,
-                        sender_id: m.sender_id,
-                        cmid: &m.cmid,
-                        kind: m.kind,
-                        content: &m.content,
-                        ts: *ts,
-                    },
-                ))
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 /// `member.*`: who, which room, by whom.

@@ -9,66 +9,26 @@
 //! Wire form: `xd1.` | 32-byte tag | JSON. See docs/decisions/cluster-bus-auth.md.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+pub use super::rejected::Rejected;
 use super::replay::ReplayGuard;
+pub use super::replay::REPLAY_WINDOW;
 use super::wire::{Envelope, Wire};
 use crate::metrics::{BusRejectLabels, Metrics};
 
 /// Largest envelope sent or accepted. A message push is bounded by `max_frame_bytes` (64 KiB by default);
 /// a presence snapshot is split into chunks of [`super::SNAPSHOT_CHUNK`] users to stay well below this.
 pub const MAX_ENVELOPE_BYTES: usize = 1024 * 1024;
-/// An envelope sent longer ago (or further ahead) than this by the receiver's clock is stale: nodes need
-/// clocks within a few seconds of each other (NTP).
-pub const REPLAY_WINDOW: Duration = Duration::from_secs(10);
 /// At most one warning per this long about rejected envelopes (each is counted in the metric).
 const WARN_EVERY_MS: u64 = 10_000;
 
 const MAGIC: &[u8] = b"xd1.";
 const TAG_LEN: usize = 32;
 const HEADER_LEN: usize = MAGIC.len() + TAG_LEN;
-
-/// Why an envelope was dropped: the `reason` label of `xindao_bus_rejected_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejected {
-    /// Larger than [`MAX_ENVELOPE_BYTES`].
-    Oversize,
-    /// No seal: an old node, or someone publishing on the channel.
-    Unsigned,
-    /// Sealed with another secret, or altered on the way.
-    BadSignature,
-    /// Sealed, but not an envelope this version understands.
-    Malformed,
-    /// Sent outside the replay window.
-    Stale,
-    /// Seen before.
-    Replayed,
-}
-
-impl Rejected {
-    pub const ALL: [Rejected; 6] = [
-        Rejected::Oversize,
-        Rejected::Unsigned,
-        Rejected::BadSignature,
-        Rejected::Malformed,
-        Rejected::Stale,
-        Rejected::Replayed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rejected::Oversize => "oversize",
-            Rejected::Unsigned => "unsigned",
-            Rejected::BadSignature => "bad_signature",
-            Rejected::Malformed => "malformed",
-            Rejected::Stale => "stale",
-            Rejected::Replayed => "replayed",
-        }
-    }
-}
 
 /// This node's side of the bus: seals what it sends, and lets through only what verifies.
 pub struct Gate {

@@ -15,6 +15,7 @@
 mod auth;
 mod nats;
 mod redis;
+mod rejected;
 mod replay;
 mod wire;
 #[cfg(test)]

@@ -3,10 +3,15 @@
 //! own clock. Memory is bounded: [`BOOTS_TRACKED`] boots × a few dozen bytes.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::auth::{Rejected, REPLAY_WINDOW};
+use super::rejected::Rejected;
+
+/// An envelope sent longer ago (or further ahead) than this by the receiver's clock is stale: nodes need
+/// clocks within a few seconds of each other (NTP).
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(10);
 
 /// Sending boots remembered for replay checks; past this the least recently heard is forgotten.
 const BOOTS_TRACKED: usize = 1024;

@@ -99,7 +99,7 @@ pub(crate) async fn download(
     Query(query): Query<DownloadQuery>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let id = super::parse_id(&id).map_err(|_| Error::NotFound("no such media"))?;
+    let id = crate::media::parse_id(&id).map_err(|_| Error::NotFound("no such media"))?;
     let thumb = query.thumb.as_deref().is_some_and(|t| t == "1");
     let now = (now_millis() / 1000) as u64;
     // Signed: valid until `exp`. Unsigned: only a public medium (an avatar), cacheable for a year.

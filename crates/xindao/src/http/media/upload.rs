@@ -16,11 +16,11 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
-use super::probe::{self, HEAD_BYTES};
-use super::{new_id, storage_key, MediaService};
 use crate::app::App;
 use crate::auth::bearer;
 use crate::error::{Error, Result};
+use crate::media::probe::{self, HEAD_BYTES};
+use crate::media::{new_id, storage_key, MediaService};
 use crate::model::{now_millis, Media, MediaKind, UserId};
 
 /// Size of the write buffer between the socket and the scratch file.

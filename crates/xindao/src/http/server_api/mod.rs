@@ -12,7 +12,6 @@ mod rooms;
 mod sessions;
 mod users;
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,58 +22,16 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
-use governor::clock::{Clock, MonotonicClock};
-use governor::middleware::NoOpMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
-use tokio::sync::OnceCell;
 
 use crate::app::App;
 use crate::auth::bearer;
-use crate::config::Config;
+pub use crate::auth::server_api::ServerApi;
 use crate::error::{Error, Result};
 use crate::model::User;
 
 use keys::{Scope, Scopes};
-
-type Keyed = RateLimiter<
-    i64,
-    DefaultKeyedStateStore<i64>,
-    MonotonicClock,
-    NoOpMiddleware<std::time::Instant>,
->;
-
-/// The server API's state on a node: the per-key rate limits and the system account, once known.
-pub struct ServerApi {
-    limiter: Keyed,
-    system: OnceCell<User>,
-}
-
-impl ServerApi {
-    pub fn new(config: &Config) -> ServerApi {
-        let rate = NonZeroU32::new(config.server_api_rate_per_sec).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(config.server_api_burst).unwrap_or(rate);
-        ServerApi {
-            limiter: RateLimiter::dashmap_with_clock(
-                Quota::per_second(rate).allow_burst(burst),
-                MonotonicClock,
-            ),
-            system: OnceCell::new(),
-        }
-    }
-
-    /// Takes one token of the key's bucket, or answers `rate_limited` with when to retry.
-    fn check_rate(&self, key_id: i64) -> Result<()> {
-        self.limiter.check_key(&key_id).map_err(|not_until| {
-            let wait = not_until.wait_time_from(MonotonicClock.now());
-            Error::RateLimited {
-                retry_after_ms: wait.as_millis().max(1) as u64,
-            }
-        })
-    }
-}
 
 /// The key a call was authenticated with: a request extension for the handlers.
 #[derive(Debug, Clone)]

@@ -2,7 +2,6 @@
 
 use tokio_postgres::Row;
 
-use crate::error::Error;
 use crate::model::*;
 use crate::store::rows::{
     self, Columns, CONVERSATION_HEAD, CONVERSATION_HEAD_LEN, MESSAGE_COLUMNS_LEN,
@@ -10,22 +9,7 @@ use crate::store::rows::{
 
 type Pg<T> = Result<T, tokio_postgres::Error>;
 
-/// Connection trouble, an operator shutting the database down, resource exhaustion or a rollback mean "cannot
-/// take writes now"; anything else (a constraint we did not expect, bad SQL) is a bug.
-pub(crate) fn map_pg(error: tokio_postgres::Error) -> Error {
-    let unavailable = match error.code() {
-        None => true,
-        Some(code) => {
-            let class = &code.code()[..2];
-            matches!(class, "08" | "25" | "28" | "3D" | "40" | "53" | "57" | "58")
-        }
-    };
-    if unavailable {
-        Error::Unavailable(format!("postgres: {error}"))
-    } else {
-        Error::Internal(format!("postgres: {error}"))
-    }
-}
+pub(crate) use crate::store::backend_errors::map_pg;
 
 impl Columns for Row {
     type Error = tokio_postgres::Error;

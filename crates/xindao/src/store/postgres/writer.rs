@@ -140,8 +140,8 @@ async fn commit_batch(
             results
         }
     };
-    if outbox.wants(crate::webhooks::MESSAGE_CREATED) {
-        let events = crate::webhooks::message_events(batch, &results);
+    if outbox.wants(crate::store::outbox::MESSAGE_CREATED) {
+        let events = crate::store::outbox::message_events(batch, &results);
         super::outbox::insert(&tx, outbox, &events, now).await?;
     }
     tx.commit().await?;

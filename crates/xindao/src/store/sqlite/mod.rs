@@ -67,16 +67,7 @@ pub struct SqliteStore {
     outbox: Arc<super::Outbox>,
 }
 
-/// Maps SQLite failures: a full disk or an I/O problem means "cannot take writes now", anything else is a bug.
-pub(crate) fn map_sqlite(error: rusqlite::Error) -> Error {
-    use rusqlite::ErrorCode::*;
-    match error.sqlite_error_code() {
-        Some(
-            DiskFull | SystemIoFailure | ReadOnly | CannotOpen | DatabaseBusy | DatabaseLocked,
-        ) => Error::Unavailable(format!("storage: {error}")),
-        _ => Error::Internal(format!("sqlite: {error}")),
-    }
-}
+pub(crate) use super::backend_errors::map_sqlite;
 
 pub(super) fn open_connection(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     configure(Connection::open_with_flags(path, flags)?)

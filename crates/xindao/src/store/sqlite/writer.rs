@@ -95,8 +95,8 @@ fn commit_batch(
             results.push(append_one(&tx, &mut statements, &job.message, now)?);
         }
     }
-    if outbox.wants(crate::webhooks::MESSAGE_CREATED) {
-        let events = crate::webhooks::message_events(batch, &results);
+    if outbox.wants(crate::store::outbox::MESSAGE_CREATED) {
+        let events = crate::store::outbox::message_events(batch, &results);
         super::outbox::insert(&tx, outbox, &events, now).map_err(map_sqlite)?;
     }
     tx.commit().map_err(map_sqlite)?;
