@@ -64,6 +64,7 @@ impl App {
         crate::media::sign::resolve_secret(&mut config)?;
         let config = Arc::new(config);
         let media = Arc::new(crate::media::MediaService::open(config.clone())?);
+        crate::obs::hops::set_detailed(config.detailed_metrics);
         let metrics = Metrics::default();
         let hub = Arc::new(Hub::new(metrics.clone()));
         let bus = crate::bus::open(&config, hub.clone()).await?;

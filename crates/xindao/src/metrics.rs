@@ -12,8 +12,8 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub op: String,
-    pub outcome: String,
+    pub op: &'static str,
+    pub outcome: &'static str,
 }
 
 /// Why a cluster bus envelope was dropped (a bounded set: see `cluster::auth::Rejected`).
@@ -166,12 +166,12 @@ impl Metrics {
         out
     }
 
-    pub fn record_request(&self, op: &str, outcome: &str, seconds: f64) {
-        let labels = RequestLabels {
-            op: op.to_string(),
-            outcome: outcome.to_string(),
-        };
+    /// Counts a WebSocket request by operation and outcome, and (with `detailed_metrics`) its duration.
+    pub fn record_request(&self, op: &'static str, outcome: &'static str, seconds: f64) {
+        let labels = RequestLabels { op, outcome };
         self.requests.get_or_create(&labels).inc();
-        self.request_seconds.get_or_create(&labels).observe(seconds);
+        if crate::obs::hops::detailed() {
+            self.request_seconds.get_or_create(&labels).observe(seconds);
+        }
     }
 }

@@ -204,6 +204,11 @@ pub struct Config {
     /// served on `listen`: keep this address on loopback or a private network.
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub admin_listen: AdminListen,
+    /// Keep the histograms of /metrics (request duration per operation, and the per-hop ones: upgrade,
+    /// queueing, commit wait and batch size, fan-out, pool wait, bus publish and receive lag). Counters and
+    /// gauges are always kept. `false` only to measure what the histograms cost
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub detailed_metrics: bool,
     /// Origins (`scheme://host[:port]`, comma-separated) whose web pages may open a WebSocket; others get
     /// HTTP 403 before upgrading. Unset: only pages served from the host the request names (its Host
     /// header). A request without Origin (mini-programs, native apps) is allowed.

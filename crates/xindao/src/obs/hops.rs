@@ -10,6 +10,7 @@
 //! ([`node_label`]: at most [`MAX_NODES`] distinct, then `other`). Never a user, a conversation or an address.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -136,6 +137,9 @@ pub fn error(code: &'static str) {
 
 /// Observes a cluster envelope from `node` sent at `sent_ms` (its clock) and received at `now_ms` (ours).
 pub fn bus_received(node: &str, sent_ms: u64, now_ms: u64) {
+    if !detailed() {
+        return;
+    }
     let lag = now_ms.saturating_sub(sent_ms) as f64 / 1000.0;
     hops()
         .bus_receive_lag
@@ -152,9 +156,32 @@ pub fn nodes_heard() -> Vec<String> {
     names
 }
 
-/// Observes `elapsed` in seconds.
+/// Whether the histograms are kept (`detailed_metrics`); counters and gauges always are.
+static DETAILED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the per-hop and per-request histograms on or off for the process (`detailed_metrics`), so that
+/// their cost can be measured against a run without them.
+pub fn set_detailed(on: bool) {
+    DETAILED.store(on, Ordering::Relaxed);
+}
+
+/// Whether the histograms are kept.
+pub fn detailed() -> bool {
+    DETAILED.load(Ordering::Relaxed)
+}
+
+/// Observes `elapsed` in seconds (when [`detailed`]).
 pub fn observe(histogram: &Histogram, elapsed: Duration) {
-    histogram.observe(elapsed.as_secs_f64());
+    if detailed() {
+        histogram.observe(elapsed.as_secs_f64());
+    }
+}
+
+/// Observes a plain value, such as a batch size (when [`detailed`]).
+pub fn observe_value(histogram: &Histogram, value: f64) {
+    if detailed() {
+        histogram.observe(value);
+    }
 }
 
 /// The label for node `name`: itself (at most 64 characters) while fewer than [`MAX_NODES`] names have been

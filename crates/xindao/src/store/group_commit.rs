@@ -86,9 +86,7 @@ pub(crate) async fn run(
                 }
             }
         }
-        crate::obs::hops::hops()
-            .commit_batch
-            .observe(batch.len() as f64);
+        crate::obs::hops::observe_value(&crate::obs::hops::hops().commit_batch, batch.len() as f64);
         match backend.commit(&batch).await {
             Ok(results) => {
                 let mut committed = Vec::with_capacity(batch.len());

@@ -291,3 +291,57 @@ async fn the_admin_page_probes_from_the_server_for_its_own_page_only() {
         .contains("hops (ms, whole probe)"));
     server.stop().await;
 }
+
+/// The real binary with `--detailed-metrics false` (its own process: the switch is process-wide): requests
+/// are still counted, but no histogram gets a sample.
+#[tokio::test]
+async fn without_detailed_metrics_counters_stay_and_histograms_stay_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xindao"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--dev-login", "true"])
+        .args([
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--detailed-metrics",
+            "false",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start xindao binary");
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut address = |prefix: &str| {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        line.trim()
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("expected {prefix}, got {line}"))
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+    };
+    let addr = address("listening http://");
+    let admin = address("admin http://");
+    let user = login(addr, "ann").await;
+    let mut client = Client::connect(addr, &user.token).await;
+    client.ok("ping", json!({})).await;
+    let metrics = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        metrics.contains(r#"xindao_requests_total{op="ping",outcome="ok"} 1"#),
+        "the request is counted:\n{metrics}"
+    );
+    for line in metrics.lines().filter(|l| l.contains("_count")) {
+        assert!(
+            line.ends_with(" 0"),
+            "no histogram sample without detailed metrics: {line}"
+        );
+    }
+}
