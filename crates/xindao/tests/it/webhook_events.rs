@@ -104,6 +104,9 @@ async fn every_documented_event_is_delivered(db: Option<&TestDb>) {
         .await;
     let delivered = receiver.delivered();
     assert!(delivered.iter().all(|r| signature_valid(r, SECRET)));
+    // The outbox drained many times on the way: a delivery id is never given twice.
+    let ids: BTreeSet<&str> = delivered.iter().map(|r| r.delivery.as_str()).collect();
+    assert_eq!(ids.len(), delivered.len(), "delivery ids are unique");
     let emitted: BTreeSet<String> = delivered
         .iter()
         .map(|r| r.body["event"].as_str().unwrap().to_string())
