@@ -141,7 +141,12 @@ impl Check {
     /// did not send, unless they were announced for that conversation within the window.
     async fn events(&mut self, batch: &[Seen]) -> Vec<OutboxEvent> {
         if self.system.is_none() {
-            self.system = self.store.system_user(&self.system_name).await.ok().map(|u| u.id);
+            self.system = self
+                .store
+                .system_user(&self.system_name)
+                .await
+                .ok()
+                .map(|u| u.id);
         }
         let mut by_conversation: Vec<(ConversationId, Vec<&Seen>)> = Vec::new();
         for seen in batch {

@@ -138,12 +138,17 @@ async fn a_client_with_an_example_token_gets_the_order_reply() {
         (reply["conversation_id"].as_i64(), reply["content"].as_str()),
         (Some(room), Some("Order 42: paid, packing now."))
     );
-    assert_ne!(reply["sender_id"].as_i64(), Some(user_id), "the system answers");
+    assert_ne!(
+        reply["sender_id"].as_i64(),
+        Some(user_id),
+        "the system answers"
+    );
 
     // Hostile input to the example: no or a wrong signature is refused, nothing is sent.
-    let body = json!({ "id": "1", "event": "message.created", "data": { "conversation_id": room, "id": 1,
+    let body =
+        json!({ "id": "1", "event": "message.created", "data": { "conversation_id": room, "id": 1,
         "kind": "text", "content": "/order 666" } })
-    .to_string();
+        .to_string();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -74,63 +74,210 @@ async fn dead_letters_are_listed_and_redriven(db: Option<&TestDb>) {
 
     // Pages, oldest first, and the filter by endpoint.
     let k = key.as_str();
-    let first = ok(&server, k, Method::GET, "/v1/server/webhooks/dead?limit=4", None).await;
-    assert_eq!((ids(&first).len(), first["has_more"].as_bool()), (4, Some(true)));
+    let first = ok(
+        &server,
+        k,
+        Method::GET,
+        "/v1/server/webhooks/dead?limit=4",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (ids(&first).len(), first["has_more"].as_bool()),
+        (4, Some(true))
+    );
     let cursor = first["next_cursor"].as_i64().unwrap();
     assert_eq!(cursor, *ids(&first).last().unwrap());
-    let second = ok(&server, k, Method::GET,
-        &format!("/v1/server/webhooks/dead?limit=4&cursor={cursor}"), None).await;
-    assert_eq!((ids(&second).len(), second["has_more"].as_bool()), (2, Some(false)));
+    let second = ok(
+        &server,
+        k,
+        Method::GET,
+        &format!("/v1/server/webhooks/dead?limit=4&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (ids(&second).len(), second["has_more"].as_bool()),
+        (2, Some(false))
+    );
     assert!(second.get("next_cursor").is_none());
     let all: Vec<i64> = ids(&first).into_iter().chain(ids(&second)).collect();
     assert!(all.windows(2).all(|w| w[0] < w[1]), "oldest first: {all:?}");
-    let crm = ok(&server, reader.as_str(), Method::GET, "/v1/server/webhooks/dead?endpoint=crm", None).await;
+    let crm = ok(
+        &server,
+        reader.as_str(),
+        Method::GET,
+        "/v1/server/webhooks/dead?endpoint=crm",
+        None,
+    )
+    .await;
     let crm_ids = ids(&crm);
     assert_eq!(crm_ids.len(), 3);
     for dead in crm["dead"].as_array().unwrap() {
-        assert_eq!((dead["endpoint"].as_str(), dead["event"].as_str()), (Some("crm"), Some("message.created")));
-        assert!(dead["last_error"].as_str().unwrap().contains("500"), "{dead}");
+        assert_eq!(
+            (dead["endpoint"].as_str(), dead["event"].as_str()),
+            (Some("crm"), Some("message.created"))
+        );
+        assert!(
+            dead["last_error"].as_str().unwrap().contains("500"),
+            "{dead}"
+        );
         assert!(dead["attempts"].as_i64().unwrap() >= 1);
     }
-    let none = ok(&server, k, Method::GET, "/v1/server/webhooks/dead?endpoint=nobody", None).await;
-    assert_eq!((ids(&none).len(), none["has_more"].as_bool()), (0, Some(false)));
+    let none = ok(
+        &server,
+        k,
+        Method::GET,
+        "/v1/server/webhooks/dead?endpoint=nobody",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (ids(&none).len(), none["has_more"].as_bool()),
+        (0, Some(false))
+    );
 
     // Refusals: scope, read-only key, bad queries and bodies.
-    fails(&server, other.as_str(), Method::GET, "/v1/server/webhooks/dead", None, 403, "insufficient_scope").await;
-    fails(&server, reader.as_str(), Method::POST, "/v1/server/webhooks/dead/redrive",
-        Some(json!({"all": true})), 403, "insufficient_scope").await;
-    fails(&server, "xdk_nope", Method::GET, "/v1/server/webhooks/dead", None, 401, "unauthorized").await;
-    fails(&server, k, Method::GET, "/v1/server/webhooks/dead?limit=0", None, 400, "invalid_args").await;
-    fails(&server, k, Method::GET, "/v1/server/webhooks/dead?limit=1001", None, 400, "invalid_args").await;
-    fails(&server, k, Method::GET, "/v1/server/webhooks/dead?cursor=x", None, 400, "invalid_args").await;
-    for bad in [json!({}), json!({"ids": []}), json!({"all": true, "ids": [1]}), json!({"ids": ["1"]}),
-                json!({"all": true, "extra": 1})] {
-        fails(&server, k, Method::POST, "/v1/server/webhooks/dead/redrive", Some(bad), 400, "invalid_args").await;
+    fails(
+        &server,
+        other.as_str(),
+        Method::GET,
+        "/v1/server/webhooks/dead",
+        None,
+        403,
+        "insufficient_scope",
+    )
+    .await;
+    fails(
+        &server,
+        reader.as_str(),
+        Method::POST,
+        "/v1/server/webhooks/dead/redrive",
+        Some(json!({"all": true})),
+        403,
+        "insufficient_scope",
+    )
+    .await;
+    fails(
+        &server,
+        "xdk_nope",
+        Method::GET,
+        "/v1/server/webhooks/dead",
+        None,
+        401,
+        "unauthorized",
+    )
+    .await;
+    fails(
+        &server,
+        k,
+        Method::GET,
+        "/v1/server/webhooks/dead?limit=0",
+        None,
+        400,
+        "invalid_args",
+    )
+    .await;
+    fails(
+        &server,
+        k,
+        Method::GET,
+        "/v1/server/webhooks/dead?limit=1001",
+        None,
+        400,
+        "invalid_args",
+    )
+    .await;
+    fails(
+        &server,
+        k,
+        Method::GET,
+        "/v1/server/webhooks/dead?cursor=x",
+        None,
+        400,
+        "invalid_args",
+    )
+    .await;
+    for bad in [
+        json!({}),
+        json!({"ids": []}),
+        json!({"all": true, "ids": [1]}),
+        json!({"ids": ["1"]}),
+        json!({"all": true, "extra": 1}),
+    ] {
+        fails(
+            &server,
+            k,
+            Method::POST,
+            "/v1/server/webhooks/dead/redrive",
+            Some(bad),
+            400,
+            "invalid_args",
+        )
+        .await;
     }
     let too_many: Vec<i64> = (1..=1001).collect();
-    fails(&server, k, Method::POST, "/v1/server/webhooks/dead/redrive",
-        Some(json!({"ids": too_many})), 400, "invalid_args").await;
+    fails(
+        &server,
+        k,
+        Method::POST,
+        "/v1/server/webhooks/dead/redrive",
+        Some(json!({"ids": too_many})),
+        400,
+        "invalid_args",
+    )
+    .await;
 
     // Redrive by ids (an unknown id is skipped), then all; the receiver is up by then.
     receiver.set_mode(OK);
     let before = receiver.received().len();
-    let moved = ok(&server, k, Method::POST, "/v1/server/webhooks/dead/redrive",
-        Some(json!({"ids": [crm_ids[0], 999_999_999]}))).await;
+    let moved = ok(
+        &server,
+        k,
+        Method::POST,
+        "/v1/server/webhooks/dead/redrive",
+        Some(json!({"ids": [crm_ids[0], 999_999_999]})),
+    )
+    .await;
     assert_eq!(moved["redriven"], 1);
-    receiver.wait_for(10, "the redriven delivery", |d| d.len() == 1).await;
-    assert_eq!(receiver.delivered()[0].delivery, crm_ids[0].to_string(), "the delivery id is kept");
+    receiver
+        .wait_for(10, "the redriven delivery", |d| d.len() == 1)
+        .await;
+    assert_eq!(
+        receiver.delivered()[0].delivery,
+        crm_ids[0].to_string(),
+        "the delivery id is kept"
+    );
     let left = ok(&server, k, Method::GET, "/v1/server/webhooks/dead", None).await;
     assert_eq!(ids(&left).len(), 5);
-    let moved = ok(&server, k, Method::POST, "/v1/server/webhooks/dead/redrive", Some(json!({"all": true}))).await;
+    let moved = ok(
+        &server,
+        k,
+        Method::POST,
+        "/v1/server/webhooks/dead/redrive",
+        Some(json!({"all": true})),
+    )
+    .await;
     assert_eq!(moved["redriven"], 5);
     receiver.wait_for(10, "all six", |d| d.len() == 6).await;
-    let mut delivered: Vec<i64> = receiver.delivered().iter().map(|r| r.delivery.parse().unwrap()).collect();
+    let mut delivered: Vec<i64> = receiver
+        .delivered()
+        .iter()
+        .map(|r| r.delivery.parse().unwrap())
+        .collect();
     delivered.sort_unstable();
     assert_eq!(delivered, all, "each dead delivery once, with its id");
     assert!(receiver.received().len() > before);
     let empty = ok(&server, k, Method::GET, "/v1/server/webhooks/dead", None).await;
     assert_eq!(ids(&empty).len(), 0);
-    let again = ok(&server, k, Method::POST, "/v1/server/webhooks/dead/redrive", Some(json!({"all": true}))).await;
+    let again = ok(
+        &server,
+        k,
+        Method::POST,
+        "/v1/server/webhooks/dead/redrive",
+        Some(json!({"all": true})),
+    )
+    .await;
     assert_eq!(again["redriven"], 0);
 }
 

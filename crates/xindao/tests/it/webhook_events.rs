@@ -13,7 +13,7 @@ use xindao::Config;
 use crate::common::TestServer;
 use crate::server_api_client::{new_key, ok};
 use crate::services::TestDb;
-use crate::webhook_receiver::{signature_valid, Receiver, Received, SECRET};
+use crate::webhook_receiver::{signature_valid, Received, Receiver, SECRET};
 use crate::webhooks::{endpoint, quick};
 
 /// The event names in the table of docs/webhooks.md's "Events" section.
@@ -68,12 +68,16 @@ async fn every_documented_event_is_delivered(db: Option<&TestDb>) {
         .as_i64()
         .unwrap();
     b.ok("room_join", json!({"conversation_id": room})).await;
-    a.ok("room_add", json!({"conversation_id": room, "user_id": carol.user_id}))
-        .await;
+    a.ok(
+        "room_add",
+        json!({"conversation_id": room, "user_id": carol.user_id}),
+    )
+    .await;
     for i in 1..=4 {
         a.say(room, &format!("ev{i}"), &format!("m{i}")).await;
     }
-    b.ok("read", json!({"conversation_id": room, "seq": 4})).await;
+    b.ok("read", json!({"conversation_id": room, "seq": 4}))
+        .await;
     // Carol has never connected: the messages were committed for her while offline (the check reads the
     // members after the commit, so she stays a member until it has run).
     receiver
@@ -82,12 +86,23 @@ async fn every_documented_event_is_delivered(db: Option<&TestDb>) {
         })
         .await;
     // seq 1 recalled by its sender, 2 removed by the owner, 3 by the server API.
-    a.ok("recall", json!({"conversation_id": room, "seq": 1})).await;
-    a.ok("message_remove", json!({"conversation_id": room, "seq": 2})).await;
-    ok(&server, &key, Method::DELETE, &format!("/v1/server/conversations/{room}/messages/3"), None)
+    a.ok("recall", json!({"conversation_id": room, "seq": 1}))
         .await;
-    a.ok("room_remove", json!({"conversation_id": room, "user_id": carol.user_id}))
+    a.ok("message_remove", json!({"conversation_id": room, "seq": 2}))
         .await;
+    ok(
+        &server,
+        &key,
+        Method::DELETE,
+        &format!("/v1/server/conversations/{room}/messages/3"),
+        None,
+    )
+    .await;
+    a.ok(
+        "room_remove",
+        json!({"conversation_id": room, "user_id": carol.user_id}),
+    )
+    .await;
     b.ok("room_leave", json!({"conversation_id": room})).await;
     drop(b);
 
@@ -111,7 +126,10 @@ async fn every_documented_event_is_delivered(db: Option<&TestDb>) {
         .iter()
         .map(|r| r.body["event"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(emitted, wanted, "what is emitted is what docs/webhooks.md lists");
+    assert_eq!(
+        emitted, wanted,
+        "what is emitted is what docs/webhooks.md lists"
+    );
 
     let deleted = of(&delivered, "message.deleted");
     let shape = |d: &Value| {
@@ -133,7 +151,10 @@ async fn every_documented_event_is_delivered(db: Option<&TestDb>) {
     );
     let first = of(&delivered, "message.deleted")[0].clone();
     assert_eq!(
-        (first["conversation_id"].as_i64(), first["sender_id"].as_i64()),
+        (
+            first["conversation_id"].as_i64(),
+            first["sender_id"].as_i64()
+        ),
         (Some(room), Some(alice.user_id))
     );
     assert!(first["id"].as_i64().is_some());
@@ -143,7 +164,11 @@ async fn every_documented_event_is_delivered(db: Option<&TestDb>) {
     assert_eq!(offline.len(), 1, "{offline:?}");
     let o = offline[0];
     assert_eq!(
-        (o["user_id"].as_i64(), o["conversation_id"].as_i64(), o["seq"].as_i64()),
+        (
+            o["user_id"].as_i64(),
+            o["conversation_id"].as_i64(),
+            o["seq"].as_i64()
+        ),
         (Some(carol.user_id), Some(room), Some(1))
     );
     assert_eq!(
@@ -182,8 +207,11 @@ async fn offline_messages_are_coalesced(db: Option<&TestDb>) {
         .as_i64()
         .unwrap();
     d.ok("room_join", json!({"conversation_id": room})).await;
-    a.ok("room_add", json!({"conversation_id": room, "user_id": bob.user_id}))
-        .await;
+    a.ok(
+        "room_add",
+        json!({"conversation_id": room, "user_id": bob.user_id}),
+    )
+    .await;
     let direct = a.ok("direct_open", json!({"user_id": bob.user_id})).await["conversation"]["id"]
         .as_i64()
         .unwrap();
@@ -219,15 +247,23 @@ async fn offline_messages_are_coalesced(db: Option<&TestDb>) {
     first.sort();
     let mut expected = vec![(bob.user_id, room, 1), (bob.user_id, direct, 1)];
     expected.sort();
-    assert_eq!(first, expected, "one per conversation, not per message; dave was connected");
+    assert_eq!(
+        first, expected,
+        "one per conversation, not per message; dave was connected"
+    );
 
     // Within the window: nothing more. After it: the next message is announced.
     a.say(room, "r11", "still in the window").await;
-    assert!(started.elapsed() < WINDOW, "the machine is too slow for this test's window");
+    assert!(
+        started.elapsed() < WINDOW,
+        "the machine is too slow for this test's window"
+    );
     tokio::time::sleep_until(announced + WINDOW + Duration::from_millis(200)).await;
     assert_eq!(receiver.delivered().len(), 2);
     a.say(room, "r12", "after the window").await;
-    receiver.wait_for(10, "the next window's", |d| d.len() == 3).await;
+    receiver
+        .wait_for(10, "the next window's", |d| d.len() == 3)
+        .await;
     assert_eq!(seen(&receiver.delivered())[2], (bob.user_id, room, 12));
     let reopened = tokio::time::Instant::now();
 
@@ -236,7 +272,12 @@ async fn offline_messages_are_coalesced(db: Option<&TestDb>) {
     tokio::time::sleep_until(reopened + WINDOW + Duration::from_millis(200)).await;
     a.say(room, "r13", "bob is here").await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(receiver.delivered().len(), 3, "{:?}", seen(&receiver.delivered()));
+    assert_eq!(
+        receiver.delivered().len(),
+        3,
+        "{:?}",
+        seen(&receiver.delivered())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
