@@ -77,11 +77,19 @@ impl App {
                 return Err(error);
             }
         };
+        let offline = crate::webhooks::offline::OfflineNotices::spawn(
+            &config,
+            &outbox,
+            store.clone(),
+            bus.clone(),
+            metrics.webhooks.offline_skipped.clone(),
+        );
         let fanout = Fanout(fanout::spawn(
             commits,
             bus.clone(),
             order.clone(),
             metrics.clone(),
+            offline,
         ));
         let auth = Arc::new(Auth::new(store.clone(), config.clone())?);
         let before_send = crate::webhooks::before_send::BeforeSend::from_config(

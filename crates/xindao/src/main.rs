@@ -50,8 +50,14 @@ enum WebhooksCommand {
 
 #[derive(Subcommand)]
 enum DeadCommand {
-    /// Print the dead deliveries as JSON lines, oldest first (at most 1000).
-    List(Flags),
+    /// Print the dead deliveries as JSON lines, oldest first.
+    List {
+        /// Only those of this endpoint (its `name`).
+        #[arg(long)]
+        endpoint: Option<String>,
+        #[command(flatten)]
+        flags: Flags,
+    },
     /// Put dead deliveries back in the outbox (all, or those given with --id), keeping their delivery ids.
     Redrive {
         /// A delivery id to redrive (repeatable); none: all.
@@ -69,7 +75,7 @@ enum ApikeyAction {
         /// The key's name, shown in every log line of its calls: 1..=64 of [A-Za-z0-9_.-].
         #[arg(long)]
         name: String,
-        /// What it may do, comma-separated: messages, rooms, users, sessions, read.
+        /// What it may do, comma-separated: messages, rooms, users, sessions, webhooks, read.
         #[arg(long)]
         scopes: String,
         #[command(flatten)]
@@ -137,8 +143,8 @@ fn dead_letters(command: DeadCommand) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         match command {
-            DeadCommand::List(flags) => {
-                for dead in xindao::webhooks::admin::dead_list(&flags.load()?).await? {
+            DeadCommand::List { endpoint, flags } => {
+                for dead in xindao::webhooks::admin::dead_list(&flags.load()?, endpoint).await? {
                     println!("{}", serde_json::to_string(&dead)?);
                 }
             }

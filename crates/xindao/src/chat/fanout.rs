@@ -7,6 +7,9 @@
 //! (without: [`protocol::push`]) and publishes both in one delivery on the bus (which delivers locally through the
 //! hub and, on a cluster bus, to the other nodes). The sending connection is skipped: it has the ack.
 //!
+//! When an endpoint takes `user.offline_message`, each committed message is also queued (never waiting) for the
+//! offline check ([`crate::webhooks::offline`]).
+//!
 //! It ends when every sender of the channel is gone, i.e. once the store has shut down and committed what it
 //! accepted; the server then shuts the bus down, so the last commits' pushes still go out.
 
@@ -21,6 +24,7 @@ use crate::hub::{Delivery, OwnFrame};
 use crate::metrics::Metrics;
 use crate::protocol;
 use crate::store::{CommitSink, Committed};
+use crate::webhooks::offline::OfflineNotices;
 
 /// Committed batches the store may hand over before its writers wait for fan-out to catch up.
 const COMMIT_QUEUE: usize = 1024;
@@ -40,8 +44,9 @@ pub fn spawn(
     bus: Arc<dyn Bus>,
     order: Arc<Order>,
     metrics: Metrics,
+    offline: Option<OfflineNotices>,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(commits, bus, order, metrics))
+    tokio::spawn(run(commits, bus, order, metrics, offline))
 }
 
 async fn run(
@@ -49,6 +54,7 @@ async fn run(
     bus: Arc<dyn Bus>,
     order: Arc<Order>,
     metrics: Metrics,
+    offline: Option<OfflineNotices>,
 ) {
     let mut count = 0;
     while let Some(batch) = commits.recv().await {
@@ -68,6 +74,9 @@ async fn run(
                 skip_user: 0,
             });
             crate::obs::hops::observe(&crate::obs::hops::hops().fanout, started.elapsed());
+            if let Some(offline) = &offline {
+                offline.observe(&message);
+            }
         }
         order.delivered(&*bus, count);
     }

@@ -1,6 +1,6 @@
 //! Where the chat service meets webhooks: the before-send hook on `send`, and the events of changes that are
-//! not messages (member, room, read mark, first and last connection), written to the outbox right after the
-//! change commits. (`message.created` is written by the store inside the batch's own transaction.)
+//! not new messages (a message deleted, member, room, read mark, first and last connection), written to the
+//! outbox right after the change commits. (`message.created` is written by the store inside the batch's own transaction.)
 
 use std::sync::Arc;
 
@@ -80,6 +80,26 @@ impl Chat {
                 by,
             };
             OutboxEvent::conversation(event, conversation_id, &data)
+        })
+        .await;
+    }
+
+    /// `message.deleted` for a message `change` made a tombstone.
+    pub(super) async fn emit_message_deleted(
+        &self,
+        tombstone: &crate::model::Message,
+        change: &crate::store::StateChange,
+    ) {
+        self.emit(webhooks::MESSAGE_DELETED, || {
+            let data = webhooks::DeletedData {
+                conversation_id: tombstone.conversation_id,
+                seq: tombstone.seq,
+                id: tombstone.id,
+                sender_id: tombstone.sender_id,
+                reason: webhooks::DeletedData::reason(change),
+                by: change.by(),
+            };
+            OutboxEvent::conversation(webhooks::MESSAGE_DELETED, tombstone.conversation_id, &data)
         })
         .await;
     }

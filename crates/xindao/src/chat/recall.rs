@@ -95,6 +95,7 @@ impl Chat {
             skip_conn: 0,
             skip_user: 0,
         });
+        self.emit_message_deleted(&tombstone, &change).await;
         Ok(true)
     }
 }

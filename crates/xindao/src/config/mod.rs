@@ -281,6 +281,11 @@ pub struct Config {
     /// time, in order).
     #[arg(long, default_value_t = 32)]
     pub webhook_concurrency: usize,
+    /// Seconds in which at most one `user.offline_message` webhook event is kept per user and conversation:
+    /// the first message committed for a member with no open connection (on any node) is announced, the
+    /// ones after it in the window are not (docs/webhooks.md). 0 announces every message.
+    #[arg(long, default_value_t = 60)]
+    pub webhook_offline_window_secs: u64,
     /// URL of the before-send hook: each user message is POSTed to it before it commits, and the answer
     /// accepts, rejects (`rejected` with the hook's reason) or replaces its content (docs/webhooks.md).
     /// Unset: no hook.

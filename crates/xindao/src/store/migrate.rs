@@ -41,6 +41,7 @@ pub(crate) const SQLITE: &[Migration] = &[
     migration!(6, "sqlite/0006_profiles_and_recall.sql"),
     migration!(7, "sqlite/0007_media.sql"),
     migration!(8, "sqlite/0008_webhook_outbox.sql"),
+    migration!(9, "sqlite/0009_webhook_ids_never_reused.sql"),
 ];
 
 /// The PostgreSQL migrations, in order.

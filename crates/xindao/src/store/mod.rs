@@ -312,8 +312,14 @@ pub trait Store: MediaStore + ServerApiStore + Send + Sync + 'static {
     async fn webhook_retry(&self, id: i64, next_at: Millis, error: String) -> Result<()>;
     /// Out of retries: moved to the dead-letter list.
     async fn webhook_bury(&self, id: i64, error: String) -> Result<()>;
-    /// The dead-letter list, oldest first.
-    async fn webhook_dead(&self, limit: usize) -> Result<Vec<DeadRow>>;
+    /// A page of the dead-letter list, oldest first: ids above `after`, of `endpoint` when given, at most
+    /// `limit`.
+    async fn webhook_dead(
+        &self,
+        endpoint: Option<String>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<DeadRow>>;
     /// Puts dead deliveries (all, or `ids`) back in the outbox; returns how many.
     async fn webhook_redrive(&self, ids: Option<Vec<i64>>) -> Result<usize>;
     /// Rows in the outbox, and the creation time of the oldest.

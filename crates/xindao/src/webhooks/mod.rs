@@ -5,20 +5,25 @@
 //! then parked in a dead-letter list. One conversation's events go to an endpoint one at a time, in commit
 //! order; nodes of a cluster claim rows through the shared store, so each is sent by one node. The
 //! before-send hook ([`before_send`]) is asked synchronously before a message enters the group commit.
+//! [`offline`] announces messages committed for members with no open connection (`user.offline_message`,
+//! coalesced); [`admin`] reads and redrives the dead-letter list (server API and command line).
 //! Design and trade-offs: docs/decisions/webhook-outbox.md; payloads and signatures: docs/webhooks.md.
 
 pub mod admin;
 pub mod before_send;
-mod metrics;
+
+pub mod offline;
 pub mod worker;
 
-pub use metrics::WebhookMetrics;
+pub use crate::metrics::WebhookMetrics;
 
 use serde::Serialize;
 
 use crate::model::{ConversationId, Millis, UserId};
 
 pub use crate::store::outbox::MESSAGE_CREATED;
+pub const MESSAGE_DELETED: &str = "message.deleted";
+pub const USER_OFFLINE_MESSAGE: &str = "user.offline_message";
 pub const ROOM_CREATED: &str = "room.created";
 pub const READ_MOVED: &str = "read.moved";
 pub const USER_CONNECTED: &str = "user.connected";
@@ -31,6 +36,34 @@ pub fn member_event(action: &str) -> &'static str {
         "left" => "member.left",
         "added" => "member.added",
         _ => "member.removed",
+    }
+}
+
+/// `message.deleted`: a message became a tombstone for everyone (its content erased, its seq kept).
+#[derive(Serialize)]
+pub struct DeletedData {
+    pub conversation_id: ConversationId,
+    pub seq: i64,
+    /// The message's id and sender.
+    pub id: i64,
+    pub sender_id: UserId,
+    /// `recalled` (its sender, `recall`), `removed_by_owner` (the room's owner, `message_remove`) or
+    /// `removed_by_server` (the server API's `DELETE`).
+    pub reason: &'static str,
+    /// The user who made the change; absent for `removed_by_server`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<UserId>,
+}
+
+impl DeletedData {
+    /// The reason of a change.
+    pub fn reason(change: &crate::store::StateChange) -> &'static str {
+        use crate::store::StateChange;
+        match change {
+            StateChange::Recall { .. } => "recalled",
+            StateChange::Remove { .. } => "removed_by_owner",
+            StateChange::RemoveByServer => "removed_by_server",
+        }
     }
 }
 

@@ -42,6 +42,7 @@ pub const METRICS: &[(&str, &[&str])] = &[
     ("xindao_webhook_outbox_depth", &[]),
     ("xindao_webhook_lag_seconds", &[]),
     ("xindao_webhook_delivery_seconds", &[]),
+    ("xindao_webhook_offline_skipped", &[]),
     ("xindao_before_send_calls", &[]),
     ("xindao_before_send_rejected", &[]),
     ("xindao_before_send_failures", &[]),

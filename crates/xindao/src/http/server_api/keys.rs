@@ -23,6 +23,8 @@ pub enum Scope {
     Rooms,
     Users,
     Sessions,
+    /// The webhook dead-letter list: read it, redrive it.
+    Webhooks,
     /// Every read-only route (`GET`), whatever its resource.
     Read,
 }
@@ -45,7 +47,7 @@ impl Scopes {
         for name in text.split(',').map(str::trim) {
             let scope: Scope = name.parse().map_err(|_| {
                 Error::InvalidArgs(format!(
-                    "unknown scope `{name}`: use messages, rooms, users, sessions, read"
+                    "unknown scope `{name}`: use messages, rooms, users, sessions, webhooks, read"
                 ))
             })?;
             if !scopes.contains(&scope) {

@@ -1,5 +1,5 @@
 //! The server API: HTTP+JSON under `/v1/server/...` for a business backend (docs/server-api.md). One file per
-//! resource (`messages`, `users`, `rooms`, `sessions`); this one authenticates every call with an API key
+//! resource (`messages`, `users`, `rooms`, `sessions`, `webhooks`); this one authenticates every call with an API key
 //! (`Authorization: Bearer xdk_...`, `keys.rs`), rate-limits it per key, logs it with the key's name (never
 //! the key), and reads bodies, paths and queries into the API's own error format.
 //!
@@ -11,6 +11,7 @@ mod messages;
 mod rooms;
 mod sessions;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -108,6 +109,8 @@ pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
             "/v1/server/rooms/{id}/members/{user}",
             delete(rooms::remove),
         )
+        .route("/v1/server/webhooks/dead", get(webhooks::dead))
+        .route("/v1/server/webhooks/dead/redrive", post(webhooks::redrive))
         .route_layer(axum::middleware::from_fn_with_state(app, authenticate))
         .method_not_allowed_fallback(method_not_allowed)
 }

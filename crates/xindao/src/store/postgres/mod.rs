@@ -367,8 +367,13 @@ impl Store for PostgresStore {
         self.outbox_bury(id, error).await
     }
 
-    async fn webhook_dead(&self, limit: usize) -> Result<Vec<super::DeadRow>> {
-        self.outbox_dead(limit).await
+    async fn webhook_dead(
+        &self,
+        endpoint: Option<String>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<super::DeadRow>> {
+        self.outbox_dead(endpoint, after, limit).await
     }
 
     async fn webhook_redrive(&self, ids: Option<Vec<i64>>) -> Result<usize> {

@@ -185,12 +185,18 @@ impl PostgresStore {
         tx.commit().await.map_err(map_pg)
     }
 
-    pub(super) async fn outbox_dead(&self, limit: usize) -> Result<Vec<DeadRow>> {
+    pub(super) async fn outbox_dead(
+        &self,
+        endpoint: Option<String>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<DeadRow>> {
         let rows = self
             .query(
                 "SELECT id, endpoint, event, created_at, attempts, last_error, dead_at
-                 FROM webhook_dead ORDER BY id LIMIT $1",
-                &[&(limit as i64)],
+                 FROM webhook_dead WHERE id > $1 AND ($2::text IS NULL OR endpoint = $2)
+                 ORDER BY id LIMIT $3",
+                &[&after, &endpoint, &(limit as i64)],
             )
             .await?;
         rows.iter()

@@ -442,8 +442,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn webhook_dead(&self, limit: usize) -> Result<Vec<super::DeadRow>> {
-        self.read(move |conn| outbox::dead(conn, limit)).await
+    async fn webhook_dead(
+        &self,
+        endpoint: Option<String>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<super::DeadRow>> {
+        self.read(move |conn| outbox::dead(conn, endpoint.as_deref(), after, limit))
+            .await
     }
 
     async fn webhook_redrive(&self, ids: Option<Vec<i64>>) -> Result<usize> {

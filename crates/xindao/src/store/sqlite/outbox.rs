@@ -151,12 +151,18 @@ pub(super) fn bury(
     tx.commit()
 }
 
-pub(super) fn dead(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<DeadRow>> {
+/// A page of dead deliveries: ids above `after`, of `endpoint` when given (`NULL` takes every endpoint).
+pub(super) fn dead(
+    conn: &Connection,
+    endpoint: Option<&str>,
+    after: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<DeadRow>> {
     conn.prepare_cached(
         "SELECT id, endpoint, event, created_at, attempts, last_error, dead_at
-         FROM webhook_dead ORDER BY id LIMIT ?1",
+         FROM webhook_dead WHERE id > ?1 AND (?2 IS NULL OR endpoint = ?2) ORDER BY id LIMIT ?3",
     )?
-    .query_map([limit as i64], |row| {
+    .query_map(params![after, endpoint, limit as i64], |row| {
         Ok(DeadRow {
             id: row.get(0)?,
             endpoint: row.get(1)?,

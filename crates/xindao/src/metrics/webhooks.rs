@@ -20,6 +20,8 @@ pub struct WebhookMetrics {
     pub before_send_calls: Counter,
     pub before_send_rejected: Counter,
     pub before_send_failures: Counter,
+    /// Committed messages not checked for `user.offline_message` because the check's queue was full.
+    pub offline_skipped: Counter,
 }
 
 impl WebhookMetrics {
@@ -35,6 +37,7 @@ impl WebhookMetrics {
             before_send_calls: Counter::default(),
             before_send_rejected: Counter::default(),
             before_send_failures: Counter::default(),
+            offline_skipped: Counter::default(),
         };
         registry.register(
             "webhook_delivered",
@@ -85,6 +88,11 @@ impl WebhookMetrics {
             "before_send_failures",
             "Before-send calls that failed (down, timeout, bad answer)",
             m.before_send_failures.clone(),
+        );
+        registry.register(
+            "webhook_offline_skipped",
+            "Committed messages not checked for user.offline_message (its queue was full)",
+            m.offline_skipped.clone(),
         );
         m
     }

@@ -1,6 +1,8 @@
 //! Prometheus metrics, served at `GET /metrics`. Request latency per operation and outcome lets an operator
 //! tell a slow store (`send` slow, `ping` fast) from a slow network hop (both fast here, slow at the client).
 
+mod webhooks;
+
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -9,6 +11,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+pub use webhooks::WebhookMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -48,7 +52,7 @@ pub struct Metrics {
     pub bus_connected: Gauge,
     /// Cluster bus envelopes dropped unapplied, by reason.
     pub bus_rejected: Family<BusRejectLabels, Counter>,
-    pub webhooks: crate::webhooks::WebhookMetrics,
+    pub webhooks: WebhookMetrics,
 }
 
 impl Default for Metrics {
@@ -135,7 +139,7 @@ impl Default for Metrics {
             bus_rejected.clone(),
         );
         crate::obs::hops::register(&mut registry);
-        let webhooks = crate::webhooks::WebhookMetrics::register(&mut registry);
+        let webhooks = WebhookMetrics::register(&mut registry);
         Metrics {
             webhooks,
             registry: Arc::new(registry),
