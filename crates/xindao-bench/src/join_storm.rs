@@ -58,6 +58,10 @@ pub async fn run(o: &Opts, server: &Server, run: usize) -> Result<Value> {
         .next()
         .unwrap_or(&server.url)
         .to_string();
+    let metrics = server
+        .admin_url
+        .clone()
+        .context("join-storm reads xindao_pushes_total from the admin listener: start the server here")?;
     eprintln!("   {n} clients: logging in");
     let users = client::login_pool(&base, &format!("join-r{run}-"), n + 1, 128).await?;
     let addr = client::server_addr(&base)?;
@@ -77,7 +81,7 @@ pub async fn run(o: &Opts, server: &Server, run: usize) -> Result<Value> {
     eprintln!("   storm: {n} joins at once");
     let counts = Rc::new(Counts::default());
     let stop = Rc::new(Cell::new(false));
-    let pushes0 = pushes_total(&base).await?;
+    let pushes0 = pushes_total(&metrics).await?;
     let srv0 = server.sample();
     let t0 = Instant::now();
     let join = json!({ "conversation_id": room }).to_string();
@@ -129,10 +133,10 @@ pub async fn run(o: &Opts, server: &Server, run: usize) -> Result<Value> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let all_joined_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let pushes_at_joined = pushes_total(&base).await? - pushes0;
+    let pushes_at_joined = pushes_total(&metrics).await? - pushes0;
     // The last summary comes within a second of the last join.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let pushes = pushes_total(&base).await? - pushes0;
+    let pushes = pushes_total(&metrics).await? - pushes0;
     let srv1 = server.sample();
     stop.set(true);
     for task in tasks {

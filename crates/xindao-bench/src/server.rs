@@ -49,6 +49,8 @@ pub struct Server {
     pub target: Target,
     /// http://127.0.0.1:PORT
     pub url: String,
+    /// The admin listener (/metrics) of a xindao server started here: http://127.0.0.1:PORT.
+    pub admin_url: Option<String>,
     pub pid: Option<u32>,
     /// Every server process measured: the one started, or all given with --server-pid (one per node).
     pub pids: Vec<u32>,
@@ -81,6 +83,8 @@ impl Server {
                 child: None,
                 target,
                 url,
+                // A running server's /metrics is on its admin listener, which --url does not name.
+                admin_url: None,
                 pid: opts.server_pid.first().copied(),
                 pids: opts.server_pid.clone(),
                 data_dir: None,
@@ -126,9 +130,10 @@ impl Server {
                     "1000000".into(),
                     "--lookups-per-min".into(),
                     "1000000".into(),
-                    // No admin listener: two servers on one machine would both want 127.0.0.1:9090.
+                    // The admin listener (/metrics, for join-storm) on a free port: two servers on one
+                    // machine would both want the default 127.0.0.1:9090.
                     "--admin-listen".into(),
-                    "".into(),
+                    "127.0.0.1:0".into(),
                     "--rate-per-sec".into(),
                     rate.clone(),
                     "--rate-burst".into(),
@@ -184,6 +189,7 @@ impl Server {
                 child: Some(child),
                 target,
                 url: format!("mqtt://127.0.0.1:{port}"),
+                admin_url: None,
                 pid,
                 pids: pid.into_iter().collect(),
                 data_dir,
@@ -206,12 +212,22 @@ impl Server {
         let Some(url) = line.trim().strip_prefix("listening ") else {
             bail!("{command}: unexpected first stdout line {line:?}");
         };
+        // xindao prints its admin address next (when it has one).
+        let mut admin_url = None;
+        if target == Target::Xindao {
+            if let Ok(Ok(Some(next))) =
+                tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await
+            {
+                admin_url = next.trim().strip_prefix("admin ").map(str::to_string);
+            }
+        }
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let server = Server {
             child: Some(child),
             target,
             url: url.to_string(),
+            admin_url,
             pid,
             pids: pid.into_iter().collect(),
             data_dir,
