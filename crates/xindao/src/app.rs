@@ -65,6 +65,9 @@ impl App {
         let config = Arc::new(config);
         let media = Arc::new(crate::media::MediaService::open(config.clone())?);
         let metrics = Metrics::default();
+        metrics
+            .client_rtt
+            .set_max_networks(config.client_rtt_max_prefixes);
         let hub = Arc::new(Hub::new(metrics.clone()));
         let bus = crate::bus::open(&config, hub.clone()).await?;
         let (sink, commits, order) = fanout::channel();

@@ -9,6 +9,7 @@
 //! bounds every reply and `limits` holds the per-user rate limits.
 
 pub mod fanout;
+mod client_stats;
 mod grants;
 mod hooks;
 mod limits;
@@ -60,6 +61,8 @@ pub struct Chat {
     lookups: limits::PerUser,
     hooks: Arc<hooks::Hooks>,
     profile_sets: limits::PerUser,
+    /// `client_stats` reports, per connection.
+    client_reports: limits::PerKey<crate::hub::ConnId>,
     /// Signs media download URLs (`media_url`); `None` when `media_secret` was not resolved.
     media_signer: Option<crate::media::Signer>,
 }
@@ -79,6 +82,7 @@ impl Chat {
             lookups: limits::PerUser::per_minute(config.lookups_per_min),
             hooks: Arc::default(),
             profile_sets: limits::PerUser::per_minute(profiles::PROFILE_SETS_PER_MIN),
+            client_reports: limits::PerKey::per_minute(client_stats::REPORTS_PER_MIN),
             media_signer: crate::media::Signer::from_config(&config).ok(),
             store,
             bus,
@@ -114,6 +118,7 @@ impl Chat {
             Op::MessageRemove(args) => self.message_remove(caller, args).await,
             Op::Hide(args) => self.hide(caller, args).await,
             Op::MediaUrl(args) => self.media_url(caller, args).await,
+            Op::ClientStats(args) => self.client_stats(caller, args),
         }
     }
 
