@@ -8,8 +8,8 @@
 //! committed messages into pushes; `summaries` coalesces the membership changes of big rooms. `paging`
 //! bounds every reply and `limits` holds the per-user rate limits.
 
-pub mod fanout;
 mod client_stats;
+pub mod fanout;
 mod grants;
 mod hooks;
 mod limits;

@@ -95,8 +95,7 @@ pub async fn upgrade(
                     let (outbox, queue) =
                         outbox(config.outbound_queue, config.max_outstanding_bytes);
                     let outbox = outbox.with_info(info);
-                    let conn =
-                        socket::Conn::new(socket, queue, config.write_timeout(), upgrade_id);
+                    let conn = socket::Conn::new(socket, queue, config.write_timeout(), upgrade_id);
                     // Run by one of the node's shards (`shards.rs`), which owns the socket from here on.
                     let shards = app.clone();
                     shards

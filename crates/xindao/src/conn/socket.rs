@@ -141,7 +141,9 @@ impl Conn {
                 None => return Err(End::Close(CLOSE_SLOW_CONSUMER, "slow consumer: resync")),
                 Some(Outbound::Close(code, reason)) => return Err(End::Close(code, reason)),
                 Some(Outbound::Frame(frame)) => self.write_push(frame, None)?,
-                Some(Outbound::Timed(frame, queued_at)) => self.write_push(frame, Some(queued_at))?,
+                Some(Outbound::Timed(frame, queued_at)) => {
+                    self.write_push(frame, Some(queued_at))?
+                }
             }
             written += 1;
             if written < WRITE_BATCH {

@@ -140,8 +140,12 @@ fn kind_label(kind: ClientKind) -> &'static str {
 /// A client address's network: its IPv4 /16 or IPv6 /32 (an IPv4-mapped IPv6 address counts as IPv4).
 pub fn network_of(address: IpAddr) -> String {
     match address.to_canonical() {
-        IpAddr::V4(v4) => Ipv4Net::new(v4, 16).map_or_else(|_| OTHER.into(), |n| n.trunc().to_string()),
-        IpAddr::V6(v6) => Ipv6Net::new(v6, 32).map_or_else(|_| OTHER.into(), |n| n.trunc().to_string()),
+        IpAddr::V4(v4) => {
+            Ipv4Net::new(v4, 16).map_or_else(|_| OTHER.into(), |n| n.trunc().to_string())
+        }
+        IpAddr::V6(v6) => {
+            Ipv6Net::new(v6, 32).map_or_else(|_| OTHER.into(), |n| n.trunc().to_string())
+        }
     }
 }
 
@@ -152,7 +156,10 @@ mod tests {
     #[test]
     fn networks_are_slash_16_and_slash_32() {
         assert_eq!(network_of("10.1.2.3".parse().unwrap()), "10.1.0.0/16");
-        assert_eq!(network_of("::ffff:10.1.2.3".parse().unwrap()), "10.1.0.0/16");
+        assert_eq!(
+            network_of("::ffff:10.1.2.3".parse().unwrap()),
+            "10.1.0.0/16"
+        );
         assert_eq!(
             network_of("2001:db8:1:2::5".parse().unwrap()),
             "2001:db8::/32"

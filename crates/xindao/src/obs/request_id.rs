@@ -152,8 +152,17 @@ mod tests {
     fn websocket_request_ids_name_the_upgrade_and_the_client_id() {
         use crate::protocol::RequestId as Client;
         assert_eq!(&*for_ws_request("up", &Client::Number(7)).0, "up.7");
-        assert_eq!(&*for_ws_request("up", &Client::Text("a-1".into())).0, "up.a-1");
-        assert_eq!(&*for_ws_request("up", &Client::Text("a b".into())).0, "up.-");
-        assert_eq!(&*for_ws_request("up", &Client::Text("x".repeat(33))).0, "up.-");
+        assert_eq!(
+            &*for_ws_request("up", &Client::Text("a-1".into())).0,
+            "up.a-1"
+        );
+        assert_eq!(
+            &*for_ws_request("up", &Client::Text("a b".into())).0,
+            "up.-"
+        );
+        assert_eq!(
+            &*for_ws_request("up", &Client::Text("x".repeat(33))).0,
+            "up.-"
+        );
     }
 }

@@ -60,21 +60,23 @@ pub(crate) fn message_events(
         .filter_map(|(job, result)| match result {
             Ok(Stored::New { id, seq, ts }) => {
                 let m = &job.message;
-                Some(OutboxEvent::conversation(
-                    MESSAGE_CREATED,
-                    m.conversation_id,
-                    &MessageData {
-                        id: *id,
-                        conversation_id: m.conversation_id,
-                        seq: *seq,
-                        sender_id: m.sender_id,
-                        cmid: &m.cmid,
-                        kind: m.kind,
-                        content: &m.content,
-                        ts: *ts,
-                    },
+                Some(
+                    OutboxEvent::conversation(
+                        MESSAGE_CREATED,
+                        m.conversation_id,
+                        &MessageData {
+                            id: *id,
+                            conversation_id: m.conversation_id,
+                            seq: *seq,
+                            sender_id: m.sender_id,
+                            cmid: &m.cmid,
+                            kind: m.kind,
+                            content: &m.content,
+                            ts: *ts,
+                        },
+                    )
+                    .made_by(job.request_id.clone()),
                 )
-                .made_by(job.request_id.clone()))
             }
             _ => None,
         })

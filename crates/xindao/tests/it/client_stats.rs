@@ -67,14 +67,21 @@ async fn a_report_is_counted_once_a_minute_and_bad_ones_are_refused() {
         json!({ "kind": "node", "buckets": [1,0,0,0,0,0,0,0,0,0,0], "user": 7 }),
         json!({ "kind": "node", "buckets": vec![1; 200] }),
     ] {
-        assert_eq!(c.err("client_stats", bad.clone()).await, "invalid_args", "{bad}");
+        assert_eq!(
+            c.err("client_stats", bad.clone()).await,
+            "invalid_args",
+            "{bad}"
+        );
     }
     // Too big: more round trips than one report may count; and an empty report.
     assert_eq!(
         c.err("client_stats", report("node", 1001)).await,
         "invalid_args"
     );
-    assert_eq!(c.err("client_stats", report("node", 0)).await, "invalid_args");
+    assert_eq!(
+        c.err("client_stats", report("node", 0)).await,
+        "invalid_args"
+    );
     // None of those used up the connection's report.
     let text = metrics_text(server.admin).await;
     assert_eq!(rtt_count(&text, "node", "127.0.0.0/16"), None, "{text}");
@@ -85,7 +92,10 @@ async fn a_report_is_counted_once_a_minute_and_bad_ones_are_refused() {
     buckets[3] = 2; // <= 200 ms
     buckets[10] = 1; // above 12.8 s
     let result = c
-        .ok("client_stats", json!({ "kind": "node", "buckets": buckets }))
+        .ok(
+            "client_stats",
+            json!({ "kind": "node", "buckets": buckets }),
+        )
         .await;
     assert_eq!(result["counted"], 6);
     let text = metrics_text(server.admin).await;

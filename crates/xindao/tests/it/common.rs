@@ -469,7 +469,10 @@ pub fn init_logging() -> Arc<Mutex<Vec<u8>>> {
                     .with_ansi(false)
                     .with_writer(move || writer.clone())
                     // and the bus's line per envelope a request caused (request_ids.rs reads it)
-                    .with_filter(EnvFilter::new(format!("info,{}=debug", xindao::bus::cluster::RECEIVED))),
+                    .with_filter(EnvFilter::new(format!(
+                        "info,{}=debug",
+                        xindao::bus::cluster::RECEIVED
+                    ))),
             )
             .try_init();
         buffer

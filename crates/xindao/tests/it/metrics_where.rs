@@ -127,8 +127,11 @@ async fn workload(server: &TestServer, from: usize, count: usize) {
         c.err("history", json!({ "conversation_id": -user.user_id }))
             .await;
         c.call("no_such_op", json!({})).await;
-        c.ok("client_stats", json!({ "kind": "browser", "buckets": [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] }))
-            .await;
+        c.ok(
+            "client_stats",
+            json!({ "kind": "browser", "buckets": [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] }),
+        )
+        .await;
     }
 }
 

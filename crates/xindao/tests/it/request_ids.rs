@@ -143,9 +143,8 @@ async fn pushes_are_measured_from_queue_to_socket() {
     let bob = server.login("pw-bob").await;
     let mut a = server.connect(&ann).await;
     let mut b = server.connect(&bob).await;
-    let count = |text: Option<String>| -> u64 {
-        text.and_then(|t| t.trim().parse().ok()).unwrap_or(0)
-    };
+    let count =
+        |text: Option<String>| -> u64 { text.and_then(|t| t.trim().parse().ok()).unwrap_or(0) };
     let before = count(metric(server.admin, "xindao_push_wait_seconds_count").await);
     // Bob's connection gets 20 pushes: its first and every 16th are sampled.
     for i in 0..20 {

@@ -59,8 +59,8 @@ pub(super) async fn insert(
         &statement,
         &[&endpoints, &keys, &names, &datas, &now, &request_ids],
     )
-        .await
-        .map(|_| ())
+    .await
+    .map(|_| ())
 }
 
 fn row(row: &Row) -> Pg<OutboxRow> {

@@ -24,7 +24,14 @@ pub(super) fn insert(
     for event in events {
         for endpoint in outbox.targets(event.event) {
             let request_id = event.request_id.as_deref();
-            insert.execute(params![endpoint, event.key, event.event, event.data, now, request_id])?;
+            insert.execute(params![
+                endpoint,
+                event.key,
+                event.event,
+                event.data,
+                now,
+                request_id
+            ])?;
         }
     }
     Ok(())
