@@ -91,6 +91,8 @@ test('two users chat 1:1 and in a room, then survive a server crash and restart'
   await send(alice, XSS);
   await send(alice, 'line one\nline two');
   await alice.page.waitForFunction(() => document.querySelectorAll('#message-list li.msg.mine:not(.pending)').length === 3);
+  // the status bar shows the current round trip (the SDK timed the sends)
+  await alice.page.waitForFunction(() => /\d+ (ms|毫秒)/.test(document.querySelector('#conn').textContent));
 
   // bob sees the conversation with 3 unread, without opening it
   await bob.page.waitForSelector('#conversations li.conv:has(.conv-title:text-is("alice")) .badge');

@@ -162,6 +162,8 @@ export interface SyncedEvent {
 }
 
 export interface ClientEvents {
+  /** A `ping` or `send` round trip measured, in ms. */
+  rtt: number;
   state: StateEvent;
   open: Hello;
   /** Every message of every conversation the client tracks, once, in seq order per conversation (own messages
@@ -214,6 +216,11 @@ export interface ClientOptions {
   getToken?: () => Promise<string>;
   /** How long before a JWT's exp `getToken` is called (default 30000). */
   tokenRefreshMarginMs?: number;
+  /** How often the measured ping/send round trips are reported to the server (`client_stats`; default
+   * 300000; 0 = never). */
+  statsIntervalMs?: number;
+  /** The client kind reported with them (default: guessed: `wx` present, a browser, else node). */
+  clientKind?: 'miniprogram' | 'browser' | 'node' | null;
   user?: User;
   /** Timeout of one request on an open socket (default 15000). */
   requestTimeoutMs?: number;
@@ -275,6 +282,9 @@ export interface SendAck {
 }
 export type SendTarget = number | { conversationId: number } | { toUser: number };
 
+/** Upper bounds (ms) of the `client_stats` buckets; a report has one more count, above the last. */
+export declare const RTT_BOUNDS_MS: number[];
+
 export declare class XindaoClient {
   constructor(options?: ClientOptions);
   readonly options: Required<ClientOptions>;
@@ -287,6 +297,8 @@ export declare class XindaoClient {
   readonly state: ConnectionState;
   readonly paused: boolean;
   readonly outboxSize: number;
+  /** The last round trip of a `ping` or `send`, in ms (null before the first). */
+  readonly rtt: number | null;
 
   on<K extends keyof ClientEvents>(type: K, fn: (data: ClientEvents[K]) => void): () => void;
   once<K extends keyof ClientEvents>(type: K, fn: (data: ClientEvents[K]) => void): () => void;

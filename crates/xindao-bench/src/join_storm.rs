@@ -58,10 +58,9 @@ pub async fn run(o: &Opts, server: &Server, run: usize) -> Result<Value> {
         .next()
         .unwrap_or(&server.url)
         .to_string();
-    let metrics = server
-        .admin_url
-        .clone()
-        .context("join-storm reads xindao_pushes_total from the admin listener: start the server here")?;
+    let metrics = server.admin_url.clone().context(
+        "join-storm reads xindao_pushes_total from the admin listener: start the server here",
+    )?;
     eprintln!("   {n} clients: logging in");
     let users = client::login_pool(&base, &format!("join-r{run}-"), n + 1, 128).await?;
     let addr = client::server_addr(&base)?;

@@ -66,6 +66,9 @@ impl App {
         let media = Arc::new(crate::media::MediaService::open(config.clone())?);
         crate::obs::hops::set_detailed(config.detailed_metrics);
         let metrics = Metrics::default();
+        metrics
+            .client_rtt
+            .set_max_networks(config.client_rtt_max_prefixes);
         let hub = Arc::new(Hub::new(metrics.clone()));
         let bus = crate::bus::open(&config, hub.clone()).await?;
         let (sink, commits, order) = fanout::channel();

@@ -69,6 +69,9 @@ async function start(client) {
   $('login').hidden = true;
   $('app').hidden = false;
   renderMe();
+  client.on('rtt', () => {
+    if (client.state === 'open') renderConn({ state: 'open' });
+  });
   client.on('state', (s) => {
     renderConn(s);
     renderConversations();
@@ -162,7 +165,7 @@ function renderConn(s) {
   el.dataset.state = state;
   let text = '';
   if (state === 'connecting') text = t('conn.connecting');
-  else if (state === 'open') text = t('conn.open');
+  else if (state === 'open') text = S.client && S.client.rtt != null ? t('conn.openRtt', { ms: S.client.rtt }) : t('conn.open');
   else if (state === 'reconnecting') text = s.attempt ? t('conn.reconnectingN', { n: s.attempt }) : t('conn.reconnecting');
   else if (state === 'closed') text = t(s.reason === 'paused' ? 'conn.paused' : 'conn.closed');
   el.textContent = text;

@@ -35,7 +35,13 @@ const DEFAULTS = {
   log: null, // function(level, message, data) for debugging
   getToken: null, // async () => a fresh connection token (JWT) from your backend; see README "Tokens from your backend"
   tokenRefreshMarginMs: 30000, // call getToken this long before the token's exp
+  statsIntervalMs: 300000, // report measured ping/send round trips (client_stats) this often; 0 = never report
+  clientKind: null, // 'miniprogram' | 'browser' | 'node' for client_stats; null = guessed (wx, window, else node)
 };
+
+// client_stats buckets: upper bounds of round trips in ms, then one count above the last (docs/protocol.md)
+const RTT_BOUNDS_MS = [25, 50, 100, 200, 400, 800, 1600, 3200, 6400, 12800];
+const RTT_REPORT_MAX = 1000; // round trips one report may count
 
 /** An error from the server (its `code`) or from the SDK (`timeout`, `not_connected`, `disconnected`,
  * `outbox_full`, `closed`, `session_ended`, `network`, `unreachable`). `errorText(err, lang)` reads it out. */
@@ -406,6 +412,11 @@ class XindaoClient extends Emitter {
     this._tokAt = 0;
     this._unanswered = 0;
     this._holdUntil = 0;
+    // round trips of ping and send (client_stats): counts since the last report, the last one measured
+    this._rttBuckets = RTT_BOUNDS_MS.map(() => 0).concat([0]);
+    this._rttCount = 0;
+    this._lastRtt = null;
+    this._statsAt = 0;
   }
 
   // ---------------------------------------------------------------- state
@@ -416,6 +427,10 @@ class XindaoClient extends Emitter {
   }
   get paused() {
     return this._paused;
+  }
+  /** The last round trip of a `ping` or `send` on this connection, in ms (null before the first). */
+  get rtt() {
+    return this._lastRtt;
   }
   /** Number of sends not yet acknowledged (queued or in flight). */
   get outboxSize() {
@@ -933,7 +948,38 @@ class XindaoClient extends Emitter {
         // urgent: ahead of a long outbox in the pacing queue (it still counts against the rate limit)
         this._request('ping', {}, { timeoutMs: dead, urgent: true }).catch(() => {});
       }
+      this._maybeReportStats(now);
     }, Math.max(25, Math.floor(Math.min(hb, dead) / 4)));
+  }
+
+  // one round trip of a ping or a send, from the write to its reply
+  _recordRtt(ms) {
+    this._lastRtt = ms;
+    this.emit('rtt', ms);
+    if (this._rttCount >= RTT_REPORT_MAX) return;
+    let i = RTT_BOUNDS_MS.findIndex((bound) => ms <= bound);
+    if (i < 0) i = RTT_BOUNDS_MS.length;
+    this._rttBuckets[i]++;
+    this._rttCount++;
+  }
+
+  _clientKind() {
+    if (this.options.clientKind) return this.options.clientKind;
+    if (this._wx) return 'miniprogram';
+    return typeof window !== 'undefined' && typeof document !== 'undefined' ? 'browser' : 'node';
+  }
+
+  // every statsIntervalMs, the counts since the last report (the server takes one a minute per connection)
+  _maybeReportStats(now) {
+    const every = this.options.statsIntervalMs;
+    if (!(every > 0)) return;
+    if (!this._statsAt) this._statsAt = now;
+    if (now - this._statsAt < every || this._rttCount === 0) return;
+    this._statsAt = now;
+    const buckets = this._rttBuckets;
+    this._rttBuckets = RTT_BOUNDS_MS.map(() => 0).concat([0]);
+    this._rttCount = 0;
+    this._request('client_stats', { kind: this._clientKind(), buckets }).catch((err) => this._log('debug', 'client_stats not taken', err && err.code));
   }
 
   // ---------------------------------------------------------------- frames
@@ -963,6 +1009,7 @@ class XindaoClient extends Emitter {
       }
       this._inflight.delete(f.id);
       clearTimeout(e.timer);
+      if (e.sentAt) this._recordRtt(Date.now() - e.sentAt);
       if (f.ok) e.resolve(f.result || {});
       else {
         const er = f.error || {};
@@ -1181,6 +1228,7 @@ class XindaoClient extends Emitter {
       return;
     }
     this._unanswered++;
+    if (e.op === 'ping' || e.op === 'send') e.sentAt = Date.now();
     this._inflight.set(e.id, e);
     if (!(e.timeoutMs > 0)) return;
     e.timer = setTimeout(() => {
@@ -1809,4 +1857,4 @@ function createClient(options) {
   return new XindaoClient(options);
 }
 
-module.exports = { PROTOCOL_VERSION, STATES, XindaoError, normalizeMessage, newCmid, textLength, checkContent, ERROR_TEXT, pickLang, errorText, XindaoClient, createClient };
+module.exports = { PROTOCOL_VERSION, STATES, RTT_BOUNDS_MS, XindaoError, normalizeMessage, newCmid, textLength, checkContent, ERROR_TEXT, pickLang, errorText, XindaoClient, createClient };

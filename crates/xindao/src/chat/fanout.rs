@@ -22,6 +22,7 @@ use super::order::Order;
 use crate::bus::Bus;
 use crate::hub::{Delivery, OwnFrame};
 use crate::metrics::Metrics;
+use crate::obs::request_id::{self, RequestId};
 use crate::protocol;
 use crate::store::{CommitSink, Committed};
 use crate::webhooks::offline::OfflineNotices;
@@ -59,11 +60,16 @@ async fn run(
     let mut count = 0;
     while let Some(batch) = commits.recv().await {
         count += 1;
-        for Committed { message, origin } in batch {
+        for Committed {
+            message,
+            origin,
+            request_id,
+        } in batch
+        {
             metrics.messages_committed.inc();
             let started = std::time::Instant::now();
             let frames = protocol::push::message_frames(&message);
-            bus.publish(Delivery::Conversation {
+            let delivery = Delivery::Conversation {
                 conversation_id: message.conversation_id,
                 frame: frames.others,
                 own: Some(OwnFrame {
@@ -72,7 +78,9 @@ async fn run(
                 }),
                 skip_conn: origin,
                 skip_user: 0,
-            });
+            };
+            // As part of the request that sent it: its id goes into the bus envelope.
+            request_id::sync_scope(request_id.map(RequestId), || bus.publish(delivery));
             crate::obs::hops::observe(&crate::obs::hops::hops().fanout, started.elapsed());
             if let Some(offline) = &offline {
                 offline.observe(&message);

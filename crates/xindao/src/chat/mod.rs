@@ -8,6 +8,7 @@
 //! committed messages into pushes; `summaries` coalesces the membership changes of big rooms. `paging`
 //! bounds every reply and `limits` holds the per-user rate limits.
 
+mod client_stats;
 pub mod fanout;
 mod grants;
 mod hooks;
@@ -58,6 +59,8 @@ pub struct Chat {
     lookups: crate::limits::PerUser,
     hooks: Arc<hooks::Hooks>,
     profile_sets: crate::limits::PerUser,
+    /// `client_stats` reports, per connection.
+    client_reports: crate::limits::PerKey<crate::hub::ConnId>,
     /// Signs media download URLs (`media_url`); `None` when `media_secret` was not resolved.
     media_signer: Option<crate::media::Signer>,
 }
@@ -77,6 +80,7 @@ impl Chat {
             lookups: crate::limits::PerUser::per_minute(config.lookups_per_min),
             hooks: Arc::default(),
             profile_sets: crate::limits::PerUser::per_minute(profiles::PROFILE_SETS_PER_MIN),
+            client_reports: crate::limits::PerKey::per_minute(client_stats::REPORTS_PER_MIN),
             media_signer: crate::media::Signer::from_config(&config).ok(),
             store,
             bus,
@@ -112,6 +116,7 @@ impl Chat {
             Op::MessageRemove(args) => self.message_remove(caller, args).await,
             Op::Hide(args) => self.hide(caller, args).await,
             Op::MediaUrl(args) => self.media_url(caller, args).await,
+            Op::ClientStats(args) => self.client_stats(caller, args),
         }
     }
 

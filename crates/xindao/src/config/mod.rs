@@ -229,6 +229,11 @@ pub struct Config {
     /// `rate_limited`. User ids are sequential; this bounds how fast one account can probe them.
     #[arg(long, default_value_t = 60)]
     pub lookups_per_min: u32,
+    /// Distinct client networks (IPv4 /16, IPv6 /32 of the client's address) that get their own series in
+    /// `xindao_client_rtt_seconds`; the first ones seen keep theirs until restart, later ones count as
+    /// `other`. Bounds the metric's cardinality: 3 client kinds x (this + 1) series.
+    #[arg(long, default_value_t = 100)]
+    pub client_rtt_max_prefixes: usize,
     /// Server API (`/v1/server/...`) requests per API key per second on this node; beyond it (and the burst):
     /// `429 rate_limited`.
     #[arg(long, default_value_t = 100)]

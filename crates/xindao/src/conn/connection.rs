@@ -34,6 +34,7 @@ use crate::hub::Outbox;
 use crate::metrics::CloseLabels;
 use crate::model::User;
 use crate::obs::hops::{self, hops};
+use crate::obs::request_id;
 use crate::obs::timing::{self, ReplyTiming, Spent};
 use crate::protocol::{self, PROTOCOL_VERSION};
 
@@ -56,7 +57,10 @@ pub(super) async fn run(
     session: Session,
     _permit: OwnedSemaphorePermit,
 ) {
-    let (user, registered) = match app.chat.connect(&session, outbox).await {
+    // Registering is part of the upgrade request (its `user.connected` event carries the upgrade's id).
+    let upgrade_id = request_id::RequestId(conn.upgrade_id.clone());
+    let connecting = request_id::scope(upgrade_id, app.chat.connect(&session, outbox));
+    let (user, registered) = match connecting.await {
         Ok(connected) => connected,
         Err(error) => {
             let (code, reason) = match error {
@@ -339,8 +343,12 @@ async fn answer(
     // Every line about the request names it: the connection's span gives `conn`, this one the client's id.
     let span = tracing::info_span!("req", id = %RequestIdField(&request.id), op = op_name);
     let spent = Spent::new();
-    let handling =
-        timing::scope(spent.clone(), app.chat.handle(caller, request.op)).instrument(span.clone());
+    let request_id = request_id::for_ws_request(&conn.upgrade_id, &request.id);
+    let handling = request_id::scope(
+        request_id,
+        timing::scope(spent.clone(), app.chat.handle(caller, request.op)),
+    )
+    .instrument(span.clone());
     tokio::pin!(handling);
     // Pushes are written meanwhile, unless the socket still holds back earlier bytes: then they wait in the
     // queue, counted in the budget.

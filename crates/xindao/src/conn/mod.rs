@@ -23,6 +23,7 @@ use crate::app::App;
 use crate::auth::{bearer, Session};
 use crate::error::Error;
 use crate::hub::outbox::{outbox, ConnInfo, USER_AGENT_MAX};
+use crate::obs::request_id::RequestId;
 use crate::peer::{client_ip, Peer, PerIpGuard};
 
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -60,11 +61,13 @@ pub struct WsQuery {
 pub async fn upgrade(
     State(app): State<Arc<App>>,
     peer: Option<Extension<Peer>>,
+    request_id: Option<Extension<RequestId>>,
     headers: HeaderMap,
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let started = std::time::Instant::now();
+    let upgrade_id = request_id.map_or_else(|| Arc::from("-"), |Extension(id)| id.0);
     let peer = peer.map(|Extension(peer)| peer);
     match admit(&app, peer, &headers, &query).await {
         Ok((session, permit, per_ip)) => {
@@ -92,7 +95,7 @@ pub async fn upgrade(
                     let (outbox, queue) =
                         outbox(config.outbound_queue, config.max_outstanding_bytes);
                     let outbox = outbox.with_info(info);
-                    let conn = socket::Conn::new(socket, queue, config.write_timeout());
+                    let conn = socket::Conn::new(socket, queue, config.write_timeout(), upgrade_id);
                     // Run by one of the node's shards (`shards.rs`), which owns the socket from here on.
                     let shards = app.clone();
                     shards

@@ -14,6 +14,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use futures_util::{Sink, Stream};
 
 use super::{End, CLOSE_SLOW_CONSUMER};
 use crate::hub::{Outbound, Queue};
+use crate::obs::hops;
 
 /// Most queued pushes written before one flush.
 const WRITE_BATCH: usize = 64;
@@ -63,11 +65,19 @@ pub(super) struct Conn {
     pub(super) heard: Option<Message>,
     /// Turns of the task's loops since it last let its shard's other connections run.
     turns: u8,
+    /// The upgrade request's id, the first part of each of the connection's request ids.
+    pub(super) upgrade_id: Arc<str>,
 }
 
 impl Conn {
-    pub(super) fn new(socket: WebSocket, queue: Queue, write_timeout: Duration) -> Conn {
+    pub(super) fn new(
+        socket: WebSocket,
+        queue: Queue,
+        write_timeout: Duration,
+        upgrade_id: Arc<str>,
+    ) -> Conn {
         Conn {
+            upgrade_id,
             socket,
             queue,
             write_timeout,
@@ -130,20 +140,29 @@ impl Conn {
                 // The hub dropped our queue's sender: we were evicted as a slow consumer.
                 None => return Err(End::Close(CLOSE_SLOW_CONSUMER, "slow consumer: resync")),
                 Some(Outbound::Close(code, reason)) => return Err(End::Close(code, reason)),
-                Some(Outbound::Frame(frame)) => {
-                    if self.queue.is_closed() && self.queue.is_empty() {
-                        return Err(End::Close(CLOSE_SLOW_CONSUMER, "slow consumer: resync"));
-                    }
-                    // Counted by the hub when it queued the push.
-                    self.hand_over(frame)?;
-                    written += 1;
+                Some(Outbound::Frame(frame)) => self.write_push(frame, None)?,
+                Some(Outbound::Timed(frame, queued_at)) => {
+                    self.write_push(frame, Some(queued_at))?
                 }
             }
+            written += 1;
             if written < WRITE_BATCH {
                 next = self.next_queued();
             }
         }
         self.flush().await
+    }
+
+    /// Hands a queued push to the socket (counted by the hub when it queued it), observing its wait in the
+    /// queue if it was sampled.
+    fn write_push(&mut self, frame: Utf8Bytes, queued_at: Option<Instant>) -> Result<(), End> {
+        if self.queue.is_closed() && self.queue.is_empty() {
+            return Err(End::Close(CLOSE_SLOW_CONSUMER, "slow consumer: resync"));
+        }
+        if let Some(queued_at) = queued_at {
+            hops::observe(&hops::hops().push_wait, queued_at.elapsed());
+        }
+        self.hand_over(frame)
     }
 
     /// Puts a frame into tungstenite's write buffer without waiting for the socket to take earlier ones

@@ -8,6 +8,7 @@ const HOPS = [
   ['commit wait', 'xindao_commit_wait_seconds'],
   ['store pool wait', 'xindao_store_pool_wait_seconds'],
   ['fan-out per message', 'xindao_fanout_seconds'],
+  ['push queue wait (sampled)', 'xindao_push_wait_seconds'],
   ['bus publish', 'xindao_bus_publish_seconds'],
   ['bus receive lag', 'xindao_bus_receive_lag_seconds'],
 ];

@@ -7,17 +7,26 @@
 //! full queue or an exceeded budget means the client stopped reading: the hub evicts it as a slow consumer
 //! and drops this sender, and the task closes with 4009.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
+use std::time::Instant;
+
 use tokio::sync::{mpsc, Notify};
+
+/// One push in this many, per connection (its first and every 16th after), carries the time it was queued,
+/// for `xindao_push_wait_seconds`: a clock read per push would cost more on the fan-out path than the rest of
+/// queuing it.
+pub const PUSH_WAIT_SAMPLE: u32 = 16;
 
 /// What the hub hands to a connection's task.
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// A push, already encoded.
     Frame(Utf8Bytes),
+    /// A push sampled for the push-wait histogram ([`PUSH_WAIT_SAMPLE`]): when it was queued.
+    Timed(Utf8Bytes, Instant),
     /// Close the connection with this code and reason.
     Close(u16, &'static str),
 }
@@ -43,6 +52,8 @@ pub enum Pushed {
 pub struct Budget {
     outstanding: AtomicUsize,
     max: usize,
+    /// Pushes queued, to pick the ones sampled for the push-wait histogram.
+    pushes: AtomicU32,
     /// Woken when a push was refused for the budget, so that a task waiting on its socket stops at once.
     exceeded: Notify,
 }
@@ -52,6 +63,7 @@ impl Budget {
         Budget {
             outstanding: AtomicUsize::new(0),
             max,
+            pushes: AtomicU32::new(0),
             exceeded: Notify::new(),
         }
     }
@@ -158,7 +170,13 @@ impl Outbox {
         if !self.budget.take(bytes) {
             return Pushed::OverBudget;
         }
-        let pushed = self.send(Outbound::Frame(frame.clone()));
+        let sampled = self.budget.pushes.fetch_add(1, Ordering::Relaxed) % PUSH_WAIT_SAMPLE == 0;
+        let outbound = if sampled {
+            Outbound::Timed(frame.clone(), Instant::now())
+        } else {
+            Outbound::Frame(frame.clone())
+        };
+        let pushed = self.send(outbound);
         if pushed != Pushed::Queued {
             self.budget.release(bytes);
         }

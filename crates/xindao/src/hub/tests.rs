@@ -16,7 +16,9 @@ impl Conn {
         let mut frames = Vec::new();
         while let Ok(outbound) = self.queue.try_recv() {
             match outbound {
-                Outbound::Frame(frame) => frames.push(frame.to_string()),
+                Outbound::Frame(frame) | Outbound::Timed(frame, _) => {
+                    frames.push(frame.to_string())
+                }
                 Outbound::Close(code, _) => frames.push(format!("close {code}")),
             }
         }

@@ -53,6 +53,8 @@ pub struct Metrics {
     /// Cluster bus envelopes dropped unapplied, by reason.
     pub bus_rejected: Family<BusRejectLabels, Counter>,
     pub webhooks: WebhookMetrics,
+    /// Round trips reported by the clients (`client_stats`).
+    pub client_rtt: crate::obs::client_rtt::ClientRtt,
 }
 
 impl Default for Metrics {
@@ -140,7 +142,9 @@ impl Default for Metrics {
         );
         crate::obs::hops::register(&mut registry);
         let webhooks = WebhookMetrics::register(&mut registry);
+        let client_rtt = crate::obs::client_rtt::ClientRtt::register(&mut registry);
         Metrics {
+            client_rtt,
             webhooks,
             registry: Arc::new(registry),
             connections,

@@ -53,6 +53,9 @@ pub struct Hops {
     pub commit_batch: Histogram,
     /// Waiting for a pooled PostgreSQL connection.
     pub pool_wait: Histogram,
+    /// A push queued on a connection to its task handing it to the socket (sampled: one push in
+    /// [`crate::hub::outbox::PUSH_WAIT_SAMPLE`] per connection).
+    pub push_wait: Histogram,
     /// Handing one committed message's pushes to the bus (local delivery into the hub included).
     pub fanout: Histogram,
     /// Publishing on Redis/NATS: one pipelined batch (Redis) or one envelope (NATS).
@@ -70,6 +73,7 @@ static HOPS: LazyLock<Hops> = LazyLock::new(|| Hops {
     commit_batch: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
     pool_wait: seconds(),
     fanout: seconds(),
+    push_wait: seconds(),
     bus_publish: seconds(),
     bus_receive_lag: Family::new_with_constructor(seconds),
     errors: Family::default(),
@@ -112,6 +116,11 @@ pub(crate) fn register(registry: &mut Registry) {
         "fanout_seconds",
         "Handing one committed message's pushes to the bus, local hub delivery included",
         h.fanout.clone(),
+    );
+    registry.register(
+        "push_wait_seconds",
+        "A push queued on a connection to its write to the socket (one push in 16 per connection, sampled)",
+        h.push_wait.clone(),
     );
     registry.register(
         "bus_publish_seconds",

@@ -1,12 +1,14 @@
 //! Observability that answers "which hop holds the time": request ids carried through every log line of a
-//! request (`http::request_id`), the server's own split of each request's time reported back to the client
+//! request ([`request_id`], with the HTTP middleware in `http::request_id`), the server's own split of each request's time reported back to the client
 //! ([`timing`]: a WebSocket reply's `timing`, HTTP's `Server-Timing`), and the per-hop histograms behind the
-//! dashboards ([`hops`]).
+//! dashboards ([`hops`]), and the round trips the clients measure themselves ([`client_rtt`]).
 //!
 //! Why its own module: the delivery path (hub, fan-out, socket) is tuned for throughput elsewhere; what is
 //! measured here is a handful of `observe` calls there and the rest lives here.
 
+pub mod client_rtt;
 pub mod hops;
+pub mod request_id;
 pub mod timing;
 
 use std::sync::OnceLock;

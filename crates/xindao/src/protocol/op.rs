@@ -48,6 +48,7 @@ pub enum Op {
     MessageRemove(MessageRefArgs),
     Hide(MessageRefArgs),
     MediaUrl(MediaUrlArgs),
+    ClientStats(ClientStatsArgs),
 }
 
 impl Op {
@@ -216,6 +217,25 @@ pub struct MediaUrlArgs {
     pub media_id: Option<String>,
     /// ...or up to [`MEDIA_URL_BATCH_MAX`] at once (a page of history).
     pub media_ids: Option<Vec<String>>,
+}
+
+/// `client_stats`: the client's round trips since its last report, counted in fixed buckets
+/// ([`crate::obs::client_rtt::BOUNDS_MS`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientStatsArgs {
+    pub kind: ClientKind,
+    /// Round trips per bucket: one count per bound, then one for those above the last bound.
+    pub buckets: Vec<u32>,
+}
+
+/// What a client runs in (a bounded set: a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    Miniprogram,
+    Browser,
+    Node,
 }
 
 /// Most media ids in one `media_url`.

@@ -43,6 +43,7 @@ const OP_NAMES: &[&str] = &[
     "message_remove",
     "hide",
     "media_url",
+    "client_stats",
 ];
 
 /// Field names the decoders look for, so that generated objects hit them often.
@@ -58,6 +59,7 @@ const FIELD_NAMES: &[&str] = &[
     "content",
     "limit",
     "cursors",
+    "buckets",
     "seq",
     "before_seq",
     "after_seq",

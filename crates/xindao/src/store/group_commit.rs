@@ -20,6 +20,8 @@ use crate::model::{Appended, Message, Millis, NewMessage};
 pub(crate) struct AppendJob {
     pub message: NewMessage,
     pub origin: u64,
+    /// The request that sent it ([`crate::obs::request_id`]): in its webhook event and bus envelope.
+    pub request_id: Option<std::sync::Arc<str>>,
     pub reply: oneshot::Sender<Result<Appended>>,
 }
 
@@ -94,6 +96,7 @@ pub(crate) async fn run(
                     let AppendJob {
                         message,
                         origin,
+                        request_id,
                         reply,
                     } = job;
                     let appended = result.map(|stored| match stored {
@@ -112,6 +115,7 @@ pub(crate) async fn run(
                             committed.push(Committed {
                                 message: message.clone(),
                                 origin,
+                                request_id,
                             });
                             Appended {
                                 message,
@@ -191,6 +195,7 @@ impl AppendQueue {
             .send(AppendJob {
                 message,
                 origin,
+                request_id: crate::obs::request_id::current().map(|id| id.0),
                 reply,
             })
             .await

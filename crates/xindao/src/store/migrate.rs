@@ -42,6 +42,7 @@ pub(crate) const SQLITE: &[Migration] = &[
     migration!(7, "sqlite/0007_media.sql"),
     migration!(8, "sqlite/0008_webhook_outbox.sql"),
     migration!(9, "sqlite/0009_webhook_ids_never_reused.sql"),
+    migration!(10, "sqlite/0010_webhook_request_id.sql"),
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -53,6 +54,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
     migration!(5, "postgres/0005_profiles_and_recall.sql"),
     migration!(6, "postgres/0006_media.sql"),
     migration!(7, "postgres/0007_webhook_outbox.sql"),
+    migration!(8, "postgres/0008_webhook_request_id.sql"),
 ];
 
 /// A database whose schema the runner brings up to date.

@@ -105,6 +105,8 @@ pub async fn open(
 pub struct Committed {
     pub message: Message,
     pub origin: u64,
+    /// The request that sent it, for its bus envelope.
+    pub request_id: Option<std::sync::Arc<str>>,
 }
 
 /// Where a store's writers hand each committed batch (new messages only, duplicates left out), in commit

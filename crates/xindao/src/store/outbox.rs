@@ -31,6 +31,8 @@ pub struct OutboxEvent {
     pub key: i64,
     /// The event's `data`, as JSON.
     pub data: String,
+    /// The request whose commit made the event ([`crate::obs::request_id`]).
+    pub request_id: Option<Arc<str>>,
 }
 
 impl OutboxEvent {
@@ -44,6 +46,7 @@ impl OutboxEvent {
             event,
             key: conversation,
             data: serde_json::to_string(data).unwrap_or_else(|_| "{}".into()),
+            request_id: current_request(),
         }
     }
 
@@ -53,8 +56,20 @@ impl OutboxEvent {
             event,
             key: -user,
             data: serde_json::to_string(data).unwrap_or_else(|_| "{}".into()),
+            request_id: current_request(),
         }
     }
+
+    /// The event, as made by request `id` (when it is made outside the request's task).
+    pub fn made_by(mut self, id: Option<Arc<str>>) -> OutboxEvent {
+        self.request_id = id;
+        self
+    }
+}
+
+/// The id of the request this task is handling, if any.
+fn current_request() -> Option<Arc<str>> {
+    crate::obs::request_id::current().map(|id| id.0)
 }
 
 /// A claimed outbox row.
@@ -67,6 +82,7 @@ pub struct OutboxRow {
     pub data: String,
     pub created_at: Millis,
     pub attempts: i64,
+    pub request_id: Option<String>,
 }
 
 /// A dead-lettered delivery.
@@ -190,20 +206,23 @@ pub(crate) fn message_events(
         .filter_map(|(job, result)| match result {
             Ok(Stored::New { id, seq, ts }) => {
                 let m = &job.message;
-                Some(OutboxEvent::conversation(
-                    MESSAGE_CREATED,
-                    m.conversation_id,
-                    &MessageData {
-                        id: *id,
-                        conversation_id: m.conversation_id,
-                        seq: *seq,
-                        sender_id: m.sender_id,
-                        cmid: &m.cmid,
-                        kind: m.kind,
-                        content: &m.content,
-                        ts: *ts,
-                    },
-                ))
+                Some(
+                    OutboxEvent::conversation(
+                        MESSAGE_CREATED,
+                        m.conversation_id,
+                        &MessageData {
+                            id: *id,
+                            conversation_id: m.conversation_id,
+                            seq: *seq,
+                            sender_id: m.sender_id,
+                            cmid: &m.cmid,
+                            kind: m.kind,
+                            content: &m.content,
+                            ts: *ts,
+                        },
+                    )
+                    .made_by(job.request_id.clone()),
+                )
             }
             _ => None,
         })

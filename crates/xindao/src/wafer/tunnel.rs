@@ -284,7 +284,7 @@ impl Tunnel<'_> {
                     }
                 }
                 out = queue.recv() => match out {
-                    Some(Outbound::Frame(frame)) => {
+                    Some(Outbound::Frame(frame) | Outbound::Timed(frame, _)) => {
                         let bytes = frame.len();
                         let done = self.relay(&frame).await;
                         queue.budget.release(bytes);

@@ -106,5 +106,8 @@ pub struct Delivery<'a> {
     pub event: &'a str,
     /// When the event committed (ms since the epoch).
     pub created_at: Millis,
+    /// The id of the request (HTTP or WebSocket) whose commit made the event, as in xindao's logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<&'a str>,
     pub data: &'a serde_json::value::RawValue,
 }

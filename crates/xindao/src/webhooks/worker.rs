@@ -256,11 +256,11 @@ impl Worker {
         let delay = backoff_ms(self.config.webhook_backoff_ms, row.attempts) as Millis;
         let window = self.config.webhook_retry_secs.saturating_mul(1000) as Millis;
         let result = if now + delay - row.created_at > window {
-            tracing::warn!(id = row.id, endpoint = %row.endpoint, %error, "webhook delivery dead-lettered");
+            tracing::warn!(id = row.id, endpoint = %row.endpoint, request_id = row.request_id.as_deref(), %error, "webhook delivery dead-lettered");
             self.metrics.dead.inc();
             self.store.webhook_bury(row.id, error).await
         } else {
-            tracing::debug!(id = row.id, endpoint = %row.endpoint, %error, delay, "webhook delivery failed");
+            tracing::debug!(id = row.id, endpoint = %row.endpoint, request_id = row.request_id.as_deref(), %error, delay, "webhook delivery failed");
             self.store.webhook_retry(row.id, now + delay, error).await
         };
         if let Err(error) = result {
@@ -302,6 +302,7 @@ async fn deliver(http: &reqwest::Client, endpoint: &WebhookEndpoint, row: &Outbo
         id: row.id.to_string(),
         event: &row.event,
         created_at: row.created_at,
+        request_id: row.request_id.as_deref(),
         data: &data,
     }) {
         Ok(body) => body,

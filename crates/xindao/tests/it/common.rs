@@ -448,8 +448,8 @@ impl std::io::Write for Capture {
 }
 
 /// Installs the binary's one log subscriber (whichever test comes first): server logs go to the test output
-/// (shown for failing tests; XINDAO_TEST_LOG=debug for more) and, at info and above, into a buffer that every
-/// test can read. Returns that buffer.
+/// (shown for failing tests; XINDAO_TEST_LOG=debug for more) and, at info and above (and the bus's debug
+/// line for each envelope a request caused), into a buffer that every test can read. Returns that buffer.
 pub fn init_logging() -> Arc<Mutex<Vec<u8>>> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -468,7 +468,11 @@ pub fn init_logging() -> Arc<Mutex<Vec<u8>>> {
                 fmt::layer()
                     .with_ansi(false)
                     .with_writer(move || writer.clone())
-                    .with_filter(EnvFilter::new("info")),
+                    // and the bus's line per envelope a request caused (request_ids.rs reads it)
+                    .with_filter(EnvFilter::new(format!(
+                        "info,{}=debug",
+                        xindao::bus::cluster::RECEIVED
+                    ))),
             )
             .try_init();
         buffer

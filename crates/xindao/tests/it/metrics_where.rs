@@ -18,6 +18,7 @@ pub const METRICS: &[(&str, &[&str])] = &[
     ("xindao_bus_publish_seconds", &[]),
     ("xindao_bus_receive_lag_seconds", &["node"]),
     ("xindao_bus_rejected", &["reason"]),
+    ("xindao_client_rtt_seconds", &["kind", "network"]),
     ("xindao_commit_batch_size", &[]),
     ("xindao_commit_wait_seconds", &[]),
     ("xindao_connection_closes", &["code"]),
@@ -27,6 +28,7 @@ pub const METRICS: &[(&str, &[&str])] = &[
     ("xindao_fanout_seconds", &[]),
     ("xindao_messages_committed", &[]),
     ("xindao_pending_connections", &[]),
+    ("xindao_push_wait_seconds", &[]),
     ("xindao_pushes", &[]),
     ("xindao_request_queued_seconds", &[]),
     ("xindao_request_seconds", &["op", "outcome"]),
@@ -126,6 +128,11 @@ async fn workload(server: &TestServer, from: usize, count: usize) {
         c.err("history", json!({ "conversation_id": -user.user_id }))
             .await;
         c.call("no_such_op", json!({})).await;
+        c.ok(
+            "client_stats",
+            json!({ "kind": "browser", "buckets": [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] }),
+        )
+        .await;
     }
 }
 

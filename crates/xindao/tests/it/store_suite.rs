@@ -483,7 +483,9 @@ async fn sqlite_migration_2_keeps_messages_and_dedupe() {
              ALTER TABLE users DROP COLUMN banned_at;
              ALTER TABLE users DROP COLUMN system_name;
              ALTER TABLE members DROP COLUMN muted_until;
-             ALTER TABLE conversations DROP COLUMN archived_at;",
+             ALTER TABLE conversations DROP COLUMN archived_at;
+             ALTER TABLE webhook_outbox DROP COLUMN request_id;
+             ALTER TABLE webhook_dead DROP COLUMN request_id;",
         )
         .unwrap();
     }

@@ -67,6 +67,7 @@ impl Gate {
             boot: self.sender.boot,
             seq: self.sender.next_seq(),
             ts: now_ms(),
+            request_id: crate::obs::request_id::current().map(|id| id.0.to_string()),
             body,
         };
         let mut out = Seal::buffer();

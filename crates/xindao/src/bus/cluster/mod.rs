@@ -40,7 +40,7 @@ use crate::hub::{Delivery, Hub};
 use crate::model::UserId;
 use crate::protocol;
 use auth::Gate;
-use wire::Wire;
+use wire::{Envelope, Wire};
 
 pub use auth::{MAX_ENVELOPE_BYTES, REPLAY_WINDOW};
 
@@ -57,6 +57,9 @@ struct RemoteNode {
     /// The chunks of a snapshot still arriving.
     pending: HashSet<UserId>,
 }
+
+/// The log target of the line for each envelope received that a request caused (debug level).
+pub const RECEIVED: &str = "xindao::bus::received";
 
 /// A change to what one remote node says about its users.
 enum Update {
@@ -95,11 +98,25 @@ impl Core {
         self.remote.lock().values().any(|n| n.users.contains(&user))
     }
 
-    /// Handles one message from the bus.
+    /// Handles one message from the bus. One that a request caused is handled in a span naming the request,
+    /// so every line logged about it here carries the id the sending node logged.
     pub(crate) fn receive(&self, payload: &[u8]) {
-        let Some(envelope) = self.gate.open(payload) else {
+        let Some(mut envelope) = self.gate.open(payload) else {
             return;
         };
+        match envelope.request_id.take() {
+            Some(id) if crate::obs::request_id::sane(&id) => {
+                let span = tracing::info_span!("bus", from = %envelope.node, request_id = %id);
+                span.in_scope(|| {
+                    tracing::debug!(target: RECEIVED, "bus envelope received");
+                    self.apply(envelope);
+                });
+            }
+            _ => self.apply(envelope),
+        }
+    }
+
+    fn apply(&self, envelope: Envelope) {
         let wire = match envelope.body.into_delivery() {
             Ok(delivery) => return self.hub.deliver(&delivery),
             Err(wire) => wire,

@@ -17,6 +17,10 @@ pub struct Envelope {
     pub seq: u64,
     /// Sending time, milliseconds since the Unix epoch.
     pub ts: u64,
+    /// The request (HTTP or WebSocket) that caused it, if one did ([`crate::obs::request_id`]); covered by
+    /// the seal like the rest, so a bus peer without the secret cannot put ids into another node's logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     #[serde(flatten)]
     pub body: Wire,
 }

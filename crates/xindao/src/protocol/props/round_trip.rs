@@ -153,6 +153,14 @@ fn valid_op() -> impl Strategy<Value = Valid> {
         message_ref("recall"),
         message_ref("message_remove"),
         message_ref("hide"),
+        (
+            sample::select(vec!["miniprogram", "browser", "node"]),
+            collection::vec(any::<u32>(), 0..12)
+        )
+            .prop_map(|(kind, buckets)| same(
+                "client_stats",
+                json!({ "kind": kind, "buckets": buckets })
+            )),
     ]
 }
 
@@ -270,6 +278,7 @@ fn args_of(op: &Op) -> Value {
         Op::Recall(a) | Op::MessageRemove(a) | Op::Hide(a) => {
             json!({ "conversation_id": a.conversation_id, "seq": a.seq.0 })
         }
+        Op::ClientStats(a) => json!({ "kind": a.kind, "buckets": a.buckets }),
         Op::MediaUrl(a) => object([
             ("media_id", a.media_id.clone().map(Value::from)),
             ("media_ids", a.media_ids.clone().map(Value::from)),

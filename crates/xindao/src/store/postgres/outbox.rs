@@ -33,12 +33,14 @@ pub(super) async fn insert(
         return Ok(());
     }
     let (mut endpoints, mut keys, mut names, mut datas) = (vec![], vec![], vec![], vec![]);
+    let mut request_ids: Vec<Option<&str>> = vec![];
     for event in events {
         for endpoint in outbox.targets(event.event) {
             endpoints.push(endpoint.to_string());
             keys.push(event.key);
             names.push(event.event.to_string());
             datas.push(event.data.clone());
+            request_ids.push(event.request_id.as_deref());
         }
     }
     if endpoints.is_empty() {
@@ -46,14 +48,19 @@ pub(super) async fn insert(
     }
     let statement = tx
         .prepare_cached(
-            "INSERT INTO webhook_outbox (endpoint, ordering_key, event, data, created_at, next_at)
-             SELECT e, k, n, d, $5, $5
-             FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[]) AS t(e, k, n, d)",
+            "INSERT INTO webhook_outbox
+                (endpoint, ordering_key, event, data, created_at, next_at, request_id)
+             SELECT e, k, n, d, $5, $5, r
+             FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $6::text[])
+                AS t(e, k, n, d, r)",
         )
         .await?;
-    tx.execute(&statement, &[&endpoints, &keys, &names, &datas, &now])
-        .await
-        .map(|_| ())
+    tx.execute(
+        &statement,
+        &[&endpoints, &keys, &names, &datas, &now, &request_ids],
+    )
+    .await
+    .map(|_| ())
 }
 
 fn row(row: &Row) -> Pg<OutboxRow> {
@@ -65,6 +72,7 @@ fn row(row: &Row) -> Pg<OutboxRow> {
         data: row.try_get(4)?,
         created_at: row.try_get(5)?,
         attempts: row.try_get(6)?,
+        request_id: row.try_get(7)?,
     })
 }
 
@@ -101,7 +109,7 @@ impl PostgresStore {
                       AND o.next_at <= $2 AND o.lease_until <= $2
                     ORDER BY o.id LIMIT $4
                     FOR UPDATE SKIP LOCKED)
-                 RETURNING id, endpoint, ordering_key, event, data, created_at, attempts",
+                 RETURNING id, endpoint, ordering_key, event, data, created_at, attempts, request_id",
                 &[&node, &now, &lease_ms, &(limit as i64)],
             )
             .await
@@ -127,7 +135,7 @@ impl PostgresStore {
                             JOIN UNNEST($4::text[], $5::bigint[], $6::bigint[]) AS g(endpoint, k, head)
                               ON o.endpoint = g.endpoint AND o.ordering_key = g.k AND o.id > g.head
                         ) t WHERE rn < $7)
-                     RETURNING id, endpoint, ordering_key, event, data, created_at, attempts",
+                     RETURNING id, endpoint, ordering_key, event, data, created_at, attempts, request_id",
                     &[&node, &now, &lease_ms, &endpoints, &keys, &ids, &(run as i64)],
                 )
                 .await
@@ -171,8 +179,10 @@ impl PostgresStore {
         let tx = client.transaction().await.map_err(map_pg)?;
         tx.execute(
             "INSERT INTO webhook_dead
-                (id, endpoint, ordering_key, event, data, created_at, attempts, last_error, dead_at)
-             SELECT id, endpoint, ordering_key, event, data, created_at, attempts + 1, $2, $3
+                (id, endpoint, ordering_key, event, data, created_at, attempts, last_error, dead_at,
+                 request_id)
+             SELECT id, endpoint, ordering_key, event, data, created_at, attempts + 1, $2, $3,
+                 request_id
              FROM webhook_outbox WHERE id = $1
              ON CONFLICT (id) DO NOTHING",
             &[&id, &error, &now_millis()],
@@ -223,9 +233,10 @@ impl PostgresStore {
             .execute(
                 "WITH moved AS (
                     DELETE FROM webhook_dead WHERE $1::bigint[] IS NULL OR id = ANY($1)
-                    RETURNING id, endpoint, ordering_key, event, data)
-                 INSERT INTO webhook_outbox (id, endpoint, ordering_key, event, data, created_at, next_at)
-                 SELECT id, endpoint, ordering_key, event, data, $2, $2 FROM moved",
+                    RETURNING id, endpoint, ordering_key, event, data, request_id)
+                 INSERT INTO webhook_outbox
+                    (id, endpoint, ordering_key, event, data, created_at, next_at, request_id)
+                 SELECT id, endpoint, ordering_key, event, data, $2, $2, request_id FROM moved",
                 &[&ids, &now],
             )
             .await

@@ -18,12 +18,20 @@ pub(super) fn insert(
         return Ok(());
     }
     let mut insert = conn.prepare_cached(
-        "INSERT INTO webhook_outbox (endpoint, ordering_key, event, data, created_at, next_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        "INSERT INTO webhook_outbox (endpoint, ordering_key, event, data, created_at, next_at, request_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
     )?;
     for event in events {
         for endpoint in outbox.targets(event.event) {
-            insert.execute(params![endpoint, event.key, event.event, event.data, now])?;
+            let request_id = event.request_id.as_deref();
+            insert.execute(params![
+                endpoint,
+                event.key,
+                event.event,
+                event.data,
+                now,
+                request_id
+            ])?;
         }
     }
     Ok(())
@@ -50,7 +58,7 @@ pub(super) fn claim(
                   ON h.id = o.id
                 WHERE o.next_at <= ?2 AND o.lease_until <= ?2
                 ORDER BY o.id LIMIT ?4)
-             RETURNING id, endpoint, ordering_key, event, data, created_at, attempts",
+             RETURNING id, endpoint, ordering_key, event, data, created_at, attempts, request_id",
         )?
         .query_map(params![node, now, lease_ms, limit as i64], read_row)?
         .collect::<rusqlite::Result<_>>()?;
@@ -64,7 +72,7 @@ pub(super) fn claim(
              WHERE id IN (SELECT id FROM webhook_outbox
                           WHERE endpoint = ?4 AND ordering_key = ?5 AND id > ?6
                           ORDER BY id LIMIT ?7)
-             RETURNING id, endpoint, ordering_key, event, data, created_at, attempts",
+             RETURNING id, endpoint, ordering_key, event, data, created_at, attempts, request_id",
         )?;
         for (endpoint, key, head) in heads {
             let rows = follow.query_map(
@@ -90,6 +98,7 @@ fn read_row(row: &rusqlite::Row) -> rusqlite::Result<OutboxRow> {
         data: row.get(4)?,
         created_at: row.get(5)?,
         attempts: row.get(6)?,
+        request_id: row.get(7)?,
     })
 }
 
@@ -142,8 +151,9 @@ pub(super) fn bury(
     let tx = conn.transaction()?;
     tx.execute(
         "INSERT OR REPLACE INTO webhook_dead
-            (id, endpoint, ordering_key, event, data, created_at, attempts, last_error, dead_at)
-         SELECT id, endpoint, ordering_key, event, data, created_at, attempts + 1, ?2, ?3
+            (id, endpoint, ordering_key, event, data, created_at, attempts, last_error, dead_at,
+             request_id)
+         SELECT id, endpoint, ordering_key, event, data, created_at, attempts + 1, ?2, ?3, request_id
          FROM webhook_outbox WHERE id = ?1",
         params![id, error, now],
     )?;
@@ -194,8 +204,10 @@ pub(super) fn redrive(
     let mut moved = 0;
     for id in ids {
         moved += tx.execute(
-            "INSERT INTO webhook_outbox (id, endpoint, ordering_key, event, data, created_at, next_at)
-             SELECT id, endpoint, ordering_key, event, data, ?2, ?2 FROM webhook_dead WHERE id = ?1",
+            "INSERT INTO webhook_outbox
+                (id, endpoint, ordering_key, event, data, created_at, next_at, request_id)
+             SELECT id, endpoint, ordering_key, event, data, ?2, ?2, request_id
+             FROM webhook_dead WHERE id = ?1",
             params![id, now],
         )?;
         tx.execute("DELETE FROM webhook_dead WHERE id = ?1", [id])?;
