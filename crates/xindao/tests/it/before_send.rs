@@ -214,7 +214,10 @@ async fn a_media_replacement_must_name_the_senders_medium_of_the_same_kind() {
 
     let cases = [
         ("as-voice", json!({ "media_id": voice })),
-        ("no-medium", json!({ "url": "http://evil.example/x.png", "width": 1 })),
+        (
+            "no-medium",
+            json!({ "url": "http://evil.example/x.png", "width": 1 }),
+        ),
         ("not-theirs", json!({ "media_id": bobs_image })),
         ("not-an-id", json!({ "media_id": "../../etc/passwd" })),
     ];
@@ -244,6 +247,9 @@ async fn a_media_replacement_must_name_the_senders_medium_of_the_same_kind() {
         .await;
     let content = &sent["message"]["content"];
     assert_eq!(content["media_id"], json!(other_image));
-    assert_eq!((content["width"].clone(), content["height"].clone()), (json!(8), json!(6)));
+    assert_eq!(
+        (content["width"].clone(), content["height"].clone()),
+        (json!(8), json!(6))
+    );
     assert_eq!(content["mime"], "image/png");
 }

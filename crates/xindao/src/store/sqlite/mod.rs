@@ -27,12 +27,12 @@ use parking_lot::Mutex;
 use rusqlite::Connection;
 use tokio::sync::Semaphore;
 
+pub(crate) use super::backend_errors::map_sqlite;
 use super::group_commit::AppendQueue;
 use super::{LoginIdentity, SessionInfo, StateChange, Store};
 use crate::error::Result;
 use crate::model::*;
 use crate::rules;
-pub(crate) use super::backend_errors::map_sqlite;
 use lifecycle::open_connection;
 pub use lifecycle::SqliteOptions;
 
