@@ -33,9 +33,13 @@ async fn start_hook() -> SocketAddr {
             Json(json!({"action": "accept"})).into_response()
         }
     }
+    serve_hook(axum::Router::new().route("/check", post(decide))).await
+}
+
+/// Serves a hook on 127.0.0.1 (a free port): its address.
+async fn serve_hook(app: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().route("/check", post(decide));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -171,13 +175,7 @@ async fn start_replacing_hook(
             }
         }
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().route("/check", post(decide));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    addr
+    serve_hook(axum::Router::new().route("/check", post(decide))).await
 }
 
 /// A replacement for a media message is checked like a client's `{"media_id"}`: a medium the sender uploaded,
