@@ -253,6 +253,14 @@ export interface ClientOptions {
   /** Persist delivery cursors, the outbox and the server's limits (localStorage, or a wx.getStorageSync/
    * setStorageSync wrapper, or anything with getItem/setItem in Node). */
   storage?: KeyValueStorage | null;
+  /** Names this client's stored outbox (`xindao:outbox:<user>:<tabId>`). Default: one id per browser tab, kept
+   * in sessionStorage across reloads; '' outside browsers (one client at a time). */
+  tabId?: string | null;
+  /** Web Locks (default navigator.locks): a tab holds a lock while it lives, so another tab adopts its stored
+   * outbox only once it is gone. */
+  locks?: { request(name: string, options: { ifAvailable: boolean }, callback: (lock: unknown | null) => unknown): Promise<unknown> } | null;
+  /** Without Web Locks: a tab's stored outbox is adopted after this long without a sign of life (default 15000). */
+  outboxOrphanMs?: number;
   log?: (level: string, message: string, data?: unknown) => void;
 }
 

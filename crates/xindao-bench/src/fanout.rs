@@ -4,23 +4,26 @@
 //! is an MQTT topic, the publisher's QoS 1 PUBACK is the ack and the payload's `k` numbers the room's messages.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use futures_util::{SinkExt, StreamExt, TryStreamExt};
+use futures_util::{StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{self, Conn};
 use crate::mqtt;
-use crate::proto::{self, Frame, Target};
+use crate::proto::Target;
 use crate::server::Server;
 use crate::stats;
+
+mod publish;
+mod receive;
+use publish::{mqtt_publisher, publisher, Schedule};
+use receive::receiver;
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct Opts {
@@ -365,230 +368,4 @@ async fn one_size(o: &Opts, server: &Server, run: usize, k: usize) -> Result<Vec
         let _ = h.await;
     }
     Ok(out)
-}
-
-/// Counts every message a member receives until `stop`, whatever protocol it speaks.
-async fn receiver(
-    mut member: Member,
-    recv: Rc<RefCell<Recv>>,
-    hist: Rc<RefCell<Histogram<u64>>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut last_seq = 0u64;
-    loop {
-        let received = tokio::select! {
-            _ = stop.changed() => break,
-            received = next_message(&mut member) => received,
-        };
-        match received {
-            Ok(Some(Received { at, t, seq })) => {
-                note_delivery(&recv, &hist, at, t, seq, &mut last_seq)
-            }
-            Ok(None) => {}
-            Err(why) => {
-                note_closed(&recv, why);
-                break;
-            }
-        }
-    }
-}
-
-/// One room message as a member saw it: when it arrived, when it was scheduled, its number in the room (1, 2, ...).
-struct Received {
-    at: u64,
-    t: u64,
-    seq: u64,
-}
-
-/// Reads the member's next frame or packet: `Ok(None)` for anything but a room message, `Err` once the connection
-/// has ended. Cancel-safe: both reads take a frame or packet only once it is whole.
-async fn next_message(member: &mut Member) -> Result<Option<Received>, String> {
-    match member {
-        Member::Ws(c) => {
-            let text = match c.ws.next().await {
-                Some(Ok(Message::Text(t))) => t,
-                Some(Ok(Message::Close(f))) => return Err(format!("closed: {f:?}")),
-                Some(Ok(_)) => return Ok(None),
-                Some(Err(e)) => return Err(e.to_string()),
-                None => return Err("end of stream".into()),
-            };
-            let at = stats::now_us();
-            match proto::parse(c.target, &text) {
-                Ok(Frame::Push {
-                    event: "message",
-                    data,
-                }) => {
-                    let Ok(m) = serde_json::from_str::<proto::MsgLite>(data.get()) else {
-                        return Ok(None);
-                    };
-                    Ok(proto::payload(&m).ok().map(|p| Received {
-                        at,
-                        t: p.t,
-                        seq: m.seq,
-                    }))
-                }
-                Ok(Frame::EioPing) => {
-                    let _ = c.ws.send(Message::text("3")).await;
-                    Ok(None)
-                }
-                _ => Ok(None),
-            }
-        }
-        Member::Mqtt(c) => {
-            let packet = c.next().await.map_err(|e| e.to_string())?;
-            if packet.kind != mqtt::PUBLISH {
-                return Ok(None);
-            }
-            let at = stats::now_us();
-            let payload = mqtt::publish_payload(&packet)
-                .ok()
-                .and_then(|body| serde_json::from_slice::<proto::Payload>(body).ok());
-            // MQTT carries no sequence number: the publisher numbers the room's messages from 0 in `k`.
-            Ok(payload.map(|p| Received {
-                at,
-                t: p.t,
-                seq: p.k + 1,
-            }))
-        }
-    }
-}
-
-/// When a room's publisher sends: every `period_us` from `start_us` until `end_us` (µs on the stats clock).
-#[derive(Clone, Copy)]
-struct Schedule {
-    start_us: u64,
-    period_us: u64,
-    end_us: u64,
-}
-
-/// Sends `custom` messages on the schedule; the server's reply counts as the ack. Returns the publisher for the
-/// next rate, unless its connection ended.
-async fn publisher(
-    mut c: Box<Conn>,
-    conv: u64,
-    tag: String,
-    schedule: Schedule,
-    ps: Rc<RefCell<Pub>>,
-    mut stop: watch::Receiver<bool>,
-) -> Option<Publisher> {
-    let mut i = 0u64;
-    let mut next = schedule.start_us;
-    loop {
-        let sending = next < schedule.end_us;
-        tokio::select! {
-            _ = stop.changed() => return Some(Publisher::Ws { conn: c, conversation: conv }),
-            _ = tokio::time::sleep_until(stats::instant_at(next).into()), if sending => {
-                let t = next;
-                let args = format!(
-                    r#"{{"conversation_id":{conv},"cmid":"{tag}-{i}","kind":"custom","content":{{"t":{t},"k":{i}}}}}"#
-                );
-                let id = c.alloc_id();
-                let frame = c.target.request(id, "send", &args);
-                ps.borrow_mut().sent += 1;
-                if c.ws.send(Message::text(frame)).await.is_err() {
-                    break;
-                }
-                i += 1;
-                next += schedule.period_us;
-            }
-            m = c.ws.next() => {
-                let Some(Ok(Message::Text(text))) = m else {
-                    if matches!(m, Some(Ok(_))) { continue; }
-                    break;
-                };
-                match proto::parse(c.target, &text) {
-                    Ok(Frame::Reply { ok: true, body: Some(body), .. }) => {
-                        let now = stats::now_us();
-                        let mut p = ps.borrow_mut();
-                        p.acked += 1;
-                        if let Ok((m, _)) = proto::send_result(body) {
-                            if let Ok(pl) = proto::payload(&m) {
-                                stats::record(&mut p.ack_hist, now.saturating_sub(pl.t));
-                            }
-                        }
-                    }
-                    Ok(Frame::Reply { ok: false, body, .. }) => {
-                        let mut p = ps.borrow_mut();
-                        p.errors += 1;
-                        if p.first_error.is_empty() {
-                            p.first_error = body.map(|b| b.get().to_string()).unwrap_or_default();
-                        }
-                    }
-                    Ok(Frame::EioPing) => { let _ = c.ws.send(Message::text("3")).await; }
-                    _ => {}
-                }
-            }
-        }
-    }
-    None
-}
-
-/// Counts one delivery of the message numbered `seq` (1, 2, ... per room) scheduled at `t`.
-fn note_delivery(
-    recv: &RefCell<Recv>,
-    hist: &RefCell<Histogram<u64>>,
-    now: u64,
-    t: u64,
-    seq: u64,
-    last_seq: &mut u64,
-) {
-    let mut r = recv.borrow_mut();
-    r.delivered += 1;
-    r.last_delivery_us = r.last_delivery_us.max(now);
-    if seq <= *last_seq {
-        r.dups += 1;
-    } else if seq != *last_seq + 1 {
-        r.gaps += 1;
-    }
-    *last_seq = (*last_seq).max(seq);
-    stats::record(&mut hist.borrow_mut(), now.saturating_sub(t));
-}
-
-fn note_closed(recv: &RefCell<Recv>, why: String) {
-    let mut r = recv.borrow_mut();
-    r.closed += 1;
-    if r.first_error.is_empty() {
-        r.first_error = why;
-    }
-}
-
-/// Publishes `{"t", "k"}` at QoS 1 on the schedule; the broker's PUBACK counts as the ack.
-async fn mqtt_publisher(
-    mut c: mqtt::Conn,
-    topic: String,
-    mut next_k: u64,
-    schedule: Schedule,
-    ps: Rc<RefCell<Pub>>,
-    mut stop: watch::Receiver<bool>,
-) -> Option<Publisher> {
-    let mut scheduled_at: HashMap<u16, u64> = HashMap::new();
-    let mut next = schedule.start_us;
-    loop {
-        let sending = next < schedule.end_us;
-        tokio::select! {
-            _ = stop.changed() => return Some(Publisher::Mqtt { conn: c, topic, next_k }),
-            _ = tokio::time::sleep_until(stats::instant_at(next).into()), if sending => {
-                let payload = format!(r#"{{"t":{next},"k":{next_k}}}"#);
-                ps.borrow_mut().sent += 1;
-                match c.publish_qos1(&topic, payload.as_bytes()).await {
-                    Ok(id) => { scheduled_at.insert(id, next); }
-                    Err(_) => break,
-                }
-                next_k += 1;
-                next += schedule.period_us;
-            }
-            packet = c.next() => {
-                let Ok(packet) = packet else { break };
-                if packet.kind != mqtt::PUBACK || packet.body.len() != 2 { continue; }
-                let id = u16::from_be_bytes([packet.body[0], packet.body[1]]);
-                let now = stats::now_us();
-                let mut p = ps.borrow_mut();
-                p.acked += 1;
-                if let Some(t) = scheduled_at.remove(&id) {
-                    stats::record(&mut p.ack_hist, now.saturating_sub(t));
-                }
-            }
-        }
-    }
-    None
 }

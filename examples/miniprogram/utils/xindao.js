@@ -32,6 +32,13 @@ const DEFAULTS = {
   typingThrottleMs: 3000,
   lifecycle: true, // install wx.onAppHide/onAppShow or visibilitychange/online hooks
   storage: null, // {getItem(key), setItem(key, value)}: persists delivery cursors and the outbox across restarts
+  // The stored outbox is kept per tab: tabId names this client's (default: one per browser tab, kept in
+  // sessionStorage across reloads; '' outside browsers, where one client runs at a time). Another tab's outbox is
+  // adopted once its tab is gone: its Web Lock released (`locks`, default navigator.locks), or, without locks, no
+  // sign of life from it for outboxOrphanMs.
+  tabId: null,
+  locks: null,
+  outboxOrphanMs: 15000,
   log: null, // function(level, message, data) for debugging
   getToken: null, // async () => a fresh connection token (JWT) from your backend; see README "Tokens from your backend"
   tokenRefreshMarginMs: 30000, // call getToken this long before the token's exp
@@ -392,6 +399,10 @@ class XindaoClient extends Emitter {
     this._inflight = new Map(); // request id -> entry
     this._waiting = []; // requests waiting for an open socket
     this._outbox = []; // send items, in call order
+    this._tabId = null; // this client's stored outbox is `xindao:outbox:<user>:<tab>` (see _tab)
+    this._outboxTimer = null;
+    this._tabLock = null; // held (a pending promise) while this tab lives, when Web Locks exist
+    this._releaseTabLock = null;
     this._convs = new Map(); // conversation id -> {lastSeq, pending: Map, filling, info}
     this._baselined = false;
     this._preBaseline = null;
@@ -629,6 +640,7 @@ class XindaoClient extends Emitter {
     this._paused = false;
     this._teardown();
     this._removeLifecycle();
+    this._stopWatchingOutboxes();
     const err = new XindaoError('closed', 'client closed');
     for (const item of this._outbox.splice(0)) this._settleSend(item, err);
     for (const w of this._waiting.splice(0)) w.reject(err);
@@ -1297,10 +1309,46 @@ class XindaoClient extends Emitter {
   }
 
   // ---- the outbox in storage: written on every change, so a reload (or a killed app) loses no unsent message;
-  // the next client of the same user re-sends it with the same cmid, and the server's cmid dedup makes that once
+  // the next client of the same user re-sends it with the same cmid, and the server's cmid dedup makes that once.
+  // Each tab keeps its own (`xindao:outbox:<user>:<tab>`, listed in `xindao:outboxes:<user>` with when it was last
+  // seen): two tabs of one user never both re-send one list. A tab holds a Web Lock named after its key while it
+  // lives; a list whose lock is free (or, without locks, whose tab was not seen for outboxOrphanMs) is an orphan,
+  // which the first tab to take its lock adopts (re-sends and deletes).
 
-  _outboxKey() {
-    return 'xindao:outbox:' + (this.user ? this.user.id : '');
+  _outboxKey(tab = this._tab()) {
+    return 'xindao:outbox:' + (this.user ? this.user.id : '') + (tab ? ':' + tab : '');
+  }
+  _outboxIndexKey() {
+    return 'xindao:outboxes:' + (this.user ? this.user.id : '');
+  }
+  _locks() {
+    if (this.options.locks) return this.options.locks;
+    const nav = typeof navigator !== 'undefined' ? navigator : null;
+    return nav && nav.locks && typeof nav.locks.request === 'function' ? nav.locks : null;
+  }
+  // This client's tab id: the option, else one per browser tab (kept across reloads in sessionStorage), else ''.
+  _tab() {
+    if (this._tabId != null) return this._tabId;
+    if (this.options.tabId != null) return (this._tabId = String(this.options.tabId));
+    const ss = typeof window !== 'undefined' && typeof sessionStorage !== 'undefined' ? sessionStorage : null;
+    if (!ss) return (this._tabId = '');
+    try {
+      this._tabId = ss.getItem('xindao:tab') || newCmid().slice(0, 16);
+      ss.setItem('xindao:tab', this._tabId);
+    } catch (_) {
+      this._tabId = newCmid().slice(0, 16);
+    }
+    return this._tabId;
+  }
+  _readJson(key, fallback) {
+    try {
+      const raw = this.options.storage.getItem(key);
+      const v = raw ? (typeof raw === 'string' ? JSON.parse(raw) : raw) : fallback;
+      return v == null ? fallback : v;
+    } catch (e) {
+      this._log('warn', 'storage read failed', { key, error: e });
+      return fallback;
+    }
   }
   _saveOutbox() {
     const s = this.options.storage;
@@ -1311,23 +1359,15 @@ class XindaoClient extends Emitter {
       this._log('warn', 'outbox save failed', e);
     }
   }
-  _restoreOutbox() {
-    const s = this.options.storage;
-    if (!s || !this.user || this._outboxUser === this.user.id) return;
-    this._outboxUser = this.user.id;
-    let saved = [];
-    try {
-      const raw = s.getItem(this._outboxKey());
-      saved = raw ? (typeof raw === 'string' ? JSON.parse(raw) : raw) : [];
-    } catch (e) {
-      this._log('warn', 'outbox load failed', e);
-    }
-    if (!Array.isArray(saved)) saved = [];
+  // Adds stored sends (this tab's after a reload, or an adopted orphan's) to the outbox, ahead of newer ones.
+  _takeStored(saved, from) {
+    if (!Array.isArray(saved)) return 0;
     const mine = new Set(this._outbox.map((it) => it.cmid));
     const restored = [];
     for (const x of saved) {
       if (!x || !x.args || typeof x.args.cmid !== 'string' || mine.has(x.args.cmid)) continue;
-      const item = { cmid: x.args.cmid, args: x.args, gen: null, reqId: null, timer: null, ts: x.ts || Date.now(), restored: true };
+      mine.add(x.args.cmid);
+      const item = { cmid: x.args.cmid, args: x.args, gen: null, reqId: null, timer: null, ts: x.ts || Date.now(), restored: true, from };
       // nobody awaits a restored send: its outcome comes as `message` (the ack, with its cmid) or `send_failed`
       item.resolve = () => {};
       item.reject = (err) => this.emit('send_failed', { cmid: item.cmid, args: item.args, error: err });
@@ -1335,9 +1375,108 @@ class XindaoClient extends Emitter {
     }
     // restored sends are older than any made since this client started: they go first, keeping call order
     this._outbox.unshift(...restored);
-    if (restored.length) this._log('info', 'outbox restored', { count: restored.length });
-    if (restored.length || this._outbox.length) this._saveOutbox(); // sends made before the user was known too
-    if (restored.length) this._flushOutbox();
+    return restored.length;
+  }
+  _restoreOutbox() {
+    const s = this.options.storage;
+    if (!s || !this.user || this._outboxUser === this.user.id) return;
+    this._outboxUser = this.user.id;
+    const count = this._takeStored(this._readJson(this._outboxKey(), []), this._outboxKey());
+    if (count) this._log('info', 'outbox restored', { count });
+    if (count || this._outbox.length) this._saveOutbox(); // sends made before the user was known too
+    if (count) this._flushOutbox();
+    if (this._tab()) this._watchOutboxes();
+  }
+  // Holds this tab's lock, lists the tab, and looks for orphans now and every outboxOrphanMs / 3.
+  _watchOutboxes() {
+    const locks = this._locks();
+    if (locks && !this._tabLock) {
+      this._tabLock = new Promise((release) => {
+        this._releaseTabLock = release;
+      });
+      const key = this._outboxKey();
+      locks.request(key, { ifAvailable: true }, (lock) => {
+        if (lock) return this._tabLock;
+        // another live tab has this id (a duplicated tab copies sessionStorage): what was restored from its list
+        // is that tab's to send; this one takes a new id
+        this._log('info', 'tab id in use by another tab: taking a new one', { tab: this._tabId });
+        this._outbox = this._outbox.filter((it) => it.from !== key);
+        this._tabId = newCmid().slice(0, 16);
+        try {
+          if (typeof sessionStorage !== 'undefined') sessionStorage.setItem('xindao:tab', this._tabId);
+        } catch (_) {
+          /* the next reload gets a new id again */
+        }
+        this._tabLock = null;
+        this._saveOutbox();
+        this._watchOutboxes();
+        return null;
+      });
+    }
+    const tick = () => {
+      this._markTabAlive();
+      this._adoptOrphans();
+    };
+    clearInterval(this._outboxTimer);
+    this._outboxTimer = setInterval(tick, Math.max(50, this.options.outboxOrphanMs / 3));
+    if (this._outboxTimer && this._outboxTimer.unref) this._outboxTimer.unref();
+    tick();
+  }
+  _stopWatchingOutboxes() {
+    clearInterval(this._outboxTimer);
+    this._outboxTimer = null;
+    if (this._releaseTabLock) this._releaseTabLock();
+    this._releaseTabLock = this._tabLock = null;
+  }
+  _markTabAlive() {
+    const index = this._readJson(this._outboxIndexKey(), {});
+    index[this._tab()] = Date.now();
+    try {
+      this.options.storage.setItem(this._outboxIndexKey(), JSON.stringify(index));
+    } catch (e) {
+      this._log('warn', 'outbox index save failed', e);
+    }
+  }
+  // Adopts the outbox of every listed tab that is gone, and the one an SDK before per-tab outboxes kept.
+  _adoptOrphans() {
+    if (this._paused || !this._wantOpen || !this.user) return;
+    const index = this._readJson(this._outboxIndexKey(), {});
+    const locks = this._locks();
+    const now = Date.now();
+    const others = Object.keys(index).filter((tab) => tab !== this._tab());
+    others.push('');
+    for (const tab of others) {
+      const key = this._outboxKey(tab);
+      if (tab && !locks && now - index[tab] < this.options.outboxOrphanMs) continue;
+      if (!locks) this._adopt(tab, key);
+      // held while adopting, so that two tabs never adopt one list
+      else locks.request(key, { ifAvailable: true }, (lock) => lock && this._adopt(tab, key));
+    }
+  }
+  _adopt(tab, key) {
+    const s = this.options.storage;
+    const saved = this._readJson(key, []);
+    if (tab) {
+      const index = this._readJson(this._outboxIndexKey(), {});
+      delete index[tab];
+      try {
+        s.setItem(this._outboxIndexKey(), JSON.stringify(index));
+      } catch (_) {
+        /* listed again later: adopted then */
+      }
+    }
+    if (!Array.isArray(saved) || !saved.length) return;
+    try {
+      s.setItem(key, '[]');
+    } catch (e) {
+      this._log('warn', 'orphaned outbox not cleared', e);
+      return;
+    }
+    const count = this._takeStored(saved, key);
+    this._log('info', 'outbox of a closed tab adopted', { tab, count });
+    if (!count) return;
+    this._saveOutbox();
+    this._flushOutbox();
   }
   _storedLimits() {
     const s = this.options.storage;

@@ -25,8 +25,8 @@ impl Chat {
         self
     }
 
-    /// The content to commit: the client's, or the before-send hook's replacement (checked like a client's);
-    /// `rejected` when the hook refuses the message.
+    /// The content to commit: the client's, or the before-send hook's replacement (checked like a client's,
+    /// a media message's as the same kind of medium); `rejected` when the hook refuses the message.
     pub(super) async fn before_send(
         &self,
         conversation_id: ConversationId,
@@ -43,15 +43,27 @@ impl Chat {
             .await?
         {
             None => Ok(content),
-            Some(replaced) => {
-                crate::validate::content(
-                    kind,
-                    &replaced,
-                    self.config.max_text_chars,
-                    self.config.max_custom_bytes,
-                )?;
-                Ok(replaced)
-            }
+            // A media message's replacement is checked like a client's `{"media_id"}` (a medium the sender
+            // uploaded, of the message's kind) and filled in from that medium's record: only its `media_id`
+            // counts, not the figures the hook may have copied along.
+            Some(replaced) => match super::media::media_kind(kind) {
+                Some(media) => {
+                    let named = match replaced.get("media_id") {
+                        Some(id) => serde_json::json!({ "media_id": id }),
+                        None => replaced,
+                    };
+                    self.media_content(sender_id, media, &named).await
+                }
+                None => {
+                    crate::validate::content(
+                        kind,
+                        &replaced,
+                        self.config.max_text_chars,
+                        self.config.max_custom_bytes,
+                    )?;
+                    Ok(replaced)
+                }
+            },
         }
     }
 

@@ -20,6 +20,13 @@ impl Chat {
         let registered =
             self.hub
                 .register(session.user_id, session.token_hash, &conversations, outbox);
+        // A ban commits, then closes the user's registered sockets: one registered just after that close
+        // went out is caught here, since the ban is committed by then (docs/server-api.md, "ban").
+        let banned = self.store.is_banned(session.user_id).await;
+        if !matches!(banned, Ok(false)) {
+            self.hub.unregister(session.user_id, registered.conn_id);
+            return Err(banned.err().unwrap_or(Error::Banned));
+        }
         if registered.first_of_user {
             self.bus.local_presence(session.user_id, true);
             self.emit_presence(session.user_id, true);

@@ -22,7 +22,7 @@ use tracing::Instrument;
 
 use super::socket::{within, Conn};
 use super::{
-    End, CLOSE_FLOODING, CLOSE_GOING_AWAY, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_INTERNAL,
+    End, CLOSE_BANNED, CLOSE_FLOODING, CLOSE_GOING_AWAY, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_INTERNAL,
     CLOSE_SESSION_ENDED,
 };
 use crate::app::App;
@@ -30,7 +30,7 @@ use crate::auth::Session;
 use crate::chat::Caller;
 use crate::config::Config;
 use crate::error::Error;
-use crate::hub::Outbox;
+use crate::hub::{close_reason, Outbox};
 use crate::metrics::CloseLabels;
 use crate::model::User;
 use crate::obs::hops::{self, hops};
@@ -65,6 +65,7 @@ pub(super) async fn run(
         Err(error) => {
             let (code, reason) = match error {
                 Error::Unauthorized => (CLOSE_SESSION_ENDED, "user not found"),
+                Error::Banned => (CLOSE_BANNED, close_reason(CLOSE_BANNED)),
                 error => {
                     tracing::warn!(%error, "cannot register connection");
                     (CLOSE_INTERNAL, "cannot register")

@@ -9,6 +9,7 @@
 mod exchange;
 mod net;
 mod report;
+mod text;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -33,9 +33,13 @@ async fn start_hook() -> SocketAddr {
             Json(json!({"action": "accept"})).into_response()
         }
     }
+    serve_hook(axum::Router::new().route("/check", post(decide))).await
+}
+
+/// Serves a hook on 127.0.0.1 (a free port): its address.
+async fn serve_hook(app: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().route("/check", post(decide));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -155,4 +159,95 @@ async fn a_down_or_slow_hook_follows_the_failure_policy() {
         let history = a.ok("history", json!({"conversation_id": room})).await;
         assert_eq!(history["messages"], json!([]), "{what}: nothing stored");
     }
+}
+
+/// A hook that replaces each message's content with what the test put under its `cmid` (accepting the rest).
+async fn start_replacing_hook(
+    replacements: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Value>>>,
+) -> SocketAddr {
+    let decide = move |Json(ask): Json<Value>| {
+        let replacements = replacements.clone();
+        async move {
+            let cmid = ask["cmid"].as_str().unwrap_or_default();
+            match replacements.lock().unwrap().get(cmid) {
+                Some(content) => Json(json!({"action": "replace", "content": content})),
+                None => Json(json!({"action": "accept"})),
+            }
+        }
+    };
+    serve_hook(axum::Router::new().route("/check", post(decide))).await
+}
+
+/// A replacement for a media message is checked like a client's `{"media_id"}`: a medium the sender uploaded,
+/// of the message's kind, whose stored record (not the hook's figures) is what is committed; anything else
+/// refuses the send with `invalid_message`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_replacement_must_name_the_senders_medium_of_the_same_kind() {
+    use crate::media::{adts, png, uploaded};
+
+    let replacements = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let hook = start_replacing_hook(replacements.clone()).await;
+    let server = server(
+        format!("http://{hook}/check"),
+        3000,
+        BeforeSendFailure::Closed,
+    )
+    .await;
+    let alice = server.login("bm-alice").await;
+    let bob = server.login("bm-bob").await;
+    let mut a = server.connect(&alice).await;
+    let upload = |token: String, kind: &'static str, name: &'static str, bytes: Vec<u8>| {
+        let server = &server;
+        async move {
+            uploaded(server, &token, Some(kind), name, bytes).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let image = upload(alice.token.clone(), "image", "a.png", png(4, 3)).await;
+    let other_image = upload(alice.token.clone(), "image", "b.png", png(8, 6)).await;
+    let voice = upload(alice.token.clone(), "voice", "v.aac", adts(10)).await;
+    let bobs_image = upload(bob.token.clone(), "image", "c.png", png(2, 2)).await;
+
+    let cases = [
+        ("as-voice", json!({ "media_id": voice })),
+        (
+            "no-medium",
+            json!({ "url": "http://evil.example/x.png", "width": 1 }),
+        ),
+        ("not-theirs", json!({ "media_id": bobs_image })),
+        ("not-an-id", json!({ "media_id": "../../etc/passwd" })),
+    ];
+    for (cmid, replacement) in &cases {
+        replacements
+            .lock()
+            .unwrap()
+            .insert(cmid.to_string(), replacement.clone());
+        let code = a
+            .err(
+                "send",
+                json!({ "to_user": bob.user_id, "cmid": cmid, "kind": "image", "content": { "media_id": image } }),
+            )
+            .await;
+        assert_eq!(code, "invalid_message", "replacement {cmid}: {replacement}");
+    }
+
+    replacements.lock().unwrap().insert(
+        "forged".into(),
+        json!({ "media_id": other_image, "width": 99999, "mime": "text/html" }),
+    );
+    let sent = a
+        .ok(
+            "send",
+            json!({ "to_user": bob.user_id, "cmid": "forged", "kind": "image", "content": { "media_id": image } }),
+        )
+        .await;
+    let content = &sent["message"]["content"];
+    assert_eq!(content["media_id"], json!(other_image));
+    assert_eq!(
+        (content["width"].clone(), content["height"].clone()),
+        (json!(8), json!(6))
+    );
+    assert_eq!(content["mime"], "image/png");
 }

@@ -57,13 +57,10 @@ impl TestServer {
         server
     }
 
-    /// Starts a server on the PostgreSQL database `db` (no data directory).
+    /// Starts a server on the PostgreSQL database `db`. The data directory stays a temporary one: the server
+    /// still keeps files there (the generated media.secret, stored media).
     pub async fn start_postgres(db: &crate::services::TestDb) -> TestServer {
-        TestServer::start(|config| {
-            config.store = db.url.parse().unwrap();
-            config.data_dir = PathBuf::from("unused-with-postgres");
-        })
-        .await
+        TestServer::start(|config| config.store = db.url.parse().unwrap()).await
     }
 
     pub async fn start_with(config: Config) -> TestServer {

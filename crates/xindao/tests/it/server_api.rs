@@ -8,8 +8,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::common::TestServer;
-use crate::server_api_client::{fails, member_event, new_key, ok};
-use crate::services::TestDb;
+use crate::server_api_client::{fails, member_event, new_key, ok, on_postgres, on_sqlite};
 
 /// Users, rooms, messages and history, on whichever store `server` runs.
 async fn every_route(server: &TestServer) {
@@ -308,50 +307,41 @@ async fn every_route(server: &TestServer) {
     )
     .await;
     assert_eq!(system_user["user"]["system"], true);
-    fails(
-        server,
-        k,
-        Method::POST,
-        "/v1/server/messages",
-        Some(json!({
-        "conversation_id": room_id, "sender_id": dave.user_id, "cmid": "x-1", "content": "hi" })),
-        403,
-        "forbidden",
-    )
-    .await;
-    fails(
-        server,
-        k,
-        Method::POST,
-        "/v1/server/messages",
-        Some(json!({
-        "conversation_id": 999999, "cmid": "x-2", "content": "hi" })),
-        404,
-        "not_found",
-    )
-    .await;
-    fails(
-        server,
-        k,
-        Method::POST,
-        "/v1/server/messages",
-        Some(json!({
-        "conversation_id": room_id, "sender_id": 999999, "cmid": "x-3", "content": "hi" })),
-        404,
-        "not_found",
-    )
-    .await;
-    fails(
-        server,
-        k,
-        Method::POST,
-        "/v1/server/messages",
-        Some(json!({
-        "to_user": 999999, "cmid": "x-4", "content": "hi" })),
-        404,
-        "not_found",
-    )
-    .await;
+    // Refused sends: a sender outside the room, an unknown conversation, sender or recipient.
+    let refused = [
+        (
+            json!({ "conversation_id": room_id, "sender_id": dave.user_id, "cmid": "x-1", "content": "hi" }),
+            403,
+            "forbidden",
+        ),
+        (
+            json!({ "conversation_id": 999999, "cmid": "x-2", "content": "hi" }),
+            404,
+            "not_found",
+        ),
+        (
+            json!({ "conversation_id": room_id, "sender_id": 999999, "cmid": "x-3", "content": "hi" }),
+            404,
+            "not_found",
+        ),
+        (
+            json!({ "to_user": 999999, "cmid": "x-4", "content": "hi" }),
+            404,
+            "not_found",
+        ),
+    ];
+    for (body, status, code) in refused {
+        fails(
+            server,
+            k,
+            Method::POST,
+            "/v1/server/messages",
+            Some(body),
+            status,
+            code,
+        )
+        .await;
+    }
 
     // History by seq range, paged.
     let page = ok(
@@ -398,17 +388,10 @@ async fn every_route(server: &TestServer) {
 
 #[tokio::test]
 async fn users_rooms_messages_and_history_on_sqlite() {
-    let mut server = TestServer::start(|_| {}).await;
-    every_route(&server).await;
-    server.stop().await;
+    on_sqlite(|server| Box::pin(every_route(server))).await;
 }
 
 #[tokio::test]
 async fn users_rooms_messages_and_history_on_postgres() {
-    let Some(db) = TestDb::create().await else {
-        return;
-    };
-    let mut server = TestServer::start_postgres(&db).await;
-    every_route(&server).await;
-    server.stop().await;
+    on_postgres(|server| Box::pin(every_route(server))).await;
 }

@@ -1,13 +1,36 @@
 //! The server API's test client: API keys made by the real `xindao apikey` binary against a test server's
 //! store, and calls that return the status with the JSON answer (or assert on them).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 
 use reqwest::Method;
 use serde_json::Value;
 use xindao::Config;
 
 use crate::common::{http, Client, TestServer};
+use crate::services::TestDb;
+
+/// A test scenario run against one server (an `async fn(&TestServer)`, boxed).
+pub type Scenario = for<'a> fn(&'a TestServer) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+/// Runs `scenario` on a fresh SQLite server, then stops it.
+pub async fn on_sqlite(scenario: Scenario) {
+    let mut server = TestServer::start(|_| {}).await;
+    scenario(&server).await;
+    server.stop().await;
+}
+
+/// Runs `scenario` on a fresh PostgreSQL database (skipped when PostgreSQL is not reachable), then stops it.
+pub async fn on_postgres(scenario: Scenario) {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let mut server = TestServer::start_postgres(&db).await;
+    scenario(&server).await;
+    server.stop().await;
+}
 
 /// Runs `xindao apikey ARGS` (the real binary) against the server's store; its stdout.
 pub async fn apikey(server: &TestServer, args: &[&str]) -> (bool, String) {

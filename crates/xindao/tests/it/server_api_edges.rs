@@ -7,8 +7,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::common::{self, http, TestServer};
-use crate::server_api_client::{apikey, call, new_key};
-use crate::services::TestDb;
+use crate::server_api_client::{apikey, call, new_key, on_postgres, on_sqlite};
 
 async fn code(
     server: &TestServer,
@@ -331,17 +330,10 @@ async fn cmid_race(server: &TestServer) {
 
 #[tokio::test]
 async fn an_api_send_racing_a_client_send_on_one_cmid_makes_one_message_on_sqlite() {
-    let mut server = TestServer::start(|_| {}).await;
-    cmid_race(&server).await;
-    server.stop().await;
+    on_sqlite(|server| Box::pin(cmid_race(server))).await;
 }
 
 #[tokio::test]
 async fn an_api_send_racing_a_client_send_on_one_cmid_makes_one_message_on_postgres() {
-    let Some(db) = TestDb::create().await else {
-        return;
-    };
-    let mut server = TestServer::start_postgres(&db).await;
-    cmid_race(&server).await;
-    server.stop().await;
+    on_postgres(|server| Box::pin(cmid_race(server))).await;
 }

@@ -10,8 +10,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::common::TestServer;
-use crate::server_api_client::{fails, new_key, ok};
-use crate::services::TestDb;
+use crate::server_api_client::{fails, new_key, ok, on_postgres, on_sqlite};
 
 const AVATAR: &str = "https://cdn.example.com/a/bob.png";
 
@@ -281,17 +280,10 @@ async fn both(server: &TestServer) {
 
 #[tokio::test]
 async fn avatars_and_server_removal_on_sqlite() {
-    let mut server = TestServer::start(|_| {}).await;
-    both(&server).await;
-    server.stop().await;
+    on_sqlite(|server| Box::pin(both(server))).await;
 }
 
 #[tokio::test]
 async fn avatars_and_server_removal_on_postgres() {
-    let Some(db) = TestDb::create().await else {
-        return;
-    };
-    let mut server = TestServer::start_postgres(&db).await;
-    both(&server).await;
-    server.stop().await;
+    on_postgres(|server| Box::pin(both(server))).await;
 }

@@ -14,6 +14,7 @@
 
 mod auth;
 mod nats;
+mod presence;
 mod redis;
 mod rejected;
 mod replay;
@@ -21,7 +22,7 @@ mod wire;
 #[cfg(test)]
 mod wire_props;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +41,7 @@ use crate::hub::{Delivery, Hub};
 use crate::model::UserId;
 use crate::protocol;
 use auth::Gate;
+use presence::{heartbeat, RemoteNode, Update};
 use wire::{Envelope, Wire};
 
 pub use auth::{MAX_ENVELOPE_BYTES, REPLAY_WINDOW};
@@ -51,22 +53,8 @@ pub const SNAPSHOT_CHUNK: usize = 16 * 1024;
 /// Most users one remote node's snapshot may name; the rest are ignored (with a warning).
 pub const SNAPSHOT_MAX_USERS: usize = 256 * 1024;
 
-struct RemoteNode {
-    seen: Instant,
-    users: HashSet<UserId>,
-    /// The chunks of a snapshot still arriving.
-    pending: HashSet<UserId>,
-}
-
 /// The log target of the line for each envelope received that a request caused (debug level).
 pub const RECEIVED: &str = "xindao::bus::received";
-
-/// A change to what one remote node says about its users.
-enum Update {
-    One(UserId, bool),
-    All(HashSet<UserId>),
-    Touch,
-}
 
 /// What the Redis and NATS transports share: encoding, own-echo filtering, presence and resync.
 pub(crate) struct Core {
@@ -92,10 +80,6 @@ impl Core {
         if self.out.try_send(bytes).is_err() && !self.lost.swap(true, Ordering::Relaxed) {
             tracing::warn!("cluster publish queue full: other nodes will be told to resync");
         }
-    }
-
-    fn remote_has(&self, user: UserId) -> bool {
-        self.remote.lock().values().any(|n| n.users.contains(&user))
     }
 
     /// Handles one message from the bus. One that a request caused is handled in a span naming the request,
@@ -133,117 +117,6 @@ impl Core {
             Wire::Bye => self.drop_nodes(|node, _| node == envelope.node),
             Wire::Resync => self.resync_local("another node missed publishing"),
             _ => {}
-        }
-    }
-
-    /// Gathers a snapshot's chunks; the last one replaces the node's user set.
-    fn snapshot_chunk(&self, node: &str, users: Vec<UserId>, more: bool) {
-        let complete = {
-            let mut remote = self.remote.lock();
-            let entry = remote
-                .entry(node.to_owned())
-                .or_insert_with(RemoteNode::new);
-            entry.seen = Instant::now();
-            let room = SNAPSHOT_MAX_USERS.saturating_sub(entry.pending.len());
-            if users.len() > room {
-                tracing::warn!(
-                    node,
-                    "snapshot names over {SNAPSHOT_MAX_USERS} users: the rest are ignored"
-                );
-            }
-            entry.pending.extend(users.into_iter().take(room));
-            (!more).then(|| std::mem::take(&mut entry.pending))
-        };
-        if let Some(users) = complete {
-            self.update_node(node, Update::All(users));
-        }
-    }
-
-    /// Applies an update to a node's user set and tells watchers about users whose cluster-wide presence
-    /// flipped (those not online here nor on a third node).
-    fn update_node(&self, node: &str, update: Update) {
-        let flipped: Vec<(UserId, bool)> = {
-            let mut remote = self.remote.lock();
-            let entry = remote
-                .entry(node.to_owned())
-                .or_insert_with(RemoteNode::new);
-            entry.seen = Instant::now();
-            let changed: Vec<(UserId, bool)> = match update {
-                Update::One(user, true) if entry.users.insert(user) => vec![(user, true)],
-                Update::One(user, false) if entry.users.remove(&user) => vec![(user, false)],
-                Update::One(..) | Update::Touch => Vec::new(),
-                Update::All(users) => {
-                    let changed = users
-                        .difference(&entry.users)
-                        .map(|&u| (u, true))
-                        .chain(entry.users.difference(&users).map(|&u| (u, false)))
-                        .collect();
-                    entry.users = users;
-                    changed
-                }
-            };
-            changed
-                .into_iter()
-                .filter(|&(user, _)| {
-                    !self.hub.is_online(user)
-                        && !remote
-                            .iter()
-                            .any(|(n, r)| n != node && r.users.contains(&user))
-                })
-                .collect()
-        };
-        self.notify(flipped);
-    }
-
-    /// Forgets nodes for which `gone` holds; their users go offline unless seen elsewhere.
-    fn drop_nodes(&self, gone: impl Fn(&str, &RemoteNode) -> bool) {
-        let flipped: Vec<(UserId, bool)> = {
-            let mut remote = self.remote.lock();
-            let names: Vec<String> = remote
-                .iter()
-                .filter(|(name, node)| gone(name, node))
-                .map(|(name, _)| name.clone())
-                .collect();
-            let mut users = HashSet::new();
-            for name in names {
-                tracing::info!(node = %name, "cluster node gone");
-                if let Some(node) = remote.remove(&name) {
-                    users.extend(node.users);
-                }
-            }
-            users
-                .into_iter()
-                .filter(|&u| {
-                    !self.hub.is_online(u) && !remote.values().any(|r| r.users.contains(&u))
-                })
-                .map(|u| (u, false))
-                .collect()
-        };
-        self.notify(flipped);
-    }
-
-    fn notify(&self, flipped: Vec<(UserId, bool)>) {
-        for (user_id, online) in flipped {
-            let frame = presence_frame(user_id, online);
-            self.hub.deliver(&Delivery::Watchers { user_id, frame });
-        }
-    }
-
-    fn send_snapshot(&self) {
-        let users = self.hub.local_users();
-        let _together = self.snapshot_lock.lock();
-        let mut chunks = users.chunks(SNAPSHOT_CHUNK).peekable();
-        if chunks.peek().is_none() {
-            return self.send(Wire::Snapshot {
-                users: Vec::new(),
-                more: false,
-            });
-        }
-        while let Some(chunk) = chunks.next() {
-            self.send(Wire::Snapshot {
-                users: chunk.to_vec(),
-                more: chunks.peek().is_some(),
-            });
         }
     }
 
@@ -296,16 +169,6 @@ pub struct ClusterBus {
     core: Arc<Core>,
     cancel: CancellationToken,
     tasks: TaskTracker,
-}
-
-impl RemoteNode {
-    fn new() -> RemoteNode {
-        RemoteNode {
-            seen: Instant::now(),
-            users: HashSet::new(),
-            pending: HashSet::new(),
-        }
-    }
 }
 
 /// Connects to the bus `config.bus` names (`redis://`, `rediss://`, `nats://` or `tls://`) and starts its
@@ -373,21 +236,6 @@ pub async fn open(config: &Config, hub: Arc<Hub>) -> Result<Arc<dyn Bus>> {
         cancel,
         tasks,
     }))
-}
-
-/// Sends this node's snapshot and forgets silent nodes, every third of the presence TTL.
-async fn heartbeat(core: Arc<Core>, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(core.ttl / 3);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {
-                core.send_snapshot();
-                let ttl = core.ttl;
-                core.drop_nodes(|_, node| node.seen.elapsed() > ttl);
-            }
-        }
-    }
 }
 
 #[async_trait]

@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -21,7 +22,7 @@ use crate::config::Config;
 use crate::conn::CLOSE_BANNED;
 use crate::error::{Error, Result};
 use crate::hub::Delivery;
-use crate::model::{now_millis, ConversationId, ProfileChange};
+use crate::model::{now_millis, ConversationId, ProfileChange, UserId};
 use crate::store::server_api::{UserChange, UserRecord};
 use crate::validate;
 
@@ -182,9 +183,7 @@ pub(super) async fn ban(
     Extension(caller): Extension<Caller>,
     Path(user): Path<String>,
 ) -> Result<Response> {
-    caller.require(Scope::Users)?;
-    let user = id(&user, "user")?;
-    let banned = found(app.store.set_banned(user, true).await?, "no such user")?;
+    let (user, banned) = set_banned(&app, &caller, &user, true).await?;
     app.bus.publish(Delivery::CloseUser {
         user_id: user,
         code: CLOSE_BANNED,
@@ -199,10 +198,31 @@ pub(super) async fn unban(
     Extension(caller): Extension<Caller>,
     Path(user): Path<String>,
 ) -> Result<Response> {
-    caller.require(Scope::Users)?;
-    let user = id(&user, "user")?;
-    let unbanned = found(app.store.set_banned(user, false).await?, "no such user")?;
+    let (_, unbanned) = set_banned(&app, &caller, &user, false).await?;
     Ok(user_reply(unbanned))
+}
+
+/// Bans or unbans the user the path names (scope `users`): their id and record, or 404.
+async fn set_banned(
+    app: &App,
+    caller: &Caller,
+    user: &str,
+    banned: bool,
+) -> Result<(UserId, UserRecord)> {
+    caller.require(Scope::Users)?;
+    let user = id(user, "user")?;
+    let record = found(app.store.set_banned(user, banned).await?, "no such user")?;
+    Ok((user, record))
+}
+
+/// The user the path names and the request's body, for a call that needs scope `users`.
+fn user_and_body<T: DeserializeOwned>(
+    caller: &Caller,
+    user: &str,
+    bytes: std::result::Result<Bytes, BytesRejection>,
+) -> Result<(UserId, T)> {
+    caller.require(Scope::Users)?;
+    Ok((id(user, "user")?, body(bytes)?))
 }
 
 #[derive(Deserialize)]
@@ -221,9 +241,7 @@ pub(super) async fn mute(
     Path(user): Path<String>,
     bytes: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    caller.require(Scope::Users)?;
-    let user = id(&user, "user")?;
-    let b: MuteBody = body(bytes)?;
+    let (user, b): (UserId, MuteBody) = user_and_body(&caller, &user, bytes)?;
     let until = match b.duration_secs {
         Some(secs) if secs == 0 || secs > MUTE_SECS_MAX => {
             return Err(Error::InvalidArgs(format!(
@@ -251,9 +269,7 @@ pub(super) async fn unmute(
     Path(user): Path<String>,
     bytes: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    caller.require(Scope::Users)?;
-    let user = id(&user, "user")?;
-    let b: UnmuteBody = body(bytes)?;
+    let (user, b): (UserId, UnmuteBody) = user_and_body(&caller, &user, bytes)?;
     set_muted(&app, user, b.conversation_id, None).await?;
     Ok(Json(json!({})).into_response())
 }

@@ -4,9 +4,44 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::rows::read_user;
+use super::{map_sqlite, SqliteStore};
+use crate::error::Result;
 use crate::model::*;
+use crate::rules::{self, SessionTouch};
 use crate::store::rows::display_name_for_openid;
-use crate::store::{ExternalId, LoginIdentity};
+use crate::store::{ExternalId, LoginIdentity, SessionInfo};
+
+impl SqliteStore {
+    /// The session of `token_hash`, its expiry slid forward when [`rules::touch_session`] says so.
+    pub(super) async fn touch(
+        &self,
+        token_hash: [u8; 32],
+        now: Millis,
+        ttl_ms: i64,
+    ) -> Result<Option<SessionInfo>> {
+        let found = self
+            .read_quick(move |conn| session(conn, &token_hash))
+            .await?;
+        let Some((user_id, extended_at, expires_at)) = found else {
+            return Ok(None);
+        };
+        let expires_at = match rules::touch_session(extended_at, expires_at, now, ttl_ms) {
+            SessionTouch::Expired => return Ok(None),
+            SessionTouch::Valid { expires_at } => expires_at,
+            SessionTouch::Extend { expires_at } => {
+                self.write(move |conn| {
+                    extend_session(conn, &token_hash, now, expires_at).map_err(map_sqlite)
+                })
+                .await?;
+                expires_at
+            }
+        };
+        Ok(Some(SessionInfo {
+            user_id,
+            expires_at,
+        }))
+    }
+}
 
 /// Finds the user for a login identity, creating it on first login.
 pub(super) fn upsert(conn: &Connection, identity: &LoginIdentity) -> rusqlite::Result<User> {
