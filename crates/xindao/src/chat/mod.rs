@@ -62,6 +62,8 @@ pub struct Chat {
     profile_sets: limits::PerUser,
     /// Signs media download URLs (`media_url`); `None` when `media_secret` was not resolved.
     media_signer: Option<crate::media::Signer>,
+    /// Where media bytes live: a medium no message carries any more is deleted from it (`media::release`).
+    media_storage: Option<Arc<dyn crate::media::Storage>>,
 }
 
 pub use hooks::Hooks;
@@ -80,6 +82,7 @@ impl Chat {
             hooks: Arc::default(),
             profile_sets: limits::PerUser::per_minute(profiles::PROFILE_SETS_PER_MIN),
             media_signer: crate::media::Signer::from_config(&config).ok(),
+            media_storage: None,
             store,
             bus,
             hub,

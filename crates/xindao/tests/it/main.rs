@@ -36,6 +36,7 @@ mod login_burst;
 mod login_hardening;
 mod media;
 mod media_flow;
+mod media_release;
 mod media_storage;
 mod membership;
 mod metrics_where;
