@@ -13,5 +13,7 @@ ALTER TABLE media ADD COLUMN deleted_at INTEGER;
 -- The media messages sent before this table existed.
 INSERT OR IGNORE INTO media_uses (conversation_id, seq, media_id)
 SELECT m.conversation_id, m.seq, media.id
-FROM messages m JOIN media ON media.id = json_extract(m.content, '$.media_id')
+-- (the CASE keeps json_extract away from other kinds, whatever order the planner picks)
+FROM messages m JOIN media ON media.id = CASE WHEN m.kind IN ('image', 'voice', 'file') AND json_valid(m.content)
+                                            THEN json_extract(m.content, '$.media_id') END
 WHERE m.kind IN ('image', 'voice', 'file') AND m.state IS NULL;

@@ -102,7 +102,11 @@ impl Chat {
     /// access to its medium unless another of its messages carries it, and a medium no message carries any
     /// more is deleted: no longer served (URLs already handed out answer `404`), its bytes and thumbnail
     /// removed from storage. A medium another message still carries (sent again elsewhere) stays.
-    pub(super) async fn media_released(&self, conversation: ConversationId, seq: i64) -> Result<()> {
+    pub(super) async fn media_released(
+        &self,
+        conversation: ConversationId,
+        seq: i64,
+    ) -> Result<()> {
         let Some(media) = self.store.media_release(conversation, seq).await? else {
             return Ok(());
         };

@@ -12,6 +12,7 @@ use crate::media_flow::with_secret;
 use crate::media_storage::Moto;
 use crate::server_api_client::{new_key, ok};
 use crate::services::TestDb;
+use xindao::store::Store;
 
 async fn status(server: &TestServer, url: &str) -> u16 {
     http()
@@ -140,9 +141,7 @@ async fn release_scenario(server: &TestServer) -> Outcome {
     assert_eq!(status(server, &hidden_url).await, 200);
 
     // In a room: the owner's message_remove and the server API's removal delete too.
-    let room = b
-        .ok("room_create", json!({ "name": "media-room" }))
-        .await["conversation"]["id"]
+    let room = b.ok("room_create", json!({ "name": "media-room" })).await["conversation"]["id"]
         .as_i64()
         .unwrap();
     b.ok(
@@ -181,7 +180,12 @@ async fn release_scenario(server: &TestServer) -> Outcome {
     let sent = a
         .ok(
             "send",
-            send(json!({ "conversation_id": room }), "img-3", "image", &by_api),
+            send(
+                json!({ "conversation_id": room }),
+                "img-3",
+                "image",
+                &by_api,
+            ),
         )
         .await;
     let api_url = b.ok("media_url", json!({ "media_id": by_api })).await["url"]
@@ -215,7 +219,10 @@ fn check_local_files(server: &TestServer, outcome: &Outcome) {
     let objects = server.config.data_dir.join("media").join("objects");
     let path = |key: String| objects.join(key);
     for id in &outcome.deleted {
-        assert!(!path(xindao::media::storage_key(id, false)).exists(), "{id}");
+        assert!(
+            !path(xindao::media::storage_key(id, false)).exists(),
+            "{id}"
+        );
         assert!(!path(xindao::media::storage_key(id, true)).exists(), "{id}");
     }
     for id in &outcome.kept {
@@ -271,7 +278,9 @@ async fn recalled_media_leave_s3_compatible_storage() {
     .await;
     let outcome = release_scenario(&server).await;
     let listing = http()
-        .get(format!("{endpoint}/xindao-release?list-type=2&prefix=chat/"))
+        .get(format!(
+            "{endpoint}/xindao-release?list-type=2&prefix=chat/"
+        ))
         .send()
         .await
         .unwrap()
@@ -285,4 +294,120 @@ async fn recalled_media_leave_s3_compatible_storage() {
         assert!(listing.contains(&format!("{id}</Key>")), "{id}: {listing}");
     }
     server.stop().await;
+}
+
+/// Every migration of `backend` before the one that added `media_uses`, in order.
+fn migrations_before_media_uses(backend: &str) -> Vec<(i64, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .take_while(|path| !path.to_string_lossy().contains("media_uses"))
+        .enumerate()
+        .map(|(index, path)| (index as i64 + 1, std::fs::read_to_string(path).unwrap()))
+        .collect()
+}
+
+/// A room whose seq 1 is an image message and seq 2 a text, as a server before `media_uses` left them.
+const OLD_MEDIA_DATA: &str = "
+    INSERT INTO users (id, dev_name, display_name, created_at) VALUES (5, 'ann', 'ann', 1);
+    INSERT INTO conversations (id, kind, name, visibility, owner_id, last_seq, last_ts, created_at)
+        VALUES (9, 'room', 'r', 'public', 5, 2, 1, 1);
+    INSERT INTO members (conversation_id, user_id, role, joined_at, read_seq) VALUES (9, 5, 'owner', 1, 2);
+    INSERT INTO media (id, owner_id, kind, mime, size, storage_key, created_at)
+        VALUES ('Zf3k1vJm8q0YH2xw7uQ5bA', 5, 'image', 'image/png', 10, 'Z/Zf3k1vJm8q0YH2xw7uQ5bA', 1);
+    INSERT INTO media_refs (media_id, conversation_id) VALUES ('Zf3k1vJm8q0YH2xw7uQ5bA', 9);
+    INSERT INTO messages (id, conversation_id, seq, sender_id, cmid, kind, content, created_at)
+        VALUES (3, 9, 1, 5, 'c-1', 'image', '{\"media_id\":\"Zf3k1vJm8q0YH2xw7uQ5bA\",\"size\":10}', 1),
+               (4, 9, 2, 5, 'c-2', 'text', 'not json: the backfill reads only media kinds', 1);";
+
+/// After the migration, the message sent before it still carries its medium: releasing it deletes it.
+async fn check_backfilled(store: &dyn Store) {
+    let id = "Zf3k1vJm8q0YH2xw7uQ5bA";
+    assert!(store.media(id).await.unwrap().is_some());
+    assert!(store.media_release(9, 2).await.unwrap().is_none(), "a text");
+    let released = store.media_release(9, 1).await.unwrap();
+    assert_eq!(released.map(|m| m.id), Some(id.to_string()));
+    assert!(store.media(id).await.unwrap().is_none(), "deleted");
+    assert!(!store.media_visible(id, 5).await.unwrap());
+    assert!(store.media_release(9, 1).await.unwrap().is_none(), "once");
+}
+
+fn quick_commit() -> xindao::store::GroupCommit {
+    xindao::store::GroupCommit {
+        batch_max: 64,
+        linger: std::time::Duration::ZERO,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_messages_sent_before_the_migration_are_backfilled_on_sqlite() {
+    use xindao::store::sqlite::{SqliteOptions, SqliteStore};
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut db = rusqlite::Connection::open(dir.path().join("xindao.db")).unwrap();
+        for (version, sql) in migrations_before_media_uses("sqlite") {
+            let tx = db.transaction().unwrap();
+            tx.execute_batch(&sql).unwrap();
+            tx.pragma_update(None, "user_version", version).unwrap();
+            tx.commit().unwrap();
+        }
+        db.execute_batch(OLD_MEDIA_DATA).unwrap();
+    }
+    let options = SqliteOptions {
+        synchronous: Default::default(),
+        commit: quick_commit(),
+        max_db_mb: None,
+        cache_mb: 8,
+    };
+    let (sink, _committed) = tokio::sync::mpsc::channel(64);
+    let store = SqliteStore::open(dir.path(), options, sink).await.unwrap();
+    check_backfilled(&store).await;
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_messages_sent_before_the_migration_are_backfilled_on_postgres() {
+    use xindao::store::postgres::PostgresStore;
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS xindao_schema (version BIGINT NOT NULL)")
+        .await
+        .unwrap();
+    for (version, sql) in migrations_before_media_uses("postgres") {
+        client.batch_execute(&sql).await.unwrap();
+        client
+            .execute(
+                "INSERT INTO xindao_schema (version) VALUES ($1)",
+                &[&version],
+            )
+            .await
+            .unwrap();
+    }
+    client.batch_execute(OLD_MEDIA_DATA).await.unwrap();
+    client
+        .batch_execute(
+            "SELECT setval('users_id_seq', 5); SELECT setval('conversations_id_seq', 9);
+             SELECT setval('messages_id_seq', 4);",
+        )
+        .await
+        .unwrap();
+    let (sink, _committed) = tokio::sync::mpsc::channel(64);
+    let store = PostgresStore::open(&db.url, 4, quick_commit(), sink)
+        .await
+        .unwrap();
+    check_backfilled(&store).await;
+    store.shutdown().await;
 }

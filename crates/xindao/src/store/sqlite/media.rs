@@ -68,9 +68,11 @@ impl MediaStore for SqliteStore {
     async fn media(&self, id: &str) -> Result<Option<Media>> {
         let id = id.to_string();
         self.read_quick(move |conn| {
-            conn.prepare_cached(&format!("SELECT {MEDIA_COLUMNS} FROM media WHERE id = ?1 AND deleted_at IS NULL"))?
-                .query_row([id], read_media)
-                .optional()
+            conn.prepare_cached(&format!(
+                "SELECT {MEDIA_COLUMNS} FROM media WHERE id = ?1 AND deleted_at IS NULL"
+            ))?
+            .query_row([id], read_media)
+            .optional()
         })
         .await
     }
@@ -110,25 +112,21 @@ impl MediaStore for SqliteStore {
         self.write(move |conn| {
             let tx = conn.transaction().map_err(map_sqlite)?;
             let Some(id) = tx
-                .query_row(&numbered(MEDIA_USE_DELETE_SQL), params![conversation, seq], |row| {
-                    row.get::<_, String>(0)
-                })
+                .query_row(
+                    &numbered(MEDIA_USE_DELETE_SQL),
+                    params![conversation, seq],
+                    |row| row.get::<_, String>(0),
+                )
                 .optional()
                 .map_err(map_sqlite)?
             else {
                 return Ok(None);
             };
-            tx.execute(
-                &numbered(MEDIA_REF_DROP_SQL),
-                params![id, conversation],
-            )
-            .map_err(map_sqlite)?;
+            tx.execute(&numbered(MEDIA_REF_DROP_SQL), params![id, conversation])
+                .map_err(map_sqlite)?;
             let now = now_millis();
             let deleted = tx
-                .execute(
-                    &numbered(MEDIA_MARK_DELETED_SQL),
-                    params![id, now],
-                )
+                .execute(&numbered(MEDIA_MARK_DELETED_SQL), params![id, now])
                 .map_err(map_sqlite)?;
             let media = if deleted > 0 {
                 tx.query_row(
