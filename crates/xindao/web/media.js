@@ -9,7 +9,8 @@ import { $, h, S, actionError, ok } from '/ui.js';
 import { addMessages, renderMessages } from '/chat.js';
 
 const THUMB_MAX = 240; // an image bubble's longest side, in CSS pixels
-const known = new Map(); // media id -> {url, thumb_url?} once fetched: re-renders fill bubbles at once
+const known = new Map(); // media id -> {url, thumb_url?, expires_at} once fetched: re-renders fill bubbles at once
+const EXPIRY_MARGIN_MS = 60000;
 let playing = null; // {audio, id} of the voice message being played
 
 /** The kind of message a chosen file makes: images and audio as themselves, anything else as a file. */
@@ -112,8 +113,16 @@ export function mediaBubble(m) {
   return el;
 }
 
-function apply(el, id) {
+/** The known URLs of a medium while they are still valid (expired ones are asked again). */
+function live(id) {
   const u = known.get(id);
+  if (u && u.expires_at - EXPIRY_MARGIN_MS > Date.now()) return u;
+  known.delete(id);
+  return null;
+}
+
+function apply(el, id) {
+  const u = live(id);
   if (!u) return;
   const img = el.querySelector('img.media-img');
   if (img && !img.getAttribute('src')) img.src = u.thumb_url || u.url;
@@ -124,7 +133,7 @@ function apply(el, id) {
 
 /** After a render: one mediaUrl call for the media on screen whose URLs are not known yet. */
 export function fillUrls(list) {
-  const want = [...new Set([...list.querySelectorAll('[data-media]:not([data-ready])')].map((el) => el.dataset.media))].filter((id) => !known.has(id));
+  const want = [...new Set([...list.querySelectorAll('[data-media]:not([data-ready])')].map((el) => el.dataset.media))].filter((id) => !live(id));
   if (!want.length || !S.client) return;
   S.client.mediaUrl(want).then(
     (urls) => {

@@ -237,7 +237,7 @@ test('mini-program media: choose an image, upload it with wx.uploadFile, preview
   const download = await fetch(full.url);
   assert.equal(download.status, 200);
   assert.deepEqual(Buffer.from(await download.arrayBuffer()), photo);
-  chat.previewImage({ currentTarget: { dataset: { media: image.content.media_id } } });
+  await chat.previewImage({ currentTarget: { dataset: { media: image.content.media_id } } });
   assert.equal(calls.previews.length, 1);
   assert.match(calls.previews[0].current, /\/v1\/media\/[^?]+\?exp=/);
 

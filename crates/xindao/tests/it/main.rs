@@ -35,6 +35,7 @@ mod login;
 mod login_burst;
 mod login_hardening;
 mod media;
+mod media_backfill;
 mod media_flow;
 mod media_release;
 mod media_storage;

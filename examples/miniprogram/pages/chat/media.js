@@ -118,11 +118,17 @@ const mediaMethods = {
     if (this.data.recording) this.recorder().stop();
   },
 
-  previewImage(e) {
+  /** Tap on an image: full size, with the conversation's other images to swipe through. */
+  async previewImage(e) {
     const id = e.currentTarget.dataset.media;
-    const urls = this.list.filter((m) => !m.state && m.kind === 'image' && isMedia(m)).map((m) => (this.urls[m.content.media_id] || {}).url).filter(Boolean);
-    const current = (this.urls[id] || {}).url;
-    if (current) wx.previewImage({ current, urls });
+    const ids = this.list.filter((m) => !m.state && m.kind === 'image' && isMedia(m)).map((m) => m.content.media_id);
+    try {
+      const urls = await app.client.mediaUrl(ids); // cached, or asked again once expired
+      const current = urls[id] && urls[id].url;
+      if (current) wx.previewImage({ current, urls: ids.filter((x) => urls[x]).map((x) => urls[x].url) });
+    } catch (err) {
+      wx.showToast({ title: errText(err), icon: 'none' });
+    }
   },
 
   async playVoice(e) {
