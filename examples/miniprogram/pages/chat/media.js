@@ -6,7 +6,8 @@
 const { newCmid } = require('../../utils/xindao.js');
 const { t, errText } = require('../../utils/i18n.js');
 
-const app = getApp();
+// the app's one client, looked up when used (a module is evaluated once, whatever page loads it)
+const client = () => getApp().client;
 const THUMB_MAX_RPX = 320; // an image bubble's longest side
 const VOICE_MIN_MS = 1000; // shorter recordings are a slip of the finger, not a message
 
@@ -42,7 +43,7 @@ const mediaMethods = {
     const fresh = want.filter((id) => !(this.asked || (this.asked = new Set())).has(id));
     if (!fresh.length) return;
     fresh.forEach((id) => this.asked.add(id));
-    app.client.mediaUrl(fresh).then(
+    client().mediaUrl(fresh).then(
       (urls) => {
         Object.assign(this.urls, urls);
         this.render(false);
@@ -69,8 +70,8 @@ const mediaMethods = {
     const cmid = newCmid();
     this.pending.push({ cmid, text: t('uploading', { kind: t(kind) }) });
     this.render(true);
-    const send = kind === 'image' ? app.client.sendImage : app.client.sendVoice;
-    return send.call(app.client, this.id, path, { cmid }).then(
+    const send = kind === 'image' ? client().sendImage : client().sendVoice;
+    return send.call(client(), this.id, path, { cmid }).then(
       (ack) => this.add([ack.message]),
       (e) => {
         this.pending = this.pending.filter((p) => p.cmid !== cmid);
@@ -123,7 +124,7 @@ const mediaMethods = {
     const id = e.currentTarget.dataset.media;
     const ids = this.list.filter((m) => !m.state && m.kind === 'image' && isMedia(m)).map((m) => m.content.media_id);
     try {
-      const urls = await app.client.mediaUrl(ids); // cached, or asked again once expired
+      const urls = await client().mediaUrl(ids); // cached, or asked again once expired
       const current = urls[id] && urls[id].url;
       if (current) wx.previewImage({ current, urls: ids.filter((x) => urls[x]).map((x) => urls[x].url) });
     } catch (err) {
@@ -145,7 +146,7 @@ const mediaMethods = {
       return;
     }
     try {
-      const u = await app.client.mediaUrl(id); // cached, or asked again once expired
+      const u = await client().mediaUrl(id); // cached, or asked again once expired
       if (!u) return;
       this.audio.stop();
       this.audio.src = u.url;
