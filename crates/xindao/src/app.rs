@@ -101,12 +101,12 @@ impl App {
         )?;
         // The chat service's own pushes stay behind the commits handed to fan-out before them.
         let ordered: Arc<dyn Bus> = Arc::new(OrderedBus::new(bus.clone(), order));
-        let chat = Chat::new(store.clone(), ordered, hub.clone(), config.clone()).with_hooks(
-            crate::chat::Hooks {
+        let chat = Chat::new(store.clone(), ordered, hub.clone(), config.clone())
+            .with_hooks(crate::chat::Hooks {
                 outbox: outbox.clone(),
                 before_send,
-            },
-        );
+            })
+            .with_media_storage(media.storage.clone());
         if config.wechat_enabled() {
             tracing::info!(
                 "WeChat login enabled (code2Session at {})",

@@ -7,6 +7,7 @@ import { t, errText, lang, setLang, applyStatic } from '/i18n.js';
 import { $, h, S, rememberUser, avatarEl, convTitle, actionError } from '/ui.js';
 import { openConversation, closeConversation, renderHeader, renderMessages, renderTyping, addMessages, applyState, markReadSoon, loadHistory } from '/chat.js';
 import { updateComposer } from '/composer.js';
+import { isMedia, mediaPreview } from '/media.js';
 import { refreshPublicRooms, renderPublicRooms } from '/rooms.js';
 import { renderMe, onProfile, refreshContacts, renderContacts, loadMembers } from '/people.js';
 
@@ -234,7 +235,7 @@ function preview(m) {
   if (m.state === 'hidden') return '';
   const who = m.sender_id === S.me.id ? t('you') : '';
   if (m.state) return m.state === 'removed' ? t('sys.removedMsg') : m.sender_id === S.me.id ? t('sys.recalledMe') : t('sys.recalled', { who: S.users.get(m.sender_id)?.display_name || '' });
-  return who + (m.kind === 'text' ? String(m.content) : '[' + m.kind + ']');
+  return who + (m.kind === 'text' ? String(m.content) : isMedia(m) ? mediaPreview(m) : '[' + m.kind + ']');
 }
 
 function renderConversations() {

@@ -1,9 +1,11 @@
 // The open conversation: history, day separators and grouped times, "X joined" lines, tombstones, the message
-// menu (recall / delete for me / remove), read marks and typing. The composer is in composer.js.
+// menu (recall / delete for me / remove), read marks and typing. The composer is in composer.js, the bubbles
+// of images, voice and files in media.js.
 import { t, errText, fmtDay, fmtTime, sameDay } from '/i18n.js';
 import { $, h, S, nameOf, convTitle, actionError, ok } from '/ui.js';
 import { loadMembers, closeMembers } from '/people.js';
 import { sendText, updateComposer } from '/composer.js';
+import { isMedia, mediaBubble, fillUrls, sendMediaFile } from '/media.js';
 
 const GROUP_GAP_MS = 5 * 60 * 1000; // a time line when 5 minutes passed since the previous message
 const RETRYABLE = new Set(['timeout', 'disconnected', 'not_connected', 'closed', 'network', 'unavailable', 'internal', 'rate_limited', 'outbox_full', 'unreachable']);
@@ -196,7 +198,7 @@ export function renderMessages(stickToBottom) {
         h(
           'div',
           { class: 'row' },
-          h('div', { class: 'bubble', title: new Date(m.ts).toLocaleString() }, h('span', { class: 'text' }, contentText(m))),
+          isMedia(m) ? mediaBubble(m) : h('div', { class: 'bubble', title: new Date(m.ts).toLocaleString() }, h('span', { class: 'text' }, contentText(m))),
           h('button', { class: 'ghost small menu-btn', type: 'button', 'aria-label': t('menu.aria'), onclick: (ev) => openMenu(ev, m) }, '⋯'),
         ),
         mine && m.seq === lastMineRead ? h('div', { class: 'meta small' }, h('span', { class: 'read-mark' }, t('read'))) : null,
@@ -221,11 +223,12 @@ export function renderMessages(stickToBottom) {
           'div',
           { class: 'meta small' },
           p.error ? t('notSent', { err: errText(p.error) }) + ' ' : t('sending'),
-          p.error && RETRYABLE.has(p.error.code) ? h('button', { class: 'ghost small', onclick: () => sendText(id, p.content, cmid) }, t('retry')) : null,
+          p.error && RETRYABLE.has(p.error.code) ? h('button', { class: 'ghost small', onclick: () => (p.file ? sendMediaFile(id, p.file, cmid) : sendText(id, p.content, cmid)) }, t('retry')) : null,
         ),
       ),
     );
   }
+  fillUrls(list);
   $('older').textContent = b.loaded ? (b.hasMore ? t('older') : t('beginning')) : t('loading');
   if (stickToBottom || atBottom) box.scrollTop = box.scrollHeight;
 }

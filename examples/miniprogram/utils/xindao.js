@@ -44,11 +44,17 @@ const DEFAULTS = {
   tokenRefreshMarginMs: 30000, // call getToken this long before the token's exp
   statsIntervalMs: 300000, // report measured ping/send round trips (client_stats) this often; 0 = never report
   clientKind: null, // 'miniprogram' | 'browser' | 'node' for client_stats; null = guessed (wx, window, else node)
+  uploadTimeoutMs: 120000, // one media upload (POST /v1/media), from the call to the answer
 };
 
 // client_stats buckets: upper bounds of round trips in ms, then one count above the last (docs/protocol.md)
 const RTT_BOUNDS_MS = [25, 50, 100, 200, 400, 800, 1600, 3200, 6400, 12800];
 const RTT_REPORT_MAX = 1000; // round trips one report may count
+
+// media_url: ids per request (the server's cap), and how long before `expires_at` a cached URL is asked again
+const MEDIA_URL_BATCH_MAX = 100;
+const MEDIA_URL_MARGIN_MS = 60000;
+const MEDIA_KINDS = ['image', 'voice', 'file'];
 
 /** An error from the server (its `code`) or from the SDK (`timeout`, `not_connected`, `disconnected`,
  * `outbox_full`, `closed`, `session_ended`, `network`, `unreachable`). `errorText(err, lang)` reads it out. */
@@ -170,6 +176,7 @@ const ERROR_TEXT = {
     body_too_large: '内容太大',
     too_large: '文件太大',
     unsupported_media: '不支持的文件类型',
+    upload_failed: '上传失败，请重试',
     invalid_token: '登录凭证无效，请重新登录',
     token_expired: '登录已过期，请重新登录',
     rejected: '消息未通过审核',
@@ -213,6 +220,7 @@ const ERROR_TEXT = {
     body_too_large: 'Too large',
     too_large: 'The file is too large',
     unsupported_media: 'This file type is not supported',
+    upload_failed: 'The upload failed: try again',
     invalid_token: 'Your sign-in is not valid: sign in again',
     token_expired: 'Your sign-in has expired: sign in again',
     rejected: 'The message was not accepted',
@@ -428,6 +436,9 @@ class XindaoClient extends Emitter {
     this._rttCount = 0;
     this._lastRtt = null;
     this._statsAt = 0;
+    this._mediaUrls = new Map(); // media id -> {url, thumb_url?, expires_at}
+    this._mediaWanted = new Map(); // media id -> [{resolve, reject}] waiting for the next media_url batch
+    this._mediaTimer = null;
   }
 
   // ---------------------------------------------------------------- state
@@ -1982,6 +1993,168 @@ class XindaoClient extends Emitter {
   /** Delete a message for yourself, on all your devices. */
   hide(conversationId, seq) {
     return this.request('hide', { conversation_id: conversationId, seq });
+  }
+
+  // ---- media (docs/protocol.md, "Media"): upload over HTTP, then a message that names the upload
+
+  /**
+   * Uploads a medium (`POST /v1/media`, multipart, part `file`). `source`: a Blob or File (browsers, Node 20),
+   * or a temporary file path (a mini-program: `wx.chooseMedia`'s `tempFilePath`, a recording's
+   * `tempFilePath`; sent with `wx.uploadFile`). `opts.kind`: `image`, `voice` or `file` (the server checks the
+   * content against it); `opts.name`: the file name; `opts.public`: an image anyone may fetch (avatars).
+   * Resolves with the server's `media` ({id, kind, mime, size, width?, height?, duration_ms?, name?}).
+   */
+  async uploadMedia(source, opts = {}) {
+    const kind = opts.kind;
+    if (kind != null && !MEDIA_KINDS.includes(kind)) throw new XindaoError('invalid_args', 'kind must be image, voice or file');
+    if (!this.token && this.options.getToken) await this._refreshToken();
+    if (!this.token) throw new XindaoError('unauthorized', 'log in before uploading');
+    const query = [];
+    if (kind) query.push('kind=' + kind);
+    if (opts.public) query.push('public=1');
+    const url = this.url + '/v1/media' + (query.length ? '?' + query.join('&') : '');
+    const auth = 'Bearer ' + this.token;
+    const timeout = opts.timeoutMs != null ? opts.timeoutMs : this.options.uploadTimeoutMs;
+    let data;
+    if (typeof source === 'string') {
+      const wxo = this._wx;
+      if (!wxo || typeof wxo.uploadFile !== 'function') {
+        throw new XindaoError('unsupported', 'a file path needs wx.uploadFile (a mini-program); pass a Blob elsewhere');
+      }
+      data = await new Promise((resolve, reject) => {
+        wxo.uploadFile({
+          url,
+          filePath: source,
+          name: 'file',
+          header: { Authorization: auth },
+          timeout,
+          success(res) {
+            let body = res && res.data;
+            try {
+              body = typeof body === 'string' ? JSON.parse(body) : body;
+            } catch (_) {
+              /* keep text */
+            }
+            if (res.statusCode >= 200 && res.statusCode < 300 && body && body.media) resolve(body);
+            else if (res.statusCode >= 200 && res.statusCode < 300) reject(new XindaoError('upload_failed', 'the server answered without media'));
+            else reject(httpError(res.statusCode, body));
+          },
+          fail(err) {
+            const msg = (err && err.errMsg) || 'uploadFile failed';
+            reject(new XindaoError(/timeout/i.test(msg) ? 'timeout' : 'network', msg));
+          },
+        });
+      });
+    } else {
+      if (!source || typeof source.size !== 'number' || typeof FormData === 'undefined') {
+        throw new XindaoError('invalid_args', 'uploadMedia needs a Blob/File (or, in a mini-program, a file path)');
+      }
+      if (!this._fetch) throw new XindaoError('unsupported', 'no fetch available: pass options.fetch');
+      const form = new FormData();
+      form.append('file', source, opts.name || source.name || (kind || 'file'));
+      let ctrl = null;
+      let timer = null;
+      if (typeof AbortController !== 'undefined' && timeout > 0) {
+        ctrl = new AbortController();
+        timer = setTimeout(() => ctrl.abort(), timeout);
+      }
+      let res;
+      let text;
+      try {
+        res = await this._fetch(url, { method: 'POST', headers: { Authorization: auth }, body: form, signal: ctrl ? ctrl.signal : undefined });
+        text = await res.text();
+      } catch (e) {
+        throw new XindaoError(ctrl && ctrl.signal.aborted ? 'timeout' : 'network', String((e && e.message) || e));
+      } finally {
+        if (timer) clearTimeout(timer);
+      }
+      try {
+        data = text ? JSON.parse(text) : null;
+      } catch (_) {
+        data = text;
+      }
+      if (!res.ok) throw httpError(res.status, data);
+      if (!data || !data.media) throw new XindaoError('upload_failed', 'the server answered without media');
+    }
+    const media = data.media;
+    // the uploader may fetch their own upload: a public one comes with its (unsigned, lasting) URLs
+    if (media.url) this._mediaUrls.set(media.id, { url: this.url + media.url, thumb_url: media.thumb_url ? this.url + media.thumb_url : undefined, expires_at: Infinity });
+    return media;
+  }
+
+  /** Uploads `source` as an image (see uploadMedia) and sends it; resolves with the send's ack. */
+  sendImage(target, source, opts = {}) {
+    return this.sendMedia(target, source, { ...opts, kind: 'image' });
+  }
+  /** Uploads `source` as a voice recording (AAC, MP3 or WAV) and sends it; the server measures its duration. */
+  sendVoice(target, source, opts = {}) {
+    return this.sendMedia(target, source, { ...opts, kind: 'voice' });
+  }
+  /** Uploads `source` as a file and sends it. */
+  sendFile(target, source, opts = {}) {
+    return this.sendMedia(target, source, { ...opts, kind: 'file' });
+  }
+  /** Uploads, then sends a message of `opts.kind` naming the upload (the server fills in its metadata). */
+  async sendMedia(target, source, opts = {}) {
+    const kind = opts.kind || 'file';
+    const media = await this.uploadMedia(source, { kind, name: opts.name, timeoutMs: opts.uploadTimeoutMs });
+    return this.send(target, { media_id: media.id }, { kind, cmid: opts.cmid, timeoutMs: opts.timeoutMs });
+  }
+
+  /**
+   * Download URLs (absolute, signed, expiring) of media the caller may see. `ids`: one id, resolving with
+   * `{url, thumb_url?, expires_at}` or null (not visible, or deleted); or an array, resolving with
+   * `{<id>: {url, thumb_url?, expires_at}}` for the visible ones. Calls in the same tick share one `media_url`
+   * request per 100 ids; URLs are cached until a minute before they expire.
+   */
+  async mediaUrl(ids) {
+    const one = !Array.isArray(ids);
+    const list = [...new Set(one ? [ids] : ids)].filter((id) => typeof id === 'string' && id);
+    const now = Date.now();
+    const found = {};
+    const waits = [];
+    for (const id of list) {
+      const hit = this._mediaUrls.get(id);
+      if (hit && hit.expires_at - MEDIA_URL_MARGIN_MS > now) {
+        found[id] = hit;
+        continue;
+      }
+      waits.push(
+        new Promise((resolve, reject) => {
+          let q = this._mediaWanted.get(id);
+          if (!q) this._mediaWanted.set(id, (q = []));
+          q.push({ resolve, reject });
+        }).then((got) => {
+          if (got) found[id] = got;
+        }),
+      );
+    }
+    if (waits.length && !this._mediaTimer) this._mediaTimer = setTimeout(() => this._fetchMediaUrls(), 0);
+    await Promise.all(waits);
+    return one ? found[list[0]] || null : found;
+  }
+
+  // one media_url request per 100 wanted ids; each waiter gets its id's URLs, or null when not visible
+  async _fetchMediaUrls() {
+    this._mediaTimer = null;
+    const wanted = this._mediaWanted;
+    this._mediaWanted = new Map();
+    const ids = [...wanted.keys()];
+    for (let i = 0; i < ids.length; i += MEDIA_URL_BATCH_MAX) {
+      const chunk = ids.slice(i, i + MEDIA_URL_BATCH_MAX);
+      try {
+        const r = await this.request('media_url', { media_ids: chunk });
+        for (const id of chunk) {
+          const u = r.urls && r.urls[id];
+          const entry = u ? { url: this.url + u.url, thumb_url: u.thumb_url ? this.url + u.thumb_url : undefined, expires_at: r.expires_at } : null;
+          if (entry) this._mediaUrls.set(id, entry);
+          else this._mediaUrls.delete(id);
+          for (const w of wanted.get(id)) w.resolve(entry);
+        }
+      } catch (e) {
+        for (const id of chunk) for (const w of wanted.get(id)) w.reject(e);
+      }
+    }
   }
 }
 

@@ -25,12 +25,79 @@ export interface Message {
    * Absent from pushes of another user's message (protocol v1 lean pushes). */
   cmid?: string;
   /** Always set by the SDK (a lean push leaves out the default `text`). */
-  kind: 'text' | 'custom';
-  /** A string for `text`, any JSON value for `custom`. Untrusted: render as text. */
+  kind: MessageKind;
+  /** A string for `text`, any JSON value for `custom`, a {@link MediaContent} for `image`, `voice` and
+   * `file`. Untrusted: render as text. */
   content: unknown;
   ts: number;
   /** Absent for a normal message. A recalled/removed/hidden message keeps id, seq, sender and ts, not `content`. */
   state?: 'recalled' | 'removed' | 'hidden';
+}
+
+export type MessageKind = 'text' | 'custom' | 'image' | 'voice' | 'file';
+export type MediaKind = 'image' | 'voice' | 'file';
+
+/** The content of an image, voice or file message, as the server filled it in from the upload. */
+export interface MediaContent {
+  media_id: string;
+  mime: string;
+  size: number;
+  /** images: as displayed */
+  width?: number;
+  height?: number;
+  /** images: whether a thumbnail exists (`thumb_url`) */
+  thumb?: boolean;
+  /** voice */
+  duration_ms?: number;
+  /** files: the uploaded file's name */
+  name?: string;
+}
+
+/** An upload, as `POST /v1/media` answers it. */
+export interface Media {
+  id: string;
+  kind: MediaKind;
+  mime: string;
+  size: number;
+  width?: number;
+  height?: number;
+  duration_ms?: number;
+  name?: string;
+  created_at: number;
+  /** public images (avatars): unsigned paths that do not expire */
+  public?: boolean;
+  url?: string;
+  thumb_url?: string;
+}
+
+/** Absolute download URLs of a medium, signed, valid until `expires_at` (ms). */
+export interface MediaUrls {
+  url: string;
+  thumb_url?: string;
+  expires_at: number;
+}
+
+/** Anything `uploadMedia` takes: a Blob/File, or a mini-program's temporary file path. */
+export type MediaSource = Blob | string;
+
+export interface UploadOptions {
+  kind?: MediaKind;
+  /** the file name sent with a Blob (default: the File's name) */
+  name?: string;
+  /** an image anyone holding its id may fetch, for `setProfile({avatar_url})` */
+  public?: boolean;
+  /** default: `uploadTimeoutMs` */
+  timeoutMs?: number;
+}
+
+export interface SendMediaOptions {
+  cmid?: string;
+  /** the file name (with a Blob) */
+  name?: string;
+  /** the send's timeout (default sendTimeoutMs) */
+  timeoutMs?: number;
+  /** the upload's timeout (default uploadTimeoutMs) */
+  uploadTimeoutMs?: number;
 }
 
 export interface Conversation {
@@ -263,6 +330,8 @@ export interface ClientOptions {
   /** Without Web Locks: a tab's stored outbox is adopted after this long without a sign of life (default 15000). */
   outboxOrphanMs?: number;
   log?: (level: string, message: string, data?: unknown) => void;
+  /** One media upload, from the call to the answer (default 120000). */
+  uploadTimeoutMs?: number;
 }
 
 export declare class XindaoError extends Error {
@@ -282,7 +351,7 @@ export declare class XindaoError extends Error {
 
 export interface SendOptions {
   cmid?: string;
-  kind?: 'text' | 'custom';
+  kind?: MessageKind;
   timeoutMs?: number;
 }
 export interface SendAck {
@@ -360,12 +429,25 @@ export declare class XindaoClient {
   recall(conversationId: number, seq: number): Promise<{}>;
   removeMessage(conversationId: number, seq: number): Promise<{}>;
   hide(conversationId: number, seq: number): Promise<{}>;
+
+  /** Upload a medium (`POST /v1/media`): a Blob/File, or a mini-program temp file path (`wx.uploadFile`). */
+  uploadMedia(source: MediaSource, opts?: UploadOptions): Promise<Media>;
+  /** Upload, then send a message of `opts.kind` (default `file`) naming the upload. */
+  sendMedia(target: SendTarget, source: MediaSource, opts?: SendMediaOptions & { kind?: MediaKind }): Promise<SendAck>;
+  sendImage(target: SendTarget, source: MediaSource, opts?: SendMediaOptions): Promise<SendAck>;
+  /** AAC (ADTS or M4A), MP3 or WAV; the server measures the duration. */
+  sendVoice(target: SendTarget, source: MediaSource, opts?: SendMediaOptions): Promise<SendAck>;
+  sendFile(target: SendTarget, source: MediaSource, opts?: SendMediaOptions): Promise<SendAck>;
+  /** Signed download URLs: one id (null when not visible or deleted), or several (the visible ones, by id).
+   * Batched per tick (100 ids a request) and cached until shortly before they expire. */
+  mediaUrl(id: string): Promise<MediaUrls | null>;
+  mediaUrl(ids: string[]): Promise<Record<string, MediaUrls>>;
 }
 
 export declare function createClient(options?: ClientOptions): XindaoClient;
 export declare function newCmid(): string;
 /** Fills in what a lean `message` push leaves out (`kind: 'text'`); accepts the old and the new shape. */
-export declare function normalizeMessage<T extends Partial<Message>>(m: T): T & { kind: 'text' | 'custom' };
+export declare function normalizeMessage<T extends Partial<Message>>(m: T): T & { kind: MessageKind };
 
 export type Lang = 'zh-CN' | 'en';
 /** Readable text for every error code, per language. */

@@ -1,14 +1,19 @@
 // The mini-program example itself (examples/miniprogram: app.js and its pages' logic) run in Node under the
 // `wx` stand-in (testlib/wx-shim.mjs) against the real server: the login page settles with a readable Chinese
 // error while the server is unreachable; dev login, search by id, chat with the length check that keeps the
-// draft, invite-only room creation and leaving; the profile page's save. WXML is not rendered here.
+// draft, invite-only room creation and leaving; the profile page's save; an image chosen, uploaded through a
+// multipart wx.uploadFile, sent and previewed, a held-to-record AAC voice message sent and played. WXML is
+// not rendered here.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { startServer, repoRoot } from '../testlib/server.mjs';
 import { createWx } from '../testlib/wx-shim.mjs';
-import { waitFor } from '../testlib/util.mjs';
+import { waitFor, connectedClient as connectedPeer } from '../testlib/util.mjs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { png, adts } from '../testlib/fixtures.mjs';
 
 const mp = join(repoRoot, 'examples', 'miniprogram');
 const require = createRequire(join(mp, 'app.js'));
@@ -160,4 +165,105 @@ test('mini-program: dev login, chat by user id with the length check, invite-onl
   }
   convs.onUnload();
   app.client.close();
+});
+
+test('mini-program media: choose an image, upload it with wx.uploadFile, preview it; hold to record voice, play it', async () => {
+  const { wx, ui, pages } = runtime();
+  const srv = await startServer();
+  servers.push(srv);
+  const app = boot(srv.url, 5000);
+  const dir = mkdtempSync(join(tmpdir(), 'xindao-mp-media-'));
+  // the platform's media APIs, as the page uses them: a chosen photo and a recording are temp files
+  const photo = png(300, 200);
+  const calls = { previews: [], played: [], recorder: null, uploads: 0 };
+  Object.assign(wx, {
+    chooseMedia: (o) => {
+      const path = join(dir, 'tmp_photo.png');
+      writeFileSync(path, photo);
+      setTimeout(() => o.success({ type: 'image', tempFiles: [{ tempFilePath: path, size: photo.length, fileType: 'image' }] }), 0);
+    },
+    previewImage: (o) => calls.previews.push(o),
+    getRecorderManager: () => {
+      const handlers = {};
+      let started = 0;
+      let options = null;
+      return (calls.recorder = {
+        onStop: (f) => (handlers.stop = f),
+        onError: (f) => (handlers.error = f),
+        start: (o) => {
+          options = o;
+          started = Date.now();
+        },
+        stop: () => {
+          // the recording is as long as the finger was held (plus the time `holdMs` pretends)
+          const duration = Date.now() - started + (calls.holdMs || 0);
+          const path = join(dir, 'tmp_voice_' + duration + '.aac');
+          assert.equal(options.format, 'aac');
+          writeFileSync(path, adts(duration));
+          setTimeout(() => handlers.stop({ tempFilePath: path, duration, fileSize: 0 }), 0);
+        },
+      });
+    },
+    createInnerAudioContext: () => {
+      const ctx = { src: '', onEnded() {}, onStop() {}, onError() {}, stop() {}, destroy() {}, play: () => calls.played.push(ctx.src) };
+      return ctx;
+    },
+  });
+  const uploadFile = wx.uploadFile;
+  wx.uploadFile = (o) => {
+    calls.uploads++;
+    return uploadFile(o);
+  };
+
+  const peer = await connectedPeer(srv.url, 'mp-media-peer');
+  const login = instantiate('./pages/login/login.js', pages);
+  login.onLoad();
+  login.setData({ name: 'mp-media' });
+  await login.devLogin();
+  const conv = await app.client.openDirect(peer.user.id);
+  const chat = instantiate('./pages/chat/chat.js', pages);
+  await chat.onLoad({ id: String(conv.id) });
+
+  // an image: chosen, uploaded (multipart wx.uploadFile), sent; shown with its thumbnail; tap previews it
+  const gotImage = new Promise((resolve) => peer.on('message', (m) => m.kind === 'image' && resolve(m)));
+  chat.chooseImage();
+  const image = await gotImage;
+  assert.equal(calls.uploads, 1);
+  assert.deepEqual([image.content.width, image.content.height, image.content.mime], [300, 200, 'image/png']);
+  const bubble = await waitFor(() => chat.data.msgs.find((m) => m.kind === 'image' && m.src), 5000, 'an image bubble with its thumbnail');
+  assert.match(bubble.src, /\/v1\/media\/.+thumb=1/);
+  assert.deepEqual([bubble.w, bubble.h], [300, 200], 'no larger than the image');
+  const full = await peer.mediaUrl(image.content.media_id);
+  const download = await fetch(full.url);
+  assert.equal(download.status, 200);
+  assert.deepEqual(Buffer.from(await download.arrayBuffer()), photo);
+  await chat.previewImage({ currentTarget: { dataset: { media: image.content.media_id } } });
+  assert.equal(calls.previews.length, 1);
+  assert.match(calls.previews[0].current, /\/v1\/media\/[^?]+\?exp=/);
+
+  // voice: hold to talk (AAC), release to send; the duration the server measured is shown
+  chat.toggleVoice();
+  assert.equal(chat.data.voiceMode, true);
+  const gotVoice = new Promise((resolve) => peer.on('message', (m) => m.kind === 'voice' && resolve(m)));
+  calls.holdMs = 2300;
+  chat.recordStart();
+  assert.equal(chat.data.recording, true);
+  chat.recordEnd();
+  const voice = await gotVoice;
+  assert.ok(Math.abs(voice.content.duration_ms - 2300) < 100, String(voice.content.duration_ms));
+  const vbubble = await waitFor(() => chat.data.msgs.find((m) => m.kind === 'voice'), 5000, 'a voice bubble');
+  assert.equal(vbubble.duration, '2″');
+  await chat.playVoice({ currentTarget: { dataset: { media: voice.content.media_id } } });
+  assert.match(calls.played[0], /\/v1\/media\/[^?]+\?exp=/);
+  assert.equal(chat.data.playing, voice.content.media_id);
+  // a slip of the finger: too short, nothing uploaded
+  calls.holdMs = 0;
+  const before = calls.uploads;
+  chat.recordStart();
+  chat.recordEnd();
+  await waitFor(() => ui.toasts.includes('说话时间太短'), 5000, 'the too-short toast');
+  assert.equal(calls.uploads, before);
+  chat.onUnload();
+  app.client.close();
+  peer.close();
 });

@@ -31,6 +31,16 @@ const n: number = textLength(t);
 void n;
 async function people(): Promise<User[]> { return c.searchUsers('al'); }
 void people;
+async function media(blob: Blob): Promise<number | undefined> {
+  const up = await c.uploadMedia(blob, { kind: 'image', public: true });
+  const ack = await c.sendVoice(1, 'wxfile://tmp.aac', { cmid: 'c-1' });
+  const one = await c.mediaUrl(up.id);
+  const many = await c.mediaUrl([up.id]);
+  const url: string | undefined = one?.thumb_url ?? many[up.id]?.url;
+  void url;
+  return ack.message.kind === 'voice' ? (ack.message.content as MediaContent).duration_ms : undefined;
+}
+void media;
 `;
 
 test('npm pack produces the package the README imports, and TypeScript consumers compile as ESM and as CommonJS', () => {
@@ -47,7 +57,7 @@ test('npm pack produces the package the README imports, and TypeScript consumers
     mkdirSync(mod, { recursive: true });
     execFileSync('tar', ['xzf', join(dir, info.filename), '-C', mod, '--strip-components=1']);
     assert.ok(existsSync(join(mod, 'dist', 'xindao.d.cts')), 'the .d.cts is in the tarball');
-    const names = 'XindaoClient, XindaoError, Hello, Message, User, checkContent, errorText, pickLang, textLength';
+    const names = 'XindaoClient, XindaoError, Hello, Message, MediaContent, User, checkContent, errorText, pickLang, textLength';
     writeFileSync(join(proj, 'esm.mts'), `import { ${names} } from '${info.name}';\n` + CONSUMER);
     writeFileSync(join(proj, 'cjs.cts'), `import { ${names} } from '${info.name}';\n// compiled to require()\n` + CONSUMER);
     writeFileSync(join(proj, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));

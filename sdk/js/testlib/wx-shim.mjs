@@ -1,8 +1,10 @@
 // A faithful-enough `wx` for Node tests, on top of the `ws` package and fetch:
 // wx.connectSocket -> SocketTask {send, close, onOpen, onMessage, onClose, onError} with success/fail/complete
 // callbacks delivered asynchronously, at most 5 concurrent sockets (the platform limit: a socket holds its slot
-// until its close event), wx.request, wx.login, app lifecycle (onAppHide/onAppShow + test triggers),
+// until its close event), wx.request, wx.uploadFile (multipart, from a file path), wx.login, app lifecycle (onAppHide/onAppShow + test triggers),
 // storage (getStorageSync/setStorageSync) and network status.
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import WebSocket from 'ws';
 
 const later = (fn, ...a) => fn && setTimeout(() => fn(...a), 0);
@@ -135,8 +137,36 @@ export function createWx(opts = {}) {
     }
   }
 
+  // wx.uploadFile: a multipart/form-data POST of the file at `filePath` as part `name` (plus `formData`
+  // fields), the way the WeChat client sends it; `data` in the answer is the body as a string.
+  async function uploadFile(o) {
+    const ctrl = new AbortController();
+    const t = setTimeout(() => ctrl.abort(), o.timeout || 60000);
+    try {
+      const form = new FormData();
+      for (const [k, v] of Object.entries(o.formData || {})) form.append(k, String(v));
+      const bytes = readFileSync(o.filePath);
+      form.append(o.name, new Blob([bytes]), basename(o.filePath));
+      stats.uploads = (stats.uploads || 0) + 1;
+      const res = await fetch(o.url, { method: 'POST', headers: o.header || {}, body: form, signal: ctrl.signal });
+      const r = { statusCode: res.status, data: await res.text(), errMsg: 'uploadFile:ok' };
+      later(o.success, r);
+      later(o.complete, r);
+    } catch (e) {
+      const r = { errMsg: 'uploadFile:fail ' + e.message };
+      later(o.fail, r);
+      later(o.complete, r);
+    } finally {
+      clearTimeout(t);
+    }
+  }
+
   const wx = {
     connectSocket,
+    uploadFile: (o) => {
+      uploadFile(o);
+      return { abort() {}, onProgressUpdate() {} };
+    },
     request: (o) => {
       request(o);
       return { abort() {} };

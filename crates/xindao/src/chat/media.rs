@@ -2,11 +2,14 @@
 //! stored content is what the server knows of it (docs/protocol.md, "Media"); `media_url` hands out signed
 //! download URLs to those who may see a medium: its owner, and the members of a conversation it was sent to.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
+use crate::media::Storage;
 use crate::model::{now_millis, ConversationId, MediaKind, MessageKind, UserId};
 use crate::protocol::op::{MediaUrlArgs, MEDIA_URL_BATCH_MAX};
 
@@ -76,16 +79,48 @@ impl Chat {
         Ok(filled)
     }
 
+    /// The media storage whose bytes are deleted when no message carries a medium any more.
+    pub fn with_media_storage(mut self, storage: Arc<dyn Storage>) -> Chat {
+        self.media_storage = Some(storage);
+        self
+    }
+
     /// After a media message is committed: its conversation's members may now download the medium.
     pub(super) async fn media_sent(
         &self,
         content: &Value,
         conversation: ConversationId,
+        seq: i64,
     ) -> Result<()> {
         match content.get("media_id").and_then(Value::as_str) {
-            Some(id) => self.store.media_attach(id, conversation).await,
+            Some(id) => self.store.media_attach(id, conversation, seq).await,
             None => Ok(()),
         }
+    }
+
+    /// After message `seq` of a media kind became a recalled or removed tombstone: the conversation loses
+    /// access to its medium unless another of its messages carries it, and a medium no message carries any
+    /// more is deleted: no longer served (URLs already handed out answer `404`), its bytes and thumbnail
+    /// removed from storage. A medium another message still carries (sent again elsewhere) stays.
+    pub(super) async fn media_released(
+        &self,
+        conversation: ConversationId,
+        seq: i64,
+    ) -> Result<()> {
+        let Some(media) = self.store.media_release(conversation, seq).await? else {
+            return Ok(());
+        };
+        let Some(storage) = &self.media_storage else {
+            return Ok(());
+        };
+        // The record is already marked deleted (nothing serves it): a storage failure leaves unreachable
+        // bytes behind, logged, rather than failing the recall.
+        for key in std::iter::once(&media.storage_key).chain(media.thumb_key.as_ref()) {
+            if let Err(e) = storage.delete(key).await {
+                tracing::warn!(media_id = %media.id, key, error = %e, "deleting a released medium failed");
+            }
+        }
+        Ok(())
     }
 
     /// `media_url`: signed URLs of a medium (and its thumbnail) for its owner or a member of a conversation

@@ -71,8 +71,12 @@ impl Chat {
         let appended = self.store.append(message, caller.conn_id).await?;
         if media.is_some() {
             // After the commit (the store checked membership); a retry with the same cmid repeats it.
-            self.media_sent(&appended.message.content, conversation_id)
-                .await?;
+            self.media_sent(
+                &appended.message.content,
+                conversation_id,
+                appended.message.seq,
+            )
+            .await?;
         }
         // The hot path: serialise the ack straight from the message, without an intermediate JSON tree.
         #[derive(Serialize)]

@@ -63,6 +63,8 @@ pub struct Chat {
     client_reports: crate::limits::PerKey<crate::hub::ConnId>,
     /// Signs media download URLs (`media_url`); `None` when `media_secret` was not resolved.
     media_signer: Option<crate::media::Signer>,
+    /// Where media bytes live: a medium no message carries any more is deleted from it (`media::release`).
+    media_storage: Option<Arc<dyn crate::media::Storage>>,
 }
 
 pub use hooks::Hooks;
@@ -82,6 +84,7 @@ impl Chat {
             profile_sets: crate::limits::PerUser::per_minute(profiles::PROFILE_SETS_PER_MIN),
             client_reports: crate::limits::PerKey::per_minute(client_stats::REPORTS_PER_MIN),
             media_signer: crate::media::Signer::from_config(&config).ok(),
+            media_storage: None,
             store,
             bus,
             hub,

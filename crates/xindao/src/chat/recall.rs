@@ -88,6 +88,9 @@ impl Chat {
             return Ok(false);
         };
         let state = tombstone.state.unwrap_or(MessageState::Removed);
+        if super::media::media_kind(tombstone.kind).is_some() {
+            self.media_released(conversation_id, seq).await?;
+        }
         self.bus.publish(Delivery::Conversation {
             conversation_id,
             frame: state_frame(conversation_id, seq, state, change.by()),

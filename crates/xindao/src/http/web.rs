@@ -62,7 +62,8 @@ pub(super) fn routes() -> Router<Arc<App>> {
                 )
             }),
         )
-        // the page's other modules (strings, shared helpers, the conversation and its composer, rooms, people)
+        // the page's other modules (strings, shared helpers, the conversation and its composer, rooms, people,
+        // media bubbles)
         .route(
             "/i18n.js",
             get(|h: HeaderMap| script(h, include_bytes!("../../web/i18n.js"))),
@@ -86,6 +87,10 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route(
             "/people.js",
             get(|h: HeaderMap| script(h, include_bytes!("../../web/people.js"))),
+        )
+        .route(
+            "/media.js",
+            get(|h: HeaderMap| script(h, include_bytes!("../../web/media.js"))),
         )
 }
 

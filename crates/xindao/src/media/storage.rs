@@ -35,6 +35,8 @@ pub trait Storage: Send + Sync {
     async fn put_file(&self, key: &str, file: &Path, size: u64) -> Result<()>;
     /// Bytes `range` of the object `key`.
     async fn get(&self, key: &str, range: Range<u64>) -> Result<ByteStream>;
+    /// Deletes the object `key`; one that is already gone is not an error.
+    async fn delete(&self, key: &str) -> Result<()>;
 }
 
 /// Opens the storage `media_storage` names.
@@ -121,6 +123,13 @@ impl Storage for Local {
             limited, READ_CHUNK,
         )))
     }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        match tokio::fs::remove_file(self.root.join(key)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error("delete", e)),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// An S3-compatible bucket (AWS, MinIO, Ceph, R2, OSS, COS...), keys under an optional prefix.
@@ -202,5 +211,12 @@ impl Storage for S3 {
                 .map_err(|e| std::io::Error::other(e.to_string()))
                 .boxed(),
         ))
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(s3_error(e)),
+        }
     }
 }

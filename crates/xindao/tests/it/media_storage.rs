@@ -15,13 +15,13 @@ use crate::media_flow::{image_message_and_download, with_secret};
 use crate::services::skipped;
 
 /// moto's S3 server on a free port of 127.0.0.1, killed when dropped.
-struct Moto {
+pub struct Moto {
     child: Child,
     port: u16,
 }
 
 impl Moto {
-    async fn start() -> Option<Moto> {
+    pub async fn start() -> Option<Moto> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .ok()?
             .local_addr()
@@ -50,7 +50,7 @@ impl Moto {
         None
     }
 
-    fn endpoint(&self) -> String {
+    pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 }

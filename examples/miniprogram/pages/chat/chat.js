@@ -1,5 +1,6 @@
 const { newCmid, checkContent, textLength } = require('../../utils/xindao.js');
 const { strings, t, errText } = require('../../utils/i18n.js');
+const { isMedia, mediaItem, mediaMethods } = require('./media.js');
 const app = getApp();
 
 function pad(n) {
@@ -23,12 +24,14 @@ function dayLabel(ts) {
 }
 
 Page({
-  data: { s: strings(), msgs: [], hasMore: false, draft: '', count: '', over: false, typing: '', bottom: '', room: false },
+  data: { s: strings(), msgs: [], hasMore: false, draft: '', count: '', over: false, typing: '', bottom: '', room: false, voiceMode: false, recording: false, playing: '' },
+  ...mediaMethods, // images and voice: media.js
 
   async onLoad(q) {
     this.id = Number(q.id);
     this.list = []; // confirmed messages, ascending seq
     this.names = {};
+    this.urls = {}; // media id -> {url, thumb_url?}: signed download URLs
     const c = app.client;
     // sends left unsent by an earlier run of the app: the SDK re-sends them from storage; shown as sending
     this.pending = c.pendingSends().filter((p) => p.conversation_id === this.id && p.kind === 'text').map((p) => ({ cmid: p.cmid, text: p.content }));
@@ -80,6 +83,7 @@ Page({
 
   onUnload() {
     (this.offs || []).forEach((off) => off());
+    this.stopMedia();
   },
 
   add(msgs) {
@@ -111,10 +115,14 @@ Page({
         msgs.push({ key: 's' + m.seq, note: m.state === 'removed' ? t('removed') : mine ? t('recalledMe') : t('recalled', { name }) });
         continue;
       }
-      msgs.push({ key: 's' + m.seq, seq: m.seq, mine, ts: m.ts, name: this.data.room && !mine ? name : '', text: m.kind === 'text' ? m.content : JSON.stringify(m.content), time: time(m.ts) });
+      const item = { key: 's' + m.seq, seq: m.seq, mine, ts: m.ts, name: this.data.room && !mine ? name : '', time: time(m.ts) };
+      if (isMedia(m)) Object.assign(item, mediaItem(m, this.urls));
+      else item.text = m.kind === 'text' ? m.content : JSON.stringify(m.content);
+      msgs.push(item);
     }
     for (const p of this.pending) msgs.push({ key: p.cmid, mine: true, pending: true, text: p.text });
     this.setData({ msgs, bottom: scroll && msgs.length ? 'm' + msgs[msgs.length - 1].key : this.data.bottom });
+    this.fillUrls();
   },
 
   async older() {

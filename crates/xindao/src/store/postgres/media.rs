@@ -3,10 +3,14 @@
 use async_trait::async_trait;
 use tokio_postgres::Row;
 
+use super::rows::map_pg;
 use super::PostgresStore;
 use crate::error::Result;
-use crate::model::{ConversationId, Media, MediaKind, Millis, UserId};
-use crate::store::media::{MediaStore, MEDIA_COLUMNS, MEDIA_VISIBLE_SQL};
+use crate::model::{now_millis, ConversationId, Media, MediaKind, Millis, UserId};
+use crate::store::media::{
+    MediaStore, MEDIA_COLUMNS, MEDIA_MARK_DELETED_SQL, MEDIA_REF_DROP_SQL, MEDIA_USE_DELETE_SQL,
+    MEDIA_VISIBLE_SQL,
+};
 
 fn read_media(row: &Row) -> Media {
     Media {
@@ -61,7 +65,7 @@ impl MediaStore for PostgresStore {
     async fn media(&self, id: &str) -> Result<Option<Media>> {
         let row = self
             .query_opt(
-                &format!("SELECT {MEDIA_COLUMNS} FROM media WHERE id = $1"),
+                &format!("SELECT {MEDIA_COLUMNS} FROM media WHERE id = $1 AND deleted_at IS NULL"),
                 &[&id],
             )
             .await?;
@@ -78,13 +82,62 @@ impl MediaStore for PostgresStore {
         Ok(row.map_or(0, |row| row.get(0)))
     }
 
-    async fn media_attach(&self, id: &str, conversation: ConversationId) -> Result<()> {
-        self.query(
+    async fn media_attach(&self, id: &str, conversation: ConversationId, seq: i64) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_pg)?;
+        tx.execute(
             "INSERT INTO media_refs (media_id, conversation_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             &[&id, &conversation],
         )
         .await
-        .map(|_| ())
+        .map_err(map_pg)?;
+        tx.execute(
+            "INSERT INTO media_uses (conversation_id, seq, media_id) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+            &[&conversation, &seq, &id],
+        )
+        .await
+        .map_err(map_pg)?;
+        tx.commit().await.map_err(map_pg)
+    }
+
+    async fn media_release(&self, conversation: ConversationId, seq: i64) -> Result<Option<Media>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_pg)?;
+        let Some(row) = tx
+            .query_opt(MEDIA_USE_DELETE_SQL, &[&conversation, &seq])
+            .await
+            .map_err(map_pg)?
+        else {
+            return Ok(None);
+        };
+        let id: String = row.get(0);
+        // Taking the medium's row first makes two releases of one medium take turns, so that the last
+        // one out sees no use left.
+        tx.execute("SELECT 1 FROM media WHERE id = $1 FOR UPDATE", &[&id])
+            .await
+            .map_err(map_pg)?;
+        tx.execute(MEDIA_REF_DROP_SQL, &[&id, &conversation])
+            .await
+            .map_err(map_pg)?;
+        let deleted = tx
+            .execute(MEDIA_MARK_DELETED_SQL, &[&id, &now_millis()])
+            .await
+            .map_err(map_pg)?;
+        let media = if deleted > 0 {
+            tx.query_opt(
+                &format!("SELECT {MEDIA_COLUMNS} FROM media WHERE id = $1"),
+                &[&id],
+            )
+            .await
+            .map_err(map_pg)?
+            .as_ref()
+            .map(read_media)
+        } else {
+            None
+        };
+        tx.commit().await.map_err(map_pg)?;
+        Ok(media)
     }
 
     async fn media_visible(&self, id: &str, user: UserId) -> Result<bool> {

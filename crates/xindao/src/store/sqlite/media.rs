@@ -5,8 +5,11 @@ use rusqlite::{params, OptionalExtension, Row};
 
 use super::{map_sqlite, SqliteStore};
 use crate::error::Result;
-use crate::model::{ConversationId, Media, MediaKind, Millis, UserId};
-use crate::store::media::{MediaStore, MEDIA_COLUMNS, MEDIA_VISIBLE_SQL};
+use crate::model::{now_millis, ConversationId, Media, MediaKind, Millis, UserId};
+use crate::store::media::{
+    MediaStore, MEDIA_COLUMNS, MEDIA_MARK_DELETED_SQL, MEDIA_REF_DROP_SQL, MEDIA_USE_DELETE_SQL,
+    MEDIA_VISIBLE_SQL,
+};
 
 fn read_media(row: &Row<'_>) -> rusqlite::Result<Media> {
     Ok(Media {
@@ -65,9 +68,11 @@ impl MediaStore for SqliteStore {
     async fn media(&self, id: &str) -> Result<Option<Media>> {
         let id = id.to_string();
         self.read_quick(move |conn| {
-            conn.prepare_cached(&format!("SELECT {MEDIA_COLUMNS} FROM media WHERE id = ?1"))?
-                .query_row([id], read_media)
-                .optional()
+            conn.prepare_cached(&format!(
+                "SELECT {MEDIA_COLUMNS} FROM media WHERE id = ?1 AND deleted_at IS NULL"
+            ))?
+            .query_row([id], read_media)
+            .optional()
         })
         .await
     }
@@ -82,15 +87,60 @@ impl MediaStore for SqliteStore {
         .await
     }
 
-    async fn media_attach(&self, id: &str, conversation: ConversationId) -> Result<()> {
+    async fn media_attach(&self, id: &str, conversation: ConversationId, seq: i64) -> Result<()> {
         let id = id.to_string();
         self.write(move |conn| {
-            conn.execute(
+            let tx = conn.transaction().map_err(map_sqlite)?;
+            tx.execute(
                 "INSERT OR IGNORE INTO media_refs (media_id, conversation_id) VALUES (?1, ?2)",
                 params![id, conversation],
             )
-            .map(|_| ())
-            .map_err(map_sqlite)
+            .map_err(map_sqlite)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO media_uses (conversation_id, seq, media_id) VALUES (?1, ?2, ?3)",
+                params![conversation, seq, id],
+            )
+            .map_err(map_sqlite)?;
+            tx.commit().map_err(map_sqlite)
+        })
+        .await
+    }
+
+    async fn media_release(&self, conversation: ConversationId, seq: i64) -> Result<Option<Media>> {
+        // `?N` rather than the shared text's `$N`: SQLite binds `$N` by first appearance, not by number.
+        let numbered = |sql: &str| sql.replace('$', "?");
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(map_sqlite)?;
+            let Some(id) = tx
+                .query_row(
+                    &numbered(MEDIA_USE_DELETE_SQL),
+                    params![conversation, seq],
+                    |row| row.get::<_, String>(0),
+                )
+                .optional()
+                .map_err(map_sqlite)?
+            else {
+                return Ok(None);
+            };
+            tx.execute(&numbered(MEDIA_REF_DROP_SQL), params![id, conversation])
+                .map_err(map_sqlite)?;
+            let now = now_millis();
+            let deleted = tx
+                .execute(&numbered(MEDIA_MARK_DELETED_SQL), params![id, now])
+                .map_err(map_sqlite)?;
+            let media = if deleted > 0 {
+                tx.query_row(
+                    &format!("SELECT {MEDIA_COLUMNS} FROM media WHERE id = ?1"),
+                    [&id],
+                    read_media,
+                )
+                .optional()
+                .map_err(map_sqlite)?
+            } else {
+                None
+            };
+            tx.commit().map_err(map_sqlite)?;
+            Ok(media)
         })
         .await
     }
