@@ -339,6 +339,8 @@ export declare class XindaoClient {
   recall(conversationId: number, seq: number): Promise<{}>;
   removeMessage(conversationId: number, seq: number): Promise<{}>;
   hide(conversationId: number, seq: number): Promise<{}>;
+  /** Records one-time subscribe-message grants (after `wx.requestSubscribeMessage` accepted); resolves with the grants held. */
+  notifyGrant(templateId: string, count?: number): Promise<number>;
 }
 
 export declare function createClient(options?: ClientOptions): XindaoClient;

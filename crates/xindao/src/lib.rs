@@ -51,6 +51,7 @@ pub mod hub;
 pub mod media;
 pub mod wafer;
 pub mod webhooks;
+pub mod wechat;
 
 // Around them.
 pub mod app;

@@ -48,6 +48,7 @@ pub enum Op {
     MessageRemove(MessageRefArgs),
     Hide(MessageRefArgs),
     MediaUrl(MediaUrlArgs),
+    NotifyGrant(NotifyGrantArgs),
 }
 
 impl Op {
@@ -216,6 +217,15 @@ pub struct MediaUrlArgs {
     pub media_id: Option<String>,
     /// ...or up to [`MEDIA_URL_BATCH_MAX`] at once (a page of history).
     pub media_ids: Option<Vec<String>>,
+}
+
+/// One-time subscribe-message grants the user accepted in `wx.requestSubscribeMessage`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyGrantArgs {
+    pub template_id: String,
+    /// How many (default 1).
+    pub count: Option<u32>,
 }
 
 /// Most media ids in one `media_url`.

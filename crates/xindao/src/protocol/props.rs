@@ -43,6 +43,7 @@ const OP_NAMES: &[&str] = &[
     "message_remove",
     "hide",
     "media_url",
+    "notify_grant",
 ];
 
 /// Field names the decoders look for, so that generated objects hit them often.

@@ -41,6 +41,7 @@ pub(crate) const SQLITE: &[Migration] = &[
     migration!(6, "sqlite/0006_profiles_and_recall.sql"),
     migration!(7, "sqlite/0007_media.sql"),
     migration!(8, "sqlite/0008_webhook_outbox.sql"),
+    migration!(9, "sqlite/0009_wechat.sql"),
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -52,6 +53,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
     migration!(5, "postgres/0005_profiles_and_recall.sql"),
     migration!(6, "postgres/0006_media.sql"),
     migration!(7, "postgres/0007_webhook_outbox.sql"),
+    migration!(8, "postgres/0008_wechat.sql"),
 ];
 
 /// A database whose schema the runner brings up to date.

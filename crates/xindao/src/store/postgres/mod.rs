@@ -15,6 +15,7 @@ mod rows;
 mod server_api;
 mod tls;
 mod users;
+mod wechat;
 mod writer;
 
 use std::time::Duration;

@@ -16,6 +16,7 @@ mod rooms;
 mod rows;
 mod server_api;
 mod users;
+mod wechat;
 mod writer;
 
 use std::path::Path;
