@@ -74,7 +74,9 @@ impl Chat {
             )
             .await;
             match offline {
-                Ok(users) if !users.is_empty() => notifier.message_committed(&message, &users).await,
+                Ok(users) if !users.is_empty() => {
+                    notifier.message_committed(&message, &users).await
+                }
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "offline recipients not found"),
             }

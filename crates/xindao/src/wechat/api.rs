@@ -25,7 +25,9 @@ impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CallError::Transport(detail) => write!(f, "WeChat unreachable: {detail}"),
-            CallError::WeChat { errcode, errmsg } => write!(f, "WeChat errcode {errcode}: {errmsg}"),
+            CallError::WeChat { errcode, errmsg } => {
+                write!(f, "WeChat errcode {errcode}: {errmsg}")
+            }
         }
     }
 }
@@ -70,12 +72,25 @@ pub(super) async fn post_with_token(
 ) -> Result<Value, CallError> {
     let url = format!("{}/{path}", tokens.api_base());
     let token = tokens.get().await?;
-    let first = answer(http.post(&url).query(&[("access_token", &token)]).json(body)).await;
+    let first = answer(
+        http.post(&url)
+            .query(&[("access_token", &token)])
+            .json(body),
+    )
+    .await;
     match first {
         Err(CallError::WeChat { errcode, .. }) if TOKEN_REFUSED.contains(&errcode) => {
-            tracing::info!(errcode, "WeChat refused the access_token: fetching a new one");
+            tracing::info!(
+                errcode,
+                "WeChat refused the access_token: fetching a new one"
+            );
             let token = tokens.replace(&token).await?;
-            answer(http.post(&url).query(&[("access_token", &token)]).json(body)).await
+            answer(
+                http.post(&url)
+                    .query(&[("access_token", &token)])
+                    .json(body),
+            )
+            .await
         }
         other => other,
     }

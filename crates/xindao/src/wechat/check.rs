@@ -78,11 +78,14 @@ impl ContentChecker {
         };
         let parts = split(text, PART_CHARS);
         let calls = parts.iter().map(|part| self.ask(&openid, part));
-        let answers = match tokio::time::timeout(self.timeout, futures_util::future::join_all(calls)).await
-        {
-            Ok(answers) => answers,
-            Err(_) => vec![Err(format!("no answer within {} ms", self.timeout.as_millis()))],
-        };
+        let answers =
+            match tokio::time::timeout(self.timeout, futures_util::future::join_all(calls)).await {
+                Ok(answers) => answers,
+                Err(_) => vec![Err(format!(
+                    "no answer within {} ms",
+                    self.timeout.as_millis()
+                ))],
+            };
         let mut verdict = Verdict::Pass;
         for answer in answers {
             match answer {
@@ -122,7 +125,9 @@ impl ContentChecker {
         let answer = post_with_token(&self.http, &self.tokens, "wxa/msg_sec_check", &body)
             .await
             .map_err(|e| match e {
-                CallError::WeChat { errcode: 45009, .. } => "WeChat's daily quota is used up (45009)".into(),
+                CallError::WeChat { errcode: 45009, .. } => {
+                    "WeChat's daily quota is used up (45009)".into()
+                }
                 other => other.to_string(),
             })?;
         let result = &answer["result"];

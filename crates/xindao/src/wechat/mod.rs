@@ -60,7 +60,8 @@ impl WeChat {
         let checker = checking.then(|| {
             check::ContentChecker::new(config, http.clone(), tokens.clone(), openids.clone())
         });
-        let notifier = notify::Notifier::from_config(config, http, tokens, openids, store).map(Arc::new);
+        let notifier =
+            notify::Notifier::from_config(config, http, tokens, openids, store).map(Arc::new);
         Ok(Some(WeChat { checker, notifier }))
     }
 }

@@ -97,7 +97,9 @@ impl Inner {
         let cached = self.cached.lock();
         cached
             .as_ref()
-            .filter(|(token, use_until)| *use_until > now_millis() && Some(token.as_str()) != refused)
+            .filter(|(token, use_until)| {
+                *use_until > now_millis() && Some(token.as_str()) != refused
+            })
             .map(|(token, _)| token.clone())
     }
 
@@ -113,7 +115,9 @@ impl Inner {
             let now = now_millis();
             let stored = self.store.wechat_token(appid).await.map_err(store_error)?;
             if let Some(row) = &stored {
-                if !row.token.is_empty() && row.use_until > now && Some(row.token.as_str()) != refused
+                if !row.token.is_empty()
+                    && row.use_until > now
+                    && Some(row.token.as_str()) != refused
                 {
                     *self.cached.lock() = Some((row.token.clone(), row.use_until));
                     return Ok(row.token.clone());
@@ -148,14 +152,16 @@ impl Inner {
         let c = &self.credentials;
         let base = c.api_base.trim_end_matches('/');
         let request = match c.api {
-            WeChatTokenApi::Stable => self.http.post(format!("{base}/cgi-bin/stable_token")).json(
-                &json!({
-                    "grant_type": "client_credential",
-                    "appid": c.appid,
-                    "secret": c.secret,
-                    "force_refresh": force,
-                }),
-            ),
+            WeChatTokenApi::Stable => {
+                self.http
+                    .post(format!("{base}/cgi-bin/stable_token"))
+                    .json(&json!({
+                        "grant_type": "client_credential",
+                        "appid": c.appid,
+                        "secret": c.secret,
+                        "force_refresh": force,
+                    }))
+            }
             WeChatTokenApi::Token => self.http.get(format!("{base}/cgi-bin/token")).query(&[
                 ("grant_type", "client_credential"),
                 ("appid", c.appid.as_str()),

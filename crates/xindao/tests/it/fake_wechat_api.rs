@@ -48,7 +48,9 @@ fn invalid_token() -> Value {
 async fn code2session(params: Params) -> impl axum::response::IntoResponse {
     let code = params.get("js_code").cloned().unwrap_or_default();
     match code.strip_prefix("u:") {
-        Some(name) => answer(json!({ "openid": format!("o-{name}"), "session_key": "c2Vzc2lvbktleQ==" })),
+        Some(name) => {
+            answer(json!({ "openid": format!("o-{name}"), "session_key": "c2Vzc2lvbktleQ==" }))
+        }
         None => answer(json!({ "errcode": 40029, "errmsg": "invalid code, rid: 1" })),
     }
 }
@@ -76,8 +78,14 @@ async fn stable_token(
     answer(issue(&state))
 }
 
-async fn token(State(state): State<Arc<FakeState>>, params: Params) -> impl axum::response::IntoResponse {
-    assert_eq!(params.get("grant_type").map(String::as_str), Some("client_credential"));
+async fn token(
+    State(state): State<Arc<FakeState>>,
+    params: Params,
+) -> impl axum::response::IntoResponse {
+    assert_eq!(
+        params.get("grant_type").map(String::as_str),
+        Some("client_credential")
+    );
     answer(issue(&state))
 }
 
@@ -101,7 +109,9 @@ async fn msg_sec_check(
     } else if text.starts_with("review") {
         ("review", 21000)
     } else if text.starts_with("quota") {
-        return answer(json!({ "errcode": 45009, "errmsg": "reach max api daily quota limit rid: 2" }));
+        return answer(
+            json!({ "errcode": 45009, "errmsg": "reach max api daily quota limit rid: 2" }),
+        );
     } else if text.starts_with("slow") {
         tokio::time::sleep(Duration::from_secs(3)).await;
         ("pass", 100)
@@ -131,7 +141,9 @@ async fn subscribe_send(
     state.sends.lock().unwrap().push(body.clone());
     let touser = body["touser"].as_str().unwrap_or_default().to_string();
     if state.refusing.lock().unwrap().contains(&touser) {
-        return answer(json!({ "errcode": 43101, "errmsg": "user refuse to accept the msg rid: 3" }));
+        return answer(
+            json!({ "errcode": 43101, "errmsg": "user refuse to accept the msg rid: 3" }),
+        );
     }
     answer(json!({ "errcode": 0, "errmsg": "ok", "msgid": 1_889_470_862_438_727_680_i64 }))
 }

@@ -24,13 +24,24 @@ fn checking(fake: &FakeWeChat, config: &mut Config) {
 }
 
 /// `send` of `text` into `conversation`: the message, or the error code.
-async fn send(client: &mut Client, conversation: i64, cmid: &str, text: &str) -> Result<serde_json::Value, String> {
+async fn send(
+    client: &mut Client,
+    conversation: i64,
+    cmid: &str,
+    text: &str,
+) -> Result<serde_json::Value, String> {
     let reply = client
-        .call("send", json!({"conversation_id": conversation, "cmid": cmid, "content": text}))
+        .call(
+            "send",
+            json!({"conversation_id": conversation, "cmid": cmid, "content": text}),
+        )
         .await;
     match reply["ok"].as_bool() {
         Some(true) => Ok(reply["result"]["message"].clone()),
-        _ => Err(reply["error"]["code"].as_str().unwrap_or_default().to_string()),
+        _ => Err(reply["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()),
     }
 }
 
@@ -50,7 +61,11 @@ async fn pair(server: &TestServer) -> (Client, Client, i64) {
 async fn risky_text_is_refused_and_review_follows_each_policy() {
     let fake = FakeWeChat::start().await;
     let receiver = Receiver::start().await;
-    for review in [ContentReview::Allow, ContentReview::Reject, ContentReview::Flag] {
+    for review in [
+        ContentReview::Allow,
+        ContentReview::Reject,
+        ContentReview::Flag,
+    ] {
         let mut server = TestServer::start(|c| {
             checking(&fake, c);
             c.content_review = review;
@@ -59,7 +74,10 @@ async fn risky_text_is_refused_and_review_follows_each_policy() {
         })
         .await;
         let (mut a, mut b, direct) = pair(&server).await;
-        assert_eq!(send(&mut a, direct, "r1", "risky words").await.unwrap_err(), "content_rejected");
+        assert_eq!(
+            send(&mut a, direct, "r1", "risky words").await.unwrap_err(),
+            "content_rejected"
+        );
         let ok = send(&mut a, direct, "p1", "hello").await.unwrap();
         // Bob's first push is the passed message: the risky one was never stored.
         assert_eq!(b.event("message").await["content"], "hello");
@@ -87,11 +105,17 @@ async fn risky_text_is_refused_and_review_follows_each_policy() {
         let room = c.ok("room_create", json!({"name": "r"})).await["conversation"]["id"]
             .as_i64()
             .unwrap();
-        assert!(send(&mut c, room, "c1", "risky but unchecked").await.is_ok());
+        assert!(send(&mut c, room, "c1", "risky but unchecked")
+            .await
+            .is_ok());
         server.stop().await;
     }
     let checks = fake.checks();
-    assert_eq!(checks.len(), 9, "three per server, none for carol: {checks:?}");
+    assert_eq!(
+        checks.len(),
+        9,
+        "three per server, none for carol: {checks:?}"
+    );
     assert_eq!(checks[0]["version"], 2);
     assert_eq!(checks[0]["openid"], "o-alice");
     assert_eq!(checks[0]["scene"], 2);
@@ -106,7 +130,9 @@ async fn the_token_is_reused_replaced_on_40001_and_refreshed_before_expiry() {
     let mut server = TestServer::start(|c| checking(&fake, c)).await;
     let (mut a, _b, direct) = pair(&server).await;
     for i in 0..5 {
-        send(&mut a, direct, &format!("m{i}"), "hello").await.unwrap();
+        send(&mut a, direct, &format!("m{i}"), "hello")
+            .await
+            .unwrap();
     }
     assert_eq!(fake.fetches(), 1, "one token for five checks");
     // WeChat invalidates it: the next check gets 40001, fetches a new token (forced) and tries once more.
@@ -114,9 +140,15 @@ async fn the_token_is_reused_replaced_on_40001_and_refreshed_before_expiry() {
     send(&mut a, direct, "after-revoke", "hello").await.unwrap();
     assert_eq!(fake.fetches(), 2);
     assert_eq!(*fake.state.forced.lock().unwrap(), vec![false, true]);
-    assert_eq!(fake.checks().len(), 6, "the refused call is not counted by WeChat");
+    assert_eq!(
+        fake.checks().len(),
+        6,
+        "the refused call is not counted by WeChat"
+    );
     // A token living 2 s is used for 1 s (half its life), then replaced before WeChat expires it.
-    fake.state.expires_in.store(2, std::sync::atomic::Ordering::SeqCst);
+    fake.state
+        .expires_in
+        .store(2, std::sync::atomic::Ordering::SeqCst);
     fake.revoke_tokens();
     send(&mut a, direct, "short-1", "hello").await.unwrap();
     assert_eq!(fake.fetches(), 3);
@@ -152,10 +184,16 @@ async fn two_nodes_sharing_postgresql_fetch_one_token() {
         .unwrap();
     // Several checks on the second node at once: they all wait for the one token in the store.
     for i in 0..3 {
-        send(&mut c, room, &format!("n2-{i}"), "hello").await.unwrap();
+        send(&mut c, room, &format!("n2-{i}"), "hello")
+            .await
+            .unwrap();
     }
     assert_eq!(fake.checks().len(), 4);
-    assert_eq!(fake.fetches(), 1, "the second node used the first node's token");
+    assert_eq!(
+        fake.fetches(),
+        1,
+        "the second node used the first node's token"
+    );
     // WeChat revokes it: one node replaces it, the other takes the replacement from the store.
     fake.revoke_tokens();
     send(&mut c, room, "n2-after", "hello").await.unwrap();
@@ -180,7 +218,10 @@ async fn quota_timeouts_and_the_local_rate_limit_follow_the_failure_policy() {
     let started = Instant::now();
     send(&mut a, direct, "s", "slow words").await.unwrap();
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(450) && took < Duration::from_millis(2000), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(2000),
+        "{took:?}"
+    );
     open.stop().await;
 
     // Fail closed, and a budget of 4 checks a minute on this node.
@@ -193,19 +234,36 @@ async fn quota_timeouts_and_the_local_rate_limit_follow_the_failure_policy() {
     })
     .await;
     let (mut a, mut b, direct) = pair(&closed).await;
-    assert_eq!(send(&mut a, direct, "q", "quota words").await.unwrap_err(), "unavailable");
+    assert_eq!(
+        send(&mut a, direct, "q", "quota words").await.unwrap_err(),
+        "unavailable"
+    );
     // A slow check holds back its own sender only: Bob's send meanwhile is answered at once.
     let slow = a
-        .send_request("send", json!({"conversation_id": direct, "cmid": "s", "content": "slow words"}))
+        .send_request(
+            "send",
+            json!({"conversation_id": direct, "cmid": "s", "content": "slow words"}),
+        )
         .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let started = Instant::now();
     send(&mut b, direct, "b1", "quick").await.unwrap();
-    assert!(started.elapsed() < Duration::from_millis(400), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(a.reply(slow).await["error"]["code"], "unavailable");
     send(&mut a, direct, "ok", "fine").await.unwrap();
     // The fifth check this minute is not made: refused here, WeChat never asked.
-    assert_eq!(send(&mut a, direct, "over", "fine").await.unwrap_err(), "unavailable");
-    assert_eq!(fake.checks().len() - before, 4, "quota, slow, b1 and ok reached WeChat");
+    assert_eq!(
+        send(&mut a, direct, "over", "fine").await.unwrap_err(),
+        "unavailable"
+    );
+    assert_eq!(
+        fake.checks().len() - before,
+        4,
+        "quota, slow, b1 and ok reached WeChat"
+    );
     closed.stop().await;
 }

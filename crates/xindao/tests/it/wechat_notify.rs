@@ -55,7 +55,10 @@ async fn sends_after(fake: &FakeWeChat, count: usize) -> Vec<Value> {
 
 async fn grant(client: &mut Client, count: i64) -> i64 {
     client
-        .ok("notify_grant", json!({"template_id": TEMPLATE, "count": count}))
+        .ok(
+            "notify_grant",
+            json!({"template_id": TEMPLATE, "count": count}),
+        )
         .await["grants"]
         .as_i64()
         .unwrap()
@@ -70,15 +73,31 @@ async fn an_offline_recipient_is_notified_once_per_grant_and_window(db: Option<&
     let direct = a.ok("direct_open", json!({"user_id": bob.user_id})).await["conversation"]["id"]
         .as_i64()
         .unwrap();
-    a.ok("profile_set", json!({"display_name": "Alice Wang"})).await;
+    a.ok("profile_set", json!({"display_name": "Alice Wang"}))
+        .await;
     // Bob is offline but holds no grant: nothing is sent.
     a.say(direct, "m0", "before any grant").await;
     assert!(settled(&fake).await.is_empty());
 
     let mut b = server.connect(&bob).await;
-    assert_eq!(b.err("notify_grant", json!({"template_id": "another"})).await, "invalid_args");
-    assert_eq!(b.err("notify_grant", json!({"template_id": TEMPLATE, "count": 0})).await, "invalid_args");
-    assert_eq!(b.err("notify_grant", json!({"template_id": TEMPLATE, "count": 11})).await, "invalid_args");
+    assert_eq!(
+        b.err("notify_grant", json!({"template_id": "another"}))
+            .await,
+        "invalid_args"
+    );
+    assert_eq!(
+        b.err("notify_grant", json!({"template_id": TEMPLATE, "count": 0}))
+            .await,
+        "invalid_args"
+    );
+    assert_eq!(
+        b.err(
+            "notify_grant",
+            json!({"template_id": TEMPLATE, "count": 11})
+        )
+        .await,
+        "invalid_args"
+    );
     assert_eq!(grant(&mut b, 1).await, 1);
     assert_eq!(grant(&mut b, 1).await, 2);
     // Online: not notified.
@@ -88,17 +107,26 @@ async fn an_offline_recipient_is_notified_once_per_grant_and_window(db: Option<&
     // A development login has no openid: it cannot be granted.
     let carol = server.login("carol").await;
     let mut c = server.connect(&carol).await;
-    assert_eq!(c.err("notify_grant", json!({"template_id": TEMPLATE})).await, "forbidden");
+    assert_eq!(
+        c.err("notify_grant", json!({"template_id": TEMPLATE}))
+            .await,
+        "forbidden"
+    );
 
     drop(b);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let sent = a.say(direct, "m2", "Are you coming to dinner tonight?").await;
+    let sent = a
+        .say(direct, "m2", "Are you coming to dinner tonight?")
+        .await;
     let sends = sends_after(&fake, 1).await;
     assert_eq!(sends.len(), 1, "{sends:?}");
     let send = &sends[0];
     assert_eq!(send["touser"], "o-bob");
     assert_eq!(send["template_id"], TEMPLATE);
-    assert_eq!(send["page"], format!("pages/chat/chat?conversation_id={direct}"));
+    assert_eq!(
+        send["page"],
+        format!("pages/chat/chat?conversation_id={direct}")
+    );
     assert_eq!(send["miniprogram_state"], "formal");
     assert_eq!(send["data"]["thing1"]["value"], "Alice Wang");
     assert_eq!(send["data"]["thing2"]["value"], "Are you c…");
@@ -127,7 +155,11 @@ async fn an_offline_recipient_is_notified_once_per_grant_and_window(db: Option<&
     a.say(direct, "m6", "refused?").await;
     assert_eq!(sends_after(&fake, 3).await.len(), 3);
     let mut b = server.connect(&bob).await;
-    assert_eq!(grant(&mut b, 1).await, 1, "the refusal cleared the three grants");
+    assert_eq!(
+        grant(&mut b, 1).await,
+        1,
+        "the refusal cleared the three grants"
+    );
     server.stop().await;
 }
 
@@ -150,7 +182,14 @@ async fn notify_grant_without_notifications_configured_is_unavailable() {
     let mut server = TestServer::start(|c| fake.configure(c)).await;
     let bob = wechat_login(server.addr, "bob").await;
     let mut b = server.connect(&bob).await;
-    assert_eq!(b.err("notify_grant", json!({"template_id": TEMPLATE})).await, "unavailable");
-    assert_eq!(b.err("notify_grant", json!({"template": TEMPLATE})).await, "invalid_args");
+    assert_eq!(
+        b.err("notify_grant", json!({"template_id": TEMPLATE}))
+            .await,
+        "unavailable"
+    );
+    assert_eq!(
+        b.err("notify_grant", json!({"template": TEMPLATE})).await,
+        "invalid_args"
+    );
     server.stop().await;
 }
