@@ -21,6 +21,9 @@
 //!
 //! Beside them, [`wafer`] serves Wafer's session and tunnel protocol on top of the same parts, for
 //! mini-programs built on Tencent's Wafer SDKs.
+//! [`webhooks`] tells a business backend what happened and asks its before-send hook; [`wechat`] runs
+//! WeChat's content check before a send commits and notifies offline WeChat users after it (both called by
+//! [`chat`]).
 //!
 //! Around them: [`app`] (the shared state, its assembly and its ordered teardown), [`config`], [`peer`] (who
 //! the client is, and connections per address), [`model`]

@@ -148,4 +148,32 @@ mod tests {
         assert!(notify_fields("thing1=body").is_err());
         assert!(notify_fields("a b=text").is_err());
     }
+
+    #[test]
+    fn the_checks_and_notifications_need_wechat_and_sane_values() {
+        let mut config = Config {
+            content_check: ContentCheck::Wechat,
+            ..Config::default()
+        };
+        assert!(config.wechat_problem().unwrap().contains("wechat_appid"));
+        config.wechat_appid = Some("wx".into());
+        config.wechat_secret = Some("secret".into());
+        assert_eq!(config.wechat_problem(), None);
+        config.content_check_scene = 5;
+        assert!(config.wechat_problem().unwrap().contains("scene"));
+        config.content_check_scene = 2;
+        config.wechat_notify_template = Some("tpl".into());
+        assert!(config
+            .wechat_problem()
+            .unwrap()
+            .contains("wechat_notify_fields"));
+        config.wechat_notify_fields = "thing1=sender".into();
+        assert_eq!(config.wechat_problem(), None);
+        assert!(config.wechat_notify_enabled());
+        config.wechat_notify_state = "prod".into();
+        assert!(config
+            .wechat_problem()
+            .unwrap()
+            .contains("wechat_notify_state"));
+    }
 }
