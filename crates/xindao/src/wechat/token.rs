@@ -130,7 +130,18 @@ impl Inner {
                 .await
                 .map_err(store_error)?
             {
-                let (token, use_until) = self.fetch(refused.is_some()).await?;
+                let (token, use_until) = match self.fetch(refused.is_some()).await {
+                    Ok(fetched) => fetched,
+                    Err(error) => {
+                        // Give the claim up (the row as it was), so that the next caller tries at once.
+                        let (old, until) =
+                            stored.map_or((String::new(), 0), |r| (r.token, r.use_until));
+                        if let Err(e) = self.store.wechat_token_put(appid, &old, until).await {
+                            tracing::warn!(error = %e, "token claim not given up");
+                        }
+                        return Err(error);
+                    }
+                };
                 self.store
                     .wechat_token_put(appid, &token, use_until)
                     .await

@@ -21,7 +21,7 @@ fn notifying(fake: &FakeWeChat, config: &mut Config) {
     config.wechat_notify_page = Some("pages/chat/chat?conversation_id={conversation_id}".into());
     config.wechat_notify_fields = "thing1=sender,thing2=text,time3=time".into();
     config.wechat_notify_preview_chars = 10;
-    config.wechat_notify_window_secs = 1;
+    config.wechat_notify_window_secs = 3;
 }
 
 async fn start(fake: &FakeWeChat, db: Option<&TestDb>) -> TestServer {
@@ -138,11 +138,11 @@ async fn an_offline_recipient_is_notified_once_per_grant_and_window(db: Option<&
     a.say(direct, "m3", "hello?").await;
     assert_eq!(settled(&fake).await.len(), 1);
     // After it: the second grant is used.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     a.say(direct, "m4", "still there?").await;
     assert_eq!(sends_after(&fake, 2).await.len(), 2);
     // No grant left: nothing more, however long the wait.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     a.say(direct, "m5", "ok bye").await;
     assert_eq!(settled(&fake).await.len(), 2);
 
