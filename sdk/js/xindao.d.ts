@@ -441,6 +441,8 @@ export declare class XindaoClient {
    * Batched per tick (100 ids a request) and cached until shortly before they expire. */
   mediaUrl(id: string): Promise<MediaUrls | null>;
   mediaUrl(ids: string[]): Promise<Record<string, MediaUrls>>;
+  /** Records one-time subscribe-message grants (after `wx.requestSubscribeMessage` accepted); resolves with the grants held. */
+  notifyGrant(templateId: string, count?: number): Promise<number>;
 }
 
 export declare function createClient(options?: ClientOptions): XindaoClient;

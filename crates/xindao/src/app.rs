@@ -99,12 +99,14 @@ impl App {
             &config,
             metrics.webhooks.clone(),
         )?;
+        let wechat = crate::wechat::WeChat::from_config(&config, store.clone())?;
         // The chat service's own pushes stay behind the commits handed to fan-out before them.
         let ordered: Arc<dyn Bus> = Arc::new(OrderedBus::new(bus.clone(), order));
         let chat = Chat::new(store.clone(), ordered, hub.clone(), config.clone())
             .with_hooks(crate::chat::Hooks {
                 outbox: outbox.clone(),
                 before_send,
+                wechat,
             })
             .with_media_storage(media.storage.clone());
         if config.wechat_enabled() {

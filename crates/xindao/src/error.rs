@@ -33,6 +33,9 @@ pub enum Error {
     /// The before-send hook refused the message; its reason code.
     #[error("rejected: {0}")]
     Rejected(String),
+    /// WeChat's content check judged the text risky (or "review", when configured to refuse those).
+    #[error("the content check refused this message")]
+    ContentRejected,
     #[error("{0}")]
     Forbidden(&'static str),
     #[error("{0}")]
@@ -107,6 +110,7 @@ impl Error {
             Error::InvalidToken(_) => "invalid_token",
             Error::TokenExpired => "token_expired",
             Error::Rejected(_) => "rejected",
+            Error::ContentRejected => "content_rejected",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
@@ -142,7 +146,7 @@ impl Error {
             Error::Unauthorized | Error::InvalidToken(_) | Error::TokenExpired => {
                 StatusCode::UNAUTHORIZED
             }
-            Error::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Rejected(_) | Error::ContentRejected => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Forbidden(_)
             | Error::RecallWindowPassed { .. }
             | Error::WeChat(WeChatError::UserBlocked) => StatusCode::FORBIDDEN,

@@ -23,6 +23,9 @@
 //!
 //! Beside them, [`wafer`] serves Wafer's session and tunnel protocol on top of the same parts, for
 //! mini-programs built on Tencent's Wafer SDKs.
+//! [`webhooks`] tells a business backend what happened and asks its before-send hook; [`wechat`] runs
+//! WeChat's content check before a send commits and notifies offline WeChat users after it (both called by
+//! [`chat`]).
 //!
 //! Around them: [`app`] (the shared state, its assembly and its ordered teardown), [`config`], [`peer`] (who
 //! the client is, and connections per address), [`limits`] (per-user rate limits), [`media`] (uploaded
@@ -59,6 +62,7 @@ pub mod hub;
 pub mod media;
 pub mod wafer;
 pub mod webhooks;
+pub mod wechat;
 
 // Around them.
 pub mod app;

@@ -180,6 +180,7 @@ const ERROR_TEXT = {
     invalid_token: '登录凭证无效，请重新登录',
     token_expired: '登录已过期，请重新登录',
     rejected: '消息未通过审核',
+    content_rejected: '消息含有违规内容，未能发送',
     invalid_json: '请求格式有误',
     insufficient_scope: '没有权限执行此操作',
     unknown: '出错了',
@@ -224,6 +225,7 @@ const ERROR_TEXT = {
     invalid_token: 'Your sign-in is not valid: sign in again',
     token_expired: 'Your sign-in has expired: sign in again',
     rejected: 'The message was not accepted',
+    content_rejected: 'The message was blocked by the content check',
     invalid_json: 'The request was malformed',
     insufficient_scope: 'You are not allowed to do that',
     unknown: 'Something went wrong',
@@ -2155,6 +2157,11 @@ class XindaoClient extends Emitter {
         for (const id of chunk) for (const w of wanted.get(id)) w.reject(e);
       }
     }
+  /** After `wx.requestSubscribeMessage` answered "accept" for the server's notification template: records
+   * `count` (default 1) one-time grants, each used by one notification while you are offline. Resolves with
+   * the grants held. */
+  async notifyGrant(templateId, count = 1) {
+    return (await this.request('notify_grant', { template_id: templateId, count })).grants;
   }
 }
 

@@ -16,6 +16,8 @@ use super::Chat;
 pub struct Hooks {
     pub outbox: Arc<Outbox>,
     pub before_send: Option<BeforeSend>,
+    /// WeChat's content check and offline notification, when configured.
+    pub wechat: Option<crate::wechat::WeChat>,
 }
 
 impl Chat {
@@ -68,7 +70,7 @@ impl Chat {
     }
 
     /// Writes one event to the outbox if an endpoint wants it (nothing is built otherwise).
-    async fn emit(&self, event: &'static str, make: impl FnOnce() -> OutboxEvent) {
+    pub(super) async fn emit(&self, event: &'static str, make: impl FnOnce() -> OutboxEvent) {
         if !self.hooks.outbox.wants(event) {
             return;
         }

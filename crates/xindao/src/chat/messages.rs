@@ -61,6 +61,7 @@ impl Chat {
         let content = self
             .before_send(conversation_id, caller.user_id, &a.cmid, kind, content)
             .await?;
+        let verdict = self.content_check(caller.user_id, kind, &content).await?;
         let message = NewMessage {
             conversation_id,
             sender_id: caller.user_id,
@@ -69,6 +70,9 @@ impl Chat {
             content,
         };
         let appended = self.store.append(message, caller.conn_id).await?;
+        if !appended.duplicate {
+            self.after_commit(&appended.message, verdict).await;
+        }
         if media.is_some() {
             // After the commit (the store checked membership); a retry with the same cmid repeats it.
             self.media_sent(

@@ -4,7 +4,7 @@
 //! One file per group of operations, each operation a small function taking the caller and its typed
 //! arguments: `messages` (send, history, sync), `rooms` (conversations and membership), `presence`
 //! (presence, typing), `read` (read marks), `profiles` (profile_set, user_search, contacts), `recall`
-//! (recall, message_remove, hide). `session` registers and ends connections; `fanout` turns
+//! (recall, message_remove, hide), `wechat` (content check, offline notification, notify_grant). `session` registers and ends connections; `fanout` turns
 //! committed messages into pushes; `summaries` coalesces the membership changes of big rooms. `paging`
 //! bounds every reply and `limits` holds the per-user rate limits.
 
@@ -15,6 +15,7 @@ mod hooks;
 
 mod media;
 mod messages;
+pub mod offline;
 pub mod order;
 mod paging;
 mod presence;
@@ -25,6 +26,7 @@ mod rooms;
 mod server_api;
 mod session;
 mod summaries;
+mod wechat;
 
 use std::sync::Arc;
 
@@ -120,6 +122,7 @@ impl Chat {
             Op::Hide(args) => self.hide(caller, args).await,
             Op::MediaUrl(args) => self.media_url(caller, args).await,
             Op::ClientStats(args) => self.client_stats(caller, args),
+            Op::NotifyGrant(args) => self.notify_grant(caller, args).await,
         }
     }
 

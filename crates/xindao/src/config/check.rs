@@ -145,6 +145,9 @@ impl Config {
         if let Some(problem) = self.webhooks.problem() {
             return Err(ConfigError::Invalid(problem));
         }
+        if let Some(problem) = self.wechat_problem() {
+            return Err(ConfigError::Invalid(problem));
+        }
         match checks.into_iter().find(|(ok, _)| !ok) {
             Some((_, what)) => Err(ConfigError::Invalid(what.into())),
             None => Ok(()),

@@ -9,12 +9,16 @@ mod cli;
 mod endpoint;
 mod kinds;
 mod webhooks;
+mod wechat;
 
 pub use check::wafer_prefix_ok;
 pub use cli::{reference_markdown, Flags};
 pub use endpoint::{mask_url, BusConfig, QuietParser, Secret, StoreConfig};
 pub use kinds::{AdminListen, DevLogin, LogFormat, SqliteSync};
 pub use webhooks::{BeforeSendFailure, WebhookEndpoint, Webhooks};
+pub use wechat::{
+    notify_fields, ContentCheck, ContentCheckFailure, ContentReview, NotifySource, WeChatTokenApi,
+};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -89,6 +93,54 @@ pub struct Config {
     /// Base URL of the WeChat API (tests point it at a local fake).
     #[arg(long, default_value = "https://api.weixin.qq.com")]
     pub wechat_api_base: String,
+    /// Where the WeChat `access_token` comes from: "stable" (`cgi-bin/stable_token`) or "token"
+    /// (`cgi-bin/token`). One token serves every node: it is kept in the store and refreshed by one node.
+    #[arg(long, value_enum, default_value_t = WeChatTokenApi::default())]
+    pub wechat_token_api: WeChatTokenApi,
+    /// Content check of user text before it commits: "off" or "wechat" (`wxa/msg_sec_check` v2, for
+    /// senders who logged in with WeChat; needs wechat_appid, wechat_secret). WeChat's "risky" refuses the
+    /// send with `content_rejected`.
+    #[arg(long, value_enum, default_value_t = ContentCheck::default())]
+    pub content_check: ContentCheck,
+    /// The `scene` of the content check: 1 profile, 2 comment, 3 forum, 4 social log.
+    #[arg(long, default_value_t = 2)]
+    pub content_check_scene: u8,
+    /// What a send does when WeChat answers "review": "allow", "reject" (`content_rejected`) or "flag"
+    /// (sent, and the webhook event `message.flagged` names it).
+    #[arg(long, value_enum, default_value_t = ContentReview::default())]
+    pub content_review: ContentReview,
+    /// What a send does when the check cannot be made (timeout, WeChat errors such as 45009 over quota,
+    /// the local rate limit): "allow" (sent unchecked) or "reject" (refused with `unavailable`).
+    #[arg(long, value_enum, default_value_t = ContentCheckFailure::default())]
+    pub content_check_failure: ContentCheckFailure,
+    /// Milliseconds WeChat has to answer one content check (token fetch included).
+    #[arg(long, default_value_t = 1000)]
+    pub content_check_timeout_ms: u64,
+    /// Content checks per minute this node makes (also the burst); beyond it content_check_failure decides.
+    /// WeChat allows 4000 a minute per app: split it between the nodes.
+    #[arg(long, default_value_t = 4000)]
+    pub content_check_per_min: u32,
+    /// Template id of the subscribe message (`subscribeMessage.send`) sent to a WeChat user who has no open
+    /// connection when a message arrives, one per one-time grant (`notify_grant`). Unset: no notification.
+    #[arg(long)]
+    pub wechat_notify_template: Option<String>,
+    /// Page the notification opens, e.g. "pages/chat/chat?conversation_id={conversation_id}" (the braces
+    /// are filled in). Unset: the mini-program's home page.
+    #[arg(long)]
+    pub wechat_notify_page: Option<String>,
+    /// The template's fields: `key=source` pairs, comma-separated, sources sender, text, time, conversation;
+    /// e.g. "thing1=sender,thing2=text,time3=time".
+    #[arg(long, default_value = "")]
+    pub wechat_notify_fields: String,
+    /// Characters of a message's text in the notification (WeChat's `thing` fields hold 20).
+    #[arg(long, default_value_t = 20)]
+    pub wechat_notify_preview_chars: usize,
+    /// Seconds during which a user gets at most one notification per conversation.
+    #[arg(long, default_value_t = 300)]
+    pub wechat_notify_window_secs: u64,
+    /// The `miniprogram_state` of notifications: "developer", "trial" or "formal".
+    #[arg(long, default_value = "formal")]
+    pub wechat_notify_state: String,
     /// Shared secret (at least 32 bytes) with which the business backend signs HS256 connection tokens
     /// (JWT, claims `sub`, `exp`, optional `nbf`, `name`, `rooms`); a client sends such a token where it
     /// would send a session token. Prefer XINDAO_JWT_HS256_SECRET or the file to a flag.

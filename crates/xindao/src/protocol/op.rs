@@ -49,6 +49,7 @@ pub enum Op {
     Hide(MessageRefArgs),
     MediaUrl(MediaUrlArgs),
     ClientStats(ClientStatsArgs),
+    NotifyGrant(NotifyGrantArgs),
 }
 
 impl Op {
@@ -236,6 +237,15 @@ pub enum ClientKind {
     Miniprogram,
     Browser,
     Node,
+}
+
+/// One-time subscribe-message grants the user accepted in `wx.requestSubscribeMessage`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyGrantArgs {
+    pub template_id: String,
+    /// How many (default 1).
+    pub count: Option<u32>,
 }
 
 /// Most media ids in one `media_url`.

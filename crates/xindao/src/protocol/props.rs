@@ -44,6 +44,7 @@ const OP_NAMES: &[&str] = &[
     "hide",
     "media_url",
     "client_stats",
+    "notify_grant",
 ];
 
 /// Field names the decoders look for, so that generated objects hit them often.

@@ -44,6 +44,7 @@ pub(crate) const SQLITE: &[Migration] = &[
     migration!(9, "sqlite/0009_webhook_ids_never_reused.sql"),
     migration!(10, "sqlite/0010_webhook_request_id.sql"),
     migration!(11, "sqlite/0011_media_uses.sql"),
+    migration!(12, "sqlite/0012_wechat.sql"),
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -57,6 +58,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
     migration!(7, "postgres/0007_webhook_outbox.sql"),
     migration!(8, "postgres/0008_webhook_request_id.sql"),
     migration!(9, "postgres/0009_media_uses.sql"),
+    migration!(10, "postgres/0010_wechat.sql"),
 ];
 
 /// A database whose schema the runner brings up to date.

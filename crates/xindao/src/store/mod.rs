@@ -44,11 +44,13 @@ pub mod postgres;
 mod rows;
 pub mod server_api;
 pub mod sqlite;
+pub mod wechat;
 
 pub use group_commit::GroupCommit;
 pub use media::MediaStore;
 pub use outbox::{DeadRow, Outbox, OutboxEvent, OutboxRow};
 pub use server_api::ServerApiStore;
+pub use wechat::WeChatStore;
 
 use std::sync::Arc;
 
@@ -177,7 +179,7 @@ pub struct SessionInfo {
 
 /// Persistent state of xindao. All methods are safe to call concurrently.
 #[async_trait]
-pub trait Store: MediaStore + ServerApiStore + Send + Sync + 'static {
+pub trait Store: MediaStore + ServerApiStore + WeChatStore + Send + Sync + 'static {
     /// Finds the user for a login identity, creating it on first login.
     async fn upsert_user(&self, identity: LoginIdentity) -> Result<User>;
     async fn user(&self, id: UserId) -> Result<Option<User>>;

@@ -28,6 +28,8 @@ pub const ROOM_CREATED: &str = "room.created";
 pub const READ_MOVED: &str = "read.moved";
 pub const USER_CONNECTED: &str = "user.connected";
 pub const USER_DISCONNECTED: &str = "user.disconnected";
+/// A message WeChat's content check said to review, sent under `content_review = "flag"`.
+pub const MESSAGE_FLAGGED: &str = "message.flagged";
 
 /// The `member.*` event of a membership change (`joined`, `left`, `added`, `removed`).
 pub fn member_event(action: &str) -> &'static str {

@@ -152,7 +152,7 @@ fn store_and_bus_are_parsed_at_load_and_their_secrets_masked() {
     assert!(shown.contains("dev_login = \"true\""), "{shown}");
     assert!(
         !shown.contains("pg-pass")
-            && !shown.contains("token")
+            && !shown.contains("token@")
             && !shown.contains("cluster-secret-of"),
         "{shown}"
     );

@@ -283,6 +283,10 @@ fn args_of(op: &Op) -> Value {
             ("media_id", a.media_id.clone().map(Value::from)),
             ("media_ids", a.media_ids.clone().map(Value::from)),
         ]),
+        Op::NotifyGrant(a) => object([
+            ("template_id", Some(json!(a.template_id))),
+            ("count", a.count.map(Value::from)),
+        ]),
     }
 }
 

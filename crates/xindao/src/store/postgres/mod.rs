@@ -16,6 +16,7 @@ mod rows;
 mod server_api;
 mod tls;
 mod users;
+mod wechat;
 mod writer;
 
 use async_trait::async_trait;

@@ -17,6 +17,7 @@ mod rooms;
 mod rows;
 mod server_api;
 mod users;
+mod wechat;
 mod writer;
 
 use std::sync::atomic::AtomicUsize;
