@@ -8,6 +8,9 @@ mod check;
 mod cli;
 mod endpoint;
 mod kinds;
+mod load;
+pub use load::ConfigError;
+mod media;
 mod webhooks;
 mod wechat;
 
@@ -15,18 +18,17 @@ pub use check::wafer_prefix_ok;
 pub use cli::{reference_markdown, Flags};
 pub use endpoint::{mask_url, BusConfig, QuietParser, Secret, StoreConfig};
 pub use kinds::{AdminListen, DevLogin, LogFormat, SqliteSync};
+pub use media::MediaConfig;
 pub use webhooks::{BeforeSendFailure, WebhookEndpoint, Webhooks};
 pub use wechat::{
-    notify_fields, ContentCheck, ContentCheckFailure, ContentReview, NotifySource, WeChatTokenApi,
+    notify_fields, ContentCheck, ContentCheckFailure, ContentReview, NotifySource, WeChatServices,
+    WeChatTokenApi,
 };
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use clap::{Args, FromArgMatches};
-use figment::providers::{Format, Serialized, Toml};
-use figment::Figment;
+use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use crate::rules;
@@ -93,54 +95,11 @@ pub struct Config {
     /// Base URL of the WeChat API (tests point it at a local fake).
     #[arg(long, default_value = "https://api.weixin.qq.com")]
     pub wechat_api_base: String,
-    /// Where the WeChat `access_token` comes from: "stable" (`cgi-bin/stable_token`) or "token"
-    /// (`cgi-bin/token`). One token serves every node: it is kept in the store and refreshed by one node.
-    #[arg(long, value_enum, default_value_t = WeChatTokenApi::default())]
-    pub wechat_token_api: WeChatTokenApi,
-    /// Content check of user text before it commits: "off" or "wechat" (`wxa/msg_sec_check` v2, for
-    /// senders who logged in with WeChat; needs wechat_appid, wechat_secret). WeChat's "risky" refuses the
-    /// send with `content_rejected`.
-    #[arg(long, value_enum, default_value_t = ContentCheck::default())]
-    pub content_check: ContentCheck,
-    /// The `scene` of the content check: 1 profile, 2 comment, 3 forum, 4 social log.
-    #[arg(long, default_value_t = 2)]
-    pub content_check_scene: u8,
-    /// What a send does when WeChat answers "review": "allow", "reject" (`content_rejected`) or "flag"
-    /// (sent, and the webhook event `message.flagged` names it).
-    #[arg(long, value_enum, default_value_t = ContentReview::default())]
-    pub content_review: ContentReview,
-    /// What a send does when the check cannot be made (timeout, WeChat errors such as 45009 over quota,
-    /// the local rate limit): "allow" (sent unchecked) or "reject" (refused with `unavailable`).
-    #[arg(long, value_enum, default_value_t = ContentCheckFailure::default())]
-    pub content_check_failure: ContentCheckFailure,
-    /// Milliseconds WeChat has to answer one content check (token fetch included).
-    #[arg(long, default_value_t = 1000)]
-    pub content_check_timeout_ms: u64,
-    /// Content checks per minute this node makes (also the burst); beyond it content_check_failure decides.
-    /// WeChat allows 4000 a minute per app: split it between the nodes.
-    #[arg(long, default_value_t = 4000)]
-    pub content_check_per_min: u32,
-    /// Template id of the subscribe message (`subscribeMessage.send`) sent to a WeChat user who has no open
-    /// connection when a message arrives, one per one-time grant (`notify_grant`). Unset: no notification.
-    #[arg(long)]
-    pub wechat_notify_template: Option<String>,
-    /// Page the notification opens, e.g. "pages/chat/chat?conversation_id={conversation_id}" (the braces
-    /// are filled in). Unset: the mini-program's home page.
-    #[arg(long)]
-    pub wechat_notify_page: Option<String>,
-    /// The template's fields: `key=source` pairs, comma-separated, sources sender, text, time, conversation;
-    /// e.g. "thing1=sender,thing2=text,time3=time".
-    #[arg(long, default_value = "")]
-    pub wechat_notify_fields: String,
-    /// Characters of a message's text in the notification (WeChat's `thing` fields hold 20).
-    #[arg(long, default_value_t = 20)]
-    pub wechat_notify_preview_chars: usize,
-    /// Seconds during which a user gets at most one notification per conversation.
-    #[arg(long, default_value_t = 300)]
-    pub wechat_notify_window_secs: u64,
-    /// The `miniprogram_state` of notifications: "developer", "trial" or "formal".
-    #[arg(long, default_value = "formal")]
-    pub wechat_notify_state: String,
+    /// WeChat's server-side services: the shared `access_token`, the content check and the offline
+    /// notifications (config/wechat.rs).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub wechat_services: WeChatServices,
     /// Shared secret (at least 32 bytes) with which the business backend signs HS256 connection tokens
     /// (JWT, claims `sub`, `exp`, optional `nbf`, `name`, `rooms`); a client sends such a token where it
     /// would send a session token. Prefer XINDAO_JWT_HS256_SECRET or the file to a flag.
@@ -389,55 +348,10 @@ pub struct Config {
     /// qcloud-weapp-server-sdk business servers), backed by WeChat login (needs wechat_appid, wechat_secret).
     #[arg(long, default_value_t = false)]
     pub wafer_auth: bool,
-    /// Where uploaded media (images, voice, files) are kept: "local" (under data_dir/media, one node) or
-    /// S3-compatible object storage, "s3://bucket" or "s3://bucket/prefix" (any S3 API; for clusters). Uploads
-    /// are first streamed to data_dir/media/tmp either way.
-    #[arg(long, default_value = "local")]
-    pub media_storage: String,
-    /// Endpoint of the S3-compatible storage, e.g. "http://127.0.0.1:9000" (unset: AWS, or AWS_ENDPOINT).
-    #[arg(long)]
-    pub media_s3_endpoint: Option<String>,
-    /// Region of the S3 bucket (unset: AWS_REGION or "us-east-1").
-    #[arg(long)]
-    pub media_s3_region: Option<String>,
-    /// Access key id for the S3 storage (unset: AWS_ACCESS_KEY_ID).
-    #[arg(long)]
-    pub media_s3_access_key_id: Option<String>,
-    /// Secret access key for the S3 storage (unset: AWS_SECRET_ACCESS_KEY; prefer the environment or the
-    /// file to a flag).
-    #[arg(long)]
-    pub media_s3_secret_access_key: Option<Secret>,
-    /// Key of the HMAC that signs media download URLs (at least 32 bytes, the same on every node). Unset:
-    /// derived from cluster_secret when that is set, else generated once and kept in data_dir/media.secret.
-    #[arg(long)]
-    pub media_secret: Option<Secret>,
-    /// A signed media URL (`media_url`) is valid for at least this many seconds (at most a quarter more, so
-    /// that repeated requests get the same, cacheable URL).
-    #[arg(long, default_value_t = 3600)]
-    pub media_url_ttl_secs: u64,
-    /// Largest image upload, in MiB.
-    #[arg(long, default_value_t = 10)]
-    pub media_max_image_mb: u64,
-    /// Largest voice upload, in MiB.
-    #[arg(long, default_value_t = 5)]
-    pub media_max_voice_mb: u64,
-    /// Largest file upload, in MiB.
-    #[arg(long, default_value_t = 25)]
-    pub media_max_file_mb: u64,
-    /// Most pixels (width x height) of an uploaded image, read from its header before anything is decoded:
-    /// bounds the memory of decoding (4 bytes a pixel) and refuses decompression bombs.
-    #[arg(long, default_value_t = 25_000_000)]
-    pub media_max_image_pixels: u64,
-    /// Uploads per user per minute on this node (also the burst); beyond it: HTTP 429 `rate_limited`.
-    #[arg(long, default_value_t = 30)]
-    pub media_uploads_per_min: u32,
-    /// MiB one user may upload per 24 hours; beyond it: HTTP 409 `limit_reached`.
-    #[arg(long, default_value_t = 1024)]
-    pub media_quota_mb_per_day: u64,
-    /// Longest an upload may take, in seconds (other HTTP requests get three header timeouts); a client that
-    /// sends nothing for http_header_timeout_ms meanwhile is cut off.
-    #[arg(long, default_value_t = 600)]
-    pub media_upload_timeout_secs: u64,
+    /// Media uploads: storage, limits and signed URLs (config/media.rs).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub media: MediaConfig,
     /// Log filter (RUST_LOG syntax), e.g. "info" or "xindao=debug,info".
     #[arg(long, default_value = "info")]
     pub log: String,
@@ -448,168 +362,6 @@ pub struct Config {
 
 /// Fewest bytes of `cluster_secret`: 256 bits, the HMAC-SHA256 key size.
 pub const CLUSTER_SECRET_MIN: usize = 32;
-
-impl Default for Config {
-    /// The defaults in the clap attributes above, parsed as if no flag were given (no environment read).
-    fn default() -> Self {
-        let matches = Config::augment_args(clap::Command::new("defaults"))
-            .try_get_matches_from(["defaults"])
-            .and_then(|matches| Config::from_arg_matches(&matches));
-        matches.expect("every default in Config's clap attributes parses")
-    }
-}
-
-/// Why a configuration could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
-    #[error("configuration: {0}")]
-    Invalid(String),
-}
-
-impl Config {
-    /// Loads defaults <- TOML file (if given) <- `overrides` (the keys given in the environment or as flags,
-    /// see [`Flags::load`]), then checks the limits that types cannot express.
-    pub fn load(
-        file: Option<&std::path::Path>,
-        overrides: &impl Serialize,
-    ) -> Result<Config, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(path) = file {
-            figment = figment.merge(Toml::file_exact(path));
-        }
-        let config: Config = figment
-            .merge(Serialized::defaults(overrides))
-            .extract()
-            .map_err(Box::new)?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Whether WeChat login is configured.
-    pub fn wechat_enabled(&self) -> bool {
-        self.wechat_appid.is_some() && self.wechat_secret.is_some()
-    }
-
-    /// Whether business connection tokens (JWT) are configured.
-    pub fn jwt_enabled(&self) -> bool {
-        self.jwt_hs256_secret.is_some()
-            || self.jwt_public_key_file.is_some()
-            || self.jwt_jwks_file.is_some()
-    }
-
-    /// Whether the server listens on loopback only (127.0.0.0/8 or ::1): nobody else can reach it.
-    pub fn listens_on_loopback(&self) -> bool {
-        self.listen.ip().is_loopback()
-    }
-
-    /// Whether the development login is served, after resolving "auto".
-    pub fn dev_login_enabled(&self) -> bool {
-        match self.dev_login {
-            DevLogin::Auto => {
-                !self.wechat_enabled() && !self.jwt_enabled() && self.listens_on_loopback()
-            }
-            DevLogin::True => true,
-            DevLogin::False => false,
-        }
-    }
-
-    /// Refuses the one setup that used to expose the development login by accident: "auto", no WeChat, and a
-    /// listen address others can reach. Checked at start (not in [`Config::load`], so that `xindao config`
-    /// still shows such a configuration).
-    pub fn check_login_exposure(&self) -> Result<(), ConfigError> {
-        if self.dev_login == DevLogin::Auto
-            && !self.wechat_enabled()
-            && !self.jwt_enabled()
-            && !self.listens_on_loopback()
-        {
-            return Err(ConfigError::Invalid(format!(
-                "no login is configured for {}, which is not a loopback address: configure WeChat login \
-                 (wechat_appid, wechat_secret), or set dev_login = \"true\" to serve the development login \
-                 (anyone can log in as any name) on purpose, or dev_login = \"false\"",
-                self.listen
-            )));
-        }
-        Ok(())
-    }
-
-    /// The configuration as TOML, with secrets masked (for `xindao config`).
-    pub fn to_toml_masked(&self) -> String {
-        let mut table = match toml::Table::try_from(self) {
-            Ok(table) => table,
-            Err(e) => return format!("# cannot render: {e}\n"),
-        };
-        table.insert("store".into(), self.store.to_string().into());
-        table.insert("bus".into(), self.bus.to_string().into());
-        if self.wechat_secret.is_some() {
-            table.insert("wechat_secret".into(), endpoint::MASK.into());
-        }
-        if self.cluster_secret.is_some() {
-            table.insert("cluster_secret".into(), endpoint::MASK.into());
-        }
-        if self.jwt_hs256_secret.is_some() {
-            table.insert("jwt_hs256_secret".into(), endpoint::MASK.into());
-        }
-        if self.before_send_secret.is_some() {
-            table.insert("before_send_secret".into(), endpoint::MASK.into());
-        }
-        if let Some(toml::Value::Array(endpoints)) = table.get_mut("webhooks") {
-            for endpoint in endpoints {
-                if let Some(fields) = endpoint.as_table_mut() {
-                    fields.insert("secret".into(), endpoint::MASK.into());
-                }
-            }
-        }
-        if self.wafer_tunnel_key.is_some() {
-            table.insert("wafer_tunnel_key".into(), endpoint::MASK.into());
-        }
-        for (key, set) in [
-            ("media_secret", self.media_secret.is_some()),
-            (
-                "media_s3_secret_access_key",
-                self.media_s3_secret_access_key.is_some(),
-            ),
-        ] {
-            if set {
-                table.insert(key.into(), endpoint::MASK.into());
-            }
-        }
-        toml::to_string(&table).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
-    }
-
-    /// How long a group commit lingers: `commit_linger_us`, or else the store's own default.
-    pub fn commit_linger(&self) -> Duration {
-        let us = self
-            .commit_linger_us
-            .unwrap_or_else(|| self.store.default_commit_linger_us());
-        Duration::from_micros(us)
-    }
-
-    /// The membership caps the stores enforce.
-    pub fn caps(&self) -> rules::Caps {
-        rules::Caps {
-            memberships_per_user: self.max_memberships_per_user,
-            rooms_per_owner: self.max_rooms_per_owner,
-        }
-    }
-
-    pub fn heartbeat(&self) -> Duration {
-        Duration::from_millis(self.heartbeat_ms)
-    }
-    pub fn idle_timeout(&self) -> Duration {
-        Duration::from_millis(self.idle_timeout_ms)
-    }
-    pub fn write_timeout(&self) -> Duration {
-        Duration::from_millis(self.write_timeout_ms)
-    }
-    pub fn session_ttl(&self) -> Duration {
-        Duration::from_secs(self.session_ttl_secs)
-    }
-    pub fn http_header_timeout(&self) -> Duration {
-        Duration::from_millis(self.http_header_timeout_ms)
-    }
-}
 
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,6 @@
 //! Unit tests of the configuration: defaults, layering, validation and masking.
+use std::time::Duration;
+
 use super::*;
 
 #[test]

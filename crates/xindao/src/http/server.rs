@@ -107,7 +107,7 @@ impl Server {
             config.max_header_bytes,
             Some(app.metrics.clone()),
         );
-        edge.upload_timeout = Duration::from_secs(config.media_upload_timeout_secs);
+        edge.upload_timeout = Duration::from_secs(config.media.media_upload_timeout_secs);
         let edge = Arc::new(edge);
         let public = accept::serve(
             listener,

@@ -48,7 +48,7 @@ pub struct MediaService {
 }
 
 impl MediaService {
-    /// Opens the configured storage; `config.media_secret` is already resolved ([`sign::resolve_secret`]).
+    /// Opens the configured storage; `config.media.media_secret` is already resolved ([`sign::resolve_secret`]).
     pub fn open(config: Arc<Config>) -> Result<MediaService> {
         let tmp_dir = config.data_dir.join("media").join("tmp");
         // Uploads cut off by a previous stop: nothing refers to them.
@@ -57,7 +57,7 @@ impl MediaService {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
-        if config.media_storage.trim() == "local"
+        if config.media.media_storage.trim() == "local"
             && matches!(config.store, crate::config::StoreConfig::Postgres { .. })
         {
             tracing::warn!(
@@ -69,7 +69,7 @@ impl MediaService {
             storage: storage::open(&config)?,
             signer: Signer::from_config(&config)?,
             tmp_dir,
-            uploads: crate::limits::PerUser::per_minute(config.media_uploads_per_min),
+            uploads: crate::limits::PerUser::per_minute(config.media.media_uploads_per_min),
             decode_slots: Arc::new(Semaphore::new(DECODE_SLOTS)),
             upload_slots: Arc::new(Semaphore::new(UPLOAD_SLOTS)),
             store_slots: Arc::new(Semaphore::new(STORE_SLOTS)),
@@ -80,9 +80,9 @@ impl MediaService {
     /// The most bytes an upload of `kind` may have.
     pub fn max_bytes(&self, kind: MediaKind) -> u64 {
         let mb = match kind {
-            MediaKind::Image => self.config.media_max_image_mb,
-            MediaKind::Voice => self.config.media_max_voice_mb,
-            MediaKind::File => self.config.media_max_file_mb,
+            MediaKind::Image => self.config.media.media_max_image_mb,
+            MediaKind::Voice => self.config.media.media_max_voice_mb,
+            MediaKind::File => self.config.media.media_max_file_mb,
         };
         mb.saturating_mul(1024 * 1024)
     }

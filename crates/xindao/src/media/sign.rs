@@ -38,13 +38,14 @@ pub struct SignedUrl {
 }
 
 impl Signer {
-    /// The signer of `config.media_secret` (already resolved by [`resolve_secret`]).
+    /// The signer of `config.media.media_secret` (already resolved by [`resolve_secret`]).
     pub fn from_config(config: &Config) -> Result<Signer> {
         let secret = config
+            .media
             .media_secret
             .as_ref()
             .ok_or_else(|| Error::Internal("media_secret not resolved".into()))?;
-        Signer::new(secret.as_str().as_bytes(), config.media_url_ttl_secs)
+        Signer::new(secret.as_str().as_bytes(), config.media.media_url_ttl_secs)
     }
 
     pub fn new(key: &[u8], ttl_secs: u64) -> Result<Signer> {
@@ -98,10 +99,10 @@ impl Signer {
     }
 }
 
-/// Fills in `config.media_secret` when it is unset: derived from `cluster_secret` when there is one, else
+/// Fills in `config.media.media_secret` when it is unset: derived from `cluster_secret` when there is one, else
 /// read from data_dir/media.secret, generated there (mode 0600) on first start.
 pub fn resolve_secret(config: &mut Config) -> Result<()> {
-    if let Some(secret) = &config.media_secret {
+    if let Some(secret) = &config.media.media_secret {
         if secret.as_str().len() < SECRET_MIN {
             return Err(Error::InvalidArgs(format!(
                 "media_secret must be at least {SECRET_MIN} bytes"
@@ -118,7 +119,7 @@ pub fn resolve_secret(config: &mut Config) -> Result<()> {
         }
         None => secret_file(&config.data_dir.join("media.secret"))?,
     };
-    config.media_secret = Some(Secret::from(secret));
+    config.media.media_secret = Some(Secret::from(secret));
     Ok(())
 }
 

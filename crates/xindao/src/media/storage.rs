@@ -41,7 +41,7 @@ pub trait Storage: Send + Sync {
 
 /// Opens the storage `media_storage` names.
 pub fn open(config: &Config) -> Result<Arc<dyn Storage>> {
-    let spec = config.media_storage.trim();
+    let spec = config.media.media_storage.trim();
     if spec == "local" {
         return Ok(Arc::new(Local {
             root: config.data_dir.join("media").join("objects"),
@@ -57,18 +57,18 @@ pub fn open(config: &Config) -> Result<Arc<dyn Storage>> {
         return Err(Error::InvalidArgs("media_storage names no bucket".into()));
     }
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-    if let Some(endpoint) = &config.media_s3_endpoint {
+    if let Some(endpoint) = &config.media.media_s3_endpoint {
         builder = builder
             .with_endpoint(endpoint)
             .with_allow_http(endpoint.starts_with("http://"));
     }
-    if let Some(region) = &config.media_s3_region {
+    if let Some(region) = &config.media.media_s3_region {
         builder = builder.with_region(region);
     }
-    if let Some(key) = &config.media_s3_access_key_id {
+    if let Some(key) = &config.media.media_s3_access_key_id {
         builder = builder.with_access_key_id(key);
     }
-    if let Some(secret) = &config.media_s3_secret_access_key {
+    if let Some(secret) = &config.media.media_s3_secret_access_key {
         builder = builder.with_secret_access_key(secret.as_str());
     }
     let store = builder

@@ -58,15 +58,16 @@ impl ContentChecker {
         tokens: Arc<Tokens>,
         openids: Arc<OpenIds>,
     ) -> ContentChecker {
-        let per_min = NonZeroU32::new(config.content_check_per_min).unwrap_or(NonZeroU32::MIN);
+        let per_min = NonZeroU32::new(config.wechat_services.content_check_per_min)
+            .unwrap_or(NonZeroU32::MIN);
         ContentChecker {
             http,
             tokens,
             openids,
-            scene: config.content_check_scene,
-            review: config.content_review,
-            failure: config.content_check_failure,
-            timeout: Duration::from_millis(config.content_check_timeout_ms),
+            scene: config.wechat_services.content_check_scene,
+            review: config.wechat_services.content_review,
+            failure: config.wechat_services.content_check_failure,
+            timeout: Duration::from_millis(config.wechat_services.content_check_timeout_ms),
             quota: RateLimiter::direct(Quota::per_minute(per_min)),
         }
     }

@@ -34,7 +34,7 @@ pub struct WeChat {
 impl WeChat {
     /// `None` unless `content_check = "wechat"` or `wechat_notify_template` is set (both need WeChat login).
     pub fn from_config(config: &Config, store: Arc<dyn Store>) -> Result<Option<WeChat>> {
-        let checking = config.content_check == ContentCheck::Wechat;
+        let checking = config.wechat_services.content_check == ContentCheck::Wechat;
         if !checking && !config.wechat_notify_enabled() {
             return Ok(None);
         }
@@ -52,7 +52,7 @@ impl WeChat {
                 api_base: config.wechat_api_base.clone(),
                 appid: appid.clone(),
                 secret: secret.as_str().to_string(),
-                api: config.wechat_token_api,
+                api: config.wechat_services.wechat_token_api,
             },
             http.clone(),
             store.clone(),

@@ -47,19 +47,20 @@ impl Notifier {
         openids: Arc<OpenIds>,
         store: Arc<dyn Store>,
     ) -> Option<Notifier> {
-        let template = config.wechat_notify_template.clone()?;
+        let template = config.wechat_services.wechat_notify_template.clone()?;
         Some(Notifier {
             http,
             tokens,
             openids,
             store,
             template,
-            page: config.wechat_notify_page.clone(),
+            page: config.wechat_services.wechat_notify_page.clone(),
             // Checked at load (`wechat_problem`).
-            fields: notify_fields(&config.wechat_notify_fields).unwrap_or_default(),
-            preview_chars: config.wechat_notify_preview_chars,
-            window_ms: (config.wechat_notify_window_secs as i64).saturating_mul(1000),
-            state: config.wechat_notify_state.clone(),
+            fields: notify_fields(&config.wechat_services.wechat_notify_fields).unwrap_or_default(),
+            preview_chars: config.wechat_services.wechat_notify_preview_chars,
+            window_ms: (config.wechat_services.wechat_notify_window_secs as i64)
+                .saturating_mul(1000),
+            state: config.wechat_services.wechat_notify_state.clone(),
         })
     }
 

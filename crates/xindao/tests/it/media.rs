@@ -198,9 +198,9 @@ async fn each_kind_answers_what_the_server_read_from_it() {
 #[tokio::test]
 async fn uploads_are_refused_by_size_type_form_and_token() {
     let mut server = TestServer::start(|c| {
-        c.media_max_image_mb = 1;
-        c.media_max_file_mb = 2;
-        c.media_max_image_pixels = 10_000_000;
+        c.media.media_max_image_mb = 1;
+        c.media.media_max_file_mb = 2;
+        c.media.media_max_image_pixels = 10_000_000;
     })
     .await;
     let alice = server.login("alice").await;
@@ -305,8 +305,8 @@ async fn uploads_are_refused_by_size_type_form_and_token() {
 #[tokio::test]
 async fn uploads_are_rate_limited_and_bounded_by_a_daily_quota() {
     let mut server = TestServer::start(|c| {
-        c.media_uploads_per_min = 3;
-        c.media_quota_mb_per_day = 1;
+        c.media.media_uploads_per_min = 3;
+        c.media.media_quota_mb_per_day = 1;
     })
     .await;
     let alice = server.login("alice").await;

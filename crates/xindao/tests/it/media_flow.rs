@@ -14,7 +14,7 @@ use crate::services::TestDb;
 pub const SECRET: &str = "media-test-secret-of-at-least-32-bytes";
 
 pub fn with_secret(c: &mut Config) {
-    c.media_secret = Some(SECRET.into());
+    c.media.media_secret = Some(SECRET.into());
 }
 
 /// The image flow on `server`: upload, send, push, URLs for members only, download with its headers.

@@ -268,11 +268,11 @@ async fn recalled_media_leave_s3_compatible_storage() {
     let s3 = endpoint.clone();
     let mut server = TestServer::start(move |c| {
         with_secret(c);
-        c.media_storage = "s3://xindao-release/chat".into();
-        c.media_s3_endpoint = Some(s3);
-        c.media_s3_region = Some("us-east-1".into());
-        c.media_s3_access_key_id = Some("testing".into());
-        c.media_s3_secret_access_key = Some("testing".into());
+        c.media.media_storage = "s3://xindao-release/chat".into();
+        c.media.media_s3_endpoint = Some(s3);
+        c.media.media_s3_region = Some("us-east-1".into());
+        c.media.media_s3_access_key_id = Some("testing".into());
+        c.media.media_s3_secret_access_key = Some("testing".into());
     })
     .await;
     let outcome = release_scenario(&server).await;

@@ -81,11 +81,11 @@ async fn media_live_in_s3_compatible_storage() {
     let s3 = endpoint.clone();
     let mut server = TestServer::start(move |c| {
         with_secret(c);
-        c.media_storage = "s3://xindao-media/chat".into();
-        c.media_s3_endpoint = Some(s3);
-        c.media_s3_region = Some("us-east-1".into());
-        c.media_s3_access_key_id = Some("testing".into());
-        c.media_s3_secret_access_key = Some("testing".into());
+        c.media.media_storage = "s3://xindao-media/chat".into();
+        c.media.media_s3_endpoint = Some(s3);
+        c.media.media_s3_region = Some("us-east-1".into());
+        c.media.media_s3_access_key_id = Some("testing".into());
+        c.media.media_s3_secret_access_key = Some("testing".into());
     })
     .await;
     image_message_and_download(&server).await;
@@ -290,7 +290,7 @@ async fn trickled_upload(
 async fn slow_uploads_have_their_own_deadline_and_stalled_ones_are_cut_off() {
     let mut server = TestServer::start(|c| {
         c.http_header_timeout_ms = 500;
-        c.media_upload_timeout_secs = 3;
+        c.media.media_upload_timeout_secs = 3;
     })
     .await;
     let alice = server.login("alice").await;

@@ -19,8 +19,8 @@ use crate::webhooks::{endpoint, quick};
 
 fn checking(fake: &FakeWeChat, config: &mut Config) {
     fake.configure(config);
-    config.content_check = ContentCheck::Wechat;
-    config.content_check_timeout_ms = 1000;
+    config.wechat_services.content_check = ContentCheck::Wechat;
+    config.wechat_services.content_check_timeout_ms = 1000;
 }
 
 /// `send` of `text` into `conversation`: the message, or the error code.
@@ -68,7 +68,7 @@ async fn risky_text_is_refused_and_review_follows_each_policy() {
     ] {
         let mut server = TestServer::start(|c| {
             checking(&fake, c);
-            c.content_review = review;
+            c.wechat_services.content_review = review;
             c.webhooks = endpoint(receiver.url(), &["message.flagged"]);
             quick(c);
         })
@@ -209,8 +209,8 @@ async fn quota_timeouts_and_the_local_rate_limit_follow_the_failure_policy() {
     // Fail open: a check that cannot be made lets the message through, after at most the timeout.
     let mut open = TestServer::start(|c| {
         checking(&fake, c);
-        c.content_check_timeout_ms = 500;
-        c.content_check_failure = ContentCheckFailure::Allow;
+        c.wechat_services.content_check_timeout_ms = 500;
+        c.wechat_services.content_check_failure = ContentCheckFailure::Allow;
     })
     .await;
     let (mut a, _b, direct) = pair(&open).await;
@@ -228,9 +228,9 @@ async fn quota_timeouts_and_the_local_rate_limit_follow_the_failure_policy() {
     let before = fake.checks().len();
     let mut closed = TestServer::start(|c| {
         checking(&fake, c);
-        c.content_check_timeout_ms = 1500;
-        c.content_check_failure = ContentCheckFailure::Reject;
-        c.content_check_per_min = 4;
+        c.wechat_services.content_check_timeout_ms = 1500;
+        c.wechat_services.content_check_failure = ContentCheckFailure::Reject;
+        c.wechat_services.content_check_per_min = 4;
     })
     .await;
     let (mut a, mut b, direct) = pair(&closed).await;

@@ -17,11 +17,12 @@ const TEMPLATE: &str = "tpl-NEW-MESSAGE-1";
 
 fn notifying(fake: &FakeWeChat, config: &mut Config) {
     fake.configure(config);
-    config.wechat_notify_template = Some(TEMPLATE.into());
-    config.wechat_notify_page = Some("pages/chat/chat?conversation_id={conversation_id}".into());
-    config.wechat_notify_fields = "thing1=sender,thing2=text,time3=time".into();
-    config.wechat_notify_preview_chars = 10;
-    config.wechat_notify_window_secs = 3;
+    config.wechat_services.wechat_notify_template = Some(TEMPLATE.into());
+    config.wechat_services.wechat_notify_page =
+        Some("pages/chat/chat?conversation_id={conversation_id}".into());
+    config.wechat_services.wechat_notify_fields = "thing1=sender,thing2=text,time3=time".into();
+    config.wechat_services.wechat_notify_preview_chars = 10;
+    config.wechat_services.wechat_notify_window_secs = 3;
 }
 
 async fn start(fake: &FakeWeChat, db: Option<&TestDb>) -> TestServer {

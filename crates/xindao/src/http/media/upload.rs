@@ -91,6 +91,7 @@ pub(crate) async fn upload(
     media.uploads.check(user)?;
     let quota = media
         .config
+        .media
         .media_quota_mb_per_day
         .saturating_mul(1024 * 1024);
     let used = app
@@ -304,7 +305,7 @@ async fn store(app: &App, owner: UserId, received: Received, public: bool) -> Re
                 .acquire()
                 .await
                 .map_err(|_| Error::Unavailable("shutting down".into()))?;
-            let max_pixels = media.config.media_max_image_pixels;
+            let max_pixels = media.config.media.media_max_image_pixels;
             let info = blocking(path.clone(), move |p| probe::image(p, max_pixels)).await?;
             record.width = Some(info.width.into());
             record.height = Some(info.height.into());
