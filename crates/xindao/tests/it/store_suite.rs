@@ -485,7 +485,9 @@ async fn sqlite_migration_2_keeps_messages_and_dedupe() {
              ALTER TABLE members DROP COLUMN muted_until;
              ALTER TABLE conversations DROP COLUMN archived_at;
              ALTER TABLE webhook_outbox DROP COLUMN request_id;
-             ALTER TABLE webhook_dead DROP COLUMN request_id;",
+             ALTER TABLE webhook_dead DROP COLUMN request_id;
+             DROP TABLE media_uses;
+             ALTER TABLE media DROP COLUMN deleted_at;",
         )
         .unwrap();
     }

@@ -16,7 +16,11 @@ use crate::services::TestDb;
 use crate::webhook_receiver::{signature_valid, Received, Receiver, SECRET};
 use crate::webhooks::{endpoint, quick};
 
-/// The event names in the table of docs/webhooks.md's "Events" section.
+/// Documented events that need WeChat's content check to happen; `wechat_checks` proves their delivery against
+/// its fake WeChat API.
+const NEED_WECHAT: [&str; 1] = ["message.flagged"];
+
+/// The event names in the table of docs/webhooks.md's "Events" section, but [`NEED_WECHAT`].
 fn documented_events() -> BTreeSet<String> {
     let doc = include_str!("../../../../docs/webhooks.md");
     let section = doc
@@ -28,6 +32,7 @@ fn documented_events() -> BTreeSet<String> {
         .lines()
         .filter_map(|line| line.strip_prefix("| `"))
         .filter_map(|rest| rest.split('`').next())
+        .filter(|event| !NEED_WECHAT.contains(event))
         .map(str::to_string)
         .collect()
 }
