@@ -32,7 +32,7 @@ pub enum ConfigError {
 
 impl Config {
     /// Loads defaults <- TOML file (if given) <- `overrides` (the keys given in the environment or as flags,
-    /// see [`Flags::load`]), then checks the limits that types cannot express.
+    /// see [`super::Flags::load`]), then checks the limits that types cannot express.
     pub fn load(
         file: Option<&std::path::Path>,
         overrides: &impl Serialize,
