@@ -37,7 +37,7 @@ impl Flags {
 }
 
 /// The clap ids of [`Config`]'s keys: its field names.
-fn keys() -> Vec<String> {
+pub(super) fn keys() -> Vec<String> {
     Config::augment_args(Command::new("keys"))
         .get_arguments()
         .map(|arg| arg.get_id().to_string())

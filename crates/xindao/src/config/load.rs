@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, FromArgMatches};
 use figment::providers::{Format, Serialized, Toml};
-use figment::Figment;
+use figment::{Figment, Provider};
 use serde::Serialize;
 
 use super::{endpoint, Config, DevLogin};
@@ -41,10 +41,17 @@ impl Config {
         if let Some(path) = file {
             figment = figment.merge(Toml::file_exact(path));
         }
-        let config: Config = figment
-            .merge(Serialized::defaults(overrides))
-            .extract()
-            .map_err(Box::new)?;
+        let figment = figment.merge(Serialized::defaults(overrides));
+        // A key no field knows is a typo or a key of another version: refused, not ignored.
+        let known = super::cli::keys();
+        for dict in figment.data().map_err(Box::new)?.values() {
+            if let Some(key) = dict.keys().find(|key| !known.contains(key)) {
+                return Err(ConfigError::Invalid(format!(
+                    "unknown key `{key}` (`xindao config` lists every key)"
+                )));
+            }
+        }
+        let config: Config = figment.extract().map_err(Box::new)?;
         config.validate()?;
         Ok(config)
     }

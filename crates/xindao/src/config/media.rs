@@ -8,6 +8,7 @@ use super::Secret;
 
 /// Media uploads: storage, limits and signed URLs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Args)]
+#[serde(default)]
 pub struct MediaConfig {
     /// Where uploaded media (images, voice, files) are kept: "local" (under data_dir/media, one node) or
     /// S3-compatible object storage, "s3://bucket" or "s3://bucket/prefix" (any S3 API; for clusters). Uploads
@@ -58,4 +59,11 @@ pub struct MediaConfig {
     /// sends nothing for http_header_timeout_ms meanwhile is cut off.
     #[arg(long, default_value_t = 600)]
     pub media_upload_timeout_secs: u64,
+}
+
+impl Default for MediaConfig {
+    /// The defaults in the clap attributes (a TOML file that names none of these keys gets them).
+    fn default() -> Self {
+        super::Config::default().media
+    }
 }

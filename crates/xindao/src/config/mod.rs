@@ -36,7 +36,8 @@ use crate::rules;
 /// The whole configuration of a server. `Config::default()` is the zero-configuration setup: the defaults
 /// below, written once in the clap attributes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Args)]
-#[serde(default, deny_unknown_fields)]
+// No `deny_unknown_fields`: serde does not support it beside `flatten`; `Config::load` refuses unknown keys.
+#[serde(default)]
 pub struct Config {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]

@@ -97,3 +97,29 @@ fn auto_dev_login_is_on_only_on_loopback_without_wechat() {
     assert_eq!(resolve("0.0.0.0:8080", True, false), (true, true));
     assert_eq!(resolve("0.0.0.0:8080", False, false), (false, true));
 }
+
+#[test]
+fn a_file_with_an_unknown_key_is_refused_and_grouped_keys_stay_top_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("xindao.toml");
+    let none = serde_json::Map::new();
+    std::fs::write(&path, "heartbeat_ms = 20000\nhartbeat_ms = 1\n").unwrap();
+    let refused = Config::load(Some(&path), &none).unwrap_err().to_string();
+    assert!(refused.contains("unknown key `hartbeat_ms`"), "{refused}");
+    std::fs::write(
+        &path,
+        "content_check_scene = 3\nmedia_max_image_mb = 5\nwechat_notify_window_secs = 60\n",
+    )
+    .unwrap();
+    let config = Config::load(Some(&path), &none).unwrap();
+    assert_eq!(config.wechat_services.content_check_scene, 3);
+    assert_eq!(config.media.media_max_image_mb, 5);
+    assert_eq!(config.wechat_services.wechat_notify_window_secs, 60);
+    assert_eq!(
+        config.media.media_max_voice_mb,
+        Config::default().media.media_max_voice_mb
+    );
+    assert!(toml::to_string(&config)
+        .unwrap()
+        .contains("media_max_image_mb = 5"));
+}

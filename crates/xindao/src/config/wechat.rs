@@ -185,6 +185,7 @@ mod tests {
 
 /// WeChat's server-side services (flattened into [`super::Config`]: the keys stay top-level).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Args)]
+#[serde(default)]
 pub struct WeChatServices {
     /// Where the WeChat `access_token` comes from: "stable" (`cgi-bin/stable_token`) or "token"
     /// (`cgi-bin/token`). One token serves every node: it is kept in the store and refreshed by one node.
@@ -234,4 +235,11 @@ pub struct WeChatServices {
     /// The `miniprogram_state` of notifications: "developer", "trial" or "formal".
     #[arg(long, default_value = "formal")]
     pub wechat_notify_state: String,
+}
+
+impl Default for WeChatServices {
+    /// The defaults in the clap attributes (a TOML file that names none of these keys gets them).
+    fn default() -> Self {
+        super::Config::default().wechat_services
+    }
 }
