@@ -2157,6 +2157,7 @@ class XindaoClient extends Emitter {
         for (const id of chunk) for (const w of wanted.get(id)) w.reject(e);
       }
     }
+  }
   /** After `wx.requestSubscribeMessage` answered "accept" for the server's notification template: records
    * `count` (default 1) one-time grants, each used by one notification while you are offline. Resolves with
    * the grants held. */
