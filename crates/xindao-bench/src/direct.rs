@@ -335,11 +335,10 @@ async fn conn_task(
                         if m.conversation_id != conv { continue; }
                         let Ok(p) = proto::payload(&m) else { continue };
                         let mut s = st.borrow_mut();
-                        match peer_k {
-                            Some(last) if p.k <= last => { s.dups += 1; continue; }
-                            Some(last) if p.k != last + 1 => s.gaps += 1,
-                            None if p.k != 0 => s.gaps += 1,
-                            _ => {}
+                        match proto::peer_order(peer_k, p.k) {
+                            proto::PeerOrder::Repeat => { s.dups += 1; continue; }
+                            proto::PeerOrder::Gap => s.gaps += 1,
+                            proto::PeerOrder::Next => {}
                         }
                         peer_k = Some(p.k);
                         s.received += 1;

@@ -198,6 +198,26 @@ pub fn payload(msg: &MsgLite) -> anyhow::Result<Payload> {
     Ok(serde_json::from_str(msg.content.get())?)
 }
 
+/// Where a 1:1 peer's message number `k` stands after the last one received (`last`).
+pub enum PeerOrder {
+    /// The next one.
+    Next,
+    /// Later than the next: messages were skipped.
+    Gap,
+    /// Not newer than the last: delivered twice (or out of order).
+    Repeat,
+}
+
+/// Classifies message `k` of a peer that numbers its messages 0, 1, 2, ...
+pub fn peer_order(last: Option<u64>, k: u64) -> PeerOrder {
+    match last {
+        Some(last) if k <= last => PeerOrder::Repeat,
+        Some(last) if k != last + 1 => PeerOrder::Gap,
+        None if k != 0 => PeerOrder::Gap,
+        _ => PeerOrder::Next,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
