@@ -342,7 +342,7 @@ async fn answer(
     let op_name = request.op.name();
     hops::observe(&hops().queued, started.saturating_duration_since(read_at));
     // Every line about the request names it: the connection's span gives `conn`, this one the client's id.
-    let span = tracing::info_span!("req", id = %RequestIdField(&request.id), op = op_name);
+    let span = tracing::info_span!("req", id = %request.id, op = op_name);
     let spent = Spent::new();
     let request_id = request_id::for_ws_request(&conn.upgrade_id, &request.id);
     let handling = request_id::scope(
@@ -385,17 +385,4 @@ async fn answer(
     app.metrics
         .record_request(op_name, outcome, started.elapsed().as_secs_f64());
     conn.write(reply).await
-}
-
-/// A request id as a log field: the number, or the string as the client sent it (JSON-quoted, so that it
-/// cannot forge other fields).
-struct RequestIdField<'a>(&'a protocol::RequestId);
-
-impl std::fmt::Display for RequestIdField<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            protocol::RequestId::Number(n) => write!(f, "{n}"),
-            protocol::RequestId::Text(text) => write!(f, "{text:?}"),
-        }
-    }
 }

@@ -29,6 +29,16 @@ pub enum RequestId {
     Text(String),
 }
 
+/// As a log field: the number, or the string as the client sent it, JSON-quoted (so it cannot forge other fields).
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestId::Number(n) => write!(f, "{n}"),
+            RequestId::Text(text) => write!(f, "{text:?}"),
+        }
+    }
+}
+
 /// A decoded request: the id to echo and the operation with its arguments.
 #[derive(Debug)]
 pub struct Request {
