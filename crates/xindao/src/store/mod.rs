@@ -59,6 +59,7 @@ use async_trait::async_trait;
 use crate::config::{Config, StoreConfig};
 use crate::error::Result;
 use crate::model::*;
+pub use crate::rules::SessionExpiry;
 pub use crate::rules::StateChange;
 
 /// Opens the store `config.store` names; its writers hand each committed batch to `sink`.
@@ -175,6 +176,8 @@ pub enum ExternalId {
 pub struct SessionInfo {
     pub user_id: UserId,
     pub expires_at: Millis,
+    /// Whether `expires_at` slides with use or is the end (a business JWT's `exp`).
+    pub expiry: SessionExpiry,
 }
 
 /// Persistent state of xindao. All methods are safe to call concurrently.
@@ -186,14 +189,16 @@ pub trait Store: MediaStore + ServerApiStore + WeChatStore + Send + Sync + 'stat
     /// Users whose display name is exactly `display_name` (at most `limit`).
     async fn users_named(&self, display_name: &str, limit: usize) -> Result<Vec<User>>;
 
+    /// Stores a session valid until `expires_at`, extended by use when `expiry` is sliding.
     async fn create_session(
         &self,
         token_hash: [u8; 32],
         user_id: UserId,
         expires_at: Millis,
+        expiry: SessionExpiry,
     ) -> Result<()>;
-    /// Returns the session if it exists and has not expired at `now`; extends it to `now + ttl` when
-    /// the previous extension is older than a tenth of `ttl` (sliding expiry without a write per call).
+    /// Returns the session if it exists and has not expired at `now`; extends a sliding one to `now + ttl`
+    /// when the previous extension is older than a tenth of `ttl` (sliding expiry without a write per call).
     async fn touch_session(
         &self,
         token_hash: [u8; 32],
