@@ -79,11 +79,8 @@ impl Store for SqliteStore {
         expires_at: Millis,
         expiry: SessionExpiry,
     ) -> Result<()> {
-        self.write(move |conn| {
-            users::create_session(conn, &token_hash, user_id, expires_at, expiry)
-                .map_err(map_sqlite)
-        })
-        .await
+        self.write(move |c| users::create_session(c, &token_hash, user_id, expires_at, expiry))
+            .await
     }
 
     async fn touch_session(

@@ -100,7 +100,7 @@ pub(super) fn create_session(
     user_id: UserId,
     expires_at: Millis,
     expiry: SessionExpiry,
-) -> rusqlite::Result<()> {
+) -> Result<()> {
     let now = now_millis();
     conn.execute(
         "INSERT INTO sessions (token_hash, user_id, created_at, extended_at, expires_at)
@@ -114,6 +114,7 @@ pub(super) fn create_session(
         ],
     )
     .map(|_| ())
+    .map_err(map_sqlite)
 }
 
 /// A session's `(user_id, extended_at, expires_at)`.
