@@ -109,6 +109,8 @@ pub struct Committed {
     pub origin: u64,
     /// The request that sent it, for its bus envelope.
     pub request_id: Option<std::sync::Arc<str>>,
+    /// Its commit span's trace context: the fan-out span's parent (empty unless traces are exported).
+    pub trace: crate::obs::otel::Parent,
 }
 
 /// Where a store's writers hand each committed batch (new messages only, duplicates left out), in commit
