@@ -90,7 +90,8 @@ where
         .with_timeout(EXPORT_TIMEOUT)
         .build()
         .map_err(|e| Error::Internal(format!("trace exporter: {e}")))?;
-    let processor = BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio).build();
+    let processor =
+        BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio).build();
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
@@ -170,7 +171,10 @@ pub fn traceparent() -> Option<String> {
 /// envelope. A malformed value is ignored: the span starts a trace of its own.
 pub fn adopt_traceparent(span: &Span, traceparent: &str) {
     if exporting() {
-        adopt_valid(span, TraceContextPropagator::new().extract(&OneField(Some(traceparent.into()))));
+        adopt_valid(
+            span,
+            TraceContextPropagator::new().extract(&OneField(Some(traceparent.into()))),
+        );
     }
 }
 
@@ -211,7 +215,9 @@ impl Injector for OneField {
 
 impl Extractor for OneField {
     fn get(&self, key: &str) -> Option<&str> {
-        (key == "traceparent").then_some(self.0.as_deref()).flatten()
+        (key == "traceparent")
+            .then_some(self.0.as_deref())
+            .flatten()
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -283,6 +289,37 @@ mod tests {
         assert_eq!(traces_url("http://c:4318"), "http://c:4318/v1/traces");
         assert_eq!(traces_url("http://c:4318/"), "http://c:4318/v1/traces");
         assert_eq!(traces_url("http://c/v1/traces"), "http://c/v1/traces");
+    }
+
+    #[test]
+    fn only_a_well_formed_traceparent_names_a_parent() {
+        let extract = |value: &str| {
+            TraceContextPropagator::new()
+                .extract(&OneField(Some(value.into())))
+                .span()
+                .span_context()
+                .clone()
+        };
+        let good = extract("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+        assert!(good.is_valid() && good.is_sampled() && good.is_remote());
+        for bad in [
+            "",
+            "garbage",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            "zz-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\nforged",
+        ] {
+            assert!(!extract(bad).is_valid(), "{bad:?}");
+        }
+        let mut carrier = OneField(None);
+        TraceContextPropagator::new()
+            .inject_context(&Context::new().with_remote_span_context(good), &mut carrier);
+        assert_eq!(
+            carrier.0.as_deref(),
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        );
     }
 
     #[test]
