@@ -64,9 +64,12 @@ impl Traces {
     }
 }
 
+/// The subscriber layer that exports spans.
+pub type TracesLayer<S> = Box<dyn Layer<S> + Send + Sync>;
+
 /// The layer that turns spans into exported traces, or `None` when `otel_endpoint` is unset. Call it on
 /// the runtime: the batch exporter runs there.
-pub fn layer<S>(config: &Config) -> Result<Option<(Box<dyn Layer<S> + Send + Sync>, Traces)>>
+pub fn layer<S>(config: &Config) -> Result<Option<(TracesLayer<S>, Traces)>>
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
