@@ -360,7 +360,7 @@ pub struct Config {
     #[arg(long, value_enum, default_value_t = LogFormat::default())]
     pub log_format: LogFormat,
     /// OpenTelemetry trace export: the OTLP/HTTP collector's base URL, e.g. "http://127.0.0.1:4318" (Jaeger,
-    /// Tempo, an OpenTelemetry Collector; spans go to <url>/v1/traces as protobuf). Unset: no export.
+    /// Tempo, an OpenTelemetry Collector; spans go to `<url>/v1/traces` as protobuf). Unset: no export.
     #[arg(long)]
     pub otel_endpoint: Option<String>,
     /// The `service.name` of the exported spans.
