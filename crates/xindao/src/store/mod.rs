@@ -102,14 +102,13 @@ pub async fn open(
     })
 }
 
-/// One newly committed message and the connection that sent it (0: none).
+/// One newly committed message, the connection that sent it (0: none), the id of the request that sent it
+/// (for its bus envelope) and its commit span's trace context (the fan-out span's parent; empty unless exported).
 #[derive(Debug, Clone)]
 pub struct Committed {
     pub message: Message,
     pub origin: u64,
-    /// The request that sent it, for its bus envelope.
     pub request_id: Option<std::sync::Arc<str>>,
-    /// Its commit span's trace context: the fan-out span's parent (empty unless traces are exported).
     pub trace: crate::obs::otel::Parent,
 }
 
