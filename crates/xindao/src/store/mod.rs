@@ -102,8 +102,7 @@ pub async fn open(
     })
 }
 
-/// One newly committed message, the connection that sent it (0: none), the id of the request that sent it
-/// (for its bus envelope) and its commit span's trace context (the fan-out span's parent; empty unless exported).
+/// A newly committed message, its sender's connection (0: none), request id and commit span (for fan-out).
 #[derive(Debug, Clone)]
 pub struct Committed {
     pub message: Message,
