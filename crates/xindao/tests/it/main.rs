@@ -46,6 +46,7 @@ mod media_storage;
 mod membership;
 mod metrics_where;
 mod obs;
+mod otel;
 mod probe;
 mod profiles;
 mod protocol_edges;
