@@ -127,6 +127,9 @@ export interface Hello {
   protocol: number;
   user: User;
   connection_id: number;
+  /** When the connection's token ends (ms): a JWT's exp, after which the server closes the socket with 4001
+   * `token_expired` unless the client refreshed it (the SDK does, with `getToken`); null for a login's session. */
+  expires_at?: number | null;
   heartbeat_ms: number;
   idle_timeout_ms: number;
   limits: Limits;
@@ -255,6 +258,8 @@ export interface ClientEvents {
   resync: { reason: string };
   /** close code 4001 or a refused token: log in again; 4003: the user was banned. The client does not reconnect. */
   session_ended: { code: number; reason?: string };
+  /** the open socket took a fresh token from `getToken` and now ends at `expires_at` (ms) */
+  token_refreshed: { expires_at: number | null };
   error: Error;
   /** every push, raw */
   event: { event: string; data: any };
@@ -279,9 +284,11 @@ export interface ClientOptions {
   /** A token from an earlier login (e.g. kept in storage), or a connection token (JWT) from your backend. */
   token?: string;
   /** Fetches a fresh connection token (JWT) from your backend: called when there is none, before the token's
-   * exp (`tokenRefreshMarginMs`), and once when the server refuses the token it has. */
+   * exp (`tokenRefreshMarginMs`), and once when the server refuses the token it has. A fresh token is handed to
+   * the open socket (`auth_refresh`), which then stays open past the old one's exp. */
   getToken?: () => Promise<string>;
-  /** How long before a JWT's exp `getToken` is called (default 30000). */
+  /** How long before a JWT's exp `getToken` is called at the latest (default 30000); sooner once 80 % of the
+   * token's time left has passed. */
   tokenRefreshMarginMs?: number;
   /** How often the measured ping/send round trips are reported to the server (`client_stats`; default
    * 300000; 0 = never). */

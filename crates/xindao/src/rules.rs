@@ -195,8 +195,39 @@ pub enum SessionTouch {
     Extend { expires_at: Millis },
 }
 
+/// Whether a session's expiry moves with use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionExpiry {
+    /// A login's session: `session_ttl` after its last use ([`touch_session`]).
+    Sliding,
+    /// A business JWT's session: it ends at the token's `exp`, whatever its use.
+    Fixed,
+}
+
+impl SessionExpiry {
+    /// The `extended_at` a new session is stored with. A fixed one is stored as extended at its own expiry:
+    /// no use before it expires is a tenth of a ttl past that, so [`touch_session`] never slides it, and no
+    /// column tells the two kinds apart ([`SessionExpiry::of`] reads it back).
+    pub fn extended_at(self, now: Millis, expires_at: Millis) -> Millis {
+        match self {
+            SessionExpiry::Sliding => now,
+            SessionExpiry::Fixed => expires_at,
+        }
+    }
+
+    /// The kind of a stored session, from its `extended_at` and `expires_at`.
+    pub fn of(extended_at: Millis, expires_at: Millis) -> SessionExpiry {
+        if extended_at >= expires_at {
+            SessionExpiry::Fixed
+        } else {
+            SessionExpiry::Sliding
+        }
+    }
+}
+
 /// Sliding expiry without a write per call: a session is valid until `expires_at`, and a use extends it to
-/// `now + ttl_ms` only once the previous extension is at least a tenth of `ttl_ms` old.
+/// `now + ttl_ms` only once the previous extension is at least a tenth of `ttl_ms` old. A fixed session
+/// ([`SessionExpiry::Fixed`]) is never extended.
 pub fn touch_session(
     extended_at: Millis,
     expires_at: Millis,
@@ -205,7 +236,9 @@ pub fn touch_session(
 ) -> SessionTouch {
     if expires_at <= now {
         SessionTouch::Expired
-    } else if now - extended_at < ttl_ms / 10 {
+    } else if SessionExpiry::of(extended_at, expires_at) == SessionExpiry::Fixed
+        || now - extended_at < ttl_ms / 10
+    {
         SessionTouch::Valid { expires_at }
     } else {
         SessionTouch::Extend {

@@ -41,7 +41,7 @@ const DEFAULTS = {
   outboxOrphanMs: 15000,
   log: null, // function(level, message, data) for debugging
   getToken: null, // async () => a fresh connection token (JWT) from your backend; see README "Tokens from your backend"
-  tokenRefreshMarginMs: 30000, // call getToken this long before the token's exp
+  tokenRefreshMarginMs: 30000, // call getToken this long before the token's exp at the latest (or once 80 % of its time left has passed, if sooner)
   statsIntervalMs: 300000, // report measured ping/send round trips (client_stats) this often; 0 = never report
   clientKind: null, // 'miniprogram' | 'browser' | 'node' for client_stats; null = guessed (wx, window, else node)
   uploadTimeoutMs: 120000, // one media upload (POST /v1/media), from the call to the answer
@@ -815,7 +815,8 @@ class XindaoClient extends Emitter {
     return exp != null && exp - Date.now() <= this.options.tokenRefreshMarginMs;
   }
 
-  // Calls options.getToken once at a time; schedules the next call before the new token's exp.
+  // Calls options.getToken once at a time; schedules the next call before the new token's exp, and moves an open
+  // socket to the new token (auth_refresh) so that the server does not close it at the old one's exp.
   _refreshToken() {
     if (this._tokenPromise) return this._tokenPromise;
     this._tokenPromise = Promise.resolve()
@@ -827,6 +828,7 @@ class XindaoClient extends Emitter {
           this.token = token;
           this._tokenRefreshedAt = Date.now();
           this._scheduleTokenRefresh();
+          this._refreshSocket(token);
           return token;
         },
         (e) => {
@@ -842,12 +844,29 @@ class XindaoClient extends Emitter {
     this._tokenTimer = null;
     const exp = this._tokenExp();
     if (exp == null || !this._wantOpen) return;
-    const delay = Math.max(1000, exp - Date.now() - this.options.tokenRefreshMarginMs);
+    const left = exp - Date.now();
+    const delay = Math.max(1000, Math.min(left * 0.8, left - this.options.tokenRefreshMarginMs));
     this._tokenTimer = setTimeout(() => {
       this._tokenTimer = null;
       if (this._wantOpen) this._refreshToken().catch((e) => this.emit('error', e));
     }, delay);
     if (this._tokenTimer && this._tokenTimer.unref) this._tokenTimer.unref();
+  }
+
+  // The open socket runs on a token that ends (hello.expires_at): hand it the fresh one, so it stays open past the
+  // old exp. Refused (another user's, invalid) or unanswered: the server closes it at the old exp with 4001
+  // token_expired, and the client reconnects with a fresh token. A server without auth_refresh sends no
+  // expires_at and closes nothing at exp.
+  _refreshSocket(token) {
+    if (this._state !== 'open' || !this._conn || !this.hello || this.hello.expires_at == null) return;
+    const hello = this.hello;
+    this._request('auth_refresh', { token }, { urgent: true }).then(
+      (r) => {
+        if (this.hello === hello) hello.expires_at = r.expires_at;
+        this.emit('token_refreshed', { expires_at: r.expires_at });
+      },
+      (e) => this._log('info', 'auth_refresh failed: the socket closes at its token exp', { code: e && e.code }),
+    );
   }
 
   // A refused token: with getToken, fetch a fresh one and reconnect (once per fresh token); else the session ended.
@@ -890,7 +909,13 @@ class XindaoClient extends Emitter {
     this._log('info', 'socket closed', { code, reason, opened, wasOpen });
     this._lastClose = (code ? code + ' ' : '') + (reason || (opened ? 'closed' : 'could not connect'));
     if (!this._wantOpen || this._paused) return;
-    // 4001: the token was refused (a getToken app may get a fresh one); 4003: the user was banned (server API).
+    // 4001 token_expired on an open socket: its token ran out before a refresh reached it; with getToken,
+    // reconnect (with a fresh token unless the one held is still good). Other 4001: the token was refused (a
+    // getToken app may get a fresh one); 4003: the user was banned (server API).
+    if (code === 4001 && reason === 'token_expired' && wasOpen && this.options.getToken) {
+      if (!this.token || this._tokenExpiring()) this.token = null;
+      return this._scheduleReconnect(code, reason);
+    }
     if (code === 4001) return this._tokenRefused(code, reason);
     if (code === 4003) return this._sessionEnded(code, reason);
     this._scheduleReconnect(code, reason);

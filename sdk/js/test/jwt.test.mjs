@@ -78,3 +78,50 @@ test('a getToken that keeps giving refused tokens ends the session', async () =>
   await assert.rejects(c.connect(), (e) => e.code === 'session_ended');
   await ended;
 });
+
+test('an open socket takes the fresh token and stays open past the old exp', async () => {
+  const exps = [now() + 3, now() + 600];
+  let calls = 0;
+  const c = client({
+    tokenRefreshMarginMs: 2000,
+    getToken: async () => mint({ sub: 'sdk-4', exp: exps[Math.min(calls++, 1)] }),
+  });
+  let opens = 0;
+  c.on('open', () => opens++);
+  const refreshed = new Promise((resolve) => c.on('token_refreshed', resolve));
+  const hello = await c.connect();
+  assert.equal(hello.expires_at, exps[0] * 1000, 'hello tells the token end');
+  assert.deepEqual(await refreshed, { expires_at: exps[1] * 1000 });
+  assert.equal(c.hello.expires_at, exps[1] * 1000);
+  // past the first token's exp: the same socket still answers
+  await new Promise((r) => setTimeout(r, Math.max(0, exps[0] * 1000 - Date.now()) + 1000));
+  await c.ping();
+  assert.equal(c.state, 'open');
+  assert.equal(opens, 1, 'no reconnect');
+  assert.equal(c.hello.connection_id, hello.connection_id);
+});
+
+test('a socket closed at its token exp (4001 token_expired) reconnects with a fresh token', async () => {
+  let calls = 0;
+  const exp = now() + 2;
+  const c = client({
+    // a token without getToken scheduling: nothing refreshes the socket before exp
+    token: mint({ sub: 'sdk-5', exp }),
+    tokenRefreshMarginMs: 0,
+    backoffInitialMs: 50,
+    getToken: async () => {
+      calls++;
+      return mint({ sub: 'sdk-5', exp: now() + 600 });
+    },
+  });
+  const closes = [];
+  c.on('state', (s) => s.state === 'reconnecting' && closes.push([s.code, s.reason]));
+  const first = await c.connect();
+  assert.equal(first.expires_at, exp * 1000);
+  assert.equal(calls, 0);
+  await waitFor(() => c.state === 'open' && c.hello.connection_id !== first.connection_id, 8000, 'a new connection');
+  assert.deepEqual(closes, [[4001, 'token_expired']]);
+  assert.equal(calls, 1);
+  assert.equal(c.hello.user.id, first.user.id);
+  assert.ok(c.hello.expires_at > Date.now() + 500000);
+});

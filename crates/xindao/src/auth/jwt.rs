@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::model::ConversationId;
+use crate::model::{now_millis, ConversationId};
 
 /// Largest JWT accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -23,8 +23,10 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub const MAX_ROOM_GRANTS: usize = 100;
 /// Longest `sub`, in bytes.
 const MAX_SUB_BYTES: usize = 128;
-/// Clock skew tolerated on `exp` and `nbf`, in seconds.
-const LEEWAY_SECS: u64 = 30;
+/// Clock skew tolerated on `nbf`, in seconds (a backend whose clock runs ahead still mints usable tokens).
+/// `exp` gets none: a token is refused from its `exp` on, and its sockets close then, the same instant
+/// everywhere (the SDK asks for the next token well before).
+const NBF_LEEWAY_SECS: u64 = 30;
 
 /// The claims xindao reads; others are ignored.
 #[derive(Debug, Clone, Deserialize)]
@@ -134,7 +136,7 @@ impl JwtKeys {
         }
         .ok_or_else(|| invalid("algorithm not accepted for this server's keys"))?;
         let mut validation = Validation::new(header.alg);
-        validation.leeway = LEEWAY_SECS;
+        validation.leeway = NBF_LEEWAY_SECS;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         if let Some(issuer) = &self.issuer {
@@ -157,6 +159,10 @@ impl JwtKeys {
             _ => invalid("malformed token"),
         })?;
         let claims = data.claims;
+        // jsonwebtoken gives `exp` the same leeway as `nbf`: none here.
+        if claims.exp.saturating_mul(1000) <= now_millis() {
+            return Err(Error::TokenExpired);
+        }
         if claims.sub.is_empty() || claims.sub.len() > MAX_SUB_BYTES {
             return Err(invalid("sub must be 1 to 128 bytes"));
         }
@@ -191,7 +197,8 @@ pub struct Resolved {
 impl super::Auth {
     /// Checks a business JWT and finds its session: on the token's first use, the user of its `sub` is found
     /// or created (`users.external_id`), its display name set from `name`, and a session stored under the
-    /// token's hash until its `exp` (so connect tickets and logout work as with any session).
+    /// token's hash until its `exp`, never extended (so connect tickets and logout work as with any session,
+    /// and none outlives the token).
     pub(super) async fn resolve_jwt(&self, token: &str) -> Result<Resolved> {
         let keys = self
             .jwt
@@ -199,9 +206,14 @@ impl super::Auth {
             .ok_or(Error::InvalidToken("this server accepts no JWT"))?;
         let claims = keys.verify(token)?;
         let token_hash = super::hash_token(token);
+        let expires_at = claims.exp.saturating_mul(1000);
         if let Ok(session) = self.check_session(token_hash).await {
             return Ok(Resolved {
-                session,
+                // The token's own exp, also for a session stored before sessions could be fixed.
+                session: super::Session {
+                    expires_at: Some(expires_at),
+                    ..session
+                },
                 grants: Vec::new(),
             });
         }
@@ -229,10 +241,14 @@ impl super::Auth {
         if self.store.is_banned(user.id).await? {
             return Err(Error::Banned);
         }
-        let expires_at = claims.exp.saturating_mul(1000);
         if let Err(error) = self
             .store
-            .create_session(token_hash, user.id, expires_at)
+            .create_session(
+                token_hash,
+                user.id,
+                expires_at,
+                crate::store::SessionExpiry::Fixed,
+            )
             .await
         {
             // The same token's first use on another request or node stored it first.
@@ -247,6 +263,7 @@ impl super::Auth {
             session: super::Session {
                 user_id: user.id,
                 token_hash,
+                expires_at: Some(expires_at),
             },
             grants: claims.rooms,
         })

@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::{now_millis, Millis, User, UserId};
-use crate::store::{ExternalId, LoginIdentity, Store};
+use crate::store::{ExternalId, LoginIdentity, SessionExpiry, Store};
 use crate::validate;
 
 /// An authenticated caller.
@@ -36,6 +36,9 @@ use crate::validate;
 pub struct Session {
     pub user_id: UserId,
     pub token_hash: [u8; 32],
+    /// When the session ends whatever its use (a business JWT's `exp`, ms); `None` for a login's session,
+    /// which slides while it is used (an open socket keeps it alive).
+    pub expires_at: Option<Millis>,
 }
 
 /// What a successful login returns to the client.
@@ -170,7 +173,12 @@ impl Auth {
         let token = new_token();
         let expires_at = now_millis() + self.config.session_ttl().as_millis() as i64;
         self.store
-            .create_session(hash_token(&token), user.id, expires_at)
+            .create_session(
+                hash_token(&token),
+                user.id,
+                expires_at,
+                SessionExpiry::Sliding,
+            )
             .await?;
         Ok(LoginResult {
             token,
@@ -204,8 +212,8 @@ impl Auth {
         self.check_session(hash_token(token)).await
     }
 
-    /// Checks a session by its token's hash and slides its expiry (an open WebSocket re-checks its session
-    /// this way, which keeps it alive while the socket is).
+    /// Checks a session by its token's hash and slides its expiry unless it is fixed (an open WebSocket
+    /// re-checks its session this way, which keeps a login's session alive while the socket is).
     pub async fn check_session(&self, token_hash: [u8; 32]) -> Result<Session> {
         let ttl_ms = self.config.session_ttl().as_millis() as i64;
         match self
@@ -216,6 +224,7 @@ impl Auth {
             Some(info) => Ok(Session {
                 user_id: info.user_id,
                 token_hash,
+                expires_at: (info.expiry == SessionExpiry::Fixed).then_some(info.expires_at),
             }),
             None => Err(Error::Unauthorized),
         }

@@ -123,6 +123,11 @@ impl Chat {
             Op::MediaUrl(args) => self.media_url(caller, args).await,
             Op::ClientStats(args) => self.client_stats(caller, args),
             Op::NotifyGrant(args) => self.notify_grant(caller, args).await,
+            // A connection's credentials are its own: the WebSocket answers it (`conn/refresh.rs`); a Wafer
+            // tunnel, the only other caller, never sends it.
+            Op::AuthRefresh(_) => Err(Error::BadRequest(
+                "auth_refresh is answered by a WebSocket connection only".into(),
+            )),
         }
     }
 

@@ -4,22 +4,20 @@
 //! keeps an idle connection to a few kilobytes. Requests are answered one at a time in arrival order;
 //! pushes keep flowing while a request waits for the store. Writes, bounded in time and bytes, are in
 //! `socket.rs`. Requests are rate-limited per connection, and so are the refusals: a client that keeps
-//! sending past its limit is closed with 4008 (a sliding window, [`FLOOD_WINDOW`]).
+//! sending past its limit is closed with 4008 (`limits.rs`). Credentials that end (a JWT's `exp`) close the
+//! connection then, unless `auth_refresh` replaced them (`credentials.rs`).
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
-use governor::clock::{Clock, MonotonicClock};
-use governor::middleware::NoOpMiddleware;
-use governor::state::{InMemoryState, NotKeyed};
-use governor::{Quota, RateLimiter};
 use serde_json::json;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
+use super::credentials::{Credentials, TOKEN_EXPIRED};
+use super::limits::{Admission, Limits};
 use super::socket::{within, Conn};
 use super::{
     End, CLOSE_BANNED, CLOSE_FLOODING, CLOSE_GOING_AWAY, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_INTERNAL,
@@ -32,21 +30,14 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::hub::{close_reason, Outbox};
 use crate::metrics::CloseLabels;
-use crate::model::User;
+use crate::model::{Millis, User};
 use crate::obs::hops::{self, hops};
 use crate::obs::request_id;
 use crate::obs::timing::{self, ReplyTiming, Spent};
-use crate::protocol::{self, PROTOCOL_VERSION};
+use crate::protocol::{self, Op, PROTOCOL_VERSION};
 
 /// How long a server-initiated close waits for the client's close frame.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A connection's request rate limiter (and, over refusals, its flood detector).
-type Limiter =
-    RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<std::time::Instant>>;
-
-/// The sliding window of the flood close: more than `rate_burst` refused requests within it close with 4008.
-const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 
 /// Runs one connection from registration to close. `conn` is used in place, never moved into a local: an async
 /// fn keeps its arguments in its state, and a moved copy would take the same room again in every task.
@@ -79,11 +70,11 @@ pub(super) async fn run(
         user_id: session.user_id,
         conn_id: registered.conn_id,
     };
-    let hello = hello(&app.config, user, caller);
+    let hello = hello(&app.config, user, caller, session.expires_at);
     app.metrics.connections.inc();
     app.metrics.connections_opened.inc();
     let span = tracing::info_span!("ws", conn = caller.conn_id, user = caller.user_id);
-    let end = serve(&app, &mut conn, caller, session.token_hash, hello)
+    let end = serve(&app, &mut conn, caller, session, hello)
         .instrument(span)
         .await;
     app.chat.disconnect(caller);
@@ -140,13 +131,14 @@ fn close_message(code: u16, reason: &'static str) -> Message {
 }
 
 /// The greeting, the first frame of every connection.
-fn hello(config: &Config, user: User, caller: Caller) -> Utf8Bytes {
+fn hello(config: &Config, user: User, caller: Caller, expires_at: Option<Millis>) -> Utf8Bytes {
     protocol::event(
         "hello",
         &json!({
             "protocol": PROTOCOL_VERSION,
             "user": user,
             "connection_id": caller.conn_id,
+            "expires_at": expires_at,
             "heartbeat_ms": config.heartbeat_ms,
             "idle_timeout_ms": config.idle_timeout_ms,
             "limits": {
@@ -174,7 +166,7 @@ async fn serve(
     app: &App,
     conn: &mut Conn,
     caller: Caller,
-    token_hash: [u8; 32],
+    session: Session,
     hello: Utf8Bytes,
 ) -> End {
     let config = &app.config;
@@ -184,8 +176,11 @@ async fn serve(
     let limits = Limits::new(config);
     let mut last_heard = Instant::now();
     let mut session_checked = Instant::now();
-    let mut heartbeat = tokio::time::interval(config.heartbeat() / 2);
+    let period = config.heartbeat() / 2;
+    let mut heartbeat = tokio::time::interval(period);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut credentials = Credentials::new(session);
+    credentials.arm(&mut heartbeat, period);
     // Made once: a fresh `cancelled()` future per loop turn would lock the token's waiter list twice per push.
     let shutdown = app.shutdown.cancelled();
     tokio::pin!(shutdown);
@@ -216,13 +211,16 @@ async fn serve(
                     incoming
                 }
                 _ = heartbeat.tick() => {
+                    if credentials.expired() {
+                        return End::Close(CLOSE_SESSION_ENDED, TOKEN_EXPIRED);
+                    }
                     let silent = last_heard.elapsed();
                     if silent >= config.idle_timeout() {
                         return End::Close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout");
                     }
                     if session_checked.elapsed() >= session_check_interval(config) {
                         session_checked = Instant::now();
-                        match app.auth.check_session(token_hash).await {
+                        match app.auth.check_session(credentials.session.token_hash).await {
                             Ok(_) => {}
                             Err(Error::Unauthorized) => {
                                 return End::Close(CLOSE_SESSION_ENDED, "session expired: log in again")
@@ -237,43 +235,26 @@ async fn serve(
                             return End::Gone;
                         }
                     }
+                    credentials.arm(&mut heartbeat, period);
                     continue;
                 }
             }
         };
         // Boxed: a request's state (~1 KB) lives only while it is answered, not in every idle task.
-        if let Err(end) = Box::pin(receive(app, conn, caller, &limits, incoming, last_heard)).await
-        {
+        let received = receive(
+            app,
+            conn,
+            caller,
+            &limits,
+            &mut credentials,
+            incoming,
+            last_heard,
+        );
+        if let Err(end) = Box::pin(received).await {
             return end;
         }
-    }
-}
-
-/// A connection's request limits: the rate of requests, and the rate of refusals that counts as flooding.
-struct Limits {
-    requests: Limiter,
-    /// Refusals: a burst of `rate_burst`, one more every [`FLOOD_WINDOW`] / `rate_burst`. A refusal it does
-    /// not allow closes with 4008: one allowed request does not reset it, a steady excess exhausts it.
-    refusals: Limiter,
-}
-
-impl Limits {
-    fn new(config: &Config) -> Limits {
-        let burst = NonZeroU32::new(config.rate_burst).unwrap_or(NonZeroU32::MIN);
-        let rate = NonZeroU32::new(config.rate_per_sec).unwrap_or(NonZeroU32::MIN);
-        let refusal_period = (FLOOD_WINDOW / burst.get()).max(Duration::from_nanos(1));
-        let refusals = Quota::with_period(refusal_period)
-            .unwrap_or_else(|| Quota::per_second(burst))
-            .allow_burst(burst);
-        // std's monotonic clock: governor's default (quanta) calibrates a clock per limiter, which costs
-        // CPUID traps on every connect in a VM.
-        Limits {
-            requests: RateLimiter::direct_with_clock(
-                Quota::per_second(rate).allow_burst(burst),
-                MonotonicClock,
-            ),
-            refusals: RateLimiter::direct_with_clock(refusals, MonotonicClock),
-        }
+        // An `auth_refresh` may have moved the deadline.
+        credentials.arm(&mut heartbeat, period);
     }
 }
 
@@ -284,6 +265,7 @@ async fn receive(
     conn: &mut Conn,
     caller: Caller,
     limits: &Limits,
+    credentials: &mut Credentials,
     incoming: Option<Result<Message, axum::Error>>,
     read_at: Instant,
 ) -> Result<(), End> {
@@ -305,7 +287,7 @@ async fn receive(
             }
         },
     };
-    answer(app, conn, caller, limits, &text, read_at).await
+    answer(app, conn, caller, limits, credentials, &text, read_at).await
 }
 
 /// Decodes, rate-limits and runs one request, writing pushes while it waits, then writes its reply.
@@ -314,15 +296,17 @@ async fn answer(
     conn: &mut Conn,
     caller: Caller,
     limits: &Limits,
+    credentials: &mut Credentials,
     text: &str,
     read_at: Instant,
 ) -> Result<(), End> {
     let started = Instant::now();
-    if let Err(not_until) = limits.requests.check() {
-        if limits.refusals.check().is_err() {
-            return Err(End::Close(CLOSE_FLOODING, "flooding"));
-        }
-        let wait = not_until.wait_time_from(MonotonicClock.now());
+    let wait = match limits.admit() {
+        Admission::Run => None,
+        Admission::Wait(wait) => Some(wait),
+        Admission::Flooding => return Err(End::Close(CLOSE_FLOODING, "flooding")),
+    };
+    if let Some(wait) = wait {
         let id = protocol::decode(text).ok().map(|r| r.id);
         let error = Error::RateLimited {
             retry_after_ms: wait.as_millis().max(1) as u64,
@@ -348,7 +332,12 @@ async fn answer(
     crate::obs::otel::attribute(&span, "request_id", || request_id.0.to_string());
     let handling = request_id::scope(
         request_id,
-        timing::scope(spent.clone(), app.chat.handle(caller, request.op)),
+        timing::scope(spent.clone(), async {
+            match request.op {
+                Op::AuthRefresh(args) => credentials.refresh(app, caller, args).await,
+                op => app.chat.handle(caller, op).await,
+            }
+        }),
     )
     .instrument(span.clone());
     tokio::pin!(handling);

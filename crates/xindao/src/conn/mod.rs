@@ -7,6 +7,8 @@
 //! ([`crate::shards`]), so that a delivery wakes one task per shard, not one per recipient.
 
 mod connection;
+mod credentials;
+mod limits;
 
 mod socket;
 

@@ -189,6 +189,19 @@ impl Hub {
         }
     }
 
+    /// Moves a connection to the session of `token_hash` (after `auth_refresh`): ending that session
+    /// ([`Delivery::EndSession`]) closes it from now on, ending its old one no longer does.
+    pub fn set_session(&self, user: UserId, conn_id: ConnId, token_hash: [u8; 32]) {
+        let mut state = self.state.write();
+        let slot = state
+            .users
+            .get_mut(&user)
+            .and_then(|entry| entry.conns.iter_mut().find(|slot| slot.id == conn_id));
+        if let Some(slot) = slot {
+            slot.token_hash = token_hash;
+        }
+    }
+
     /// Removes a connection (idempotent). Returns true when it was the user's last one on this node.
     pub fn unregister(&self, user: UserId, conn_id: ConnId) -> bool {
         let mut state = self.state.write();

@@ -50,6 +50,7 @@ pub enum Op {
     MediaUrl(MediaUrlArgs),
     ClientStats(ClientStatsArgs),
     NotifyGrant(NotifyGrantArgs),
+    AuthRefresh(AuthRefreshArgs),
 }
 
 impl Op {
@@ -246,6 +247,22 @@ pub struct NotifyGrantArgs {
     pub template_id: String,
     /// How many (default 1).
     pub count: Option<u32>,
+}
+
+/// `auth_refresh`: the connection's next credentials, a token of the same user (a JWT, or a session token).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthRefreshArgs {
+    pub token: String,
+}
+
+/// Never prints the token (requests may be logged).
+impl fmt::Debug for AuthRefreshArgs {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.debug_struct("AuthRefreshArgs")
+            .field("token", &format_args!("<{} bytes>", self.token.len()))
+            .finish()
+    }
 }
 
 /// Most media ids in one `media_url`.

@@ -116,3 +116,16 @@ fn kinds() {
     );
     assert_eq!(kind(r#"{"cmid":"c","kind":5}"#), Err("invalid_args"));
 }
+
+#[test]
+fn auth_refresh_takes_a_token_and_never_prints_it() {
+    let op = decode("auth_refresh", Some(r#"{"token":"secret.jwt.value"}"#)).unwrap();
+    assert_eq!(op.name(), "auth_refresh");
+    assert!(!format!("{op:?}").contains("secret"));
+    assert_eq!(code("auth_refresh", None), "invalid_args");
+    assert_eq!(code("auth_refresh", Some(r#"{"token":5}"#)), "invalid_args");
+    assert_eq!(
+        code("auth_refresh", Some(r#"{"token":"a","extra":1}"#)),
+        "invalid_args"
+    );
+}

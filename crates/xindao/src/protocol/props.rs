@@ -45,6 +45,7 @@ const OP_NAMES: &[&str] = &[
     "media_url",
     "client_stats",
     "notify_grant",
+    "auth_refresh",
 ];
 
 /// Field names the decoders look for, so that generated objects hit them often.
@@ -70,6 +71,7 @@ const FIELD_NAMES: &[&str] = &[
     "user_ids",
     "prefix",
     "avatar_url",
+    "token",
 ];
 
 /// How long any single decode may take in these tests: far above the milliseconds it needs, far below a hang.

@@ -241,3 +241,26 @@ fn sessions_slide_without_a_write_per_use() {
         SessionTouch::Expired
     );
 }
+
+#[test]
+fn fixed_sessions_never_slide() {
+    let ttl = 1_000_000;
+    let expires = 2_000_000;
+    let extended = SessionExpiry::Fixed.extended_at(0, expires);
+    assert_eq!(SessionExpiry::of(extended, expires), SessionExpiry::Fixed);
+    for now in [0, 100_000, 1_500_000, 1_999_999] {
+        assert_eq!(
+            touch_session(extended, expires, now, ttl),
+            SessionTouch::Valid {
+                expires_at: expires
+            },
+            "at {now}"
+        );
+    }
+    assert_eq!(
+        touch_session(extended, expires, expires, ttl),
+        SessionTouch::Expired
+    );
+    let sliding = SessionExpiry::Sliding.extended_at(0, ttl);
+    assert_eq!(SessionExpiry::of(sliding, ttl), SessionExpiry::Sliding);
+}

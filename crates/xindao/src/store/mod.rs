@@ -52,14 +52,16 @@ pub use outbox::{DeadRow, Outbox, OutboxEvent, OutboxRow};
 pub use server_api::ServerApiStore;
 pub use wechat::WeChatStore;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
 use crate::config::{Config, StoreConfig};
 use crate::error::Result;
 use crate::model::*;
-pub use crate::rules::StateChange;
+pub use crate::rules::{SessionExpiry, StateChange};
 
 /// Opens the store `config.store` names; its writers hand each committed batch to `sink`.
 pub async fn open(
@@ -107,7 +109,7 @@ pub async fn open(
 pub struct Committed {
     pub message: Message,
     pub origin: u64,
-    pub request_id: Option<std::sync::Arc<str>>,
+    pub request_id: Option<Arc<str>>,
     pub trace: crate::obs::otel::Parent,
 }
 
@@ -116,30 +118,26 @@ pub struct Committed {
 /// published after an ack can wait behind the batches handed over before it (`chat::order`).
 #[derive(Debug, Clone)]
 pub struct CommitSink {
-    tx: tokio::sync::mpsc::Sender<Vec<Committed>>,
-    handed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    tx: mpsc::Sender<Vec<Committed>>,
+    handed: Arc<AtomicU64>,
 }
 
 impl CommitSink {
     /// A sink into `tx` that counts the batches it hands over in `handed`.
-    pub fn counted(
-        tx: tokio::sync::mpsc::Sender<Vec<Committed>>,
-        handed: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    ) -> CommitSink {
+    pub fn counted(tx: mpsc::Sender<Vec<Committed>>, handed: Arc<AtomicU64>) -> CommitSink {
         CommitSink { tx, handed }
     }
 
     /// Hands a batch over, waiting while the channel is full; `Err` once fan-out is gone.
     pub async fn send(&self, batch: Vec<Committed>) -> std::result::Result<(), Vec<Committed>> {
         // Counted before it is in the channel: whoever sees the batch's ack sees the count.
-        self.handed
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.handed.fetch_add(1, Ordering::SeqCst);
         self.tx.send(batch).await.map_err(|e| e.0)
     }
 }
 
-impl From<tokio::sync::mpsc::Sender<Vec<Committed>>> for CommitSink {
-    fn from(tx: tokio::sync::mpsc::Sender<Vec<Committed>>) -> CommitSink {
+impl From<mpsc::Sender<Vec<Committed>>> for CommitSink {
+    fn from(tx: mpsc::Sender<Vec<Committed>>) -> CommitSink {
         CommitSink::counted(tx, Default::default())
     }
 }
@@ -175,6 +173,7 @@ pub enum ExternalId {
 pub struct SessionInfo {
     pub user_id: UserId,
     pub expires_at: Millis,
+    pub expiry: SessionExpiry,
 }
 
 /// Persistent state of xindao. All methods are safe to call concurrently.
@@ -191,9 +190,10 @@ pub trait Store: MediaStore + ServerApiStore + WeChatStore + Send + Sync + 'stat
         token_hash: [u8; 32],
         user_id: UserId,
         expires_at: Millis,
+        expiry: SessionExpiry,
     ) -> Result<()>;
-    /// Returns the session if it exists and has not expired at `now`; extends it to `now + ttl` when
-    /// the previous extension is older than a tenth of `ttl` (sliding expiry without a write per call).
+    /// Returns the session if it exists and has not expired at `now`; extends a sliding one to `now + ttl`
+    /// when the previous extension is older than a tenth of `ttl` (sliding expiry without a write per call).
     async fn touch_session(
         &self,
         token_hash: [u8; 32],

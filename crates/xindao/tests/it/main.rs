@@ -33,6 +33,7 @@ mod example_backend;
 mod fake_wechat_api;
 mod hostile;
 mod jwt;
+mod jwt_expiry;
 mod lockout;
 mod login;
 mod login_burst;

@@ -17,7 +17,9 @@ use tokio::sync::mpsc;
 use xindao::model::*;
 use xindao::store::postgres::PostgresStore;
 use xindao::store::sqlite::{SqliteOptions, SqliteStore};
-use xindao::store::{CommitSink, Committed, ExternalId, GroupCommit, LoginIdentity, Store};
+use xindao::store::{
+    CommitSink, Committed, ExternalId, GroupCommit, LoginIdentity, SessionExpiry, Store,
+};
 use xindao::Error;
 
 /// The committed batches a store handed over, as (conversation, seq, origin). A batch is handed over before
@@ -110,7 +112,7 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
     // Sessions: sliding expiry, expiry, revocation.
     let token = [3u8; 32];
     let t0 = now_millis();
-    s.create_session(token, alice.id, t0 + 1_000_000)
+    s.create_session(token, alice.id, t0 + 1_000_000, SessionExpiry::Sliding)
         .await
         .unwrap();
     let info = s
@@ -137,9 +139,29 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
         .unwrap()
         .is_none());
 
+    // A fixed session (a JWT's) is never extended, and says so.
+    let fixed = [5u8; 32];
+    s.create_session(fixed, alice.id, t0 + 1_000_000, SessionExpiry::Fixed)
+        .await
+        .unwrap();
+    for at in [t0 + 1_000, t0 + 500_000, t0 + 999_999] {
+        let info = s.touch_session(fixed, at, 100_000).await.unwrap().unwrap();
+        assert_eq!(
+            (info.expires_at, info.expiry),
+            (t0 + 1_000_000, SessionExpiry::Fixed),
+            "at {at}"
+        );
+    }
+    assert!(s
+        .touch_session(fixed, t0 + 1_000_000, 100_000)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(extended.expiry, SessionExpiry::Sliding);
+
     // Connect tickets: one per session, redeemed once, not after expiry.
     let session = [4u8; 32];
-    s.create_session(session, alice.id, t0 + 1_000_000)
+    s.create_session(session, alice.id, t0 + 1_000_000, SessionExpiry::Sliding)
         .await
         .unwrap();
     s.create_ticket([10u8; 32], session, t0 + 30_000)
@@ -162,7 +184,7 @@ async fn suite(store: Arc<dyn Store>, hooked: Hooked) {
 
     // Expired sessions and tickets are deleted, in batches; live ones stay.
     for i in 0..5u8 {
-        s.create_session([100 + i; 32], alice.id, t0 + 10)
+        s.create_session([100 + i; 32], alice.id, t0 + 10, SessionExpiry::Sliding)
             .await
             .unwrap();
     }

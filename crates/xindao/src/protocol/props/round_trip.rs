@@ -161,6 +161,7 @@ fn valid_op() -> impl Strategy<Value = Valid> {
                 "client_stats",
                 json!({ "kind": kind, "buckets": buckets })
             )),
+        any::<String>().prop_map(|token| same("auth_refresh", json!({ "token": token }))),
     ]
 }
 
@@ -287,6 +288,7 @@ fn args_of(op: &Op) -> Value {
             ("template_id", Some(json!(a.template_id))),
             ("count", a.count.map(Value::from)),
         ]),
+        Op::AuthRefresh(a) => json!({ "token": a.token }),
     }
 }
 

@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 pub(crate) use rows::map_pg;
 
 use super::group_commit::AppendQueue;
-use super::{LoginIdentity, SessionInfo, StateChange, Store};
+use super::{LoginIdentity, SessionExpiry, SessionInfo, StateChange, Store};
 use crate::error::Result;
 use crate::model::*;
 use crate::rules::{self, SessionTouch};
@@ -59,8 +59,9 @@ impl Store for PostgresStore {
         token_hash: [u8; 32],
         user_id: UserId,
         expires_at: Millis,
+        expiry: SessionExpiry,
     ) -> Result<()> {
-        users::create_session(self, &token_hash, user_id, expires_at).await
+        users::create_session(self, &token_hash, user_id, expires_at, expiry).await
     }
 
     async fn touch_session(
@@ -84,6 +85,7 @@ impl Store for PostgresStore {
         Ok(Some(SessionInfo {
             user_id,
             expires_at,
+            expiry: SessionExpiry::of(extended_at, expires_at),
         }))
     }
 

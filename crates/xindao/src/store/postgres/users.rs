@@ -5,7 +5,7 @@ use super::PostgresStore;
 use crate::error::{Error, Result};
 use crate::model::*;
 use crate::store::rows::display_name_for_openid;
-use crate::store::{ExternalId, LoginIdentity};
+use crate::store::{ExternalId, LoginIdentity, SessionExpiry};
 
 /// Finds the user for a login identity, creating it on first login.
 pub(super) async fn upsert(store: &PostgresStore, identity: LoginIdentity) -> Result<User> {
@@ -85,12 +85,20 @@ pub(super) async fn create_session(
     token_hash: &[u8; 32],
     user_id: UserId,
     expires_at: Millis,
+    expiry: SessionExpiry,
 ) -> Result<()> {
+    let now = now_millis();
     store
         .query(
             "INSERT INTO sessions (token_hash, user_id, created_at, extended_at, expires_at)
-             VALUES ($1, $2, $3, $3, $4)",
-            &[&&token_hash[..], &user_id, &now_millis(), &expires_at],
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &&token_hash[..],
+                &user_id,
+                &now,
+                &expiry.extended_at(now, expires_at),
+                &expires_at,
+            ],
         )
         .await
         .map(|_| ())

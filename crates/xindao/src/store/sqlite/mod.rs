@@ -30,7 +30,7 @@ use tokio::sync::Semaphore;
 
 pub(crate) use super::backend_errors::map_sqlite;
 use super::group_commit::AppendQueue;
-use super::{LoginIdentity, SessionInfo, StateChange, Store};
+use super::{LoginIdentity, SessionExpiry, SessionInfo, StateChange, Store};
 use crate::error::Result;
 use crate::model::*;
 use crate::rules;
@@ -77,11 +77,10 @@ impl Store for SqliteStore {
         token_hash: [u8; 32],
         user_id: UserId,
         expires_at: Millis,
+        expiry: SessionExpiry,
     ) -> Result<()> {
-        self.write(move |conn| {
-            users::create_session(conn, &token_hash, user_id, expires_at).map_err(map_sqlite)
-        })
-        .await
+        self.write(move |c| users::create_session(c, &token_hash, user_id, expires_at, expiry))
+            .await
     }
 
     async fn touch_session(

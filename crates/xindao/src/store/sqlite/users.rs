@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::model::*;
 use crate::rules::{self, SessionTouch};
 use crate::store::rows::display_name_for_openid;
-use crate::store::{ExternalId, LoginIdentity, SessionInfo};
+use crate::store::{ExternalId, LoginIdentity, SessionExpiry, SessionInfo};
 
 impl SqliteStore {
     /// The session of `token_hash`, its expiry slid forward when [`rules::touch_session`] says so.
@@ -39,6 +39,7 @@ impl SqliteStore {
         Ok(Some(SessionInfo {
             user_id,
             expires_at,
+            expiry: SessionExpiry::of(extended_at, expires_at),
         }))
     }
 }
@@ -98,13 +99,22 @@ pub(super) fn create_session(
     token_hash: &[u8; 32],
     user_id: UserId,
     expires_at: Millis,
-) -> rusqlite::Result<()> {
+    expiry: SessionExpiry,
+) -> Result<()> {
+    let now = now_millis();
     conn.execute(
         "INSERT INTO sessions (token_hash, user_id, created_at, extended_at, expires_at)
-         VALUES (?1, ?2, ?3, ?3, ?4)",
-        params![&token_hash[..], user_id, now_millis(), expires_at],
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            &token_hash[..],
+            user_id,
+            now,
+            expiry.extended_at(now, expires_at),
+            expires_at
+        ],
     )
     .map(|_| ())
+    .map_err(map_sqlite)
 }
 
 /// A session's `(user_id, extended_at, expires_at)`.
