@@ -101,10 +101,10 @@ pub struct UserData {
     pub user_id: UserId,
 }
 
-/// The body of one delivery.
+/// One event of a POST's `events` (the body is `{"events": [...]}`, see [`batch`]).
 #[derive(Serialize)]
 pub struct Delivery<'a> {
-    /// The delivery id (also `X-Xindao-Delivery`): the same on every retry and after a redrive.
+    /// The delivery id: the same on every retry and after a redrive (a receiver drops repeats by it).
     pub id: String,
     pub event: &'a str,
     /// When the event committed (ms since the epoch).
