@@ -1,7 +1,7 @@
 //! The delivery worker: claims deliverable outbox rows through the store (a lease per row, so nodes of a
-//! cluster never send the same row at once), POSTs them to their endpoint in signed batches ([`batch`]),
-//! and then deletes them, retries the failed later (exponential backoff with jitter) or, past
-//! `webhook_retry_secs`, parks them in the dead-letter list: all of it recorded with the next claim, one
+//! cluster never send the same row at once), POSTs them to their endpoint in signed batches
+//! ([`super::batch`]), and then deletes them, retries the failed later (exponential backoff with jitter) or,
+//! past `webhook_retry_secs`, parks them in the dead-letter list: all of it recorded with the next claim, one
 //! store call per wake. A conversation's claimed rows travel in one POST, in commit order, and its next rows
 //! are claimed only after that POST settled; different conversations and batches go in parallel
 //! (`webhook_concurrency` POSTs).

@@ -154,10 +154,15 @@ async fn a_client_with_an_example_token_gets_the_order_reply() {
         .unwrap()
         .as_secs();
     let not_a_batch = json!({ "id": "1", "event": "message.created" }).to_string();
-    let signed = xindao::webhooks::batch::signature(WEBHOOK_SECRET.as_bytes(), now, not_a_batch.as_bytes());
+    let signed =
+        xindao::webhooks::batch::signature(WEBHOOK_SECRET.as_bytes(), now, not_a_batch.as_bytes());
     for (body, signature, status) in [
         (body.clone(), None, 401),
-        (body.clone(), Some(format!("t={now},v1={}", "0".repeat(64))), 401),
+        (
+            body.clone(),
+            Some(format!("t={now},v1={}", "0".repeat(64))),
+            401,
+        ),
         (not_a_batch, Some(signed), 400),
     ] {
         let mut request = http()

@@ -70,7 +70,9 @@ async fn one_post_carries_two_conversations(db: Option<&TestDb>) {
     let (mut client, [a, b]) = two_conversations(&server, "batch").await;
     let blocker = {
         let peer = server.login("batch-blocker").await;
-        client.ok("direct_open", json!({"user_id": peer.user_id})).await["conversation"]["id"]
+        client
+            .ok("direct_open", json!({"user_id": peer.user_id}))
+            .await["conversation"]["id"]
             .as_i64()
             .unwrap()
     };
