@@ -1,7 +1,7 @@
 // A business backend for xindao, in one file with no dependencies (node:http, node:crypto, fetch): what a shop's
 // server does next to xindao. It mints the connection tokens of its own users (HS256 JWTs, the secret shared with
-// xindao's `jwt_hs256_secret`), receives xindao's webhooks (verifying X-Xindao-Signature over the raw body and
-// dropping repeated delivery ids), and answers a chat message containing "/order <id>" with a system message sent
+// xindao's `jwt_hs256_secret`), receives xindao's webhooks (batches of events: verifying X-Xindao-Signature over
+// the raw body and dropping repeated event ids), and answers a chat message containing "/order <id>" with a system message sent
 // back through the server API. README.md says how to run it; crates/xindao/tests/it/example_backend.rs runs it
 // against the real xindao binary.
 
@@ -137,19 +137,24 @@ async function route(request, response) {
     if (!verifySignature(config.webhookSecret, request.headers['x-xindao-signature'], raw)) {
       return send(response, 401, { error: 'bad signature' });
     }
-    let delivery;
+    let events;
     try {
-      delivery = JSON.parse(raw.toString('utf8'));
+      events = JSON.parse(raw.toString('utf8')).events;
     } catch {
       return send(response, 400, { error: 'invalid JSON' });
     }
-    if (!firstTime(String(delivery.id))) return send(response, 204);
-    try {
-      await handle(delivery);
-    } catch (error) {
-      seen.delete(String(delivery.id)); // not handled: let the retry through
-      console.error(`delivery ${delivery.id}: ${error.message}`);
-      return send(response, 502, { error: 'not handled, retry' });
+    if (!Array.isArray(events)) return send(response, 400, { error: '`events` is a list' });
+    // In order: a conversation's events are in commit order. A failure answers 502 and xindao sends the
+    // whole batch again; the events handled before it are dropped then as repeats.
+    for (const delivery of events) {
+      if (!firstTime(String(delivery.id))) continue;
+      try {
+        await handle(delivery);
+      } catch (error) {
+        seen.delete(String(delivery.id)); // not handled: let the retry through
+        console.error(`delivery ${delivery.id}: ${error.message}`);
+        return send(response, 502, { error: 'not handled, retry' });
+      }
     }
     return send(response, 204);
   }

@@ -19,7 +19,9 @@ pub use cli::{reference_markdown, Flags};
 pub use endpoint::{mask_url, BusConfig, QuietParser, Secret, StoreConfig};
 pub use kinds::{AdminListen, DevLogin, LogFormat, SqliteSync};
 pub use media::MediaConfig;
-pub use webhooks::{BeforeSendFailure, WebhookEndpoint, Webhooks};
+pub use webhooks::{
+    BeforeSendFailure, WebhookEndpoint, Webhooks, BATCH_MAX_LIMIT, DEFAULT_BATCH_MAX,
+};
 pub use wechat::{
     notify_fields, ContentCheck, ContentCheckFailure, ContentReview, NotifySource, WeChatServices,
     WeChatTokenApi,
@@ -269,10 +271,11 @@ pub struct Config {
     /// round trip and an fsync).
     #[arg(long)]
     pub commit_linger_us: Option<u64>,
-    /// Webhook endpoints: a TOML array of tables `{name, url, secret, events}` (in the environment or a flag,
-    /// the same list in JSON). `events` filters what each receives: names (`message.created`), prefixes
-    /// (`member.*`) or `*` (the default). Events are kept in an outbox in the transaction that commits them
-    /// and delivered signed (docs/webhooks.md). None by default: then nothing is kept.
+    /// Webhook endpoints: a TOML array of tables `{name, url, secret, events, batch_max}` (in the environment
+    /// or a flag, the same list in JSON). `events` filters what each receives: names (`message.created`),
+    /// prefixes (`member.*`) or `*` (the default); `batch_max` is the most events one POST carries (1..=1000,
+    /// default 100). Events are kept in an outbox in the transaction that commits them and delivered signed
+    /// (docs/webhooks.md). None by default: then nothing is kept.
     #[arg(long, default_value = "[]")]
     pub webhooks: Webhooks,
     /// Seconds a webhook delivery is retried (exponential backoff with jitter, from 1 s up to 10 min between
@@ -294,8 +297,8 @@ pub struct Config {
     /// them sent by another after this.
     #[arg(long, default_value_t = 30_000)]
     pub webhook_lease_ms: u64,
-    /// Deliveries a node sends at once (to different conversations; one conversation's events go one at a
-    /// time, in order).
+    /// POSTs a node has in flight at once (each of up to an endpoint's `batch_max` events; one conversation's
+    /// events are in one POST at a time, in order).
     #[arg(long, default_value_t = 32)]
     pub webhook_concurrency: usize,
     /// Seconds in which at most one `user.offline_message` webhook event is kept per user and conversation:

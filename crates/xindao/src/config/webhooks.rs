@@ -29,10 +29,22 @@ pub struct WebhookEndpoint {
     /// Events sent to it: names (`message.created`), prefixes (`member.*`) or `*` (the default).
     #[serde(default = "all_events")]
     pub events: Vec<String>,
+    /// Most events in one `POST` (`{"events": [...]}`), 1..=1000; 100 by default.
+    #[serde(default = "default_batch_max")]
+    pub batch_max: usize,
 }
+
+/// Most events one POST carries, unless an endpoint says otherwise.
+pub const DEFAULT_BATCH_MAX: usize = 100;
+/// The largest `batch_max` an endpoint may ask for.
+pub const BATCH_MAX_LIMIT: usize = 1000;
 
 fn all_events() -> Vec<String> {
     vec!["*".into()]
+}
+
+fn default_batch_max() -> usize {
+    DEFAULT_BATCH_MAX
 }
 
 impl Webhooks {
@@ -55,6 +67,12 @@ impl Webhooks {
                     endpoint.name
                 ));
             }
+            if !(1..=BATCH_MAX_LIMIT).contains(&endpoint.batch_max) {
+                return Some(format!(
+                    "webhooks: the batch_max of endpoint {} must be 1..={BATCH_MAX_LIMIT}",
+                    endpoint.name
+                ));
+            }
         }
         None
     }
@@ -65,7 +83,7 @@ impl FromStr for Webhooks {
     fn from_str(text: &str) -> Result<Self, String> {
         serde_json::from_str(text).map_err(|e| {
             format!(
-                "webhooks must be a JSON list of {{\"name\", \"url\", \"secret\", \"events\"}} \
+                "webhooks must be a JSON list of {{\"name\", \"url\", \"secret\", \"events\", \"batch_max\"}} \
                  (line {}, column {})",
                 e.line(),
                 e.column()

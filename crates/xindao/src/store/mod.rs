@@ -48,7 +48,7 @@ pub mod wechat;
 
 pub use group_commit::GroupCommit;
 pub use media::MediaStore;
-pub use outbox::{DeadRow, Outbox, OutboxEvent, OutboxRow};
+pub use outbox::{Claim, DeadRow, Outbox, OutboxEvent, OutboxRow, Retry, Settlement};
 pub use server_api::ServerApiStore;
 pub use wechat::WeChatStore;
 
@@ -297,25 +297,14 @@ pub trait Store: MediaStore + ServerApiStore + WeChatStore + Send + Sync + 'stat
     /// Writes webhook events in a transaction of their own (events that commit nothing else: a user's first
     /// connection, their last one).
     async fn webhook_enqueue(&self, events: Vec<OutboxEvent>) -> Result<()>;
-    /// Claims for `node` until `now + lease_ms` up to `limit` deliverable webhook heads (due, unclaimed or
-    /// with an expired lease, the first of their endpoint and key), each with up to `run - 1` rows that
-    /// follow it (see [`crate::webhooks`]); in id order.
-    async fn webhook_claim(
+    /// Records what the delivery worker did with its claimed rows (deleted, given back, retried later,
+    /// dead-lettered) and then makes its next claim (see [`Claim`]), in one transaction; the claimed rows in
+    /// id order. A claim with `limit` 0 only settles.
+    async fn webhook_settle_and_claim(
         &self,
-        node: &str,
-        now: Millis,
-        lease_ms: i64,
-        limit: usize,
-        run: usize,
+        settled: Settlement,
+        claim: Claim,
     ) -> Result<Vec<OutboxRow>>;
-    /// Claimed rows given back unsent.
-    async fn webhook_release(&self, ids: Vec<i64>) -> Result<()>;
-    /// Delivered rows: deleted.
-    async fn webhook_done(&self, ids: Vec<i64>) -> Result<()>;
-    /// A failed attempt: tried again at `next_at`.
-    async fn webhook_retry(&self, id: i64, next_at: Millis, error: String) -> Result<()>;
-    /// Out of retries: moved to the dead-letter list.
-    async fn webhook_bury(&self, id: i64, error: String) -> Result<()>;
     /// A page of the dead-letter list, oldest first: ids above `after`, of `endpoint` when given, at most
     /// `limit`.
     async fn webhook_dead(

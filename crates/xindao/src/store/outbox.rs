@@ -85,6 +85,49 @@ pub struct OutboxRow {
     pub request_id: Option<String>,
 }
 
+/// What the delivery worker did with the rows it claimed, recorded together with its next claim (one store
+/// transaction per wake of the worker, not one per row or per POST).
+#[derive(Debug, Default)]
+pub struct Settlement {
+    /// Accepted by their receiver: deleted.
+    pub delivered: Vec<i64>,
+    /// Claimed but not sent (behind a failed row of their key, or not fitting a batch): given back.
+    pub released: Vec<i64>,
+    /// A failed attempt of the first row of its key: tried again at `next_at`.
+    pub retried: Vec<Retry>,
+    /// Out of retries: moved to the dead-letter list, with the last error.
+    pub buried: Vec<(i64, String)>,
+}
+
+/// A failed attempt to be tried again.
+#[derive(Debug)]
+pub struct Retry {
+    pub id: i64,
+    pub next_at: Millis,
+    pub error: String,
+}
+
+/// A claim for `node` until `now + lease_ms` of at most `limit` rows: deliverable heads (due, not under a
+/// live lease, the first row of their endpoint and key) and, behind each, the rows of the same endpoint and
+/// key, at most `run` per key. A head's lease keeps every other claimer off its whole key.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub node: String,
+    pub now: Millis,
+    pub lease_ms: i64,
+    pub limit: usize,
+    pub run: usize,
+}
+
+impl Settlement {
+    pub fn is_empty(&self) -> bool {
+        self.delivered.is_empty()
+            && self.released.is_empty()
+            && self.retried.is_empty()
+            && self.buried.is_empty()
+    }
+}
+
 /// A dead-lettered delivery.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadRow {

@@ -121,7 +121,7 @@ impl BeforeSend {
             .header("Content-Type", "application/json");
         if let Some(secret) = &self.secret {
             let t = (crate::model::now_millis() / 1000) as u64;
-            let signature = super::worker::signature(secret.as_str().as_bytes(), t, &body);
+            let signature = super::batch::signature(secret.as_str().as_bytes(), t, &body);
             request = request.header("X-Xindao-Signature", signature);
         }
         let mut response = request.body(body).send().await.map_err(|e| e.to_string())?;

@@ -1,15 +1,16 @@
 //! Webhooks: what a business backend learns of chat, and the hook it may put in front of sends.
 //!
 //! Events are written to an outbox in the transaction that commits them (`store::outbox`, per backend), and
-//! delivered from there by [`worker`]: signed POSTs, retried with backoff and jitter for `webhook_retry_secs`,
-//! then parked in a dead-letter list. One conversation's events go to an endpoint one at a time, in commit
-//! order; nodes of a cluster claim rows through the shared store, so each is sent by one node. The
+//! delivered from there by [`worker`]: signed POSTs of batches of events ([`batch`]), retried with backoff
+//! and jitter for `webhook_retry_secs`, then parked in a dead-letter list. One conversation's events reach an
+//! endpoint in one POST at a time, in commit order; nodes of a cluster claim rows through the shared store, so each is sent by one node. The
 //! before-send hook ([`before_send`]) is asked synchronously before a message enters the group commit.
 //! [`offline`] announces messages committed for members with no open connection (`user.offline_message`,
 //! coalesced); [`admin`] reads and redrives the dead-letter list (server API and command line).
 //! Design and trade-offs: docs/decisions/webhook-outbox.md; payloads and signatures: docs/webhooks.md.
 
 pub mod admin;
+pub mod batch;
 pub mod before_send;
 
 pub mod offline;
@@ -100,10 +101,10 @@ pub struct UserData {
     pub user_id: UserId,
 }
 
-/// The body of one delivery.
+/// One event of a POST's `events` (the body is `{"events": [...]}`, see [`batch`]).
 #[derive(Serialize)]
 pub struct Delivery<'a> {
-    /// The delivery id (also `X-Xindao-Delivery`): the same on every retry and after a redrive.
+    /// The delivery id: the same on every retry and after a redrive (a receiver drops repeats by it).
     pub id: String,
     pub event: &'a str,
     /// When the event committed (ms since the epoch).

@@ -144,24 +144,35 @@ async fn a_client_with_an_example_token_gets_the_order_reply() {
         "the system answers"
     );
 
-    // Hostile input to the example: no or a wrong signature is refused, nothing is sent.
-    let body =
-        json!({ "id": "1", "event": "message.created", "data": { "conversation_id": room, "id": 1,
-        "kind": "text", "content": "/order 666" } })
-        .to_string();
+    // Hostile input to the example: no or a wrong signature is refused (401), a signed body that is not a
+    // batch is refused (400); nothing is sent.
+    let body = json!({ "events": [{ "id": "1", "event": "message.created", "data": {
+        "conversation_id": room, "id": 1, "kind": "text", "content": "/order 666" } }] })
+    .to_string();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    for signature in [None, Some(format!("t={now},v1={}", "0".repeat(64)))] {
+    let not_a_batch = json!({ "id": "1", "event": "message.created" }).to_string();
+    let signed =
+        xindao::webhooks::batch::signature(WEBHOOK_SECRET.as_bytes(), now, not_a_batch.as_bytes());
+    for (body, signature, status) in [
+        (body.clone(), None, 401),
+        (
+            body.clone(),
+            Some(format!("t={now},v1={}", "0".repeat(64))),
+            401,
+        ),
+        (not_a_batch, Some(signed), 400),
+    ] {
         let mut request = http()
             .post(format!("http://{example_addr}/xindao/events"))
             .header("content-type", "application/json")
-            .body(body.clone());
+            .body(body);
         if let Some(signature) = signature {
             request = request.header("x-xindao-signature", signature);
         }
-        assert_eq!(request.send().await.unwrap().status(), 401);
+        assert_eq!(request.send().await.unwrap().status(), status);
     }
     client
         .no_event("message", std::time::Duration::from_millis(500))

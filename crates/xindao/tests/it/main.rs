@@ -69,6 +69,7 @@ mod wafer;
 mod wafer_auth;
 mod wafer_bad_input;
 mod wafer_service;
+mod webhook_batches;
 mod webhook_events;
 mod webhook_receiver;
 mod webhooks;

@@ -22,6 +22,7 @@ fn two_endpoints(url: String) -> Webhooks {
         url: url.clone(),
         secret: SECRET.into(),
         events: vec!["message.created".into()],
+        batch_max: xindao::config::DEFAULT_BATCH_MAX,
     };
     Webhooks(vec![endpoint("backend"), endpoint("crm")])
 }

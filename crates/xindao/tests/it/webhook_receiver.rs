@@ -1,9 +1,9 @@
 //! A real HTTP receiver for webhook and before-send tests: an axum server on 127.0.0.1 that records every
-//! delivery (headers and body), answers 200, 500 or never (by mode), can be taken down and brought back on
-//! the same port, and checks each `X-Xindao-Signature` as a backend would.
+//! POST (headers and body) and each event in it, answers 200, 500 or never (by mode), can be taken down and
+//! brought back on the same port, and checks each `X-Xindao-Signature` as a backend would.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,12 +24,20 @@ pub const FAIL: u8 = 1;
 /// Never answer.
 pub const HANG: u8 = 2;
 
+/// One event as received: webhook POSTs carry `{"events": [...]}`, recorded here one entry per event (a
+/// before-send call, which is not a batch, is one entry with its whole body).
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The event's `id`.
     pub delivery: String,
+    /// The POST's `X-Xindao-Signature`.
     pub signature: String,
+    /// The event (or the whole body when it is not a batch).
     pub body: Value,
+    /// The POST's raw body (what the signature covers).
     pub raw: Vec<u8>,
+    /// Which POST it came in (0, 1, ... in arrival order).
+    pub post: usize,
     /// The answer given (OK or FAIL; HANG ones are recorded too).
     pub answered: u8,
 }
@@ -38,6 +46,7 @@ pub struct Received {
 struct Shared {
     mode: Arc<AtomicU8>,
     received: Arc<Mutex<Vec<Received>>>,
+    posts: Arc<AtomicUsize>,
 }
 
 pub struct Receiver {
@@ -55,13 +64,24 @@ async fn hook(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> 
             .unwrap_or_default()
             .to_string()
     };
-    shared.received.lock().unwrap().push(Received {
-        delivery: header("x-xindao-delivery"),
-        signature: header("x-xindao-signature"),
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-        raw: body.to_vec(),
-        answered: mode,
-    });
+    let post = shared.posts.fetch_add(1, Ordering::SeqCst);
+    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let events = match value.get("events").and_then(Value::as_array) {
+        Some(events) => events.clone(),
+        None => vec![value],
+    };
+    shared
+        .received
+        .lock()
+        .unwrap()
+        .extend(events.into_iter().map(|event| Received {
+            delivery: event["id"].as_str().unwrap_or_default().to_string(),
+            signature: header("x-xindao-signature"),
+            body: event,
+            raw: body.to_vec(),
+            post,
+            answered: mode,
+        }));
     match mode {
         OK => StatusCode::OK,
         FAIL => StatusCode::INTERNAL_SERVER_ERROR,
@@ -118,6 +138,11 @@ impl Receiver {
     pub async fn up(&mut self) {
         let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
         self.serve(listener);
+    }
+
+    /// POSTs received so far.
+    pub fn posts(&self) -> usize {
+        self.shared.posts.load(Ordering::SeqCst)
     }
 
     pub fn received(&self) -> Vec<Received> {

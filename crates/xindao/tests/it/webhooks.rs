@@ -22,6 +22,7 @@ pub fn endpoint(url: String, events: &[&str]) -> Webhooks {
         url,
         secret: SECRET.into(),
         events: events.iter().map(|e| e.to_string()).collect(),
+        batch_max: xindao::config::DEFAULT_BATCH_MAX,
     }])
 }
 

@@ -229,31 +229,12 @@ impl Store for PostgresStore {
         self.outbox_enqueue(events).await
     }
 
-    async fn webhook_claim(
+    async fn webhook_settle_and_claim(
         &self,
-        node: &str,
-        now: Millis,
-        lease_ms: i64,
-        limit: usize,
-        run: usize,
+        settled: super::Settlement,
+        claim: super::Claim,
     ) -> Result<Vec<super::OutboxRow>> {
-        self.outbox_claim(node, now, lease_ms, limit, run).await
-    }
-
-    async fn webhook_release(&self, ids: Vec<i64>) -> Result<()> {
-        self.outbox_release(ids).await
-    }
-
-    async fn webhook_done(&self, ids: Vec<i64>) -> Result<()> {
-        self.outbox_done(ids).await
-    }
-
-    async fn webhook_retry(&self, id: i64, next_at: Millis, error: String) -> Result<()> {
-        self.outbox_retry(id, next_at, error).await
-    }
-
-    async fn webhook_bury(&self, id: i64, error: String) -> Result<()> {
-        self.outbox_bury(id, error).await
+        self.outbox_settle_and_claim(settled, claim).await
     }
 
     async fn webhook_dead(

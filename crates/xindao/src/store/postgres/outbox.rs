@@ -9,7 +9,7 @@ use tokio_postgres::Row;
 use super::{map_pg, PostgresStore};
 use crate::error::Result;
 use crate::model::{now_millis, Millis};
-use crate::store::outbox::{DeadRow, Outbox, OutboxEvent, OutboxRow};
+use crate::store::outbox::{Claim, DeadRow, Outbox, OutboxEvent, OutboxRow, Settlement};
 
 type Pg<T> = std::result::Result<T, tokio_postgres::Error>;
 
@@ -89,110 +89,23 @@ impl PostgresStore {
         tx.commit().await.map_err(map_pg)
     }
 
-    pub(super) async fn outbox_claim(
+    /// Records what the worker did with its claimed rows, then claims again (see [`Claim`]), in one
+    /// transaction: a wake of the worker costs one commit however many rows it settles and claims.
+    pub(super) async fn outbox_settle_and_claim(
         &self,
-        node: &str,
-        now: Millis,
-        lease_ms: i64,
-        limit: usize,
-        run: usize,
+        settled: Settlement,
+        claim: Claim,
     ) -> Result<Vec<OutboxRow>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_detail)?;
-        let heads = tx
-            .query(
-                "UPDATE webhook_outbox SET lease_until = $2::bigint + $3::bigint, claimed_by = $1
-                 WHERE id IN (
-                    SELECT o.id FROM webhook_outbox o
-                    WHERE o.id IN (SELECT min(id) FROM webhook_outbox
-                                   GROUP BY endpoint, ordering_key)
-                      AND o.next_at <= $2 AND o.lease_until <= $2
-                    ORDER BY o.id LIMIT $4
-                    FOR UPDATE SKIP LOCKED)
-                 RETURNING id, endpoint, ordering_key, event, data, created_at, attempts, request_id",
-                &[&node, &now, &lease_ms, &(limit as i64)],
-            )
-            .await
-            .map_err(pg_detail)?;
-        let mut claimed = heads
-            .iter()
-            .map(row)
-            .collect::<Pg<Vec<_>>>()
-            .map_err(pg_detail)?;
-        if run > 1 && !claimed.is_empty() {
-            // The heads' leases keep other nodes off these keys: their following rows are ours to send.
-            let endpoints: Vec<&str> = claimed.iter().map(|r| r.endpoint.as_str()).collect();
-            let keys: Vec<i64> = claimed.iter().map(|r| r.key).collect();
-            let ids: Vec<i64> = claimed.iter().map(|r| r.id).collect();
-            let follow = tx
-                .query(
-                    "UPDATE webhook_outbox SET lease_until = $2::bigint + $3::bigint, claimed_by = $1
-                     WHERE id IN (
-                        SELECT id FROM (
-                            SELECT o.id, row_number() OVER (PARTITION BY o.endpoint, o.ordering_key
-                                                            ORDER BY o.id) AS rn
-                            FROM webhook_outbox o
-                            JOIN UNNEST($4::text[], $5::bigint[], $6::bigint[]) AS g(endpoint, k, head)
-                              ON o.endpoint = g.endpoint AND o.ordering_key = g.k AND o.id > g.head
-                        ) t WHERE rn < $7)
-                     RETURNING id, endpoint, ordering_key, event, data, created_at, attempts, request_id",
-                    &[&node, &now, &lease_ms, &endpoints, &keys, &ids, &(run as i64)],
-                )
-                .await
-                .map_err(pg_detail)?;
-            for r in &follow {
-                claimed.push(row(r).map_err(pg_detail)?);
-            }
-        }
+        settle(&tx, &settled).await.map_err(pg_detail)?;
+        let claimed = if claim.limit > 0 {
+            take(&tx, &claim).await.map_err(pg_detail)?
+        } else {
+            Vec::new()
+        };
         tx.commit().await.map_err(pg_detail)?;
-        claimed.sort_by_key(|r| r.id);
         Ok(claimed)
-    }
-
-    pub(super) async fn outbox_release(&self, ids: Vec<i64>) -> Result<()> {
-        self.query(
-            "UPDATE webhook_outbox SET lease_until = 0, claimed_by = NULL WHERE id = ANY($1)",
-            &[&ids],
-        )
-        .await
-        .map(|_| ())
-    }
-
-    pub(super) async fn outbox_done(&self, ids: Vec<i64>) -> Result<()> {
-        self.query("DELETE FROM webhook_outbox WHERE id = ANY($1)", &[&ids])
-            .await
-            .map(|_| ())
-    }
-
-    pub(super) async fn outbox_retry(&self, id: i64, next_at: Millis, error: String) -> Result<()> {
-        self.query(
-            "UPDATE webhook_outbox SET attempts = attempts + 1, next_at = $2, lease_until = 0,
-                claimed_by = NULL, last_error = $3 WHERE id = $1",
-            &[&id, &next_at, &error],
-        )
-        .await
-        .map(|_| ())
-    }
-
-    pub(super) async fn outbox_bury(&self, id: i64, error: String) -> Result<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(map_pg)?;
-        tx.execute(
-            "INSERT INTO webhook_dead
-                (id, endpoint, ordering_key, event, data, created_at, attempts, last_error, dead_at,
-                 request_id)
-             SELECT id, endpoint, ordering_key, event, data, created_at, attempts + 1, $2, $3,
-                 request_id
-             FROM webhook_outbox WHERE id = $1
-             ON CONFLICT (id) DO NOTHING",
-            &[&id, &error, &now_millis()],
-        )
-        .await
-        .map_err(map_pg)?;
-        tx.execute("DELETE FROM webhook_outbox WHERE id = $1", &[&id])
-            .await
-            .map_err(map_pg)?;
-        tx.commit().await.map_err(map_pg)
     }
 
     pub(super) async fn outbox_dead(
@@ -255,4 +168,101 @@ impl PostgresStore {
             _ => Ok((0, None)),
         }
     }
+}
+
+async fn settle(tx: &impl GenericClient, settled: &Settlement) -> Pg<()> {
+    if !settled.delivered.is_empty() {
+        tx.execute(
+            "DELETE FROM webhook_outbox WHERE id = ANY($1)",
+            &[&settled.delivered],
+        )
+        .await?;
+    }
+    if !settled.released.is_empty() {
+        tx.execute(
+            "UPDATE webhook_outbox SET lease_until = 0, claimed_by = NULL WHERE id = ANY($1)",
+            &[&settled.released],
+        )
+        .await?;
+    }
+    for r in &settled.retried {
+        tx.execute(
+            "UPDATE webhook_outbox SET attempts = attempts + 1, next_at = $2, lease_until = 0,
+                claimed_by = NULL, last_error = $3 WHERE id = $1",
+            &[&r.id, &r.next_at, &r.error],
+        )
+        .await?;
+    }
+    for (id, error) in &settled.buried {
+        tx.execute(
+            "INSERT INTO webhook_dead
+                (id, endpoint, ordering_key, event, data, created_at, attempts, last_error, dead_at,
+                 request_id)
+             SELECT id, endpoint, ordering_key, event, data, created_at, attempts + 1, $2, $3,
+                 request_id
+             FROM webhook_outbox WHERE id = $1
+             ON CONFLICT (id) DO NOTHING",
+            &[id, error, &now_millis()],
+        )
+        .await?;
+        tx.execute("DELETE FROM webhook_outbox WHERE id = $1", &[id])
+            .await?;
+    }
+    Ok(())
+}
+
+/// The claim: deliverable heads locked with `FOR UPDATE SKIP LOCKED` (so concurrent nodes take different
+/// ones) and leased; the heads' leases keep other nodes off their keys, so the rows behind them (at most
+/// `run` per key with the head, `limit` in all) are leased without a lock of their own.
+async fn take(tx: &impl GenericClient, claim: &Claim) -> Pg<Vec<OutboxRow>> {
+    let limit = claim.limit as i64;
+    let heads = tx
+        .query(
+            "UPDATE webhook_outbox SET lease_until = $2::bigint + $3::bigint, claimed_by = $1
+             WHERE id IN (
+                SELECT o.id FROM webhook_outbox o
+                WHERE o.id IN (SELECT min(id) FROM webhook_outbox GROUP BY endpoint, ordering_key)
+                  AND o.next_at <= $2 AND o.lease_until <= $2
+                ORDER BY o.id LIMIT $4
+                FOR UPDATE SKIP LOCKED)
+             RETURNING id, endpoint, ordering_key, event, data, created_at, attempts, request_id",
+            &[&claim.node, &claim.now, &claim.lease_ms, &limit],
+        )
+        .await?;
+    let mut claimed = heads.iter().map(row).collect::<Pg<Vec<_>>>()?;
+    let room = limit - claimed.len() as i64;
+    if claim.run > 1 && room > 0 && !claimed.is_empty() {
+        let endpoints: Vec<&str> = claimed.iter().map(|r| r.endpoint.as_str()).collect();
+        let keys: Vec<i64> = claimed.iter().map(|r| r.key).collect();
+        let ids: Vec<i64> = claimed.iter().map(|r| r.id).collect();
+        let follow = tx
+            .query(
+                "UPDATE webhook_outbox SET lease_until = $2::bigint + $3::bigint, claimed_by = $1
+                 WHERE id IN (
+                    SELECT id FROM (
+                        SELECT o.id, row_number() OVER (PARTITION BY o.endpoint, o.ordering_key
+                                                        ORDER BY o.id) AS rn
+                        FROM webhook_outbox o
+                        JOIN UNNEST($4::text[], $5::bigint[], $6::bigint[]) AS g(endpoint, k, head)
+                          ON o.endpoint = g.endpoint AND o.ordering_key = g.k AND o.id > g.head
+                    ) t WHERE rn < $7 ORDER BY id LIMIT $8)
+                 RETURNING id, endpoint, ordering_key, event, data, created_at, attempts, request_id",
+                &[
+                    &claim.node,
+                    &claim.now,
+                    &claim.lease_ms,
+                    &endpoints,
+                    &keys,
+                    &ids,
+                    &(claim.run as i64),
+                    &room,
+                ],
+            )
+            .await?;
+        for r in &follow {
+            claimed.push(row(r)?);
+        }
+    }
+    claimed.sort_by_key(|r| r.id);
+    Ok(claimed)
 }

@@ -284,38 +284,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn webhook_claim(
+    async fn webhook_settle_and_claim(
         &self,
-        node: &str,
-        now: Millis,
-        lease_ms: i64,
-        limit: usize,
-        run: usize,
+        settled: super::Settlement,
+        claim: super::Claim,
     ) -> Result<Vec<super::OutboxRow>> {
-        let node = node.to_string();
-        self.write(move |conn| {
-            outbox::claim(conn, &node, now, lease_ms, limit, run).map_err(map_sqlite)
-        })
-        .await
-    }
-
-    async fn webhook_release(&self, ids: Vec<i64>) -> Result<()> {
-        self.write(move |conn| outbox::release(conn, &ids).map_err(map_sqlite))
-            .await
-    }
-
-    async fn webhook_done(&self, ids: Vec<i64>) -> Result<()> {
-        self.write(move |conn| outbox::done(conn, &ids).map_err(map_sqlite))
-            .await
-    }
-
-    async fn webhook_retry(&self, id: i64, next_at: Millis, error: String) -> Result<()> {
-        self.write(move |conn| outbox::retry(conn, id, next_at, &error).map_err(map_sqlite))
-            .await
-    }
-
-    async fn webhook_bury(&self, id: i64, error: String) -> Result<()> {
-        self.write(move |conn| outbox::bury(conn, id, &error, now_millis()).map_err(map_sqlite))
+        self.write(move |conn| outbox::settle_and_claim(conn, &settled, &claim).map_err(map_sqlite))
             .await
     }
 

@@ -1,11 +1,14 @@
 //! The webhook outbox in SQLite: rows written in the transactions that commit their events (the batch's for
-//! messages), and the worker's claim, completion, retry and dead-letter statements, on the writer connection.
+//! messages), and the worker's settlement (delete, release, retry, dead-letter) and claim, one transaction
+//! per wake of the worker, on the writer connection.
 //! One node owns an SQLite database, so a claim's lease only matters across a restart.
+
+use std::collections::HashMap;
 
 use rusqlite::{params, Connection};
 
 use crate::model::Millis;
-use crate::store::outbox::{DeadRow, Outbox, OutboxEvent, OutboxRow};
+use crate::store::outbox::{Claim, DeadRow, Outbox, OutboxEvent, OutboxRow, Settlement};
 
 /// Writes `events` for the endpoints that want them, in the caller's transaction.
 pub(super) fn insert(
@@ -37,55 +40,98 @@ pub(super) fn insert(
     Ok(())
 }
 
-/// Claims up to `limit` deliverable heads (due, not under a live lease, the first row of their endpoint and
-/// key) and, behind each, up to `run - 1` following rows of the same endpoint and key: the head's lease
-/// keeps every other claimer off the whole key, so its rows can be sent one after another in order.
-pub(super) fn claim(
+/// Records what the worker did with its claimed rows, then claims again (see [`Claim`]): one transaction on
+/// the writer, so a wake of the worker costs one commit however many rows it settles and claims.
+pub(super) fn settle_and_claim(
     conn: &mut Connection,
-    node: &str,
-    now: Millis,
-    lease_ms: i64,
-    limit: usize,
-    run: usize,
+    settled: &Settlement,
+    claim: &Claim,
 ) -> rusqlite::Result<Vec<OutboxRow>> {
     let tx = conn.transaction()?;
-    let mut claimed: Vec<OutboxRow> = tx
-        .prepare_cached(
-            "UPDATE webhook_outbox SET lease_until = ?2 + ?3, claimed_by = ?1
-             WHERE id IN (
-                SELECT o.id FROM webhook_outbox o
-                JOIN (SELECT min(id) AS id FROM webhook_outbox GROUP BY endpoint, ordering_key) h
-                  ON h.id = o.id
-                WHERE o.next_at <= ?2 AND o.lease_until <= ?2
-                ORDER BY o.id LIMIT ?4)
-             RETURNING id, endpoint, ordering_key, event, data, created_at, attempts, request_id",
-        )?
-        .query_map(params![node, now, lease_ms, limit as i64], read_row)?
-        .collect::<rusqlite::Result<_>>()?;
-    let heads: Vec<(String, i64, i64)> = claimed
-        .iter()
-        .map(|r| (r.endpoint.clone(), r.key, r.id))
-        .collect();
-    if run > 1 {
-        let mut follow = tx.prepare_cached(
-            "UPDATE webhook_outbox SET lease_until = ?2 + ?3, claimed_by = ?1
-             WHERE id IN (SELECT id FROM webhook_outbox
-                          WHERE endpoint = ?4 AND ordering_key = ?5 AND id > ?6
-                          ORDER BY id LIMIT ?7)
-             RETURNING id, endpoint, ordering_key, event, data, created_at, attempts, request_id",
-        )?;
-        for (endpoint, key, head) in heads {
-            let rows = follow.query_map(
-                params![node, now, lease_ms, endpoint, key, head, (run - 1) as i64],
-                read_row,
-            )?;
-            for row in rows {
-                claimed.push(row?);
-            }
+    settle(&tx, settled, claim.now)?;
+    let claimed = if claim.limit > 0 {
+        take(&tx, claim)?
+    } else {
+        Vec::new()
+    };
+    tx.commit()?;
+    Ok(claimed)
+}
+
+fn settle(tx: &Connection, settled: &Settlement, now: Millis) -> rusqlite::Result<()> {
+    let mut delete = tx.prepare_cached("DELETE FROM webhook_outbox WHERE id = ?1")?;
+    for id in &settled.delivered {
+        delete.execute([id])?;
+    }
+    let mut release = tx.prepare_cached(
+        "UPDATE webhook_outbox SET lease_until = 0, claimed_by = NULL WHERE id = ?1",
+    )?;
+    for id in &settled.released {
+        release.execute([id])?;
+    }
+    let mut retry = tx.prepare_cached(
+        "UPDATE webhook_outbox SET attempts = attempts + 1, next_at = ?2, lease_until = 0,
+            claimed_by = NULL, last_error = ?3 WHERE id = ?1",
+    )?;
+    for r in &settled.retried {
+        retry.execute(params![r.id, r.next_at, r.error])?;
+    }
+    let mut bury = tx.prepare_cached(
+        "INSERT OR REPLACE INTO webhook_dead
+            (id, endpoint, ordering_key, event, data, created_at, attempts, last_error, dead_at,
+             request_id)
+         SELECT id, endpoint, ordering_key, event, data, created_at, attempts + 1, ?2, ?3, request_id
+         FROM webhook_outbox WHERE id = ?1",
+    )?;
+    for (id, error) in &settled.buried {
+        bury.execute(params![id, error, now])?;
+        delete.execute([id])?;
+    }
+    Ok(())
+}
+
+/// Rows looked at per row claimed, at most: a key with more waiting rows than `run` is passed over, and
+/// this bounds the passing over (the rows beyond are seen by later claims, as the key drains).
+const SCAN_PER_CLAIMED: usize = 4;
+
+/// The claim itself: rows in id order that are free and whose key's first row is free and due (an index
+/// probe per row, stopping at `limit` taken rows), at most `run` per key, then leased.
+fn take(tx: &Connection, claim: &Claim) -> rusqlite::Result<Vec<OutboxRow>> {
+    let mut candidates = tx.prepare_cached(
+        "SELECT o.id, o.endpoint, o.ordering_key, o.event, o.data, o.created_at, o.attempts,
+                o.request_id
+         FROM webhook_outbox o
+         WHERE o.lease_until <= ?1
+           AND (SELECT h.next_at <= ?1 AND h.lease_until <= ?1 FROM webhook_outbox h
+                WHERE h.endpoint = o.endpoint AND h.ordering_key = o.ordering_key
+                ORDER BY h.id LIMIT 1)
+         ORDER BY o.id",
+    )?;
+    let mut rows = candidates.query([claim.now])?;
+    let mut claimed = Vec::new();
+    let mut per_key: HashMap<(String, i64), usize> = HashMap::new();
+    let mut scanned = 0;
+    let scan_max = claim.limit.saturating_mul(SCAN_PER_CLAIMED);
+    while let Some(row) = rows.next()? {
+        let row = read_row(row)?;
+        scanned += 1;
+        let taken = per_key.entry((row.endpoint.clone(), row.key)).or_default();
+        if *taken < claim.run {
+            *taken += 1;
+            claimed.push(row);
+        }
+        if claimed.len() >= claim.limit || scanned >= scan_max {
+            break;
         }
     }
-    tx.commit()?;
-    claimed.sort_by_key(|r| r.id);
+    drop(rows);
+    let mut lease = tx.prepare_cached(
+        "UPDATE webhook_outbox SET lease_until = ?2, claimed_by = ?3 WHERE id = ?1",
+    )?;
+    let until = claim.now + claim.lease_ms;
+    for row in &claimed {
+        lease.execute(params![row.id, until, claim.node])?;
+    }
     Ok(claimed)
 }
 
@@ -100,65 +146,6 @@ fn read_row(row: &rusqlite::Row) -> rusqlite::Result<OutboxRow> {
         attempts: row.get(6)?,
         request_id: row.get(7)?,
     })
-}
-
-/// Gives claimed rows back unsent (behind a failed one, or a run cut short).
-pub(super) fn release(conn: &mut Connection, ids: &[i64]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    {
-        let mut release = tx.prepare_cached(
-            "UPDATE webhook_outbox SET lease_until = 0, claimed_by = NULL WHERE id = ?1",
-        )?;
-        for id in ids {
-            release.execute([id])?;
-        }
-    }
-    tx.commit()
-}
-
-pub(super) fn done(conn: &mut Connection, ids: &[i64]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    {
-        let mut delete = tx.prepare_cached("DELETE FROM webhook_outbox WHERE id = ?1")?;
-        for id in ids {
-            delete.execute([id])?;
-        }
-    }
-    tx.commit()
-}
-
-pub(super) fn retry(
-    conn: &Connection,
-    id: i64,
-    next_at: Millis,
-    error: &str,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE webhook_outbox SET attempts = attempts + 1, next_at = ?2, lease_until = 0,
-            claimed_by = NULL, last_error = ?3 WHERE id = ?1",
-    )?
-    .execute(params![id, next_at, error])
-    .map(|_| ())
-}
-
-/// Moves a row to the dead-letter table.
-pub(super) fn bury(
-    conn: &mut Connection,
-    id: i64,
-    error: &str,
-    now: Millis,
-) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    tx.execute(
-        "INSERT OR REPLACE INTO webhook_dead
-            (id, endpoint, ordering_key, event, data, created_at, attempts, last_error, dead_at,
-             request_id)
-         SELECT id, endpoint, ordering_key, event, data, created_at, attempts + 1, ?2, ?3, request_id
-         FROM webhook_outbox WHERE id = ?1",
-        params![id, error, now],
-    )?;
-    tx.execute("DELETE FROM webhook_outbox WHERE id = ?1", [id])?;
-    tx.commit()
 }
 
 /// A page of dead deliveries: ids above `after`, of `endpoint` when given (`NULL` takes every endpoint).
