@@ -25,7 +25,6 @@
 //!   removes the owner.
 //! - Per-conversation seq (allocated with the insert), idempotency by (sender, cmid), read markers that only
 //!   move forward: enforced by the same statements that write.
-//!
 //! - **Recall and remove** ([`crate::rules::may_change_message`]): the changer's membership, the room's owner
 //!   and the message's sender, time and state are read in the transaction that writes the tombstone
 //!   (PostgreSQL: `FOR UPDATE` on the message row), so a recall and a remove of one message, or a recall racing
@@ -39,6 +38,7 @@ mod backend_errors;
 pub(crate) mod group_commit;
 pub mod media;
 pub(crate) mod migrate;
+pub mod offline;
 pub mod outbox;
 pub mod postgres;
 mod rows;
@@ -48,13 +48,13 @@ pub mod wechat;
 
 pub use group_commit::GroupCommit;
 pub use media::MediaStore;
+pub use offline::{OfflineCandidate, OfflineStore};
 pub use outbox::{DeadRow, Outbox, OutboxEvent, OutboxRow};
 pub use server_api::ServerApiStore;
 pub use wechat::WeChatStore;
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
+use std::sync::Arc;
 
 use crate::config::{Config, StoreConfig};
 use crate::error::Result;
@@ -179,7 +179,7 @@ pub struct SessionInfo {
 
 /// Persistent state of xindao. All methods are safe to call concurrently.
 #[async_trait]
-pub trait Store: MediaStore + ServerApiStore + WeChatStore + Send + Sync + 'static {
+pub trait Store: MediaStore + OfflineStore + ServerApiStore + WeChatStore + Send + Sync + 'static {
     /// Finds the user for a login identity, creating it on first login.
     async fn upsert_user(&self, identity: LoginIdentity) -> Result<User>;
     async fn user(&self, id: UserId) -> Result<Option<User>>;

@@ -1,7 +1,8 @@
 //! The webhook outbox in PostgreSQL, shared by the nodes of a cluster: rows are written in the transactions
 //! that commit their events, and each node claims deliverable rows with `FOR UPDATE SKIP LOCKED` and a lease,
 //! so a row is sent by one node at a time, and a node that dies holding claims has them taken by another
-//! once the lease runs out.
+//! once the lease runs out. Also the `user.offline_message` coalescing marks, whose claims write their
+//! events here.
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
@@ -9,6 +10,7 @@ use tokio_postgres::Row;
 use super::{map_pg, PostgresStore};
 use crate::error::Result;
 use crate::model::{now_millis, Millis};
+use crate::store::offline::{OfflineCandidate, OfflineStore};
 use crate::store::outbox::{DeadRow, Outbox, OutboxEvent, OutboxRow};
 
 type Pg<T> = std::result::Result<T, tokio_postgres::Error>;
@@ -254,5 +256,81 @@ impl PostgresStore {
             Some((Ok(count), Ok(oldest))) => Ok((count, oldest)),
             _ => Ok((0, None)),
         }
+    }
+}
+
+/// The `user.offline_message` marks (`crate::store::offline`): one upsert claims every candidate's window (in
+/// (user, conversation) order, so that two nodes claiming overlapping sets lock rows in the same order and
+/// cannot deadlock), and the events of the claims won go to the outbox in the same transaction.
+#[async_trait::async_trait]
+impl OfflineStore for PostgresStore {
+    async fn offline_enqueue(
+        &self,
+        candidates: Vec<OfflineCandidate>,
+        now: Millis,
+        window_ms: i64,
+    ) -> Result<Vec<bool>> {
+        let mut keys: Vec<(i64, i64)> = candidates
+            .iter()
+            .map(|c| (c.user, c.conversation))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let (users, conversations): (Vec<i64>, Vec<i64>) = keys.into_iter().unzip();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_detail)?;
+        let claimed = tx
+            .query(
+                "INSERT INTO webhook_offline_notified (user_id, conversation_id, at)
+                 SELECT u, c, $3 FROM UNNEST($1::bigint[], $2::bigint[]) AS t(u, c) ORDER BY u, c
+                 ON CONFLICT (user_id, conversation_id) DO UPDATE SET at = excluded.at
+                 WHERE webhook_offline_notified.at <= $3::bigint - $4::bigint
+                 RETURNING user_id, conversation_id",
+                &[&users, &conversations, &now, &window_ms],
+            )
+            .await
+            .map_err(pg_detail)?;
+        let mut claimed: std::collections::HashSet<(i64, i64)> = claimed
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let mut won = Vec::with_capacity(candidates.len());
+        let mut events = Vec::new();
+        for candidate in candidates {
+            // A pair named twice is written once.
+            let first = claimed.remove(&(candidate.user, candidate.conversation));
+            won.push(first);
+            if first {
+                events.push(candidate.event);
+            }
+        }
+        insert(&tx, &self.outbox, &events, now)
+            .await
+            .map_err(pg_detail)?;
+        tx.commit().await.map_err(pg_detail)?;
+        Ok(won)
+    }
+
+    async fn offline_marks_forget(
+        &self,
+        webhook_before: Millis,
+        wechat_before: Millis,
+    ) -> Result<u64> {
+        let client = self.client().await?;
+        let webhook = client
+            .execute(
+                "DELETE FROM webhook_offline_notified WHERE at < $1",
+                &[&webhook_before],
+            )
+            .await
+            .map_err(map_pg)?;
+        let wechat = client
+            .execute(
+                "DELETE FROM wechat_notified WHERE at < $1",
+                &[&wechat_before],
+            )
+            .await
+            .map_err(map_pg)?;
+        Ok(webhook + wechat)
     }
 }
