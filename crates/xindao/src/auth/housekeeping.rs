@@ -81,7 +81,9 @@ pub fn spawn_housekeeping(
 /// Deletes the offline-notification marks whose window has passed (they hold nothing back any more).
 async fn forget_offline_marks(auth: &Auth, config: &Config) {
     let now = crate::model::now_millis();
-    let before = |secs: u64| now.saturating_sub(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX));
+    let before = |secs: u64| {
+        now.saturating_sub(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX))
+    };
     let forgotten = auth
         .store
         .offline_marks_forget(

@@ -179,7 +179,9 @@ pub struct SessionInfo {
 
 /// Persistent state of xindao. All methods are safe to call concurrently.
 #[async_trait]
-pub trait Store: MediaStore + OfflineStore + ServerApiStore + WeChatStore + Send + Sync + 'static {
+pub trait Store:
+    MediaStore + OfflineStore + ServerApiStore + WeChatStore + Send + Sync + 'static
+{
     /// Finds the user for a login identity, creating it on first login.
     async fn upsert_user(&self, identity: LoginIdentity) -> Result<User>;
     async fn user(&self, id: UserId) -> Result<Option<User>>;

@@ -30,6 +30,9 @@ pub trait OfflineStore: Send + Sync {
     ) -> Result<Vec<bool>>;
     /// Deletes the marks that no longer hold anything back: `user.offline_message` marks claimed before
     /// `webhook_before`, WeChat notification marks before `wechat_before`. Returns how many were deleted.
-    async fn offline_marks_forget(&self, webhook_before: Millis, wechat_before: Millis)
-        -> Result<u64>;
+    async fn offline_marks_forget(
+        &self,
+        webhook_before: Millis,
+        wechat_before: Millis,
+    ) -> Result<u64>;
 }

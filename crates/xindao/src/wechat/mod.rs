@@ -72,8 +72,8 @@ impl WeChat {
                 metrics.clone(),
             )
         });
-        let notifier =
-            notify::Notifier::from_config(config, http, tokens, openids, store, metrics).map(Arc::new);
+        let notifier = notify::Notifier::from_config(config, http, tokens, openids, store, metrics)
+            .map(Arc::new);
         Ok(Some(WeChat { checker, notifier }))
     }
 }

@@ -13,8 +13,8 @@ use super::api::{post_with_token, CallError};
 use super::openids::OpenIds;
 use super::token::Tokens;
 use crate::config::{notify_fields, Config, NotifySource};
-use crate::model::{ConversationKind, Message, MessageKind, Millis, UserId};
 use crate::metrics::NotifyMetrics;
+use crate::model::{ConversationKind, Message, MessageKind, Millis, UserId};
 use crate::store::wechat::NotifyTake;
 use crate::store::Store;
 

@@ -290,10 +290,8 @@ impl OfflineStore for PostgresStore {
             )
             .await
             .map_err(pg_detail)?;
-        let mut claimed: std::collections::HashSet<(i64, i64)> = claimed
-            .iter()
-            .map(|row| (row.get(0), row.get(1)))
-            .collect();
+        let mut claimed: std::collections::HashSet<(i64, i64)> =
+            claimed.iter().map(|row| (row.get(0), row.get(1))).collect();
         let mut won = Vec::with_capacity(candidates.len());
         let mut events = Vec::new();
         for candidate in candidates {

@@ -255,7 +255,12 @@ impl OfflineStore for super::SqliteStore {
                     .map_err(map_sqlite)?;
                 for candidate in candidates {
                     let claimed = claim
-                        .execute(params![candidate.user, candidate.conversation, now, window_ms])
+                        .execute(params![
+                            candidate.user,
+                            candidate.conversation,
+                            now,
+                            window_ms
+                        ])
                         .map_err(map_sqlite)?
                         == 1;
                     won.push(claimed);
