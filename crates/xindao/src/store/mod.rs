@@ -48,7 +48,7 @@ pub mod wechat;
 
 pub use group_commit::GroupCommit;
 pub use media::MediaStore;
-pub use offline::{OfflineCandidate, OfflineStore};
+pub use offline::{Claim, OfflineCandidate, OfflineStore};
 pub use outbox::{DeadRow, Outbox, OutboxEvent, OutboxRow};
 pub use server_api::ServerApiStore;
 pub use wechat::WeChatStore;

@@ -17,17 +17,27 @@ pub struct OfflineCandidate {
     pub event: OutboxEvent,
 }
 
+/// What claiming one candidate's window came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The window was claimed and the event written.
+    Won,
+    /// Held back: the window was claimed at `since` (by another node, or earlier in the same call).
+    Held { since: Millis },
+}
+
 #[async_trait]
 pub trait OfflineStore: Send + Sync {
     /// In one transaction: for each candidate, claims the `user.offline_message` mark of its user and
     /// conversation unless one was claimed after `now - window_ms`, and writes the event of each claim won
-    /// to the webhook outbox. Returns, in order, whether each candidate's event was written.
+    /// to the webhook outbox. Returns, in order, what each candidate's claim came to (the claim time of a
+    /// window held back, so that the caller can remember when it ends).
     async fn offline_enqueue(
         &self,
         candidates: Vec<OfflineCandidate>,
         now: Millis,
         window_ms: i64,
-    ) -> Result<Vec<bool>>;
+    ) -> Result<Vec<Claim>>;
     /// Deletes the marks that no longer hold anything back: `user.offline_message` marks claimed before
     /// `webhook_before`, WeChat notification marks before `wechat_before`. Returns how many were deleted.
     async fn offline_marks_forget(

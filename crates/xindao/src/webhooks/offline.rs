@@ -8,8 +8,9 @@
 //! presence the nodes of a cluster share) and writes the events to the outbox, one transaction per batch.
 //! The window is the store's (`crate::store::offline`): each event is written only if its (user,
 //! conversation) mark is claimed in the same transaction, so a cluster announces once per window however
-//! many nodes commit the conversation's messages. This node also remembers the windows it claimed, so that
-//! a busy conversation costs the store nothing more until its window has passed.
+//! many nodes commit the conversation's messages. This node also remembers each window the store told it of
+//! (claimed by it or by another node), so that a busy conversation costs the store one claim per node per
+//! window, not one per message.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use crate::bus::Bus;
 use crate::config::Config;
 use crate::metrics::NotifyMetrics;
 use crate::model::{now_millis, ConversationId, Message, MessageKind, Millis, UserId};
-use crate::store::{OfflineCandidate, Outbox, OutboxEvent, Store};
+use crate::store::{Claim, OfflineCandidate, Outbox, OutboxEvent, Store};
 
 use super::USER_OFFLINE_MESSAGE;
 
@@ -158,20 +159,28 @@ impl Check {
             .iter()
             .map(|c| (c.user, c.conversation))
             .collect();
-        let claimed_at = Instant::now();
-        let claimed = self
-            .store
-            .offline_enqueue(candidates, now_millis(), window_ms)
-            .await;
+        let (claimed_at, now) = (Instant::now(), now_millis());
+        let claimed = self.store.offline_enqueue(candidates, now, window_ms).await;
         match claimed {
-            Ok(won) => {
+            Ok(claims) => {
                 let mut sent = 0;
-                for (key, _) in keys.into_iter().zip(won).filter(|(_, won)| *won) {
-                    self.last.insert(key, claimed_at);
-                    sent += 1;
+                for (key, claim) in keys.into_iter().zip(claims) {
+                    // Remembered from when its window opened, whichever node opened it.
+                    let opened = match claim {
+                        Claim::Won => {
+                            sent += 1;
+                            claimed_at
+                        }
+                        Claim::Held { since } => {
+                            let age =
+                                Duration::from_millis(now.saturating_sub(since).max(0) as u64);
+                            claimed_at.checked_sub(age).unwrap_or(claimed_at)
+                        }
+                    };
+                    self.last.insert(key, opened);
                 }
                 self.metrics.notified(CHANNEL, "sent", sent);
-                // Claimed by another node within the window.
+                // Held back by a window another node opened.
                 self.metrics.notified(CHANNEL, "coalesced", count - sent);
             }
             Err(error) => self.not_kept(count, error),

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use xindao::model::now_millis;
 use xindao::store::postgres::PostgresStore;
 use xindao::store::sqlite::{SqliteOptions, SqliteStore};
-use xindao::store::{GroupCommit, OfflineCandidate, OutboxEvent, Store};
+use xindao::store::{Claim, GroupCommit, OfflineCandidate, OutboxEvent, Store};
 
 use crate::common::{metric, test_config, Client, TestServer};
 use crate::services::TestDb;
@@ -36,7 +36,7 @@ fn candidate(user: i64, conversation: i64) -> OfflineCandidate {
     }
 }
 
-async fn claims(store: &Arc<dyn Store>, pairs: &[(i64, i64)], now: i64) -> Vec<bool> {
+async fn claims(store: &Arc<dyn Store>, pairs: &[(i64, i64)], now: i64) -> Vec<Claim> {
     let candidates = pairs.iter().map(|&(u, c)| candidate(u, c)).collect();
     store
         .offline_enqueue(candidates, now, WINDOW_MS)
@@ -44,31 +44,43 @@ async fn claims(store: &Arc<dyn Store>, pairs: &[(i64, i64)], now: i64) -> Vec<b
         .unwrap()
 }
 
+async fn won(store: &Arc<dyn Store>, pairs: &[(i64, i64)], now: i64) -> Vec<bool> {
+    claims(store, pairs, now)
+        .await
+        .into_iter()
+        .map(|c| c == Claim::Won)
+        .collect()
+}
+
 /// `a` and `b` are two nodes' stores on one database (the same store for SQLite).
 async fn marks_suite(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     let now = now_millis();
     assert_eq!(
         claims(&a, &[(1, 10), (2, 10), (1, 10)], now).await,
-        vec![true, true, false],
+        vec![Claim::Won, Claim::Won, Claim::Held { since: now }],
         "first claims win; a pair named twice is claimed once"
     );
-    assert_eq!(claims(&b, &[(1, 10)], now + 1000).await, vec![false]);
-    assert_eq!(claims(&b, &[(1, 11)], now + 1000).await, vec![true]);
     assert_eq!(
-        claims(&b, &[(1, 10)], now + WINDOW_MS).await,
+        claims(&b, &[(1, 10)], now + 1000).await,
+        vec![Claim::Held { since: now }],
+        "held back, with when its window opened"
+    );
+    assert_eq!(won(&b, &[(1, 11)], now + 1000).await, vec![true]);
+    assert_eq!(
+        won(&b, &[(1, 10)], now + WINDOW_MS).await,
         vec![true],
         "the window has passed"
     );
     // (2, 10) was claimed at `now`: forgetting marks before `now + 1` deletes it, and only it.
     assert_eq!(a.offline_marks_forget(now + 1, 0).await.unwrap(), 1);
-    assert_eq!(claims(&a, &[(2, 10)], now + 2000).await, vec![true]);
-    assert_eq!(claims(&a, &[(1, 11)], now + 2000).await, vec![false]);
+    assert_eq!(won(&a, &[(2, 10)], now + 2000).await, vec![true]);
+    assert_eq!(won(&a, &[(1, 11)], now + 2000).await, vec![false]);
 
     // Two nodes claiming the same pairs at once (in opposite orders): each pair is won exactly once.
     let later = now + 10 * WINDOW_MS;
     let pairs: Vec<(i64, i64)> = (100..160).map(|u| (u, 20 + u % 3)).collect();
     let reversed: Vec<(i64, i64)> = pairs.iter().rev().copied().collect();
-    let (won_a, won_b) = tokio::join!(claims(&a, &pairs, later), claims(&b, &reversed, later));
+    let (won_a, won_b) = tokio::join!(won(&a, &pairs, later), won(&b, &reversed, later));
     let won_b: Vec<bool> = won_b.into_iter().rev().collect();
     for (i, pair) in pairs.iter().enumerate() {
         assert!(

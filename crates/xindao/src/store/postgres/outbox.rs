@@ -4,13 +4,15 @@
 //! once the lease runs out. Also the `user.offline_message` coalescing marks, whose claims write their
 //! events here.
 
+use std::collections::{HashMap, HashSet};
+
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::{map_pg, PostgresStore};
 use crate::error::Result;
 use crate::model::{now_millis, Millis};
-use crate::store::offline::{OfflineCandidate, OfflineStore};
+use crate::store::offline::{Claim, OfflineCandidate, OfflineStore};
 use crate::store::outbox::{DeadRow, Outbox, OutboxEvent, OutboxRow};
 
 type Pg<T> = std::result::Result<T, tokio_postgres::Error>;
@@ -269,7 +271,7 @@ impl OfflineStore for PostgresStore {
         candidates: Vec<OfflineCandidate>,
         now: Millis,
         window_ms: i64,
-    ) -> Result<Vec<bool>> {
+    ) -> Result<Vec<Claim>> {
         let mut keys: Vec<(i64, i64)> = candidates
             .iter()
             .map(|c| (c.user, c.conversation))
@@ -290,23 +292,39 @@ impl OfflineStore for PostgresStore {
             )
             .await
             .map_err(pg_detail)?;
-        let mut claimed: std::collections::HashSet<(i64, i64)> =
+        let mut claimed: HashSet<(i64, i64)> =
             claimed.iter().map(|row| (row.get(0), row.get(1))).collect();
-        let mut won = Vec::with_capacity(candidates.len());
+        // When the windows held back were claimed, so that this node can remember when they end.
+        let held: HashMap<(i64, i64), Millis> = tx
+            .query(
+                "SELECT user_id, conversation_id, at FROM webhook_offline_notified
+                 WHERE (user_id, conversation_id) IN
+                    (SELECT u, c FROM UNNEST($1::bigint[], $2::bigint[]) AS t(u, c))",
+                &[&users, &conversations],
+            )
+            .await
+            .map_err(pg_detail)?
+            .iter()
+            .map(|row| ((row.get(0), row.get(1)), row.get(2)))
+            .collect();
+        let mut claims = Vec::with_capacity(candidates.len());
         let mut events = Vec::new();
         for candidate in candidates {
+            let key = (candidate.user, candidate.conversation);
             // A pair named twice is written once.
-            let first = claimed.remove(&(candidate.user, candidate.conversation));
-            won.push(first);
-            if first {
+            if claimed.remove(&key) {
+                claims.push(Claim::Won);
                 events.push(candidate.event);
+            } else {
+                let since = held.get(&key).copied().unwrap_or(now);
+                claims.push(Claim::Held { since });
             }
         }
         insert(&tx, &self.outbox, &events, now)
             .await
             .map_err(pg_detail)?;
         tx.commit().await.map_err(pg_detail)?;
-        Ok(won)
+        Ok(claims)
     }
 
     async fn offline_marks_forget(

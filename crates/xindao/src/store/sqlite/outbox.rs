@@ -8,7 +8,7 @@ use rusqlite::{params, Connection};
 use super::map_sqlite;
 use crate::error::Result;
 use crate::model::Millis;
-use crate::store::offline::{OfflineCandidate, OfflineStore};
+use crate::store::offline::{Claim, OfflineCandidate, OfflineStore};
 use crate::store::outbox::{DeadRow, Outbox, OutboxEvent, OutboxRow};
 
 /// Writes `events` for the endpoints that want them, in the caller's transaction.
@@ -238,11 +238,11 @@ impl OfflineStore for super::SqliteStore {
         candidates: Vec<OfflineCandidate>,
         now: Millis,
         window_ms: i64,
-    ) -> Result<Vec<bool>> {
+    ) -> Result<Vec<Claim>> {
         let outbox = self.outbox.clone();
         self.write(move |conn| {
             let tx = conn.transaction().map_err(map_sqlite)?;
-            let mut won = Vec::with_capacity(candidates.len());
+            let mut claims = Vec::with_capacity(candidates.len());
             let mut events = Vec::new();
             {
                 let mut claim = tx
@@ -253,7 +253,14 @@ impl OfflineStore for super::SqliteStore {
                          WHERE webhook_offline_notified.at <= ?3 - ?4",
                     )
                     .map_err(map_sqlite)?;
+                let mut held = tx
+                    .prepare_cached(
+                        "SELECT at FROM webhook_offline_notified
+                         WHERE user_id = ?1 AND conversation_id = ?2",
+                    )
+                    .map_err(map_sqlite)?;
                 for candidate in candidates {
+                    let key = params![candidate.user, candidate.conversation];
                     let claimed = claim
                         .execute(params![
                             candidate.user,
@@ -263,15 +270,18 @@ impl OfflineStore for super::SqliteStore {
                         ])
                         .map_err(map_sqlite)?
                         == 1;
-                    won.push(claimed);
                     if claimed {
+                        claims.push(Claim::Won);
                         events.push(candidate.event);
+                    } else {
+                        let since = held.query_row(key, |row| row.get(0)).map_err(map_sqlite)?;
+                        claims.push(Claim::Held { since });
                     }
                 }
             }
             insert(&tx, &outbox, &events, now).map_err(map_sqlite)?;
             tx.commit().map_err(map_sqlite)?;
-            Ok(won)
+            Ok(claims)
         })
         .await
     }
