@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use xindao::config::{reference_markdown, Flags, LogFormat};
+use xindao::obs::otel::Traces;
 use xindao::{Config, Server};
 
 /// xindao (信道): real-time chat server for WeChat mini-programs and the web.
@@ -209,24 +210,37 @@ fn apikey(action: ApikeyAction) -> anyhow::Result<()> {
     })
 }
 
-fn init_logging(config: &Config) {
+/// Installs the log subscriber: the log lines (text or JSON on stderr, filtered by `log`) and, when
+/// `otel_endpoint` is set, the trace exporter (run on the current runtime; flush it with `Traces::shutdown`).
+fn init_logging(config: &Config) -> anyhow::Result<Option<Traces>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{fmt, Layer};
     let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let (traces_layer, traces) = xindao::obs::otel::layer(config)?.unzip();
+    let lines = fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match config.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    let lines = match config.log_format {
+        LogFormat::Json => lines.json().with_filter(filter).boxed(),
+        LogFormat::Text => lines.with_filter(filter).boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(traces_layer)
+        .with(lines)
+        .init();
+    Ok(traces)
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
-    init_logging(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let traces = runtime.block_on(async { init_logging(&config) })?;
+    if let Some(endpoint) = &config.otel_endpoint {
+        tracing::info!(endpoint, "exporting traces (OTLP/HTTP)");
+    }
+    let served = runtime.block_on(async move {
         let server = Server::bind(config).await?;
         let addr = server.local_addr();
         tracing::info!(%addr, "xindao listening");
@@ -238,8 +252,13 @@ fn serve(config: Config) -> anyhow::Result<()> {
             println!("admin http://{admin}");
         }
         server.run(shutdown_signal()).await?;
-        Ok(())
-    })
+        anyhow::Ok(())
+    });
+    // The last spans (the connections closed at shutdown) are sent before the process ends.
+    if let Some(traces) = traces {
+        runtime.block_on(traces.shutdown());
+    }
+    served
 }
 
 async fn shutdown_signal() {

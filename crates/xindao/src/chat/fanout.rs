@@ -7,6 +7,9 @@
 //! (without: [`protocol::push`]) and publishes both in one delivery on the bus (which delivers locally through the
 //! hub and, on a cluster bus, to the other nodes). The sending connection is skipped: it has the ack.
 //!
+//! Each message's publish is a `fanout` span, the child of its send's `commit` span when traces are exported
+//! ([`crate::obs::otel`]).
+//!
 //! When an endpoint takes `user.offline_message`, each committed message is also queued (never waiting) for the
 //! offline check ([`crate::webhooks::offline`]).
 //!
@@ -64,6 +67,7 @@ async fn run(
             message,
             origin,
             request_id,
+            trace,
         } in batch
         {
             metrics.messages_committed.inc();
@@ -79,8 +83,13 @@ async fn run(
                 skip_conn: origin,
                 skip_user: 0,
             };
-            // As part of the request that sent it: its id goes into the bus envelope.
-            request_id::sync_scope(request_id.map(RequestId), || bus.publish(delivery));
+            // As part of the request that sent it: its id (and, when traces are exported, this span's
+            // trace context) goes into the bus envelope.
+            let span = tracing::debug_span!(parent: None, "fanout", seq = message.seq);
+            trace.adopt(&span);
+            span.in_scope(|| {
+                request_id::sync_scope(request_id.map(RequestId), || bus.publish(delivery))
+            });
             crate::obs::hops::observe(&crate::obs::hops::hops().fanout, started.elapsed());
             if let Some(offline) = &offline {
                 offline.observe(&message);

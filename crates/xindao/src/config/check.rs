@@ -52,6 +52,16 @@ impl Config {
                 "http_header_timeout_ms must be >= 100",
             ),
             (
+                (0.0..=1.0).contains(&self.otel_sample_ratio),
+                "otel_sample_ratio must be between 0.0 and 1.0",
+            ),
+            (
+                self.otel_endpoint.as_deref().is_none_or(|url| {
+                    url.starts_with("http://") || url.starts_with("https://")
+                }) && !self.otel_service_name.is_empty(),
+                "otel_endpoint must be an http:// or https:// URL, otel_service_name not empty",
+            ),
+            (
                 self.max_header_bytes >= 8192,
                 "max_header_bytes must be >= 8192",
             ),

@@ -359,6 +359,17 @@ pub struct Config {
     /// Log format: "text" or "json".
     #[arg(long, value_enum, default_value_t = LogFormat::default())]
     pub log_format: LogFormat,
+    /// OpenTelemetry trace export: the OTLP/HTTP collector's base URL, e.g. "http://127.0.0.1:4318" (Jaeger,
+    /// Tempo, an OpenTelemetry Collector; spans go to `<url>/v1/traces` as protobuf). Unset: no export.
+    #[arg(long)]
+    pub otel_endpoint: Option<String>,
+    /// The `service.name` of the exported spans.
+    #[arg(long, default_value = "xindao")]
+    pub otel_service_name: String,
+    /// Share of traces exported (0.0 to 1.0), decided at each trace's root; a request carrying a sampled
+    /// `traceparent` is always exported.
+    #[arg(long, default_value_t = 1.0)]
+    pub otel_sample_ratio: f64,
 }
 
 /// Fewest bytes of `cluster_secret`: 256 bits, the HMAC-SHA256 key size.

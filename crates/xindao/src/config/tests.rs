@@ -32,6 +32,32 @@ fn the_admin_listener_can_be_turned_off_and_proxies_are_cidrs() {
 }
 
 #[test]
+fn trace_export_is_off_by_default_and_checked_when_on() {
+    let config = Config::default();
+    assert_eq!(config.otel_endpoint, None);
+    assert_eq!(config.otel_service_name, "xindao");
+    assert_eq!(config.otel_sample_ratio, 1.0);
+    let otel = |endpoint: &str, service: &str, ratio: f64| {
+        Config {
+            otel_endpoint: Some(endpoint.into()),
+            otel_service_name: service.into(),
+            otel_sample_ratio: ratio,
+            ..Config::default()
+        }
+        .validate()
+        .is_ok()
+    };
+    assert!(otel("http://127.0.0.1:4318", "chat", 0.0));
+    assert!(otel("https://tempo.example/v1/traces", "chat", 1.0));
+    assert!(!otel("127.0.0.1:4318", "chat", 1.0));
+    assert!(!otel("ftp://c", "chat", 1.0));
+    assert!(!otel("http://c", "", 1.0));
+    assert!(!otel("http://c", "chat", 1.5));
+    assert!(!otel("http://c", "chat", -0.1));
+    assert!(!otel("http://c", "chat", f64::NAN));
+}
+
+#[test]
 fn the_commit_linger_defaults_to_the_stores_own() {
     let linger = |store: &str, set: Option<u64>| {
         Config {

@@ -345,6 +345,7 @@ async fn answer(
     let span = tracing::info_span!("req", id = %request.id, op = op_name);
     let spent = Spent::new();
     let request_id = request_id::for_ws_request(&conn.upgrade_id, &request.id);
+    crate::obs::otel::attribute(&span, "request_id", || request_id.0.to_string());
     let handling = request_id::scope(
         request_id,
         timing::scope(spent.clone(), app.chat.handle(caller, request.op)),

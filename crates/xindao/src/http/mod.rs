@@ -37,7 +37,7 @@ const BODY_LIMIT: usize = 64 * 1024;
 
 /// Every route of the server.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(status::healthz))
         .route("/v1/login/wechat", post(session::login_wechat))
         .route("/v1/login/dev", post(session::login_dev))
@@ -48,7 +48,14 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(server_api::routes(app.clone()))
         .merge(web::routes())
         .merge(crate::wafer::routes(&app.config))
-        .merge(media::routes(&app))
+        .merge(media::routes(&app));
+    // Only trace export reads the matched route.
+    let routes = if crate::obs::otel::exporting() {
+        routes.route_layer(axum::middleware::from_fn(request_id::route))
+    } else {
+        routes
+    };
+    routes
         .fallback(|| async { Error::NotFound("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(

@@ -1,11 +1,12 @@
 //! The request-id middleware of every HTTP route: takes the proxy's `X-Request-Id` when sane or makes one
 //! ([`crate::obs::request_id`]), opens the span every log line about the request carries, writes the access log
-//! line, and answers with `X-Request-Id` and `Server-Timing` ([`crate::obs::timing`]).
+//! line, and answers with `X-Request-Id` and `Server-Timing` ([`crate::obs::timing`]). When traces are
+//! exported ([`crate::obs::otel`]) the span continues the caller's `traceparent` and names its route.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -35,6 +36,8 @@ pub async fn layer(State(app): State<Arc<App>>, mut request: Request, next: Next
     let path: String = request.uri().path().chars().take(MAX_LOGGED_PATH).collect();
     let span =
         tracing::info_span!("http", request_id = %id, method = %request.method(), path = %path);
+    // A caller's W3C `traceparent` makes this span its child (when traces are exported).
+    crate::obs::otel::adopt_headers(&span, request.headers());
     let spent = Spent::new();
     let request_id = RequestId(Arc::from(id.as_str()));
     request.extensions_mut().insert(request_id.clone());
@@ -60,4 +63,14 @@ pub async fn layer(State(app): State<Arc<App>>, mut request: Request, next: Next
         );
     });
     response
+}
+
+/// After routing: names the matched route (`/v1/server/users/{id}`) on the request's span, for trace export.
+pub async fn route(matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
+    if let Some(matched) = matched {
+        crate::obs::otel::attribute(&tracing::Span::current(), "http.route", || {
+            matched.as_str().to_string()
+        });
+    }
+    next.run(request).await
 }

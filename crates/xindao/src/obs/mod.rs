@@ -1,13 +1,15 @@
 //! Observability that answers "which hop holds the time": request ids carried through every log line of a
 //! request ([`request_id`], with the HTTP middleware in `http::request_id`), the server's own split of each request's time reported back to the client
 //! ([`timing`]: a WebSocket reply's `timing`, HTTP's `Server-Timing`), and the per-hop histograms behind the
-//! dashboards ([`hops`]), and the round trips the clients measure themselves ([`client_rtt`]).
+//! dashboards ([`hops`]), the round trips the clients measure themselves ([`client_rtt`]), and the optional
+//! OpenTelemetry export of the request spans as traces ([`otel`]).
 //!
 //! Why its own module: the delivery path (hub, fan-out, socket) is tuned for throughput elsewhere; what is
 //! measured here is a handful of `observe` calls there and the rest lives here.
 
 pub mod client_rtt;
 pub mod hops;
+pub mod otel;
 pub mod request_id;
 pub mod timing;
 

@@ -4,13 +4,13 @@
 
 use crate::model::Message;
 
-/// One newly committed message and the connection that sent it (0: none).
+/// A newly committed message, its sender's connection (0: none), request id and commit span (for fan-out).
 #[derive(Debug, Clone)]
 pub struct Committed {
     pub message: Message,
     pub origin: u64,
-    /// The request that sent it, for its bus envelope.
     pub request_id: Option<std::sync::Arc<str>>,
+    pub trace: crate::obs::otel::Parent,
 }
 
 /// Where a store's writers hand each committed batch (new messages only, duplicates left out), in commit

@@ -22,6 +22,8 @@ pub(crate) struct AppendJob {
     pub origin: u64,
     /// The request that sent it ([`crate::obs::request_id`]): in its webhook event and bus envelope.
     pub request_id: Option<std::sync::Arc<str>>,
+    /// Its commit span's trace context, for the fan-out span (empty unless traces are exported).
+    pub trace: crate::obs::otel::Parent,
     pub reply: oneshot::Sender<Result<Appended>>,
 }
 
@@ -97,6 +99,7 @@ pub(crate) async fn run(
                         message,
                         origin,
                         request_id,
+                        trace,
                         reply,
                     } = job;
                     let appended = result.map(|stored| match stored {
@@ -116,6 +119,7 @@ pub(crate) async fn run(
                                 message: message.clone(),
                                 origin,
                                 request_id,
+                                trace,
                             });
                             Appended {
                                 message,
@@ -191,18 +195,25 @@ impl AppendQueue {
         .ok_or_else(closed)?;
         let (reply, answer) = oneshot::channel();
         let started = std::time::Instant::now();
-        sender
-            .send(AppendJob {
-                message,
-                origin,
-                request_id: crate::obs::request_id::current().map(|id| id.0),
-                reply,
-            })
-            .await
-            .map_err(|_| closed())?;
-        let outcome = answer
-            .await
-            .map_err(|_| Error::Unavailable("commit writer stopped".into()))?;
+        // The wait for the commit, as a span of the request (debug: only trace export asks for it).
+        let span = tracing::debug_span!("commit", conversation_id = message.conversation_id);
+        let job = AppendJob {
+            message,
+            origin,
+            request_id: crate::obs::request_id::current().map(|id| id.0),
+            trace: crate::obs::otel::Parent::of(&span),
+            reply,
+        };
+        let outcome = tracing::Instrument::instrument(
+            async {
+                sender.send(job).await.map_err(|_| closed())?;
+                answer
+                    .await
+                    .map_err(|_| Error::Unavailable("commit writer stopped".into()))
+            },
+            span,
+        )
+        .await?;
         let waited = started.elapsed();
         crate::obs::hops::observe(&crate::obs::hops::hops().commit_wait, waited);
         crate::obs::timing::add_commit(waited);

@@ -46,6 +46,7 @@ mod membership;
 mod metrics_where;
 mod obs;
 mod offline_marks;
+mod otel;
 mod probe;
 mod profiles;
 mod protocol_edges;

@@ -3,6 +3,7 @@
 //! deletes its medium as it does for messages sent after; on SQLite and PostgreSQL, through the store.
 
 use crate::services::TestDb;
+use crate::store_migrate::{commit, postgres_migrated_by_the_old_runner};
 use xindao::store::Store;
 
 /// Every migration of `backend` before the one that added `media_uses`, in order.
@@ -48,13 +49,6 @@ async fn check_backfilled(store: &dyn Store) {
     assert!(store.media_release(9, 1).await.unwrap().is_none(), "once");
 }
 
-fn quick_commit() -> xindao::store::GroupCommit {
-    xindao::store::GroupCommit {
-        batch_max: 64,
-        linger: std::time::Duration::ZERO,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_messages_sent_before_the_migration_are_backfilled_on_sqlite() {
     use xindao::store::sqlite::{SqliteOptions, SqliteStore};
@@ -71,7 +65,7 @@ async fn media_messages_sent_before_the_migration_are_backfilled_on_sqlite() {
     }
     let options = SqliteOptions {
         synchronous: Default::default(),
-        commit: quick_commit(),
+        commit: commit(),
         max_db_mb: None,
         cache_mb: 8,
     };
@@ -87,24 +81,8 @@ async fn media_messages_sent_before_the_migration_are_backfilled_on_postgres() {
     let Some(db) = TestDb::create().await else {
         return;
     };
-    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-        .batch_execute("CREATE TABLE IF NOT EXISTS xindao_schema (version BIGINT NOT NULL)")
-        .await
-        .unwrap();
-    for (version, sql) in migrations_before_media_uses("postgres") {
-        client.batch_execute(&sql).await.unwrap();
-        client
-            .execute(
-                "INSERT INTO xindao_schema (version) VALUES ($1)",
-                &[&version],
-            )
-            .await
-            .unwrap();
-    }
+    let client =
+        postgres_migrated_by_the_old_runner(&db, &migrations_before_media_uses("postgres")).await;
     client.batch_execute(OLD_MEDIA_DATA).await.unwrap();
     client
         .batch_execute(
@@ -114,7 +92,7 @@ async fn media_messages_sent_before_the_migration_are_backfilled_on_postgres() {
         .await
         .unwrap();
     let (sink, _committed) = tokio::sync::mpsc::channel(64);
-    let store = PostgresStore::open(&db.url, 4, quick_commit(), sink)
+    let store = PostgresStore::open(&db.url, 4, commit(), sink)
         .await
         .unwrap();
     check_backfilled(&store).await;

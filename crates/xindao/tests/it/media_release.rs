@@ -259,22 +259,7 @@ async fn recalled_media_leave_s3_compatible_storage() {
         return;
     };
     let endpoint = moto.endpoint();
-    let created = http()
-        .put(format!("{endpoint}/xindao-release"))
-        .send()
-        .await
-        .unwrap();
-    assert!(created.status().is_success());
-    let s3 = endpoint.clone();
-    let mut server = TestServer::start(move |c| {
-        with_secret(c);
-        c.media.media_storage = "s3://xindao-release/chat".into();
-        c.media.media_s3_endpoint = Some(s3);
-        c.media.media_s3_region = Some("us-east-1".into());
-        c.media.media_s3_access_key_id = Some("testing".into());
-        c.media.media_s3_secret_access_key = Some("testing".into());
-    })
-    .await;
+    let mut server = TestServer::start(moto.bucket("xindao-release").await).await;
     let outcome = release_scenario(&server).await;
     let listing = http()
         .get(format!(

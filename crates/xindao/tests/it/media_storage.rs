@@ -53,6 +53,33 @@ impl Moto {
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    /// Creates `bucket` and returns a function that points a server's config at `s3://<bucket>/chat` here.
+    pub async fn bucket(
+        &self,
+        bucket: &str,
+    ) -> impl FnOnce(&mut xindao::config::Config) + Send + 'static {
+        let endpoint = self.endpoint();
+        let created = http()
+            .put(format!("{endpoint}/{bucket}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            created.status().is_success(),
+            "create bucket: {}",
+            created.status()
+        );
+        let storage = format!("s3://{bucket}/chat");
+        move |c: &mut xindao::config::Config| {
+            with_secret(c);
+            c.media.media_storage = storage;
+            c.media.media_s3_endpoint = Some(endpoint);
+            c.media.media_s3_region = Some("us-east-1".into());
+            c.media.media_s3_access_key_id = Some("testing".into());
+            c.media.media_s3_secret_access_key = Some("testing".into());
+        }
+    }
 }
 
 impl Drop for Moto {
@@ -68,26 +95,7 @@ async fn media_live_in_s3_compatible_storage() {
         return;
     };
     let endpoint = moto.endpoint();
-    let created = http()
-        .put(format!("{endpoint}/xindao-media"))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        created.status().is_success(),
-        "create bucket: {}",
-        created.status()
-    );
-    let s3 = endpoint.clone();
-    let mut server = TestServer::start(move |c| {
-        with_secret(c);
-        c.media.media_storage = "s3://xindao-media/chat".into();
-        c.media.media_s3_endpoint = Some(s3);
-        c.media.media_s3_region = Some("us-east-1".into());
-        c.media.media_s3_access_key_id = Some("testing".into());
-        c.media.media_s3_secret_access_key = Some("testing".into());
-    })
-    .await;
+    let mut server = TestServer::start(moto.bucket("xindao-media").await).await;
     image_message_and_download(&server).await;
 
     // 6 MiB: more than one 5 MiB part, so a multipart upload.

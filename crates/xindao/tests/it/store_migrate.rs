@@ -43,11 +43,39 @@ pub fn migration_files(backend: &str) -> i64 {
         .count() as i64
 }
 
-fn commit() -> GroupCommit {
+/// A group commit that never lingers: the tests' stores commit each append at once.
+pub fn commit() -> GroupCommit {
     GroupCommit {
         batch_max: 64,
         linger: std::time::Duration::ZERO,
     }
+}
+
+/// A client of `db` whose schema is what the old PostgreSQL runner left after `migrations` (each
+/// recorded in `xindao_schema` under its number).
+pub async fn postgres_migrated_by_the_old_runner(
+    db: &TestDb,
+    migrations: &[(i64, String)],
+) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS xindao_schema (version BIGINT NOT NULL)")
+        .await
+        .unwrap();
+    for (version, sql) in migrations {
+        client.batch_execute(sql).await.unwrap();
+        client
+            .execute(
+                "INSERT INTO xindao_schema (version) VALUES ($1)",
+                &[version],
+            )
+            .await
+            .unwrap();
+    }
+    client
 }
 
 /// The old data is there, and appends continue from it.
@@ -112,24 +140,12 @@ async fn postgres_schema_of_the_old_runner_opens_as_it_is() {
     let Some(db) = TestDb::create().await else {
         return;
     };
-    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-        .batch_execute("CREATE TABLE IF NOT EXISTS xindao_schema (version BIGINT NOT NULL)")
-        .await
-        .unwrap();
-    for (index, sql) in POSTGRES_OLD.iter().enumerate() {
-        client.batch_execute(sql).await.unwrap();
-        client
-            .execute(
-                "INSERT INTO xindao_schema (version) VALUES ($1)",
-                &[&(index as i64 + 1)],
-            )
-            .await
-            .unwrap();
-    }
+    let old: Vec<(i64, String)> = POSTGRES_OLD
+        .iter()
+        .enumerate()
+        .map(|(index, sql)| (index as i64 + 1, sql.to_string()))
+        .collect();
+    let client = postgres_migrated_by_the_old_runner(&db, &old).await;
     client.batch_execute(DATA).await.unwrap();
     // The old rows took their ids by hand: move the sequences past them, as the old server's inserts would have.
     client

@@ -68,6 +68,7 @@ impl Gate {
             seq: self.sender.next_seq(),
             ts: now_ms(),
             request_id: crate::obs::request_id::current().map(|id| id.0.to_string()),
+            traceparent: crate::obs::otel::traceparent(),
             body,
         };
         let mut out = Seal::buffer();

@@ -83,7 +83,8 @@ impl Core {
     }
 
     /// Handles one message from the bus. One that a request caused is handled in a span naming the request,
-    /// so every line logged about it here carries the id the sending node logged.
+    /// so every line logged about it here carries the id the sending node logged; when traces are exported,
+    /// that span continues the sender's trace (the envelope's `traceparent`).
     pub(crate) fn receive(&self, payload: &[u8]) {
         let Some(mut envelope) = self.gate.open(payload) else {
             return;
@@ -91,6 +92,9 @@ impl Core {
         match envelope.request_id.take() {
             Some(id) if crate::obs::request_id::sane(&id) => {
                 let span = tracing::info_span!("bus", from = %envelope.node, request_id = %id);
+                if let Some(traceparent) = envelope.traceparent.take() {
+                    crate::obs::otel::adopt_traceparent(&span, &traceparent);
+                }
                 span.in_scope(|| {
                     tracing::debug!(target: RECEIVED, "bus envelope received");
                     self.apply(envelope);

@@ -21,6 +21,10 @@ pub struct Envelope {
     /// the seal like the rest, so a bus peer without the secret cannot put ids into another node's logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The W3C `traceparent` of the sender's fan-out span, when it exports traces ([`crate::obs::otel`]):
+    /// the receiver's `bus` span becomes its child. A malformed one is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     #[serde(flatten)]
     pub body: Wire,
 }
