@@ -86,6 +86,7 @@ impl App {
             store.clone(),
             bus.clone(),
             metrics.webhooks.offline_skipped.clone(),
+            metrics.notify.clone(),
         );
         let fanout = Fanout(fanout::spawn(
             commits,
@@ -99,7 +100,8 @@ impl App {
             &config,
             metrics.webhooks.clone(),
         )?;
-        let wechat = crate::wechat::WeChat::from_config(&config, store.clone())?;
+        let wechat =
+            crate::wechat::WeChat::from_config(&config, store.clone(), metrics.notify.clone())?;
         // The chat service's own pushes stay behind the commits handed to fan-out before them.
         let ordered: Arc<dyn Bus> = Arc::new(OrderedBus::new(bus.clone(), order));
         let chat = Chat::new(store.clone(), ordered, hub.clone(), config.clone())

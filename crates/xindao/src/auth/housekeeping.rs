@@ -1,6 +1,7 @@
 //! The login side's periodic chores, in one task per node until shutdown: delete expired sessions and
 //! connect tickets, forget idle clients of the login limiter, and repeat the warning of a development login
-//! served beyond loopback.
+//! served beyond loopback. Beside them, the store's offline-notification marks older than their window
+//! (`crate::store::offline`) are deleted, which bounds those tables.
 //!
 //! Every node of a cluster deletes expired rows; the deletes are idempotent and batched, so running them on
 //! several nodes costs a few empty statements.
@@ -67,6 +68,7 @@ pub fn spawn_housekeeping(
                     Ok(deleted) => tracing::info!(deleted, "deleted expired sessions and tickets"),
                     Err(error) => tracing::warn!(%error, "cannot delete expired sessions"),
                 }
+                forget_offline_marks(&auth, &config).await;
                 if ticks > 0 && !config.listens_on_loopback() {
                     warn_dev_login(&config);
                 }
@@ -74,4 +76,24 @@ pub fn spawn_housekeeping(
             ticks = ticks.wrapping_add(1);
         }
     })
+}
+
+/// Deletes the offline-notification marks whose window has passed (they hold nothing back any more).
+async fn forget_offline_marks(auth: &Auth, config: &Config) {
+    let now = crate::model::now_millis();
+    let before = |secs: u64| {
+        now.saturating_sub(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX))
+    };
+    let forgotten = auth
+        .store
+        .offline_marks_forget(
+            before(config.webhook_offline_window_secs),
+            before(config.wechat_services.wechat_notify_window_secs),
+        )
+        .await;
+    match forgotten {
+        Ok(0) => {}
+        Ok(deleted) => tracing::debug!(deleted, "deleted expired offline-notification marks"),
+        Err(error) => tracing::warn!(%error, "cannot delete expired offline-notification marks"),
+    }
 }

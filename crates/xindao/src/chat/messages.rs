@@ -15,6 +15,7 @@ use crate::protocol::op::{HistoryArgs, SendArgs, SentKind, SyncArgs};
 use crate::validate;
 
 use super::paging::{encoded_len, fit_page, REPLY_BYTES_MAX};
+use super::wechat::CheckMode;
 use super::{raw, Caller, Chat};
 
 /// Conversations looked at by one `sync` call, and the most it returns: a call's work is bounded however many
@@ -23,7 +24,18 @@ const SYNC_SCAN_MAX: usize = 1000;
 const SYNC_CONVERSATIONS_MAX: usize = 100;
 
 impl Chat {
+    /// A client's `send`: its text goes through the content check when one is configured.
     pub(super) async fn send(&self, caller: Caller, a: SendArgs) -> Result<Box<RawValue>> {
+        self.send_checked(caller, a, CheckMode::Sender).await
+    }
+
+    /// `send`, with the content check `check` says.
+    pub(super) async fn send_checked(
+        &self,
+        caller: Caller,
+        a: SendArgs,
+        check: CheckMode,
+    ) -> Result<Box<RawValue>> {
         validate::cmid(&a.cmid)?;
         let kind = match a.kind {
             SentKind::Known(kind) => kind,
@@ -61,7 +73,9 @@ impl Chat {
         let content = self
             .before_send(conversation_id, caller.user_id, &a.cmid, kind, content)
             .await?;
-        let verdict = self.content_check(caller.user_id, kind, &content).await?;
+        let verdict = self
+            .content_check(caller.user_id, kind, &content, check)
+            .await?;
         let message = NewMessage {
             conversation_id,
             sender_id: caller.user_id,

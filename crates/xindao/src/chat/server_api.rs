@@ -18,6 +18,7 @@ use crate::protocol::{
 use crate::validate;
 
 use super::paging::{decode_member, encode_member, fit_page, REPLY_BYTES_MAX};
+use super::wechat::CheckMode;
 use super::{raw, Caller, Chat};
 
 /// Members per page of the server API's member list: by default, and at most.
@@ -34,9 +35,20 @@ fn as_user(user_id: UserId) -> Caller {
 
 impl Chat {
     /// `send` as `sender` (a user, or the system account): the client path itself, from no connection, so
-    /// every connection of the sender gets the `message` push.
-    pub async fn server_send(&self, sender: UserId, args: SendArgs) -> Result<Box<RawValue>> {
-        self.send(as_user(sender), args).await
+    /// every connection of the sender gets the `message` push, and offline members are notified alike. Not
+    /// content-checked (the backend is trusted) unless `content_check` asks for it.
+    pub async fn server_send(
+        &self,
+        sender: UserId,
+        args: SendArgs,
+        content_check: bool,
+    ) -> Result<Box<RawValue>> {
+        let mode = if content_check {
+            CheckMode::Requested
+        } else {
+            CheckMode::Trusted
+        };
+        self.send_checked(as_user(sender), args, mode).await
     }
 
     /// The direct conversation of the system account and `user`, created (and routed to the user's

@@ -20,17 +20,47 @@ const NOTIFY_SCAN_MAX: usize = 500;
 /// Grants one `notify_grant` may add.
 const GRANTS_PER_CALL_MAX: u32 = 10;
 
+/// Whether a send's text goes through WeChat's content check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckMode {
+    /// A client's send: checked when the check is configured and the sender has an openid.
+    Sender,
+    /// A business backend's send (the server API): trusted, not checked.
+    Trusted,
+    /// A backend relaying user-generated content asked for the check (`"content_check": true`): it must be
+    /// configured (`unavailable` otherwise) and the sender must be a WeChat user (`invalid_args` otherwise),
+    /// since WeChat judges text by its sender's openid.
+    Requested,
+}
+
 impl Chat {
-    /// WeChat's content check of a user's text (other kinds, and senders without an openid, pass):
-    /// `content_rejected` when refused; `Verdict::Flag` when it is sent and flagged.
+    /// WeChat's content check of a user's text as `mode` says (other kinds, and in `Sender` mode senders
+    /// without an openid, pass): `content_rejected` when refused; `Verdict::Flag` when it is sent and flagged.
     pub(super) async fn content_check(
         &self,
         sender: UserId,
         kind: MessageKind,
         content: &serde_json::Value,
+        mode: CheckMode,
     ) -> Result<Verdict> {
-        let Some(checker) = self.hooks.wechat.as_ref().and_then(|w| w.checker.as_ref()) else {
-            return Ok(Verdict::Pass);
+        let checker = self.hooks.wechat.as_ref().and_then(|w| w.checker.as_ref());
+        let checker = match (mode, checker) {
+            (CheckMode::Trusted, _) | (CheckMode::Sender, None) => return Ok(Verdict::Pass),
+            (CheckMode::Requested, None) => {
+                return Err(Error::Unavailable(
+                    "content_check: the content check is not configured on this server".into(),
+                ))
+            }
+            (CheckMode::Requested, Some(checker)) => {
+                if self.store.user_openid(sender).await?.is_none() {
+                    return Err(Error::InvalidArgs(
+                        "content_check needs a sender_id of a user who logged in with WeChat"
+                            .into(),
+                    ));
+                }
+                checker
+            }
+            (CheckMode::Sender, Some(checker)) => checker,
         };
         match (kind, content.as_str()) {
             (MessageKind::Text, Some(text)) => checker.check(sender, text).await,

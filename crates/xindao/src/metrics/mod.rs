@@ -1,6 +1,7 @@
 //! Prometheus metrics, served at `GET /metrics`. Request latency per operation and outcome lets an operator
 //! tell a slow store (`send` slow, `ping` fast) from a slow network hop (both fast here, slow at the client).
 
+mod notify;
 mod webhooks;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+pub use notify::NotifyMetrics;
 pub use webhooks::WebhookMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,6 +55,8 @@ pub struct Metrics {
     /// Cluster bus envelopes dropped unapplied, by reason.
     pub bus_rejected: Family<BusRejectLabels, Counter>,
     pub webhooks: WebhookMetrics,
+    /// WeChat's content check and offline notifications.
+    pub notify: NotifyMetrics,
     /// Round trips reported by the clients (`client_stats`).
     pub client_rtt: crate::obs::client_rtt::ClientRtt,
 }
@@ -142,10 +146,12 @@ impl Default for Metrics {
         );
         crate::obs::hops::register(&mut registry);
         let webhooks = WebhookMetrics::register(&mut registry);
+        let notify = NotifyMetrics::register(&mut registry);
         let client_rtt = crate::obs::client_rtt::ClientRtt::register(&mut registry);
         Metrics {
             client_rtt,
             webhooks,
+            notify,
             registry: Arc::new(registry),
             connections,
             connections_opened,

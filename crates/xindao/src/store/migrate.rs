@@ -45,6 +45,7 @@ pub(crate) const SQLITE: &[Migration] = &[
     migration!(10, "sqlite/0010_webhook_request_id.sql"),
     migration!(11, "sqlite/0011_media_uses.sql"),
     migration!(12, "sqlite/0012_wechat.sql"),
+    migration!(13, "sqlite/0013_offline_marks.sql"),
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -59,6 +60,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
     migration!(8, "postgres/0008_webhook_request_id.sql"),
     migration!(9, "postgres/0009_media_uses.sql"),
     migration!(10, "postgres/0010_wechat.sql"),
+    migration!(11, "postgres/0011_offline_marks.sql"),
 ];
 
 /// A database whose schema the runner brings up to date.

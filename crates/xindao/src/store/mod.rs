@@ -25,7 +25,6 @@
 //!   removes the owner.
 //! - Per-conversation seq (allocated with the insert), idempotency by (sender, cmid), read markers that only
 //!   move forward: enforced by the same statements that write.
-//!
 //! - **Recall and remove** ([`crate::rules::may_change_message`]): the changer's membership, the room's owner
 //!   and the message's sender, time and state are read in the transaction that writes the tombstone
 //!   (PostgreSQL: `FOR UPDATE` on the message row), so a recall and a remove of one message, or a recall racing
@@ -36,9 +35,11 @@
 //! two racing extensions write nearly the same expiry, and the later one wins.
 
 mod backend_errors;
+mod commit_sink;
 pub(crate) mod group_commit;
 pub mod media;
 pub(crate) mod migrate;
+pub mod offline;
 pub mod outbox;
 pub mod postgres;
 mod rows;
@@ -46,17 +47,17 @@ pub mod server_api;
 pub mod sqlite;
 pub mod wechat;
 
+pub use commit_sink::{CommitSink, Committed};
 pub use group_commit::GroupCommit;
 pub use media::MediaStore;
+pub use offline::{OfflineCandidate, OfflineStore, WindowClaim};
 pub use outbox::{Claim, DeadRow, Outbox, OutboxEvent, OutboxRow, Retry, Settlement};
 pub use server_api::ServerApiStore;
 pub use wechat::WeChatStore;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
 
 use crate::config::{Config, StoreConfig};
 use crate::error::Result;
@@ -104,44 +105,6 @@ pub async fn open(
     })
 }
 
-/// A newly committed message, its sender's connection (0: none), request id and commit span (for fan-out).
-#[derive(Debug, Clone)]
-pub struct Committed {
-    pub message: Message,
-    pub origin: u64,
-    pub request_id: Option<Arc<str>>,
-    pub trace: crate::obs::otel::Parent,
-}
-
-/// Where a store's writers hand each committed batch (new messages only, duplicates left out), in commit
-/// order. Bounded: a writer waits when fan-out falls behind. It counts the batches handed over, so that a push
-/// published after an ack can wait behind the batches handed over before it (`chat::order`).
-#[derive(Debug, Clone)]
-pub struct CommitSink {
-    tx: mpsc::Sender<Vec<Committed>>,
-    handed: Arc<AtomicU64>,
-}
-
-impl CommitSink {
-    /// A sink into `tx` that counts the batches it hands over in `handed`.
-    pub fn counted(tx: mpsc::Sender<Vec<Committed>>, handed: Arc<AtomicU64>) -> CommitSink {
-        CommitSink { tx, handed }
-    }
-
-    /// Hands a batch over, waiting while the channel is full; `Err` once fan-out is gone.
-    pub async fn send(&self, batch: Vec<Committed>) -> std::result::Result<(), Vec<Committed>> {
-        // Counted before it is in the channel: whoever sees the batch's ack sees the count.
-        self.handed.fetch_add(1, Ordering::SeqCst);
-        self.tx.send(batch).await.map_err(|e| e.0)
-    }
-}
-
-impl From<mpsc::Sender<Vec<Committed>>> for CommitSink {
-    fn from(tx: mpsc::Sender<Vec<Committed>>) -> CommitSink {
-        CommitSink::counted(tx, Default::default())
-    }
-}
-
 /// A user found or created by a login.
 #[derive(Debug, Clone)]
 pub struct LoginIdentity {
@@ -178,7 +141,9 @@ pub struct SessionInfo {
 
 /// Persistent state of xindao. All methods are safe to call concurrently.
 #[async_trait]
-pub trait Store: MediaStore + ServerApiStore + WeChatStore + Send + Sync + 'static {
+pub trait Store:
+    MediaStore + OfflineStore + ServerApiStore + WeChatStore + Send + Sync + 'static
+{
     /// Finds the user for a login identity, creating it on first login.
     async fn upsert_user(&self, identity: LoginIdentity) -> Result<User>;
     async fn user(&self, id: UserId) -> Result<Option<User>>;

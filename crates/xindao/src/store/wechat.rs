@@ -18,6 +18,17 @@ pub struct StoredToken {
     pub lease_until: Millis,
 }
 
+/// What [`WeChatStore::notify_take`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyTake {
+    /// A grant was consumed and the window marked: send.
+    Taken,
+    /// One was sent about the conversation within the window (coalesced).
+    InWindow,
+    /// The user holds no grant of the template.
+    NoGrant,
+}
+
 #[async_trait]
 pub trait WeChatStore: Send + Sync {
     /// The stored token of `appid`, if any row exists.
@@ -39,8 +50,8 @@ pub trait WeChatStore: Send + Sync {
     async fn notify_grant(&self, user: UserId, template: &str, count: i64, max: i64)
         -> Result<i64>;
     /// Consumes one grant of `template` for a notification of `user` about `conversation`, unless one was
-    /// sent about it after `now - window_ms` (coalescing) or no grant is left: true when the caller may send.
-    /// One transaction, so that two nodes cannot both send for the same window.
+    /// sent about it after `now - window_ms` (coalescing) or no grant is left: `Taken` when the caller may
+    /// send. One transaction, so that two nodes cannot both send for the same window.
     async fn notify_take(
         &self,
         user: UserId,
@@ -48,7 +59,7 @@ pub trait WeChatStore: Send + Sync {
         template: &str,
         now: Millis,
         window_ms: i64,
-    ) -> Result<bool>;
+    ) -> Result<NotifyTake>;
     /// Gives back a grant taken for a notification that could not be sent (WeChat unreachable).
     async fn notify_give_back(&self, user: UserId, template: &str) -> Result<()>;
     /// Clears the grants of `template` (WeChat answered 43101: the user refused or holds none).

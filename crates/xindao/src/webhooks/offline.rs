@@ -6,8 +6,11 @@
 //! the message, counted in `xindao_webhook_offline_skipped_total`); a task of its own then reads the
 //! conversation's members from the store, keeps those the bus reports offline ([`offline_recipients`], the
 //! presence the nodes of a cluster share) and writes the events to the outbox, one transaction per batch.
-//! The window is kept per node, in memory: a conversation whose messages are committed on several nodes may
-//! be announced once per node per window.
+//! The window is the store's (`crate::store::offline`): each event is written only if its (user,
+//! conversation) mark is claimed in the same transaction, so a cluster announces once per window however
+//! many nodes commit the conversation's messages. This node also remembers each window the store told it of
+//! (claimed by it or by another node), so that a busy conversation costs the store one claim per node per
+//! window, not one per message.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,8 +22,9 @@ use tokio::sync::mpsc;
 
 use crate::bus::Bus;
 use crate::config::Config;
-use crate::model::{ConversationId, Message, MessageKind, Millis, UserId};
-use crate::store::{Outbox, OutboxEvent, Store};
+use crate::metrics::NotifyMetrics;
+use crate::model::{now_millis, ConversationId, Message, MessageKind, Millis, UserId};
+use crate::store::{OfflineCandidate, Outbox, OutboxEvent, Store, WindowClaim};
 
 use super::USER_OFFLINE_MESSAGE;
 
@@ -70,6 +74,9 @@ pub struct OfflineNotices {
     skipped: Counter,
 }
 
+/// The label of `user.offline_message` in `xindao_offline_notifications_total`.
+const CHANNEL: &str = "webhook";
+
 impl OfflineNotices {
     /// Starts the check when an endpoint takes `user.offline_message`; `None` otherwise (nothing is done).
     pub fn spawn(
@@ -78,6 +85,7 @@ impl OfflineNotices {
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
         skipped: Counter,
+        metrics: NotifyMetrics,
     ) -> Option<OfflineNotices> {
         if !outbox.wants(USER_OFFLINE_MESSAGE) {
             return None;
@@ -90,6 +98,7 @@ impl OfflineNotices {
             system_name: config.system_display_name.clone(),
             system: None,
             last: HashMap::new(),
+            metrics,
         };
         tokio::spawn(check.run(rx));
         Some(OfflineNotices { tx, skipped })
@@ -118,28 +127,74 @@ struct Check {
     system_name: String,
     /// The system account (it never connects, so it is never announced), once looked up.
     system: Option<UserId>,
-    /// When each (user, conversation) was last announced.
+    /// When this node last claimed each (user, conversation)'s window.
     last: HashMap<(UserId, ConversationId), Instant>,
+    metrics: NotifyMetrics,
 }
 
 impl Check {
     async fn run(mut self, mut rx: mpsc::Receiver<Seen>) {
         let mut batch = Vec::with_capacity(BATCH);
         while rx.recv_many(&mut batch, BATCH).await > 0 {
-            let events = self.events(&batch).await;
+            let candidates = self.candidates(&batch).await;
             batch.clear();
-            if events.is_empty() {
-                continue;
-            }
-            if let Err(error) = self.store.webhook_enqueue(events).await {
-                tracing::error!(%error, "user.offline_message events not kept");
+            if !candidates.is_empty() {
+                self.keep(candidates).await;
             }
         }
     }
 
-    /// The events of a batch: per conversation (members read once), the first message each offline member
-    /// did not send, unless they were announced for that conversation within the window.
-    async fn events(&mut self, batch: &[Seen]) -> Vec<OutboxEvent> {
+    /// Writes the events whose window the store lets this node claim (all of them with a window of 0).
+    async fn keep(&mut self, candidates: Vec<OfflineCandidate>) {
+        let count = candidates.len() as u64;
+        let window_ms = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
+        if window_ms == 0 {
+            let events = candidates.into_iter().map(|c| c.event).collect();
+            return match self.store.webhook_enqueue(events).await {
+                Ok(()) => self.metrics.notified(CHANNEL, "sent", count),
+                Err(error) => self.not_kept(count, error),
+            };
+        }
+        let keys: Vec<_> = candidates
+            .iter()
+            .map(|c| (c.user, c.conversation))
+            .collect();
+        let (claimed_at, now) = (Instant::now(), now_millis());
+        let claimed = self.store.offline_enqueue(candidates, now, window_ms).await;
+        match claimed {
+            Ok(claims) => {
+                let mut sent = 0;
+                for (key, claim) in keys.into_iter().zip(claims) {
+                    // Remembered from when its window opened, whichever node opened it.
+                    let opened = match claim {
+                        WindowClaim::Won => {
+                            sent += 1;
+                            claimed_at
+                        }
+                        WindowClaim::Held { since } => {
+                            let age =
+                                Duration::from_millis(now.saturating_sub(since).max(0) as u64);
+                            claimed_at.checked_sub(age).unwrap_or(claimed_at)
+                        }
+                    };
+                    self.last.insert(key, opened);
+                }
+                self.metrics.notified(CHANNEL, "sent", sent);
+                // Held back by a window another node opened.
+                self.metrics.notified(CHANNEL, "coalesced", count - sent);
+            }
+            Err(error) => self.not_kept(count, error),
+        }
+    }
+
+    fn not_kept(&self, count: u64, error: crate::Error) {
+        self.metrics.notified(CHANNEL, "error", count);
+        tracing::error!(%error, "user.offline_message events not kept");
+    }
+
+    /// The candidate events of a batch: per conversation (members read once), the first message each offline
+    /// member did not send, unless this node claimed their window for that conversation.
+    async fn candidates(&mut self, batch: &[Seen]) -> Vec<OfflineCandidate> {
         if self.system.is_none() {
             self.system = self
                 .store
@@ -160,7 +215,7 @@ impl Check {
         }
         let now = Instant::now();
         self.forget_expired(now);
-        let mut events = Vec::new();
+        let (mut candidates, mut coalesced) = (Vec::new(), 0);
         for (conversation, messages) in by_conversation {
             let members = match self.member_ids(conversation).await {
                 Ok(members) => members,
@@ -176,24 +231,25 @@ impl Check {
                         continue;
                     }
                     announced.push(user);
-                    if let Some(event) = self.announce(user, seen, now) {
-                        events.push(event);
+                    match self.announce(user, seen, now) {
+                        Some(candidate) => candidates.push(candidate),
+                        None => coalesced += 1,
                     }
                 }
             }
         }
-        events
+        self.metrics.notified(CHANNEL, "coalesced", coalesced);
+        candidates
     }
 
-    /// The event for `user`, unless they were announced for the conversation within the window.
-    fn announce(&mut self, user: UserId, seen: &Seen, now: Instant) -> Option<OutboxEvent> {
+    /// The candidate event for `user`, unless this node claimed their window for the conversation.
+    fn announce(&self, user: UserId, seen: &Seen, now: Instant) -> Option<OfflineCandidate> {
         let key = (user, seen.conversation_id);
         if let Some(at) = self.last.get(&key) {
             if now.duration_since(*at) < self.window {
                 return None;
             }
         }
-        self.last.insert(key, now);
         let data = OfflineData {
             user_id: user,
             conversation_id: seen.conversation_id,
@@ -203,7 +259,11 @@ impl Check {
             kind: seen.kind,
             ts: seen.ts,
         };
-        Some(OutboxEvent::user(USER_OFFLINE_MESSAGE, user, &data))
+        Some(OfflineCandidate {
+            user,
+            conversation: seen.conversation_id,
+            event: OutboxEvent::user(USER_OFFLINE_MESSAGE, user, &data),
+        })
     }
 
     fn forget_expired(&mut self, now: Instant) {

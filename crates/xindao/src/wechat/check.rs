@@ -9,7 +9,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{json, Value};
@@ -19,6 +19,7 @@ use super::openids::OpenIds;
 use super::token::Tokens;
 use crate::config::{Config, ContentCheckFailure, ContentReview};
 use crate::error::{Error, Result};
+use crate::metrics::NotifyMetrics;
 use crate::model::UserId;
 
 /// Longest content WeChat checks in one call, in characters.
@@ -49,6 +50,7 @@ pub struct ContentChecker {
     failure: ContentCheckFailure,
     timeout: Duration,
     quota: DefaultDirectRateLimiter,
+    metrics: NotifyMetrics,
 }
 
 impl ContentChecker {
@@ -57,6 +59,7 @@ impl ContentChecker {
         http: reqwest::Client,
         tokens: Arc<Tokens>,
         openids: Arc<OpenIds>,
+        metrics: NotifyMetrics,
     ) -> ContentChecker {
         let per_min = NonZeroU32::new(config.wechat_services.content_check_per_min)
             .unwrap_or(NonZeroU32::MIN);
@@ -69,6 +72,7 @@ impl ContentChecker {
             failure: config.wechat_services.content_check_failure,
             timeout: Duration::from_millis(config.wechat_services.content_check_timeout_ms),
             quota: RateLimiter::direct(Quota::per_minute(per_min)),
+            metrics,
         }
     }
 
@@ -77,6 +81,7 @@ impl ContentChecker {
         let Some(openid) = self.openids.get(sender).await? else {
             return Ok(Verdict::Pass);
         };
+        let started = Instant::now();
         let parts = split(text, PART_CHARS);
         let calls = parts.iter().map(|part| self.ask(&openid, part));
         let answers =
@@ -87,34 +92,56 @@ impl ContentChecker {
                     self.timeout.as_millis()
                 ))],
             };
+        self.metrics
+            .content_check_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let (decision, result) = self.decide(sender, answers);
+        self.metrics.checked(result);
+        decision
+    }
+
+    /// The send's fate from WeChat's answers, and the check's result for the metrics (`pass`, `risky`,
+    /// `review` or `error`).
+    fn decide(
+        &self,
+        sender: UserId,
+        answers: Vec<std::result::Result<Suggest, String>>,
+    ) -> (Result<Verdict>, &'static str) {
         let mut verdict = Verdict::Pass;
+        let mut result = "pass";
         for answer in answers {
             match answer {
                 Ok(Suggest::Pass) => {}
                 Ok(Suggest::Risky { label, trace_id }) => {
                     tracing::info!(sender, label, %trace_id, "WeChat content check: risky");
-                    return Err(Error::ContentRejected);
+                    return (Err(Error::ContentRejected), "risky");
                 }
-                Ok(Suggest::Review { label, trace_id }) => match self.review {
-                    ContentReview::Allow => {}
-                    ContentReview::Reject => {
-                        tracing::info!(sender, label, %trace_id, "WeChat content check: review, refused");
-                        return Err(Error::ContentRejected);
+                Ok(Suggest::Review { label, trace_id }) => {
+                    result = "review";
+                    match self.review {
+                        ContentReview::Allow => {}
+                        ContentReview::Reject => {
+                            tracing::info!(sender, label, %trace_id, "WeChat content check: review, refused");
+                            return (Err(Error::ContentRejected), result);
+                        }
+                        ContentReview::Flag => verdict = Verdict::Flag { label, trace_id },
                     }
-                    ContentReview::Flag => verdict = Verdict::Flag { label, trace_id },
-                },
+                }
                 Err(why) => {
                     tracing::warn!(%why, policy = ?self.failure, "WeChat content check failed");
                     return match self.failure {
-                        ContentCheckFailure::Allow => Ok(verdict),
-                        ContentCheckFailure::Reject => Err(Error::Unavailable(
-                            "the content check cannot be made now".into(),
-                        )),
+                        ContentCheckFailure::Allow => (Ok(verdict), "error"),
+                        ContentCheckFailure::Reject => (
+                            Err(Error::Unavailable(
+                                "the content check cannot be made now".into(),
+                            )),
+                            "error",
+                        ),
                     };
                 }
             }
         }
-        Ok(verdict)
+        (Ok(verdict), result)
     }
 
     /// One call for one part.

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::config::{Config, ContentCheck};
 use crate::error::{Error, Result};
+use crate::metrics::NotifyMetrics;
 use crate::store::Store;
 
 /// Connect deadline of every WeChat call.
@@ -33,7 +34,11 @@ pub struct WeChat {
 
 impl WeChat {
     /// `None` unless `content_check = "wechat"` or `wechat_notify_template` is set (both need WeChat login).
-    pub fn from_config(config: &Config, store: Arc<dyn Store>) -> Result<Option<WeChat>> {
+    pub fn from_config(
+        config: &Config,
+        store: Arc<dyn Store>,
+        metrics: NotifyMetrics,
+    ) -> Result<Option<WeChat>> {
         let checking = config.wechat_services.content_check == ContentCheck::Wechat;
         if !checking && !config.wechat_notify_enabled() {
             return Ok(None);
@@ -59,10 +64,16 @@ impl WeChat {
         ));
         let openids = Arc::new(openids::OpenIds::new(store.clone()));
         let checker = checking.then(|| {
-            check::ContentChecker::new(config, http.clone(), tokens.clone(), openids.clone())
+            check::ContentChecker::new(
+                config,
+                http.clone(),
+                tokens.clone(),
+                openids.clone(),
+                metrics.clone(),
+            )
         });
-        let notifier =
-            notify::Notifier::from_config(config, http, tokens, openids, store).map(Arc::new);
+        let notifier = notify::Notifier::from_config(config, http, tokens, openids, store, metrics)
+            .map(Arc::new);
         Ok(Some(WeChat { checker, notifier }))
     }
 }

@@ -13,7 +13,9 @@ use super::api::{post_with_token, CallError};
 use super::openids::OpenIds;
 use super::token::Tokens;
 use crate::config::{notify_fields, Config, NotifySource};
+use crate::metrics::NotifyMetrics;
 use crate::model::{ConversationKind, Message, MessageKind, Millis, UserId};
+use crate::store::wechat::NotifyTake;
 use crate::store::Store;
 
 /// WeChat's "the user refused this template, or has no grant left".
@@ -36,6 +38,7 @@ pub struct Notifier {
     preview_chars: usize,
     window_ms: i64,
     state: String,
+    metrics: NotifyMetrics,
 }
 
 impl Notifier {
@@ -46,6 +49,7 @@ impl Notifier {
         tokens: Arc<Tokens>,
         openids: Arc<OpenIds>,
         store: Arc<dyn Store>,
+        metrics: NotifyMetrics,
     ) -> Option<Notifier> {
         let template = config.wechat_services.wechat_notify_template.clone()?;
         Some(Notifier {
@@ -61,6 +65,7 @@ impl Notifier {
             window_ms: (config.wechat_services.wechat_notify_window_secs as i64)
                 .saturating_mul(1000),
             state: config.wechat_services.wechat_notify_state.clone(),
+            metrics,
         })
     }
 
@@ -107,9 +112,13 @@ impl Notifier {
             )
             .await;
         match taken {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(error) => return tracing::warn!(%error, user, "notification: grant not taken"),
+            Ok(NotifyTake::Taken) => {}
+            Ok(NotifyTake::InWindow) => return self.counted("coalesced"),
+            Ok(NotifyTake::NoGrant) => return self.counted("no_grant"),
+            Err(error) => {
+                self.counted("error");
+                return tracing::warn!(%error, user, "notification: grant not taken");
+            }
         }
         let mut body = json!({
             "touser": &*openid,
@@ -133,22 +142,29 @@ impl Notifier {
         let kept = match sent {
             Ok(_) => {
                 tracing::debug!(user, conversation = message.conversation_id, "notified");
+                self.counted("sent");
                 Ok(())
             }
             Err(CallError::WeChat {
                 errcode: REFUSED, ..
             }) => {
                 tracing::info!(user, "notification refused (43101): grants cleared");
+                self.counted("refused");
                 self.store.notify_clear(user, &self.template).await
             }
             Err(error) => {
                 tracing::warn!(%error, user, "notification not sent: grant given back");
+                self.counted("error");
                 self.store.notify_give_back(user, &self.template).await
             }
         };
         if let Err(error) = kept {
             tracing::warn!(%error, user, "notification grant not updated");
         }
+    }
+
+    fn counted(&self, result: &'static str) {
+        self.metrics.notified("wechat", result, 1);
     }
 
     /// The template's `data`: `{key: {value}}` from the configured mapping.

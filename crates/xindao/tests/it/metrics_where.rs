@@ -48,6 +48,9 @@ pub const METRICS: &[(&str, &[&str])] = &[
     ("xindao_before_send_calls", &[]),
     ("xindao_before_send_rejected", &[]),
     ("xindao_before_send_failures", &[]),
+    ("xindao_content_checks", &["result"]),
+    ("xindao_content_check_seconds", &[]),
+    ("xindao_offline_notifications", &["channel", "result"]),
 ];
 
 /// Families (from `# TYPE` lines) and, per family, the label keys and the number of samples.

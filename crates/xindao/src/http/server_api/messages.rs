@@ -38,6 +38,9 @@ pub(super) struct SendBody {
     kind: SentKind,
     #[serde(default)]
     content: serde_json::Value,
+    /// Runs WeChat's content check on the text, as for a client's send (the backend relays user content).
+    #[serde(default)]
+    content_check: bool,
 }
 
 /// `POST /v1/server/messages` (scope `messages`).
@@ -82,7 +85,9 @@ pub(super) async fn send(
         kind: b.kind,
         content: b.content,
     };
-    Ok(reply(app.chat.server_send(sender, args).await?))
+    Ok(reply(
+        app.chat.server_send(sender, args, b.content_check).await?,
+    ))
 }
 
 #[derive(Deserialize)]

@@ -1,7 +1,10 @@
 //! The webhook outbox in PostgreSQL, shared by the nodes of a cluster: rows are written in the transactions
 //! that commit their events, and each node claims deliverable rows with `FOR UPDATE SKIP LOCKED` and a lease,
 //! so a row is sent by one node at a time, and a node that dies holding claims has them taken by another
-//! once the lease runs out.
+//! once the lease runs out. Also the `user.offline_message` coalescing marks, whose claims write their
+//! events here.
+
+use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
@@ -9,6 +12,7 @@ use tokio_postgres::Row;
 use super::{map_pg, PostgresStore};
 use crate::error::Result;
 use crate::model::{now_millis, Millis};
+use crate::store::offline::{OfflineCandidate, OfflineStore, WindowClaim};
 use crate::store::outbox::{Claim, DeadRow, Outbox, OutboxEvent, OutboxRow, Settlement};
 
 type Pg<T> = std::result::Result<T, tokio_postgres::Error>;
@@ -265,4 +269,94 @@ async fn take(tx: &impl GenericClient, claim: &Claim) -> Pg<Vec<OutboxRow>> {
     }
     claimed.sort_by_key(|r| r.id);
     Ok(claimed)
+}
+
+/// The `user.offline_message` marks (`crate::store::offline`): one upsert claims every candidate's window (in
+/// (user, conversation) order, so that two nodes claiming overlapping sets lock rows in the same order and
+/// cannot deadlock), and the events of the claims won go to the outbox in the same transaction.
+#[async_trait::async_trait]
+impl OfflineStore for PostgresStore {
+    async fn offline_enqueue(
+        &self,
+        candidates: Vec<OfflineCandidate>,
+        now: Millis,
+        window_ms: i64,
+    ) -> Result<Vec<WindowClaim>> {
+        let mut keys: Vec<(i64, i64)> = candidates
+            .iter()
+            .map(|c| (c.user, c.conversation))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let (users, conversations): (Vec<i64>, Vec<i64>) = keys.into_iter().unzip();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_detail)?;
+        let claimed = tx
+            .query(
+                "INSERT INTO webhook_offline_notified (user_id, conversation_id, at)
+                 SELECT u, c, $3 FROM UNNEST($1::bigint[], $2::bigint[]) AS t(u, c) ORDER BY u, c
+                 ON CONFLICT (user_id, conversation_id) DO UPDATE SET at = excluded.at
+                 WHERE webhook_offline_notified.at <= $3::bigint - $4::bigint
+                 RETURNING user_id, conversation_id",
+                &[&users, &conversations, &now, &window_ms],
+            )
+            .await
+            .map_err(pg_detail)?;
+        let mut claimed: HashSet<(i64, i64)> =
+            claimed.iter().map(|row| (row.get(0), row.get(1))).collect();
+        // When the windows held back were claimed, so that this node can remember when they end.
+        let held: HashMap<(i64, i64), Millis> = tx
+            .query(
+                "SELECT user_id, conversation_id, at FROM webhook_offline_notified
+                 WHERE (user_id, conversation_id) IN
+                    (SELECT u, c FROM UNNEST($1::bigint[], $2::bigint[]) AS t(u, c))",
+                &[&users, &conversations],
+            )
+            .await
+            .map_err(pg_detail)?
+            .iter()
+            .map(|row| ((row.get(0), row.get(1)), row.get(2)))
+            .collect();
+        let mut claims = Vec::with_capacity(candidates.len());
+        let mut events = Vec::new();
+        for candidate in candidates {
+            let key = (candidate.user, candidate.conversation);
+            // A pair named twice is written once.
+            if claimed.remove(&key) {
+                claims.push(WindowClaim::Won);
+                events.push(candidate.event);
+            } else {
+                let since = held.get(&key).copied().unwrap_or(now);
+                claims.push(WindowClaim::Held { since });
+            }
+        }
+        insert(&tx, &self.outbox, &events, now)
+            .await
+            .map_err(pg_detail)?;
+        tx.commit().await.map_err(pg_detail)?;
+        Ok(claims)
+    }
+
+    async fn offline_marks_forget(
+        &self,
+        webhook_before: Millis,
+        wechat_before: Millis,
+    ) -> Result<u64> {
+        let client = self.client().await?;
+        let webhook = client
+            .execute(
+                "DELETE FROM webhook_offline_notified WHERE at < $1",
+                &[&webhook_before],
+            )
+            .await
+            .map_err(map_pg)?;
+        let wechat = client
+            .execute(
+                "DELETE FROM wechat_notified WHERE at < $1",
+                &[&wechat_before],
+            )
+            .await
+            .map_err(map_pg)?;
+        Ok(webhook + wechat)
+    }
 }

@@ -7,7 +7,7 @@ use super::rows::map_pg;
 use super::PostgresStore;
 use crate::error::Result;
 use crate::model::{ConversationId, Millis, UserId};
-use crate::store::wechat::{StoredToken, WeChatStore};
+use crate::store::wechat::{NotifyTake, StoredToken, WeChatStore};
 
 #[async_trait]
 impl WeChatStore for PostgresStore {
@@ -90,7 +90,7 @@ impl WeChatStore for PostgresStore {
         template: &str,
         now: Millis,
         window_ms: i64,
-    ) -> Result<bool> {
+    ) -> Result<NotifyTake> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_pg)?;
         // The conditional upsert takes the row's lock: a second node's mark waits for this transaction.
@@ -104,7 +104,7 @@ impl WeChatStore for PostgresStore {
             .await
             .map_err(map_pg)?;
         if marked == 0 {
-            return Ok(false);
+            return Ok(NotifyTake::InWindow);
         }
         let taken = tx
             .execute(
@@ -116,10 +116,10 @@ impl WeChatStore for PostgresStore {
             .map_err(map_pg)?;
         if taken == 0 {
             // No grant: the mark is rolled back (dropping the transaction), so a later grant is used at once.
-            return Ok(false);
+            return Ok(NotifyTake::NoGrant);
         }
         tx.commit().await.map_err(map_pg)?;
-        Ok(true)
+        Ok(NotifyTake::Taken)
     }
 
     async fn notify_give_back(&self, user: UserId, template: &str) -> Result<()> {

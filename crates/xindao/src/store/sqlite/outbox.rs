@@ -1,13 +1,17 @@
 //! The webhook outbox in SQLite: rows written in the transactions that commit their events (the batch's for
 //! messages), and the worker's settlement (delete, release, retry, dead-letter) and claim, one transaction
 //! per wake of the worker, on the writer connection.
-//! One node owns an SQLite database, so a claim's lease only matters across a restart.
+//! One node owns an SQLite database, so a claim's lease only matters across a restart. Also the
+//! `user.offline_message` coalescing marks, whose claims write their events here.
 
 use std::collections::HashMap;
 
 use rusqlite::{params, Connection};
 
+use super::map_sqlite;
+use crate::error::Result;
 use crate::model::Millis;
+use crate::store::offline::{OfflineCandidate, OfflineStore, WindowClaim};
 use crate::store::outbox::{Claim, DeadRow, Outbox, OutboxEvent, OutboxRow, Settlement};
 
 /// Writes `events` for the endpoints that want them, in the caller's transaction.
@@ -210,4 +214,82 @@ pub(super) fn depth(conn: &Connection) -> rusqlite::Result<(i64, Option<Millis>)
         [],
         |row| Ok((row.get(0)?, row.get(1)?)),
     )
+}
+
+/// The `user.offline_message` marks (`crate::store::offline`): on the one writer connection, each claim is
+/// the conditional upsert, and the events of the claims won go to the outbox in the same transaction.
+#[async_trait::async_trait]
+impl OfflineStore for super::SqliteStore {
+    async fn offline_enqueue(
+        &self,
+        candidates: Vec<OfflineCandidate>,
+        now: Millis,
+        window_ms: i64,
+    ) -> Result<Vec<WindowClaim>> {
+        let outbox = self.outbox.clone();
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(map_sqlite)?;
+            let mut claims = Vec::with_capacity(candidates.len());
+            let mut events = Vec::new();
+            {
+                let mut claim = tx
+                    .prepare_cached(
+                        "INSERT INTO webhook_offline_notified (user_id, conversation_id, at)
+                         VALUES (?1, ?2, ?3)
+                         ON CONFLICT (user_id, conversation_id) DO UPDATE SET at = excluded.at
+                         WHERE webhook_offline_notified.at <= ?3 - ?4",
+                    )
+                    .map_err(map_sqlite)?;
+                let mut held = tx
+                    .prepare_cached(
+                        "SELECT at FROM webhook_offline_notified
+                         WHERE user_id = ?1 AND conversation_id = ?2",
+                    )
+                    .map_err(map_sqlite)?;
+                for candidate in candidates {
+                    let key = params![candidate.user, candidate.conversation];
+                    let claimed = claim
+                        .execute(params![
+                            candidate.user,
+                            candidate.conversation,
+                            now,
+                            window_ms
+                        ])
+                        .map_err(map_sqlite)?
+                        == 1;
+                    if claimed {
+                        claims.push(WindowClaim::Won);
+                        events.push(candidate.event);
+                    } else {
+                        let since = held.query_row(key, |row| row.get(0)).map_err(map_sqlite)?;
+                        claims.push(WindowClaim::Held { since });
+                    }
+                }
+            }
+            insert(&tx, &outbox, &events, now).map_err(map_sqlite)?;
+            tx.commit().map_err(map_sqlite)?;
+            Ok(claims)
+        })
+        .await
+    }
+
+    async fn offline_marks_forget(
+        &self,
+        webhook_before: Millis,
+        wechat_before: Millis,
+    ) -> Result<u64> {
+        self.write(move |conn| {
+            let webhook = conn
+                .execute(
+                    "DELETE FROM webhook_offline_notified WHERE at < ?1",
+                    [webhook_before],
+                )
+                .map_err(map_sqlite)?;
+            let wechat = conn
+                .execute("DELETE FROM wechat_notified WHERE at < ?1", [wechat_before])
+                .map_err(map_sqlite)?;
+            Ok((webhook + wechat) as u64)
+        })
+        .await
+    }
 }

@@ -6,7 +6,7 @@ use rusqlite::{params, OptionalExtension};
 use super::{map_sqlite, SqliteStore};
 use crate::error::Result;
 use crate::model::{ConversationId, Millis, UserId};
-use crate::store::wechat::{StoredToken, WeChatStore};
+use crate::store::wechat::{NotifyTake, StoredToken, WeChatStore};
 
 #[async_trait]
 impl WeChatStore for SqliteStore {
@@ -107,7 +107,7 @@ impl WeChatStore for SqliteStore {
         template: &str,
         now: Millis,
         window_ms: i64,
-    ) -> Result<bool> {
+    ) -> Result<NotifyTake> {
         let template = template.to_string();
         self.write(move |conn| {
             let tx = conn.transaction().map_err(map_sqlite)?;
@@ -120,7 +120,7 @@ impl WeChatStore for SqliteStore {
                 )
                 .map_err(map_sqlite)?;
             if marked == 0 {
-                return Ok(false);
+                return Ok(NotifyTake::InWindow);
             }
             let taken = tx
                 .execute(
@@ -131,10 +131,10 @@ impl WeChatStore for SqliteStore {
                 .map_err(map_sqlite)?;
             if taken == 0 {
                 // No grant: the mark is rolled back with the transaction, so a later grant is used at once.
-                return Ok(false);
+                return Ok(NotifyTake::NoGrant);
             }
             tx.commit().map_err(map_sqlite)?;
-            Ok(true)
+            Ok(NotifyTake::Taken)
         })
         .await
     }
