@@ -21,6 +21,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use super::socket::{within, Conn};
+use super::wait::{next_event, Event, WakeFlag};
 use super::{
     End, CLOSE_BANNED, CLOSE_FLOODING, CLOSE_GOING_AWAY, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_INTERNAL,
     CLOSE_SESSION_ENDED,
@@ -189,9 +190,15 @@ async fn serve(
     // Made once: a fresh `cancelled()` future per loop turn would lock the token's waiter list twice per push.
     let shutdown = app.shutdown.cancelled();
     tokio::pin!(shutdown);
+    let flag = WakeFlag::new();
+    // Whether the last turn only wrote pushes, at once: the other waits are still registered with the flag.
+    let mut quiet = false;
     loop {
         // Its shard runs this future outside tokio's budget (`shards.rs`): give the others their turn.
         conn.turn().await;
+        if !std::mem::take(&mut quiet) {
+            flag.set();
+        }
         // A frame the client sent while a write waited comes first; then a write the socket held back.
         let incoming = if let Some(message) = conn.heard.take() {
             last_heard = Instant::now();
@@ -202,20 +209,22 @@ async fn serve(
             }
             continue;
         } else {
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => return End::Close(CLOSE_GOING_AWAY, "server restarting: reconnect"),
-                outbound = conn.queue.recv() => {
+            match next_event(conn, &flag, shutdown.as_mut(), &mut heartbeat).await {
+                Event::Shutdown => {
+                    return End::Close(CLOSE_GOING_AWAY, "server restarting: reconnect")
+                }
+                Event::Push(outbound) => {
                     if let Err(end) = conn.write_pushes(outbound).await {
                         return end;
                     }
+                    quiet = !conn.take_waited();
                     continue;
                 }
-                incoming = conn.socket.recv() => {
+                Event::Incoming(incoming) => {
                     last_heard = Instant::now();
                     incoming
                 }
-                _ = heartbeat.tick() => {
+                Event::Tick => {
                     let silent = last_heard.elapsed();
                     if silent >= config.idle_timeout() {
                         return End::Close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout");

@@ -9,6 +9,7 @@
 mod connection;
 
 mod socket;
+mod wait;
 
 use std::sync::Arc;
 

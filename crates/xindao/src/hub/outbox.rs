@@ -200,6 +200,11 @@ impl Queue {
         self.rx.recv().await
     }
 
+    /// Polls for the next push; `Ready(None)` once the hub dropped the sender and the queue is empty.
+    pub fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Outbound>> {
+        self.rx.poll_recv(cx)
+    }
+
     /// The next push without waiting.
     pub fn try_recv(&mut self) -> Result<Outbound, mpsc::error::TryRecvError> {
         self.rx.try_recv()
