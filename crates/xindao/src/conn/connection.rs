@@ -39,6 +39,8 @@ use crate::obs::request_id;
 use crate::obs::timing::{self, ReplyTiming, Spent};
 use crate::protocol::{self, PROTOCOL_VERSION};
 
+const SESSION_EXPIRED: End = End::Close(CLOSE_SESSION_ENDED, "session expired: log in again");
+
 /// How long a server-initiated close waits for the client's close frame.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -233,16 +235,14 @@ async fn serve(
                         session_checked = Instant::now();
                         match app.auth.check_session(token_hash).await {
                             Ok(_) => {}
-                            Err(Error::Unauthorized) => {
-                                return End::Close(CLOSE_SESSION_ENDED, "session expired: log in again")
-                            }
+                            Err(Error::Unauthorized) => return SESSION_EXPIRED,
                             // The store is unreachable: keep the connection, check again next time.
                             Err(error) => tracing::debug!(%error, "cannot check the session"),
                         }
                     }
                     if silent >= config.heartbeat() {
-                        let ping = within(conn.write_timeout, conn.socket.send(Message::Ping(Default::default())));
-                        if !matches!(ping.await, Some(Ok(()))) {
+                        let ping = conn.socket.send(Message::Ping(Default::default()));
+                        if !matches!(within(conn.write_timeout, ping).await, Some(Ok(()))) {
                             return End::Gone;
                         }
                     }

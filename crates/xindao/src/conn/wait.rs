@@ -153,7 +153,10 @@ mod tests {
         let waker = Waker::from(count.clone());
         let cx = Context::from_waker(&waker);
         let flag = WakeFlag::new();
-        assert!(flag.take(&cx), "a new flag is set: the first wait polls everything");
+        assert!(
+            flag.take(&cx),
+            "a new flag is set: the first wait polls everything"
+        );
         assert!(!flag.take(&cx), "taking clears it");
         flag.context().waker().wake_by_ref();
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
