@@ -122,6 +122,20 @@ struct Shared {
     receiver_gone: bool,
 }
 
+/// Queue slots a connection keeps once its queue has emptied: a burst may have grown it to `outbound_queue`
+/// slots, which an idle connection should not keep.
+const SLOTS_KEPT: usize = 16;
+
+impl Shared {
+    fn pop(&mut self) -> Option<Outbound> {
+        let outbound = self.items.pop_front();
+        if self.items.is_empty() && self.items.capacity() > SLOTS_KEPT {
+            self.items.shrink_to(SLOTS_KEPT);
+        }
+        outbound
+    }
+}
+
 /// The hub's end of a connection's queue.
 #[derive(Debug)]
 pub struct Outbox {
@@ -248,7 +262,7 @@ impl Queue {
     /// Polls for the next push; `Ready(None)` once the hub dropped the sender and the queue is empty.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outbound>> {
         let mut shared = self.shared.lock();
-        if let Some(outbound) = shared.items.pop_front() {
+        if let Some(outbound) = shared.pop() {
             return Poll::Ready(Some(outbound));
         }
         if shared.sender_gone {
@@ -264,7 +278,7 @@ impl Queue {
     /// The next push without waiting.
     pub fn try_recv(&mut self) -> Result<Outbound, TryRecvError> {
         let mut shared = self.shared.lock();
-        match shared.items.pop_front() {
+        match shared.pop() {
             Some(outbound) => Ok(outbound),
             None if shared.sender_gone => Err(TryRecvError::Disconnected),
             None => Err(TryRecvError::Empty),
@@ -344,5 +358,16 @@ mod tests {
         assert_eq!(outbox.push(&frame("a")), Pushed::Queued);
         assert_eq!(outbox.push(&frame("bb")), Pushed::Full);
         assert_eq!(queue.budget.outstanding(), 1);
+    }
+
+    /// A queue that a burst filled gives back its slots once it is empty again.
+    #[test]
+    fn an_emptied_queue_keeps_few_slots() {
+        let (outbox, mut queue) = outbox(256, 1 << 20);
+        for _ in 0..200 {
+            assert_eq!(outbox.push(&frame("x")), Pushed::Queued);
+        }
+        while queue.try_recv().is_ok() {}
+        assert!(queue.shared.lock().items.capacity() <= SLOTS_KEPT);
     }
 }
