@@ -19,6 +19,7 @@ use tracing::Instrument;
 use super::credentials::{Credentials, TOKEN_EXPIRED};
 use super::limits::{Admission, Limits};
 use super::socket::{within, Conn};
+use super::wait::{next_event, Event, WakeFlag};
 use super::{
     End, CLOSE_BANNED, CLOSE_FLOODING, CLOSE_GOING_AWAY, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_INTERNAL,
     CLOSE_SESSION_ENDED,
@@ -35,6 +36,8 @@ use crate::obs::hops::{self, hops};
 use crate::obs::request_id;
 use crate::obs::timing::{self, ReplyTiming, Spent};
 use crate::protocol::{self, Op, PROTOCOL_VERSION};
+
+const SESSION_EXPIRED: End = End::Close(CLOSE_SESSION_ENDED, "session expired: log in again");
 
 /// How long a server-initiated close waits for the client's close frame.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -184,9 +187,15 @@ async fn serve(
     // Made once: a fresh `cancelled()` future per loop turn would lock the token's waiter list twice per push.
     let shutdown = app.shutdown.cancelled();
     tokio::pin!(shutdown);
+    let flag = WakeFlag::new();
+    // Whether the last turn only wrote pushes, at once: the other waits are still registered with the flag.
+    let mut quiet = false;
     loop {
         // Its shard runs this future outside tokio's budget (`shards.rs`): give the others their turn.
         conn.turn().await;
+        if !std::mem::take(&mut quiet) {
+            flag.set();
+        }
         // A frame the client sent while a write waited comes first; then a write the socket held back.
         let incoming = if let Some(message) = conn.heard.take() {
             last_heard = Instant::now();
@@ -197,20 +206,22 @@ async fn serve(
             }
             continue;
         } else {
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => return End::Close(CLOSE_GOING_AWAY, "server restarting: reconnect"),
-                outbound = conn.queue.recv() => {
+            match next_event(conn, &flag, shutdown.as_mut(), &mut heartbeat).await {
+                Event::Shutdown => {
+                    return End::Close(CLOSE_GOING_AWAY, "server restarting: reconnect")
+                }
+                Event::Push(outbound) => {
                     if let Err(end) = conn.write_pushes(outbound).await {
                         return end;
                     }
+                    quiet = !conn.take_waited();
                     continue;
                 }
-                incoming = conn.socket.recv() => {
+                Event::Incoming(incoming) => {
                     last_heard = Instant::now();
                     incoming
                 }
-                _ = heartbeat.tick() => {
+                Event::Tick => {
                     if credentials.expired() {
                         return End::Close(CLOSE_SESSION_ENDED, TOKEN_EXPIRED);
                     }
@@ -222,16 +233,14 @@ async fn serve(
                         session_checked = Instant::now();
                         match app.auth.check_session(credentials.session.token_hash).await {
                             Ok(_) => {}
-                            Err(Error::Unauthorized) => {
-                                return End::Close(CLOSE_SESSION_ENDED, "session expired: log in again")
-                            }
+                            Err(Error::Unauthorized) => return SESSION_EXPIRED,
                             // The store is unreachable: keep the connection, check again next time.
                             Err(error) => tracing::debug!(%error, "cannot check the session"),
                         }
                     }
                     if silent >= config.heartbeat() {
-                        let ping = within(conn.write_timeout, conn.socket.send(Message::Ping(Default::default())));
-                        if !matches!(ping.await, Some(Ok(()))) {
+                        let ping = conn.socket.send(Message::Ping(Default::default()));
+                        if !matches!(within(conn.write_timeout, ping).await, Some(Ok(()))) {
                             return End::Gone;
                         }
                     }

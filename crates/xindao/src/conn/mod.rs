@@ -11,6 +11,7 @@ mod credentials;
 mod limits;
 
 mod socket;
+mod wait;
 
 use std::sync::Arc;
 

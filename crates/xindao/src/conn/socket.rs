@@ -67,6 +67,9 @@ pub(super) struct Conn {
     turns: u8,
     /// The upgrade request's id, the first part of each of the connection's request ids.
     pub(super) upgrade_id: Arc<str>,
+    /// Whether a flush waited on the socket (reading it with the connection's own waker) since
+    /// [`Conn::take_waited`] was last called.
+    waited: bool,
 }
 
 impl Conn {
@@ -85,7 +88,14 @@ impl Conn {
             stalled_since: None,
             heard: None,
             turns: 0,
+            waited: false,
         }
+    }
+
+    /// Whether a flush waited on the socket since the last call (see `wait.rs`: the socket's read waker is
+    /// then the connection's own, not the wake flag's).
+    pub(super) fn take_waited(&mut self) -> bool {
+        std::mem::take(&mut self.waited)
     }
 
     /// Counts one turn of the task's loops, yielding every [`TURNS_PER_YIELD`]th: a connection runs in its
@@ -186,7 +196,10 @@ impl Conn {
             Poll::Ready(Ok(())) => self.flushed(),
             Poll::Ready(Err(_)) => Err(End::Gone),
             // Boxed: the waiting state is needed only by a socket that holds bytes back.
-            Poll::Pending => Box::pin(self.wait_flush()).await,
+            Poll::Pending => {
+                self.waited = true;
+                Box::pin(self.wait_flush()).await
+            }
         }
     }
 

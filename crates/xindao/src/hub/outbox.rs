@@ -2,18 +2,23 @@
 //!
 //! Exactly one owner writes a socket: its connection task (`conn::connection`). The hub never touches sockets;
 //! it hands each recipient the frame it encoded once for the whole delivery (a shared `Utf8Bytes`, so a push
-//! is a reference count, not a copy) through a bounded queue. The queue is bounded twice: in frames
+//! is a reference count, not a copy) through a bounded queue: a `VecDeque` behind an uncontended lock with the
+//! task's waker beside it (one lock per push and per pop; tokio's `mpsc` took a semaphore, a block list, ready
+//! bits and an atomic waker, and allocated a 32-slot block for every idle connection). It is bounded twice: in frames
 //! (`outbound_queue`) and, with the task's unsent writes, in bytes ([`Budget`], `max_outstanding_bytes`). A
 //! full queue or an exceeded budget means the client stopped reading: the hub evicts it as a slow consumer
 //! and drops this sender, and the task closes with 4009.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
-
-use axum::extract::ws::Utf8Bytes;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use tokio::sync::{mpsc, Notify};
+use axum::extract::ws::Utf8Bytes;
+use parking_lot::Mutex;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::Notify;
 
 /// One push in this many, per connection (its first and every 16th after), carries the time it was queued,
 /// for `xindao_push_wait_seconds`: a clock read per push would cost more on the fan-out path than the rest of
@@ -105,10 +110,37 @@ impl Budget {
     }
 }
 
+/// The queue both ends share.
+#[derive(Debug, Default)]
+struct Shared {
+    items: VecDeque<Outbound>,
+    /// The task's waker while it waits on an empty queue; taken by the push that wakes it.
+    waker: Option<Waker>,
+    /// The hub dropped its end (the connection was evicted, or unregistered).
+    sender_gone: bool,
+    /// The task dropped its end (the connection ended).
+    receiver_gone: bool,
+}
+
+/// Queue slots a connection keeps once its queue has emptied: a burst may have grown it to `outbound_queue`
+/// slots, which an idle connection should not keep.
+const SLOTS_KEPT: usize = 16;
+
+impl Shared {
+    fn pop(&mut self) -> Option<Outbound> {
+        let outbound = self.items.pop_front();
+        if self.items.is_empty() && self.items.capacity() > SLOTS_KEPT {
+            self.items.shrink_to(SLOTS_KEPT);
+        }
+        outbound
+    }
+}
+
 /// The hub's end of a connection's queue.
 #[derive(Debug)]
 pub struct Outbox {
-    tx: mpsc::Sender<Outbound>,
+    shared: Arc<Mutex<Shared>>,
+    capacity: usize,
     budget: Arc<Budget>,
     info: Box<ConnInfo>,
 }
@@ -131,25 +163,26 @@ pub const USER_AGENT_MAX: usize = 256;
 /// The task's end of a connection's queue, with the budget it shares with the hub.
 #[derive(Debug)]
 pub struct Queue {
-    rx: mpsc::Receiver<Outbound>,
+    shared: Arc<Mutex<Shared>>,
     pub budget: Arc<Budget>,
 }
 
 /// A connection's queue of at most `capacity` pushes and `max_bytes` outstanding bytes: the hub's end and the
 /// task's end.
 pub fn outbox(capacity: usize, max_bytes: usize) -> (Outbox, Queue) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let shared = Arc::new(Mutex::new(Shared::default()));
     let budget = Arc::new(Budget::new(max_bytes));
     (
         Outbox {
-            tx,
+            shared: shared.clone(),
+            capacity: capacity.max(1),
             budget: budget.clone(),
             info: Box::new(ConnInfo {
                 connected_at: crate::model::now_millis(),
                 ..ConnInfo::default()
             }),
         },
-        Queue { rx, budget },
+        Queue { shared, budget },
     )
 }
 
@@ -186,31 +219,155 @@ impl Outbox {
     /// Queues `outbound` behind every push already queued, without waiting (not counted in the budget: a
     /// close is a few bytes).
     pub fn send(&self, outbound: Outbound) -> Pushed {
-        match self.tx.try_send(outbound) {
-            Ok(()) => Pushed::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => Pushed::Full,
-            Err(mpsc::error::TrySendError::Closed(_)) => Pushed::Closed,
+        let waker = {
+            let mut shared = self.shared.lock();
+            if shared.receiver_gone {
+                return Pushed::Closed;
+            }
+            if shared.items.len() >= self.capacity {
+                return Pushed::Full;
+            }
+            shared.items.push_back(outbound);
+            shared.waker.take()
+        };
+        // Woken after the lock is released, so that the task does not wait on it.
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Pushed::Queued
+    }
+}
+
+impl Drop for Outbox {
+    /// The task sees the queue closed once it has taken what is in it.
+    fn drop(&mut self) {
+        let waker = {
+            let mut shared = self.shared.lock();
+            shared.sender_gone = true;
+            shared.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 }
 
 impl Queue {
     /// The next push, waiting for one; `None` once the hub dropped the sender and the queue is empty.
+    /// Cancel-safe: a push is only taken when it is returned.
     pub async fn recv(&mut self) -> Option<Outbound> {
-        self.rx.recv().await
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Polls for the next push; `Ready(None)` once the hub dropped the sender and the queue is empty.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outbound>> {
+        let mut shared = self.shared.lock();
+        if let Some(outbound) = shared.pop() {
+            return Poll::Ready(Some(outbound));
+        }
+        if shared.sender_gone {
+            return Poll::Ready(None);
+        }
+        match &shared.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => shared.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// The next push without waiting.
-    pub fn try_recv(&mut self) -> Result<Outbound, mpsc::error::TryRecvError> {
-        self.rx.try_recv()
+    pub fn try_recv(&mut self) -> Result<Outbound, TryRecvError> {
+        let mut shared = self.shared.lock();
+        match shared.pop() {
+            Some(outbound) => Ok(outbound),
+            None if shared.sender_gone => Err(TryRecvError::Disconnected),
+            None => Err(TryRecvError::Empty),
+        }
     }
 
     /// Whether the hub dropped the sender (the connection was evicted).
     pub fn is_closed(&self) -> bool {
-        self.rx.is_closed()
+        self.shared.lock().sender_gone
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rx.is_empty()
+        self.shared.lock().items.is_empty()
+    }
+}
+
+impl Drop for Queue {
+    /// Later pushes are refused as [`Pushed::Closed`]; the frames still queued are freed now.
+    fn drop(&mut self) {
+        let items = {
+            let mut shared = self.shared.lock();
+            shared.receiver_gone = true;
+            shared.waker = None;
+            std::mem::take(&mut shared.items)
+        };
+        drop(items);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(text: &str) -> Utf8Bytes {
+        Utf8Bytes::from(text.to_owned())
+    }
+
+    fn text(outbound: Option<Outbound>) -> String {
+        match outbound {
+            Some(Outbound::Frame(frame) | Outbound::Timed(frame, _)) => frame.to_string(),
+            other => panic!("expected a push, got {other:?}"),
+        }
+    }
+
+    /// A task waiting on an empty queue is woken by the next push, and pushes come out in the order queued.
+    #[tokio::test]
+    async fn a_waiting_task_is_woken_by_a_push_and_reads_them_in_order() {
+        let (outbox, mut queue) = outbox(8, 1 << 20);
+        let reader = tokio::spawn(async move {
+            let first = text(queue.recv().await);
+            let second = text(queue.recv().await);
+            (first, second, queue)
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(outbox.push(&frame("one")), Pushed::Queued);
+        assert_eq!(outbox.push(&frame("two")), Pushed::Queued);
+        let (first, second, _queue) = reader.await.unwrap();
+        assert_eq!((first.as_str(), second.as_str()), ("one", "two"));
+    }
+
+    /// Once the hub drops its end, the task still gets what was queued, then `None`.
+    #[tokio::test]
+    async fn a_dropped_outbox_closes_the_queue_after_what_it_holds() {
+        let (outbox, mut queue) = outbox(8, 1 << 20);
+        assert_eq!(outbox.push(&frame("last")), Pushed::Queued);
+        drop(outbox);
+        assert!(queue.is_closed());
+        assert_eq!(text(queue.recv().await), "last");
+        assert!(queue.recv().await.is_none());
+        assert!(matches!(queue.try_recv(), Err(TryRecvError::Disconnected)));
+    }
+
+    /// A push beyond the queue's capacity is refused as full, and its bytes leave the budget.
+    #[test]
+    fn a_push_past_capacity_is_full_and_uncounted() {
+        let (outbox, queue) = outbox(1, 1 << 20);
+        assert_eq!(outbox.push(&frame("a")), Pushed::Queued);
+        assert_eq!(outbox.push(&frame("bb")), Pushed::Full);
+        assert_eq!(queue.budget.outstanding(), 1);
+    }
+
+    /// A queue that a burst filled gives back its slots once it is empty again.
+    #[test]
+    fn an_emptied_queue_keeps_few_slots() {
+        let (outbox, mut queue) = outbox(256, 1 << 20);
+        for _ in 0..200 {
+            assert_eq!(outbox.push(&frame("x")), Pushed::Queued);
+        }
+        while queue.try_recv().is_ok() {}
+        assert!(queue.shared.lock().items.capacity() <= SLOTS_KEPT);
     }
 }

@@ -91,19 +91,22 @@ impl Hub {
             ),
         };
         let mut evicted = Vec::new();
+        let mut queued = 0;
         for (user, conn_id, outbox) in recipients {
             let frame = match own {
                 Some(own) if own.user_id == user => &own.frame,
                 _ => frame,
             };
             match outbox.push(frame) {
-                Pushed::Queued => {
-                    self.metrics.pushes.inc();
-                }
+                // Counted once per delivery: the counter is one cache line shared by every worker.
+                Pushed::Queued => queued += 1,
                 Pushed::Full | Pushed::OverBudget => evicted.push((user, conn_id)),
                 // The connection's task is gone; it unregisters itself.
                 Pushed::Closed => {}
             }
+        }
+        if queued > 0 {
+            self.metrics.pushes.inc_by(queued);
         }
         self.evict(evicted);
     }
