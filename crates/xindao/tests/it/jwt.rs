@@ -61,7 +61,7 @@ async fn server(public_key: &str) -> (TestServer, tempfile::TempDir) {
 }
 
 /// The HTTP status and error code of a refused upgrade.
-async fn refused(server: &TestServer, token: &str) -> (u16, String) {
+pub async fn refused(server: &TestServer, token: &str) -> (u16, String) {
     let url = format!("ws://{}/v1/ws?token={token}", server.addr);
     match tokio_tungstenite::connect_async(url).await {
         Ok(_) => panic!("token accepted"),

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::{http, Client, TestServer};
+use crate::jwt::refused;
 
 const SECRET: &str = "a-shared-secret-of-the-business-backend-32+";
 
@@ -67,23 +68,6 @@ async fn close_of(client: &mut Client) -> (u16, String) {
     }
 }
 
-/// The HTTP status and error code of a refused upgrade.
-async fn upgrade_refused(server: &TestServer, token: &str) -> (u16, String) {
-    let url = format!("ws://{}/v1/ws?token={token}", server.addr);
-    match tokio_tungstenite::connect_async(url).await {
-        Ok(_) => panic!("token accepted"),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            let body: Value =
-                serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
-            (
-                response.status().as_u16(),
-                body["error"]["code"].as_str().unwrap().to_string(),
-            )
-        }
-        Err(other) => panic!("unexpected failure {other}"),
-    }
-}
-
 async fn by_ticket(server: &TestServer, token: &str) -> Client {
     let ticket: Value = http()
         .post(server.url("/v1/ws/ticket"))
@@ -130,7 +114,7 @@ async fn sockets_close_at_exp(pg: bool) {
     );
     // From its exp on, the token opens nothing, and the HTTP routes refuse it.
     assert_eq!(
-        upgrade_refused(&server, &short).await,
+        refused(&server, &short).await,
         (401, "token_expired".into())
     );
     let me = http()
@@ -142,7 +126,7 @@ async fn sockets_close_at_exp(pg: bool) {
     assert_eq!(me.status().as_u16(), 401);
     // No leeway on exp: a token 5 s past it is expired (30 s are tolerated on nbf only).
     assert_eq!(
-        upgrade_refused(&server, &token("exp-1", now() - 5)).await,
+        refused(&server, &token("exp-1", now() - 5)).await,
         (401, "token_expired".into())
     );
 }
