@@ -165,10 +165,18 @@ test('a push after a gap makes the SDK fetch the missing messages first', async 
     if (f.event === 'message' && (f.data.seq === 2 || f.data.seq === 3)) return;
     orig(t);
   };
+  const statesBefore = b.states.length;
   await a.send(room.id, 'm2');
   await a.send(room.id, 'm3');
   await sleep(200);
-  assert.deepEqual(seqsOf(b.received, room.id), [1], 'nothing delivered out of order');
+  const early = seqsOf(b.received, room.id);
+  if (b.states.length === statesBefore) {
+    assert.deepEqual(early, [1], 'nothing delivered out of order');
+  } else {
+    // b reconnected meanwhile (its heartbeat timed out on a loaded machine): its resync may deliver what was
+    // committed by then, in order
+    assert.deepEqual(early, range(1, early.length), 'in order after a reconnect: ' + b.states.join(','));
+  }
   await a.send(room.id, 'm4');
   await waitFor(() => b.received.length === 4, 5000, 'gap filled');
   assert.deepEqual(seqsOf(b.received, room.id), [1, 2, 3, 4]);
