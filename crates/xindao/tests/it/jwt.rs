@@ -119,22 +119,7 @@ async fn hs256_and_eddsa_tokens_connect_and_chat() {
         .await
         .unwrap();
     assert_eq!(me_again["user"]["id"], me["id"]);
-    let ticket: Value = http()
-        .post(server.url("/v1/ws/ticket"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let url = format!(
-        "ws://{}/v1/ws?ticket={}",
-        server.addr,
-        ticket["ticket"].as_str().unwrap()
-    );
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let by_ticket = Client::from_ws(ws).await;
+    let by_ticket = crate::jwt_expiry::by_ticket(&server, &token).await;
     assert_eq!(by_ticket.hello["user"]["id"], me["id"]);
 
     // Another sub is another user.

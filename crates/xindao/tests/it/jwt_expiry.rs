@@ -68,7 +68,8 @@ async fn close_of(client: &mut Client) -> (u16, String) {
     }
 }
 
-async fn by_ticket(server: &TestServer, token: &str) -> Client {
+/// A socket opened with a single-use connect ticket bought with `token`.
+pub async fn by_ticket(server: &TestServer, token: &str) -> Client {
     let ticket: Value = http()
         .post(server.url("/v1/ws/ticket"))
         .bearer_auth(token)
