@@ -47,6 +47,8 @@ pub struct Opts {
 #[derive(Default)]
 struct Recv {
     delivered: u64,
+    /// The deliveries' frames or packets, summed: see `receive::Received`.
+    delivered_bytes: u64,
     gaps: u64,
     dups: u64,
     closed: u64,
@@ -347,6 +349,7 @@ async fn one_size(o: &Opts, server: &Server, run: usize, k: usize) -> Result<Vec
                 "server_cpu_s": cpu,
                 "server_cpu_pct": 100.0 * cpu / window_s,
                 "deliveries_per_server_cpu_s": if cpu > 0.0 { rv.delivered as f64 / cpu } else { 0.0 },
+                "bytes_per_delivery": if rv.delivered > 0 { rv.delivered_bytes as f64 / rv.delivered as f64 } else { 0.0 },
                 "server_rss_kib": srv1.rss_kib,
                 "server_runq_wait_s": srv1.runq_wait_s - srv0.runq_wait_s,
                 "generator_runq_wait_s": gen1.runq_wait_s - gen0.runq_wait_s,

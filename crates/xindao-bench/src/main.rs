@@ -236,6 +236,9 @@ fn write_json(out: &Path, scenario: &str, argv: &[String], records: &impl Serial
         "command": argv.join(" "),
         "machine": machine(),
         "unix_time": unix_time,
+        // The servers inherit the environment: TOKIO_WORKER_THREADS=1 runs xindao on one worker (run.sh's
+        // scaling check), which the command line above does not show.
+        "tokio_worker_threads": std::env::var("TOKIO_WORKER_THREADS").ok(),
         "runs": records,
     });
     let path = out.join(format!("{scenario}.json"));

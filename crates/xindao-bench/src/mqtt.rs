@@ -23,6 +23,20 @@ pub struct Packet {
     pub body: Bytes,
 }
 
+impl Packet {
+    /// The packet's length on the wire: the first byte, the remaining length (1-4 bytes) and the body.
+    pub fn wire_len(&self) -> usize {
+        let n = self.body.len();
+        let len_bytes = match n {
+            0..=127 => 1,
+            128..=16_383 => 2,
+            16_384..=2_097_151 => 3,
+            _ => 4,
+        };
+        1 + len_bytes + n
+    }
+}
+
 /// One MQTT connection over loopback TCP.
 pub struct Conn {
     stream: TcpStream,
@@ -185,6 +199,7 @@ mod tests {
                 Some(p) => {
                     assert!(whole, "taken after {} bytes", i + 1);
                     assert_eq!((p.kind, p.flags, p.body.len()), (PUBLISH, 0, 205));
+                    assert_eq!(p.wire_len(), 208);
                     assert_eq!(publish_payload(&p).unwrap(), &[b'x'; 200][..]);
                 }
                 None => assert!(!whole, "not taken after the last byte"),

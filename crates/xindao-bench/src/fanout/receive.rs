@@ -29,8 +29,8 @@ pub(super) async fn receiver(
             received = next_message(&mut member) => received,
         };
         match received {
-            Ok(Some(Received { at, t, seq })) => {
-                note_delivery(&recv, &hist, at, t, seq, &mut last_seq)
+            Ok(Some(Received { at, t, seq, bytes })) => {
+                note_delivery(&recv, &hist, at, t, seq, bytes, &mut last_seq)
             }
             Ok(None) => {}
             Err(why) => {
@@ -41,11 +41,13 @@ pub(super) async fn receiver(
     }
 }
 
-/// One room message as a member saw it: when it arrived, when it was scheduled, its number in the room (1, 2, ...).
+/// One room message as a member saw it: when it arrived, when it was scheduled, its number in the room (1, 2, ...)
+/// and its size: the WebSocket text payload (xindao, Socket.IO) or the whole MQTT PUBLISH packet (Mosquitto).
 pub(super) struct Received {
     at: u64,
     t: u64,
     seq: u64,
+    bytes: u64,
 }
 
 /// Reads the member's next frame or packet: `Ok(None)` for anything but a room message, `Err` once the connection
@@ -73,6 +75,7 @@ pub(super) async fn next_message(member: &mut Member) -> Result<Option<Received>
                         at,
                         t: p.t,
                         seq: m.seq,
+                        bytes: text.len() as u64,
                     }))
                 }
                 Ok(Frame::EioPing) => {
@@ -96,22 +99,25 @@ pub(super) async fn next_message(member: &mut Member) -> Result<Option<Received>
                 at,
                 t: p.t,
                 seq: p.k + 1,
+                bytes: packet.wire_len() as u64,
             }))
         }
     }
 }
 
-/// Counts one delivery of the message numbered `seq` (1, 2, ... per room) scheduled at `t`.
+/// Counts one delivery of the message numbered `seq` (1, 2, ... per room) scheduled at `t`, `bytes` long.
 pub(super) fn note_delivery(
     recv: &RefCell<Recv>,
     hist: &RefCell<Histogram<u64>>,
     now: u64,
     t: u64,
     seq: u64,
+    bytes: u64,
     last_seq: &mut u64,
 ) {
     let mut r = recv.borrow_mut();
     r.delivered += 1;
+    r.delivered_bytes += bytes;
     r.last_delivery_us = r.last_delivery_us.max(now);
     if seq <= *last_seq {
         r.dups += 1;
