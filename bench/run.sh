@@ -10,7 +10,7 @@
 # summary.md and latency_vs_load.svg beside the raw directory. Raw JSON (and server logs) go to $OUT,
 # bench/results/local/raw/ (or local-pinned/raw/ with PINNED=1) by default; git ignores every run but
 # bench/results/baseline/, the one that docs/performance.md quotes. Every load goes to 127.0.0.0/8 only.
-# Takes ~8 minutes per run on a 2-core machine.
+# Takes ~14 minutes per run on a 2-core machine (RUNS=2: ~28 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,9 +48,16 @@ else
   echo "run.sh: no mosquitto binary at ${MOSQUITTO:-/usr/sbin/mosquitto} (apt-get install mosquitto): fan-out without it" >&2
 fi
 "${BENCH[@]}" --mosquitto-bin "${MOSQUITTO:-/usr/sbin/mosquitto}" --targets "$FANOUT_TARGETS" fanout --sizes 100,1000,5000,10000 --total 10000 --rates 2,10 --secs 5 --drain-secs 10
+# 2b. scaling with cores: xindao alone, its server on ONE tokio worker (the server inherits TOKIO_WORKER_THREADS;
+#     the generator's runtime is single-threaded anyway), for report.py to pair with step 2's default runtime
+#     run by run. Its own directory: the file is fanout.json too.
+TOKIO_WORKER_THREADS=1 "${PRIO[@]}" ./target/release/xindao-bench --runs "$RUNS" --out "$OUT/one-worker" \
+  --server-cpu "$SERVER_CPU" --gen-cpu "$GEN_CPU" --targets xindao \
+  fanout --sizes 1000,10000 --total 10000 --rates 2,10 --secs 5 --drain-secs 10
 # 3. 1,000 pairs chatting 1:1, open-loop sweep of offered load up to saturation; the peer twice: in memory, and
-#    persisting to SQLite with group commit (the scenario is "with persistence on")
-"${BENCH[@]}" --targets xindao,socketio,socketio-sqlite direct --pairs 1000 --loads 1000,2500,4000,5500,7000,8500,10000,12500,15000,20000,30000 --step-secs 4
+#    persisting to SQLite with group commit (the scenario is "with persistence on"); the loads reach past 30,000
+#    (issue 17's ceiling) and the sweep stops at each server's first saturated step
+"${BENCH[@]}" --targets xindao,socketio,socketio-sqlite direct --pairs 1000 --loads 1000,2500,4000,5500,7000,8500,10000,12500,15000,20000,25000,30000,35000,40000,50000 --step-secs 4
 # 3b. 100 pairs 1:1 in closed loop (one message in flight per connection): acked msg/s and round trip, the
 #     figures a chat user feels; the peer in memory and persisting
 "${BENCH[@]}" --targets xindao,socketio,socketio-sqlite direct-closed --pairs 100 --secs 8
