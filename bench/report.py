@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Summarise xindao-bench JSON results: markdown tables (min / median / max over runs, xindao / peer ratios
-measured in the same run) and an SVG plot of latency versus offered load (1:1 scenario).
+"""Summarise xindao-bench JSON results: issue 17's goals marked met or not (goals.py), markdown tables (min /
+median / max over runs, xindao / peer ratios measured in the same run) and an SVG plot of latency versus offered
+load (1:1 scenario). RAW_DIR/one-worker/fanout.json, when there, is the fan-out with the server on one worker.
 
 usage: python3 bench/report.py [RAW_DIR] [OUT_DIR] [BEFORE_RAW_DIR]
        (defaults: bench/results/local/raw, and OUT_DIR the directory that holds RAW_DIR)
@@ -14,11 +15,13 @@ import os
 import statistics
 import sys
 
+import goals
+from goals import NAMES, table
+
 RAW = sys.argv[1] if len(sys.argv) > 1 else "bench/results/local/raw"
 OUT = sys.argv[2] if len(sys.argv) > 2 else os.path.dirname(os.path.normpath(RAW))
 BEFORE = sys.argv[3] if len(sys.argv) > 3 else None
 TARGETS = ["xindao", "socketio", "socketio-sqlite"]
-NAMES = {"xindao": "xindao", "socketio": "Socket.IO", "socketio-sqlite": "Socket.IO + SQLite", "mosquitto": "Mosquitto"}
 
 
 def load(name):
@@ -52,12 +55,6 @@ def by_target(doc):
     for r in doc["runs"]:
         out.setdefault(r["target"], []).append(r["result"])
     return out
-
-
-def table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def runs_note(doc):
@@ -116,7 +113,10 @@ def fanout(doc):
         for r in bt.get(t, []):
             for s in r["sizes"]:
                 if (s["k"], s["rate_per_room"]) == (k, rate):
-                    out.append(f(s))
+                    try:
+                        out.append(f(s))
+                    except KeyError:  # a figure that older runs did not record
+                        pass
         return out
 
     metrics = [
@@ -128,8 +128,9 @@ def fanout(doc):
         ("latency p99 ms", lambda s: s["latency"]["p99_ms"], "{:.1f}"),
         ("latency p999 ms", lambda s: s["latency"]["p999_ms"], "{:.1f}"),
         ("lost", lambda s: s["lost"] if s.get("drained", True) else None, "{:.0f}"),
+        ("bytes per delivery", lambda s: s["bytes_per_delivery"], "{:.0f}"),
     ]
-    rate_of, per_cpu, p99, lost = metrics[0][1], metrics[1][1], metrics[5][1], metrics[7][1]
+    rate_of, per_cpu, p99, lost, size = (metrics[i][1] for i in (0, 1, 5, 7, 8))
     compact = []
     rows = []
     for k, rate in keys:
@@ -151,6 +152,7 @@ def fanout(doc):
             row += [g(t, per_cpu, "{:.0f}"), ratio(pick("xindao", k, rate, per_cpu), pick(t, k, rate, per_cpu))]
         row += [g(t, p99, "{:.0f}") for t in ["xindao"] + peers]
         row += [" / ".join(g(t, lost, "{:.0f}") for t in ["xindao"] + peers)]
+        row += [" / ".join(g(t, size, "{:.0f}") for t in ["xindao"] + peers)]
         compact.append(row)
     header = ["K", "msg/s per room", "offered deliveries/s"]
     header += [f"{NAMES[t]} deliveries/s" for t in ["xindao"] + peers]
@@ -159,6 +161,7 @@ def fanout(doc):
         header += [f"{NAMES[t]} deliveries / server CPU-s", f"xindao / {NAMES[t]} (per CPU-s)"]
     header += [f"{NAMES[t]} p99 ms" for t in ["xindao"] + peers]
     header += ["lost (" + " / ".join(NAMES[t] for t in ["xindao"] + peers) + ")"]
+    header += ["bytes per delivery (" + " / ".join(NAMES[t] for t in ["xindao"] + peers) + ")"]
     all_header = ["K", "msg/s per room", "offered deliveries/s", "metric", "xindao"]
     for t in peers:
         all_header += [NAMES[t], f"xindao / {NAMES[t]}"]
@@ -354,13 +357,16 @@ def main():
             if BEFORE and os.path.exists(os.path.join(BEFORE, "direct.json")):
                 with open(os.path.join(BEFORE, "direct.json")) as f:
                     before = json.load(f)
-            plot(doc, svg, before)
-            parts.append(f"![latency vs offered load]({os.path.basename(svg)})")
+            try:
+                plot(doc, svg, before)
+                parts.append(f"![latency vs offered load]({os.path.basename(svg)})")
+            except ImportError:  # run.sh installs matplotlib; without it the tables still come out
+                print("report.py: no matplotlib, no latency_vs_load.svg", file=sys.stderr)
     head = "## Results\n\n"
     if machine:
         head += ("Machine: {cpu}, {cpus} CPUs (online {online_cpus}), {mem}, Linux {kernel}, "
                  "open-file limit {nofile_limit}\n\n").format(**machine).replace("MemTotal:", "RAM").replace("  ", "")
-    text = head + "\n\n".join(parts) + "\n"
+    text = goals.section(load) + "\n\n" + head + "\n\n".join(parts) + "\n"
     with open(os.path.join(OUT, "summary.md"), "w") as f:
         f.write(text)
     print(text)
