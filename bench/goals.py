@@ -15,6 +15,8 @@ def table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
 def fmt_runs(vals, fmt="{:.0f}"):
     """'median (run 1 / run 2 / ...)' of {run: value}; '—' when empty."""
     vs = [vals[i] for i in sorted(vals)]
