@@ -2,6 +2,7 @@
 //! client that pairs replies with requests and buffers pushes.
 
 use std::collections::VecDeque;
+use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -475,4 +476,17 @@ pub fn init_logging() -> Arc<Mutex<Vec<u8>>> {
         buffer
     })
     .clone()
+}
+
+/// Reads a started `xindao serve` child's first stdout line, `listening http://<addr>`, and returns the address.
+pub fn listening(child: &mut std::process::Child) -> SocketAddr {
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout piped"))
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix("listening http://")
+        .unwrap_or_else(|| panic!("a listening line, got {line:?}"))
+        .parse()
+        .unwrap()
 }

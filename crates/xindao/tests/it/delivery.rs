@@ -3,7 +3,6 @@
 use crate::common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -318,16 +317,7 @@ fn start_binary(data_dir: &std::path::Path) -> Binary {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start xindao binary");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening http://")
-        .expect("listening line")
-        .parse()
-        .unwrap();
+    let addr = crate::common::listening(&mut child);
     Binary { child, addr }
 }
 

@@ -2,7 +2,6 @@
 //! silent sockets, more un-upgraded connections than the cap, a low open-file limit. Each test is the attack
 //! itself against a real server, asserting on what comes back and that the server still serves.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -338,7 +337,7 @@ fn start_binary_with_limit(
         0 => String::new(),
         n => format!("ulimit -n {n} && "),
     };
-    let mut child = Command::new("sh")
+    let child = Command::new("sh")
         .arg("-c")
         .arg(format!("{limit}exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_xindao"))
@@ -351,16 +350,7 @@ fn start_binary_with_limit(
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start xindao binary");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let child = Binary(child);
-    let addr = line
-        .trim()
-        .strip_prefix("listening http://")
-        .unwrap_or_else(|| panic!("listening line, got {line:?}"))
-        .parse()
-        .unwrap();
+    let mut child = Binary(child);
+    let addr = crate::common::listening(&mut child.0);
     (child, addr)
 }

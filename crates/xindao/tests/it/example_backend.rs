@@ -4,8 +4,6 @@
 //! that the client receives. A delivery with a bad signature is refused by the example. Needs `node` (>= 20);
 //! without it the test prints SKIPPED and passes, as the service tests do.
 
-use std::io::BufRead;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -24,19 +22,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Reads the child's first stdout line, `listening http://<addr>`.
-fn listening(child: &mut Child) -> SocketAddr {
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    line.trim()
-        .strip_prefix("listening http://")
-        .unwrap_or_else(|| panic!("a listening line, got {line:?}"))
-        .parse()
-        .unwrap()
 }
 
 fn repo_root() -> PathBuf {
@@ -91,7 +76,7 @@ async fn a_client_with_an_example_token_gets_the_order_reply() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start xindao");
-    let xindao_addr = listening(&mut xindao);
+    let xindao_addr = crate::common::listening(&mut xindao);
     let _xindao = Running(xindao);
     let mut example = Command::new("node")
         .arg(repo_root().join("examples/backend/server.mjs"))
@@ -104,7 +89,7 @@ async fn a_client_with_an_example_token_gets_the_order_reply() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start node");
-    let example_addr = listening(&mut example);
+    let example_addr = crate::common::listening(&mut example);
     let _example = Running(example);
 
     // A token from the example, for the shop's user "shop-42".

@@ -4,7 +4,7 @@
 //! socket has no fixed end: only logout (of the token it now holds) closes it. On SQLite and PostgreSQL, where
 //! JWT sessions are stored and must not slide.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -12,16 +12,9 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::{http, Client, TestServer};
-use crate::jwt::refused;
+use crate::jwt::{now, refused};
 
 const SECRET: &str = "a-shared-secret-of-the-business-backend-32+";
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 fn token(sub: &str, exp: i64) -> String {
     let claims = json!({"sub": sub, "exp": exp});

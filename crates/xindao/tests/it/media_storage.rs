@@ -2,7 +2,6 @@
 //! (`pip install 'moto[server]'`; `SKIPPED` when it is not installed or does not start), and the memory a
 //! 20 MB upload takes in the real binary (peak RSS before and after, from /proc).
 
-use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -184,16 +183,7 @@ async fn a_20_mb_upload_streams_through_bounded_memory() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start xindao binary");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .strip_prefix("listening http://")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr = crate::common::listening(&mut child);
     let pid = child.id();
     let alice = login(addr, "alice").await;
     let send = |bytes: Vec<u8>| {

@@ -172,18 +172,7 @@ async fn websocket_log_lines_name_the_upgrade_the_connection_and_the_request() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start xindao binary");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .strip_prefix("listening http://")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr = crate::common::listening(&mut child);
     let user = login(addr, "ann").await;
     let mut request = format!("ws://{addr}/v1/ws?token={}", user.token)
         .into_client_request()

@@ -3,7 +3,7 @@
 //! upgrade, the WebSocket request, its commit and its fan-out, and on a cluster the other node's fan-out in
 //! the same trace. A collector that is down costs a warning, not the service.
 
-use std::io::{BufRead, Read};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -113,16 +113,7 @@ impl Binary {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start xindao binary");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening http://")
-            .unwrap_or_else(|| panic!("no listening line: {line:?}"))
-            .parse()
-            .unwrap();
+        let addr = crate::common::listening(&mut child);
         Binary { child, addr }
     }
 
