@@ -95,11 +95,14 @@ async function main() {
     await a.cmd('speak', { word: 'while you were down' });
     await a.cmd('speak', { word: 'and a second one' });
     await b.next(spoke('Ann', 'while you were down'), 15000, mb);
-    const second = await b.next(spoke('Ann', 'and a second one'), 15000, mb);
-    const first = b.events.findIndex((e, i) => i >= mb && spoke('Ann', 'while you were down')(e));
-    assert.ok(first < b.events.indexOf(second), 'in order');
+    await b.next(spoke('Ann', 'and a second one'), 15000, mb);
+    // xindao's promise is the callbacks' order. The order Ben sees is the business server's: the quickstart
+    // answers each callback at once and broadcasts in the background, so two /ws/push requests may race.
+    const { words } = await business.cmd('state');
+    assert.deepEqual(words.slice(-2), ['while you were down', 'and a second one'], 'callbacks in order');
+    assert.equal(words.filter((w) => w === 'while you were down').length, 1, 'the retried callback came once');
     assert.ok(!a.events.slice(ma).some((e) => e.ev === 'close' || e.ev === 'reconnecting'), 'the tunnel stayed open');
-    step('business server down for 3 s: the message callbacks are retried, delivered in order, nothing lost');
+    step('business server down for 3 s: the message callbacks are retried and reach it once each, in order; Ben gets both');
 
     [ma, mb] = [a.mark(), b.mark()];
     const closed = await business.cmd('closeTunnel', { nickName: 'Ben' });

@@ -23,6 +23,8 @@ let qcloud;
 const userMap = {};
 let connectedTunnelIds = [];
 const callbacks = [];
+// The words of the `speak` message callbacks, in the order they reached this server.
+const words = [];
 
 function broadcast(type, content) {
   return qcloud.tunnel.broadcast(connectedTunnelIds, type, content).then((result) => {
@@ -48,6 +50,7 @@ function onTunnelPacket(packet) {
   } else if (type === 'message') {
     const { messageType, messageContent } = packet.content;
     if (messageType === 'speak' && tunnelId in userMap) {
+      words.push(messageContent.word);
       broadcast('speak', { who: userMap[tunnelId], word: messageContent.word });
     }
   } else if (type === 'close') {
@@ -118,7 +121,7 @@ const commands = {
     setTimeout(() => listen(port), ms);
     return { ok: true };
   },
-  state: () => ({ ok: true, callbacks, connected: connectedTunnelIds.length }),
+  state: () => ({ ok: true, callbacks, words, connected: connectedTunnelIds.length }),
 };
 
 process.on('message', async ({ id, cmd, args }) => {
