@@ -1,13 +1,14 @@
 //! Connection shards: the connections of this node in as many groups as the runtime has workers, each group
 //! run by one task that owns its connections' sockets.
 //!
-//! A connection is still one future (`connection::run`) that alone reads and writes its socket; what changes
-//! is who polls it. Every connection used to be its own runtime task, so a broadcast to R recipients cost R
-//! task wake-ups: R pushes onto the runtime's run queues, R task polls, and a parked worker woken for them.
-//! A shard polls its connections as one task (a [`FuturesUnordered`]): waking a connection is an atomic push
-//! onto the shard's ready list, the shard task is woken once, however many of its connections a delivery
-//! reaches, and one poll of the shard writes to every ready connection in turn. So a delivery costs one
-//! runtime wake-up per shard (at most one per worker), not one per recipient; the hub still hands each
+//! A connection is one future (`connection::run`) that reads and writes its socket; what changes is who
+//! polls it. Every connection used to be its own runtime task, so a broadcast to R recipients cost R task
+//! wake-ups: R pushes onto the runtime's run queues, R task polls, and a parked worker woken for them. A shard
+//! polls its connections as one task (a [`FuturesUnordered`]), and it writes pushes itself to those that are
+//! parked with nothing unsent, without waking them (`hub::direct`): a push to such a connection lists its
+//! queue on the shard's [`DirectWrites`], the shard task is woken once however many of its connections a
+//! delivery reaches, and writes to each in turn. So a delivery costs one runtime wake-up per shard (at most
+//! one per worker), not one per recipient, and one `writev` per recipient; the hub still hands each
 //! recipient the frame encoded once (a reference count), into the recipient's bounded queue.
 //!
 //! The shards are picked round-robin as connections open. One code path for every worker count (a runtime
@@ -21,17 +22,34 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 
+use crate::hub::direct::DirectWrites;
+
 type ConnFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// One shard as the rest of the node sees it: where its new connections go, and its list of parked
+/// connections with pushes to write.
+struct Shard {
+    opened: mpsc::UnboundedSender<ConnFuture>,
+    direct: Arc<DirectWrites>,
+}
 
 /// The node's connection shards. Dropping it lets each shard end once its connections have.
 pub struct Shards {
-    shards: Vec<mpsc::UnboundedSender<ConnFuture>>,
+    shards: Vec<Shard>,
     next: AtomicUsize,
+}
+
+/// The shard a connection is given ([`Shards::pick`]).
+pub struct Picked {
+    index: usize,
+    /// The shard's list of parked connections to write (`hub::direct`).
+    pub direct: Arc<DirectWrites>,
 }
 
 impl Shards {
@@ -45,9 +63,10 @@ impl Shards {
     pub fn with(count: usize) -> Shards {
         let shards = (0..count.max(1))
             .map(|_| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(run(rx));
-                tx
+                let (opened, rx) = mpsc::unbounded_channel();
+                let direct = Arc::new(DirectWrites::default());
+                tokio::spawn(run(rx, direct.clone()));
+                Shard { opened, direct }
             })
             .collect();
         Shards {
@@ -66,9 +85,22 @@ impl Shards {
         self.shards.is_empty()
     }
 
+    /// The shard for the next connection, round-robin.
+    pub fn pick(&self) -> Picked {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        Picked {
+            index,
+            direct: self.shards[index].direct.clone(),
+        }
+    }
+
     /// Runs a connection in the next shard.
     pub fn run(&self, connection: impl Future<Output = ()> + Send + 'static) {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        self.run_in(self.pick(), connection)
+    }
+
+    /// Runs a connection in the shard `picked`.
+    pub fn run_in(&self, picked: Picked, connection: impl Future<Output = ()> + Send + 'static) {
         // Outside tokio's budget: a budget shared by a whole shard would run out part-way through a
         // broadcast and make the rest of its connections' writes look stalled (a timer and a retry each).
         // Each connection yields on its own instead (`Conn::turn`).
@@ -79,20 +111,22 @@ impl Shards {
                     tracing::error!("a connection panicked; it is closed");
                 }
             }));
-        if let Err(refused) = self.shards[index].send(connection) {
+        if let Err(refused) = self.shards[picked.index].opened.send(connection) {
             // The shard is gone (the runtime is shutting down): run the connection on its own.
             tokio::spawn(refused.0);
         }
     }
 }
 
-/// One shard: polls its connections until the sender is gone and every connection has ended.
-async fn run(mut opened: mpsc::UnboundedReceiver<ConnFuture>) {
+/// One shard: polls its connections and writes for the parked ones, until the sender is gone and every
+/// connection has ended.
+async fn run(mut opened: mpsc::UnboundedReceiver<ConnFuture>, direct: Arc<DirectWrites>) {
     let mut connections = FuturesUnordered::new();
     loop {
         tokio::select! {
             biased;
             Some(()) = connections.next(), if !connections.is_empty() => {}
+            () = direct.write_listed() => {}
             connection = opened.recv() => match connection {
                 Some(connection) => connections.push(connection),
                 None => break,

@@ -1,4 +1,5 @@
-//! One connection's task: the only writer of its socket.
+//! One connection's future, run by its shard: it writes its socket, but for the pushes its shard writes while
+//! it is parked with nothing unsent (`hub::direct`).
 //!
 //! The task `select!`s over its socket, its bounded push queue, a heartbeat timer and server shutdown, which
 //! keeps an idle connection to a few kilobytes. Requests are answered one at a time in arrival order;
@@ -10,15 +11,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::SinkExt;
+use axum::extract::ws::Utf8Bytes;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::Message;
 
 use super::credentials::{Credentials, TOKEN_EXPIRED};
 use super::limits::{Admission, Limits};
 use super::socket::{within, Conn};
+use super::upgrade::Socket;
 use super::wait::{next_event, Event, WakeFlag};
 use super::{
     End, CLOSE_BANNED, CLOSE_FLOODING, CLOSE_GOING_AWAY, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_INTERNAL,
@@ -113,10 +117,10 @@ pub(super) async fn run(
 
 /// Sends a close frame and waits briefly for the peer's answer. Dropping the socket at once could make the
 /// kernel reset the connection and throw away the close frame before the client has read it.
-async fn close_gracefully(socket: &mut WebSocket, code: u16, reason: &'static str) {
+async fn close_gracefully(socket: &mut Socket, code: u16, reason: &'static str) {
     let handshake = async {
         socket.send(close_message(code, reason)).await.ok()?;
-        while let Some(Ok(message)) = socket.recv().await {
+        while let Some(Ok(message)) = socket.next().await {
             if matches!(message, Message::Close(_)) {
                 break;
             }
@@ -128,8 +132,8 @@ async fn close_gracefully(socket: &mut WebSocket, code: u16, reason: &'static st
 
 fn close_message(code: u16, reason: &'static str) -> Message {
     Message::Close(Some(CloseFrame {
-        code,
-        reason: reason.into(),
+        code: code.into(),
+        reason: tungstenite::Utf8Bytes::from_static(reason),
     }))
 }
 
@@ -275,7 +279,7 @@ async fn receive(
     caller: Caller,
     limits: &Limits,
     credentials: &mut Credentials,
-    incoming: Option<Result<Message, axum::Error>>,
+    incoming: Option<Result<Message, tungstenite::Error>>,
     read_at: Instant,
 ) -> Result<(), End> {
     let text = match incoming {
@@ -286,9 +290,9 @@ async fn receive(
             return Err(End::Gone);
         }
         Some(Err(error)) => return Err(End::from_read_error(error)),
-        Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Ok(()),
+        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return Ok(()),
         Some(Ok(Message::Text(text))) => text,
-        Some(Ok(Message::Binary(bytes))) => match Utf8Bytes::try_from(bytes) {
+        Some(Ok(Message::Binary(bytes))) => match tungstenite::Utf8Bytes::try_from(bytes) {
             Ok(text) => text,
             Err(_) => {
                 let error = Error::BadRequest("binary frame is not UTF-8 JSON".into());

@@ -1,21 +1,24 @@
 //! The tunnel: the authenticated WebSocket upgrade, and the task that then owns the connection.
 //!
 //! Every refusal (a web page of another origin, no or bad token, server full, too many connections of one user
-//! or one address, shutting down) happens in [`upgrade`], as an HTTP error, before the upgrade. After it, one future per
-//! connection (`connection.rs`) is the only writer of its socket: it writes its replies and the pushes the hub queued for it
-//! ([`crate::hub::outbox`](mod@crate::hub::outbox)). The node's connections are run by one task per runtime worker
-//! ([`crate::shards`]), so that a delivery wakes one task per shard, not one per recipient.
+//! or one address, shutting down) happens in [`upgrade`], as an HTTP error, before the upgrade (whose handshake
+//! is `upgrade.rs`). After it, one future per connection (`connection.rs`) writes its replies and the pushes
+//! the hub queued for it ([`crate::hub::outbox`](mod@crate::hub::outbox)). The node's connections are run by
+//! one task per runtime worker ([`crate::shards`]), so that a delivery wakes one task per shard, not one per
+//! recipient; while a connection is parked with nothing unsent, its shard writes its pushes itself
+//! ([`crate::hub::direct`](mod@crate::hub::direct)), over the socket both share (`stream.rs`).
 
 mod connection;
 mod credentials;
 mod limits;
 
 mod socket;
+mod stream;
+mod upgrade;
 mod wait;
 
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Extension, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
@@ -67,7 +70,7 @@ pub async fn upgrade(
     request_id: Option<Extension<RequestId>>,
     headers: HeaderMap,
     Query(query): Query<WsQuery>,
-    ws: WebSocketUpgrade,
+    ws: upgrade::Upgrade,
 ) -> Response {
     let started = std::time::Instant::now();
     let upgrade_id = request_id.map_or_else(|| Arc::from("-"), |Extension(id)| id.0);
@@ -83,7 +86,8 @@ pub async fn upgrade(
             let tracker = app.tracker.clone();
             // Every socket's read buffer is zero-filled on its first read, so it is paid by every idle
             // connection: 1 KiB holds a typical request whole; a larger frame is read in 1 KiB steps.
-            ws.read_buffer_size(READ_BUFFER)
+            let config = tungstenite::protocol::WebSocketConfig::default()
+                .read_buffer_size(READ_BUFFER)
                 // Pushes queued together go out in one write; the buffer grows only while writing.
                 .write_buffer_size(WRITE_BUFFER)
                 // Replies are bounded (history pages by bytes) and what stays unsent by the byte budget,
@@ -91,27 +95,29 @@ pub async fn upgrade(
                 .max_write_buffer_size(
                     MAX_WRITE_BUFFER.max(app.config.max_outstanding_bytes + frame_limit * 4),
                 )
-                .max_message_size(frame_limit)
-                .max_frame_size(frame_limit)
-                .on_upgrade(move |socket| {
-                    let config = &app.config;
-                    let (outbox, queue) =
-                        outbox(config.outbound_queue, config.max_outstanding_bytes);
-                    let outbox = outbox.with_info(info);
-                    let conn = socket::Conn::new(socket, queue, config.write_timeout(), upgrade_id);
-                    // Run by one of the node's shards (`shards.rs`), which owns the socket from here on.
-                    let shards = app.clone();
-                    shards
-                        .shards
-                        .run(tracker.track_future(tracing::Instrument::instrument(
-                            async move {
-                                connection::run(app, conn, outbox, session, permit).await;
-                                drop(per_ip);
-                            },
-                            span,
-                        )));
-                    std::future::ready(())
-                })
+                .max_message_size(Some(frame_limit))
+                .max_frame_size(Some(frame_limit));
+            ws.on_upgrade(config, move |socket, tcp| {
+                let config = &app.config;
+                let (outbox, queue) = outbox(config.outbound_queue, config.max_outstanding_bytes);
+                let outbox = outbox.with_info(info);
+                // Run by one of the node's shards (`shards.rs`), which owns the socket from here on.
+                let shard = app.shards.pick();
+                let queue = queue.with_socket(tcp, shard.direct.clone());
+                let conn = socket::Conn::new(socket, queue, config.write_timeout(), upgrade_id);
+                let shards = app.clone();
+                shards.shards.run_in(
+                    shard,
+                    tracker.track_future(tracing::Instrument::instrument(
+                        async move {
+                            connection::run(app, conn, outbox, session, permit).await;
+                            drop(per_ip);
+                        },
+                        span,
+                    )),
+                );
+                std::future::ready(())
+            })
         }
         Err(error) => {
             app.metrics.upgrades_refused.inc();
@@ -237,9 +243,9 @@ enum End {
 
 impl End {
     /// The end a failed socket write calls for: a full write buffer means the client is not reading.
-    fn from_write_error(error: axum::Error) -> End {
-        match error.into_inner().downcast::<tungstenite::Error>() {
-            Ok(ws) if matches!(*ws, tungstenite::Error::WriteBufferFull(_)) => {
+    fn from_write_error(error: tungstenite::Error) -> End {
+        match error {
+            tungstenite::Error::WriteBufferFull(_) => {
                 End::Abort(CLOSE_SLOW_CONSUMER, "slow consumer: write buffer full")
             }
             _ => End::Gone,
@@ -248,22 +254,14 @@ impl End {
 
     /// The close a failed read calls for: a frame over the limit, bad UTF-8 or a protocol error is answered
     /// with its close code; anything else means the peer is gone.
-    fn from_read_error(error: axum::Error) -> End {
-        use tungstenite::error::{CapacityError, Error as WsError};
+    fn from_read_error(error: tungstenite::Error) -> End {
+        use tungstenite::error::Error as WsError;
         tracing::debug!(%error, "socket read failed");
-        match error.into_inner().downcast::<WsError>() {
-            Ok(ws) => match *ws {
-                WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
-                    End::Close(CLOSE_TOO_BIG, "frame too large")
-                }
-                WsError::Capacity(_) => End::Close(CLOSE_TOO_BIG, "frame too large"),
-                WsError::Utf8(_) => {
-                    End::Close(CLOSE_INVALID_PAYLOAD, "text frame is not valid UTF-8")
-                }
-                WsError::Protocol(_) => End::Close(CLOSE_PROTOCOL_ERROR, "protocol error"),
-                _ => End::Gone,
-            },
-            Err(_) => End::Gone,
+        match error {
+            WsError::Capacity(_) => End::Close(CLOSE_TOO_BIG, "frame too large"),
+            WsError::Utf8(_) => End::Close(CLOSE_INVALID_PAYLOAD, "text frame is not valid UTF-8"),
+            WsError::Protocol(_) => End::Close(CLOSE_PROTOCOL_ERROR, "protocol error"),
+            _ => End::Gone,
         }
     }
 }

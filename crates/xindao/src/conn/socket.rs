@@ -11,6 +11,10 @@
 //!
 //! Nothing stays unsent longer than the write timeout, counted from when the socket first held bytes back;
 //! then the connection is dropped, counted as a 4009 close.
+//!
+//! When the task waits with nothing unsent it parks ([`Conn::park`]), and its shard writes its pushes
+//! (`hub::direct`); the rest of a push the socket took only in part comes back to the task as
+//! [`Outbound::Raw`], written first and as it is ([`Conn::write_raw`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,10 +22,13 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::Utf8Bytes;
 use futures_util::{Sink, Stream};
+use tungstenite::Message;
 
+use super::upgrade::Socket;
 use super::{End, CLOSE_SLOW_CONSUMER};
+use crate::hub::encoded::Encoded;
 use crate::hub::{Outbound, Queue};
 use crate::obs::hops;
 
@@ -54,7 +61,7 @@ pub(super) async fn within<F: Future>(limit: Duration, future: F) -> Option<F::O
 
 /// A connection's socket and the task's end of its push queue.
 pub(super) struct Conn {
-    pub(super) socket: WebSocket,
+    pub(super) socket: Socket,
     pub(super) queue: Queue,
     pub(super) write_timeout: Duration,
     /// Bytes handed to the socket since its last completed flush (counted in the budget).
@@ -74,7 +81,7 @@ pub(super) struct Conn {
 
 impl Conn {
     pub(super) fn new(
-        socket: WebSocket,
+        socket: Socket,
         queue: Queue,
         write_timeout: Duration,
         upgrade_id: Arc<str>,
@@ -106,6 +113,14 @@ impl Conn {
         if self.turns >= TURNS_PER_YIELD {
             self.turns = 0;
             tokio::task::yield_now().await;
+        }
+    }
+
+    /// Parks the connection: from now until its next poll, a push to its empty queue is written to the socket
+    /// by the pusher, if nothing of the connection's own is unsent (the socket then ends on a frame boundary).
+    pub(super) fn park(&self) {
+        if !self.stalled() && self.heard.is_none() && self.socket.get_ref().drained() {
+            self.queue.park();
         }
     }
 
@@ -151,6 +166,7 @@ impl Conn {
                 None => return Err(End::Close(CLOSE_SLOW_CONSUMER, "slow consumer: resync")),
                 Some(Outbound::Close(code, reason)) => return Err(End::Close(code, reason)),
                 Some(Outbound::Frame(frame)) => self.write_push(frame, None)?,
+                Some(Outbound::Raw(rest)) => self.write_raw(rest).await?,
                 Some(Outbound::Timed(frame, queued_at)) => {
                     self.write_push(frame, Some(queued_at))?
                 }
@@ -163,22 +179,41 @@ impl Conn {
         self.flush().await
     }
 
+    /// Writes the rest of a push its shard wrote in part, as it is, before anything else: tungstenite holds
+    /// nothing then (the connection was parked).
+    async fn write_raw(&mut self, rest: bytes::Bytes) -> Result<(), End> {
+        use tokio::io::AsyncWriteExt;
+        let bytes = rest.len();
+        let stream = self.socket.get_mut();
+        match within(self.write_timeout, stream.write_all(&rest)).await {
+            Some(Ok(())) => {
+                self.queue.budget.release(bytes);
+                Ok(())
+            }
+            Some(Err(_)) => Err(End::Gone),
+            None => Err(WRITE_TIMED_OUT),
+        }
+    }
+
     /// Hands a queued push to the socket (counted by the hub when it queued it), observing its wait in the
     /// queue if it was sampled.
-    fn write_push(&mut self, frame: Utf8Bytes, queued_at: Option<Instant>) -> Result<(), End> {
+    fn write_push(&mut self, push: Arc<Encoded>, queued_at: Option<Instant>) -> Result<(), End> {
         if self.queue.is_closed() && self.queue.is_empty() {
             return Err(End::Close(CLOSE_SLOW_CONSUMER, "slow consumer: resync"));
         }
         if let Some(queued_at) = queued_at {
             hops::observe(&hops::hops().push_wait, queued_at.elapsed());
         }
-        self.hand_over(frame)
+        self.hand_over(push.text.clone())
     }
 
     /// Puts a frame into tungstenite's write buffer without waiting for the socket to take earlier ones
     /// (tungstenite buffers it and writes what the socket takes); the flush waits.
     fn hand_over(&mut self, text: Utf8Bytes) -> Result<(), End> {
         self.unflushed += text.len();
+        // The same bytes under tungstenite's name for them (checked as UTF-8 again, on the queued path only).
+        let text = tungstenite::Utf8Bytes::try_from(bytes::Bytes::from(text))
+            .map_err(|_| End::Close(super::CLOSE_INTERNAL, "invalid frame"))?;
         Pin::new(&mut self.socket)
             .start_send(Message::Text(text))
             .map_err(|error| {

@@ -16,11 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use axum::extract::ws::Message;
 use futures_util::task::AtomicWaker;
 use futures_util::Stream;
 use tokio::time::Interval;
 use tokio_util::sync::WaitForCancellationFuture;
+use tungstenite::Message;
 
 use super::socket::Conn;
 use crate::hub::Outbound;
@@ -32,7 +32,7 @@ pub(super) enum Event {
     /// A push (`None`: the hub dropped the queue's sender, the connection was evicted).
     Push(Option<Outbound>),
     /// The client sent a frame, or the stream ended.
-    Incoming(Option<Result<Message, axum::Error>>),
+    Incoming(Option<Result<Message, tungstenite::Error>>),
     /// The heartbeat timer.
     Tick,
 }
@@ -46,6 +46,8 @@ pub(super) async fn next_event(
     heartbeat: &mut Interval,
 ) -> Event {
     std::future::poll_fn(|cx| {
+        // Running: no push writes the socket until this poll parks the connection again.
+        conn.queue.busy();
         let others = flag.take(cx);
         // Whatever is returned before every other wait was polled leaves the flag set for the next time.
         let ready = |event| {
@@ -62,6 +64,7 @@ pub(super) async fn next_event(
             return Poll::Ready(Event::Push(outbound));
         }
         if !others {
+            conn.park();
             return Poll::Pending;
         }
         if let Poll::Ready(incoming) = Pin::new(&mut conn.socket).poll_next(&mut flag.context()) {
@@ -70,6 +73,7 @@ pub(super) async fn next_event(
         if heartbeat.poll_tick(&mut flag.context()).is_ready() {
             return ready(Event::Tick);
         }
+        conn.park();
         Poll::Pending
     })
     .await

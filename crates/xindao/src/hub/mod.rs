@@ -2,10 +2,16 @@
 //!
 //! The hub knows which local users are online, which conversations they are members of (loaded at connect
 //! and kept current by membership deliveries) and who watches whose presence. It routes only: delivering
-//! never waits and never writes a socket. A push goes into each recipient's bounded queue ([`outbox`](mod@outbox)), whose
-//! connection task writes it; a connection whose queue is full, or over its byte budget, is evicted as a slow
-//! consumer (its task then closes it with 4009 and the client resyncs from the store). Frames are encoded once and shared.
+//! never waits and never writes a socket. A push, encoded once for the delivery (`encoded.rs`), goes into each
+//! recipient's bounded queue ([`outbox`](mod@outbox)); the recipient's connection task writes it, or, while
+//! that task is parked with nothing unsent, the connection's shard does (`direct.rs`). A connection whose
+//! queue is full, or over its byte budget, is evicted as a slow consumer (its task then closes it with 4009
+//! and the client resyncs from the store).
 
+pub mod direct;
+#[cfg(test)]
+mod direct_tests;
+pub mod encoded;
 pub mod outbox;
 mod route;
 mod server_api;

@@ -1,10 +1,11 @@
-//! The queue between the hub and one connection's task: the hub pushes without waiting, the task alone writes.
+//! The queue between the hub and one connection: the hub pushes without waiting, never touching a socket.
 //!
-//! Exactly one owner writes a socket: its connection task (`conn::connection`). The hub never touches sockets;
-//! it hands each recipient the frame it encoded once for the whole delivery (a shared `Utf8Bytes`, so a push
-//! is a reference count, not a copy) through a bounded queue: a `VecDeque` behind an uncontended lock with the
-//! task's waker beside it (one lock per push and per pop; tokio's `mpsc` took a semaphore, a block list, ready
-//! bits and an atomic waker, and allocated a 32-slot block for every idle connection). It is bounded twice: in frames
+//! Only the connection's shard writes its socket: the connection task (`conn::connection`) when it runs, or
+//! its shard directly while the task is parked with nothing unsent (`direct.rs`). The hub hands each
+//! recipient the push it encoded once for the whole delivery (a shared [`Encoded`], so a push is a reference
+//! count, not a copy) through a bounded queue: a `VecDeque` behind an uncontended lock with the task's waker
+//! beside it (one lock per push and per pop; tokio's `mpsc` took a semaphore, a block list, ready bits and an
+//! atomic waker, and allocated a 32-slot block for every idle connection). It is bounded twice: in frames
 //! (`outbound_queue`) and, with the task's unsent writes, in bytes ([`Budget`], `max_outstanding_bytes`). A
 //! full queue or an exceeded budget means the client stopped reading: the hub evicts it as a slow consumer
 //! and drops this sender, and the task closes with 4009.
@@ -15,10 +16,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use axum::extract::ws::Utf8Bytes;
 use parking_lot::Mutex;
+use tokio::net::TcpStream;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::Notify;
+
+use super::direct::{DirectWrites, Listing, ParkedQueue};
+use super::encoded::Encoded;
+use crate::obs::hops;
 
 /// One push in this many, per connection (its first and every 16th after), carries the time it was queued,
 /// for `xindao_push_wait_seconds`: a clock read per push would cost more on the fan-out path than the rest of
@@ -29,11 +34,13 @@ pub const PUSH_WAIT_SAMPLE: u32 = 16;
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// A push, already encoded.
-    Frame(Utf8Bytes),
+    Frame(Arc<Encoded>),
     /// A push sampled for the push-wait histogram ([`PUSH_WAIT_SAMPLE`]): when it was queued.
-    Timed(Utf8Bytes, Instant),
+    Timed(Arc<Encoded>, Instant),
     /// Close the connection with this code and reason.
     Close(u16, &'static str),
+    /// The rest of a push its shard wrote in part (`direct.rs`): written as it is, before anything else.
+    Raw(bytes::Bytes),
 }
 
 /// What became of a push.
@@ -120,6 +127,12 @@ struct Shared {
     sender_gone: bool,
     /// The task dropped its end (the connection ended).
     receiver_gone: bool,
+    /// The socket and shard, for pushes written by the shard (`direct.rs`); `None` for a queue without.
+    direct: Option<Direct>,
+    /// The task is parked with nothing unsent: a push is written by its shard, without waking it.
+    parked: bool,
+    /// The queue is on its shard's list of queues to write.
+    listed: bool,
 }
 
 /// Queue slots a connection keeps once its queue has emptied: a burst may have grown it to `outbound_queue`
@@ -198,8 +211,13 @@ impl Outbox {
     }
 
     /// Queues a push without waiting, if it fits the queue and the byte budget.
-    pub fn push(&self, frame: &Utf8Bytes) -> Pushed {
-        let bytes = frame.len();
+    pub fn push(&self, frame: &Arc<Encoded>) -> Pushed {
+        self.push_listing(frame, &mut Listing::default())
+    }
+
+    /// [`Outbox::push`], one of a delivery's: a parked connection's queue goes on `listing`, for its shard.
+    pub fn push_listing(&self, frame: &Arc<Encoded>, listing: &mut Listing) -> Pushed {
+        let bytes = frame.text.len();
         if !self.budget.take(bytes) {
             return Pushed::OverBudget;
         }
@@ -209,7 +227,7 @@ impl Outbox {
         } else {
             Outbound::Frame(frame.clone())
         };
-        let pushed = self.send(outbound);
+        let pushed = self.enqueue(outbound, listing);
         if pushed != Pushed::Queued {
             self.budget.release(bytes);
         }
@@ -219,6 +237,10 @@ impl Outbox {
     /// Queues `outbound` behind every push already queued, without waiting (not counted in the budget: a
     /// close is a few bytes).
     pub fn send(&self, outbound: Outbound) -> Pushed {
+        self.enqueue(outbound, &mut Listing::default())
+    }
+
+    fn enqueue(&self, outbound: Outbound, listing: &mut Listing) -> Pushed {
         let waker = {
             let mut shared = self.shared.lock();
             if shared.receiver_gone {
@@ -228,7 +250,18 @@ impl Outbox {
                 return Pushed::Full;
             }
             shared.items.push_back(outbound);
-            shared.waker.take()
+            if !shared.parked {
+                shared.waker.take()
+            } else {
+                // Its shard writes it (`direct.rs`): the task stays asleep.
+                if !shared.listed {
+                    shared.listed = true;
+                    if let Some(direct) = &shared.direct {
+                        listing.add(&direct.shard, self.shared.clone());
+                    }
+                }
+                None
+            }
         };
         // Woken after the lock is released, so that the task does not wait on it.
         if let Some(waker) = waker {
@@ -253,6 +286,30 @@ impl Drop for Outbox {
 }
 
 impl Queue {
+    /// Lets the task's shard write pushes to `socket` while the task is parked ([`Queue::park`]).
+    pub fn with_socket(self, socket: Arc<TcpStream>, shard: Arc<DirectWrites>) -> Queue {
+        self.shared.lock().direct = Some(Direct {
+            socket,
+            shard,
+            budget: self.budget.clone(),
+        });
+        self
+    }
+
+    /// The task parks with nothing unsent (the socket on a frame boundary): until [`Queue::busy`], its
+    /// shard writes the pushes. Nothing changes while a push is queued: the task is woken for it.
+    pub fn park(&self) {
+        let mut shared = self.shared.lock();
+        if shared.items.is_empty() && shared.direct.is_some() {
+            shared.parked = true;
+        }
+    }
+
+    /// The task runs: it writes its queue itself from now on.
+    pub fn busy(&self) {
+        self.shared.lock().parked = false;
+    }
+
     /// The next push, waiting for one; `None` once the hub dropped the sender and the queue is empty.
     /// Cancel-safe: a push is only taken when it is returned.
     pub async fn recv(&mut self) -> Option<Outbound> {
@@ -302,9 +359,80 @@ impl Drop for Queue {
             let mut shared = self.shared.lock();
             shared.receiver_gone = true;
             shared.waker = None;
+            // The socket closes with the task, not when the hub lets go of the queue.
+            shared.parked = false;
+            shared.direct = None;
             std::mem::take(&mut shared.items)
         };
         drop(items);
+    }
+}
+
+/// What a queue needs to be written by its shard.
+#[derive(Debug)]
+struct Direct {
+    socket: Arc<TcpStream>,
+    shard: Arc<DirectWrites>,
+    budget: Arc<Budget>,
+}
+
+/// The shard's side of a parked connection's queue (`direct.rs`): its pushes written with one `send` each,
+/// the rest left for the connection.
+impl ParkedQueue for Mutex<Shared> {
+    fn write_parked(&self) {
+        let mut shared = self.lock();
+        shared.listed = false;
+        if !shared.parked {
+            // The connection runs, and writes its queue itself.
+            return;
+        }
+        let Some(direct) = shared.direct.as_ref() else {
+            return;
+        };
+        let (socket, budget) = (direct.socket.clone(), direct.budget.clone());
+        while let Some(outbound) = shared.pop() {
+            let (push, queued_at) = match outbound {
+                Outbound::Frame(push) => (push, None),
+                Outbound::Timed(push, queued_at) => (push, Some(queued_at)),
+                other => {
+                    shared.items.push_front(other);
+                    break;
+                }
+            };
+            match socket.try_write(&push.framed) {
+                Ok(written) if written == push.framed.len() => {
+                    budget.release(push.text.len());
+                    if let Some(queued_at) = queued_at {
+                        hops::observe(&hops::hops().push_wait, queued_at.elapsed());
+                    }
+                }
+                Ok(written) => {
+                    // The socket took part of the frame: its rest goes first, written by the connection.
+                    let rest = push.framed.slice(written..);
+                    budget.release(push.text.len());
+                    budget.add(rest.len());
+                    shared.items.push_front(Outbound::Raw(rest));
+                    break;
+                }
+                // Full (or failing): the connection writes it, waiting on the socket as usual.
+                Err(_) => {
+                    shared.items.push_front(match queued_at {
+                        Some(queued_at) => Outbound::Timed(push, queued_at),
+                        None => Outbound::Frame(push),
+                    });
+                    break;
+                }
+            }
+        }
+        if shared.items.is_empty() {
+            return;
+        }
+        shared.parked = false;
+        let waker = shared.waker.take();
+        drop(shared);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 }
 
@@ -312,13 +440,13 @@ impl Drop for Queue {
 mod tests {
     use super::*;
 
-    fn frame(text: &str) -> Utf8Bytes {
-        Utf8Bytes::from(text.to_owned())
+    fn frame(text: &str) -> Arc<Encoded> {
+        Arc::new(Encoded::new(text.to_owned().into()))
     }
 
     fn text(outbound: Option<Outbound>) -> String {
         match outbound {
-            Some(Outbound::Frame(frame) | Outbound::Timed(frame, _)) => frame.to_string(),
+            Some(Outbound::Frame(frame) | Outbound::Timed(frame, _)) => frame.text.to_string(),
             other => panic!("expected a push, got {other:?}"),
         }
     }

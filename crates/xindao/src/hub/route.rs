@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use super::direct::Listing;
+use super::encoded::Encoded;
 use super::{ConnId, ConnSlot, Delivery, Hub, Outbound, Outbox, Pushed, State};
 use crate::model::UserId;
 
@@ -92,12 +94,18 @@ impl Hub {
         };
         let mut evicted = Vec::new();
         let mut queued = 0;
+        let mut listing = Listing::default();
+        // Encoded once for every recipient (a reference count each), the sender's own frame once if needed.
+        let frame = Arc::new(Encoded::new(frame.clone()));
+        let mut own_frame = None;
         for (user, conn_id, outbox) in recipients {
             let frame = match own {
-                Some(own) if own.user_id == user => &own.frame,
-                _ => frame,
+                Some(own) if own.user_id == user => {
+                    &*own_frame.get_or_insert_with(|| Arc::new(Encoded::new(own.frame.clone())))
+                }
+                _ => &frame,
             };
-            match outbox.push(frame) {
+            match outbox.push_listing(frame, &mut listing) {
                 // Counted once per delivery: the counter is one cache line shared by every worker.
                 Pushed::Queued => queued += 1,
                 Pushed::Full | Pushed::OverBudget => evicted.push((user, conn_id)),
@@ -105,6 +113,8 @@ impl Hub {
                 Pushed::Closed => {}
             }
         }
+        // Parked recipients' shards write now.
+        drop(listing);
         if queued > 0 {
             self.metrics.pushes.inc_by(queued);
         }

@@ -17,9 +17,10 @@ impl Conn {
         while let Ok(outbound) = self.queue.try_recv() {
             match outbound {
                 Outbound::Frame(frame) | Outbound::Timed(frame, _) => {
-                    frames.push(frame.to_string())
+                    frames.push(frame.text.to_string())
                 }
                 Outbound::Close(code, _) => frames.push(format!("close {code}")),
+                Outbound::Raw(bytes) => frames.push(format!("raw {}", bytes.len())),
             }
         }
         frames

@@ -285,12 +285,14 @@ impl Tunnel<'_> {
                 }
                 out = queue.recv() => match out {
                     Some(Outbound::Frame(frame) | Outbound::Timed(frame, _)) => {
-                        let bytes = frame.len();
-                        let done = self.relay(&frame).await;
+                        let bytes = frame.text.len();
+                        let done = self.relay(&frame.text).await;
                         queue.budget.release(bytes);
                         done
                     }
                     Some(Outbound::Close(code, reason)) => Err(End::Kick(code, reason)),
+                    // Never queued here: a Wafer tunnel's queue has no socket to write directly.
+                    Some(Outbound::Raw(_)) => Err(End::Drop(1011, "internal error")),
                     None => Err(End::Drop(4009, "slow consumer")),
                 },
                 signal = room.recv() => match signal {
