@@ -92,7 +92,11 @@ pub(super) async fn run(
                 .closes
                 .get_or_create(&CloseLabels { code })
                 .inc();
-            Box::pin(close_gracefully(&mut conn.socket, code, reason)).await;
+            // A push its shard wrote in part is finished first: the close frame must start on a frame
+            // boundary (only a shutdown is seen before the queue, `wait.rs`).
+            if conn.write_leading_raw().await.is_ok() {
+                Box::pin(close_gracefully(&mut conn.socket, code, reason)).await;
+            }
         }
         End::Abort(code, reason) => {
             app.metrics

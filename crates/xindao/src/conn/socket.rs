@@ -179,6 +179,14 @@ impl Conn {
         self.flush().await
     }
 
+    /// Writes the rest of a push its shard wrote in part, if it is the next thing queued.
+    pub(super) async fn write_leading_raw(&mut self) -> Result<(), End> {
+        match self.queue.take_leading_raw() {
+            Some(rest) => self.write_raw(rest).await,
+            None => Ok(()),
+        }
+    }
+
     /// Writes the rest of a push its shard wrote in part, as it is, before anything else: tungstenite holds
     /// nothing then (the connection was parked).
     async fn write_raw(&mut self, rest: bytes::Bytes) -> Result<(), End> {

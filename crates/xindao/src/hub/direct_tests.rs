@@ -144,12 +144,14 @@ async fn the_rest_of_a_partly_written_frame_goes_first() {
         queue.park();
         assert_eq!(outbox.push(&push(&big)), Pushed::Queued);
         shard.write_listed().await;
+        // What a closing connection takes before its close frame (`Conn::write_leading_raw`).
+        if let Some(rest) = queue.take_leading_raw() {
+            assert_eq!(queue.budget.outstanding(), rest.len());
+            assert!(queue.take_leading_raw().is_none());
+            break rest;
+        }
         match queue.try_recv() {
             Err(TryRecvError::Empty) => written += 1,
-            Ok(Outbound::Raw(rest)) => {
-                assert_eq!(queue.budget.outstanding(), rest.len());
-                break rest;
-            }
             Ok(Outbound::Frame(push) | Outbound::Timed(push, _)) => {
                 assert_eq!(queue.budget.outstanding(), push.text.len());
                 break push.framed.clone();

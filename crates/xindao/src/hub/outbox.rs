@@ -40,6 +40,9 @@ pub enum Outbound {
     /// Close the connection with this code and reason.
     Close(u16, &'static str),
     /// The rest of a push its shard wrote in part (`direct.rs`): written as it is, before anything else.
+    /// Queued only while the connection is parked, so its next poll takes it first (`conn::wait` polls
+    /// the queue before the socket and the timer; a shutdown, seen before the queue, finishes it before
+    /// the close frame).
     Raw(bytes::Bytes),
 }
 
@@ -339,6 +342,18 @@ impl Queue {
             Some(outbound) => Ok(outbound),
             None if shared.sender_gone => Err(TryRecvError::Disconnected),
             None => Err(TryRecvError::Empty),
+        }
+    }
+
+    /// The rest of a push the shard wrote in part, if it is at the front of the queue (`direct.rs`).
+    pub fn take_leading_raw(&mut self) -> Option<bytes::Bytes> {
+        let mut shared = self.shared.lock();
+        match shared.items.front() {
+            Some(Outbound::Raw(_)) => match shared.pop() {
+                Some(Outbound::Raw(rest)) => Some(rest),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
