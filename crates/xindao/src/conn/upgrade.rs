@@ -45,29 +45,31 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let refuse = |status: StatusCode, why: &'static str| (status, why).into_response();
-        if parts.method != Method::GET {
-            return Err(refuse(
+        let headers = &parts.headers;
+        let checks = [
+            (
+                parts.method == Method::GET,
                 StatusCode::METHOD_NOT_ALLOWED,
                 "Request method must be `GET`",
-            ));
-        }
-        if !header_lists(&parts.headers, header::CONNECTION, "upgrade") {
-            return Err(refuse(
+            ),
+            (
+                header_lists(headers, header::CONNECTION, "upgrade"),
                 StatusCode::BAD_REQUEST,
                 "Connection header did not include 'upgrade'",
-            ));
-        }
-        if !header_is(&parts.headers, header::UPGRADE, "websocket") {
-            return Err(refuse(
+            ),
+            (
+                header_is(headers, header::UPGRADE, "websocket"),
                 StatusCode::BAD_REQUEST,
                 "`Upgrade` header did not include 'websocket'",
-            ));
-        }
-        if !header_is(&parts.headers, header::SEC_WEBSOCKET_VERSION, "13") {
-            return Err(refuse(
+            ),
+            (
+                header_is(headers, header::SEC_WEBSOCKET_VERSION, "13"),
                 StatusCode::BAD_REQUEST,
                 "`Sec-WebSocket-Version` header did not include '13'",
-            ));
+            ),
+        ];
+        if let Some(&(_, status, why)) = checks.iter().find(|(passed, ..)| !passed) {
+            return Err(refuse(status, why));
         }
         let Some(key) = parts.headers.get(header::SEC_WEBSOCKET_KEY).cloned() else {
             return Err(refuse(

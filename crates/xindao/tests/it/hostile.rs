@@ -185,6 +185,38 @@ async fn frames_that_break_the_websocket_protocol_close_with_1002() {
     assert_serves(&server).await;
 }
 
+/// A client may send its first frame in the same write as the upgrade request: the server reads it from what
+/// the HTTP layer had already buffered (here a frame without a mask, answered with 1002; were it dropped, the
+/// socket would stay silent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_sent_with_the_upgrade_request_is_read() {
+    let server = TestServer::start(|_| {}).await;
+    let alice = server.login("alice").await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "GET /v1/ws?token={} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        alice.token
+    );
+    let pipelined = [request.as_bytes(), &[0x81, 0x02, b'h', b'i']].concat();
+    stream.write_all(&pipelined).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let byte = tokio::time::timeout(TIMEOUT, stream.read_u8())
+            .await
+            .unwrap()
+            .unwrap();
+        head.push(byte);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    assert_eq!(raw_close_code_after_hello(&mut stream).await, Some(1002));
+    assert_serves(&server).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_flood_is_refused_then_closed_with_4008() {
     let server = TestServer::start(|c| {
