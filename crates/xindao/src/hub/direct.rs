@@ -8,7 +8,7 @@
 //! polls the connection, takes the list and writes each queue's pushes to its socket (header and payload in
 //! one `send`: the frame is encoded once for all recipients, `encoded.rs`). Whatever the socket does not take
 //! whole, or anything that is not a push, stays at the front of the queue and the connection is woken to
-//! write it: the rest of a frame goes first, as [`Outbound::Raw`], then the queue in order.
+//! write it: the rest of a frame goes first, as [`Outbound::Raw`](super::Outbound::Raw), then the queue in order.
 //!
 //! The connection parks and unparks under its queue's lock, and the shard writes only under it, so a socket
 //! is never written by two at once, and what the shard writes always follows what the connection wrote.
