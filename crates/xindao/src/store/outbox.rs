@@ -14,13 +14,15 @@ use super::group_commit::{AppendJob, Stored};
 use crate::config::Config;
 use crate::model::{ConversationId, MessageKind, Millis, UserId};
 
-/// The endpoints events are kept for, and whether the outbox is full.
+/// The endpoints events are kept for, whether the outbox is full, and the wake-up of this node's worker.
 #[derive(Debug, Default)]
 pub struct Outbox {
     /// (endpoint name, event filter): `*`, an event name, or a prefix ending in `.*`.
     endpoints: Vec<(String, Vec<String>)>,
     full: AtomicBool,
     dropped: AtomicU64,
+    /// Told after a transaction that wrote events has committed on this node.
+    committed: tokio::sync::Notify,
 }
 
 /// One event to write to the outbox.
@@ -151,6 +153,19 @@ impl Outbox {
                 .collect(),
             ..Outbox::default()
         })
+    }
+
+    /// Called by a store after committing a transaction that wrote events: an idle worker on this node
+    /// claims them now instead of at its next poll (other nodes' commits are found by the poll).
+    pub fn committed(&self) {
+        if self.is_active() {
+            self.committed.notify_one();
+        }
+    }
+
+    /// Completes once events were committed on this node since it last completed.
+    pub async fn events_committed(&self) {
+        self.committed.notified().await
     }
 
     /// Whether any endpoint is configured (else the stores write nothing).

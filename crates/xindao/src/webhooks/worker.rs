@@ -24,7 +24,8 @@ use crate::store::{Claim, Outbox, Retry, Settlement, Store};
 
 /// Longest wait between two attempts of one delivery.
 const BACKOFF_MAX_MS: u64 = 10 * 60 * 1000;
-/// Sleep of an idle worker between two claims.
+/// Sleep of an idle worker between two claims, for events committed by other nodes (this node's commits
+/// wake it, `Outbox::committed`).
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// How long a worker woken by a finished POST waits for others to finish with it.
 const COALESCE: Duration = Duration::from_millis(2);
@@ -112,8 +113,8 @@ impl Worker {
                 depth_at = tokio::time::Instant::now();
                 self.measure_depth().await;
             }
-            // One store call per wake (a wake is finished POSTs, or the idle poll): what the finished POSTs
-            // came to, and the next claim.
+            // One store call per wake (finished POSTs, events committed on this node while idle, or the idle
+            // poll): what the finished POSTs came to, and the next claim.
             let room = concurrency.saturating_sub(inflight.len());
             let claim = Claim {
                 node: self.node.clone(),
@@ -145,6 +146,9 @@ impl Worker {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(IDLE_POLL) => {}
+                // Idle, events committed on this node: claim them now. While POSTs are out their completions
+                // wake the worker, so commits under load do not add a claim (a writer transaction) each.
+                () = self.outbox.events_committed(), if inflight.is_empty() => {}
                 Some(joined) = inflight.join_next(), if !inflight.is_empty() => {
                     finished.extend(joined.ok());
                     // Let the POSTs finishing at about the same time settle together: one store call for

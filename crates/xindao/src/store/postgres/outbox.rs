@@ -90,7 +90,9 @@ impl PostgresStore {
         insert(&tx, &self.outbox, &events, now_millis())
             .await
             .map_err(map_pg)?;
-        tx.commit().await.map_err(map_pg)
+        tx.commit().await.map_err(map_pg)?;
+        self.outbox.committed();
+        Ok(())
     }
 
     /// Records what the worker did with its claimed rows, then claims again (see [`Claim`]), in one
@@ -334,6 +336,7 @@ impl OfflineStore for PostgresStore {
             .await
             .map_err(pg_detail)?;
         tx.commit().await.map_err(pg_detail)?;
+        self.outbox.committed();
         Ok(claims)
     }
 

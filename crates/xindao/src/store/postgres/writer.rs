@@ -145,6 +145,7 @@ async fn commit_batch(
         super::outbox::insert(&tx, outbox, &events, now).await?;
     }
     tx.commit().await?;
+    outbox.committed();
     Ok(results)
 }
 

@@ -279,7 +279,9 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let tx = conn.transaction().map_err(map_sqlite)?;
             outbox::insert(&tx, &box_, &events, now_millis()).map_err(map_sqlite)?;
-            tx.commit().map_err(map_sqlite)
+            tx.commit().map_err(map_sqlite)?;
+            box_.committed();
+            Ok(())
         })
         .await
     }

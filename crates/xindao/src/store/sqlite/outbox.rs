@@ -268,6 +268,7 @@ impl OfflineStore for super::SqliteStore {
             }
             insert(&tx, &outbox, &events, now).map_err(map_sqlite)?;
             tx.commit().map_err(map_sqlite)?;
+            outbox.committed();
             Ok(claims)
         })
         .await

@@ -100,6 +100,7 @@ fn commit_batch(
         super::outbox::insert(&tx, outbox, &events, now).map_err(map_sqlite)?;
     }
     tx.commit().map_err(map_sqlite)?;
+    outbox.committed();
     Ok(results)
 }
 
