@@ -21,9 +21,11 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::Notify;
 
-use super::direct::{DirectWrites, Listing, ParkedQueue};
+mod parked;
+
+use super::direct::{DirectWrites, Listing};
 use super::encoded::Encoded;
-use crate::obs::hops;
+use parked::Direct;
 
 /// One push in this many, per connection (its first and every 16th after), carries the time it was queued,
 /// for `xindao_push_wait_seconds`: a clock read per push would cost more on the fan-out path than the rest of
@@ -383,134 +385,5 @@ impl Drop for Queue {
     }
 }
 
-/// What a queue needs to be written by its shard.
-#[derive(Debug)]
-struct Direct {
-    socket: Arc<TcpStream>,
-    shard: Arc<DirectWrites>,
-    budget: Arc<Budget>,
-}
-
-/// The shard's side of a parked connection's queue (`direct.rs`): its pushes written with one `send` each,
-/// the rest left for the connection.
-impl ParkedQueue for Mutex<Shared> {
-    fn write_parked(&self) {
-        let mut shared = self.lock();
-        shared.listed = false;
-        if !shared.parked {
-            // The connection runs, and writes its queue itself.
-            return;
-        }
-        let Some(direct) = shared.direct.as_ref() else {
-            return;
-        };
-        let (socket, budget) = (direct.socket.clone(), direct.budget.clone());
-        while let Some(outbound) = shared.pop() {
-            let (push, queued_at) = match outbound {
-                Outbound::Frame(push) => (push, None),
-                Outbound::Timed(push, queued_at) => (push, Some(queued_at)),
-                other => {
-                    shared.items.push_front(other);
-                    break;
-                }
-            };
-            match socket.try_write(&push.framed) {
-                Ok(written) if written == push.framed.len() => {
-                    budget.release(push.text.len());
-                    if let Some(queued_at) = queued_at {
-                        hops::observe(&hops::hops().push_wait, queued_at.elapsed());
-                    }
-                }
-                Ok(written) => {
-                    // The socket took part of the frame: its rest goes first, written by the connection.
-                    let rest = push.framed.slice(written..);
-                    budget.release(push.text.len());
-                    budget.add(rest.len());
-                    shared.items.push_front(Outbound::Raw(rest));
-                    break;
-                }
-                // Full (or failing): the connection writes it, waiting on the socket as usual.
-                Err(_) => {
-                    shared.items.push_front(match queued_at {
-                        Some(queued_at) => Outbound::Timed(push, queued_at),
-                        None => Outbound::Frame(push),
-                    });
-                    break;
-                }
-            }
-        }
-        if shared.items.is_empty() {
-            return;
-        }
-        shared.parked = false;
-        let waker = shared.waker.take();
-        drop(shared);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(text: &str) -> Arc<Encoded> {
-        Arc::new(Encoded::new(text.to_owned().into()))
-    }
-
-    fn text(outbound: Option<Outbound>) -> String {
-        match outbound {
-            Some(Outbound::Frame(frame) | Outbound::Timed(frame, _)) => frame.text.to_string(),
-            other => panic!("expected a push, got {other:?}"),
-        }
-    }
-
-    /// A task waiting on an empty queue is woken by the next push, and pushes come out in the order queued.
-    #[tokio::test]
-    async fn a_waiting_task_is_woken_by_a_push_and_reads_them_in_order() {
-        let (outbox, mut queue) = outbox(8, 1 << 20);
-        let reader = tokio::spawn(async move {
-            let first = text(queue.recv().await);
-            let second = text(queue.recv().await);
-            (first, second, queue)
-        });
-        tokio::task::yield_now().await;
-        assert_eq!(outbox.push(&frame("one")), Pushed::Queued);
-        assert_eq!(outbox.push(&frame("two")), Pushed::Queued);
-        let (first, second, _queue) = reader.await.unwrap();
-        assert_eq!((first.as_str(), second.as_str()), ("one", "two"));
-    }
-
-    /// Once the hub drops its end, the task still gets what was queued, then `None`.
-    #[tokio::test]
-    async fn a_dropped_outbox_closes_the_queue_after_what_it_holds() {
-        let (outbox, mut queue) = outbox(8, 1 << 20);
-        assert_eq!(outbox.push(&frame("last")), Pushed::Queued);
-        drop(outbox);
-        assert!(queue.is_closed());
-        assert_eq!(text(queue.recv().await), "last");
-        assert!(queue.recv().await.is_none());
-        assert!(matches!(queue.try_recv(), Err(TryRecvError::Disconnected)));
-    }
-
-    /// A push beyond the queue's capacity is refused as full, and its bytes leave the budget.
-    #[test]
-    fn a_push_past_capacity_is_full_and_uncounted() {
-        let (outbox, queue) = outbox(1, 1 << 20);
-        assert_eq!(outbox.push(&frame("a")), Pushed::Queued);
-        assert_eq!(outbox.push(&frame("bb")), Pushed::Full);
-        assert_eq!(queue.budget.outstanding(), 1);
-    }
-
-    /// A queue that a burst filled gives back its slots once it is empty again.
-    #[test]
-    fn an_emptied_queue_keeps_few_slots() {
-        let (outbox, mut queue) = outbox(256, 1 << 20);
-        for _ in 0..200 {
-            assert_eq!(outbox.push(&frame("x")), Pushed::Queued);
-        }
-        while queue.try_recv().is_ok() {}
-        assert!(queue.shared.lock().items.capacity() <= SLOTS_KEPT);
-    }
-}
+mod tests;
